@@ -1,0 +1,221 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Outcomes that callers branch on.
+var (
+	// ErrInvalidRequest is a malformed account, flow ID, code or token.
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrInvalidCode is a wrong code; the flow stays alive if attempts are left.
+	ErrInvalidCode = errors.New("invalid code")
+	// ErrExpired is an unknown, used, expired or exhausted flow.
+	ErrExpired = errors.New("flow expired")
+	// ErrInvalidToken is an unknown, expired, used or busy reset token.
+	ErrInvalidToken = errors.New("invalid reset token")
+	// ErrRateLimited is a request over one of the configured limits.
+	ErrRateLimited = errors.New("rate limited")
+	// ErrLocked is an account whose recovery is temporarily locked.
+	ErrLocked = errors.New("account locked")
+	// ErrBlocked is a client IP temporarily blocked from the recovery routes.
+	ErrBlocked = errors.New("ip blocked")
+	// ErrUnavailable is a dependency (storage, directory) that cannot answer;
+	// nothing was changed and the request can be retried.
+	ErrUnavailable = errors.New("service unavailable")
+
+	// ErrNotFound is returned by a Store for a missing or expired record.
+	ErrNotFound = errors.New("not found")
+	// ErrTooEarly is returned by Store.Resend inside the resend interval.
+	ErrTooEarly = errors.New("too early")
+	// ErrBusy is returned by Store.BeginSpend while another request holds the token.
+	ErrBusy = errors.New("token in use")
+	// ErrUnknownAccount is returned by a Directory for an account it does not know
+	// or that has no phone number.
+	ErrUnknownAccount = errors.New("unknown account")
+	// ErrQueueFull is returned by a Sender that cannot take another message now.
+	ErrQueueFull = errors.New("sms queue full")
+)
+
+// Denial is a request refused by the abuse layer. It unwraps to ErrRateLimited,
+// ErrLocked or ErrBlocked.
+type Denial struct {
+	Reason     error         // ErrRateLimited, ErrLocked or ErrBlocked
+	Scope      string        // the limit that was hit, e.g. "start_ip", "lockout", "ip_block"
+	RetryAfter time.Duration // how long until the request may succeed
+	Limit      int64         // the limit's size, for RateLimit-* headers (0 if none)
+	Remaining  int64         // what is left of the limit
+	Reset      time.Time     // when the limit's window ends
+}
+
+func (d *Denial) Error() string {
+	return fmt.Sprintf("%v (%s, retry after %s)", d.Reason, d.Scope, d.RetryAfter.Round(time.Second))
+}
+
+func (d *Denial) Unwrap() error { return d.Reason }
+
+// CodeError is a wrong code. It unwraps to ErrInvalidCode.
+type CodeError struct {
+	AttemptsLeft int
+}
+
+func (e *CodeError) Error() string {
+	return fmt.Sprintf("invalid code, %d attempts left", e.AttemptsLeft)
+}
+
+func (e *CodeError) Unwrap() error { return ErrInvalidCode }
+
+// Flow is one recovery attempt for one account, as stored.
+type Flow struct {
+	ID          string    `json:"id"`
+	Account     string    `json:"account"`   // normalised account name
+	CodeHash    []byte    `json:"code_hash"` // keyed hash of the current code
+	Attempts    int       `json:"attempts"`  // wrong or right codes tried so far
+	Sends       int       `json:"sends"`     // codes sent so far (1 after start)
+	Decoy       bool      `json:"decoy"`     // no SMS was sent; never verifies
+	Lang        string    `json:"lang,omitempty"`
+	SentAt      time.Time `json:"sent_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	CreatedAt   time.Time `json:"created_at"`
+	ClientIP    string    `json:"client_ip,omitempty"` // the IP that started the flow
+	PublicURL   string    `json:"public_url,omitempty"`
+	PhoneMasked string    `json:"phone_masked,omitempty"`
+}
+
+// Token is a reset token, as stored: only its keyed hash is kept.
+type Token struct {
+	Hash      []byte    `json:"hash"`
+	Account   string    `json:"account"`
+	FlowID    string    `json:"flow_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Store keeps flows and tokens. Every method is atomic with respect to the
+// others: implementations for several processes (Redis) do the read-modify-
+// write on the server. Expired records behave as missing (ErrNotFound).
+type Store interface {
+	// CreateFlow stores a new flow until f.ExpiresAt.
+	CreateFlow(ctx context.Context, f Flow) error
+	// Flow returns a flow without changing it.
+	Flow(ctx context.Context, id string) (Flow, error)
+	// Attempt counts one verification attempt and returns the flow with the
+	// count included. A flow whose count would exceed maxAttempts is deleted
+	// and ErrNotFound returned, so no caller ever compares past the limit.
+	Attempt(ctx context.Context, id string, maxAttempts int) (Flow, error)
+	// ConsumeFlow deletes a flow and reports whether this call deleted it:
+	// of several concurrent callers exactly one gets true.
+	ConsumeFlow(ctx context.Context, id string) (bool, error)
+	// Resend replaces the code of a flow when at least interval has passed
+	// since f.SentAt, setting SentAt to now, ExpiresAt to expiresAt and
+	// incrementing Sends. Inside the interval it returns the unchanged flow
+	// and ErrTooEarly.
+	Resend(ctx context.Context, id string, codeHash []byte, now time.Time, interval time.Duration, expiresAt time.Time) (Flow, error)
+	// PutToken stores a reset token until t.ExpiresAt.
+	PutToken(ctx context.Context, t Token) error
+	// BeginSpend takes a token for one reset attempt: ErrNotFound if it is
+	// unknown, expired or spent, ErrBusy while another attempt holds it. The
+	// hold ends by itself after lease.
+	BeginSpend(ctx context.Context, hash []byte, lease time.Duration) (Token, error)
+	// EndSpend ends the attempt begun with BeginSpend: spent deletes the
+	// token for good; otherwise it can be taken again.
+	EndSpend(ctx context.Context, hash []byte, spent bool) error
+}
+
+// Entry is what a Directory knows of an account.
+type Entry struct {
+	Phone string // as the directory has it; checked by a PhonePolicy before use
+	Lang  string // preferred language (BCP 47 primary tag), optional
+}
+
+// Directory finds the phone number of an account. It returns
+// ErrUnknownAccount when it has none, and another error when it cannot tell.
+type Directory interface {
+	Lookup(ctx context.Context, account string) (Entry, error)
+}
+
+// PhonePolicy decides whether a number may receive a code. It returns the
+// number in E.164 form, or an error saying why it must not be texted.
+type PhonePolicy interface {
+	Check(phone string) (string, error)
+}
+
+// Message is one SMS.
+type Message struct {
+	Kind      string        // "code" or "notice"
+	To        string        // E.164
+	Body      string        // exact text
+	Reference string        // traces the message without the phone number
+	Validity  time.Duration // how long the text is useful; 0 for no limit
+	ExpiresAt time.Time     // after this there is no point in delivering it
+}
+
+// Sender delivers SMS. Send must not block on the network: senders used by
+// the flow are queues that deliver in the background. It returns
+// ErrQueueFull when it cannot take the message.
+type Sender interface {
+	Send(ctx context.Context, m Message) error
+}
+
+// Guard is the abuse layer: rate limits, account locks and IP blocks.
+// Refusals are *Denial errors; other errors mean the guard cannot decide
+// and the request fails closed.
+type Guard interface {
+	// Start is asked before a flow is started for account from ip.
+	Start(ctx context.Context, ip, account string) error
+	// SMS is asked before a code goes to phone. A refusal is silent to the
+	// client, so that it tells nothing about the account.
+	SMS(ctx context.Context, phone string) error
+	// Verify is asked before a code is checked.
+	Verify(ctx context.Context, ip, account string) error
+	// Failure records a wrong code. It returns a *Denial if this failure
+	// locked the account or blocked the IP.
+	Failure(ctx context.Context, ip, account string) error
+}
+
+// Event is a security event, for logs, metrics and alerts. It never holds a
+// code, a token or a full phone number.
+type Event struct {
+	Name     string // see the Event* constants
+	Account  string
+	ClientIP string
+	FlowRef  string // a short, non-secret reference to the flow
+	Phone    string // masked
+	Reason   string
+	Scope    string
+}
+
+// Event names.
+const (
+	EventFlowStarted    = "flow_started"
+	EventCodeResent     = "code_resent"
+	EventSMSQueued      = "sms_queued"
+	EventSMSRefused     = "sms_refused"
+	EventSMSFailed      = "sms_failed"
+	EventWrongCode      = "wrong_code"
+	EventFlowExhausted  = "flow_exhausted"
+	EventCodeVerified   = "code_verified"
+	EventRateLimited    = "rate_limited"
+	EventAccountLocked  = "account_locked"
+	EventIPBlocked      = "ip_blocked"
+	EventResetForwarded = "reset_forwarded"
+	EventResetFailed    = "reset_failed"
+)
+
+// Observer receives security events. It must not block.
+type Observer interface {
+	Observe(ctx context.Context, e Event)
+}
+
+// Clock tells the time.
+type Clock interface {
+	Now() time.Time
+}
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
