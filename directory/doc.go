@@ -1,0 +1,16 @@
+// Package directory is where the phone numbers of accounts come from, and
+// which of them may receive a code.
+//
+// File reads a JSON file and follows its changes; HTTP asks a web service
+// with a signed request. Both implement recovery.Directory: an account
+// without a phone number is recovery.ErrUnknownAccount, and a directory that
+// cannot answer is an error matching recovery.ErrUnavailable, so that the
+// flow fails closed. PhonePolicy implements recovery.PhonePolicy over
+// libphonenumber's metadata: only valid mobile numbers, optionally of some
+// countries, are texted; premium-rate, shared-cost, toll-free and VoIP
+// numbers never are.
+//
+// The package must never put a phone number in an error or a log line
+// (recovery.MaskPhone exists for callers that must show one), never answer
+// "unknown account" when it could not actually tell, and never import Caddy.
+package directory

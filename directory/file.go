@@ -1,0 +1,261 @@
+package directory
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// checkInterval is how often File looks at the file's modification time
+// and size: often enough that an edit is seen at once, rarely enough that a
+// stat call per lookup never becomes the cost.
+const checkInterval = time.Second
+
+// FileConfig configures a File.
+type FileConfig struct {
+	// Path is the JSON file: an object whose keys are accounts and whose
+	// values are either a phone number in E.164 form, "+31612345678", or an
+	// object {"phone": "+31612345678", "lang": "nl"}.
+	Path string
+	// Clock decides when to look at the file again. Default: the wall clock.
+	Clock recovery.Clock
+	// OnReloadError, if set, is told when the file changed but could not be
+	// read or parsed; lookups keep answering from the last good copy. The
+	// error names the file and the problem, never a phone number.
+	OnReloadError func(error)
+}
+
+// File is a recovery.Directory read from a JSON file. It notices when the
+// file changes and reloads it, keeping the last good copy while the new one
+// does not parse. It is safe for concurrent use.
+type File struct {
+	path    string
+	clock   recovery.Clock
+	onError func(error)
+
+	entries   atomic.Pointer[map[string]recovery.Entry]
+	nextCheck atomic.Int64 // unix nanoseconds; lookups before it do not stat
+
+	mu   sync.Mutex // serialises checks and reloads
+	seen stamp      // the version last tried, loaded or not
+}
+
+// stamp tells versions of a file apart cheaply. The zero stamp stands for a
+// file that could not be stat'ed.
+type stamp struct {
+	mtime int64 // unix nanoseconds
+	size  int64
+}
+
+func stampOf(fi os.FileInfo) stamp {
+	return stamp{fi.ModTime().UnixNano(), fi.Size()}
+}
+
+// NewFile loads the file. It fails if the file cannot be read or parsed.
+func NewFile(cfg FileConfig) (*File, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("directory file: no path")
+	}
+	f := &File{path: cfg.Path, clock: cfg.Clock, onError: cfg.OnReloadError}
+	if f.clock == nil {
+		f.clock = recovery.SystemClock{}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.load(); err != nil {
+		return nil, err
+	}
+	f.nextCheck.Store(f.clock.Now().Add(checkInterval).UnixNano())
+	return f, nil
+}
+
+// Lookup returns the entry of account, trimmed and lowercased as the flow
+// does, or recovery.ErrUnknownAccount if the file has none or it has no
+// phone number.
+func (f *File) Lookup(_ context.Context, account string) (recovery.Entry, error) {
+	f.maybeReload()
+	e, ok := (*f.entries.Load())[normalizeAccount(account)]
+	if !ok || e.Phone == "" {
+		return recovery.Entry{}, recovery.ErrUnknownAccount
+	}
+	return e, nil
+}
+
+// Reload reads the file now. If it cannot be read or parsed, the last good
+// copy stays in use and the error says why.
+func (f *File) Reload() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.load()
+}
+
+// maybeReload reloads the file if a second has passed since the last look
+// and its modification time or size changed.
+func (f *File) maybeReload() {
+	now := f.clock.Now()
+	if now.UnixNano() < f.nextCheck.Load() {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if now.UnixNano() < f.nextCheck.Load() { // another lookup just looked
+		return
+	}
+	f.nextCheck.Store(now.Add(checkInterval).UnixNano())
+
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		if f.seen != (stamp{}) { // report a vanished file once
+			f.seen = stamp{}
+			f.report(fmt.Errorf("reloading directory file: %w; keeping the last good copy", err))
+		}
+		return
+	}
+	if stampOf(fi) == f.seen {
+		return
+	}
+	if err := f.load(); err != nil {
+		f.report(fmt.Errorf("%w; keeping the last good copy", err))
+	}
+}
+
+func (f *File) report(err error) {
+	if f.onError != nil {
+		f.onError(err)
+	}
+}
+
+// load reads and parses the file and, if that works, replaces the entries.
+// It records the version it read, so that a bad one is reported once.
+// f.mu must be held.
+func (f *File) load() error {
+	fh, err := os.Open(f.path)
+	if err != nil {
+		f.seen = stamp{}
+		return fmt.Errorf("loading directory file: %w", err)
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		f.seen = stamp{}
+		return fmt.Errorf("loading directory file: %w", err)
+	}
+	// Stamp the version before reading it: if it changes meanwhile, the next
+	// check sees a new stamp and reads it again.
+	f.seen = stampOf(fi)
+	data, err := io.ReadAll(fh)
+	if err != nil {
+		return fmt.Errorf("loading directory file: %w", err)
+	}
+	entries, err := parseFile(data)
+	if err != nil {
+		return fmt.Errorf("loading directory file %q: %w", f.path, err)
+	}
+	f.entries.Store(&entries)
+	return nil
+}
+
+// parseFile parses the JSON object of a directory file. Its errors may name
+// an account but never hold a phone number.
+func parseFile(data []byte) (map[string]recovery.Entry, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errors.New("want a JSON object of accounts")
+	}
+	entries := make(map[string]recovery.Entry)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, syntaxError(err)
+		}
+		key, _ := tok.(string) // json yields only string keys inside an object
+		account := normalizeAccount(key)
+		if account == "" {
+			return nil, fmt.Errorf("empty account name at byte %d", dec.InputOffset())
+		}
+		if _, dup := entries[account]; dup {
+			return nil, fmt.Errorf("account %q appears twice (names are compared trimmed and lowercased)", account)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, syntaxError(err)
+		}
+		e, err := parseValue(raw)
+		if err != nil {
+			return nil, fmt.Errorf("account %q: %w", account, err)
+		}
+		entries[account] = e
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, syntaxError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("data after the JSON object at byte %d", dec.InputOffset())
+	}
+	return entries, nil
+}
+
+// parseValue parses one value of a directory file: a phone number, an
+// object with a phone number and a language, or null for no phone. Its
+// errors never quote the value.
+func parseValue(raw json.RawMessage) (recovery.Entry, error) {
+	var phone *string
+	if err := json.Unmarshal(raw, &phone); err == nil {
+		if phone == nil {
+			return recovery.Entry{}, nil
+		}
+		return recovery.Entry{Phone: strings.TrimSpace(*phone)}, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return recovery.Entry{}, errors.New(`want a phone number string or an object {"phone": ..., "lang": ...}`)
+	}
+	var e recovery.Entry
+	for name, v := range obj {
+		var field *string
+		switch name {
+		case "phone":
+			field = &e.Phone
+		case "lang":
+			field = &e.Lang
+		default:
+			// Not named: a misplaced phone number could be the key.
+			return recovery.Entry{}, errors.New(`unknown field in object (want "phone" and "lang")`)
+		}
+		if err := json.Unmarshal(v, field); err != nil {
+			return recovery.Entry{}, fmt.Errorf("%s: want a string", name)
+		}
+		*field = strings.TrimSpace(*field)
+	}
+	return e, nil
+}
+
+// syntaxError adds the place of a JSON syntax error to its description.
+func syntaxError(err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("invalid JSON at byte %d: %w", se.Offset, err)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("invalid JSON: unexpected end of file")
+	}
+	return err
+}
+
+// normalizeAccount makes an account name the key the flow looks up.
+func normalizeAccount(account string) string {
+	return strings.ToLower(strings.TrimSpace(account))
+}
+
+// Interface guards
+var _ recovery.Directory = (*File)(nil)

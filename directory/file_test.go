@@ -1,0 +1,353 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// fakeClock is a recovery.Clock that moves only when told.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// writeFile writes a directory file and gives it a modification time of its
+// own, so that tests do not depend on the file system's timestamp
+// resolution.
+func writeFile(t *testing.T, path, content string, version int) {
+	t.Helper()
+	if err := writeVersion(path, content, version); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeVersion(path, content string, version int) error {
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		return err
+	}
+	mtime := time.Date(2025, 6, 1, 0, 0, version, 0, time.UTC)
+	return os.Chtimes(path, mtime, mtime)
+}
+
+const directoryJSON = `{
+	"alice@example.com": "+31612345678",
+	"  Bob@Example.COM ": {"phone": "+4915123456789", "lang": "de"},
+	"carol@example.com": {"lang": "fr"},
+	"dave@example.com": {"phone": ""},
+	"erin@example.com": null,
+	"frank@example.com": ""
+}`
+
+func TestFileLookup(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "directory.json")
+	writeFile(t, path, directoryJSON, 1)
+	f, err := NewFile(FileConfig{Path: path, Clock: newFakeClock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		account string
+		want    recovery.Entry
+		wantErr error
+	}{
+		{"alice@example.com", recovery.Entry{Phone: "+31612345678"}, nil},
+		{" ALICE@example.com\t", recovery.Entry{Phone: "+31612345678"}, nil},
+		{"bob@example.com", recovery.Entry{Phone: "+4915123456789", Lang: "de"}, nil},
+		{"carol@example.com", recovery.Entry{}, recovery.ErrUnknownAccount},
+		{"dave@example.com", recovery.Entry{}, recovery.ErrUnknownAccount},
+		{"erin@example.com", recovery.Entry{}, recovery.ErrUnknownAccount},
+		{"frank@example.com", recovery.Entry{}, recovery.ErrUnknownAccount},
+		{"mallory@example.com", recovery.Entry{}, recovery.ErrUnknownAccount},
+		{"", recovery.Entry{}, recovery.ErrUnknownAccount},
+	}
+	for _, tt := range tests {
+		t.Run(tt.account, func(t *testing.T) {
+			t.Parallel()
+			got, err := f.Lookup(context.Background(), tt.account)
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Fatalf("Lookup(%q) error = %v, want %v", tt.account, err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("Lookup(%q) = %+v, want %+v", tt.account, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNewFileErrors(t *testing.T) {
+	t.Parallel()
+	const phoneDigits = "612345678"
+	tests := []struct {
+		name    string
+		content string // no file at all if empty
+		want    string // in the error, besides the path
+	}{
+		{"missing file", "", "no such file"},
+		{"empty file", " ", "want a JSON object"},
+		{"array", `["+31612345678"]`, "want a JSON object"},
+		{"null", `null`, "want a JSON object"},
+		{"syntax error", `{"alice": "+31612345678",}`, "invalid JSON at byte"},
+		{"truncated", `{"alice": "+31612345678"`, "unexpected end of file"},
+		{"trailing data", `{"alice": "+31612345678"} {}`, "data after the JSON object"},
+		{"number phone", `{"alice": 31612345678}`, `account "alice": want a phone number string or an object`},
+		{"number phone in object", `{"alice": {"phone": 31612345678}}`, `account "alice": phone: want a string`},
+		{"number lang", `{"alice": {"phone": "+31612345678", "lang": 31}}`, "lang: want a string"},
+		{"unknown field", `{"alice": {"phon": "+31612345678"}}`, "unknown field"},
+		{"phone as field name", `{"alice": {"+31612345678": "nl"}}`, "unknown field"},
+		{"empty account", `{" ": "+31612345678"}`, "empty account name"},
+		{"duplicate account", `{"alice": "+31612345678", "ALICE ": "+31612345679"}`, `account "alice" appears twice`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "directory.json")
+			if tt.content != "" {
+				writeFile(t, path, tt.content, 1)
+			}
+			f, err := NewFile(FileConfig{Path: path})
+			if err == nil {
+				t.Fatalf("NewFile accepted %q", tt.content)
+			}
+			if f != nil {
+				t.Error("NewFile returned a directory with an error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, path) || !strings.Contains(msg, tt.want) {
+				t.Errorf("error %q does not contain the path and %q", msg, tt.want)
+			}
+			if strings.Contains(msg, phoneDigits) {
+				t.Errorf("error %q holds a phone number", msg)
+			}
+		})
+	}
+}
+
+func TestNewFileNoPath(t *testing.T) {
+	t.Parallel()
+	if _, err := NewFile(FileConfig{}); err == nil {
+		t.Error("NewFile accepted an empty path")
+	}
+}
+
+// reloadFixture is a directory file whose changes a test controls.
+type reloadFixture struct {
+	t      *testing.T
+	path   string
+	clock  *fakeClock
+	file   *File
+	mu     sync.Mutex
+	errors []error
+}
+
+func newReloadFixture(t *testing.T) *reloadFixture {
+	fx := &reloadFixture{t: t, path: filepath.Join(t.TempDir(), "directory.json"), clock: newFakeClock()}
+	writeFile(t, fx.path, `{"alice": "+31612345678"}`, 1)
+	f, err := NewFile(FileConfig{Path: fx.path, Clock: fx.clock, OnReloadError: func(err error) {
+		fx.mu.Lock()
+		defer fx.mu.Unlock()
+		fx.errors = append(fx.errors, err)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.file = f
+	return fx
+}
+
+// phone returns alice's phone number, or "" if she is unknown.
+func (fx *reloadFixture) phone() string {
+	fx.t.Helper()
+	e, err := fx.file.Lookup(context.Background(), "alice")
+	if err != nil && !errors.Is(err, recovery.ErrUnknownAccount) {
+		fx.t.Fatal(err)
+	}
+	return e.Phone
+}
+
+func (fx *reloadFixture) reported() []error {
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	return append([]error(nil), fx.errors...)
+}
+
+func TestFileReloadsWhenChanged(t *testing.T) {
+	t.Parallel()
+	fx := newReloadFixture(t)
+	writeFile(t, fx.path, `{"alice": "+31687654321"}`, 2)
+
+	if got := fx.phone(); got != "+31612345678" {
+		t.Errorf("within a second of loading: phone = %q, want the old one", got)
+	}
+	fx.clock.Advance(999 * time.Millisecond)
+	if got := fx.phone(); got != "+31612345678" {
+		t.Errorf("after 999ms: phone = %q, want the old one", got)
+	}
+	fx.clock.Advance(time.Millisecond)
+	if got := fx.phone(); got != "+31687654321" {
+		t.Errorf("after 1s: phone = %q, want the new one", got)
+	}
+	// The next look is a second after the last one, not after the load.
+	writeFile(t, fx.path, `{"bob": "+31687654321"}`, 3)
+	fx.clock.Advance(500 * time.Millisecond)
+	if got := fx.phone(); got != "+31687654321" {
+		t.Errorf("500ms after the last look: phone = %q, want the second version", got)
+	}
+	fx.clock.Advance(500 * time.Millisecond)
+	if got := fx.phone(); got != "" {
+		t.Errorf("after the third version: phone = %q, want none", got)
+	}
+	if errs := fx.reported(); len(errs) != 0 {
+		t.Errorf("reported errors: %v", errs)
+	}
+}
+
+func TestFileChecksOnlyModTimeAndSize(t *testing.T) {
+	t.Parallel()
+	fx := newReloadFixture(t)
+	// Same size, same modification time: taken as unchanged, without reading.
+	writeFile(t, fx.path, `{"alice": "+31687654321"}`, 1)
+	fx.clock.Advance(time.Second)
+	if got := fx.phone(); got != "+31612345678" {
+		t.Errorf("phone = %q, want the old one", got)
+	}
+	// Reload reads it regardless.
+	if err := fx.file.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fx.phone(); got != "+31687654321" {
+		t.Errorf("after Reload: phone = %q, want the new one", got)
+	}
+}
+
+func TestFileKeepsLastGoodCopy(t *testing.T) {
+	t.Parallel()
+	fx := newReloadFixture(t)
+
+	writeFile(t, fx.path, `{"alice": "+31687654321",`, 2)
+	fx.clock.Advance(time.Second)
+	if got := fx.phone(); got != "+31612345678" {
+		t.Errorf("after a bad version: phone = %q, want the last good one", got)
+	}
+	errs := fx.reported()
+	if len(errs) != 1 {
+		t.Fatalf("reported %d errors, want 1: %v", len(errs), errs)
+	}
+	msg := errs[0].Error()
+	if !strings.Contains(msg, fx.path) || !strings.Contains(msg, "invalid JSON") || !strings.Contains(msg, "keeping the last good copy") {
+		t.Errorf("reported error %q does not say what and where", msg)
+	}
+	if strings.Contains(msg, "612345678") || strings.Contains(msg, "687654321") {
+		t.Errorf("reported error %q holds a phone number", msg)
+	}
+	if err := fx.file.Reload(); err == nil {
+		t.Error("Reload of the bad version succeeded")
+	}
+
+	// The bad version is reported once, not at every look.
+	fx.clock.Advance(time.Second)
+	fx.phone()
+	if n := len(fx.reported()); n != 1 {
+		t.Errorf("reported %d errors after another look, want 1", n)
+	}
+
+	// The file vanishes: reported once, old copy kept.
+	if err := os.Remove(fx.path); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		fx.clock.Advance(time.Second)
+		if got := fx.phone(); got != "+31612345678" {
+			t.Errorf("after removal: phone = %q, want the last good one", got)
+		}
+	}
+	if n := len(fx.reported()); n != 2 {
+		t.Errorf("reported %d errors after removal, want 2: %v", n, fx.reported())
+	}
+
+	// A good version comes back.
+	writeFile(t, fx.path, `{"alice": "+31687654321"}`, 3)
+	fx.clock.Advance(time.Second)
+	if got := fx.phone(); got != "+31687654321" {
+		t.Errorf("after the fix: phone = %q, want the new one", got)
+	}
+	if n := len(fx.reported()); n != 2 {
+		t.Errorf("reported %d errors after the fix, want 2", n)
+	}
+}
+
+func TestFileConcurrentReload(t *testing.T) {
+	t.Parallel()
+	fx := newReloadFixture(t)
+	phones := []string{"+31612345678", "+31687654321"}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 200 {
+				fx.clock.Advance(100 * time.Millisecond)
+				e, err := fx.file.Lookup(context.Background(), "alice")
+				if err != nil || (e.Phone != phones[0] && e.Phone != phones[1]) {
+					t.Errorf("Lookup = %+v, %v", e, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 50 {
+			if err := writeVersion(fx.path, `{"alice": "`+phones[i%2]+`"}`, 2+i); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	if errs := fx.reported(); len(errs) != 0 {
+		// A half-written file can be read in between; os.WriteFile is not
+		// atomic. What matters is that lookups never failed.
+		t.Logf("reported during concurrent writes: %v", errs)
+	}
+}
+
+func BenchmarkFileLookup(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "directory.json")
+	if err := os.WriteFile(path, []byte(directoryJSON), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	f, err := NewFile(FileConfig{Path: path})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := f.Lookup(context.Background(), "Alice@Example.com"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,124 @@
+package directory
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// Reasons a number gets no code. Check returns one of these, possibly
+// wrapped with detail, so that refusals can be counted by reason.
+var (
+	// ErrInvalidPhone is a number that is not in E.164 form ("+" and
+	// digits, optionally spaced) or that no numbering plan assigns.
+	ErrInvalidPhone = errors.New("invalid phone number")
+	// ErrPremiumRate is a premium-rate number (such as 0900 in NL): texting
+	// it could cost the sender or earn an attacker money.
+	ErrPremiumRate = errors.New("premium-rate phone number")
+	// ErrSharedCost is a shared-cost number (such as 0180 in DE).
+	ErrSharedCost = errors.New("shared-cost phone number")
+	// ErrTollFree is a toll-free number (such as 0800), which takes calls,
+	// not SMS.
+	ErrTollFree = errors.New("toll-free phone number")
+	// ErrVoIP is a VoIP number. NIST SP 800-63B section 5.1.3.3 does not
+	// accept one as an out-of-band authenticator: it proves no possession of
+	// a device.
+	ErrVoIP = errors.New("voip phone number")
+	// ErrNotMobile is any other number that does not reach a mobile phone:
+	// fixed line, pager, personal (forwarding) number, voicemail, UAN.
+	ErrNotMobile = errors.New("phone number is not a mobile number")
+	// ErrCountryNotAllowed is a number outside the allowed countries.
+	ErrCountryNotAllowed = errors.New("phone number country not allowed")
+)
+
+// maxPhoneLen bounds the input before it reaches the parser; E.164 numbers
+// have at most 15 digits, and a few spaces or dashes are allowed between.
+const maxPhoneLen = 32
+
+// PhonePolicy is a recovery.PhonePolicy over libphonenumber's metadata: it
+// accepts valid mobile numbers (and those that cannot be told from a fixed
+// line, as in the US), optionally only from some countries. It is safe for
+// concurrent use.
+type PhonePolicy struct {
+	allowed map[string]bool // ISO 3166 alpha-2 region codes; nil allows all
+}
+
+// NewPhonePolicy returns a policy that accepts numbers of allowedRegions (ISO
+// 3166 alpha-2 codes such as "NL" or "GB", in any case), or of every region
+// when it is empty. An unknown code is an error naming it.
+func NewPhonePolicy(allowedRegions []string) (*PhonePolicy, error) {
+	p := &PhonePolicy{}
+	supported := phonenumbers.GetSupportedRegions()
+	for _, code := range allowedRegions {
+		region := strings.ToUpper(strings.TrimSpace(code))
+		if !supported[region] {
+			return nil, fmt.Errorf("phone policy: unknown region code %q (want an ISO 3166 alpha-2 code such as NL, DE or GB)", code)
+		}
+		if p.allowed == nil {
+			p.allowed = make(map[string]bool, len(allowedRegions))
+		}
+		p.allowed[region] = true
+	}
+	return p, nil
+}
+
+// Check returns phone in E.164 form if it may receive a code, and otherwise
+// an error that matches one of the Err* values of this package. phone must
+// start with "+": a national number is ambiguous, so it is refused rather
+// than guessed. Errors never hold the number.
+func (p *PhonePolicy) Check(phone string) (string, error) {
+	phone = strings.TrimSpace(phone)
+	if err := checkSyntax(phone); err != nil {
+		return "", err
+	}
+	num, err := phonenumbers.Parse(phone, "")
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalidPhone, err)
+	}
+	if !phonenumbers.IsValidNumber(num) {
+		return "", fmt.Errorf("%w: not assigned in its numbering plan", ErrInvalidPhone)
+	}
+	if region := phonenumbers.GetRegionCodeForNumber(num); p.allowed != nil && !p.allowed[region] {
+		return "", fmt.Errorf("%w: %s", ErrCountryNotAllowed, region)
+	}
+	switch phonenumbers.GetNumberType(num) {
+	case phonenumbers.MOBILE, phonenumbers.FIXED_LINE_OR_MOBILE:
+		return phonenumbers.Format(num, phonenumbers.E164), nil
+	case phonenumbers.PREMIUM_RATE:
+		return "", ErrPremiumRate
+	case phonenumbers.SHARED_COST:
+		return "", ErrSharedCost
+	case phonenumbers.TOLL_FREE:
+		return "", ErrTollFree
+	case phonenumbers.VOIP:
+		return "", ErrVoIP
+	default:
+		return "", ErrNotMobile
+	}
+}
+
+// checkSyntax accepts "+" followed by digits and the separators people
+// write between them. It refuses what the parser would otherwise read
+// leniently: a missing "+", letters ("+1 800 FLOWERS"), extensions, "tel:".
+func checkSyntax(phone string) error {
+	if len(phone) > maxPhoneLen {
+		return fmt.Errorf("%w: longer than %d characters", ErrInvalidPhone, maxPhoneLen)
+	}
+	rest, ok := strings.CutPrefix(phone, "+")
+	if !ok {
+		return fmt.Errorf("%w: does not start with +", ErrInvalidPhone)
+	}
+	for _, r := range rest {
+		if (r < '0' || r > '9') && !strings.ContainsRune(" -.()", r) {
+			return fmt.Errorf("%w: character %q is not a digit or separator", ErrInvalidPhone, r)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var _ recovery.PhonePolicy = (*PhonePolicy)(nil)

@@ -1,0 +1,194 @@
+package directory
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+func TestPhonePolicyCheck(t *testing.T) {
+	t.Parallel()
+	all, err := NewPhonePolicy(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nlDEUS, err := NewPhonePolicy([]string{"NL", "de", " US "})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		policy  *PhonePolicy
+		in      string
+		want    string
+		wantErr error
+	}{
+		// Mobiles, and US numbers, which the metadata cannot tell from fixed lines.
+		{"NL mobile", nlDEUS, "+31612345678", "+31612345678", nil},
+		{"NL mobile spaced", nlDEUS, " +31 6 1234 5678 ", "+31612345678", nil},
+		{"NL mobile with trunk zero", nlDEUS, "+31 (0)6 12345678", "+31612345678", nil},
+		{"DE mobile", nlDEUS, "+4915123456789", "+4915123456789", nil},
+		{"DE mobile dashed", nlDEUS, "+49-176-12345678", "+4917612345678", nil},
+		{"US fixed line or mobile", nlDEUS, "+1 (201) 555-0123", "+12015550123", nil},
+		{"FR mobile without allow-list", all, "+33612345678", "+33612345678", nil},
+		{"GB mobile without allow-list", all, "+447400123456", "+447400123456", nil},
+
+		// Numbers that are not E.164 or not assigned.
+		{"empty", all, "", "", ErrInvalidPhone},
+		{"missing plus", all, "31612345678", "", ErrInvalidPhone},
+		{"national form", all, "0612345678", "", ErrInvalidPhone},
+		{"double plus", all, "++31612345678", "", ErrInvalidPhone},
+		{"letters", all, "+1 800 FLOWERS", "", ErrInvalidPhone},
+		{"extension", all, "+31612345678 ext. 12", "", ErrInvalidPhone},
+		{"tel uri", all, "tel:+31612345678", "", ErrInvalidPhone},
+		{"not a number", all, "+abc", "", ErrInvalidPhone},
+		{"plus only", all, "+", "", ErrInvalidPhone},
+		{"unknown country code", all, "+0612345678", "", ErrInvalidPhone},
+		{"NL mobile too short", all, "+3161234567", "", ErrInvalidPhone},
+		{"NL mobile too long", all, "+316123456789", "", ErrInvalidPhone},
+		{"overlong input", all, "+31 6 1234 5678 0000 0000 0000 0000", "", ErrInvalidPhone},
+
+		// Numbers that do not reach a person's phone, or cost money.
+		{"NL premium rate 0900", all, "+31900123456", "", ErrPremiumRate},
+		{"DE premium rate 0900", all, "+499001234567", "", ErrPremiumRate},
+		{"DE shared cost 0180", all, "+4918012345", "", ErrSharedCost},
+		{"NL toll free 0800", all, "+31800123456", "", ErrTollFree},
+		{"US toll free 800", all, "+18002345678", "", ErrTollFree},
+		{"GB VoIP 056", all, "+445612345678", "", ErrVoIP},
+		{"NL VoIP 085", all, "+31851234567", "", ErrVoIP},
+		{"NL fixed line", all, "+31101234567", "", ErrNotMobile},
+		{"GB personal number 070", all, "+447012345678", "", ErrNotMobile},
+		{"GB pager 076", all, "+447640123456", "", ErrNotMobile},
+		{"DE voicemail", all, "+49177991234567", "", ErrNotMobile},
+
+		// Countries outside the allow-list.
+		{"FR mobile outside NL DE US", nlDEUS, "+33612345678", "", ErrCountryNotAllowed},
+		{"CA shares +1 with US", nlDEUS, "+15062345678", "", ErrCountryNotAllowed},
+		{"non-geographic number", nlDEUS, "+883510012345", "", ErrCountryNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := tt.policy.Check(tt.in)
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Fatalf("Check(%q) error = %v, want %v", tt.in, err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("Check(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if digits := strings.Trim(tt.in, " +"); err != nil && len(digits) > 6 && strings.Contains(err.Error(), digits[len(digits)-6:]) {
+				t.Errorf("error %q holds the number", err)
+			}
+		})
+	}
+}
+
+// TestPhonePolicyExamples checks the policy against the metadata's own
+// example number of each type in the regions the project is deployed in,
+// so that a metadata update that reclassifies ranges is noticed.
+func TestPhonePolicyExamples(t *testing.T) {
+	t.Parallel()
+	p, err := NewPhonePolicy(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[phonenumbers.PhoneNumberType]error{
+		phonenumbers.MOBILE:          nil,
+		phonenumbers.FIXED_LINE:      ErrNotMobile,
+		phonenumbers.TOLL_FREE:       ErrTollFree,
+		phonenumbers.PREMIUM_RATE:    ErrPremiumRate,
+		phonenumbers.SHARED_COST:     ErrSharedCost,
+		phonenumbers.VOIP:            ErrVoIP,
+		phonenumbers.PERSONAL_NUMBER: ErrNotMobile,
+		phonenumbers.PAGER:           ErrNotMobile,
+		phonenumbers.UAN:             ErrNotMobile,
+		phonenumbers.VOICEMAIL:       ErrNotMobile,
+	}
+	for _, region := range []string{"NL", "DE", "FR", "BE", "GB"} {
+		for typ, wantErr := range want {
+			num := phonenumbers.GetExampleNumberForType(region, typ)
+			if num == nil {
+				continue
+			}
+			e164 := phonenumbers.Format(num, phonenumbers.E164)
+			if _, err := p.Check(e164); !errors.Is(err, wantErr) || (err == nil) != (wantErr == nil) {
+				t.Errorf("%s example of type %d (%s): error = %v, want %v", region, typ, e164, err, wantErr)
+			}
+		}
+	}
+}
+
+func TestNewPhonePolicy(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		regions []string
+		wantErr string
+	}{
+		{"none", nil, ""},
+		{"empty", []string{}, ""},
+		{"known", []string{"NL", "DE", "US", "GB"}, ""},
+		{"lower case", []string{"nl", "be"}, ""},
+		{"UK is not ISO 3166", []string{"NL", "UK"}, `"UK"`},
+		{"alpha-3", []string{"NLD"}, `"NLD"`},
+		{"non-geographic entity", []string{"001"}, `"001"`},
+		{"empty code", []string{""}, `""`},
+		{"unknown", []string{"XX"}, `"XX"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := NewPhonePolicy(tt.regions)
+			if tt.wantErr == "" {
+				if err != nil || p == nil {
+					t.Fatalf("NewPhonePolicy(%q) = %v, %v", tt.regions, p, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("NewPhonePolicy(%q) accepted", tt.regions)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error %q does not name %s", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestPhonePolicyConcurrent(t *testing.T) {
+	t.Parallel()
+	p, err := NewPhonePolicy([]string{"NL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				if _, err := p.Check("+31612345678"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func BenchmarkPhonePolicyCheck(b *testing.B) {
+	p, err := NewPhonePolicy([]string{"NL", "DE", "US"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := p.Check("+31 6 12345678"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

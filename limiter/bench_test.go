@@ -1,0 +1,119 @@
+package limiter
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+const mib = 1 << 20
+
+// BenchmarkStartFlood floods the start path of a guard on an LRUStore of
+// DefaultMaxKeys with 1,000,000 distinct client addresses, each asking for a
+// distinct account, and reports the peak heap sampled during the flood. It
+// then checks that the guard still serves a legitimate person and still
+// enforces limits and blocks set before the flood.
+func BenchmarkStartFlood(b *testing.B) {
+	const (
+		clients     = 1_000_000
+		sampleEvery = 10_000
+		maxHeap     = 256 * mib
+	)
+	var peak, base uint64
+	var ms runtime.MemStats
+	for b.Loop() {
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		base = ms.HeapAlloc
+
+		g := newTestGuard(b, DefaultConfig())
+		for i := range int(DefaultConfig().IPBlock.Failures) {
+			_ = g.Failure(ctx, "203.0.113.66", "victim"+strconv.Itoa(i))
+		}
+
+		for i := range clients {
+			ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String()
+			if err := g.Start(ctx, ip, "user"+strconv.Itoa(i)+"@example.com"); err != nil {
+				b.Fatalf("flood start %d: %v", i, err)
+			}
+			if i%sampleEvery == 0 {
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapAlloc)
+			}
+		}
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, ms.HeapAlloc)
+
+		if err := g.Start(ctx, "203.0.113.66", "someone"); !errors.Is(err, recovery.ErrBlocked) {
+			b.Fatalf("blocked client after the flood: %v, want still blocked", err)
+		}
+		for i := range 3 {
+			if err := g.Start(ctx, "192.0.2.1", "alice@example.com"); err != nil {
+				b.Fatalf("legitimate start %d after the flood: %v", i+1, err)
+			}
+		}
+		if err := g.SMS(ctx, "+31612345678"); err != nil {
+			b.Fatalf("legitimate sms after the flood: %v", err)
+		}
+		if err := g.Start(ctx, "192.0.2.1", "alice@example.com"); !errors.Is(err, recovery.ErrRateLimited) {
+			b.Fatalf("fourth start for one account after the flood: %v, want rate limited", err)
+		}
+		runtime.KeepAlive(g)
+	}
+	b.ReportMetric(float64(peak)/mib, "peak-heap-MiB")
+	b.ReportMetric(float64(peak-base)/mib, "heap-growth-MiB")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*clients), "ns/start")
+	if peak > maxHeap {
+		b.Fatalf("peak heap %.0f MiB, want under %d MiB", float64(peak)/mib, maxHeap/mib)
+	}
+}
+
+// BenchmarkStartParallel measures Start from many goroutines over 4096
+// clients and accounts, on the wall clock: "allowed" with limits too high to
+// refuse, "refused" with the defaults, where nearly every start is over
+// start_ip.
+func BenchmarkStartParallel(b *testing.B) {
+	const n = 4096
+	ips, accounts := make([]string, n), make([]string, n)
+	for i := range n {
+		ips[i] = fmt.Sprintf("2001:db8:%x::1", i)
+		accounts[i] = fmt.Sprintf("user%d@example.com", i)
+	}
+	open := DefaultConfig()
+	open.StartIP.Events, open.StartAccount.Events = math.MaxInt64, math.MaxInt64
+	for _, bc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"allowed", open},
+		{"refused", DefaultConfig()},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			clock := recovery.SystemClock{}
+			store, err := NewLRUStore(DefaultMaxKeys, clock)
+			if err != nil {
+				b.Fatal(err)
+			}
+			g, err := New(bc.cfg, store, newMemLocks(clock), clock)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var next atomic.Uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := next.Add(1)
+					_ = g.Start(ctx, ips[i%n], accounts[(i*7)%n])
+				}
+			})
+		})
+	}
+}

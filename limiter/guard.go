@@ -1,0 +1,411 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	ulimiter "github.com/ulule/limiter/v3"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// Scopes name the limits in Denial.Scope, in configuration errors and in the
+// counter keys, so that no two scopes ever share a counter.
+const (
+	ScopeStartIP      = "start_ip"
+	ScopeStartAccount = "start_account"
+	ScopeStartPhone   = "start_phone"
+	ScopeVerifyIP     = "verify_ip"
+	ScopeSMSGlobal    = "sms_global"
+	ScopeLockout      = "lockout"
+	ScopeIPBlock      = "ip_block"
+)
+
+// Rate allows Events events in each fixed Window.
+type Rate struct {
+	Events int64
+	Window time.Duration
+}
+
+// Threshold locks or blocks for Duration once Failures wrong codes fall in
+// one fixed Window.
+type Threshold struct {
+	Failures int64
+	Window   time.Duration
+	Duration time.Duration
+}
+
+// Config holds the limits of a Guard. Every field must be set; start from
+// DefaultConfig.
+type Config struct {
+	// StartIP limits flows started or resent per client. Default: 10 per hour.
+	StartIP Rate
+	// StartAccount limits flows started or resent per account, whoever asks.
+	// Default: 3 per hour.
+	StartAccount Rate
+	// StartPhone limits codes sent to one phone number. Default: 3 per hour.
+	StartPhone Rate
+	// VerifyIP limits codes checked per client. Default: 50 per hour.
+	VerifyIP Rate
+	// SMSGlobal is the budget of codes sent across all accounts, which caps
+	// what a flood can cost. Default: 1000 per hour.
+	SMSGlobal Rate
+	// Lockout locks an account's recovery after wrong codes; the mailbox
+	// itself is never locked. Default: 5 failures in 1h lock it for 30m.
+	Lockout Threshold
+	// IPBlock blocks a client after wrong codes for any accounts. Default: 20
+	// failures in 1h block it for 1h.
+	IPBlock Threshold
+}
+
+// DefaultConfig returns the limits of SPEC §3, which apply when the
+// operator writes none.
+func DefaultConfig() Config {
+	return Config{
+		StartIP:      Rate{Events: 10, Window: time.Hour},
+		StartAccount: Rate{Events: 3, Window: time.Hour},
+		StartPhone:   Rate{Events: 3, Window: time.Hour},
+		VerifyIP:     Rate{Events: 50, Window: time.Hour},
+		SMSGlobal:    Rate{Events: 1000, Window: time.Hour},
+		Lockout:      Threshold{Failures: 5, Window: time.Hour, Duration: 30 * time.Minute},
+		IPBlock:      Threshold{Failures: 20, Window: time.Hour, Duration: time.Hour},
+	}
+}
+
+// Validate reports every limit that cannot work, naming its scope.
+func (c Config) Validate() error {
+	var errs []error
+	for _, r := range []struct {
+		scope string
+		rate  Rate
+	}{
+		{ScopeStartIP, c.StartIP},
+		{ScopeStartAccount, c.StartAccount},
+		{ScopeStartPhone, c.StartPhone},
+		{ScopeVerifyIP, c.VerifyIP},
+		{ScopeSMSGlobal, c.SMSGlobal},
+	} {
+		if r.rate.Events < 1 {
+			errs = append(errs, fmt.Errorf("%s: events must be at least 1, got %d", r.scope, r.rate.Events))
+		}
+		if r.rate.Window <= 0 {
+			errs = append(errs, fmt.Errorf("%s: window must be positive, got %s", r.scope, r.rate.Window))
+		}
+	}
+	for _, t := range []struct {
+		scope string
+		th    Threshold
+	}{
+		{ScopeLockout, c.Lockout},
+		{ScopeIPBlock, c.IPBlock},
+	} {
+		if t.th.Failures < 1 {
+			errs = append(errs, fmt.Errorf("%s: failures must be at least 1, got %d", t.scope, t.th.Failures))
+		}
+		if t.th.Window <= 0 {
+			errs = append(errs, fmt.Errorf("%s: window must be positive, got %s", t.scope, t.th.Window))
+		}
+		if t.th.Duration <= 0 {
+			errs = append(errs, fmt.Errorf("%s: duration must be positive, got %s", t.scope, t.th.Duration))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Guard is the recovery.Guard of rate limits, account locks and IP blocks.
+// It counts in a ulule limiter.Store and keeps locks in a LockStore, so that
+// with shared backends every instance sees the same counts and locks.
+//
+// Clients are keyed by ClientKey; accounts must arrive normalised, as
+// recovery.NormalizeAccount leaves them. Nothing a client does, right or
+// wrong, resets the counters of anyone else: only Lift resets a failure count.
+type Guard struct {
+	counters ulimiter.Store
+	locks    LockStore
+	clock    recovery.Clock
+
+	startIP, startAccount, startPhone, verifyIP, smsGlobal limit
+	lockout, ipBlock                                       threshold
+}
+
+// limit is a Rate as the counter store takes it, under its scope's name.
+type limit struct {
+	scope  string
+	prefix string // of the scope's counter keys
+	rate   ulimiter.Rate
+}
+
+// threshold is a Threshold with the lock it sets and the refusal it gives.
+type threshold struct {
+	limit
+	kind     string
+	reason   error
+	duration time.Duration
+}
+
+// New returns a Guard over counters and locks, reading the time from clock.
+func New(cfg Config, counters ulimiter.Store, locks LockStore, clock recovery.Clock) (*Guard, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("limiter config: %w", err)
+	}
+	if counters == nil || locks == nil || clock == nil {
+		return nil, errors.New("limiter: counter store, lock store and clock are required")
+	}
+	newLimit := func(scope string, r Rate) limit {
+		return limit{scope: scope, prefix: scope + ":", rate: ulimiter.Rate{Limit: r.Events, Period: r.Window}}
+	}
+	newThreshold := func(scope, kind string, reason error, t Threshold) threshold {
+		return threshold{
+			limit:    newLimit(scope, Rate{Events: t.Failures, Window: t.Window}),
+			kind:     kind,
+			reason:   reason,
+			duration: t.Duration,
+		}
+	}
+	return &Guard{
+		counters:     counters,
+		locks:        locks,
+		clock:        clock,
+		startIP:      newLimit(ScopeStartIP, cfg.StartIP),
+		startAccount: newLimit(ScopeStartAccount, cfg.StartAccount),
+		startPhone:   newLimit(ScopeStartPhone, cfg.StartPhone),
+		verifyIP:     newLimit(ScopeVerifyIP, cfg.VerifyIP),
+		smsGlobal:    newLimit(ScopeSMSGlobal, cfg.SMSGlobal),
+		lockout:      newThreshold(ScopeLockout, KindAccount, recovery.ErrLocked, cfg.Lockout),
+		ipBlock:      newThreshold(ScopeIPBlock, KindIP, recovery.ErrBlocked, cfg.IPBlock),
+	}, nil
+}
+
+// Start refuses a blocked client, a locked account, and any start while the
+// global SMS budget is spent; otherwise it counts the start against the
+// client and then the account. A start the client's limit refuses does not
+// count against the account, so that one client cannot fill the store with
+// account counters.
+func (g *Guard) Start(ctx context.Context, ip, account string) error {
+	now := g.clock.Now()
+	client := ClientKey(ip)
+	if err := g.checkLocks(ctx, now, client, account); err != nil {
+		return err
+	}
+	// Peeked, not counted: only SMS spends the budget. The budget is global,
+	// so this refusal says nothing about the account.
+	c, err := g.counters.Peek(ctx, g.smsGlobal.key(""), g.smsGlobal.rate)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", g.smsGlobal.scope, err)
+	}
+	if c.Remaining <= 0 {
+		return g.smsGlobal.denial(now, c)
+	}
+	if err := g.take(ctx, now, g.startIP, client); err != nil {
+		return err
+	}
+	return g.take(ctx, now, g.startAccount, account)
+}
+
+// SMS counts a code for phone against its limit and then against the global
+// budget, which a refused phone does not spend.
+func (g *Guard) SMS(ctx context.Context, phone string) error {
+	now := g.clock.Now()
+	if err := g.take(ctx, now, g.startPhone, phone); err != nil {
+		return err
+	}
+	return g.take(ctx, now, g.smsGlobal, "")
+}
+
+// Verify refuses a blocked client or a locked account, and otherwise counts
+// the check against the client.
+func (g *Guard) Verify(ctx context.Context, ip, account string) error {
+	now := g.clock.Now()
+	client := ClientKey(ip)
+	if err := g.checkLocks(ctx, now, client, account); err != nil {
+		return err
+	}
+	return g.take(ctx, now, g.verifyIP, client)
+}
+
+// Failure counts a wrong code against the client and the account. Reaching
+// a threshold sets its lock for the threshold's duration and returns the
+// Denial; so does every further failure in the same window, which is how a
+// lock that ran out is set again at the next wrong code. When both
+// thresholds are reached the result joins both denials, the IP block first,
+// as Start and Verify would report them.
+func (g *Guard) Failure(ctx context.Context, ip, account string) error {
+	now := g.clock.Now()
+	blocked := g.fail(ctx, now, g.ipBlock, ClientKey(ip))
+	locked := g.fail(ctx, now, g.lockout, account)
+	for _, err := range []error{blocked, locked} {
+		var d *recovery.Denial
+		if err != nil && !errors.As(err, &d) {
+			return err // could not count: fail closed rather than report a denial
+		}
+	}
+	switch {
+	case locked == nil:
+		return blocked
+	case blocked == nil:
+		return locked
+	}
+	return errors.Join(blocked, locked)
+}
+
+// Locks returns the locks of kind (KindAccount or KindIP) in force.
+func (g *Guard) Locks(ctx context.Context, kind string) ([]Lock, error) {
+	if _, err := g.threshold(kind); err != nil {
+		return nil, err
+	}
+	locks, err := g.locks.ListLocks(ctx, kind)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s locks: %w", kind, err)
+	}
+	return locks, nil
+}
+
+// Lift removes the lock of kind on key and resets key's failure count, so
+// the person gets a fresh set of tries; it reports whether a lock was in
+// force. An IP key is an address or a key from Locks, normalised by
+// ClientKey; an account must be normalised already.
+func (g *Guard) Lift(ctx context.Context, kind, key string) (bool, error) {
+	t, err := g.threshold(kind)
+	if err != nil {
+		return false, err
+	}
+	if kind == KindIP {
+		key = ClientKey(key)
+	}
+	// The count goes first: were the lock lifted and the reset then to fail,
+	// the next wrong code would lock again at once.
+	if _, err := g.counters.Reset(ctx, t.key(key), t.rate); err != nil {
+		return false, fmt.Errorf("resetting %s: %w", t.scope, err)
+	}
+	lifted, err := g.locks.DeleteLock(ctx, kind, key)
+	if err != nil {
+		return false, fmt.Errorf("lifting %s lock: %w", kind, err)
+	}
+	return lifted, nil
+}
+
+// ClientKey is the key a client IP is counted and blocked under: an IPv4
+// address as it is (IPv4-mapped IPv6 included), an IPv6 address as its /64,
+// which one subscriber usually holds whole, without its zone. A host:port is
+// reduced to the host. Anything else, a key ClientKey returned among them,
+// is returned unchanged.
+func ClientKey(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(ip)
+		if perr != nil {
+			return ip
+		}
+		addr = ap.Addr()
+	}
+	addr = addr.WithZone("").Unmap()
+	if addr.Is4() {
+		return addr.String()
+	}
+	var buf [len("ffff:ffff:ffff:ffff::/64")]byte // saves Prefix.String's second allocation
+	return string(netip.PrefixFrom(addr, 64).Masked().AppendTo(buf[:0]))
+}
+
+func (g *Guard) threshold(kind string) (threshold, error) {
+	switch kind {
+	case KindAccount:
+		return g.lockout, nil
+	case KindIP:
+		return g.ipBlock, nil
+	}
+	return threshold{}, fmt.Errorf("unknown lock kind %q", kind)
+}
+
+// checkLocks refuses a blocked client or a locked account, in that order.
+func (g *Guard) checkLocks(ctx context.Context, now time.Time, client, account string) error {
+	for _, c := range []struct {
+		t   threshold
+		key string
+	}{
+		{g.ipBlock, client},
+		{g.lockout, account},
+	} {
+		l, ok, err := g.locks.GetLock(ctx, c.t.kind, c.key)
+		if err != nil {
+			return fmt.Errorf("reading %s lock: %w", c.t.kind, err)
+		}
+		if ok {
+			return c.t.denial(now, l.Until)
+		}
+	}
+	return nil
+}
+
+// take counts one event against l for key and refuses it when over l.
+func (g *Guard) take(ctx context.Context, now time.Time, l limit, key string) error {
+	c, err := g.counters.Get(ctx, l.key(key), l.rate)
+	if err != nil {
+		return fmt.Errorf("counting %s: %w", l.scope, err)
+	}
+	if c.Reached {
+		return l.denial(now, c)
+	}
+	return nil
+}
+
+// fail counts a failure against t for key and, once t is reached, sets the
+// lock and returns its Denial.
+func (g *Guard) fail(ctx context.Context, now time.Time, t threshold, key string) error {
+	c, err := g.counters.Get(ctx, t.key(key), t.rate)
+	if err != nil {
+		return fmt.Errorf("counting %s: %w", t.scope, err)
+	}
+	if c.Remaining > 0 {
+		return nil
+	}
+	until := now.Add(t.duration)
+	if err := g.locks.SetLock(ctx, Lock{Kind: t.kind, Key: key, Since: now, Until: until}); err != nil {
+		return fmt.Errorf("setting %s lock: %w", t.kind, err)
+	}
+	return t.denial(now, until)
+}
+
+// key is the counter key of k under l's scope. The global budget's key is
+// the bare prefix, which costs no allocation.
+func (l limit) key(k string) string {
+	return l.prefix + k
+}
+
+func (l limit) denial(now time.Time, c ulimiter.Context) *recovery.Denial {
+	reset := time.Unix(c.Reset, 0)
+	return &recovery.Denial{
+		Reason:     recovery.ErrRateLimited,
+		Scope:      l.scope,
+		RetryAfter: retryAfter(now, reset),
+		Limit:      c.Limit,
+		Remaining:  c.Remaining,
+		Reset:      reset,
+	}
+}
+
+func (t threshold) denial(now, until time.Time) *recovery.Denial {
+	return &recovery.Denial{
+		Reason:     t.reason,
+		Scope:      t.scope,
+		RetryAfter: retryAfter(now, until),
+		Reset:      until,
+	}
+}
+
+// retryAfter is the wait until t in whole seconds, rounded up and at least
+// one. Counter stores give the end of a window in whole seconds, rounded
+// down, so a client that waits exactly this long may be up to a second
+// early and is then told to wait one more.
+func retryAfter(now, t time.Time) time.Duration {
+	d := t.Sub(now)
+	if d < time.Second {
+		return time.Second
+	}
+	return (d + time.Second - 1).Truncate(time.Second)
+}
+
+// Interface guards
+var _ recovery.Guard = (*Guard)(nil)

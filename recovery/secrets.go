@@ -1,0 +1,144 @@
+package recovery
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/big"
+	"strings"
+)
+
+// MinSecretLen is the shortest secret accepted for keying hashes.
+const MinSecretLen = 32
+
+// Keyring holds the secrets that key the hashes of codes and tokens. The
+// first secret hashes new values; every secret verifies, so that secrets can
+// be rotated without killing the flows and tokens in flight.
+type Keyring struct {
+	secrets [][]byte
+}
+
+// NewKeyring returns a keyring over secrets, newest first.
+func NewKeyring(secrets ...[]byte) (*Keyring, error) {
+	if len(secrets) == 0 {
+		return nil, fmt.Errorf("no secret")
+	}
+	for i, s := range secrets {
+		if len(s) < MinSecretLen {
+			return nil, fmt.Errorf("secret %d is %d bytes, need at least %d", i+1, len(s), MinSecretLen)
+		}
+	}
+	return &Keyring{secrets: secrets}, nil
+}
+
+func (k *Keyring) codeHash(secret []byte, flowID, code string) []byte {
+	m := hmac.New(sha256.New, secret)
+	io.WriteString(m, "sms-recovery code\x00")
+	io.WriteString(m, flowID)
+	io.WriteString(m, "\x00")
+	io.WriteString(m, code)
+	return m.Sum(nil)
+}
+
+func (k *Keyring) tokenHash(secret []byte, token string) []byte {
+	m := hmac.New(sha256.New, secret)
+	io.WriteString(m, "sms-recovery token\x00")
+	io.WriteString(m, token)
+	return m.Sum(nil)
+}
+
+// PhoneKey returns a keyed hash of a phone number, so that counters kept
+// per phone (in Redis, say) do not hold the number itself.
+func (k *Keyring) PhoneKey(phone string) string {
+	m := hmac.New(sha256.New, k.secrets[0])
+	io.WriteString(m, "sms-recovery phone\x00")
+	io.WriteString(m, phone)
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// HashCode returns the keyed hash of a code for a flow, with the newest secret.
+func (k *Keyring) HashCode(flowID, code string) []byte {
+	return k.codeHash(k.secrets[0], flowID, code)
+}
+
+// MatchCode reports whether code hashes to stored under any secret, in time
+// that does not depend on where the two differ.
+func (k *Keyring) MatchCode(flowID, code string, stored []byte) bool {
+	match := 0
+	for _, s := range k.secrets {
+		match |= subtle.ConstantTimeCompare(k.codeHash(s, flowID, code), stored)
+	}
+	return match == 1
+}
+
+// TokenHashes returns the keyed hashes of a token under every secret, newest
+// first: the store is asked for each in turn.
+func (k *Keyring) TokenHashes(token string) [][]byte {
+	hs := make([][]byte, len(k.secrets))
+	for i, s := range k.secrets {
+		hs[i] = k.tokenHash(s, token)
+	}
+	return hs
+}
+
+// HashToken returns the keyed hash of a token with the newest secret.
+func (k *Keyring) HashToken(token string) []byte {
+	return k.tokenHash(k.secrets[0], token)
+}
+
+const (
+	flowIDBytes = 16 // 128 bits
+	tokenBytes  = 32 // 256 bits
+)
+
+var (
+	flowIDLen = base64.RawURLEncoding.EncodedLen(flowIDBytes)
+	tokenLen  = base64.RawURLEncoding.EncodedLen(tokenBytes)
+)
+
+// randomID returns n random bytes from r, base64url-encoded without padding.
+func randomID(r io.Reader, n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", fmt.Errorf("reading randomness: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// randomCode returns a code of length decimal digits, uniformly distributed:
+// rand.Int draws by rejection, so no value is likelier than another.
+func randomCode(r io.Reader, length int) (string, error) {
+	max := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(length)), nil)
+	n, err := rand.Int(r, max)
+	if err != nil {
+		return "", fmt.Errorf("reading randomness: %w", err)
+	}
+	s := n.String()
+	return strings.Repeat("0", length-len(s)) + s, nil
+}
+
+// validID reports whether s has the shape of an ID of n random bytes.
+func validID(s string, encodedLen int) bool {
+	if len(s) != encodedLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// FlowRef is a short reference to a flow for logs: it lets an operator tie
+// events together without the flow ID itself, which is in the SMS link.
+func FlowRef(flowID string) string {
+	sum := sha256.Sum256([]byte(flowID))
+	return hex.EncodeToString(sum[:6])
+}

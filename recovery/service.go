@@ -1,0 +1,481 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxAccountLen is the longest account name accepted, in characters.
+const MaxAccountLen = 254
+
+// Config is the policy of a flow. Zero values are not defaults: the caller
+// fills every field (the Caddy module does so in Provision).
+type Config struct {
+	CodeLength     int           // digits in a code, 6..10
+	CodeTTL        time.Duration // how long a code is valid
+	MaxAttempts    int           // codes tried per flow before it dies
+	ResendInterval time.Duration // least time between two codes of one flow
+	TokenTTL       time.Duration // how long a reset token is valid
+	TokenLease     time.Duration // how long one reset attempt may hold a token
+	SiteName       string
+	Support        string
+	PathPrefix     string // the path of the recovery routes, for the SMS link
+	NotifyOnReset  bool   // send the phone a notice after a successful reset
+	DefaultLang    string // language of messages when the directory gives none
+}
+
+// Deps are the collaborators of a Service. Observer may be nil.
+type Deps struct {
+	Store     Store
+	Directory Directory
+	Phones    PhonePolicy
+	Sender    Sender
+	Guard     Guard
+	Observer  Observer
+	Messages  *Messages
+	Keys      *Keyring
+	Clock     Clock
+	Rand      io.Reader
+}
+
+// Service runs recovery flows.
+type Service struct {
+	cfg Config
+	Deps
+}
+
+// New returns a Service. It checks that every collaborator is there.
+func New(cfg Config, d Deps) (*Service, error) {
+	switch {
+	case d.Store == nil, d.Directory == nil, d.Phones == nil, d.Sender == nil,
+		d.Guard == nil, d.Messages == nil, d.Keys == nil, d.Clock == nil, d.Rand == nil:
+		return nil, errors.New("recovery: missing collaborator")
+	case cfg.CodeLength < 6 || cfg.CodeLength > 10:
+		return nil, fmt.Errorf("code length %d out of range 6..10", cfg.CodeLength)
+	case cfg.CodeTTL <= 0 || cfg.TokenTTL <= 0 || cfg.TokenLease <= 0 || cfg.MaxAttempts < 1 || cfg.ResendInterval < 0:
+		return nil, errors.New("recovery: lifetimes and attempts must be positive")
+	}
+	if d.Observer == nil {
+		d.Observer = nopObserver{}
+	}
+	return &Service{cfg: cfg, Deps: d}, nil
+}
+
+// NormalizeAccount trims an account name and folds its case. It refuses
+// empty or over-long names and control characters with ErrInvalidRequest.
+func NormalizeAccount(raw string) (string, error) {
+	a := strings.ToLower(strings.TrimSpace(raw))
+	if a == "" || !utf8.ValidString(a) || utf8.RuneCountInString(a) > MaxAccountLen {
+		return "", ErrInvalidRequest
+	}
+	for _, r := range a {
+		if unicode.IsControl(r) {
+			return "", ErrInvalidRequest
+		}
+	}
+	return a, nil
+}
+
+// Started is the answer to Start and Resend.
+type Started struct {
+	FlowID    string
+	ExpiresIn time.Duration
+}
+
+// StartRequest asks for a code for an account.
+type StartRequest struct {
+	Account   string // as typed
+	ClientIP  string
+	PublicURL string // scheme://host[:port] the SMS links to
+}
+
+// Start begins a flow. It answers the same for an account that exists, one
+// that does not and one without a usable phone: the latter two get a decoy
+// flow that no code verifies. The SMS is queued, never awaited.
+func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) {
+	account, err := NormalizeAccount(req.Account)
+	if err != nil {
+		return Started{}, err
+	}
+	link, host, err := s.link(req.PublicURL)
+	if err != nil {
+		return Started{}, err
+	}
+	if err := s.Guard.Start(ctx, req.ClientIP, account); err != nil {
+		return Started{}, s.denied(ctx, err, account, req.ClientIP, "")
+	}
+	id, err := randomID(s.Rand, flowIDBytes)
+	if err != nil {
+		return Started{}, err
+	}
+	code, err := randomCode(s.Rand, s.cfg.CodeLength)
+	if err != nil {
+		return Started{}, err
+	}
+	now := s.Clock.Now()
+	f := Flow{
+		ID:        id,
+		Account:   account,
+		CodeHash:  s.Keys.HashCode(id, code),
+		Sends:     1,
+		SentAt:    now,
+		CreatedAt: now,
+		ExpiresAt: now.Add(s.cfg.CodeTTL),
+		ClientIP:  req.ClientIP,
+		PublicURL: req.PublicURL,
+	}
+	ev := Event{Account: account, ClientIP: req.ClientIP, FlowRef: FlowRef(id)}
+	msg, err := s.prepare(ctx, &f, code, link+id, host, ev)
+	if err != nil {
+		return Started{}, err
+	}
+	if err := s.Store.CreateFlow(ctx, f); err != nil {
+		return Started{}, unavailable("storing flow", err)
+	}
+	ev.Name, ev.Phone = EventFlowStarted, f.PhoneMasked
+	s.Observer.Observe(ctx, ev)
+	s.send(ctx, msg, ev)
+	return Started{FlowID: id, ExpiresIn: s.cfg.CodeTTL}, nil
+}
+
+// prepare looks the account up and renders the code message. When the
+// account has no phone fit for a code, it marks the flow as a decoy and
+// returns a zero message, having done the same work.
+func (s *Service) prepare(ctx context.Context, f *Flow, code, link, host string, ev Event) (Message, error) {
+	entry, err := s.Directory.Lookup(ctx, f.Account)
+	if err != nil && !errors.Is(err, ErrUnknownAccount) {
+		return Message{}, unavailable("looking up account", err)
+	}
+	lang := entry.Lang
+	if lang == "" {
+		lang = s.cfg.DefaultLang
+	}
+	f.Lang = lang
+	body, rerr := s.Messages.Code(lang, MessageData{
+		SiteName: s.cfg.SiteName,
+		Code:     code,
+		Minutes:  minutes(f.ExpiresAt.Sub(f.SentAt)),
+		Link:     link,
+		Host:     host,
+		Support:  s.cfg.Support,
+	})
+	if rerr != nil {
+		return Message{}, rerr
+	}
+	if err != nil { // unknown account
+		f.Decoy = true
+		return Message{}, nil
+	}
+	phone, perr := s.Phones.Check(entry.Phone)
+	f.PhoneMasked = MaskPhone(entry.Phone)
+	if perr != nil {
+		f.Decoy = true
+		ev.Name, ev.Phone, ev.Reason = EventSMSRefused, f.PhoneMasked, perr.Error()
+		s.Observer.Observe(ctx, ev)
+		return Message{}, nil
+	}
+	f.PhoneMasked = MaskPhone(phone)
+	if gerr := s.Guard.SMS(ctx, s.Keys.PhoneKey(phone)); gerr != nil {
+		var d *Denial
+		if !errors.As(gerr, &d) {
+			return Message{}, unavailable("checking sms limits", gerr)
+		}
+		f.Decoy = true
+		ev.Name, ev.Phone, ev.Reason, ev.Scope = EventSMSRefused, f.PhoneMasked, "rate limited", d.Scope
+		s.Observer.Observe(ctx, ev)
+		return Message{}, nil
+	}
+	return Message{
+		Kind:      "code",
+		To:        phone,
+		Body:      body,
+		Reference: ev.FlowRef,
+		Validity:  f.ExpiresAt.Sub(f.SentAt),
+		ExpiresAt: f.ExpiresAt,
+	}, nil
+}
+
+// send queues a message; a zero message (a decoy) is not sent.
+func (s *Service) send(ctx context.Context, m Message, ev Event) {
+	if m.To == "" {
+		return
+	}
+	ev.Phone = MaskPhone(m.To)
+	if err := s.Sender.Send(ctx, m); err != nil {
+		ev.Name, ev.Reason = EventSMSFailed, err.Error()
+	} else {
+		ev.Name = EventSMSQueued
+	}
+	s.Observer.Observe(ctx, ev)
+}
+
+// Resend sends a new code for a flow, replacing the old one, once the resend
+// interval has passed. The attempts already made still count.
+func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started, error) {
+	if !validID(flowID, flowIDLen) {
+		return Started{}, ErrInvalidRequest
+	}
+	f, err := s.Store.Flow(ctx, flowID)
+	if err != nil {
+		return Started{}, notFound(err, ErrExpired)
+	}
+	now := s.Clock.Now()
+	if wait := f.SentAt.Add(s.cfg.ResendInterval).Sub(now); wait > 0 {
+		return Started{}, tooEarly(wait, f.SentAt.Add(s.cfg.ResendInterval))
+	}
+	if err := s.Guard.Start(ctx, clientIP, f.Account); err != nil {
+		return Started{}, s.denied(ctx, err, f.Account, clientIP, FlowRef(flowID))
+	}
+	link, host, err := s.link(f.PublicURL)
+	if err != nil {
+		return Started{}, err
+	}
+	code, err := randomCode(s.Rand, s.cfg.CodeLength)
+	if err != nil {
+		return Started{}, err
+	}
+	next := f
+	next.SentAt, next.ExpiresAt = now, now.Add(s.cfg.CodeTTL)
+	ev := Event{Account: f.Account, ClientIP: clientIP, FlowRef: FlowRef(flowID)}
+	msg, err := s.prepare(ctx, &next, code, link+flowID, host, ev)
+	if err != nil {
+		return Started{}, err
+	}
+	if f.Decoy { // once a decoy, always a decoy: no code of it ever verifies
+		msg = Message{}
+	}
+	f, err = s.Store.Resend(ctx, flowID, s.Keys.HashCode(flowID, code), now, s.cfg.ResendInterval, next.ExpiresAt)
+	switch {
+	case errors.Is(err, ErrTooEarly):
+		return Started{}, tooEarly(f.SentAt.Add(s.cfg.ResendInterval).Sub(now), f.SentAt.Add(s.cfg.ResendInterval))
+	case err != nil:
+		return Started{}, notFound(err, ErrExpired)
+	}
+	ev.Name, ev.Phone = EventCodeResent, next.PhoneMasked
+	s.Observer.Observe(ctx, ev)
+	s.send(ctx, msg, ev)
+	return Started{FlowID: flowID, ExpiresIn: s.cfg.CodeTTL}, nil
+}
+
+// Verified is the answer to a correct code.
+type Verified struct {
+	Token     string
+	ExpiresIn time.Duration
+}
+
+// Verify checks a code. The attempt is counted before the code is compared,
+// so that concurrent guesses cannot exceed MaxAttempts; a correct code ends
+// the flow and yields a reset token, once.
+func (s *Service) Verify(ctx context.Context, flowID, code, clientIP string) (Verified, error) {
+	if !validID(flowID, flowIDLen) || !s.validCode(code) {
+		return Verified{}, ErrInvalidRequest
+	}
+	f, err := s.Store.Flow(ctx, flowID)
+	if err != nil {
+		return Verified{}, notFound(err, ErrExpired)
+	}
+	ev := Event{Account: f.Account, ClientIP: clientIP, FlowRef: FlowRef(flowID), Phone: f.PhoneMasked}
+	if err := s.Guard.Verify(ctx, clientIP, f.Account); err != nil {
+		return Verified{}, s.denied(ctx, err, f.Account, clientIP, ev.FlowRef)
+	}
+	f, err = s.Store.Attempt(ctx, flowID, s.cfg.MaxAttempts)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			ev.Name = EventFlowExhausted
+			s.Observer.Observe(ctx, ev)
+		}
+		return Verified{}, notFound(err, ErrExpired)
+	}
+	if !s.Keys.MatchCode(flowID, code, f.CodeHash) || f.Decoy {
+		ev.Name = EventWrongCode
+		s.Observer.Observe(ctx, ev)
+		if err := s.Guard.Failure(ctx, clientIP, f.Account); err != nil {
+			return Verified{}, s.denied(ctx, err, f.Account, clientIP, ev.FlowRef)
+		}
+		return Verified{}, &CodeError{AttemptsLeft: max(0, s.cfg.MaxAttempts-f.Attempts)}
+	}
+	won, err := s.Store.ConsumeFlow(ctx, flowID)
+	if err != nil {
+		return Verified{}, unavailable("ending flow", err)
+	}
+	if !won {
+		return Verified{}, ErrExpired
+	}
+	token, err := randomID(s.Rand, tokenBytes)
+	if err != nil {
+		return Verified{}, err
+	}
+	t := Token{
+		Hash:      s.Keys.HashToken(token),
+		Account:   f.Account,
+		FlowID:    flowID,
+		ExpiresAt: s.Clock.Now().Add(s.cfg.TokenTTL),
+	}
+	if err := s.Store.PutToken(ctx, t); err != nil {
+		return Verified{}, unavailable("storing token", err)
+	}
+	ev.Name = EventCodeVerified
+	s.Observer.Observe(ctx, ev)
+	return Verified{Token: token, ExpiresIn: s.cfg.TokenTTL}, nil
+}
+
+func (s *Service) validCode(code string) bool {
+	if len(code) != s.cfg.CodeLength {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		if code[i] < '0' || code[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Reset is one attempt to spend a reset token: it holds the token until
+// Finish, so that no concurrent attempt can use it.
+type Reset struct {
+	Account  string
+	ClientIP string
+	FlowID   string
+	hash     []byte
+	s        *Service
+}
+
+// BeginReset takes a reset token for one attempt. An unknown, expired, spent
+// or busy token is ErrInvalidToken.
+func (s *Service) BeginReset(ctx context.Context, token, clientIP string) (*Reset, error) {
+	if !validID(token, tokenLen) {
+		return nil, ErrInvalidToken
+	}
+	for _, h := range s.Keys.TokenHashes(token) {
+		t, err := s.Store.BeginSpend(ctx, h, s.cfg.TokenLease)
+		switch {
+		case err == nil:
+			return &Reset{Account: t.Account, ClientIP: clientIP, FlowID: t.FlowID, hash: h, s: s}, nil
+		case errors.Is(err, ErrNotFound):
+			continue
+		case errors.Is(err, ErrBusy):
+			return nil, ErrInvalidToken
+		default:
+			return nil, unavailable("taking token", err)
+		}
+	}
+	return nil, ErrInvalidToken
+}
+
+// Finish ends the attempt: when the upstream accepted the reset, the token is
+// spent and the phone notified; otherwise the token can be used again.
+func (r *Reset) Finish(ctx context.Context, accepted bool) error {
+	s := r.s
+	ev := Event{Account: r.Account, ClientIP: r.ClientIP, FlowRef: FlowRef(r.FlowID)}
+	if err := s.Store.EndSpend(ctx, r.hash, accepted); err != nil {
+		return unavailable("ending token use", err)
+	}
+	if !accepted {
+		ev.Name = EventResetFailed
+		s.Observer.Observe(ctx, ev)
+		return nil
+	}
+	ev.Name = EventResetForwarded
+	s.Observer.Observe(ctx, ev)
+	if s.cfg.NotifyOnReset {
+		s.notify(ctx, r.Account, ev)
+	}
+	return nil
+}
+
+// notify tells the account's phone that its password changed.
+func (s *Service) notify(ctx context.Context, account string, ev Event) {
+	entry, err := s.Directory.Lookup(ctx, account)
+	if err != nil {
+		return
+	}
+	phone, err := s.Phones.Check(entry.Phone)
+	if err != nil {
+		return
+	}
+	lang := entry.Lang
+	if lang == "" {
+		lang = s.cfg.DefaultLang
+	}
+	body, err := s.Messages.Notice(lang, MessageData{SiteName: s.cfg.SiteName, Support: s.cfg.Support})
+	if err != nil {
+		return
+	}
+	s.send(ctx, Message{Kind: "notice", To: phone, Body: body, Reference: ev.FlowRef,
+		ExpiresAt: s.Clock.Now().Add(24 * time.Hour)}, ev)
+}
+
+// link returns the start of the SMS link (up to "?flow=") and the host for
+// the origin-bound line.
+func (s *Service) link(publicURL string) (string, string, error) {
+	u, err := url.Parse(publicURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return "", "", fmt.Errorf("%w: bad public URL", ErrInvalidRequest)
+	}
+	base := strings.TrimSuffix(u.Scheme+"://"+u.Host+strings.TrimSuffix(u.Path, "/"), "/")
+	return base + strings.TrimSuffix(s.cfg.PathPrefix, "/") + "/?flow=", u.Hostname(), nil
+}
+
+// denied reports a refusal of the guard and passes it on; other guard
+// errors mean it could not decide, and the request fails closed.
+func (s *Service) denied(ctx context.Context, err error, account, ip, flowRef string) error {
+	var first *Denial
+	if !errors.As(err, &first) {
+		return unavailable("checking limits", err)
+	}
+	denials := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		denials = j.Unwrap() // a failure can lock the account and block the IP at once
+	}
+	for _, e := range denials {
+		var d *Denial
+		if !errors.As(e, &d) {
+			continue
+		}
+		ev := Event{Account: account, ClientIP: ip, FlowRef: flowRef, Scope: d.Scope}
+		switch {
+		case errors.Is(d, ErrLocked):
+			ev.Name = EventAccountLocked
+		case errors.Is(d, ErrBlocked):
+			ev.Name = EventIPBlocked
+		default:
+			ev.Name = EventRateLimited
+		}
+		s.Observer.Observe(ctx, ev)
+	}
+	return first
+}
+
+func tooEarly(wait time.Duration, at time.Time) error {
+	return &Denial{Reason: ErrRateLimited, Scope: "resend_interval", RetryAfter: max(wait, time.Second), Reset: at}
+}
+
+func notFound(err, as error) error {
+	if errors.Is(err, ErrNotFound) {
+		return as
+	}
+	return unavailable("reading storage", err)
+}
+
+func unavailable(what string, err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w: %w", what, ErrUnavailable, err)
+}
+
+func minutes(d time.Duration) int {
+	return int((d + time.Minute - 1) / time.Minute)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Observe(context.Context, Event) {}

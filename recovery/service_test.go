@@ -1,0 +1,700 @@
+package recovery_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ulimiter "github.com/ulule/limiter/v3"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+)
+
+// clock is a settable clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// seeded is a deterministic randomness source, safe for concurrent use.
+type seeded struct {
+	mu sync.Mutex
+	r  *rand.ChaCha8
+}
+
+func newSeeded(seed byte) *seeded {
+	var s [32]byte
+	s[0] = seed
+	return &seeded{r: rand.NewChaCha8(s)}
+}
+
+func (s *seeded) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.r.Read(p)
+}
+
+// outbox records what would be sent.
+type outbox struct {
+	mu   sync.Mutex
+	msgs []recovery.Message
+	fail error
+}
+
+func (o *outbox) Send(_ context.Context, m recovery.Message) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.fail != nil {
+		return o.fail
+	}
+	o.msgs = append(o.msgs, m)
+	return nil
+}
+
+func (o *outbox) all() []recovery.Message {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]recovery.Message(nil), o.msgs...)
+}
+
+var codeLine = regexp.MustCompile(`(?m)^@[^ ]+ #(\d+)$`)
+
+// lastCode reads the code from the origin-bound last line of the newest message.
+func (o *outbox) lastCode(t *testing.T) string {
+	t.Helper()
+	msgs := o.all()
+	if len(msgs) == 0 {
+		t.Fatal("no message was sent")
+	}
+	m := codeLine.FindStringSubmatch(msgs[len(msgs)-1].Body)
+	if m == nil {
+		t.Fatalf("no code line in %q", msgs[len(msgs)-1].Body)
+	}
+	return m[1]
+}
+
+// phonebook is a map directory.
+type phonebook struct {
+	entries map[string]recovery.Entry
+	err     error
+	lookups atomic.Int64
+}
+
+func (p *phonebook) Lookup(_ context.Context, account string) (recovery.Entry, error) {
+	p.lookups.Add(1)
+	if p.err != nil {
+		return recovery.Entry{}, p.err
+	}
+	e, ok := p.entries[account]
+	if !ok {
+		return recovery.Entry{}, recovery.ErrUnknownAccount
+	}
+	return e, nil
+}
+
+// plusOnly accepts any number that starts with "+" and is not on its refuse list.
+type plusOnly struct{ refuse map[string]bool }
+
+func (p plusOnly) Check(phone string) (string, error) {
+	if !strings.HasPrefix(phone, "+") || p.refuse[phone] {
+		return "", errors.New("refused number")
+	}
+	return phone, nil
+}
+
+type fixture struct {
+	svc   *recovery.Service
+	clock *clock
+	sent  *outbox
+	dir   *phonebook
+	store *storage.Memory
+	keys  *recovery.Keyring
+}
+
+const (
+	alice      = "alice@example.com"
+	alicePhone = "+31612345678"
+	bob        = "bob@example.com" // in the directory with a refused number
+	ip         = "192.0.2.10"
+	publicURL  = "https://mail.example.com"
+)
+
+func testConfig() recovery.Config {
+	return recovery.Config{
+		CodeLength:     6,
+		CodeTTL:        5 * time.Minute,
+		MaxAttempts:    5,
+		ResendInterval: time.Minute,
+		TokenTTL:       10 * time.Minute,
+		TokenLease:     2 * time.Minute,
+		SiteName:       "Example Mail",
+		Support:        "Call +1 555 0100",
+		PathPrefix:     "/recovery",
+		NotifyOnReset:  true,
+		DefaultLang:    "en",
+	}
+}
+
+func newFixture(t *testing.T, mutate func(*recovery.Config, *limiter.Config)) *fixture {
+	t.Helper()
+	c := &clock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	store, err := storage.NewMemory(1000, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counters, err := limiter.NewLRUStore(10000, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, lcfg := testConfig(), limiter.DefaultConfig()
+	lcfg.VerifyIP = limiter.Rate{Events: 10000, Window: time.Hour}
+	lcfg.Lockout = limiter.Threshold{Failures: 1000, Window: time.Hour, Duration: time.Hour}
+	lcfg.IPBlock = limiter.Threshold{Failures: 1000, Window: time.Hour, Duration: time.Hour}
+	if mutate != nil {
+		mutate(&cfg, &lcfg)
+	}
+	guard, err := limiter.New(lcfg, counters, store, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := recovery.NewKeyring([]byte(strings.Repeat("k", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := recovery.NewMessages(recovery.MessageConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{
+		clock: c,
+		sent:  &outbox{},
+		dir: &phonebook{entries: map[string]recovery.Entry{
+			alice: {Phone: alicePhone},
+			bob:   {Phone: "+19005550100"},
+		}},
+		store: store,
+		keys:  keys,
+	}
+	f.svc, err = recovery.New(cfg, recovery.Deps{
+		Store: store, Directory: f.dir, Phones: plusOnly{refuse: map[string]bool{"+19005550100": true}},
+		Sender: f.sent, Guard: guard, Messages: msgs, Keys: keys, Clock: c, Rand: newSeeded(1),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) start(t *testing.T, account string) recovery.Started {
+	t.Helper()
+	s, err := f.svc.Start(context.Background(), recovery.StartRequest{Account: account, ClientIP: ip, PublicURL: publicURL})
+	if err != nil {
+		t.Fatalf("Start(%q): %v", account, err)
+	}
+	return s
+}
+
+// wrong returns a code of the right shape that is not code.
+func wrong(code string) string {
+	if code == "000000" {
+		return "111111"
+	}
+	return "000000"
+}
+
+func TestFullFlow(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	s := f.start(t, "  Alice@Example.COM ")
+	if s.ExpiresIn != 5*time.Minute {
+		t.Errorf("ExpiresIn = %v, want 5m", s.ExpiresIn)
+	}
+	msgs := f.sent.all()
+	if len(msgs) != 1 || msgs[0].To != alicePhone || msgs[0].Kind != "code" {
+		t.Fatalf("sent %+v, want one code message to %s", msgs, alicePhone)
+	}
+	wantLink := publicURL + "/recovery/?flow=" + s.FlowID
+	if !strings.Contains(msgs[0].Body, wantLink) {
+		t.Errorf("body %q lacks link %q", msgs[0].Body, wantLink)
+	}
+	if msgs[0].Validity != 5*time.Minute || !msgs[0].ExpiresAt.Equal(f.clock.Now().Add(5*time.Minute)) {
+		t.Errorf("validity %v expires %v", msgs[0].Validity, msgs[0].ExpiresAt)
+	}
+	code := f.sent.lastCode(t)
+
+	v, err := f.svc.Verify(ctx, s.FlowID, code, ip)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if len(v.Token) < 22 || v.ExpiresIn != 10*time.Minute {
+		t.Fatalf("token %q expires in %v", v.Token, v.ExpiresIn)
+	}
+	if _, err := f.svc.Verify(ctx, s.FlowID, code, ip); !errors.Is(err, recovery.ErrExpired) {
+		t.Errorf("second Verify = %v, want ErrExpired", err)
+	}
+
+	rs, err := f.svc.BeginReset(ctx, v.Token, ip)
+	if err != nil {
+		t.Fatalf("BeginReset: %v", err)
+	}
+	if rs.Account != alice {
+		t.Errorf("token bound to %q, want %q", rs.Account, alice)
+	}
+	if err := rs.Finish(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.BeginReset(ctx, v.Token, ip); !errors.Is(err, recovery.ErrInvalidToken) {
+		t.Errorf("spent token: %v, want ErrInvalidToken", err)
+	}
+	msgs = f.sent.all()
+	if last := msgs[len(msgs)-1]; last.Kind != "notice" || last.To != alicePhone || !strings.Contains(last.Body, "+1 555 0100") {
+		t.Errorf("notice = %+v", last)
+	}
+}
+
+func TestNoEnumeration(t *testing.T) {
+	t.Parallel()
+	for _, account := range []string{alice, "nobody@example.com", bob} {
+		t.Run(account, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			s := f.start(t, account)
+			if s.ExpiresIn != 5*time.Minute || len(s.FlowID) != 22 {
+				t.Fatalf("Start = %+v", s)
+			}
+			if got := f.dir.lookups.Load(); got != 1 {
+				t.Errorf("directory asked %d times, want 1", got)
+			}
+			// Every code fails alike, then the flow dies alike.
+			for left := 4; left >= 0; left-- {
+				_, err := f.svc.Verify(context.Background(), s.FlowID, "999999", ip)
+				var ce *recovery.CodeError
+				if account == alice && err == nil {
+					t.Skip("guessed the real code")
+				}
+				if !errors.As(err, &ce) || ce.AttemptsLeft != left {
+					t.Fatalf("Verify = %v, want %d attempts left", err, left)
+				}
+			}
+			if _, err := f.svc.Verify(context.Background(), s.FlowID, "999999", ip); !errors.Is(err, recovery.ErrExpired) {
+				t.Fatalf("exhausted flow: %v, want ErrExpired", err)
+			}
+			if sent := len(f.sent.all()); (account == alice) != (sent == 1) {
+				t.Errorf("%d messages sent for %s", sent, account)
+			}
+		})
+	}
+}
+
+func TestDecoyNeverVerifies(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	s := f.start(t, "nobody@example.com")
+	// Even the code the decoy was made with does not verify: find it by
+	// trying the whole space would be slow, so check the flag instead.
+	fl, err := f.store.Flow(context.Background(), s.FlowID)
+	if err != nil || !fl.Decoy {
+		t.Fatalf("decoy flow = %+v, %v", fl, err)
+	}
+	// A decoy matched against its own stored hash still fails.
+	for code := 0; code < 5; code++ {
+		if _, err := f.svc.Verify(context.Background(), s.FlowID, fmt.Sprintf("%06d", code), ip); !errors.Is(err, recovery.ErrInvalidCode) {
+			t.Fatalf("Verify = %v", err)
+		}
+	}
+}
+
+func TestCodeExpires(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	s := f.start(t, alice)
+	code := f.sent.lastCode(t)
+	f.clock.Advance(5*time.Minute + time.Second)
+	if _, err := f.svc.Verify(context.Background(), s.FlowID, code, ip); !errors.Is(err, recovery.ErrExpired) {
+		t.Fatalf("Verify after code_ttl = %v, want ErrExpired", err)
+	}
+}
+
+func TestResend(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	s := f.start(t, alice)
+	old := f.sent.lastCode(t)
+
+	f.clock.Advance(20 * time.Second)
+	_, err := f.svc.Resend(ctx, s.FlowID, ip)
+	var d *recovery.Denial
+	if !errors.As(err, &d) || !errors.Is(err, recovery.ErrRateLimited) || d.RetryAfter != 40*time.Second {
+		t.Fatalf("early Resend = %v, want rate limited for 40s", err)
+	}
+	// A wrong code before the resend still counts after it.
+	if _, err := f.svc.Verify(ctx, s.FlowID, wrong(old), ip); !errors.Is(err, recovery.ErrInvalidCode) {
+		t.Fatal(err)
+	}
+	f.clock.Advance(40 * time.Second)
+	if _, err := f.svc.Resend(ctx, s.FlowID, ip); err != nil {
+		t.Fatalf("Resend: %v", err)
+	}
+	if n := len(f.sent.all()); n != 2 {
+		t.Fatalf("%d messages, want 2", n)
+	}
+	code := f.sent.lastCode(t)
+	if code != old {
+		if _, err := f.svc.Verify(ctx, s.FlowID, old, ip); !errors.Is(err, recovery.ErrInvalidCode) {
+			t.Fatalf("old code after resend = %v, want ErrInvalidCode", err)
+		}
+	}
+	// The flow lives code_ttl from the resend.
+	f.clock.Advance(4 * time.Minute)
+	if _, err := f.svc.Verify(ctx, s.FlowID, code, ip); err != nil {
+		t.Fatalf("new code: %v", err)
+	}
+}
+
+func TestResendDecoyStaysSilent(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	s := f.start(t, "nobody@example.com")
+	f.clock.Advance(time.Minute)
+	r, err := f.svc.Resend(context.Background(), s.FlowID, ip)
+	if err != nil || r.FlowID != s.FlowID {
+		t.Fatalf("Resend = %+v, %v", r, err)
+	}
+	if n := len(f.sent.all()); n != 0 {
+		t.Fatalf("%d messages sent for an unknown account", n)
+	}
+}
+
+func TestInvalidInputChangesNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	s := f.start(t, alice)
+	code := f.sent.lastCode(t)
+	cases := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"empty account", func() error {
+			_, err := f.svc.Start(ctx, recovery.StartRequest{Account: "  ", ClientIP: ip, PublicURL: publicURL})
+			return err
+		}, recovery.ErrInvalidRequest},
+		{"long account", func() error {
+			_, err := f.svc.Start(ctx, recovery.StartRequest{Account: strings.Repeat("a", 255), ClientIP: ip, PublicURL: publicURL})
+			return err
+		}, recovery.ErrInvalidRequest},
+		{"control character", func() error {
+			_, err := f.svc.Start(ctx, recovery.StartRequest{Account: "a\x00b", ClientIP: ip, PublicURL: publicURL})
+			return err
+		}, recovery.ErrInvalidRequest},
+		{"letters in code", func() error { _, err := f.svc.Verify(ctx, s.FlowID, "12a456", ip); return err }, recovery.ErrInvalidRequest},
+		{"short code", func() error { _, err := f.svc.Verify(ctx, s.FlowID, "12345", ip); return err }, recovery.ErrInvalidRequest},
+		{"unicode digits", func() error { _, err := f.svc.Verify(ctx, s.FlowID, "١٢٣٤٥٦", ip); return err }, recovery.ErrInvalidRequest},
+		{"bad flow id", func() error { _, err := f.svc.Verify(ctx, "../../etc", code, ip); return err }, recovery.ErrInvalidRequest},
+		{"unknown flow", func() error { _, err := f.svc.Verify(ctx, strings.Repeat("A", 22), code, ip); return err }, recovery.ErrExpired},
+		{"bad token", func() error { _, err := f.svc.BeginReset(ctx, "nope", ip); return err }, recovery.ErrInvalidToken},
+		{"unknown token", func() error { _, err := f.svc.BeginReset(ctx, strings.Repeat("A", 43), ip); return err }, recovery.ErrInvalidToken},
+		{"bad public URL", func() error {
+			_, err := f.svc.Start(ctx, recovery.StartRequest{Account: alice, ClientIP: ip, PublicURL: "javascript:alert(1)"})
+			return err
+		}, recovery.ErrInvalidRequest},
+	}
+	for _, c := range cases {
+		if err := c.call(); !errors.Is(err, c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
+		}
+	}
+	// None of that used an attempt: the first wrong code leaves 4.
+	_, err := f.svc.Verify(ctx, s.FlowID, wrong(code), ip)
+	var ce *recovery.CodeError
+	if !errors.As(err, &ce) || ce.AttemptsLeft != 4 {
+		t.Fatalf("after bad input: %v, want 4 attempts left", err)
+	}
+	if n := len(f.sent.all()); n != 1 {
+		t.Errorf("%d messages sent, want 1", n)
+	}
+}
+
+func TestConcurrentGuessesAreCounted(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	s := f.start(t, alice)
+	code := f.sent.lastCode(t)
+	var invalid, expired atomic.Int64
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := f.svc.Verify(context.Background(), s.FlowID, wrong(code), ip)
+			switch {
+			case errors.Is(err, recovery.ErrInvalidCode):
+				invalid.Add(1)
+			case errors.Is(err, recovery.ErrExpired):
+				expired.Add(1)
+			default:
+				t.Errorf("Verify = %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if invalid.Load() != 5 || expired.Load() != 195 {
+		t.Fatalf("%d invalid_code, %d expired; want 5 and 195", invalid.Load(), expired.Load())
+	}
+	if _, err := f.svc.Verify(context.Background(), s.FlowID, code, ip); !errors.Is(err, recovery.ErrExpired) {
+		t.Fatalf("right code after exhaustion = %v, want ErrExpired", err)
+	}
+}
+
+func TestConcurrentResetsSpendOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	s := f.start(t, alice)
+	v, err := f.svc.Verify(ctx, s.FlowID, f.sent.lastCode(t), ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var won atomic.Int64
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs, err := f.svc.BeginReset(ctx, v.Token, ip)
+			if err != nil {
+				if !errors.Is(err, recovery.ErrInvalidToken) {
+					t.Errorf("BeginReset = %v", err)
+				}
+				return
+			}
+			won.Add(1)
+			if err := rs.Finish(ctx, true); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d resets went through, want 1", won.Load())
+	}
+}
+
+func TestFailedUpstreamKeepsToken(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	s := f.start(t, alice)
+	v, err := f.svc.Verify(ctx, s.FlowID, f.sent.lastCode(t), ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := f.svc.BeginReset(ctx, v.Token, ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.BeginReset(ctx, v.Token, ip); !errors.Is(err, recovery.ErrInvalidToken) {
+		t.Fatalf("token in use: %v, want ErrInvalidToken", err)
+	}
+	if err := rs.Finish(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.sent.all()); n != 1 {
+		t.Errorf("a notice went out for a failed reset")
+	}
+	rs, err = f.svc.BeginReset(ctx, v.Token, ip)
+	if err != nil {
+		t.Fatalf("token after failed upstream: %v", err)
+	}
+	_ = rs.Finish(ctx, true)
+	// Tokens also expire.
+	s = f.start(t, alice)
+	v, err = f.svc.Verify(ctx, s.FlowID, f.sent.lastCode(t), ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(10*time.Minute + time.Second)
+	if _, err := f.svc.BeginReset(ctx, v.Token, ip); !errors.Is(err, recovery.ErrInvalidToken) {
+		t.Fatalf("expired token: %v", err)
+	}
+}
+
+func TestSecretRotation(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	s := f.start(t, alice)
+	code := f.sent.lastCode(t)
+	oldKey := []byte(strings.Repeat("k", 32))
+	rotated, err := recovery.NewKeyring([]byte(strings.Repeat("n", 32)), oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, err := f.store.Flow(context.Background(), s.FlowID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rotated.MatchCode(s.FlowID, code, fl.CodeHash) {
+		t.Error("rotated keyring does not verify a code hashed with the old secret")
+	}
+	if bytesEqual(rotated.HashCode(s.FlowID, code), fl.CodeHash) {
+		t.Error("rotated keyring still hashes with the old secret")
+	}
+	fresh, _ := recovery.NewKeyring([]byte(strings.Repeat("n", 32)))
+	if fresh.MatchCode(s.FlowID, code, fl.CodeHash) {
+		t.Error("a keyring without the old secret verifies its hash")
+	}
+	if _, err := recovery.NewKeyring([]byte("short")); err == nil {
+		t.Error("a 5-byte secret was accepted")
+	}
+}
+
+func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+func TestLimitsApplyToUnknownAccounts(t *testing.T) {
+	t.Parallel()
+	for _, account := range []string{alice, "nobody@example.com"} {
+		t.Run(account, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			for range 3 {
+				f.start(t, account)
+			}
+			_, err := f.svc.Start(context.Background(), recovery.StartRequest{Account: account, ClientIP: ip, PublicURL: publicURL})
+			var d *recovery.Denial
+			if !errors.As(err, &d) || d.Scope != "start_account" || d.RetryAfter <= 0 {
+				t.Fatalf("4th start = %v, want start_account denial", err)
+			}
+		})
+	}
+}
+
+func TestLockoutAfterWrongCodes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(_ *recovery.Config, l *limiter.Config) {
+		l.Lockout = limiter.Threshold{Failures: 3, Window: time.Hour, Duration: 30 * time.Minute}
+	})
+	ctx := context.Background()
+	s := f.start(t, alice)
+	code := f.sent.lastCode(t)
+	for range 2 {
+		if _, err := f.svc.Verify(ctx, s.FlowID, wrong(code), ip); !errors.Is(err, recovery.ErrInvalidCode) {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.svc.Verify(ctx, s.FlowID, wrong(code), ip); !errors.Is(err, recovery.ErrLocked) {
+		t.Fatalf("3rd wrong code = %v, want ErrLocked", err)
+	}
+	if _, err := f.svc.Verify(ctx, s.FlowID, code, ip); !errors.Is(err, recovery.ErrLocked) {
+		t.Fatalf("right code while locked = %v, want ErrLocked", err)
+	}
+	if _, err := f.svc.Start(ctx, recovery.StartRequest{Account: alice, ClientIP: "198.51.100.7", PublicURL: publicURL}); !errors.Is(err, recovery.ErrLocked) {
+		t.Fatalf("start while locked = %v, want ErrLocked", err)
+	}
+}
+
+func TestFailingDependencies(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	f.dir.err = errors.New("connection refused")
+	_, err := f.svc.Start(context.Background(), recovery.StartRequest{Account: alice, ClientIP: ip, PublicURL: publicURL})
+	if !errors.Is(err, recovery.ErrUnavailable) {
+		t.Fatalf("Start with directory down = %v, want ErrUnavailable", err)
+	}
+
+	f = newFixture(t, nil)
+	f.sent.fail = recovery.ErrQueueFull
+	if _, err := f.svc.Start(context.Background(), recovery.StartRequest{Account: alice, ClientIP: ip, PublicURL: publicURL}); err != nil {
+		t.Fatalf("Start with a full queue = %v; it must answer like any other start", err)
+	}
+}
+
+func TestGuardThatCannotDecideFailsClosed(t *testing.T) {
+	t.Parallel()
+	c := &clock{now: time.Now()}
+	store, _ := storage.NewMemory(100, c)
+	guard, err := limiter.New(limiter.DefaultConfig(), downStore{}, store, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := recovery.NewKeyring([]byte(strings.Repeat("k", 32)))
+	msgs, _ := recovery.NewMessages(recovery.MessageConfig{})
+	svc, err := recovery.New(testConfig(), recovery.Deps{
+		Store: store, Directory: &phonebook{}, Phones: plusOnly{}, Sender: &outbox{}, Guard: guard,
+		Messages: msgs, Keys: keys, Clock: c, Rand: newSeeded(2),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.Start(context.Background(), recovery.StartRequest{Account: alice, ClientIP: ip, PublicURL: publicURL})
+	if !errors.Is(err, recovery.ErrUnavailable) {
+		t.Fatalf("Start = %v, want ErrUnavailable", err)
+	}
+}
+
+type downStore struct{}
+
+var errDown = errors.New("counter store down")
+
+func (downStore) Get(context.Context, string, ulimiter.Rate) (ulimiter.Context, error) {
+	return ulimiter.Context{}, errDown
+}
+func (downStore) Peek(context.Context, string, ulimiter.Rate) (ulimiter.Context, error) {
+	return ulimiter.Context{}, errDown
+}
+func (downStore) Reset(context.Context, string, ulimiter.Rate) (ulimiter.Context, error) {
+	return ulimiter.Context{}, errDown
+}
+func (downStore) Increment(context.Context, string, int64, ulimiter.Rate) (ulimiter.Context, error) {
+	return ulimiter.Context{}, errDown
+}
+
+func TestCodesAreUniformDigits(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(c *recovery.Config, l *limiter.Config) {
+		l.StartIP = limiter.Rate{Events: 1 << 30, Window: time.Hour}
+		l.StartAccount = l.StartIP
+		l.StartPhone = l.StartIP
+		l.SMSGlobal = l.StartIP
+	})
+	const n = 2000
+	var counts [10]int
+	for range n {
+		f.start(t, alice)
+		code := f.sent.lastCode(t)
+		if len(code) != 6 {
+			t.Fatalf("code %q is not 6 digits", code)
+		}
+		for _, c := range code {
+			counts[c-'0']++
+		}
+	}
+	// 12000 digits: each of ten values is expected 1200 times; a chi-square
+	// statistic above 27.9 (9 degrees of freedom, p = 0.001) means bias.
+	var chi float64
+	for _, c := range counts {
+		d := float64(c) - n*6/10.0
+		chi += d * d / (n * 6 / 10.0)
+	}
+	if chi > 27.9 {
+		t.Fatalf("digit counts %v look biased (chi-square %.1f)", counts, chi)
+	}
+}
