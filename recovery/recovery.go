@@ -23,8 +23,8 @@ var (
 	ErrLocked = errors.New("account locked")
 	// ErrBlocked is a client IP temporarily blocked from the recovery routes.
 	ErrBlocked = errors.New("ip blocked")
-	// ErrUnavailable is a dependency (storage, directory) that cannot answer;
-	// nothing was changed and the request can be retried.
+	// ErrUnavailable is a dependency (storage, directory) that cannot answer.
+	// The request may or may not have taken effect, and retrying it is safe.
 	ErrUnavailable = errors.New("service unavailable")
 
 	// ErrNotFound is returned by a Store for a missing or expired record.

@@ -1,0 +1,693 @@
+package storage
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// Defaults for RedisConfig. The timeouts are short because a recovery
+// request waits on Redis: when it is gone the routes should fail closed
+// quickly rather than hold connections open.
+const (
+	defaultDialTimeout  = 2 * time.Second
+	defaultReadTimeout  = time.Second
+	defaultWriteTimeout = time.Second
+	defaultPoolSize     = 32
+	// One retry covers a pooled connection that died with a failover,
+	// and one dial per try (go-redis would make five) keeps a call to a
+	// server that is down within two dial timeouts. A script retried after
+	// a lost reply fails safe: it counts an attempt twice, finds its own
+	// hold busy or a flow already consumed.
+	defaultMaxRetries    = 1
+	defaultDialerRetries = 1
+)
+
+// RedisConfig says how to reach Redis.
+type RedisConfig struct {
+	// URL is the server, in one of these forms:
+	//
+	//	redis://[[user]:password@]host:port[/db][?option=value&...]
+	//	rediss://[[user]:password@]host:port[/db][?option=value&...]
+	//	redis-sentinel://[[user]:password@]host1:port,host2:port[/db]?master=<name>[&sentinel_password=<password>]
+	//	redis-cluster://[[user]:password@]host1:port,host2:port
+	//
+	// redis:// is one server and rediss:// the same over TLS; both take
+	// go-redis's query options (dial_timeout, pool_size, ...). The Sentinel
+	// form lists the sentinels, which find the master called master; the
+	// password is the master's, and sentinels are asked without one unless
+	// sentinel_password is given. The Cluster form lists some of the
+	// cluster's nodes, from which the client learns the rest. Passwords must
+	// be percent-encoded.
+	URL string
+	// Prefix starts every key, so that several deployments can share a
+	// database. It must not contain braces: keys use Redis Cluster hash tags.
+	Prefix string
+	// DialTimeout bounds opening a connection. Default: 2s, or the URL's
+	// dial_timeout.
+	DialTimeout time.Duration
+	// ReadTimeout bounds waiting for a reply. Default: 1s, or the URL's
+	// read_timeout.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds sending a command. Default: 1s, or the URL's
+	// write_timeout.
+	WriteTimeout time.Duration
+	// PoolSize is the most connections kept to each server. Default: 32, or
+	// the URL's pool_size.
+	PoolSize int
+}
+
+// Redis is a recovery.Store and limiter.LockStore on a Redis server, shared
+// by every instance that uses the same server and prefix.
+//
+// Every change is one command or one Lua script, so it is atomic on the
+// server whichever instance sends it, and every key it writes has a time to
+// live. Times it compares come from the injected clock and are kept to the
+// millisecond; times to live are set relative to that clock.
+//
+// Errors that mean Redis cannot answer (refused or timed-out connections, a
+// server loading, read-only or out of memory) satisfy
+// errors.Is(err, recovery.ErrUnavailable).
+//
+// Keys, under the prefix:
+//
+//	flow:<id>              hash: data (JSON), attempts, sends, code_hash, sent_at, expires_at
+//	token:<hex hash>       hash: data (JSON), expires_at, held_until
+//	lock:{<kind>}:<key>    string: JSON of the lock
+//	locks:{<kind>}         sorted set of the kind's lock keys, scored by Until
+//
+// The braces put a kind's locks and their index in one Cluster slot, so the
+// scripts that change both work there too.
+type Redis struct {
+	client redis.UniversalClient
+	prefix string
+	clock  recovery.Clock
+}
+
+// NewRedis returns a Redis store for cfg, reading the time from clock. It
+// does not connect: use Ping to check the server.
+func NewRedis(cfg RedisConfig, clock recovery.Clock) (*Redis, error) {
+	if clock == nil {
+		return nil, errors.New("creating redis storage: no clock")
+	}
+	if strings.ContainsAny(cfg.Prefix, "{}") {
+		return nil, errors.New("creating redis storage: prefix must not contain braces")
+	}
+	opts, err := universalOptions(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating redis storage: %w", err)
+	}
+	return &Redis{client: redis.NewUniversalClient(opts), prefix: cfg.Prefix, clock: clock}, nil
+}
+
+// Client returns the underlying client, for other users of the same server
+// such as the rate limiter's store.
+func (r *Redis) Client() redis.UniversalClient { return r.client }
+
+// Ping checks that the server answers.
+func (r *Redis) Ping(ctx context.Context) error {
+	return redisError("ping", r.client.Ping(ctx).Err())
+}
+
+// Close closes the client and its connections, for every user of Client.
+func (r *Redis) Close() error {
+	return r.client.Close()
+}
+
+func (r *Redis) flowKey(id string) string { return r.prefix + "flow:" + id }
+
+func (r *Redis) tokenKey(hash []byte) string { return r.prefix + "token:" + hex.EncodeToString(hash) }
+
+func (r *Redis) lockKey(kind, key string) string { return r.prefix + "lock:{" + kind + "}:" + key }
+
+func (r *Redis) lockIndex(kind string) string { return r.prefix + "locks:{" + kind + "}" }
+
+// flowFields are the fields of a flow hash in the order decodeFlow reads
+// them; the scripts below list them in the same order.
+var flowFields = []string{"data", "attempts", "sends", "code_hash", "sent_at", "expires_at"}
+
+// CreateFlow stores f until f.ExpiresAt, replacing any flow with its ID.
+func (r *Redis) CreateFlow(ctx context.Context, f recovery.Flow) error {
+	// data keeps the whole flow as created; the fields that change are
+	// kept beside it, where scripts can change them, and win when read.
+	data, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("encoding flow: %w", err)
+	}
+	key := r.flowKey(f.ID)
+	ttl := f.ExpiresAt.Sub(r.clock.Now())
+	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, key)
+		if ttl > 0 {
+			p.HSet(ctx, key,
+				"data", data,
+				"attempts", f.Attempts,
+				"sends", f.Sends,
+				"code_hash", f.CodeHash,
+				"sent_at", f.SentAt.UnixMilli(),
+				"expires_at", f.ExpiresAt.UnixMilli())
+			p.PExpire(ctx, key, ttl)
+		}
+		return nil
+	})
+	return redisError("create flow", err)
+}
+
+// Flow returns the flow with that ID, or recovery.ErrNotFound.
+func (r *Redis) Flow(ctx context.Context, id string) (recovery.Flow, error) {
+	vals, err := r.client.HMGet(ctx, r.flowKey(id), flowFields...).Result()
+	if err != nil {
+		return recovery.Flow{}, redisError("get flow", err)
+	}
+	f, err := decodeFlow(vals)
+	if err != nil {
+		return recovery.Flow{}, err
+	}
+	if !r.clock.Now().Before(f.ExpiresAt) {
+		return recovery.Flow{}, recovery.ErrNotFound
+	}
+	return f, nil
+}
+
+// attemptScript counts an attempt and returns the flow's fields, or nil
+// after deleting a flow that expired or ran out of attempts.
+// KEYS[1] flow; ARGV[1] now (ms), ARGV[2] max attempts.
+var attemptScript = redis.NewScript(`
+local exp = redis.call('HGET', KEYS[1], 'expires_at')
+if not exp then return false end
+if tonumber(exp) <= tonumber(ARGV[1]) then
+	redis.call('DEL', KEYS[1])
+	return false
+end
+if redis.call('HINCRBY', KEYS[1], 'attempts', 1) > tonumber(ARGV[2]) then
+	redis.call('DEL', KEYS[1])
+	return false
+end
+return redis.call('HMGET', KEYS[1], 'data', 'attempts', 'sends', 'code_hash', 'sent_at', 'expires_at')
+`)
+
+// Attempt counts one attempt on the flow and returns it; a flow whose count
+// would exceed maxAttempts is deleted and recovery.ErrNotFound returned.
+func (r *Redis) Attempt(ctx context.Context, id string, maxAttempts int) (recovery.Flow, error) {
+	vals, err := attemptScript.Run(ctx, r.client, []string{r.flowKey(id)},
+		r.clock.Now().UnixMilli(), maxAttempts).Slice()
+	if err != nil {
+		return recovery.Flow{}, redisError("count attempt", err)
+	}
+	return decodeFlow(vals)
+}
+
+// consumeScript deletes a flow and returns 1 if it was alive.
+// KEYS[1] flow; ARGV[1] now (ms).
+var consumeScript = redis.NewScript(`
+local exp = redis.call('HGET', KEYS[1], 'expires_at')
+if not exp then return 0 end
+redis.call('DEL', KEYS[1])
+if tonumber(exp) <= tonumber(ARGV[1]) then return 0 end
+return 1
+`)
+
+// ConsumeFlow deletes the flow and reports whether it was there.
+func (r *Redis) ConsumeFlow(ctx context.Context, id string) (bool, error) {
+	n, err := consumeScript.Run(ctx, r.client, []string{r.flowKey(id)}, r.clock.Now().UnixMilli()).Int()
+	if err != nil {
+		return false, redisError("consume flow", err)
+	}
+	return n == 1, nil
+}
+
+// resendScript returns {1, fields} after replacing the code, {0, fields}
+// inside the interval, or nil for a missing or expired flow.
+// KEYS[1] flow; ARGV[1] now (ms), ARGV[2] interval (ms), ARGV[3] code hash,
+// ARGV[4] new expiry (ms), ARGV[5] new time to live (ms).
+var resendScript = redis.NewScript(`
+local fields = {'data', 'attempts', 'sends', 'code_hash', 'sent_at', 'expires_at'}
+local f = redis.call('HMGET', KEYS[1], unpack(fields))
+if not f[1] then return false end
+local now = tonumber(ARGV[1])
+if tonumber(f[6]) <= now then
+	redis.call('DEL', KEYS[1])
+	return false
+end
+if now - tonumber(f[5]) < tonumber(ARGV[2]) then return {0, f} end
+redis.call('HSET', KEYS[1], 'code_hash', ARGV[3], 'sent_at', ARGV[1], 'expires_at', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'sends', 1)
+local f2 = redis.call('HMGET', KEYS[1], unpack(fields))
+if tonumber(ARGV[5]) > 0 then
+	redis.call('PEXPIRE', KEYS[1], ARGV[5])
+else
+	redis.call('DEL', KEYS[1])
+end
+return {1, f2}
+`)
+
+// Resend replaces the flow's code when interval has passed since its SentAt;
+// otherwise it returns the unchanged flow and recovery.ErrTooEarly. The flow
+// expires as seen at now, the time the caller passes.
+func (r *Redis) Resend(ctx context.Context, id string, codeHash []byte, now time.Time, interval time.Duration, expiresAt time.Time) (recovery.Flow, error) {
+	res, err := resendScript.Run(ctx, r.client, []string{r.flowKey(id)},
+		now.UnixMilli(), interval.Milliseconds(), codeHash,
+		expiresAt.UnixMilli(), expiresAt.Sub(now).Milliseconds()).Slice()
+	if err != nil {
+		return recovery.Flow{}, redisError("resend", err)
+	}
+	if len(res) != 2 {
+		return recovery.Flow{}, errors.New("resend: malformed reply from redis")
+	}
+	vals, _ := res[1].([]any)
+	f, err := decodeFlow(vals)
+	if err != nil {
+		return recovery.Flow{}, err
+	}
+	if replaced, _ := res[0].(int64); replaced != 1 {
+		return f, recovery.ErrTooEarly
+	}
+	return f, nil
+}
+
+// decodeFlow builds a flow from the values of flowFields; a missing data
+// field means a missing flow.
+func decodeFlow(vals []any) (recovery.Flow, error) {
+	if len(vals) != len(flowFields) || vals[0] == nil {
+		return recovery.Flow{}, recovery.ErrNotFound
+	}
+	s := make([]string, len(vals))
+	for i, v := range vals {
+		var ok bool
+		if s[i], ok = v.(string); !ok {
+			return recovery.Flow{}, fmt.Errorf("decoding flow: field %s is missing", flowFields[i])
+		}
+	}
+	var f recovery.Flow
+	if err := json.Unmarshal([]byte(s[0]), &f); err != nil {
+		return recovery.Flow{}, fmt.Errorf("decoding flow: %w", err)
+	}
+	attempts, err1 := strconv.Atoi(s[1])
+	sends, err2 := strconv.Atoi(s[2])
+	sentAt, err3 := strconv.ParseInt(s[4], 10, 64)
+	expiresAt, err4 := strconv.ParseInt(s[5], 10, 64)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return recovery.Flow{}, fmt.Errorf("decoding flow: %w", err)
+	}
+	f.Attempts = attempts
+	f.Sends = sends
+	f.CodeHash = []byte(s[3])
+	f.SentAt = time.UnixMilli(sentAt).UTC()
+	f.ExpiresAt = time.UnixMilli(expiresAt).UTC()
+	return f, nil
+}
+
+// PutToken stores t until t.ExpiresAt, replacing any token with its hash.
+func (r *Redis) PutToken(ctx context.Context, t recovery.Token) error {
+	data, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("encoding token: %w", err)
+	}
+	key := r.tokenKey(t.Hash)
+	ttl := t.ExpiresAt.Sub(r.clock.Now())
+	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, key)
+		if ttl > 0 {
+			p.HSet(ctx, key, "data", data, "expires_at", t.ExpiresAt.UnixMilli(), "held_until", 0)
+			p.PExpire(ctx, key, ttl)
+		}
+		return nil
+	})
+	return redisError("put token", err)
+}
+
+// beginSpendScript returns the token's data after holding it, 0 while an
+// earlier hold lasts, or nil for a missing or expired token.
+// KEYS[1] token; ARGV[1] now (ms), ARGV[2] end of the hold (ms).
+var beginSpendScript = redis.NewScript(`
+local t = redis.call('HMGET', KEYS[1], 'data', 'expires_at', 'held_until')
+if not t[1] then return false end
+local now = tonumber(ARGV[1])
+if tonumber(t[2]) <= now then
+	redis.call('DEL', KEYS[1])
+	return false
+end
+if tonumber(t[3]) > now then return 0 end
+redis.call('HSET', KEYS[1], 'held_until', ARGV[2])
+return t[1]
+`)
+
+// BeginSpend holds the token until now+lease and returns it:
+// recovery.ErrNotFound if it is unknown, expired or spent,
+// recovery.ErrBusy while an earlier hold lasts.
+func (r *Redis) BeginSpend(ctx context.Context, hash []byte, lease time.Duration) (recovery.Token, error) {
+	now := r.clock.Now()
+	v, err := beginSpendScript.Run(ctx, r.client, []string{r.tokenKey(hash)},
+		now.UnixMilli(), now.Add(lease).UnixMilli()).Result()
+	if err != nil {
+		return recovery.Token{}, redisError("begin spend", err)
+	}
+	data, ok := v.(string)
+	if !ok {
+		return recovery.Token{}, recovery.ErrBusy
+	}
+	var t recovery.Token
+	if err := json.Unmarshal([]byte(data), &t); err != nil {
+		return recovery.Token{}, fmt.Errorf("decoding token: %w", err)
+	}
+	return t, nil
+}
+
+// releaseScript lifts the hold on a token if the token still exists; an
+// HSET alone would recreate a deleted token without a time to live.
+// KEYS[1] token.
+var releaseScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then
+	redis.call('HSET', KEYS[1], 'held_until', 0)
+end
+return 0
+`)
+
+// EndSpend deletes the token when spent, and otherwise lifts the hold so
+// that it can be taken again. A token that is gone already is no error.
+func (r *Redis) EndSpend(ctx context.Context, hash []byte, spent bool) error {
+	key := r.tokenKey(hash)
+	if spent {
+		return redisError("end spend", r.client.Del(ctx, key).Err())
+	}
+	return redisError("end spend", releaseScript.Run(ctx, r.client, []string{key}).Err())
+}
+
+// setLockScript stores a lock and indexes it, or removes both when the lock
+// is already over; it drops ended locks from the index and makes the index
+// live as long as its last lock.
+// KEYS[1] lock, KEYS[2] index; ARGV[1] lock JSON, ARGV[2] now (ms),
+// ARGV[3] until (ms). The index holds the lock's full key.
+var setLockScript = redis.NewScript(`
+local now = tonumber(ARGV[2])
+local untilms = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if untilms > now then
+	redis.call('SET', KEYS[1], ARGV[1], 'PX', untilms - now)
+	redis.call('ZADD', KEYS[2], untilms, KEYS[1])
+else
+	redis.call('DEL', KEYS[1])
+	redis.call('ZREM', KEYS[2], KEYS[1])
+end
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if last[2] then
+	redis.call('PEXPIRE', KEYS[2], tonumber(last[2]) - now)
+end
+return 0
+`)
+
+// SetLock stores l until l.Until, replacing any lock of its kind and key.
+func (r *Redis) SetLock(ctx context.Context, l limiter.Lock) error {
+	data, err := json.Marshal(l)
+	if err != nil {
+		return fmt.Errorf("encoding lock: %w", err)
+	}
+	err = setLockScript.Run(ctx, r.client, []string{r.lockKey(l.Kind, l.Key), r.lockIndex(l.Kind)},
+		data, r.clock.Now().UnixMilli(), l.Until.UnixMilli()).Err()
+	return redisError("set lock", err)
+}
+
+// GetLock returns the lock of that kind and key if one is in force.
+func (r *Redis) GetLock(ctx context.Context, kind, key string) (limiter.Lock, bool, error) {
+	data, err := r.client.Get(ctx, r.lockKey(kind, key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return limiter.Lock{}, false, nil
+	}
+	if err != nil {
+		return limiter.Lock{}, false, redisError("get lock", err)
+	}
+	var l limiter.Lock
+	if err := json.Unmarshal(data, &l); err != nil {
+		return limiter.Lock{}, false, fmt.Errorf("decoding lock: %w", err)
+	}
+	if !r.clock.Now().Before(l.Until) {
+		return limiter.Lock{}, false, nil
+	}
+	return l, true, nil
+}
+
+// deleteLockScript removes a lock and its index entry and returns how many
+// locks it removed. KEYS[1] lock, KEYS[2] index.
+var deleteLockScript = redis.NewScript(`
+redis.call('ZREM', KEYS[2], KEYS[1])
+return redis.call('DEL', KEYS[1])
+`)
+
+// DeleteLock lifts the lock of that kind and key and reports whether there
+// was one.
+func (r *Redis) DeleteLock(ctx context.Context, kind, key string) (bool, error) {
+	n, err := deleteLockScript.Run(ctx, r.client, []string{r.lockKey(kind, key), r.lockIndex(kind)}).Int()
+	if err != nil {
+		return false, redisError("delete lock", err)
+	}
+	return n == 1, nil
+}
+
+// ListLocks returns the locks of a kind in force now, ordered by Until and
+// then Key.
+func (r *Redis) ListLocks(ctx context.Context, kind string) ([]limiter.Lock, error) {
+	now := r.clock.Now()
+	keys, err := r.client.ZRangeByScore(ctx, r.lockIndex(kind), &redis.ZRangeBy{
+		Min: "(" + strconv.FormatInt(now.UnixMilli(), 10),
+		Max: "+inf",
+	}).Result()
+	if err != nil {
+		return nil, redisError("list locks", err)
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	// The index is read apart from the locks, so one may end or go in
+	// between: those come back nil and are left out.
+	vals, err := r.client.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, redisError("list locks", err)
+	}
+	var out []limiter.Lock
+	for _, v := range vals {
+		data, ok := v.(string)
+		if !ok {
+			continue
+		}
+		var l limiter.Lock
+		if err := json.Unmarshal([]byte(data), &l); err != nil {
+			return nil, fmt.Errorf("decoding lock: %w", err)
+		}
+		if now.Before(l.Until) {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// redisError maps redis.Nil to recovery.ErrNotFound and marks the errors
+// of a server that cannot answer with recovery.ErrUnavailable.
+func redisError(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, redis.Nil):
+		return recovery.ErrNotFound
+	case unavailable(err):
+		return fmt.Errorf("redis %s: %w: %w", op, recovery.ErrUnavailable, err)
+	default:
+		return fmt.Errorf("redis %s: %w", op, err)
+	}
+}
+
+// unavailable tells the errors worth a retry later from those of a bad
+// command or configuration. Anything that is not a reply from the server
+// (refused or timed-out connection, exhausted pool, closed client) is
+// unavailability, and so are the replies of a server that is starting,
+// failing over, full or busy.
+func unavailable(err error) bool {
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		return true
+	}
+	return redis.IsLoadingError(err) || redis.IsReadOnlyError(err) ||
+		redis.IsClusterDownError(err) || redis.IsTryAgainError(err) ||
+		redis.IsMasterDownError(err) || redis.IsMaxClientsError(err) ||
+		redis.IsNoReplicasError(err) || redis.IsOOMError(err) ||
+		redis.HasErrorPrefix(err, "BUSY ")
+}
+
+// universalOptions turns cfg into client options, with the defaults filled.
+func universalOptions(cfg RedisConfig) (*redis.UniversalOptions, error) {
+	scheme, _, ok := strings.Cut(cfg.URL, "://")
+	if !ok {
+		return nil, errors.New("redis url has no scheme")
+	}
+	var (
+		o   *redis.UniversalOptions
+		err error
+	)
+	switch strings.ToLower(scheme) {
+	case "redis", "rediss":
+		o, err = singleOptions(cfg.URL)
+	case "redis-sentinel":
+		o, err = sentinelOptions(cfg.URL)
+	case "redis-cluster":
+		o, err = clusterOptions(cfg.URL)
+	default:
+		return nil, fmt.Errorf("unsupported redis url scheme %q", scheme)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s url: %w", scheme, err)
+	}
+	o.DialTimeout = cmp.Or(cfg.DialTimeout, o.DialTimeout, defaultDialTimeout)
+	o.ReadTimeout = cmp.Or(cfg.ReadTimeout, o.ReadTimeout, defaultReadTimeout)
+	o.WriteTimeout = cmp.Or(cfg.WriteTimeout, o.WriteTimeout, defaultWriteTimeout)
+	o.PoolSize = cmp.Or(cfg.PoolSize, o.PoolSize, defaultPoolSize)
+	o.MaxRetries = cmp.Or(o.MaxRetries, defaultMaxRetries)
+	o.DialerRetries = cmp.Or(o.DialerRetries, defaultDialerRetries)
+	// A request's own deadline also bounds its Redis calls.
+	o.ContextTimeoutEnabled = true
+	return o, nil
+}
+
+// singleOptions parses a redis:// or rediss:// URL.
+func singleOptions(raw string) (*redis.UniversalOptions, error) {
+	s, err := redis.ParseURL(raw)
+	if err != nil {
+		return nil, withoutURL(err)
+	}
+	return &redis.UniversalOptions{
+		Addrs:           []string{s.Addr},
+		ClientName:      s.ClientName,
+		DB:              s.DB,
+		Protocol:        s.Protocol,
+		Username:        s.Username,
+		Password:        s.Password,
+		TLSConfig:       s.TLSConfig,
+		MaxRetries:      s.MaxRetries,
+		MinRetryBackoff: s.MinRetryBackoff,
+		MaxRetryBackoff: s.MaxRetryBackoff,
+		DialTimeout:     s.DialTimeout,
+		ReadTimeout:     s.ReadTimeout,
+		WriteTimeout:    s.WriteTimeout,
+		PoolFIFO:        s.PoolFIFO,
+		PoolSize:        s.PoolSize,
+		PoolTimeout:     s.PoolTimeout,
+		MinIdleConns:    s.MinIdleConns,
+		MaxIdleConns:    s.MaxIdleConns,
+		MaxActiveConns:  s.MaxActiveConns,
+		ConnMaxIdleTime: s.ConnMaxIdleTime,
+		ConnMaxLifetime: s.ConnMaxLifetime,
+
+		ConnMaxLifetimeJitter:   s.ConnMaxLifetimeJitter,
+		MaxConcurrentDials:      s.MaxConcurrentDials,
+		PipelinePoolSize:        s.PipelinePoolSize,
+		PipelineReadBufferSize:  s.PipelineReadBufferSize,
+		PipelineWriteBufferSize: s.PipelineWriteBufferSize,
+	}, nil
+}
+
+// sentinelOptions parses a redis-sentinel:// URL.
+func sentinelOptions(raw string) (*redis.UniversalOptions, error) {
+	u, addrs, err := splitHosts(raw)
+	if err != nil {
+		return nil, err
+	}
+	q := u.Query()
+	for name := range q {
+		if name != "master" && name != "sentinel_password" {
+			return nil, fmt.Errorf("unknown option %q", name)
+		}
+	}
+	o := &redis.UniversalOptions{
+		Addrs:            addrs,
+		MasterName:       q.Get("master"),
+		SentinelPassword: q.Get("sentinel_password"),
+		Username:         u.User.Username(),
+	}
+	o.Password, _ = u.User.Password()
+	if o.MasterName == "" {
+		return nil, errors.New("no master: add ?master=<name>")
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		if o.DB, err = strconv.Atoi(db); err != nil || o.DB < 0 {
+			return nil, fmt.Errorf("invalid database number %q", db)
+		}
+	}
+	return o, nil
+}
+
+// clusterOptions parses a redis-cluster:// URL.
+func clusterOptions(raw string) (*redis.UniversalOptions, error) {
+	u, addrs, err := splitHosts(raw)
+	if err != nil {
+		return nil, err
+	}
+	if len(u.Query()) > 0 {
+		return nil, errors.New("no options are supported")
+	}
+	if strings.Trim(u.Path, "/") != "" {
+		return nil, errors.New("a cluster has no database number")
+	}
+	o := &redis.UniversalOptions{
+		Addrs:         addrs,
+		IsClusterMode: true,
+		Username:      u.User.Username(),
+	}
+	o.Password, _ = u.User.Password()
+	return o, nil
+}
+
+// splitHosts takes the comma-separated host:port list out of raw, which
+// net/url cannot parse when it holds IPv6 literals, and parses the rest.
+func splitHosts(raw string) (*url.URL, []string, error) {
+	scheme, rest, _ := strings.Cut(raw, "://")
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	userinfo, hosts := "", authority
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		userinfo, hosts = authority[:i+1], authority[i+1:]
+	}
+	u, err := url.Parse(scheme + "://" + userinfo + "hosts" + tail)
+	if err != nil {
+		return nil, nil, withoutURL(err)
+	}
+	var addrs []string
+	for i, addr := range strings.Split(hosts, ",") {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || host == "" || port == "" {
+			// The address is left out of the message: in a URL gone
+			// wrong it may hold part of a password.
+			return nil, nil, fmt.Errorf("address %d is not host:port", i+1)
+		}
+		addrs = append(addrs, addr)
+	}
+	return u, addrs, nil
+}
+
+// withoutURL drops the URL that net/url puts in its errors, since it may
+// hold a password.
+func withoutURL(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return ue.Err
+	}
+	return err
+}
+
+// Interface guards
+var (
+	_ recovery.Store    = (*Redis)(nil)
+	_ limiter.LockStore = (*Redis)(nil)
+)

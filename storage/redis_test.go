@@ -1,0 +1,517 @@
+package storage
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
+)
+
+// testRedisURL is the server the Redis tests use: $REDIS_URL, or a local one.
+func testRedisURL() string {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// pingTestRedis checks once whether the test server answers.
+var pingTestRedis = sync.OnceValue(func() error {
+	r, err := NewRedis(RedisConfig{URL: testRedisURL()}, recovery.SystemClock{})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return r.Ping(ctx)
+})
+
+// requireRedis skips the test when the test server does not answer, or
+// fails it when CI=true, where a missing server is a broken pipeline.
+func requireRedis(tb testing.TB) {
+	tb.Helper()
+	err := pingTestRedis()
+	if err == nil {
+		return
+	}
+	where := testRedisURL()
+	if u, perr := url.Parse(where); perr == nil {
+		where = u.Redacted()
+	}
+	if os.Getenv("CI") == "true" {
+		tb.Fatalf("redis at %s is unreachable and CI=true: %v", where, err)
+	}
+	tb.Skipf("redis at %s is unreachable, skipping (set REDIS_URL to run these tests): %v", where, err)
+}
+
+// newTestRedis returns a store on the test server under a prefix of its
+// own, whose keys are deleted when the test ends.
+func newTestRedis(tb testing.TB, clock recovery.Clock) *Redis {
+	tb.Helper()
+	requireRedis(tb)
+	prefix := "smsrec-test:" + rand.Text() + ":"
+	r, err := NewRedis(RedisConfig{URL: testRedisURL(), Prefix: prefix}, clock)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		defer r.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		keys, err := testKeys(ctx, r)
+		if err == nil {
+			// One DEL per key, since in a cluster keys sit in many slots.
+			_, err = r.Client().Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range keys {
+					p.Del(ctx, k)
+				}
+				return nil
+			})
+		}
+		if err != nil {
+			tb.Errorf("deleting the test's keys: %v", err)
+		}
+	})
+	return r
+}
+
+// testKeys lists the keys under r's prefix, on every master of a cluster.
+func testKeys(ctx context.Context, r *Redis) ([]string, error) {
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, r.prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			keys = append(keys, iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	if cc, ok := r.Client().(*redis.ClusterClient); ok {
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+		return keys, err
+	}
+	return keys, scan(ctx, r.Client())
+}
+
+func redisHarness() storagetest.Harness {
+	return storagetest.Harness{
+		New: func(tb testing.TB) (storagetest.Store, storagetest.Clock) {
+			return newTestRedis(tb, storagetest.RealClock{}), storagetest.RealClock{}
+		},
+		// Server-side times to live follow real time, so the suite sleeps;
+		// 100ms leaves room for round trips under -race on a busy machine.
+		Unit: 100 * time.Millisecond,
+	}
+}
+
+func TestRedisContract(t *testing.T) {
+	t.Parallel()
+	requireRedis(t)
+	storagetest.Run(t, redisHarness())
+}
+
+func TestRedisKeysExpire(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newTestRedis(t, recovery.SystemClock{})
+	now := time.Now()
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"CreateFlow", func() error {
+			return r.CreateFlow(ctx, recovery.Flow{ID: "f1", SentAt: now, ExpiresAt: now.Add(time.Minute)})
+		}},
+		{"Attempt", func() error { _, err := r.Attempt(ctx, "f1", 5); return err }},
+		{"Resend", func() error {
+			_, err := r.Resend(ctx, "f1", []byte("h2"), now.Add(30*time.Second), 0, now.Add(2*time.Minute))
+			return err
+		}},
+		{"PutToken", func() error {
+			return r.PutToken(ctx, recovery.Token{Hash: []byte("t1"), ExpiresAt: now.Add(time.Minute)})
+		}},
+		{"BeginSpend", func() error { _, err := r.BeginSpend(ctx, []byte("t1"), time.Second); return err }},
+		{"EndSpend", func() error { return r.EndSpend(ctx, []byte("t1"), false) }},
+		{"EndSpendUnknown", func() error { return r.EndSpend(ctx, []byte("gone"), false) }},
+		{"SetLock", func() error {
+			return r.SetLock(ctx, limiter.Lock{Kind: limiter.KindAccount, Key: "alice", Since: now, Until: now.Add(time.Minute)})
+		}},
+		{"SetLockShorter", func() error {
+			return r.SetLock(ctx, limiter.Lock{Kind: limiter.KindAccount, Key: "bob", Since: now, Until: now.Add(time.Second)})
+		}},
+		{"SetLockIP", func() error {
+			return r.SetLock(ctx, limiter.Lock{Kind: limiter.KindIP, Key: "192.0.2.1", Since: now, Until: now.Add(time.Minute)})
+		}},
+	}
+	for _, s := range steps {
+		if err := s.run(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+	}
+
+	keys, err := testKeys(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// flow, token, two account locks, their index, an IP lock and its index
+	if len(keys) != 7 {
+		t.Errorf("keys written: got %d %q, want 7", len(keys), keys)
+	}
+	for _, k := range keys {
+		ttl, err := r.Client().PTTL(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl <= 0 {
+			t.Errorf("key %s has no time to live (PTTL %v)", k, ttl)
+		}
+	}
+	// The index lives as long as its longest lock.
+	index, err := r.Client().PTTL(ctx, r.lockIndex(limiter.KindAccount)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if index < 50*time.Second {
+		t.Errorf("account lock index expires in %v, before its one-minute lock", index)
+	}
+}
+
+func TestRedisUnavailable(t *testing.T) {
+	t.Parallel()
+	servers := []struct {
+		name string
+		cfg  func(t *testing.T) RedisConfig
+	}{
+		{"refused", func(*testing.T) RedisConfig {
+			return RedisConfig{URL: "redis://127.0.0.1:1/0"}
+		}},
+		{"silent", func(t *testing.T) RedisConfig {
+			return RedisConfig{URL: "redis://" + silentServer(t) + "/0", ReadTimeout: 200 * time.Millisecond}
+		}},
+	}
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := srv.cfg(t)
+			r, err := NewRedis(cfg, recovery.SystemClock{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+			// Each try dials once and waits for one reply; there are two tries.
+			limit := 2 * (defaultDialTimeout + cmp.Or(cfg.ReadTimeout, defaultReadTimeout))
+			for _, op := range unavailableOps(r) {
+				t.Run(op.name, func(t *testing.T) {
+					t.Parallel()
+					start := time.Now()
+					err := op.run()
+					if !errors.Is(err, recovery.ErrUnavailable) {
+						t.Errorf("got %v, want an error matching ErrUnavailable", err)
+					}
+					if elapsed := time.Since(start); elapsed > limit {
+						t.Errorf("took %v, more than the %v the timeouts allow", elapsed, limit)
+					}
+				})
+			}
+		})
+	}
+}
+
+// silentServer listens on a local port, accepts connections and never
+// answers, like a server that hangs. It returns the address.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+type namedOp struct {
+	name string
+	run  func() error
+}
+
+// unavailableOps calls every method of r once.
+func unavailableOps(r *Redis) []namedOp {
+	ctx := context.Background()
+	now := time.Now()
+	return []namedOp{
+		{"Ping", func() error { return r.Ping(ctx) }},
+		{"CreateFlow", func() error { return r.CreateFlow(ctx, recovery.Flow{ID: "f", ExpiresAt: now.Add(time.Minute)}) }},
+		{"Flow", func() error { _, err := r.Flow(ctx, "f"); return err }},
+		{"Attempt", func() error { _, err := r.Attempt(ctx, "f", 5); return err }},
+		{"ConsumeFlow", func() error { _, err := r.ConsumeFlow(ctx, "f"); return err }},
+		{"Resend", func() error { _, err := r.Resend(ctx, "f", nil, now, 0, now.Add(time.Minute)); return err }},
+		{"PutToken", func() error {
+			return r.PutToken(ctx, recovery.Token{Hash: []byte("t"), ExpiresAt: now.Add(time.Minute)})
+		}},
+		{"BeginSpend", func() error { _, err := r.BeginSpend(ctx, []byte("t"), time.Second); return err }},
+		{"EndSpend", func() error { return r.EndSpend(ctx, []byte("t"), true) }},
+		{"SetLock", func() error {
+			return r.SetLock(ctx, limiter.Lock{Kind: limiter.KindIP, Key: "k", Until: now.Add(time.Minute)})
+		}},
+		{"GetLock", func() error { _, _, err := r.GetLock(ctx, limiter.KindIP, "k"); return err }},
+		{"DeleteLock", func() error { _, err := r.DeleteLock(ctx, limiter.KindIP, "k"); return err }},
+		{"ListLocks", func() error { _, err := r.ListLocks(ctx, limiter.KindIP); return err }},
+	}
+}
+
+// serverError is a reply error as the server would send it.
+type serverError string
+
+func (e serverError) Error() string { return string(e) }
+func (serverError) RedisError()     {}
+
+func TestRedisError(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		err         error
+		notFound    bool
+		unavailable bool
+	}{
+		{"nil reply", redis.Nil, true, false},
+		{"refused", errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), false, true},
+		{"timeout", context.DeadlineExceeded, false, true},
+		{"closed client", redis.ErrClosed, false, true},
+		{"pool timeout", redis.ErrPoolTimeout, false, true},
+		{"eof", io.EOF, false, true},
+		{"loading", serverError("LOADING Redis is loading the dataset in memory"), false, true},
+		{"read only", serverError("READONLY You can't write against a read only replica."), false, true},
+		{"out of memory", serverError("OOM command not allowed when used memory > 'maxmemory'."), false, true},
+		{"busy script", serverError("BUSY Redis is busy running a script."), false, true},
+		{"cluster down", serverError("CLUSTERDOWN The cluster is down"), false, true},
+		{"wrong type", serverError("WRONGTYPE Operation against a key holding the wrong kind of value"), false, false},
+		{"script error", serverError("ERR Error running script"), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := redisError("op", tt.err)
+			if got := errors.Is(err, recovery.ErrNotFound); got != tt.notFound {
+				t.Errorf("errors.Is(%v, ErrNotFound) = %v, want %v", err, got, tt.notFound)
+			}
+			if got := errors.Is(err, recovery.ErrUnavailable); got != tt.unavailable {
+				t.Errorf("errors.Is(%v, ErrUnavailable) = %v, want %v", err, got, tt.unavailable)
+			}
+			if !tt.notFound && !errors.Is(err, tt.err) {
+				t.Errorf("%v does not wrap %v", err, tt.err)
+			}
+		})
+	}
+	if err := redisError("op", nil); err != nil {
+		t.Errorf("redisError(nil) = %v", err)
+	}
+}
+
+func TestRedisOptions(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  RedisConfig
+		// check inspects the options; nil when the URL must be refused.
+		check func(t *testing.T, o *redis.UniversalOptions)
+	}{
+		{
+			name: "single server with defaults",
+			cfg:  RedisConfig{URL: "redis://:s3cret@cache.internal:6380/2"},
+			check: func(t *testing.T, o *redis.UniversalOptions) {
+				want(t, "addrs", fmt.Sprint(o.Addrs), "[cache.internal:6380]")
+				want(t, "db", o.DB, 2)
+				want(t, "password", o.Password, "s3cret")
+				want(t, "tls", o.TLSConfig != nil, false)
+				want(t, "dial timeout", o.DialTimeout, 2*time.Second)
+				want(t, "read timeout", o.ReadTimeout, time.Second)
+				want(t, "write timeout", o.WriteTimeout, time.Second)
+				want(t, "pool size", o.PoolSize, 32)
+				want(t, "max retries", o.MaxRetries, 1)
+				want(t, "context timeouts", o.ContextTimeoutEnabled, true)
+			},
+		},
+		{
+			name: "tls",
+			cfg:  RedisConfig{URL: "rediss://user:pw@cache.example.com:6380"},
+			check: func(t *testing.T, o *redis.UniversalOptions) {
+				want(t, "tls server name", o.TLSConfig.ServerName, "cache.example.com")
+				want(t, "username", o.Username, "user")
+				want(t, "password", o.Password, "pw")
+			},
+		},
+		{
+			name: "config beats url beats default",
+			cfg: RedisConfig{
+				URL:         "redis://127.0.0.1:6379?dial_timeout=5s&read_timeout=3s&pool_size=7",
+				ReadTimeout: 250 * time.Millisecond,
+				PoolSize:    9,
+			},
+			check: func(t *testing.T, o *redis.UniversalOptions) {
+				want(t, "dial timeout", o.DialTimeout, 5*time.Second)
+				want(t, "read timeout", o.ReadTimeout, 250*time.Millisecond)
+				want(t, "write timeout", o.WriteTimeout, time.Second)
+				want(t, "pool size", o.PoolSize, 9)
+			},
+		},
+		{
+			name: "sentinel",
+			cfg:  RedisConfig{URL: "redis-sentinel://:m%40ster@10.0.0.1:26379,[2001:db8::2]:26379,s3:26379/3?master=mymaster&sentinel_password=sp"},
+			check: func(t *testing.T, o *redis.UniversalOptions) {
+				want(t, "addrs", fmt.Sprint(o.Addrs), "[10.0.0.1:26379 [2001:db8::2]:26379 s3:26379]")
+				want(t, "master", o.MasterName, "mymaster")
+				want(t, "password", o.Password, "m@ster")
+				want(t, "sentinel password", o.SentinelPassword, "sp")
+				want(t, "db", o.DB, 3)
+				want(t, "cluster", o.IsClusterMode, false)
+				want(t, "read timeout", o.ReadTimeout, time.Second)
+			},
+		},
+		{
+			name: "sentinel without password or db",
+			cfg:  RedisConfig{URL: "redis-sentinel://s1:26379?master=m"},
+			check: func(t *testing.T, o *redis.UniversalOptions) {
+				want(t, "addrs", fmt.Sprint(o.Addrs), "[s1:26379]")
+				want(t, "password", o.Password, "")
+				want(t, "db", o.DB, 0)
+			},
+		},
+		{
+			name: "cluster",
+			cfg:  RedisConfig{URL: "redis-cluster://:pw@n1:7000,n2:7001"},
+			check: func(t *testing.T, o *redis.UniversalOptions) {
+				want(t, "addrs", fmt.Sprint(o.Addrs), "[n1:7000 n2:7001]")
+				want(t, "cluster", o.IsClusterMode, true)
+				want(t, "password", o.Password, "pw")
+				want(t, "master", o.MasterName, "")
+				want(t, "pool size", o.PoolSize, 32)
+			},
+		},
+		{
+			name: "cluster of one node stays a cluster",
+			cfg:  RedisConfig{URL: "redis-cluster://n1:7000/"},
+			check: func(t *testing.T, o *redis.UniversalOptions) {
+				want(t, "cluster", o.IsClusterMode, true)
+			},
+		},
+		{name: "no scheme", cfg: RedisConfig{URL: "127.0.0.1:6379"}},
+		{name: "unknown scheme", cfg: RedisConfig{URL: "memcache://127.0.0.1:11211"}},
+		{name: "bad single url", cfg: RedisConfig{URL: "redis://:s3cret@host:6379/x"}},
+		{name: "single url unknown option", cfg: RedisConfig{URL: "redis://host:6379?colour=red"}},
+		{name: "sentinel without master", cfg: RedisConfig{URL: "redis-sentinel://:s3cret@s1:26379,s2:26379/0"}},
+		{name: "sentinel bad db", cfg: RedisConfig{URL: "redis-sentinel://s1:26379/zero?master=m"}},
+		{name: "sentinel unknown option", cfg: RedisConfig{URL: "redis-sentinel://s1:26379?master=m&db=2"}},
+		{name: "sentinel host without port", cfg: RedisConfig{URL: "redis-sentinel://:s3cret@s1,s2:26379?master=m"}},
+		{name: "sentinel empty host", cfg: RedisConfig{URL: "redis-sentinel://s1:26379,?master=m"}},
+		{name: "cluster with db", cfg: RedisConfig{URL: "redis-cluster://n1:7000/1"}},
+		{name: "cluster with options", cfg: RedisConfig{URL: "redis-cluster://n1:7000?read_only=true"}},
+		{name: "password with a slash", cfg: RedisConfig{URL: "redis-cluster://:s3cret/x@n1:7000"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o, err := universalOptions(tt.cfg)
+			if tt.check == nil {
+				if err == nil {
+					t.Fatalf("universalOptions(%q) = %+v, want an error", tt.cfg.URL, o)
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Errorf("error %q reveals the password", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("universalOptions(%q): %v", tt.cfg.URL, err)
+			}
+			tt.check(t, o)
+		})
+	}
+}
+
+func want[T comparable](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s: got %v, want %v", what, got, want)
+	}
+}
+
+func TestNewRedis(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		cfg   RedisConfig
+		clock recovery.Clock
+		ok    bool
+	}{
+		{"single", RedisConfig{URL: "redis://127.0.0.1:6379", Prefix: "smsrec:"}, recovery.SystemClock{}, true},
+		{"sentinel", RedisConfig{URL: "redis-sentinel://127.0.0.1:26379?master=m"}, recovery.SystemClock{}, true},
+		{"cluster", RedisConfig{URL: "redis-cluster://127.0.0.1:7000,127.0.0.1:7001"}, recovery.SystemClock{}, true},
+		{"no clock", RedisConfig{URL: "redis://127.0.0.1:6379"}, nil, false},
+		{"braces in prefix", RedisConfig{URL: "redis://127.0.0.1:6379", Prefix: "{smsrec}:"}, recovery.SystemClock{}, false},
+		{"bad url", RedisConfig{URL: "http://127.0.0.1"}, recovery.SystemClock{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := NewRedis(tt.cfg, tt.clock)
+			if (err == nil) != tt.ok {
+				t.Fatalf("NewRedis: got error %v, want success %v", err, tt.ok)
+			}
+			if r != nil {
+				if r.Client() == nil {
+					t.Error("Client() is nil")
+				}
+				if err := r.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkRedis(b *testing.B) {
+	requireRedis(b)
+	storagetest.Benchmark(b, redisHarness())
+}

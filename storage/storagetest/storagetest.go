@@ -1,0 +1,669 @@
+package storagetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// Store is what a storage backend implements.
+type Store interface {
+	recovery.Store
+	limiter.LockStore
+}
+
+// Clock is the time a store under test reads, as the suite drives it.
+type Clock interface {
+	recovery.Clock
+	// Advance lets d pass for the store.
+	Advance(d time.Duration)
+}
+
+// Harness builds the backend under test.
+type Harness struct {
+	// New returns an empty store and the clock it reads, for one test,
+	// registering any cleanup with tb.Cleanup. Stores from separate calls
+	// must not see each other's records.
+	New func(tb testing.TB) (Store, Clock)
+	// Unit is the suite's time scale: records live a few units and the
+	// suite advances the clock by whole units. With a ManualClock any value
+	// will do; with real time, it must be well above a round trip to the
+	// backend on a loaded machine, and above the backend's time resolution.
+	Unit time.Duration
+}
+
+// Run checks the store that h builds against the contract, in parallel
+// subtests.
+func Run(t *testing.T, h Harness) {
+	t.Run("Flows", func(t *testing.T) {
+		t.Parallel()
+		runFlows(t, h)
+	})
+	t.Run("Tokens", func(t *testing.T) {
+		t.Parallel()
+		runTokens(t, h)
+	})
+	t.Run("Locks", func(t *testing.T) {
+		t.Parallel()
+		runLocks(t, h)
+	})
+}
+
+// newFlow returns a flow sent now that lives for ttl. Times are whole
+// milliseconds in UTC, which every backend keeps exactly.
+func newFlow(id string, clk Clock, ttl time.Duration) recovery.Flow {
+	now := clk.Now().UTC().Truncate(time.Millisecond)
+	return recovery.Flow{
+		ID:          id,
+		Account:     "alice@example.com",
+		CodeHash:    []byte("hash-of-" + id),
+		Sends:       1,
+		Lang:        "nl",
+		SentAt:      now,
+		ExpiresAt:   now.Add(ttl),
+		CreatedAt:   now,
+		ClientIP:    "192.0.2.1",
+		PublicURL:   "https://mail.example.com",
+		PhoneMasked: "+31*****678",
+	}
+}
+
+func runFlows(t *testing.T, h Harness) {
+	u := h.Unit
+	ctx := context.Background()
+
+	t.Run("CreateAndGet", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		want := newFlow("f1", clk, 10*u)
+		mustCreate(t, s, want)
+		for range 2 { // reading changes nothing
+			got, err := s.Flow(ctx, "f1")
+			if err != nil {
+				t.Fatalf("Flow: %v", err)
+			}
+			assertFlow(t, got, want)
+		}
+		if _, err := s.Flow(ctx, "other"); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("Flow of an unknown ID: got %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("ReturnedFlowIsACopy", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		want := newFlow("f1", clk, 10*u)
+		in := want
+		in.CodeHash = slices.Clone(want.CodeHash)
+		mustCreate(t, s, in)
+		in.CodeHash[0] ^= 0xff
+		got, err := s.Flow(ctx, "f1")
+		if err != nil {
+			t.Fatalf("Flow: %v", err)
+		}
+		got.CodeHash[0] ^= 0xff
+		got, err = s.Flow(ctx, "f1")
+		if err != nil {
+			t.Fatalf("Flow: %v", err)
+		}
+		assertFlow(t, got, want)
+	})
+
+	t.Run("Expiry", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		mustCreate(t, s, newFlow("f1", clk, 2*u))
+		if _, err := s.Flow(ctx, "f1"); err != nil {
+			t.Fatalf("Flow before expiry: %v", err)
+		}
+		clk.Advance(3 * u)
+		if _, err := s.Flow(ctx, "f1"); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("Flow: got %v, want ErrNotFound", err)
+		}
+		if _, err := s.Attempt(ctx, "f1", 5); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("Attempt: got %v, want ErrNotFound", err)
+		}
+		if ok, err := s.ConsumeFlow(ctx, "f1"); ok || err != nil {
+			t.Errorf("ConsumeFlow: got %v, %v, want false, nil", ok, err)
+		}
+		now := clk.Now()
+		if _, err := s.Resend(ctx, "f1", []byte("new"), now, 0, now.Add(10*u)); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("Resend: got %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("AttemptCounts", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		want := newFlow("f1", clk, 10*u)
+		mustCreate(t, s, want)
+		const maxAttempts = 3
+		for i := 1; i <= maxAttempts; i++ {
+			got, err := s.Attempt(ctx, "f1", maxAttempts)
+			if err != nil {
+				t.Fatalf("attempt %d: %v", i, err)
+			}
+			want.Attempts = i
+			assertFlow(t, got, want)
+		}
+		if _, err := s.Attempt(ctx, "f1", maxAttempts); !errors.Is(err, recovery.ErrNotFound) {
+			t.Fatalf("attempt past the limit: got %v, want ErrNotFound", err)
+		}
+		if _, err := s.Flow(ctx, "f1"); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("flow after its last attempt: got %v, want ErrNotFound", err)
+		}
+		if _, err := s.Attempt(ctx, "unknown", maxAttempts); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("Attempt of an unknown ID: got %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("AttemptConcurrent", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		// Long lives here and below, so that no record or hold can
+		// expire while the callers run, however slow the machine.
+		mustCreate(t, s, newFlow("f1", clk, 100*u))
+		const callers, maxAttempts = 200, 5
+		var (
+			mu     sync.Mutex
+			counts []int
+			errs   = make([]error, callers)
+		)
+		concurrently(callers, func(i int) {
+			f, err := s.Attempt(ctx, "f1", maxAttempts)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			mu.Lock()
+			counts = append(counts, f.Attempts)
+			mu.Unlock()
+		})
+		for _, err := range errs {
+			if err != nil && !errors.Is(err, recovery.ErrNotFound) {
+				t.Fatalf("Attempt: %v", err)
+			}
+		}
+		slices.Sort(counts)
+		if want := []int{1, 2, 3, 4, 5}; !slices.Equal(counts, want) {
+			t.Errorf("attempt counts handed out: got %v, want %v", counts, want)
+		}
+		if _, err := s.Flow(ctx, "f1"); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("flow after its attempts: got %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("ConsumeOnce", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		mustCreate(t, s, newFlow("f1", clk, 100*u))
+		const callers = 50
+		var won atomic.Int32
+		errs := make([]error, callers)
+		concurrently(callers, func(i int) {
+			ok, err := s.ConsumeFlow(ctx, "f1")
+			errs[i] = err
+			if ok {
+				won.Add(1)
+			}
+		})
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("ConsumeFlow: %v", err)
+		}
+		if n := won.Load(); n != 1 {
+			t.Errorf("callers told they consumed the flow: got %d, want 1", n)
+		}
+		if _, err := s.Flow(ctx, "f1"); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("flow after ConsumeFlow: got %v, want ErrNotFound", err)
+		}
+		if ok, err := s.ConsumeFlow(ctx, "unknown"); ok || err != nil {
+			t.Errorf("ConsumeFlow of an unknown ID: got %v, %v, want false, nil", ok, err)
+		}
+	})
+
+	t.Run("Resend", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		want := newFlow("f1", clk, 10*u)
+		mustCreate(t, s, want)
+		interval := 5 * u
+
+		now := clk.Now().UTC().Truncate(time.Millisecond)
+		got, err := s.Resend(ctx, "f1", []byte("second"), now, interval, now.Add(10*u))
+		if !errors.Is(err, recovery.ErrTooEarly) {
+			t.Fatalf("Resend inside the interval: got %v, want ErrTooEarly", err)
+		}
+		assertFlow(t, got, want)
+		if got, _ := s.Flow(ctx, "f1"); !reflect.DeepEqual(got.CodeHash, want.CodeHash) || got.Sends != 1 {
+			t.Errorf("flow changed by an early Resend: %+v", got)
+		}
+
+		clk.Advance(interval)
+		now = clk.Now().UTC().Truncate(time.Millisecond)
+		got, err = s.Resend(ctx, "f1", []byte("second"), now, interval, now.Add(10*u))
+		if err != nil {
+			t.Fatalf("Resend after the interval: %v", err)
+		}
+		want.CodeHash = []byte("second")
+		want.Sends = 2
+		want.SentAt = now
+		want.ExpiresAt = now.Add(10 * u)
+		assertFlow(t, got, want)
+		if got, err := s.Flow(ctx, "f1"); err != nil {
+			t.Fatalf("Flow after Resend: %v", err)
+		} else {
+			assertFlow(t, got, want)
+		}
+
+		// The first expiry has passed; the flow lives on to its new one.
+		clk.Advance(6 * u)
+		if _, err := s.Flow(ctx, "f1"); err != nil {
+			t.Errorf("Flow past its first expiry: %v", err)
+		}
+
+		if _, err := s.Resend(ctx, "unknown", []byte("x"), now, interval, now.Add(u)); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("Resend of an unknown ID: got %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// newToken returns a token that lives for ttl.
+func newToken(name string, clk Clock, ttl time.Duration) recovery.Token {
+	return recovery.Token{
+		Hash:      []byte("hash-of-" + name),
+		Account:   "alice@example.com",
+		FlowID:    "flow-of-" + name,
+		ExpiresAt: clk.Now().UTC().Truncate(time.Millisecond).Add(ttl),
+	}
+}
+
+func runTokens(t *testing.T, h Harness) {
+	u := h.Unit
+	ctx := context.Background()
+
+	t.Run("SpendOnce", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		want := newToken("t1", clk, 10*u)
+		mustPut(t, s, want)
+		got, err := s.BeginSpend(ctx, want.Hash, 5*u)
+		if err != nil {
+			t.Fatalf("BeginSpend: %v", err)
+		}
+		assertToken(t, got, want)
+		if err := s.EndSpend(ctx, want.Hash, true); err != nil {
+			t.Fatalf("EndSpend(spent): %v", err)
+		}
+		if _, err := s.BeginSpend(ctx, want.Hash, 5*u); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("BeginSpend of a spent token: got %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("ReleaseMakesTakeable", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		tok := newToken("t1", clk, 10*u)
+		mustPut(t, s, tok)
+		if _, err := s.BeginSpend(ctx, tok.Hash, 5*u); err != nil {
+			t.Fatalf("BeginSpend: %v", err)
+		}
+		if _, err := s.BeginSpend(ctx, tok.Hash, 5*u); !errors.Is(err, recovery.ErrBusy) {
+			t.Fatalf("BeginSpend of a held token: got %v, want ErrBusy", err)
+		}
+		if err := s.EndSpend(ctx, tok.Hash, false); err != nil {
+			t.Fatalf("EndSpend(not spent): %v", err)
+		}
+		got, err := s.BeginSpend(ctx, tok.Hash, 5*u)
+		if err != nil {
+			t.Fatalf("BeginSpend after release: %v", err)
+		}
+		assertToken(t, got, tok)
+	})
+
+	t.Run("ConcurrentSpend", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		tok := newToken("t1", clk, 100*u)
+		mustPut(t, s, tok)
+		const callers = 50
+		var won atomic.Int32
+		errs := make([]error, callers)
+		concurrently(callers, func(i int) {
+			_, err := s.BeginSpend(ctx, tok.Hash, 100*u)
+			switch {
+			case err == nil:
+				won.Add(1)
+			case !errors.Is(err, recovery.ErrBusy):
+				errs[i] = err
+			}
+		})
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("BeginSpend: %v", err)
+		}
+		if n := won.Load(); n != 1 {
+			t.Fatalf("callers holding the token: got %d, want 1", n)
+		}
+		if err := s.EndSpend(ctx, tok.Hash, true); err != nil {
+			t.Fatalf("EndSpend(spent): %v", err)
+		}
+		if _, err := s.BeginSpend(ctx, tok.Hash, 5*u); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("BeginSpend after spending: got %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("LeaseExpiry", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		tok := newToken("t1", clk, 10*u)
+		mustPut(t, s, tok)
+		if _, err := s.BeginSpend(ctx, tok.Hash, 2*u); err != nil {
+			t.Fatalf("BeginSpend: %v", err)
+		}
+		if _, err := s.BeginSpend(ctx, tok.Hash, 2*u); !errors.Is(err, recovery.ErrBusy) {
+			t.Fatalf("BeginSpend inside the lease: got %v, want ErrBusy", err)
+		}
+		clk.Advance(3 * u) // the holder never called EndSpend
+		if _, err := s.BeginSpend(ctx, tok.Hash, 2*u); err != nil {
+			t.Errorf("BeginSpend after the lease: %v", err)
+		}
+	})
+
+	t.Run("Expiry", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		tok := newToken("t1", clk, 2*u)
+		mustPut(t, s, tok)
+		clk.Advance(3 * u)
+		if _, err := s.BeginSpend(ctx, tok.Hash, u); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("BeginSpend of an expired token: got %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("Unknown", func(t *testing.T) {
+		t.Parallel()
+		s, _ := h.New(t)
+		hash := []byte("unknown")
+		if _, err := s.BeginSpend(ctx, hash, u); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("BeginSpend: got %v, want ErrNotFound", err)
+		}
+		for _, spent := range []bool{false, true} {
+			if err := s.EndSpend(ctx, hash, spent); err != nil {
+				t.Errorf("EndSpend(%v): %v", spent, err)
+			}
+		}
+		// EndSpend must not have brought the token into being.
+		if _, err := s.BeginSpend(ctx, hash, u); !errors.Is(err, recovery.ErrNotFound) {
+			t.Errorf("BeginSpend after EndSpend: got %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// newLock returns a lock that started now and lasts d.
+func newLock(kind, key string, clk Clock, d time.Duration) limiter.Lock {
+	now := clk.Now().UTC().Truncate(time.Millisecond)
+	return limiter.Lock{Kind: kind, Key: key, Since: now, Until: now.Add(d)}
+}
+
+func runLocks(t *testing.T, h Harness) {
+	u := h.Unit
+	ctx := context.Background()
+
+	t.Run("SetGetDelete", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		l := newLock(limiter.KindAccount, "alice@example.com", clk, 10*u)
+		mustSetLock(t, s, l)
+		assertLock(t, s, l.Kind, l.Key, &l)
+		assertLock(t, s, limiter.KindAccount, "bob@example.com", nil)
+		assertLock(t, s, limiter.KindIP, l.Key, nil)
+
+		for i, want := range []bool{true, false} {
+			ok, err := s.DeleteLock(ctx, l.Kind, l.Key)
+			if err != nil || ok != want {
+				t.Errorf("DeleteLock #%d: got %v, %v, want %v, nil", i+1, ok, err, want)
+			}
+		}
+		assertLock(t, s, l.Kind, l.Key, nil)
+		assertLocks(t, s, l.Kind)
+	})
+
+	t.Run("Replace", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		mustSetLock(t, s, newLock(limiter.KindIP, "192.0.2.1", clk, 2*u))
+		longer := newLock(limiter.KindIP, "192.0.2.1", clk, 10*u)
+		mustSetLock(t, s, longer)
+		assertLock(t, s, longer.Kind, longer.Key, &longer)
+		clk.Advance(3 * u)
+		assertLock(t, s, longer.Kind, longer.Key, &longer)
+		assertLocks(t, s, limiter.KindIP, longer)
+	})
+
+	t.Run("List", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		a := newLock(limiter.KindAccount, "a@example.com", clk, 9*u)
+		b := newLock(limiter.KindAccount, "b@example.com", clk, 7*u)
+		c := newLock(limiter.KindAccount, "c@example.com", clk, 8*u)
+		ip := newLock(limiter.KindIP, "2001:db8::/64", clk, 10*u)
+		for _, l := range []limiter.Lock{a, b, c, ip} {
+			mustSetLock(t, s, l)
+		}
+		assertLocks(t, s, limiter.KindAccount, b, c, a)
+		assertLocks(t, s, limiter.KindIP, ip)
+		assertLocks(t, s, "other")
+	})
+
+	t.Run("Expiry", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		short := newLock(limiter.KindAccount, "short@example.com", clk, 2*u)
+		long := newLock(limiter.KindAccount, "long@example.com", clk, 10*u)
+		mustSetLock(t, s, short)
+		mustSetLock(t, s, long)
+		clk.Advance(3 * u)
+		assertLock(t, s, short.Kind, short.Key, nil)
+		assertLock(t, s, long.Kind, long.Key, &long)
+		assertLocks(t, s, limiter.KindAccount, long)
+		if ok, err := s.DeleteLock(ctx, short.Kind, short.Key); ok || err != nil {
+			t.Errorf("DeleteLock of an expired lock: got %v, %v, want false, nil", ok, err)
+		}
+	})
+
+	t.Run("SetEndedLockLifts", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		l := newLock(limiter.KindIP, "192.0.2.7", clk, 10*u)
+		mustSetLock(t, s, l)
+		ended := l
+		ended.Until = l.Since.Add(-u)
+		mustSetLock(t, s, ended)
+		assertLock(t, s, l.Kind, l.Key, nil)
+		assertLocks(t, s, l.Kind)
+	})
+}
+
+// Benchmark measures the hot paths of the store h builds: counting an
+// attempt, and holding and releasing a token, from parallel callers.
+func Benchmark(b *testing.B, h Harness) {
+	ctx := context.Background()
+
+	b.Run("Attempt", func(b *testing.B) {
+		s, clk := h.New(b)
+		if err := s.CreateFlow(ctx, newFlow("f1", clk, time.Hour)); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := s.Attempt(ctx, "f1", 1<<30); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+
+	b.Run("Spend", func(b *testing.B) {
+		s, clk := h.New(b)
+		var n atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			tok := newToken(fmt.Sprint(n.Add(1)), clk, time.Hour)
+			if err := s.PutToken(ctx, tok); err != nil {
+				b.Error(err)
+				return
+			}
+			for pb.Next() {
+				if _, err := s.BeginSpend(ctx, tok.Hash, time.Minute); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := s.EndSpend(ctx, tok.Hash, false); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// concurrently runs f(0) … f(n-1) in n goroutines released together, and
+// waits for them.
+func concurrently(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
+func mustCreate(t *testing.T, s Store, f recovery.Flow) {
+	t.Helper()
+	if err := s.CreateFlow(context.Background(), f); err != nil {
+		t.Fatalf("CreateFlow: %v", err)
+	}
+}
+
+func mustPut(t *testing.T, s Store, tok recovery.Token) {
+	t.Helper()
+	if err := s.PutToken(context.Background(), tok); err != nil {
+		t.Fatalf("PutToken: %v", err)
+	}
+}
+
+func mustSetLock(t *testing.T, s Store, l limiter.Lock) {
+	t.Helper()
+	if err := s.SetLock(context.Background(), l); err != nil {
+		t.Fatalf("SetLock: %v", err)
+	}
+}
+
+// assertFlow compares flows field by field, times by instant.
+func assertFlow(t *testing.T, got, want recovery.Flow) {
+	t.Helper()
+	if !got.SentAt.Equal(want.SentAt) || !got.ExpiresAt.Equal(want.ExpiresAt) || !got.CreatedAt.Equal(want.CreatedAt) {
+		t.Errorf("flow times: got sent %v, expires %v, created %v; want %v, %v, %v",
+			got.SentAt, got.ExpiresAt, got.CreatedAt, want.SentAt, want.ExpiresAt, want.CreatedAt)
+	}
+	got.SentAt, got.ExpiresAt, got.CreatedAt = time.Time{}, time.Time{}, time.Time{}
+	want.SentAt, want.ExpiresAt, want.CreatedAt = time.Time{}, time.Time{}, time.Time{}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("flow: got %+v, want %+v", got, want)
+	}
+}
+
+func assertToken(t *testing.T, got, want recovery.Token) {
+	t.Helper()
+	if !got.ExpiresAt.Equal(want.ExpiresAt) {
+		t.Errorf("token expiry: got %v, want %v", got.ExpiresAt, want.ExpiresAt)
+	}
+	got.ExpiresAt, want.ExpiresAt = time.Time{}, time.Time{}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("token: got %+v, want %+v", got, want)
+	}
+}
+
+// assertLock checks GetLock of kind and key against want, nil for none.
+func assertLock(t *testing.T, s Store, kind, key string, want *limiter.Lock) {
+	t.Helper()
+	got, ok, err := s.GetLock(context.Background(), kind, key)
+	switch {
+	case err != nil:
+		t.Errorf("GetLock(%s, %s): %v", kind, key, err)
+	case want == nil && ok:
+		t.Errorf("GetLock(%s, %s): got %+v, want none", kind, key, got)
+	case want != nil && !ok:
+		t.Errorf("GetLock(%s, %s): got none, want %+v", kind, key, *want)
+	case want != nil && !sameLock(got, *want):
+		t.Errorf("GetLock(%s, %s): got %+v, want %+v", kind, key, got, *want)
+	}
+}
+
+// assertLocks checks ListLocks of kind against want, in order.
+func assertLocks(t *testing.T, s Store, kind string, want ...limiter.Lock) {
+	t.Helper()
+	got, err := s.ListLocks(context.Background(), kind)
+	if err != nil {
+		t.Errorf("ListLocks(%s): %v", kind, err)
+		return
+	}
+	if !slices.EqualFunc(got, want, sameLock) {
+		t.Errorf("ListLocks(%s): got %+v, want %+v", kind, got, want)
+	}
+}
+
+func sameLock(a, b limiter.Lock) bool {
+	return a.Kind == b.Kind && a.Key == b.Key && a.Since.Equal(b.Since) && a.Until.Equal(b.Until)
+}
+
+// ManualClock is a Clock that moves only when told.
+type ManualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewManualClock returns a ManualClock showing start.
+func NewManualClock(start time.Time) *ManualClock {
+	return &ManualClock{now: start}
+}
+
+// Now returns the time the clock shows.
+func (c *ManualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *ManualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// RealClock is the wall clock, for a backend whose records expire in real
+// time on a server.
+type RealClock struct{}
+
+// Now returns time.Now().
+func (RealClock) Now() time.Time { return time.Now() }
+
+// Advance sleeps for d.
+func (RealClock) Advance(d time.Duration) { time.Sleep(d) }
