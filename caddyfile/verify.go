@@ -1,0 +1,70 @@
+package caddyfile
+
+import (
+	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/module"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("sms_recovery_verify", verifyParseCaddyfile)
+	// After forward_auth, like sms_recovery just before it, keeps it ahead
+	// of respond, reverse_proxy, php_fastcgi and file_server, with no
+	// global order option.
+	httpcaddyfile.RegisterDirectiveOrder("sms_recovery_verify", httpcaddyfile.After, "forward_auth")
+}
+
+// verifyParseCaddyfile sets up the verifier from Caddyfile tokens. Syntax:
+//
+//	sms_recovery_verify [<matcher>] {
+//	    key_id             <id>
+//	    hmac_key           <base64>
+//	    ed25519_public_key <path to PEM>
+//	    max_skew           <duration>
+//	}
+//
+// key_id and one of hmac_key and ed25519_public_key are required; Validate
+// checks that when the configuration loads.
+func verifyParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var m module.VerifyHandler
+	if err := UnmarshalVerify(h.Dispenser, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// UnmarshalVerify fills m from the tokens of one sms_recovery_verify
+// directive, whose syntax is documented on verifyParseCaddyfile.
+func UnmarshalVerify(d *cf.Dispenser, m *module.VerifyHandler) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("duplicate subdirective '%s'", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "key_id":
+			err = oneString(d, &m.KeyID)
+		case "hmac_key":
+			err = oneString(d, &m.HMACKey)
+		case "ed25519_public_key":
+			err = oneString(d, &m.Ed25519PublicKey)
+		case "max_skew":
+			err = oneDuration(d, &m.MaxSkew)
+		default:
+			return d.Errf("unrecognized subdirective '%s'", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,12 @@
+// Package smsrecovery registers the caddy-sms-recovery modules and their
+// Caddyfile directives, so that
+//
+//	xcaddy build --with github.com/caddy-sms-recovery/caddy-sms-recovery
+//
+// builds a Caddy that has them.
+package smsrecovery
+
+import (
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/caddyfile"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/module"
+)

@@ -1,0 +1,92 @@
+package sms
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// Outbox is a Deliverer for development: it appends each message to a file
+// as one JSON line {"to","body","time"}, with the exact body a provider would
+// have been sent and the time in RFC 3339 (UTC, whole seconds). The file
+// holds codes and full phone numbers, so it is created readable by its owner
+// only; an Outbox must never be used in production.
+type Outbox struct {
+	path  string
+	clock recovery.Clock
+
+	// mu keeps the lines of concurrent deliveries from interleaving.
+	mu sync.Mutex
+}
+
+type outboxLine struct {
+	To   string `json:"to"`
+	Body string `json:"body"`
+	Time string `json:"time"`
+}
+
+// NewOutbox returns an Outbox writing to path. It creates the file (mode
+// 0600) if needed, so that a path that cannot be written is refused now
+// rather than at the first message. A nil clock means the system clock.
+func NewOutbox(path string, clock recovery.Clock) (*Outbox, error) {
+	if path == "" {
+		return nil, errors.New("sms outbox: a file path is required")
+	}
+	if clock == nil {
+		clock = recovery.SystemClock{}
+	}
+	f, err := openOutbox(path)
+	if err != nil {
+		return nil, fmt.Errorf("sms outbox: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("sms outbox: %w", err)
+	}
+	return &Outbox{path: path, clock: clock}, nil
+}
+
+// Deliver appends m to the file in a single write. The file is opened for
+// each message, so it may be removed or rotated between messages and
+// several Outboxes (old and new configuration during a reload) can share it.
+func (o *Outbox) Deliver(_ context.Context, m recovery.Message) error {
+	var line bytes.Buffer
+	enc := json.NewEncoder(&line)
+	enc.SetEscapeHTML(false) // keep links readable: the body is written as sent
+	err := enc.Encode(outboxLine{
+		To:   m.To,
+		Body: m.Body,
+		Time: o.clock.Now().UTC().Format(time.RFC3339),
+	})
+	if err != nil {
+		return fmt.Errorf("encoding sms outbox line: %w", err)
+	}
+
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	f, err := openOutbox(o.path)
+	if err != nil {
+		return fmt.Errorf("writing sms outbox: %w", err)
+	}
+	if _, err := f.Write(line.Bytes()); err != nil {
+		f.Close()
+		return fmt.Errorf("writing sms outbox: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing sms outbox: %w", err)
+	}
+	return nil
+}
+
+func openOutbox(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+}
+
+// Interface guards
+var _ Deliverer = (*Outbox)(nil)

@@ -1,0 +1,426 @@
+package sms
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// Deliverer hands one message to a provider and waits for its answer. It
+// returns an *Error with Permanent set when retrying the same message cannot
+// succeed; any other error is taken as worth retrying.
+type Deliverer interface {
+	Deliver(ctx context.Context, m recovery.Message) error
+}
+
+// Error is a delivery that a provider refused or that could not reach it.
+// Its text holds neither the message body nor the phone number.
+type Error struct {
+	Provider  string // e.g. "messagebird"
+	Status    int    // HTTP status of the provider's answer; 0 when there was none
+	Code      int    // the provider's own error code; 0 when it gave none
+	Parameter string // the request parameter the provider blamed, if any
+	Permanent bool   // retrying the same message cannot succeed
+	Err       error  // the underlying cause, if any
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Provider)
+	b.WriteString(": ")
+	switch {
+	case e.Status != 0:
+		fmt.Fprintf(&b, "status %d", e.Status)
+	case e.Err == nil:
+		b.WriteString("delivery failed")
+	default:
+		b.WriteString("request failed")
+	}
+	if e.Code != 0 {
+		fmt.Fprintf(&b, ", error code %d", e.Code)
+	}
+	if e.Parameter != "" {
+		fmt.Fprintf(&b, " (parameter %s)", e.Parameter)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// MaxMessageBytes is the largest message a Queue takes, counting the bytes
+// of its Kind, To, Body and Reference. MessageBird takes bodies of up to 1377
+// characters, so this leaves room for any body a provider would accept.
+const MaxMessageBytes = 2048
+
+// ErrClosed is returned by Send after Close. It wraps recovery.ErrQueueFull,
+// so callers treat it as a queue that cannot take the message.
+var ErrClosed = fmt.Errorf("sms queue closed: %w", recovery.ErrQueueFull)
+
+// errCircuitOpen is the failure of a try the circuit breaker refused.
+var errCircuitOpen = errors.New("circuit breaker open: provider failing")
+
+// Result is what became of a message.
+type Result string
+
+// Results, usable as metric labels.
+const (
+	ResultSent        Result = "sent"              // the provider accepted it
+	ResultRejected    Result = "rejected"          // the provider refused it for good (4xx)
+	ResultExhausted   Result = "retries_exhausted" // every try failed
+	ResultExpired     Result = "expired"           // its ExpiresAt passed before it went out
+	ResultQueueFull   Result = "queue_full"        // Send refused it: the buffer was full
+	ResultCircuitOpen Result = "circuit_open"      // its last try was refused by the circuit breaker
+	ResultDropped     Result = "dropped"           // the queue was closed before it went out
+)
+
+// Outcome reports what became of one message. It never holds the body or
+// the full phone number.
+type Outcome struct {
+	Result    Result
+	Kind      string        // the message's Kind
+	Reference string        // the message's Reference
+	Phone     string        // the recipient, masked with recovery.MaskPhone
+	Attempts  int           // requests that reached the Deliverer
+	Status    int           // the provider's HTTP status for the last attempt, if known
+	Code      int           // the provider's error code for the last attempt, if any
+	Err       error         // the last error; nil when sent
+	Latency   time.Duration // from Send to this outcome
+}
+
+// QueueConfig configures a Queue. Zero fields take their defaults.
+type QueueConfig struct {
+	// Size is how many messages may wait for a worker. Sends beyond it fail
+	// with recovery.ErrQueueFull. With the workers' messages, at most
+	// (Size + Workers) * (MaxMessageBytes + about 150 bytes of bookkeeping)
+	// are held: about 2.2 MB with the defaults. Default: 1000.
+	Size int
+	// Workers is how many messages are delivered at once. Default: 4.
+	Workers int
+	// AttemptTimeout bounds each request to the provider. Default: 15s.
+	AttemptTimeout time.Duration
+	// MaxTries is how many times a message is tried, counting tries the
+	// circuit breaker refused. Default: 5.
+	MaxTries int
+	// BaseDelay is the backoff ceiling after the first failed try; it
+	// doubles with each further try. The actual wait is drawn uniformly
+	// below the ceiling ("full jitter"). Default: 1s.
+	BaseDelay time.Duration
+	// MaxDelay caps the backoff ceiling. Default: 30s.
+	MaxDelay time.Duration
+	// BreakerThreshold is how many consecutive failures open the circuit
+	// breaker. Permanent refusals do not count: the provider answered.
+	// Default: 5.
+	BreakerThreshold int
+	// BreakerCooldown is how long an open breaker refuses requests before it
+	// lets one probe through. Default: 30s.
+	BreakerCooldown time.Duration
+
+	// Observe is called once for every message with what became of it,
+	// from the goroutine that decided it. It must not block. Default: none.
+	Observe func(Outcome)
+	// Clock tells the time for expiry and the circuit breaker.
+	// Default: recovery.SystemClock.
+	Clock recovery.Clock
+	// Sleep waits d or until ctx ends, whichever is first, and returns
+	// ctx.Err() in the latter case. Default: a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Rand is the source of backoff jitter; it need not be safe for
+	// concurrent use. Default: crypto/rand.Reader.
+	Rand io.Reader
+}
+
+func (c *QueueConfig) setDefaults() {
+	if c.Size <= 0 {
+		c.Size = 1000
+	}
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if c.AttemptTimeout <= 0 {
+		c.AttemptTimeout = 15 * time.Second
+	}
+	if c.MaxTries <= 0 {
+		c.MaxTries = 5
+	}
+	if c.BaseDelay <= 0 {
+		c.BaseDelay = time.Second
+	}
+	if c.MaxDelay <= 0 {
+		c.MaxDelay = 30 * time.Second
+	}
+	if c.MaxDelay < c.BaseDelay {
+		c.MaxDelay = c.BaseDelay
+	}
+	if c.BreakerThreshold <= 0 {
+		c.BreakerThreshold = 5
+	}
+	if c.BreakerCooldown <= 0 {
+		c.BreakerCooldown = 30 * time.Second
+	}
+	if c.Observe == nil {
+		c.Observe = func(Outcome) {}
+	}
+	if c.Clock == nil {
+		c.Clock = recovery.SystemClock{}
+	}
+	if c.Sleep == nil {
+		c.Sleep = sleep
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+}
+
+// Queue is a bounded, asynchronous recovery.Sender. Send only puts the
+// message in a buffer; a fixed set of workers delivers it, retrying network
+// errors, timeouts and provider failures with exponential backoff and full
+// jitter until the message expires or its tries run out. Every message
+// taken is reported exactly once to QueueConfig.Observe.
+type Queue struct {
+	d       Deliverer
+	cfg     QueueConfig
+	breaker *breaker
+	ch      chan queued
+
+	ctx    context.Context // ends when Close gives up draining
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	done   chan struct{} // closed when every worker has returned
+
+	mu     sync.RWMutex // guards closed against sends on a closed ch
+	closed bool
+
+	randMu sync.Mutex
+
+	dropped atomic.Int64 // messages dropped since Close began
+}
+
+type queued struct {
+	m  recovery.Message
+	at time.Time // when Send took it
+}
+
+// NewQueue starts the workers of a Queue delivering through d. Close must be
+// called to stop them.
+func NewQueue(d Deliverer, cfg QueueConfig) *Queue {
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	q := &Queue{
+		d:       d,
+		cfg:     cfg,
+		breaker: newBreaker(cfg.BreakerThreshold, cfg.BreakerCooldown),
+		ch:      make(chan queued, cfg.Size),
+		ctx:     ctx,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	q.wg.Add(cfg.Workers)
+	for range cfg.Workers {
+		go q.work()
+	}
+	return q
+}
+
+// Send queues m for delivery without blocking. It returns
+// recovery.ErrQueueFull when the buffer is full, ErrClosed after Close, and
+// an error for a message over MaxMessageBytes.
+func (q *Queue) Send(_ context.Context, m recovery.Message) error {
+	if n := len(m.Kind) + len(m.To) + len(m.Body) + len(m.Reference); n > MaxMessageBytes {
+		return fmt.Errorf("sms message of %d bytes is over the limit of %d", n, MaxMessageBytes)
+	}
+	it := queued{m: m, at: q.cfg.Clock.Now()}
+
+	q.mu.RLock()
+	if q.closed {
+		q.mu.RUnlock()
+		q.report(it, ResultDropped, 0, ErrClosed)
+		return ErrClosed
+	}
+	select {
+	case q.ch <- it:
+		q.mu.RUnlock()
+		return nil
+	default:
+		q.mu.RUnlock()
+		q.report(it, ResultQueueFull, 0, recovery.ErrQueueFull)
+		return recovery.ErrQueueFull
+	}
+}
+
+// Len returns how many messages are waiting for a worker.
+func (q *Queue) Len() int { return len(q.ch) }
+
+// Close stops taking messages and delivers those already queued until ctx
+// ends. Then it abandons the deliveries in progress and reports what is
+// left as dropped. When Close returns no worker is running. It returns an
+// error wrapping ctx.Err() if any message was dropped.
+func (q *Queue) Close(ctx context.Context) error {
+	q.mu.Lock()
+	first := !q.closed
+	if first {
+		q.closed = true
+		close(q.ch)
+		go func() {
+			q.wg.Wait()
+			close(q.done)
+		}()
+	}
+	q.mu.Unlock()
+
+	select {
+	case <-q.done:
+	case <-ctx.Done():
+		q.cancel()
+		<-q.done
+	}
+	q.cancel()
+	if !first {
+		return nil
+	}
+	if n := q.dropped.Load(); n > 0 {
+		return fmt.Errorf("closing sms queue: %d messages dropped: %w", n, ctx.Err())
+	}
+	return nil
+}
+
+func (q *Queue) work() {
+	defer q.wg.Done()
+	for it := range q.ch {
+		q.deliver(it)
+	}
+}
+
+// deliver tries it until it is sent, refused for good, expired or out of
+// tries, and reports the outcome.
+func (q *Queue) deliver(it queued) {
+	attempts := 0
+	for try := 1; ; try++ {
+		if q.ctx.Err() != nil {
+			q.drop(it, attempts, q.ctx.Err())
+			return
+		}
+		if expired(it.m, q.cfg.Clock.Now()) {
+			q.report(it, ResultExpired, attempts, nil)
+			return
+		}
+
+		var err error
+		if q.breaker.allow(q.cfg.Clock.Now()) {
+			attempts++
+			ctx, cancel := context.WithTimeout(q.ctx, q.cfg.AttemptTimeout)
+			err = q.d.Deliver(ctx, it.m)
+			cancel()
+			var perr *Error
+			switch {
+			case err == nil:
+				q.breaker.success()
+				q.report(it, ResultSent, attempts, nil)
+				return
+			case q.ctx.Err() != nil:
+				q.breaker.release()
+				q.drop(it, attempts, err)
+				return
+			case errors.As(err, &perr) && perr.Permanent:
+				q.breaker.success()
+				q.report(it, ResultRejected, attempts, err)
+				return
+			}
+			q.breaker.failure(q.cfg.Clock.Now())
+		} else {
+			err = errCircuitOpen
+		}
+
+		if try >= q.cfg.MaxTries {
+			result := ResultExhausted
+			if err == errCircuitOpen {
+				result = ResultCircuitOpen
+			}
+			q.report(it, result, attempts, err)
+			return
+		}
+		delay := q.backoff(try)
+		if !it.m.ExpiresAt.IsZero() && !q.cfg.Clock.Now().Add(delay).Before(it.m.ExpiresAt) {
+			q.report(it, ResultExpired, attempts, err)
+			return
+		}
+		if q.cfg.Sleep(q.ctx, delay) != nil {
+			q.drop(it, attempts, err)
+			return
+		}
+	}
+}
+
+// backoff returns the wait after the given failed try: uniform in
+// [0, min(MaxDelay, BaseDelay * 2^(try-1))].
+func (q *Queue) backoff(try int) time.Duration {
+	ceiling := q.cfg.BaseDelay
+	for i := 1; i < try && ceiling < q.cfg.MaxDelay; i++ {
+		ceiling *= 2
+	}
+	ceiling = min(ceiling, q.cfg.MaxDelay)
+
+	var buf [8]byte
+	q.randMu.Lock()
+	_, err := io.ReadFull(q.cfg.Rand, buf[:])
+	q.randMu.Unlock()
+	if err != nil {
+		return ceiling // without randomness, wait the longest
+	}
+	// floor(r * (ceiling+1) / 2^64) for a random 64-bit r: [0, ceiling].
+	hi, _ := bits.Mul64(binary.BigEndian.Uint64(buf[:]), uint64(ceiling)+1)
+	return time.Duration(hi)
+}
+
+// drop reports a message abandoned because Close stopped waiting for it.
+func (q *Queue) drop(it queued, attempts int, err error) {
+	q.dropped.Add(1)
+	q.report(it, ResultDropped, attempts, err)
+}
+
+func (q *Queue) report(it queued, r Result, attempts int, err error) {
+	o := Outcome{
+		Result:    r,
+		Kind:      it.m.Kind,
+		Reference: it.m.Reference,
+		Phone:     recovery.MaskPhone(it.m.To),
+		Attempts:  attempts,
+		Err:       err,
+		Latency:   q.cfg.Clock.Now().Sub(it.at),
+	}
+	var perr *Error
+	if errors.As(err, &perr) {
+		o.Status, o.Code = perr.Status, perr.Code
+	}
+	q.cfg.Observe(o)
+}
+
+func expired(m recovery.Message, now time.Time) bool {
+	return !m.ExpiresAt.IsZero() && !now.Before(m.ExpiresAt)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Interface guards
+var _ recovery.Sender = (*Queue)(nil)

@@ -1,0 +1,737 @@
+package sms
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// TestMain fails the package if any goroutine outlives the tests.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// fakeClock is a recovery.Clock that moves only when told to.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// fakeSleeper records the waits asked of it and moves the clock instead of
+// waiting.
+type fakeSleeper struct {
+	clock *fakeClock
+	mu    sync.Mutex
+	waits []time.Duration
+}
+
+func (s *fakeSleeper) Sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	s.waits = append(s.waits, d)
+	s.mu.Unlock()
+	s.clock.Advance(d)
+	return ctx.Err()
+}
+
+func (s *fakeSleeper) Waits() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Duration(nil), s.waits...)
+}
+
+// constReader is an endless stream of one byte: 0xff gives the longest
+// backoff, 0 the shortest.
+type constReader byte
+
+func (r constReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r)
+	}
+	return len(p), nil
+}
+
+type delivererFunc func(ctx context.Context, m recovery.Message) error
+
+func (f delivererFunc) Deliver(ctx context.Context, m recovery.Message) error { return f(ctx, m) }
+
+// outcomes collects what a Queue reports.
+type outcomes chan Outcome
+
+func (o outcomes) observe(x Outcome) { o <- x }
+
+func (o outcomes) next(t *testing.T) Outcome {
+	t.Helper()
+	select {
+	case x := <-o:
+		return x
+	case <-time.After(10 * time.Second):
+		t.Fatal("no outcome reported")
+		return Outcome{}
+	}
+}
+
+func (o outcomes) none(t *testing.T) {
+	t.Helper()
+	select {
+	case x := <-o:
+		t.Fatalf("unexpected outcome %+v", x)
+	default:
+	}
+}
+
+var errDown = errors.New("connection refused")
+
+// testQueue returns a Queue with a fake clock and sleep, the longest
+// backoff, and a breaker that stays closed unless the test says otherwise.
+func testQueue(t *testing.T, d Deliverer, cfg QueueConfig) (*Queue, outcomes, *fakeClock, *fakeSleeper) {
+	t.Helper()
+	clock := newFakeClock()
+	sleeper := &fakeSleeper{clock: clock}
+	out := make(outcomes, 100)
+	cfg.Clock, cfg.Sleep, cfg.Observe = clock, sleeper.Sleep, out.observe
+	if cfg.Rand == nil {
+		cfg.Rand = constReader(0xff)
+	}
+	if cfg.BreakerThreshold == 0 {
+		cfg.BreakerThreshold = 1000
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 1
+	}
+	q := NewQueue(d, cfg)
+	t.Cleanup(func() {
+		if err := q.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return q, out, clock, sleeper
+}
+
+func TestQueueDelivers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		errs         []error // what the deliverer answers, in turn; nil after the last
+		maxTries     int
+		wantResult   Result
+		wantAttempts int
+		wantWaits    []time.Duration
+		wantCode     int
+	}{
+		{
+			name:       "first try",
+			wantResult: ResultSent, wantAttempts: 1,
+		},
+		{
+			name:       "after two retryable failures",
+			errs:       []error{errDown, &Error{Provider: "p", Status: 503}},
+			wantResult: ResultSent, wantAttempts: 3, wantWaits: []time.Duration{time.Second, 2 * time.Second},
+		},
+		{
+			name:       "permanent refusal is not retried",
+			errs:       []error{&Error{Provider: "p", Status: 401, Code: 2, Permanent: true}},
+			wantResult: ResultRejected, wantAttempts: 1, wantCode: 2,
+		},
+		{
+			name:       "retries exhausted",
+			errs:       []error{errDown, errDown, errDown, errDown},
+			maxTries:   3,
+			wantResult: ResultExhausted, wantAttempts: 3, wantWaits: []time.Duration{time.Second, 2 * time.Second},
+		},
+		{
+			name:       "backoff capped at MaxDelay",
+			errs:       []error{errDown, errDown, errDown, errDown, errDown},
+			maxTries:   6,
+			wantResult: ResultSent, wantAttempts: 6,
+			wantWaits: []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			d := delivererFunc(func(ctx context.Context, m recovery.Message) error {
+				n := int(calls.Add(1))
+				if _, ok := ctx.Deadline(); !ok {
+					t.Error("attempt without a deadline")
+				}
+				if n <= len(tt.errs) {
+					return tt.errs[n-1]
+				}
+				return nil
+			})
+			q, out, _, sleeper := testQueue(t, d, QueueConfig{MaxTries: tt.maxTries, MaxDelay: 5 * time.Second})
+			if err := q.Send(context.Background(), testMessage); err != nil {
+				t.Fatal(err)
+			}
+			o := out.next(t)
+			if o.Result != tt.wantResult || o.Attempts != tt.wantAttempts || o.Code != tt.wantCode {
+				t.Errorf("outcome = %s after %d attempts, code %d; want %s after %d, code %d",
+					o.Result, o.Attempts, o.Code, tt.wantResult, tt.wantAttempts, tt.wantCode)
+			}
+			if int(calls.Load()) != tt.wantAttempts {
+				t.Errorf("deliverer called %d times, want %d", calls.Load(), tt.wantAttempts)
+			}
+			if got := sleeper.Waits(); fmt.Sprint(got) != fmt.Sprint(tt.wantWaits) {
+				t.Errorf("waits = %v, want %v", got, tt.wantWaits)
+			}
+			if o.Reference != testMessage.Reference || o.Kind != "code" || o.Phone != recovery.MaskPhone(testPhone) {
+				t.Errorf("outcome identifies the message as %q %q %q", o.Kind, o.Reference, o.Phone)
+			}
+			if (o.Err == nil) != (tt.wantResult == ResultSent) {
+				t.Errorf("outcome error = %v for %s", o.Err, o.Result)
+			}
+			out.none(t)
+		})
+	}
+}
+
+func TestQueueBackoffJitter(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		rand []byte // read big-endian as a fraction of 2^64
+		try  int
+		want time.Duration
+	}{
+		{"first try, longest", bytes.Repeat([]byte{0xff}, 8), 1, 100 * time.Millisecond},
+		{"third try, longest", bytes.Repeat([]byte{0xff}, 8), 3, 400 * time.Millisecond},
+		{"capped", bytes.Repeat([]byte{0xff}, 8), 10, time.Second},
+		{"shortest", make([]byte, 8), 3, 0},
+		{"middle", []byte{0x80, 0, 0, 0, 0, 0, 0, 0}, 3, 200 * time.Millisecond},
+		{"quarter", []byte{0x40, 0, 0, 0, 0, 0, 0, 0}, 2, 50 * time.Millisecond},
+		{"reader fails: longest", nil, 2, 200 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			q := &Queue{cfg: QueueConfig{BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second, Rand: bytes.NewReader(tt.rand)}}
+			if got := q.backoff(tt.try); got != tt.want {
+				t.Errorf("backoff(%d) = %s, want %s", tt.try, got, tt.want)
+			}
+		})
+	}
+	t.Run("spread over the range", func(t *testing.T) {
+		t.Parallel()
+		q := &Queue{cfg: QueueConfig{BaseDelay: time.Second, MaxDelay: time.Second}}
+		q.cfg.setDefaults()
+		var low, high int
+		for range 1000 {
+			d := q.backoff(1)
+			if d < 0 || d > time.Second {
+				t.Fatalf("backoff = %s, outside [0, 1s]", d)
+			}
+			if d < 250*time.Millisecond {
+				low++
+			}
+			if d > 750*time.Millisecond {
+				high++
+			}
+		}
+		if low < 150 || high < 150 {
+			t.Errorf("%d waits under 250ms and %d over 750ms of 1000; want about 250 each", low, high)
+		}
+	})
+}
+
+func TestQueueExpiry(t *testing.T) {
+	t.Parallel()
+	t.Run("expired before the first try", func(t *testing.T) {
+		t.Parallel()
+		var calls atomic.Int32
+		d := delivererFunc(func(context.Context, recovery.Message) error { calls.Add(1); return nil })
+		q, out, clock, _ := testQueue(t, d, QueueConfig{})
+		m := testMessage
+		m.ExpiresAt = clock.Now()
+		if err := q.Send(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		if o := out.next(t); o.Result != ResultExpired || o.Attempts != 0 {
+			t.Errorf("outcome = %s after %d attempts, want expired after 0", o.Result, o.Attempts)
+		}
+		if calls.Load() != 0 {
+			t.Errorf("deliverer called %d times for an expired message", calls.Load())
+		}
+	})
+	t.Run("expires during backoff", func(t *testing.T) {
+		t.Parallel()
+		var calls atomic.Int32
+		d := delivererFunc(func(context.Context, recovery.Message) error { calls.Add(1); return errDown })
+		q, out, clock, sleeper := testQueue(t, d, QueueConfig{})
+		m := testMessage
+		m.ExpiresAt = clock.Now().Add(2500 * time.Millisecond)
+		if err := q.Send(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		// Tries at 0s and 1s; the next wait (2s) would end past ExpiresAt.
+		o := out.next(t)
+		if o.Result != ResultExpired || o.Attempts != 2 || !errors.Is(o.Err, errDown) {
+			t.Errorf("outcome = %s after %d attempts (%v), want expired after 2 with the last error", o.Result, o.Attempts, o.Err)
+		}
+		if got := sleeper.Waits(); len(got) != 1 {
+			t.Errorf("waits = %v, want one", got)
+		}
+	})
+}
+
+func TestQueueAttemptTimeout(t *testing.T) {
+	t.Parallel()
+	d := delivererFunc(func(ctx context.Context, _ recovery.Message) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	q, out, _, _ := testQueue(t, d, QueueConfig{AttemptTimeout: 20 * time.Millisecond, MaxTries: 2})
+	start := time.Now()
+	if err := q.Send(context.Background(), testMessage); err != nil {
+		t.Fatal(err)
+	}
+	o := out.next(t)
+	if o.Result != ResultExhausted || o.Attempts != 2 || !errors.Is(o.Err, context.DeadlineExceeded) {
+		t.Errorf("outcome = %s after %d attempts (%v), want retries_exhausted after 2 timeouts", o.Result, o.Attempts, o.Err)
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("two 20ms attempts took %s", elapsed)
+	}
+}
+
+func TestQueueCircuitBreaker(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	var healthy atomic.Bool
+	d := delivererFunc(func(context.Context, recovery.Message) error {
+		calls.Add(1)
+		if healthy.Load() {
+			return nil
+		}
+		return &Error{Provider: "p", Status: 500}
+	})
+	q, out, clock, _ := testQueue(t, d, QueueConfig{MaxTries: 1, BreakerThreshold: 3, BreakerCooldown: 30 * time.Second})
+
+	// send queues one message and waits for its outcome, so the steps
+	// below happen in order.
+	send := func(want Result, wantCalls int32) {
+		t.Helper()
+		if err := q.Send(context.Background(), testMessage); err != nil {
+			t.Fatal(err)
+		}
+		if o := out.next(t); o.Result != want {
+			t.Fatalf("outcome = %s (%v), want %s", o.Result, o.Err, want)
+		}
+		if got := calls.Load(); got != wantCalls {
+			t.Fatalf("provider called %d times, want %d", got, wantCalls)
+		}
+	}
+	send(ResultExhausted, 1)
+	send(ResultExhausted, 2)
+	send(ResultExhausted, 3) // the third consecutive failure opens the breaker
+	send(ResultCircuitOpen, 3)
+	clock.Advance(29 * time.Second)
+	send(ResultCircuitOpen, 3)
+	clock.Advance(time.Second)
+	send(ResultExhausted, 4) // the probe fails: open again
+	send(ResultCircuitOpen, 4)
+	clock.Advance(30 * time.Second)
+	healthy.Store(true)
+	send(ResultSent, 5) // the probe succeeds: closed
+	send(ResultSent, 6)
+}
+
+func TestQueueCircuitOpenWaitsOutBackoff(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	d := delivererFunc(func(context.Context, recovery.Message) error {
+		if calls.Add(1) == 1 {
+			return errDown
+		}
+		return nil
+	})
+	// One failure opens the breaker for 2s; the message waits 1s (refused),
+	// then 2s, and the probe at 3s goes through.
+	q, out, _, sleeper := testQueue(t, d, QueueConfig{BreakerThreshold: 1, BreakerCooldown: 2 * time.Second})
+	if err := q.Send(context.Background(), testMessage); err != nil {
+		t.Fatal(err)
+	}
+	if o := out.next(t); o.Result != ResultSent || o.Attempts != 2 {
+		t.Errorf("outcome = %s after %d attempts, want sent after 2", o.Result, o.Attempts)
+	}
+	if got := sleeper.Waits(); fmt.Sprint(got) != "[1s 2s]" {
+		t.Errorf("waits = %v, want [1s 2s]", got)
+	}
+}
+
+func TestQueueFull(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{}, 10)
+	release := make(chan struct{})
+	d := delivererFunc(func(context.Context, recovery.Message) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	})
+	q, out, _, _ := testQueue(t, d, QueueConfig{Size: 2})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // runs before testQueue's Close, even if the test fails early
+	if err := q.Send(context.Background(), testMessage); err != nil {
+		t.Fatal(err)
+	}
+	<-started // the worker holds the first message
+	for i := range 2 {
+		if err := q.Send(context.Background(), testMessage); err != nil {
+			t.Fatalf("send %d: %v", i+2, err)
+		}
+	}
+	if q.Len() != 2 {
+		t.Errorf("Len = %d, want 2", q.Len())
+	}
+	if err := q.Send(context.Background(), testMessage); !errors.Is(err, recovery.ErrQueueFull) {
+		t.Fatalf("send over the size = %v, want ErrQueueFull", err)
+	}
+	if o := out.next(t); o.Result != ResultQueueFull || o.Phone != recovery.MaskPhone(testPhone) {
+		t.Errorf("outcome = %+v, want queue_full", o)
+	}
+	unblock()
+	for range 3 {
+		if o := out.next(t); o.Result != ResultSent {
+			t.Errorf("outcome = %s, want sent", o.Result)
+		}
+	}
+}
+
+func TestQueueRefusesLargeMessages(t *testing.T) {
+	t.Parallel()
+	d := delivererFunc(func(context.Context, recovery.Message) error { return nil })
+	q, out, _, _ := testQueue(t, d, QueueConfig{})
+	m := testMessage
+	m.Body = strings.Repeat("x", MaxMessageBytes)
+	err := q.Send(context.Background(), m)
+	if err == nil || errors.Is(err, recovery.ErrQueueFull) {
+		t.Fatalf("Send of %d bytes = %v, want a size error", len(m.Body), err)
+	}
+	if strings.Contains(err.Error(), "xxx") {
+		t.Errorf("error %q quotes the body", err)
+	}
+	m.Body = strings.Repeat("x", MaxMessageBytes-len(m.Kind)-len(m.To)-len(m.Reference))
+	if err := q.Send(context.Background(), m); err != nil {
+		t.Errorf("Send of a message at the limit: %v", err)
+	}
+	if o := out.next(t); o.Result != ResultSent {
+		t.Errorf("outcome = %s, want sent", o.Result)
+	}
+}
+
+func TestQueueClose(t *testing.T) {
+	t.Parallel()
+	t.Run("drains what is queued", func(t *testing.T) {
+		t.Parallel()
+		var sent atomic.Int32
+		d := delivererFunc(func(context.Context, recovery.Message) error {
+			time.Sleep(time.Millisecond)
+			sent.Add(1)
+			return nil
+		})
+		out := make(outcomes, 100)
+		q := NewQueue(d, QueueConfig{Workers: 2, Observe: out.observe})
+		for i := range 20 {
+			if err := q.Send(context.Background(), testMessage); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+		}
+		if err := q.Close(context.Background()); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if sent.Load() != 20 || len(out) != 20 {
+			t.Errorf("%d delivered and %d reported, want 20", sent.Load(), len(out))
+		}
+		for range len(out) {
+			if o := out.next(t); o.Result != ResultSent {
+				t.Errorf("outcome = %s, want sent", o.Result)
+			}
+		}
+		err := q.Send(context.Background(), testMessage)
+		if !errors.Is(err, ErrClosed) || !errors.Is(err, recovery.ErrQueueFull) {
+			t.Errorf("Send after Close = %v, want ErrClosed wrapping ErrQueueFull", err)
+		}
+		if o := out.next(t); o.Result != ResultDropped {
+			t.Errorf("outcome of a send after Close = %s, want dropped", o.Result)
+		}
+		if err := q.Close(context.Background()); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+	})
+	t.Run("reports what it cannot deliver in time as dropped", func(t *testing.T) {
+		t.Parallel()
+		started := make(chan struct{}, 10)
+		var calls atomic.Int32
+		d := delivererFunc(func(ctx context.Context, _ recovery.Message) error {
+			calls.Add(1)
+			started <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		out := make(outcomes, 100)
+		q := NewQueue(d, QueueConfig{Workers: 1, AttemptTimeout: time.Hour, Observe: out.observe})
+		for range 5 {
+			if err := q.Send(context.Background(), testMessage); err != nil {
+				t.Fatal(err)
+			}
+		}
+		<-started
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		err := q.Close(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "5 messages dropped") {
+			t.Errorf("Close = %v, want 5 dropped and the deadline", err)
+		}
+		if len(out) != 5 {
+			t.Fatalf("%d outcomes, want 5", len(out))
+		}
+		for range 5 {
+			if o := out.next(t); o.Result != ResultDropped {
+				t.Errorf("outcome = %s, want dropped", o.Result)
+			}
+		}
+		if calls.Load() != 1 {
+			t.Errorf("deliverer called %d times, want 1", calls.Load())
+		}
+	})
+	t.Run("stops a backoff wait", func(t *testing.T) {
+		t.Parallel()
+		d := delivererFunc(func(context.Context, recovery.Message) error { return errDown })
+		out := make(outcomes, 10)
+		q := NewQueue(d, QueueConfig{BaseDelay: time.Hour, Rand: constReader(0xff), Observe: out.observe})
+		if err := q.Send(context.Background(), testMessage); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if err := q.Close(ctx); err == nil {
+			t.Error("Close returned nil with a message left")
+		}
+		if o := out.next(t); o.Result != ResultDropped || o.Attempts != 1 || !errors.Is(o.Err, errDown) {
+			t.Errorf("outcome = %s after %d attempts (%v), want dropped after 1 with the last error", o.Result, o.Attempts, o.Err)
+		}
+	})
+}
+
+func TestQueueWithMessageBird(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		respond      func(n int, w http.ResponseWriter, r *http.Request, m received)
+		wantResult   Result
+		wantRequests int
+		wantStatus   int
+		wantCode     int
+	}{
+		{
+			name: "two 500s then accepted: delivered exactly once",
+			respond: func(n int, w http.ResponseWriter, r *http.Request, m received) {
+				if n <= 2 {
+					w.WriteHeader(http.StatusInternalServerError)
+					return
+				}
+				created(w, r, m)
+			},
+			wantResult: ResultSent, wantRequests: 3,
+		},
+		{
+			name:       "wrong access key: one request, reported once",
+			respond:    apiError(http.StatusUnauthorized, 2, "Request not allowed (incorrect access_key)", "access_key"),
+			wantResult: ResultRejected, wantRequests: 1, wantStatus: 401, wantCode: 2,
+		},
+		{
+			name: "always 500: retries exhausted",
+			respond: func(_ int, w http.ResponseWriter, _ *http.Request, _ received) {
+				w.WriteHeader(http.StatusInternalServerError)
+			},
+			wantResult: ResultExhausted, wantRequests: 5, wantStatus: 500,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fake := newFakeMessageBird(t, tt.respond)
+			mb := newTestMessageBird(t, fake.URL, 5*time.Second)
+			q, out, _, _ := testQueue(t, mb, QueueConfig{})
+			if err := q.Send(context.Background(), testMessage); err != nil {
+				t.Fatal(err)
+			}
+			o := out.next(t)
+			if err := q.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			out.none(t)
+			if o.Result != tt.wantResult || o.Status != tt.wantStatus || o.Code != tt.wantCode {
+				t.Errorf("outcome = %s, status %d, code %d (%v); want %s, status %d, code %d",
+					o.Result, o.Status, o.Code, o.Err, tt.wantResult, tt.wantStatus, tt.wantCode)
+			}
+			reqs := fake.requests()
+			if len(reqs) != tt.wantRequests || o.Attempts != tt.wantRequests {
+				t.Errorf("fake got %d requests, outcome counts %d; want %d", len(reqs), o.Attempts, tt.wantRequests)
+			}
+			for _, r := range reqs {
+				if r.Body.Body != testMessage.Body || r.Body.Reference != testMessage.Reference {
+					t.Errorf("request %+v is not the message", r.Body)
+				}
+			}
+			assertNoSecrets(t, o.Err)
+		})
+	}
+}
+
+// TestQueueFloodWhileProviderDown sends 10,000 messages to a provider that
+// never answers and checks that goroutines and heap stay bounded by the
+// queue's size, and that every message is reported exactly once.
+func TestQueueFloodWhileProviderDown(t *testing.T) {
+	// Not parallel: it measures the whole process.
+	const (
+		n       = 10_000
+		size    = 64
+		workers = 4
+		bodyLen = 1000
+	)
+	runtime.GC()
+	baseG := runtime.NumGoroutine()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	d := delivererFunc(func(ctx context.Context, _ recovery.Message) error {
+		<-ctx.Done() // down: no answer until the attempt is abandoned
+		return ctx.Err()
+	})
+	var counts sync.Map // Result -> *atomic.Int64
+	observe := func(o Outcome) {
+		c, _ := counts.LoadOrStore(o.Result, new(atomic.Int64))
+		c.(*atomic.Int64).Add(1)
+	}
+	q := NewQueue(d, QueueConfig{Size: size, Workers: workers, AttemptTimeout: time.Hour, Observe: observe})
+
+	accepted, peakG := 0, 0
+	for i := range n {
+		m := testMessage
+		// A distinct body per message, so that keeping them would show.
+		m.Body = fmt.Sprintf("%05d", i) + strings.Repeat("x", bodyLen)
+		switch err := q.Send(context.Background(), m); {
+		case err == nil:
+			accepted++
+		case !errors.Is(err, recovery.ErrQueueFull):
+			t.Fatalf("send %d: %v", i, err)
+		}
+		if i%500 == 0 {
+			peakG = max(peakG, runtime.NumGoroutine())
+		}
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	held := int64(size+workers) * (MaxMessageBytes + 256)
+
+	t.Logf("%d sends: %d accepted, %d refused; goroutines %d -> peak %d; heap grew %d KiB (bound %d KiB)",
+		n, accepted, n-accepted, baseG, peakG, grown/1024, held/1024)
+	if accepted > size+workers {
+		t.Errorf("accepted %d messages, more than size+workers = %d", accepted, size+workers)
+	}
+	if peakG > baseG+workers+2 {
+		t.Errorf("goroutines peaked at %d, want at most %d", peakG, baseG+workers+2)
+	}
+	if grown > held+1<<20 {
+		t.Errorf("heap grew by %d bytes, want under %d", grown, held+1<<20)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := q.Close(ctx); err == nil {
+		t.Error("Close returned nil with messages left")
+	}
+	count := func(r Result) int64 {
+		if c, ok := counts.Load(r); ok {
+			return c.(*atomic.Int64).Load()
+		}
+		return 0
+	}
+	if got := count(ResultQueueFull); got != int64(n-accepted) {
+		t.Errorf("%d reported queue_full, want %d", got, n-accepted)
+	}
+	if got := count(ResultDropped); got != int64(accepted) {
+		t.Errorf("%d reported dropped, want %d", got, accepted)
+	}
+	if g := runtime.NumGoroutine(); g > baseG {
+		t.Logf("goroutines after Close: %d (base %d); goleak checks at exit", g, baseG)
+	}
+}
+
+// BenchmarkQueueSend measures Send, the only part the request path waits
+// for, with a deliverer that takes no time.
+func BenchmarkQueueSend(b *testing.B) {
+	d := delivererFunc(func(context.Context, recovery.Message) error { return nil })
+	q := NewQueue(d, QueueConfig{Size: 1024})
+	defer q.Close(context.Background())
+	var full atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := q.Send(context.Background(), testMessage); err != nil {
+				full.Add(1)
+			}
+		}
+	})
+	b.ReportMetric(float64(full.Load())/float64(b.N), "full/op")
+}
+
+// BenchmarkQueueSendProviderDown floods a queue whose provider never
+// answers and reports the goroutines and the heap in use at the end.
+func BenchmarkQueueSendProviderDown(b *testing.B) {
+	d := delivererFunc(func(ctx context.Context, _ recovery.Message) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	q := NewQueue(d, QueueConfig{Size: 1000, AttemptTimeout: time.Hour})
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		m := testMessage
+		m.Body = strings.Repeat("x", 300) + fmt.Sprint(i)
+		_ = q.Send(context.Background(), m)
+	}
+	b.StopTimer()
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(runtime.NumGoroutine()), "goroutines")
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/1024, "heap-KiB")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	_ = q.Close(ctx)
+}
