@@ -1,0 +1,299 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+)
+
+const (
+	gateway  = "http://localhost:9080"
+	admin    = "http://localhost:2999"
+	keyID    = "gw1"
+	alice    = "alice@example.com"
+	phoneNL  = "+31612345678"
+	password = `{"password":"N3w-s3cret-passw0rd!"}`
+)
+
+// hmacKey is a test-only forward key.
+var hmacKey = bytes.Repeat([]byte{0x5a}, 64)
+
+// upstream is a stand-in for the legacy mail service: it checks the
+// gateway's signature on every reset and counts what reached it.
+type upstream struct {
+	t        *testing.T
+	srv      *http.Server
+	addr     string
+	verifier *httpsig.Verifier
+	status   int
+
+	mu      sync.Mutex
+	resets  []received
+	plain   []http.Header
+	rejects int
+}
+
+type received struct {
+	account string
+	path    string
+	body    string
+	header  http.Header
+}
+
+// startUpstream listens on addr ("127.0.0.1:0" for any port).
+func startUpstream(t *testing.T, addr string) *upstream {
+	t.Helper()
+	v, err := httpsig.NewVerifier(httpsig.VerifierConfig{KeyID: keyID, HMACKey: hmacKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &upstream{t: t, addr: ln.Addr().String(), verifier: v, status: http.StatusOK}
+	u.srv = &http.Server{Handler: u}
+	go u.srv.Serve(ln)
+	t.Cleanup(func() { u.srv.Close() })
+	return u
+}
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if r.URL.Path != "/api/reset-password" {
+		u.plain = append(u.plain, r.Header.Clone())
+		fmt.Fprint(w, "webmail")
+		return
+	}
+	account, err := u.verifier.Verify(r.Header, r.Method, r.URL.EscapedPath(), body, time.Now())
+	if err != nil {
+		u.rejects++
+		http.Error(w, "bad signature: "+err.Error(), http.StatusUnauthorized)
+		return
+	}
+	u.resets = append(u.resets, received{account: account, path: r.URL.Path, body: string(body), header: r.Header.Clone()})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(u.status)
+	fmt.Fprintf(w, `{"changed":%q}`, account)
+}
+
+func (u *upstream) got() []received {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]received(nil), u.resets...)
+}
+
+// site is the Caddyfile of a test: the gateway in front of an upstream.
+type site struct {
+	Upstream string // host:port of the upstream
+	Outbox   string
+	Extra    string // more sms_recovery subdirectives
+	SiteName string
+	// Store names the memory store: flows, counters and locks outlive a
+	// config in this process, so each test gets a store of its own.
+	Store int
+}
+
+var stores atomic.Int64
+
+func (s site) caddyfile(t *testing.T) string {
+	t.Helper()
+	phones := filepath.Join(t.TempDir(), "phones.json")
+	if err := os.WriteFile(phones, []byte(`{"alice@example.com": "+31612345678", "bob@example.com": {"phone": "+4915123456789", "lang": "de"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := s.SiteName
+	if name == "" {
+		name = "Example Mail"
+	}
+	return fmt.Sprintf(`{
+	skip_install_trust
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	metrics
+}
+http://localhost:9080 {
+	sms_recovery {
+		site_name %q
+		public_url http://localhost:9080
+		directory file %s
+		sms outbox %s
+		support "Call +1 555 0100"
+		storage memory {
+			max_entries %d
+		}
+		%s
+		forward {
+			path /api/reset-password
+			key_id %s
+			hmac_key %s
+		}
+	}
+	respond /health "ok" 200
+	reverse_proxy %s
+}
+`, name, phones, s.Outbox, s.Store, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Upstream)
+}
+
+// start loads a gateway site and returns a client for it. It fills in s.
+func start(t *testing.T, s *site) *client {
+	t.Helper()
+	if s.Store == 0 {
+		s.Store = 100_000 + int(stores.Add(1))
+	}
+	if s.Outbox == "" {
+		s.Outbox = filepath.Join(t.TempDir(), "outbox.jsonl")
+	}
+	tester := caddytest.NewTester(t)
+	tester.InitServer(s.caddyfile(t), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	return &client{t: t, http: tester.Client, outbox: s.Outbox}
+}
+
+// reload loads s into the running Caddy, as `caddy reload` does.
+func reload(t *testing.T, s site) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, admin+"/load", strings.NewReader(s.caddyfile(t)))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(res.Body)
+		t.Fatalf("reload: %d %s", res.StatusCode, b)
+	}
+}
+
+type client struct {
+	t      *testing.T
+	http   *http.Client
+	outbox string
+}
+
+// answer is a JSON answer of the API.
+type answer struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+	Raw    string
+}
+
+func (a answer) str(key string) string { s, _ := a.Body[key].(string); return s }
+func (a answer) num(key string) float64 {
+	n, _ := a.Body[key].(float64)
+	return n
+}
+
+// post sends a JSON body and decodes the JSON answer.
+func (c *client) post(path, body string, headers ...string) answer {
+	c.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, gateway+path, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	a := answer{Status: res.StatusCode, Header: res.Header, Raw: string(raw)}
+	_ = json.Unmarshal(raw, &a.Body)
+	return a
+}
+
+func (c *client) startFlow(account string) string {
+	c.t.Helper()
+	a := c.post("/recovery/start", fmt.Sprintf(`{"account":%q}`, account))
+	if a.Status != http.StatusAccepted || a.str("flow") == "" {
+		c.t.Fatalf("start: %d %s", a.Status, a.Raw)
+	}
+	return a.str("flow")
+}
+
+var codeLine = regexp.MustCompile(`(?m)^@[^ ]+ #(\d+)$`)
+
+// outboxLine is one message the outbox sender wrote.
+type outboxLine struct {
+	To   string    `json:"to"`
+	Body string    `json:"body"`
+	Time time.Time `json:"time"`
+}
+
+// messages reads the outbox, waiting up to a few seconds for want lines,
+// since SMS go out in the background.
+func (c *client) messages(want int) []outboxLine {
+	c.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var lines []outboxLine
+		if f, err := os.Open(c.outbox); err == nil {
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				var l outboxLine
+				if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+					c.t.Fatalf("outbox line %q: %v", sc.Text(), err)
+				}
+				lines = append(lines, l)
+			}
+			f.Close()
+		}
+		if len(lines) >= want || time.Now().After(deadline) {
+			return lines
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// codeFor waits for the n-th message (1-based) and returns its code.
+func (c *client) codeFor(n int) string {
+	c.t.Helper()
+	msgs := c.messages(n)
+	if len(msgs) < n {
+		c.t.Fatalf("outbox has %d messages, want %d", len(msgs), n)
+	}
+	m := codeLine.FindStringSubmatch(msgs[n-1].Body)
+	if m == nil {
+		c.t.Fatalf("no code line in %q", msgs[n-1].Body)
+	}
+	return m[1]
+}
+
+func wrongCode(code string) string {
+	if code == "000000" {
+		return "111111"
+	}
+	return "000000"
+}

@@ -1,0 +1,166 @@
+package instances
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+)
+
+// defaultRedisURL is the server the tests use when REDIS_URL is not set.
+const defaultRedisURL = "redis://127.0.0.1:6379/0"
+
+// Set once by TestMain, read by the tests.
+var (
+	// caddyBin is the path of the Caddy binary built from ./cmd/caddy.
+	caddyBin string
+	// buildErr says why the binary could not be built.
+	buildErr error
+	// redisErr says why Redis does not answer; nil when it does.
+	redisErr error
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "sms-recovery-instances-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "creating a directory for the binary:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	caddyBin, buildErr = buildCaddy(dir)
+	redisErr = pingRedis()
+	return m.Run()
+}
+
+// buildCaddy builds ./cmd/caddy of this module into dir.
+func buildCaddy(dir string) (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the module root: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("finding the module root: not inside a module")
+	}
+	bin := filepath.Join(dir, "caddy")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
+	cmd.Dir = filepath.Dir(gomod)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building caddy: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// redisURL is the server under test: $REDIS_URL or defaultRedisURL.
+func redisURL() string {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return u
+	}
+	return defaultRedisURL
+}
+
+// redactedRedisURL is redisURL without its password, for messages.
+func redactedRedisURL() string {
+	u, err := url.Parse(redisURL())
+	if err != nil {
+		return "(unparsable REDIS_URL)"
+	}
+	return u.Redacted()
+}
+
+// newRedis returns a client of the server under test, through the project's
+// own storage package so that every URL form it accepts works here too.
+func newRedis() (*storage.Redis, error) {
+	return storage.NewRedis(storage.RedisConfig{URL: redisURL()}, recovery.SystemClock{})
+}
+
+func pingRedis() error {
+	r, err := newRedis()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return r.Ping(ctx)
+}
+
+// needCaddy fails the test if the binary could not be built.
+func needCaddy(t *testing.T) {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+}
+
+// needRedis skips the test when Redis does not answer, or fails it when
+// CI=true, where a missing Redis is a broken pipeline, not a laptop.
+func needRedis(t *testing.T) {
+	t.Helper()
+	needCaddy(t)
+	if redisErr == nil {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("Redis at %s does not answer and CI=true: %v", redactedRedisURL(), redisErr)
+	}
+	t.Skipf("skipping: Redis at %s does not answer (%v); start one or set REDIS_URL", redactedRedisURL(), redisErr)
+}
+
+// newPrefix returns a key prefix of its own for t and removes the keys
+// under it when t ends. Every key the gateway writes has a time to live;
+// the removal only spares the server an hour of leftovers.
+func newPrefix(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	prefix := "smsrec-it-" + hex.EncodeToString(b) + ":"
+	t.Cleanup(func() {
+		if err := deletePrefix(prefix); err != nil {
+			t.Logf("removing keys under %s: %v", prefix, err)
+		}
+	})
+	return prefix
+}
+
+func deletePrefix(prefix string) error {
+	r, err := newRedis()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	del := func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if err := c.Unlink(ctx, iter.Val()).Err(); err != nil {
+				return err
+			}
+		}
+		return iter.Err()
+	}
+	if cc, ok := r.Client().(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return del(ctx, c) })
+	}
+	return del(ctx, r.Client())
+}

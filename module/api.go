@@ -1,0 +1,224 @@
+package module
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// signatureHeaders are set only by the gateway: a client's copies never pass.
+var signatureHeaders = []string{"Signature", "Signature-Input", "Content-Digest", "X-Recovery-Account"}
+
+// ServeHTTP answers the recovery routes and passes everything else on.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	for _, name := range signatureHeaders {
+		r.Header.Del(name)
+	}
+	route, ok := h.route(r.URL.Path)
+	if !ok {
+		return next.ServeHTTP(w, r)
+	}
+	if route == "" || route == "/" {
+		return h.serveRoot(w, r, route)
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, errMethod)
+		return nil
+	}
+	if isForm(r) {
+		return h.serveForm(w, r, route, next)
+	}
+	if !isJSON(r) {
+		writeError(w, errMediaType)
+		return nil
+	}
+	switch route {
+	case "/start":
+		h.start(w, r)
+	case "/resend":
+		h.resend(w, r)
+	case "/verify":
+		h.verify(w, r)
+	case "/reset":
+		return h.reset(w, r, next)
+	default:
+		writeError(w, errNotFound)
+	}
+	return nil
+}
+
+// route returns the path below the prefix and whether the path is under it.
+func (h *Handler) route(path string) (string, bool) {
+	if h.prefix == "" {
+		return path, true
+	}
+	rest, ok := strings.CutPrefix(path, h.prefix)
+	if !ok || (rest != "" && rest[0] != '/') {
+		return "", false
+	}
+	return rest, true
+}
+
+// serveRoot answers GET <prefix>/, the page that walks a person through.
+func (h *Handler) serveRoot(w http.ResponseWriter, r *http.Request, route string) error {
+	if route == "" {
+		target := h.prefix + "/"
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, target, http.StatusMovedPermanently)
+		return nil
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, errMethod)
+		return nil
+	}
+	return h.servePage(w, r)
+}
+
+func isJSON(r *http.Request) bool {
+	return mediaType(r) == "application/json"
+}
+
+// isForm reports a form post, which comes from the module's own pages and
+// is answered with HTML.
+func isForm(r *http.Request) bool {
+	return mediaType(r) == "application/x-www-form-urlencoded"
+}
+
+func mediaType(r *http.Request) string {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt
+}
+
+// readBody reads at most maxBodyBytes of the request body.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, errTooLarge
+	case err != nil:
+		return nil, errBadJSON
+	}
+	return body, nil
+}
+
+// decode reads a JSON object of string fields into v.
+func decode(w http.ResponseWriter, r *http.Request, v any) *apiError {
+	body, e := readBody(w, r)
+	if e != nil {
+		return e
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	if err := dec.Decode(v); err != nil {
+		return errBadJSON
+	}
+	if dec.More() {
+		return errBadJSON
+	}
+	return nil
+}
+
+type startRequest struct {
+	Account string `json:"account"`
+}
+
+type flowRequest struct {
+	Flow string `json:"flow"`
+	Code string `json:"code"`
+}
+
+type startResponse struct {
+	Flow      string `json:"flow"`
+	ExpiresIn int64  `json:"expires_in"`
+}
+
+type verifyResponse struct {
+	ResetToken string `json:"reset_token"`
+	ExpiresIn  int64  `json:"expires_in"`
+}
+
+func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
+	var req startRequest
+	if e := decode(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	started, err := h.svc.Start(r.Context(), recovery.StartRequest{
+		Account:   req.Account,
+		ClientIP:  clientIP(r),
+		PublicURL: h.publicURL(r),
+	})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, startResponse{Flow: started.FlowID, ExpiresIn: int64(started.ExpiresIn.Seconds())})
+}
+
+func (h *Handler) resend(w http.ResponseWriter, r *http.Request) {
+	var req flowRequest
+	if e := decode(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	started, err := h.svc.Resend(r.Context(), req.Flow, clientIP(r))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, startResponse{Flow: started.FlowID, ExpiresIn: int64(started.ExpiresIn.Seconds())})
+}
+
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
+	var req flowRequest
+	if e := decode(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	v, err := h.svc.Verify(r.Context(), req.Flow, req.Code, clientIP(r))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, verifyResponse{ResetToken: v.Token, ExpiresIn: int64(v.ExpiresIn.Seconds())})
+}
+
+// fail answers err, logging what the person is not told.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	e := h.errorFor(err)
+	if e.status >= 500 {
+		h.logger.Error("recovery request failed", zap.String("path", r.URL.Path), zap.Error(err))
+	}
+	writeError(w, e)
+}
+
+// clientIP is Caddy's idea of the client address, which honours
+// trusted_proxies; a raw X-Forwarded-For is never read here.
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
+}
+
+// publicURL is the configured public URL, or the request's scheme and host.
+func (h *Handler) publicURL(r *http.Request) string {
+	if h.PublicURL != "" {
+		return h.PublicURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}

@@ -1,0 +1,119 @@
+package module
+
+import (
+	"github.com/caddyserver/caddy/v2"
+)
+
+// Directory says where phone numbers come from. Exactly one of File or URL is set.
+type Directory struct {
+	// File is the path of a JSON object mapping accounts to E.164 phone
+	// numbers, or to {"phone": ..., "lang": ...}. It is read again when it
+	// changes.
+	File string `json:"file,omitempty"`
+
+	// URL is asked GET <url>?account=<account>, signed like the forwarded
+	// reset, and answers 200 {"phone": "+E164"} or 404.
+	URL string `json:"url,omitempty"`
+
+	// Timeout bounds one lookup through URL. Default: 3s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// SMS says how messages are sent. Exactly one of Outbox or MessageBird is set;
+// with neither, messages go to the outbox file "sms-outbox.jsonl" in the
+// working directory, which suits development only.
+type SMS struct {
+	// Outbox is a file that receives one JSON line {"to","body","time"} per
+	// message instead of sending it. For development: it holds live codes.
+	Outbox string `json:"outbox,omitempty"`
+
+	// MessageBird sends through MessageBird's SMS API.
+	MessageBird *MessageBird `json:"messagebird,omitempty"`
+
+	// QueueSize is how many messages may wait for delivery. When the queue is
+	// full, new messages are dropped and counted. Default: 1000.
+	QueueSize int `json:"queue_size,omitempty"`
+}
+
+// MessageBird configures delivery through MessageBird.
+type MessageBird struct {
+	// AccessKey is the live API key, usually {env.MESSAGEBIRD_ACCESS_KEY}.
+	AccessKey string `json:"access_key,omitempty"`
+
+	// Originator is the sender shown on the phone: a number or up to 11
+	// letters and digits.
+	Originator string `json:"originator,omitempty"`
+
+	// Endpoint is the base URL of the API. Default: https://rest.messagebird.com.
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// Timeout bounds one delivery attempt. Default: 10s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// Limit is a number of events allowed in a window.
+type Limit struct {
+	// Events is how many events the window allows.
+	Events int64 `json:"events"`
+	// Window is the length of the fixed window.
+	Window caddy.Duration `json:"window"`
+}
+
+// Threshold locks or blocks for Duration after Failures wrong codes in Window.
+type Threshold struct {
+	Failures int64          `json:"failures"`
+	Window   caddy.Duration `json:"window"`
+	Duration caddy.Duration `json:"duration"`
+}
+
+// Storage says where flows, tokens, counters and locks live. With neither
+// field set, they live in memory.
+type Storage struct {
+	// Memory keeps state in this process, shared by handlers with the same
+	// storage settings and kept across config reloads.
+	Memory *MemoryStorage `json:"memory,omitempty"`
+
+	// Redis keeps state in Redis, shared by every Caddy instance that uses
+	// the same server and prefix.
+	Redis *RedisStorage `json:"redis,omitempty"`
+}
+
+// MemoryStorage bounds the in-process store.
+type MemoryStorage struct {
+	// MaxEntries bounds flows, tokens and locks; the least recently used go
+	// first. Default: 100000.
+	MaxEntries int `json:"max_entries,omitempty"`
+}
+
+// RedisStorage is a Redis server or cluster.
+type RedisStorage struct {
+	// URL is redis://, rediss:// (TLS), redis-sentinel:// or redis-cluster://.
+	URL string `json:"url"`
+
+	// Prefix starts every key. Default: "smsrec:".
+	Prefix string `json:"prefix,omitempty"`
+
+	// DialTimeout bounds connecting. Default: 2s.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+
+	// Timeout bounds one command. Default: 1s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// PoolSize is the most connections kept per instance. Default: 10 per CPU.
+	PoolSize int `json:"pool_size,omitempty"`
+}
+
+// Forward says how the verified reset is passed on.
+type Forward struct {
+	// Path replaces the request path the upstream receives. Default: unchanged.
+	Path string `json:"path,omitempty"`
+
+	// KeyID names the signing key in Signature-Input.
+	KeyID string `json:"key_id,omitempty"`
+
+	// HMACKey is the base64 of at least 64 random bytes, for hmac-sha256.
+	HMACKey string `json:"hmac_key,omitempty"`
+
+	// Ed25519Key is the path of a PKCS#8 PEM Ed25519 private key.
+	Ed25519Key string `json:"ed25519_key,omitempty"`
+}

@@ -1,0 +1,107 @@
+package module
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// apiError is the JSON body of every error answer.
+type apiError struct {
+	status     int
+	Code       string `json:"error"`
+	Message    string `json:"message"`
+	RetryAfter *int64 `json:"retry_after,omitempty"`
+	Attempts   *int   `json:"attempts_left,omitempty"`
+	Support    string `json:"support,omitempty"`
+
+	denial *recovery.Denial
+}
+
+func newError(status int, code, message string) *apiError {
+	return &apiError{status: status, Code: code, Message: message}
+}
+
+var (
+	errTooLarge     = newError(http.StatusRequestEntityTooLarge, "too_large", "The request body is larger than 64 KiB.")
+	errBadJSON      = newError(http.StatusBadRequest, "invalid_request", "The request body is not the JSON object this endpoint expects.")
+	errMediaType    = newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Send the request as application/json.")
+	errNotFound     = newError(http.StatusNotFound, "not_found", "There is no such recovery endpoint.")
+	errMethod       = newError(http.StatusMethodNotAllowed, "method_not_allowed", "This endpoint does not take that method.")
+	errUpstream     = newError(http.StatusBadGateway, "upstream_unavailable", "The mail service could not be reached. Your reset link is still valid: try again in a minute.")
+	errInvalidToken = newError(http.StatusUnauthorized, "invalid_token", "The reset token is unknown, expired or already used. Start again.")
+)
+
+// errorFor maps an outcome of the flow onto its HTTP answer. Statuses are
+// chosen here and nowhere else.
+func (h *Handler) errorFor(err error) *apiError {
+	var (
+		d   *recovery.Denial
+		ce  *recovery.CodeError
+		out *apiError
+	)
+	switch {
+	case errors.As(err, &ce):
+		left := ce.AttemptsLeft
+		out = newError(http.StatusBadRequest, "invalid_code", "That code is not right.")
+		out.Attempts = &left
+	case errors.As(err, &d):
+		switch {
+		case errors.Is(d, recovery.ErrLocked):
+			out = newError(http.StatusLocked, "account_locked", "Recovery for this account is locked for a while after too many wrong codes.")
+			out.Support = h.Support
+		case errors.Is(d, recovery.ErrBlocked):
+			out = newError(http.StatusForbidden, "ip_blocked", "Too many wrong codes came from your network. Try again later.")
+		default:
+			out = newError(http.StatusTooManyRequests, "rate_limited", "Too many requests. Wait before trying again.")
+		}
+		secs := retrySeconds(d.RetryAfter)
+		out.RetryAfter = &secs
+		out.denial = d
+	case errors.Is(err, recovery.ErrInvalidRequest):
+		out = newError(http.StatusBadRequest, "invalid_request", "The account, flow or code is missing or malformed.")
+	case errors.Is(err, recovery.ErrExpired):
+		out = newError(http.StatusGone, "expired", "This code has expired or was used up. Start again to get a new one.")
+	case errors.Is(err, recovery.ErrInvalidToken):
+		return errInvalidToken
+	case errors.Is(err, recovery.ErrUnavailable):
+		out = newError(http.StatusServiceUnavailable, "unavailable", "Recovery is unavailable right now. Try again in a minute.")
+		secs := int64(30)
+		out.RetryAfter = &secs
+	default:
+		out = newError(http.StatusInternalServerError, "internal_error", "Something went wrong on our side.")
+	}
+	return out
+}
+
+func retrySeconds(d time.Duration) int64 {
+	return max(1, int64(math.Ceil(d.Seconds())))
+}
+
+// writeError answers with e as JSON, with the headers its status needs.
+func writeError(w http.ResponseWriter, e *apiError) {
+	hdr := w.Header()
+	if e.RetryAfter != nil {
+		hdr.Set("Retry-After", strconv.FormatInt(*e.RetryAfter, 10))
+	}
+	if d := e.denial; d != nil && d.Limit > 0 {
+		hdr.Set("RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
+		hdr.Set("RateLimit-Remaining", strconv.FormatInt(max(0, d.Remaining), 10))
+		hdr.Set("RateLimit-Reset", strconv.FormatInt(retrySeconds(time.Until(d.Reset)), 10))
+	}
+	writeJSON(w, e.status, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

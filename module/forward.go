@@ -1,0 +1,143 @@
+package module
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+const tokenField = "reset_token"
+
+// reset answers a JSON reset: it takes the reset token out of the body,
+// forwards the rest and streams the upstream's answer back.
+func (h *Handler) reset(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	raw, e := readBody(w, r)
+	if e != nil {
+		writeError(w, e)
+		return nil
+	}
+	token, body, err := takeToken(r.Header.Get("Content-Type"), raw)
+	if err != nil {
+		writeError(w, errBadJSON)
+		return nil
+	}
+	status, nextErr, err := h.forwardReset(w, r, next, token, body)
+	if err != nil {
+		h.fail(w, r, err)
+		return nil
+	}
+	if nextErr != nil {
+		if status != 0 {
+			return nextErr // the upstream's answer has begun; let Caddy finish it
+		}
+		ae := *errUpstream
+		var he caddyhttp.HandlerError
+		if errors.As(nextErr, &he) && he.StatusCode >= 500 {
+			ae.status = he.StatusCode
+		}
+		writeError(w, &ae)
+	}
+	return nil
+}
+
+// forwardReset spends a reset token on one call to the upstream, for the
+// JSON API and the pages alike: it signs the request with body for the
+// account the token is bound to and passes it to next, which answers on w.
+// The token is spent only if the upstream answers 2xx; otherwise it stays
+// valid for another try.
+//
+// err is a refused token or a failure to sign: then nothing was forwarded.
+// Otherwise status is what the upstream answered (0 if it wrote nothing)
+// and nextErr is what next returned.
+func (h *Handler) forwardReset(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, token string, body []byte) (status int, nextErr, err error) {
+	rs, err := h.svc.BeginReset(r.Context(), token, clientIP(r))
+	if err != nil {
+		return 0, nil, err
+	}
+	// The outcome is recorded even if the client goes away meanwhile.
+	ctx := context.WithoutCancel(r.Context())
+
+	if h.Forward.Path != "" {
+		r.URL.Path, r.URL.RawPath = h.Forward.Path, ""
+		r.RequestURI = r.URL.RequestURI()
+	}
+	r.Body = http.NoBody
+	if len(body) > 0 {
+		r.Body = readCloser{bytes.NewReader(body)}
+	}
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	if err := h.signer.Sign(r.Header, r.Method, r.URL.EscapedPath(), body, rs.Account, h.now()); err != nil {
+		_ = rs.Finish(ctx, false)
+		return 0, nil, err
+	}
+
+	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	nextErr = next.ServeHTTP(sw, r)
+	accepted := nextErr == nil && sw.status >= 200 && sw.status < 300
+	if err := rs.Finish(ctx, accepted); err != nil {
+		h.logger.Error("recording reset outcome", zap.Error(err))
+	}
+	if nextErr != nil && sw.status == 0 {
+		h.logger.Warn("upstream did not take the reset", zap.Error(nextErr))
+	}
+	return sw.status, nextErr, nil
+}
+
+// takeToken removes the reset token from a JSON or form body and returns the
+// token and the body as the upstream should see it.
+func takeToken(contentType string, raw []byte) (string, []byte, error) {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	if mt == "application/x-www-form-urlencoded" {
+		v, err := url.ParseQuery(string(raw))
+		if err != nil {
+			return "", nil, err
+		}
+		token := v.Get(tokenField)
+		v.Del(tokenField)
+		return token, []byte(v.Encode()), nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return "", nil, errors.New("body is not a JSON object")
+	}
+	var token string
+	if err := json.Unmarshal(fields[tokenField], &token); err != nil {
+		return "", nil, errors.New("reset_token is not a string")
+	}
+	delete(fields, tokenField)
+	out, err := json.Marshal(fields)
+	return token, out, err
+}
+
+// statusWriter remembers the status the upstream answered with.
+type statusWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 && code >= 200 {
+		s.status = code
+	}
+	s.ResponseWriterWrapper.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriterWrapper.Write(b)
+}
+
+type readCloser struct{ *bytes.Reader }
+
+func (readCloser) Close() error { return nil }

@@ -1,0 +1,303 @@
+package module
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is the SMS recovery gateway. It owns the routes under PathPrefix:
+// POST start, resend, verify and reset, and the web page at GET /. Requests
+// outside PathPrefix pass to the next handler, with any client-sent
+// signature headers removed.
+type Handler struct {
+	// PathPrefix is where the recovery routes live. Default: /recovery.
+	PathPrefix string `json:"path_prefix,omitempty"`
+
+	// SiteName names the service in messages and pages. Default: "Mail".
+	SiteName string `json:"site_name,omitempty"`
+
+	// PublicURL is the scheme and host the SMS links to, e.g.
+	// https://mail.example.com. Default: the scheme and host of the request
+	// that started the flow; set it when the site answers to more than one
+	// host, so that a forged Host header cannot redirect the link.
+	PublicURL string `json:"public_url,omitempty"`
+
+	// Language is the language of messages for accounts whose directory entry
+	// names none: en, de, nl or fr. Default: en.
+	Language string `json:"language,omitempty"`
+
+	// Directory is where phone numbers come from. Required.
+	Directory *Directory `json:"directory,omitempty"`
+
+	// SMS is how codes are sent. Default: the development outbox file
+	// sms-outbox.jsonl, which holds live codes: never use it in production.
+	SMS *SMS `json:"sms,omitempty"`
+
+	// MessageTemplate replaces the text of the code message: a Go
+	// text/template over .SiteName, .Code, .Minutes, .Link, .Host and
+	// .Support, in plain GSM-7, that must use .Code.
+	MessageTemplate string `json:"message_template,omitempty"`
+
+	// NotifyOnReset sends the phone a notice after a successful reset, with
+	// the support text. Default: true.
+	NotifyOnReset *bool `json:"notify_on_reset,omitempty"`
+
+	// CodeLength is the number of digits in a code, 6 to 10. Default: 6.
+	CodeLength int `json:"code_length,omitempty"`
+
+	// CodeTTL is how long a code is valid. Default: 5m.
+	CodeTTL caddy.Duration `json:"code_ttl,omitempty"`
+
+	// MaxAttempts is how many codes may be tried per flow before it dies.
+	// Default: 5.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+
+	// ResendInterval is the least time between two codes of one flow.
+	// Default: 60s.
+	ResendInterval caddy.Duration `json:"resend_interval,omitempty"`
+
+	// TokenTTL is the lifetime of the reset token a correct code yields.
+	// Default: 10m.
+	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
+
+	// AllowedCountries lists ISO 3166 alpha-2 regions whose numbers may get
+	// an SMS. Default: all.
+	AllowedCountries []string `json:"allowed_countries,omitempty"`
+
+	// Limits caps events per scope: start_ip, start_account, start_phone,
+	// verify_ip and sms_global. A scope not named keeps its default
+	// (10/1h, 3/1h, 3/1h, 50/1h and 1000/1h).
+	Limits map[string]Limit `json:"limits,omitempty"`
+
+	// Lockout locks an account's recovery (never its mailbox) after that
+	// many wrong codes across its flows. Default: 5 in 1h locks for 30m.
+	Lockout *Threshold `json:"lockout,omitempty"`
+
+	// IPBlock blocks a client IP (or IPv6 /64) from the recovery routes after
+	// that many wrong codes across accounts. Default: 20 in 1h blocks for 1h.
+	IPBlock *Threshold `json:"ip_block,omitempty"`
+
+	// Support tells a locked-out person how to reach a human. It is shown on
+	// lock pages and sent after a reset.
+	Support string `json:"support,omitempty"`
+
+	// Secrets key the hashes of codes and tokens: base64 of at least 32
+	// random bytes each, newest first; the first hashes, all verify.
+	// Default: a random secret per process, which suits memory storage only.
+	// Required with Redis storage.
+	Secrets []string `json:"secrets,omitempty"`
+
+	// PasswordMinLength is the shortest new password the reset page accepts.
+	// The upstream keeps its own rules; this only spares a round trip.
+	// Default: 12.
+	PasswordMinLength int `json:"password_min_length,omitempty"`
+
+	// Templates is a directory whose *.html files replace the built-in page
+	// templates of the same name.
+	Templates string `json:"templates,omitempty"`
+
+	// Storage is where state lives. Default: memory.
+	Storage *Storage `json:"storage,omitempty"`
+
+	// Forward signs the verified reset passed to the next handler. Required.
+	Forward *Forward `json:"forward,omitempty"`
+
+	pages    *pages
+	svc      *recovery.Service
+	guard    *limiter.Guard
+	signer   *httpsig.Signer
+	store    *pooledStore
+	closers  []func() error
+	logger   *zap.Logger
+	observer *observer
+	prefix   string
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.sms_recovery",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Defaults.
+const (
+	defaultPathPrefix     = "/recovery"
+	defaultSiteName       = "Mail"
+	defaultLanguage       = "en"
+	defaultCodeLength     = 6
+	defaultCodeTTL        = 5 * time.Minute
+	defaultMaxAttempts    = 5
+	defaultResendInterval = 60 * time.Second
+	defaultTokenTTL       = 10 * time.Minute
+	defaultOutbox         = "sms-outbox.jsonl"
+	defaultQueueSize      = 1000
+	defaultMaxEntries     = 100_000
+	defaultRedisPrefix    = "smsrec:"
+	defaultTokenLease     = 2 * time.Minute
+	maxBodyBytes          = 64 << 10
+
+	defaultPasswordMinLength = 12
+)
+
+// Limit scopes, as named in the Caddyfile.
+var limitScopes = []string{"start_ip", "start_account", "start_phone", "verify_ip", "sms_global"}
+
+// processSecret keys hashes when no secret is configured. It is made once per
+// process so that flows survive a config reload.
+var processSecret = sync.OnceValue(func() []byte {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("reading randomness: %v", err))
+	}
+	return b
+})
+
+func (h *Handler) fillDefaults() {
+	if h.PathPrefix == "" {
+		h.PathPrefix = defaultPathPrefix
+	}
+	if h.SiteName == "" {
+		h.SiteName = defaultSiteName
+	}
+	if h.Language == "" {
+		h.Language = defaultLanguage
+	}
+	if h.CodeLength == 0 {
+		h.CodeLength = defaultCodeLength
+	}
+	if h.CodeTTL == 0 {
+		h.CodeTTL = caddy.Duration(defaultCodeTTL)
+	}
+	if h.MaxAttempts == 0 {
+		h.MaxAttempts = defaultMaxAttempts
+	}
+	if h.ResendInterval == 0 {
+		h.ResendInterval = caddy.Duration(defaultResendInterval)
+	}
+	if h.TokenTTL == 0 {
+		h.TokenTTL = caddy.Duration(defaultTokenTTL)
+	}
+	if h.SMS == nil {
+		h.SMS = &SMS{}
+	}
+	if h.SMS.Outbox == "" && h.SMS.MessageBird == nil {
+		h.SMS.Outbox = defaultOutbox
+	}
+	if h.SMS.QueueSize == 0 {
+		h.SMS.QueueSize = defaultQueueSize
+	}
+	if h.Storage == nil {
+		h.Storage = &Storage{}
+	}
+	if h.Storage.Redis == nil && h.Storage.Memory == nil {
+		h.Storage.Memory = &MemoryStorage{}
+	}
+	if m := h.Storage.Memory; m != nil && m.MaxEntries == 0 {
+		m.MaxEntries = defaultMaxEntries
+	}
+	if r := h.Storage.Redis; r != nil && r.Prefix == "" {
+		r.Prefix = defaultRedisPrefix
+	}
+	if h.PasswordMinLength == 0 {
+		h.PasswordMinLength = defaultPasswordMinLength
+	}
+	if h.NotifyOnReset == nil {
+		on := true
+		h.NotifyOnReset = &on
+	}
+}
+
+// Validate checks the configuration; every message names the directive.
+func (h *Handler) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(strings.HasPrefix(h.PathPrefix, "/") && !strings.HasSuffix(h.PathPrefix, "/") || h.PathPrefix == "/",
+		"path_prefix: %q must start with / and not end with one", h.PathPrefix)
+	check(h.CodeLength >= 6 && h.CodeLength <= 10, "code_length: %d is outside 6..10", h.CodeLength)
+	check(h.CodeTTL > 0 && time.Duration(h.CodeTTL) <= time.Hour, "code_ttl: %s must be positive and at most 1h", time.Duration(h.CodeTTL))
+	check(h.MaxAttempts >= 1 && h.MaxAttempts <= 20, "max_attempts: %d is outside 1..20", h.MaxAttempts)
+	check(h.PasswordMinLength >= 1 && h.PasswordMinLength <= 128, "password_min_length: %d is outside 1..128", h.PasswordMinLength)
+	check(h.ResendInterval >= 0, "resend_interval: must not be negative")
+	check(h.TokenTTL > 0 && time.Duration(h.TokenTTL) <= 24*time.Hour, "token_ttl: %s must be positive and at most 24h", time.Duration(h.TokenTTL))
+	check(h.Directory != nil, "directory: required (directory file <path> or directory http <url>)")
+	if d := h.Directory; d != nil {
+		check((d.File == "") != (d.URL == ""), "directory: give exactly one of file or http")
+	}
+	check((h.SMS.Outbox == "") != (h.SMS.MessageBird == nil), "sms: give exactly one of outbox or messagebird")
+	if mb := h.SMS.MessageBird; mb != nil {
+		check(mb.AccessKey != "", "sms messagebird: access_key is required")
+		check(mb.Originator != "", "sms messagebird: originator is required")
+	}
+	check(h.SMS.QueueSize > 0, "sms: queue_size must be positive")
+	check((h.Storage.Memory == nil) != (h.Storage.Redis == nil), "storage: give exactly one of memory or redis")
+	if m := h.Storage.Memory; m != nil {
+		check(m.MaxEntries >= 100, "storage memory: max_entries %d is below 100", m.MaxEntries)
+	}
+	if r := h.Storage.Redis; r != nil {
+		check(r.URL != "", "storage redis: a URL is required")
+		check(len(h.Secrets) > 0, "secret: required with redis storage, so that every instance hashes codes and tokens alike")
+	}
+	for scope := range h.Limits {
+		check(contains(limitScopes, scope), "limit: unknown scope %q (want one of %s)", scope, strings.Join(limitScopes, ", "))
+	}
+	for i, s := range h.Secrets {
+		b, err := base64.StdEncoding.DecodeString(s)
+		check(err == nil && len(b) >= recovery.MinSecretLen, "secret: value %d is not base64 of at least %d bytes", i+1, recovery.MinSecretLen)
+	}
+	check(h.Forward != nil, "forward: required (key_id and hmac_key or ed25519_key)")
+	if f := h.Forward; f != nil {
+		check(f.KeyID != "", "forward: key_id is required")
+		check((f.HMACKey == "") != (f.Ed25519Key == ""), "forward: give exactly one of hmac_key or ed25519_key")
+		check(f.Path == "" || strings.HasPrefix(f.Path, "/"), "forward: path %q must start with /", f.Path)
+	}
+	return errors.Join(errs...)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Cleanup stops the SMS queue, delivering what it can, and releases the store.
+func (h *Handler) Cleanup() error {
+	var errs []error
+	for i := len(h.closers) - 1; i >= 0; i-- {
+		errs = append(errs, h.closers[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,229 @@
+package module
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+)
+
+// drainTimeout bounds how long Cleanup waits for queued SMS to go out.
+const drainTimeout = 10 * time.Second
+
+// Provision fills defaults and builds the flow's collaborators.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.fillDefaults()
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	if h.PathPrefix != "/" {
+		h.prefix = h.PathPrefix
+	}
+	var err error
+	if h.observer, err = newObserver(ctx, h.SiteName, h.logger); err != nil {
+		return fmt.Errorf("setting up metrics and events: %w", err)
+	}
+	if err := h.provisionSigner(); err != nil {
+		return err
+	}
+	keys, err := h.keyring()
+	if err != nil {
+		return err
+	}
+	if h.store, err = loadStore(h.Storage); err != nil {
+		return err
+	}
+	h.closers = append(h.closers, func() error { return releaseStore(h.store) })
+
+	h.guard, err = limiter.New(h.limits(), h.store.counters, h.store.backend, recovery.SystemClock{})
+	if err != nil {
+		return err
+	}
+	h.closers = append(h.closers, guards.register(h.store.key, h.guard, h.observer))
+	dir, err := h.directory()
+	if err != nil {
+		return err
+	}
+	phones, err := directory.NewPhonePolicy(h.AllowedCountries)
+	if err != nil {
+		return fmt.Errorf("allowed_countries: %w", err)
+	}
+	sender, err := h.sender()
+	if err != nil {
+		return err
+	}
+	msgs, err := recovery.NewMessages(recovery.MessageConfig{DefaultLang: h.Language, CodeTemplate: h.MessageTemplate})
+	if err != nil {
+		return fmt.Errorf("message_template: %w", err)
+	}
+	h.svc, err = recovery.New(recovery.Config{
+		CodeLength:     h.CodeLength,
+		CodeTTL:        time.Duration(h.CodeTTL),
+		MaxAttempts:    h.MaxAttempts,
+		ResendInterval: time.Duration(h.ResendInterval),
+		TokenTTL:       time.Duration(h.TokenTTL),
+		TokenLease:     defaultTokenLease,
+		SiteName:       h.SiteName,
+		Support:        h.Support,
+		PathPrefix:     h.prefix,
+		NotifyOnReset:  *h.NotifyOnReset,
+		DefaultLang:    h.Language,
+	}, recovery.Deps{
+		Store:     h.store.backend,
+		Directory: dir,
+		Phones:    phones,
+		Sender:    sender,
+		Guard:     h.guard,
+		Observer:  h.observer,
+		Messages:  msgs,
+		Keys:      keys,
+		Clock:     recovery.SystemClock{},
+		Rand:      rand.Reader,
+	})
+	if err != nil {
+		return err
+	}
+	if err := h.provisionPages(); err != nil {
+		return err
+	}
+	if h.PublicURL == "" {
+		h.logger.Warn("public_url is not set: SMS links use the Host of each request; set it if this site answers to more than one host")
+	}
+	return nil
+}
+
+func (h *Handler) provisionSigner() error {
+	f := h.Forward
+	var err error
+	if f.HMACKey != "" {
+		key, derr := base64.StdEncoding.DecodeString(f.HMACKey)
+		if derr != nil {
+			return fmt.Errorf("forward: hmac_key is not base64: %w", derr)
+		}
+		h.signer, err = httpsig.NewHMACSigner(f.KeyID, key, rand.Reader)
+	} else {
+		key, kerr := httpsig.LoadEd25519PrivateKey(f.Ed25519Key)
+		if kerr != nil {
+			return fmt.Errorf("forward: ed25519_key: %w", kerr)
+		}
+		h.signer, err = httpsig.NewEd25519Signer(f.KeyID, key, rand.Reader)
+	}
+	if err != nil {
+		return fmt.Errorf("forward: %w", err)
+	}
+	return nil
+}
+
+func (h *Handler) keyring() (*recovery.Keyring, error) {
+	if len(h.Secrets) == 0 {
+		return recovery.NewKeyring(processSecret())
+	}
+	secrets := make([][]byte, len(h.Secrets))
+	for i, s := range h.Secrets {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("secret: value %d is not base64", i+1)
+		}
+		secrets[i] = b
+	}
+	k, err := recovery.NewKeyring(secrets...)
+	if err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	return k, nil
+}
+
+// limits applies the configured limits over the defaults.
+func (h *Handler) limits() limiter.Config {
+	c := limiter.DefaultConfig()
+	scopes := map[string]*limiter.Rate{
+		"start_ip": &c.StartIP, "start_account": &c.StartAccount, "start_phone": &c.StartPhone,
+		"verify_ip": &c.VerifyIP, "sms_global": &c.SMSGlobal,
+	}
+	for name, l := range h.Limits {
+		*scopes[name] = limiter.Rate{Events: l.Events, Window: time.Duration(l.Window)}
+	}
+	if t := h.Lockout; t != nil {
+		c.Lockout = limiter.Threshold{Failures: t.Failures, Window: time.Duration(t.Window), Duration: time.Duration(t.Duration)}
+	}
+	if t := h.IPBlock; t != nil {
+		c.IPBlock = limiter.Threshold{Failures: t.Failures, Window: time.Duration(t.Window), Duration: time.Duration(t.Duration)}
+	}
+	return c
+}
+
+func (h *Handler) directory() (recovery.Directory, error) {
+	d := h.Directory
+	if d.File != "" {
+		f, err := directory.NewFile(directory.FileConfig{
+			Path:  d.File,
+			Clock: recovery.SystemClock{},
+			OnReloadError: func(err error) {
+				h.logger.Error("phone directory changed but cannot be read; keeping the last good copy", zap.Error(err))
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("directory file: %w", err)
+		}
+		return f, nil
+	}
+	hd, err := directory.NewHTTP(directory.HTTPConfig{
+		URL:     d.URL,
+		Timeout: time.Duration(d.Timeout),
+		Sign: func(r *http.Request) error {
+			account := r.URL.Query().Get("account")
+			return h.signer.Sign(r.Header, r.Method, r.URL.EscapedPath(), nil, account, time.Now())
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("directory http: %w", err)
+	}
+	return hd, nil
+}
+
+// sender builds the delivery queue; Cleanup drains it.
+func (h *Handler) sender() (recovery.Sender, error) {
+	var (
+		d   sms.Deliverer
+		err error
+	)
+	if mb := h.SMS.MessageBird; mb != nil {
+		d, err = sms.NewMessageBird(sms.MessageBirdConfig{
+			AccessKey:  mb.AccessKey,
+			Originator: mb.Originator,
+			Endpoint:   mb.Endpoint,
+			Timeout:    time.Duration(mb.Timeout),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sms messagebird: %w", err)
+		}
+	} else {
+		h.logger.Warn("SMS go to the development outbox file, which holds live codes: configure sms messagebird for production",
+			zap.String("outbox", h.SMS.Outbox))
+		d, err = sms.NewOutbox(h.SMS.Outbox, recovery.SystemClock{})
+		if err != nil {
+			return nil, fmt.Errorf("sms outbox: %w", err)
+		}
+	}
+	q := sms.NewQueue(d, sms.QueueConfig{Size: h.SMS.QueueSize, Observe: h.observer.deliveryOutcome})
+	h.closers = append(h.closers, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		defer cancel()
+		return q.Close(ctx)
+	})
+	return q, nil
+}
+
+func (h *Handler) now() time.Time { return time.Now() }
