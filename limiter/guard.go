@@ -328,6 +328,9 @@ func (g *Guard) checkLocks(ctx context.Context, now time.Time, client, account s
 		{g.ipBlock, client},
 		{g.lockout, account},
 	} {
+		if c.key == "" { // an unknown flow: no account to check
+			continue
+		}
 		l, ok, err := g.locks.GetLock(ctx, c.t.kind, c.key)
 		if err != nil {
 			return fmt.Errorf("reading %s lock: %w", c.t.kind, err)

@@ -278,6 +278,13 @@ func (s *Service) Verify(ctx context.Context, flowID, code, clientIP string) (Ve
 		return Verified{}, ErrInvalidRequest
 	}
 	f, err := s.Store.Flow(ctx, flowID)
+	if errors.Is(err, ErrNotFound) {
+		// Guessing flow IDs counts against the client like guessing codes,
+		// and a blocked client learns nothing.
+		if gerr := s.Guard.Verify(ctx, clientIP, ""); gerr != nil {
+			return Verified{}, s.denied(ctx, gerr, "", clientIP, FlowRef(flowID))
+		}
+	}
 	if err != nil {
 		return Verified{}, notFound(err, ErrExpired)
 	}

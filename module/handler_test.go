@@ -1,0 +1,78 @@
+package module
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// validHandler returns a configuration that loads.
+func validHandler() *Handler {
+	return &Handler{
+		Directory: &Directory{File: "phones.json"},
+		Forward:   &Forward{KeyID: "gw1", HMACKey: strings.Repeat("AAAA", 22)},
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		mutate func(*Handler)
+		want   string // part of the error; "" for none
+	}{
+		{"defaults", func(*Handler) {}, ""},
+		{"short code", func(h *Handler) { h.CodeLength = 4 }, "code_length: 4 is outside 6..10"},
+		{"long code", func(h *Handler) { h.CodeLength = 11 }, "code_length: 11"},
+		{"negative ttl", func(h *Handler) { h.CodeTTL = caddy.Duration(-1) }, "code_ttl:"},
+		{"day-long code", func(h *Handler) { h.CodeTTL = caddy.Duration(24 * 3600e9) }, "code_ttl:"},
+		{"no attempts", func(h *Handler) { h.MaxAttempts = -1 }, "max_attempts:"},
+		{"prefix without slash", func(h *Handler) { h.PathPrefix = "recovery" }, "path_prefix:"},
+		{"prefix with trailing slash", func(h *Handler) { h.PathPrefix = "/recovery/" }, "path_prefix:"},
+		{"no directory", func(h *Handler) { h.Directory = nil }, "directory: required"},
+		{"two directories", func(h *Handler) { h.Directory.URL = "https://dir" }, "directory: give exactly one"},
+		{"messagebird without key", func(h *Handler) {
+			h.SMS = &SMS{MessageBird: &MessageBird{Originator: "Mail"}}
+		}, "access_key is required"},
+		{"unknown limit", func(h *Handler) { h.Limits = map[string]Limit{"start_planet": {Events: 1, Window: 1}} }, `limit: unknown scope "start_planet"`},
+		{"redis without secret", func(h *Handler) { h.Storage = &Storage{Redis: &RedisStorage{URL: "redis://127.0.0.1:6379"}} }, "secret: required with redis storage"},
+		{"short secret", func(h *Handler) { h.Secrets = []string{"c2hvcnQ="} }, "secret: value 1"},
+		{"no forward", func(h *Handler) { h.Forward = nil }, "forward: required"},
+		{"two forward keys", func(h *Handler) { h.Forward.Ed25519Key = "key.pem" }, "forward: give exactly one"},
+		{"relative forward path", func(h *Handler) { h.Forward.Path = "api" }, "forward: path"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h := validHandler()
+			c.mutate(h)
+			h.fillDefaults()
+			err := h.Validate()
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("Validate() = %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("Validate() = %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestDefaultsAreSafe(t *testing.T) {
+	t.Parallel()
+	h := validHandler()
+	h.fillDefaults()
+	if h.CodeLength != 6 || h.CodeTTL != caddy.Duration(defaultCodeTTL) || h.MaxAttempts != 5 ||
+		h.ResendInterval != caddy.Duration(defaultResendInterval) || h.TokenTTL != caddy.Duration(defaultTokenTTL) {
+		t.Errorf("defaults: %+v", h)
+	}
+	if h.Storage.Memory == nil || h.SMS.Outbox == "" || !*h.NotifyOnReset || h.PathPrefix != "/recovery" {
+		t.Errorf("defaults: storage %+v sms %+v", h.Storage, h.SMS)
+	}
+	l := h.limits()
+	if l.StartIP.Events != 10 || l.StartAccount.Events != 3 || l.StartPhone.Events != 3 ||
+		l.VerifyIP.Events != 50 || l.SMSGlobal.Events != 1000 || l.Lockout.Failures != 5 || l.IPBlock.Failures != 20 {
+		t.Errorf("limits are not on by default: %+v", l)
+	}
+}
