@@ -111,6 +111,10 @@ type site struct {
 	Outbox   string
 	Extra    string // more sms_recovery subdirectives
 	SiteName string
+	// SMS replaces the outbox sender, e.g. with an sms messagebird block.
+	SMS string
+	// Global adds global options.
+	Global string
 	// Store names the memory store: flows, counters and locks outlive a
 	// config in this process, so each test gets a store of its own.
 	Store int
@@ -124,6 +128,10 @@ func (s site) caddyfile(t *testing.T) string {
 	if err := os.WriteFile(phones, []byte(`{"alice@example.com": "+31612345678", "bob@example.com": {"phone": "+4915123456789", "lang": "de"}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	sms := s.SMS
+	if sms == "" {
+		sms = "sms outbox " + s.Outbox
+	}
 	name := s.SiteName
 	if name == "" {
 		name = "Example Mail"
@@ -135,13 +143,14 @@ func (s site) caddyfile(t *testing.T) string {
 	https_port 9443
 	grace_period 1ns
 	metrics
+	%s
 }
 http://localhost:9080 {
 	sms_recovery {
 		site_name %q
 		public_url http://localhost:9080
 		directory file %s
-		sms outbox %s
+		%s
 		support "Call +1 555 0100"
 		storage memory {
 			max_entries %d
@@ -156,7 +165,7 @@ http://localhost:9080 {
 	respond /health "ok" 200
 	reverse_proxy %s
 }
-`, name, phones, s.Outbox, s.Store, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Upstream)
+`, s.Global, name, phones, sms, s.Store, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Upstream)
 }
 
 // start loads a gateway site and returns a client for it. It fills in s.

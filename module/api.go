@@ -11,17 +11,14 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-// signatureHeaders are set only by the gateway: a client's copies never pass.
-var signatureHeaders = []string{"Signature", "Signature-Input", "Content-Digest", "X-Recovery-Account"}
-
 // ServeHTTP answers the recovery routes and passes everything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	for _, name := range signatureHeaders {
-		r.Header.Del(name)
-	}
+	// These headers are set only by the gateway: a client's copies never pass.
+	httpsig.Strip(r.Header)
 	route, ok := h.route(r.URL.Path)
 	if !ok {
 		return next.ServeHTTP(w, r)

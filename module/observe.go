@@ -21,6 +21,7 @@ type metrics struct {
 	events   *prometheus.CounterVec
 	sms      *prometheus.CounterVec
 	requests *prometheus.CounterVec
+	queued   prometheus.GaugeFunc
 }
 
 var processMetrics = sync.OnceValue(func() *metrics {
@@ -28,7 +29,7 @@ var processMetrics = sync.OnceValue(func() *metrics {
 	return &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "events_total",
-			Help: "Security events of the recovery flow, by event and scope or reason.",
+			Help: "Security events of the recovery flow, by event and the limit involved (scope), if any.",
 		}, []string{"site", "event", "scope"}),
 		sms: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "sms_total",
@@ -38,11 +39,24 @@ var processMetrics = sync.OnceValue(func() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "responses_total",
 			Help: "Answers of the recovery API, by route and error code (ok for success).",
 		}, []string{"site", "route", "code"}),
+		// Queues are shared by every handler with the same SMS settings, so
+		// this is one number for the process rather than one per site.
+		queued: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "sms_queue_length",
+			Help: "SMS waiting for a delivery worker, across the queues of this process.",
+		}, func() float64 {
+			n := 0
+			queues.Range(func(_, v any) bool {
+				n += v.(*pooledQueue).queue.Len()
+				return true
+			})
+			return float64(n)
+		}),
 	}
 })
 
 func (m *metrics) register(reg *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{m.events, m.sms, m.requests} {
+	for _, c := range []prometheus.Collector{m.events, m.sms, m.requests, m.queued} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -71,11 +85,17 @@ func newObserver(ctx caddy.Context, site string, logger *zap.Logger) (*observer,
 		}
 	}
 	o := &observer{site: site, logger: logger, metrics: m, ctx: ctx}
-	app, err := ctx.App("events")
-	if err != nil {
+	// The http app loads the events app before it provisions any handler,
+	// so in a config this finds it. A context made without a config (tests)
+	// has no apps, where ctx.App would dereference a nil config.
+	app, err := ctx.AppIfConfigured("events")
+	switch {
+	case errors.Is(err, caddy.ErrNotConfigured):
+	case err != nil:
 		return nil, err
+	default:
+		o.events = app.(*caddyevents.App)
 	}
-	o.events = app.(*caddyevents.App)
 	return o, nil
 }
 
@@ -91,12 +111,14 @@ func eventLevel(name string) zapcore.Level {
 
 // Observe logs, counts and emits one security event.
 func (o *observer) Observe(_ context.Context, e recovery.Event) {
-	label := e.Scope
-	if label == "" {
-		label = e.Reason
+	// The scope names one of a fixed set of limits. The reason is free text
+	// (an error's message, say) and would make a new series of every
+	// variant, so it goes to the log and the Caddy event only.
+	o.metrics.events.WithLabelValues(o.site, e.Name, e.Scope).Inc()
+	fields := []zap.Field{
+		zap.String("event", e.Name), zap.String("site", o.site),
+		zap.String("account", e.Account), zap.String("client_ip", e.ClientIP),
 	}
-	o.metrics.events.WithLabelValues(o.site, e.Name, label).Inc()
-	fields := []zap.Field{zap.String("event", e.Name), zap.String("account", e.Account), zap.String("client_ip", e.ClientIP)}
 	data := map[string]any{"account": e.Account, "client_ip": e.ClientIP, "site": o.site}
 	add := func(key, v string) {
 		if v != "" {
@@ -121,10 +143,17 @@ func (o *observer) deliveryOutcome(out sms.Outcome) {
 	o.metrics.sms.WithLabelValues(o.site, out.Kind, string(out.Result)).Inc()
 	fields := []zap.Field{
 		zap.String("event", "sms_"+string(out.Result)),
+		zap.String("site", o.site),
 		zap.String("kind", out.Kind),
 		zap.String("phone", out.Phone),
 		zap.String("reference", out.Reference),
 		zap.Int("attempts", out.Attempts),
+	}
+	if out.Status != 0 {
+		fields = append(fields, zap.Int("provider_status", out.Status))
+	}
+	if out.Code != 0 {
+		fields = append(fields, zap.Int("provider_code", out.Code))
 	}
 	if out.Err != nil {
 		fields = append(fields, zap.Error(out.Err))

@@ -1,7 +1,6 @@
 package module
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -15,11 +14,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 )
-
-// drainTimeout bounds how long Cleanup waits for queued SMS to go out.
-const drainTimeout = 10 * time.Second
 
 // Provision fills defaults and builds the flow's collaborators.
 func (h *Handler) Provision(ctx caddy.Context) error {
@@ -191,39 +186,6 @@ func (h *Handler) directory() (recovery.Directory, error) {
 		return nil, fmt.Errorf("directory http: %w", err)
 	}
 	return hd, nil
-}
-
-// sender builds the delivery queue; Cleanup drains it.
-func (h *Handler) sender() (recovery.Sender, error) {
-	var (
-		d   sms.Deliverer
-		err error
-	)
-	if mb := h.SMS.MessageBird; mb != nil {
-		d, err = sms.NewMessageBird(sms.MessageBirdConfig{
-			AccessKey:  mb.AccessKey,
-			Originator: mb.Originator,
-			Endpoint:   mb.Endpoint,
-			Timeout:    time.Duration(mb.Timeout),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("sms messagebird: %w", err)
-		}
-	} else {
-		h.logger.Warn("SMS go to the development outbox file, which holds live codes: configure sms messagebird for production",
-			zap.String("outbox", h.SMS.Outbox))
-		d, err = sms.NewOutbox(h.SMS.Outbox, recovery.SystemClock{})
-		if err != nil {
-			return nil, fmt.Errorf("sms outbox: %w", err)
-		}
-	}
-	q := sms.NewQueue(d, sms.QueueConfig{Size: h.SMS.QueueSize, Observe: h.observer.deliveryOutcome})
-	h.closers = append(h.closers, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-		defer cancel()
-		return q.Close(ctx)
-	})
-	return q, nil
 }
 
 func (h *Handler) now() time.Time { return time.Now() }

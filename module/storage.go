@@ -40,9 +40,11 @@ func (p *pooledStore) Destruct() error {
 	return nil
 }
 
-// counterBound is how many rate-limit counters the memory store keeps per
-// max_entries of flows: every start touches up to three counters.
-const counterBound = 4
+// counterBound is how many rate-limit counters the memory store keeps: the
+// limiter's default at the default max_entries, and in proportion to it.
+func counterBound(maxEntries int) int {
+	return int(int64(limiter.DefaultMaxKeys) * int64(maxEntries) / defaultMaxEntries)
+}
 
 // loadStore returns the pooled store for s, making it on first use. The
 // caller must release it with releaseStore.
@@ -74,7 +76,7 @@ func storeMaker(s *Storage) (string, func() (*pooledStore, error)) {
 			if err != nil {
 				return nil, fmt.Errorf("storage memory: %w", err)
 			}
-			counters, err := limiter.NewLRUStore(m.MaxEntries*counterBound, recovery.SystemClock{})
+			counters, err := limiter.NewLRUStore(counterBound(m.MaxEntries), recovery.SystemClock{})
 			if err != nil {
 				return nil, fmt.Errorf("storage memory: %w", err)
 			}

@@ -1,0 +1,157 @@
+package caddyfile
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/module"
+)
+
+func TestUnmarshalVerify(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		input string
+		want  module.VerifyHandler
+	}{
+		{
+			name: "hmac",
+			input: `sms_recovery_verify {
+				key_id   gw1
+				hmac_key AAECAwQF==
+				max_skew 30s
+			}`,
+			want: module.VerifyHandler{KeyID: "gw1", HMACKey: "AAECAwQF==", MaxSkew: caddy.Duration(30 * time.Second)},
+		},
+		{
+			name: "ed25519",
+			input: `sms_recovery_verify {
+				key_id gw1
+				ed25519_public_key "/etc/caddy/gateway key.pem"
+			}`,
+			want: module.VerifyHandler{KeyID: "gw1", Ed25519PublicKey: "/etc/caddy/gateway key.pem"},
+		},
+		{
+			name:  "day-long skew in Caddy's duration syntax",
+			input: "sms_recovery_verify {\n max_skew 1d\n}",
+			want:  module.VerifyHandler{MaxSkew: caddy.Duration(24 * time.Hour)},
+		},
+		{
+			// Missing and conflicting keys are the business of Validate,
+			// which reports them when the configuration loads.
+			name:  "empty block",
+			input: "sms_recovery_verify",
+			want:  module.VerifyHandler{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got module.VerifyHandler
+			if err := UnmarshalVerify(cf.NewTestDispenser(tt.input), &got); err != nil {
+				t.Fatalf("UnmarshalVerify: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestUnmarshalVerifyErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		input string
+		want  string
+	}{
+		{"argument on the directive", "sms_recovery_verify gw1", "wrong argument count"},
+		{"key_id without value", "sms_recovery_verify {\n key_id\n}", "wrong argument count"},
+		{"key_id with two values", "sms_recovery_verify {\n key_id gw1 gw2\n}", "wrong argument count"},
+		{"hmac_key without value", "sms_recovery_verify {\n hmac_key\n}", "wrong argument count"},
+		{"public key with two values", "sms_recovery_verify {\n ed25519_public_key a.pem b.pem\n}", "wrong argument count"},
+		{"duplicate key_id", "sms_recovery_verify {\n key_id gw1\n key_id gw2\n}", "duplicate subdirective 'key_id'"},
+		{"duplicate hmac_key", "sms_recovery_verify {\n hmac_key a\n hmac_key b\n}", "duplicate subdirective 'hmac_key'"},
+		{"bad max_skew", "sms_recovery_verify {\n max_skew soon\n}", "max_skew: 'soon' is not a duration"},
+		{"max_skew without value", "sms_recovery_verify {\n max_skew\n}", "wrong argument count"},
+		{"unknown subdirective", "sms_recovery_verify {\n keyid gw1\n}", "unrecognized subdirective 'keyid'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got module.VerifyHandler
+			err := UnmarshalVerify(cf.NewTestDispenser(tt.input), &got)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("UnmarshalVerify = %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestVerifyDirectiveAdapts checks that the directive is registered and
+// ordered: a site block can use it without a global order option, with a
+// matcher, and it runs before respond.
+func TestVerifyDirectiveAdapts(t *testing.T) {
+	t.Parallel()
+	const input = `:8080 {
+	respond "reset done"
+	sms_recovery_verify /api/* {
+		key_id gw1
+		hmac_key AAECAwQF==
+		max_skew 30s
+	}
+}
+`
+	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	if len(warnings) > 0 {
+		t.Errorf("warnings: %v", warnings)
+	}
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Routes []struct {
+						Match  []map[string]any  `json:"match"`
+						Handle []json.RawMessage `json:"handle"`
+					} `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	routes := cfg.Apps.HTTP.Servers["srv0"].Routes
+	if len(routes) != 2 || len(routes[0].Handle) != 1 || len(routes[1].Handle) != 1 {
+		t.Fatalf("want two routes of one handler each: %s", out)
+	}
+	var first map[string]any
+	if err := json.Unmarshal(routes[0].Handle[0], &first); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"handler":  "sms_recovery_verify",
+		"key_id":   "gw1",
+		"hmac_key": "AAECAwQF==",
+		"max_skew": float64(30 * time.Second),
+	}
+	if !reflect.DeepEqual(first, want) {
+		t.Errorf("first handler = %v, want %v", first, want)
+	}
+	if m := routes[0].Match; len(m) != 1 || !reflect.DeepEqual(m[0]["path"], []any{"/api/*"}) {
+		t.Errorf("first route matcher = %v, want path /api/*", m)
+	}
+	if !strings.Contains(string(routes[1].Handle[0]), `"handler":"static_response"`) {
+		t.Errorf("second handler = %s, want respond", routes[1].Handle[0])
+	}
+}

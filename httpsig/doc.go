@@ -1,0 +1,17 @@
+// Package httpsig signs and verifies the gateway's forwarded password reset
+// as SPEC §6 fixes it: an RFC 9421 HTTP Message Signature labelled
+// "recovery" over "@method", "@path", "content-digest" and
+// "x-recovery-account", with an RFC 9530 sha-256 Content-Digest of the body,
+// created, expires (at most 60 s later), a random nonce, keyid, alg
+// ("hmac-sha256" or "ed25519") and tag "sms-recovery".
+//
+// The gateway signs with a Signer; an upstream written in Go, and the
+// sms_recovery_verify Caddy handler, check with a Verifier, which also
+// refuses a nonce it has already accepted. testdata/vectors.json holds test
+// vectors for upstreams written in other languages.
+//
+// It is plain Go: it must never import Caddy or the rest of the project, so
+// an upstream can use it alone. It must never log, and never put a key, a
+// signature or a request body in an error message. It takes time and
+// randomness from its callers instead of reading global sources.
+package httpsig

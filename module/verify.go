@@ -1,0 +1,220 @@
+package module
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+func init() {
+	caddy.RegisterModule(VerifyHandler{})
+}
+
+// VerifyHandler is the sms_recovery_verify handler, for an upstream that
+// sits behind a Caddy of its own: it passes a request on only if it carries
+// a valid signature from the sms_recovery gateway (SPEC §6) that it has not
+// seen before, and answers 401 otherwise. The upstream can then trust the
+// X-Recovery-Account header as the account whose phone was verified.
+type VerifyHandler struct {
+	// KeyID is the key ID the gateway signs with, its forward key_id.
+	// Required.
+	KeyID string `json:"key_id,omitempty"`
+
+	// HMACKey is the base64 of the key shared with the gateway's forward
+	// hmac_key, at least 64 bytes. Exactly one of hmac_key and
+	// ed25519_public_key is required. Whoever holds this key can sign a
+	// password reset for any account: keep it out of version control.
+	HMACKey string `json:"hmac_key,omitempty"`
+
+	// Ed25519PublicKey is the path of a PEM file holding the public half
+	// (PKIX "PUBLIC KEY") of the gateway's forward ed25519_key. Exactly one
+	// of hmac_key and ed25519_public_key is required.
+	Ed25519PublicKey string `json:"ed25519_public_key,omitempty"`
+
+	// MaxSkew is how far the gateway's clock may be off from this server's:
+	// a signature is accepted from max_skew before its created time until
+	// max_skew after its expires time. A longer skew keeps a captured
+	// request usable for longer, though never twice. Default: 60s.
+	MaxSkew caddy.Duration `json:"max_skew,omitempty"`
+
+	verifier *httpsig.Verifier
+	pooled   bool // holds a reference to verifyNoncePool
+	clock    recovery.Clock
+	logger   *zap.Logger
+}
+
+// verifyNoncePool holds the one nonce cache that every sms_recovery_verify
+// handler of the process shares, so that a config reload, which provisions
+// new handlers, does not forget the nonces already accepted.
+var verifyNoncePool = caddy.NewUsagePool()
+
+const verifyNoncePoolKey = "nonces"
+
+// verifyNonceCache lets the cache live in a caddy.UsagePool.
+type verifyNonceCache struct{ *httpsig.NonceCache }
+
+// Destruct has nothing to free: the cache holds no goroutine or connection.
+func (verifyNonceCache) Destruct() error { return nil }
+
+// verifyDefaultMaxSkew is the default of max_skew.
+const verifyDefaultMaxSkew = caddy.Duration(httpsig.DefaultMaxSkew)
+
+var (
+	errVerifyInvalid = newError(http.StatusUnauthorized, "invalid_signature",
+		"The request does not carry a valid, unused signature from the recovery gateway.")
+	errVerifyBusy = func() *apiError {
+		e := newError(http.StatusServiceUnavailable, "unavailable",
+			"Too many signed requests to check right now. Try again in a minute.")
+		secs := int64(httpsig.MaxValidity / time.Second)
+		e.RetryAfter = &secs
+		return e
+	}()
+)
+
+// CaddyModule returns the Caddy module information.
+func (VerifyHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.sms_recovery_verify",
+		New: func() caddy.Module { return new(VerifyHandler) },
+	}
+}
+
+// Provision fills defaults, checks the configuration and builds the
+// verifier on the process's shared nonce cache.
+func (h *VerifyHandler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.clock == nil {
+		h.clock = recovery.SystemClock{}
+	}
+	if h.MaxSkew == 0 {
+		h.MaxSkew = verifyDefaultMaxSkew
+	}
+	if err := h.Validate(); err != nil {
+		return err
+	}
+
+	cfg := httpsig.VerifierConfig{KeyID: h.KeyID, MaxSkew: time.Duration(h.MaxSkew)}
+	if h.HMACKey != "" {
+		key, err := base64.StdEncoding.DecodeString(h.HMACKey)
+		if err != nil {
+			return fmt.Errorf("hmac_key is not base64: %w", err)
+		}
+		cfg.HMACKey = key
+	} else {
+		key, err := httpsig.LoadEd25519PublicKey(h.Ed25519PublicKey)
+		if err != nil {
+			return fmt.Errorf("ed25519_public_key: %w", err)
+		}
+		cfg.PublicKey = key
+	}
+
+	val, _, err := verifyNoncePool.LoadOrNew(verifyNoncePoolKey, func() (caddy.Destructor, error) {
+		c, err := httpsig.NewNonceCache(httpsig.DefaultNonceCacheSize)
+		if err != nil {
+			return nil, err
+		}
+		return verifyNonceCache{c}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("creating nonce cache: %w", err)
+	}
+	h.pooled = true
+	cfg.Nonces = val.(verifyNonceCache).NonceCache
+
+	if h.verifier, err = httpsig.NewVerifier(cfg); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *VerifyHandler) Validate() error {
+	var errs []error
+	if h.KeyID == "" {
+		errs = append(errs, errors.New("key_id: required"))
+	}
+	if (h.HMACKey == "") == (h.Ed25519PublicKey == "") {
+		errs = append(errs, errors.New("give exactly one of hmac_key and ed25519_public_key"))
+	}
+	if h.MaxSkew < 0 {
+		errs = append(errs, fmt.Errorf("max_skew: %s is negative", time.Duration(h.MaxSkew)))
+	}
+	return errors.Join(errs...)
+}
+
+// Cleanup releases the shared nonce cache.
+func (h *VerifyHandler) Cleanup() error {
+	if !h.pooled {
+		return nil
+	}
+	h.pooled = false
+	_, err := verifyNoncePool.Delete(verifyNoncePoolKey)
+	return err
+}
+
+// ServeHTTP reads the body, verifies the signature and, if it holds, passes
+// the request with its body intact to next.
+func (h *VerifyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, errTooLarge)
+			return nil
+		}
+		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
+	}
+
+	method, path := verifyTarget(r)
+	account, err := h.verifier.Verify(r.Header, method, path, body, h.clock.Now())
+	if err != nil {
+		// The error names the reason and holds no key, signature or body.
+		fields := []zap.Field{
+			zap.Error(err),
+			zap.String("client_ip", clientIP(r)),
+			zap.String("method", method),
+			zap.String("path", path),
+		}
+		if errors.Is(err, httpsig.ErrNonceCacheFull) {
+			h.logger.Error("refused a signed request: every nonce cache slot is in use", fields...)
+			writeError(w, errVerifyBusy)
+			return nil
+		}
+		h.logger.Warn("refused a request without a valid gateway signature", fields...)
+		writeError(w, errVerifyInvalid)
+		return nil
+	}
+	h.logger.Debug("verified gateway signature", zap.String("account", account))
+
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return next.ServeHTTP(w, r)
+}
+
+// verifyTarget returns the method and path the request arrived with: the
+// gateway signed those, and handlers before this one (rewrite, uri) may
+// have changed r since.
+func verifyTarget(r *http.Request) (method, path string) {
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		return orig.Method, orig.URL.EscapedPath()
+	}
+	return r.Method, r.URL.EscapedPath()
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*VerifyHandler)(nil)
+	_ caddy.Validator             = (*VerifyHandler)(nil)
+	_ caddy.CleanerUpper          = (*VerifyHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*VerifyHandler)(nil)
+)

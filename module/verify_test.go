@@ -1,0 +1,391 @@
+package module
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	zapobs "go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+)
+
+// verifyTestKey is a test-only 64-byte hmac key.
+var verifyTestKey = bytes.Repeat([]byte{0x5a}, 64)
+
+// verifyTestNow is the verifier's clock in these tests.
+var verifyTestNow = time.Unix(1767225600, 0)
+
+type verifyFixedClock time.Time
+
+func (c verifyFixedClock) Now() time.Time { return time.Time(c) }
+
+// newVerifyTestHandler provisions h with a fixed clock and a log observer.
+func newVerifyTestHandler(t *testing.T, h *VerifyHandler) *zapobs.ObservedLogs {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	h.clock = verifyFixedClock(verifyTestNow)
+	if err := h.Provision(ctx); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.Cleanup(); err != nil {
+			t.Errorf("Cleanup: %v", err)
+		}
+	})
+	core, logs := zapobs.New(zapcore.DebugLevel)
+	h.logger = zap.New(core)
+	return logs
+}
+
+// verifyTestRequest returns a request signed by s as the gateway forwards it.
+func verifyTestRequest(t *testing.T, s *httpsig.Signer, body string) *http.Request {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodPost, "/api/reset-password", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	if err := s.Sign(r.Header, r.Method, r.URL.EscapedPath(), []byte(body), "alice@example.com", verifyTestNow.Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// verifyNext records what the next handler receives.
+type verifyNext struct {
+	called  bool
+	body    string
+	account string
+}
+
+func (n *verifyNext) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	n.called = true
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	n.body = string(b)
+	n.account = r.Header.Get(httpsig.HeaderAccount)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func TestVerifyHandlerServeHTTP(t *testing.T) {
+	t.Parallel()
+	signer, err := httpsig.NewHMACSigner("gw1", verifyTestKey, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const body = `{"password":"N3w-s3cret!"}`
+	tests := []struct {
+		name       string
+		req        func(t *testing.T) *http.Request
+		wantStatus int
+		wantError  string
+		wantReason string
+	}{
+		{
+			name:       "valid",
+			req:        func(t *testing.T) *http.Request { return verifyTestRequest(t, signer, body) },
+			wantStatus: http.StatusNoContent,
+		},
+		{
+			name: "path rewritten after arrival",
+			req: func(t *testing.T) *http.Request {
+				r := verifyTestRequest(t, signer, body)
+				orig := *r
+				origURL := *r.URL
+				orig.URL = &origURL
+				r = r.WithContext(context.WithValue(r.Context(), caddyhttp.OriginalRequestCtxKey, orig))
+				r.URL.Path = "/index.php"
+				return r
+			},
+			wantStatus: http.StatusNoContent,
+		},
+		{
+			name: "tampered body",
+			req: func(t *testing.T) *http.Request {
+				r := verifyTestRequest(t, signer, body)
+				r.Body = io.NopCloser(strings.NewReader(`{"password":"evil"}`))
+				return r
+			},
+			wantStatus: http.StatusUnauthorized,
+			wantError:  "invalid_signature",
+			wantReason: "content digest mismatch",
+		},
+		{
+			name: "tampered account",
+			req: func(t *testing.T) *http.Request {
+				r := verifyTestRequest(t, signer, body)
+				r.Header.Set(httpsig.HeaderAccount, "mallory@example.com")
+				return r
+			},
+			wantStatus: http.StatusUnauthorized,
+			wantError:  "invalid_signature",
+			wantReason: "invalid signature",
+		},
+		{
+			name: "unsigned",
+			req: func(t *testing.T) *http.Request {
+				r := httptest.NewRequest(http.MethodPost, "/api/reset-password", strings.NewReader(body))
+				r.Header.Set(httpsig.HeaderAccount, "alice@example.com")
+				return r
+			},
+			wantStatus: http.StatusUnauthorized,
+			wantError:  "invalid_signature",
+			wantReason: "no recovery signature",
+		},
+		{
+			name: "body over 64 KiB",
+			req: func(t *testing.T) *http.Request {
+				return verifyTestRequest(t, signer, `{"password":"`+strings.Repeat("x", 64<<10)+`"}`)
+			},
+			wantStatus: http.StatusRequestEntityTooLarge,
+			wantError:  "too_large",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := &VerifyHandler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
+			logs := newVerifyTestHandler(t, h)
+			next := &verifyNext{}
+			w := httptest.NewRecorder()
+			if err := h.ServeHTTP(w, tt.req(t), next); err != nil {
+				t.Fatalf("ServeHTTP: %v", err)
+			}
+			if w.Code != tt.wantStatus {
+				t.Fatalf("status = %d, want %d; body %s", w.Code, tt.wantStatus, w.Body)
+			}
+			if tt.wantError == "" {
+				if !next.called || next.body != body || next.account != "alice@example.com" {
+					t.Errorf("next got called=%v body=%q account=%q, want the body and account intact", next.called, next.body, next.account)
+				}
+				return
+			}
+			if next.called {
+				t.Error("next was called for a refused request")
+			}
+			var got struct{ Error, Message string }
+			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || got.Error != tt.wantError || got.Message == "" {
+				t.Errorf("body = %s (%v), want error %q and a message", w.Body, err, tt.wantError)
+			}
+			if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			if tt.wantReason == "" {
+				return
+			}
+			entries := logs.All()
+			if len(entries) != 1 {
+				t.Fatalf("%d log entries, want 1", len(entries))
+			}
+			logged, _ := entries[0].ContextMap()["error"].(string)
+			if !strings.Contains(logged, tt.wantReason) {
+				t.Errorf("logged error %q, want it to contain %q", logged, tt.wantReason)
+			}
+			for _, secret := range []string{base64.StdEncoding.EncodeToString(verifyTestKey), "N3w-s3cret", "evil"} {
+				if strings.Contains(logged, secret) {
+					t.Errorf("log %q contains %q", logged, secret)
+				}
+			}
+		})
+	}
+}
+
+func TestVerifyHandlerReplay(t *testing.T) {
+	t.Parallel()
+	signer, err := httpsig.NewHMACSigner("gw-replay", verifyTestKey, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := verifyTestRequest(t, signer, `{"password":"N3w-s3cret!"}`)
+	send := func(h *VerifyHandler) int {
+		replay := r.Clone(context.Background())
+		replay.Body = io.NopCloser(strings.NewReader(`{"password":"N3w-s3cret!"}`))
+		w := httptest.NewRecorder()
+		if err := h.ServeHTTP(w, replay, &verifyNext{}); err != nil {
+			t.Fatal(err)
+		}
+		return w.Code
+	}
+	cfg := VerifyHandler{KeyID: "gw-replay", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
+	old := cfg
+	newVerifyTestHandler(t, &old)
+	if code := send(&old); code != http.StatusNoContent {
+		t.Fatalf("first request: status %d", code)
+	}
+	if code := send(&old); code != http.StatusUnauthorized {
+		t.Errorf("replay: status %d, want 401", code)
+	}
+
+	// A reload provisions a new handler before cleaning up the old one; the
+	// nonce cache must survive it.
+	reloaded := cfg
+	newVerifyTestHandler(t, &reloaded)
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if code := send(&reloaded); code != http.StatusUnauthorized {
+		t.Errorf("replay after reload: status %d, want 401", code)
+	}
+}
+
+func TestVerifyHandlerEd25519(t *testing.T) {
+	t.Parallel()
+	priv, err := httpsig.LoadEd25519PrivateKey("../httpsig/testdata/test-key-ed25519.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := httpsig.NewEd25519Signer("gw-ed", priv, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &VerifyHandler{KeyID: "gw-ed", Ed25519PublicKey: "../httpsig/testdata/test-key-ed25519.pub.pem"}
+	newVerifyTestHandler(t, h)
+	form := url.Values{"password": {"N3w-s3cret!"}}.Encode()
+	r := verifyTestRequest(t, signer, form)
+	next := &verifyNext{}
+	w := httptest.NewRecorder()
+	if err := h.ServeHTTP(w, r, next); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusNoContent || next.body != form {
+		t.Errorf("status %d, next body %q; want 204 and %q", w.Code, next.body, form)
+	}
+}
+
+func TestVerifyHandlerValidate(t *testing.T) {
+	t.Parallel()
+	key := base64.StdEncoding.EncodeToString(verifyTestKey)
+	tests := []struct {
+		name string
+		h    VerifyHandler
+		want string // "" for valid
+	}{
+		{"hmac", VerifyHandler{KeyID: "gw1", HMACKey: key}, ""},
+		{"ed25519", VerifyHandler{KeyID: "gw1", Ed25519PublicKey: "gw.pub.pem"}, ""},
+		{"no key id", VerifyHandler{HMACKey: key}, "key_id: required"},
+		{"no key", VerifyHandler{KeyID: "gw1"}, "exactly one of hmac_key and ed25519_public_key"},
+		{"both keys", VerifyHandler{KeyID: "gw1", HMACKey: key, Ed25519PublicKey: "gw.pub.pem"}, "exactly one of hmac_key and ed25519_public_key"},
+		{"negative skew", VerifyHandler{KeyID: "gw1", HMACKey: key, MaxSkew: caddy.Duration(-time.Second)}, "max_skew: -1s is negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.h.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Errorf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate = %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestVerifyHandlerProvision(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		h    VerifyHandler
+		want string // "" for success
+	}{
+		{"default skew", VerifyHandler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}, ""},
+		{"invalid", VerifyHandler{KeyID: "gw1"}, "exactly one"},
+		{"hmac key not base64", VerifyHandler{KeyID: "gw1", HMACKey: "not base64!"}, "hmac_key is not base64"},
+		{"short hmac key", VerifyHandler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey[:32])}, "32 bytes"},
+		{"missing public key file", VerifyHandler{KeyID: "gw1", Ed25519PublicKey: "testdata/none.pem"}, "ed25519_public_key"},
+		{"private key as public key", VerifyHandler{KeyID: "gw1", Ed25519PublicKey: "../httpsig/testdata/test-key-ed25519.pem"}, "PUBLIC KEY"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			h := tt.h
+			err := h.Provision(ctx)
+			t.Cleanup(func() {
+				if err := h.Cleanup(); err != nil {
+					t.Errorf("Cleanup: %v", err)
+				}
+			})
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Provision: %v", err)
+				}
+				if h.MaxSkew != caddy.Duration(time.Minute) || h.verifier == nil {
+					t.Errorf("after Provision: max_skew %v, verifier %v", time.Duration(h.MaxSkew), h.verifier)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Provision = %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestVerifyHandlerNonceCacheFull(t *testing.T) {
+	t.Parallel()
+	signer, err := httpsig.NewHMACSigner("gw1", verifyTestKey, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &VerifyHandler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
+	newVerifyTestHandler(t, h)
+	nonces, err := httpsig.NewNonceCache(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.verifier, err = httpsig.NewVerifier(httpsig.VerifierConfig{KeyID: "gw1", HMACKey: verifyTestKey, Nonces: nonces}); err != nil {
+		t.Fatal(err)
+	}
+	const body = `{"password":"N3w-s3cret!"}`
+	send := func() *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		if err := h.ServeHTTP(w, verifyTestRequest(t, signer, body), &verifyNext{}); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	if w := send(); w.Code != http.StatusNoContent {
+		t.Fatalf("first request: status %d", w.Code)
+	}
+	// The first nonce holds the only slot until its window closes: a second
+	// valid request cannot be remembered, so it is refused for now.
+	w := send()
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "60" || !strings.Contains(w.Body.String(), `"error":"unavailable"`) {
+		t.Errorf("status %d, Retry-After %q, body %s; want 503, 60 and unavailable", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+}
+
+func TestVerifyHandlerBodyReadError(t *testing.T) {
+	t.Parallel()
+	h := &VerifyHandler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
+	newVerifyTestHandler(t, h)
+	r := httptest.NewRequest(http.MethodPost, "/api/reset-password", iotest.ErrReader(io.ErrUnexpectedEOF))
+	next := &verifyNext{}
+	err := h.ServeHTTP(httptest.NewRecorder(), r, next)
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusBadRequest || next.called {
+		t.Errorf("ServeHTTP = %v, next called %v; want a 400 handler error", err, next.called)
+	}
+}
