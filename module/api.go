@@ -196,7 +196,7 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := h.errorFor(err)
 	if e.status >= 500 {
-		h.logger.Error("recovery request failed", zap.String("path", r.URL.Path), zap.Error(err))
+		h.outageLogger.Error("recovery request failed", zap.String("path", r.URL.Path), zap.Error(err))
 	}
 	writeError(w, e)
 }

@@ -99,7 +99,7 @@ type RedisStorage struct {
 	// Timeout bounds one command. Default: 1s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
-	// PoolSize is the most connections kept per instance. Default: 10 per CPU.
+	// PoolSize is the most connections kept per instance. Default: 32.
 	PoolSize int `json:"pool_size,omitempty"`
 }
 

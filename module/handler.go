@@ -119,15 +119,18 @@ type Handler struct {
 	// Forward signs the verified reset passed to the next handler. Required.
 	Forward *Forward `json:"forward,omitempty"`
 
-	pages    *pages
-	svc      *recovery.Service
-	guard    *limiter.Guard
-	signer   *httpsig.Signer
-	store    *pooledStore
-	closers  []func() error
-	logger   *zap.Logger
-	observer *observer
-	prefix   string
+	pages   *pages
+	svc     *recovery.Service
+	guard   *limiter.Guard
+	signer  *httpsig.Signer
+	store   *pooledStore
+	closers []func() error
+	logger  *zap.Logger
+	// outageLogger logs a failing dependency once per outageLogInterval,
+	// not once per request: an outage must not flood the logs.
+	outageLogger *zap.Logger
+	observer     *observer
+	prefix       string
 }
 
 // CaddyModule returns the Caddy module information.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
@@ -19,6 +20,9 @@ import (
 // Provision fills defaults and builds the flow's collaborators.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.outageLogger = h.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, outageLogInterval, 1, 0)
+	}))
 	h.fillDefaults()
 	if err := h.Validate(); err != nil {
 		return err
@@ -41,6 +45,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.closers = append(h.closers, func() error { return releaseStore(h.store) })
+	h.provisionRedis(ctx)
 
 	h.guard, err = limiter.New(h.limits(), h.store.counters, h.store.backend, recovery.SystemClock{})
 	if err != nil {
@@ -98,6 +103,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	return nil
 }
+
+// outageLogInterval is how often the same failure of a dependency is logged.
+const outageLogInterval = 10 * time.Second
 
 func (h *Handler) provisionSigner() error {
 	f := h.Forward

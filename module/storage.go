@@ -6,7 +6,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	ulimiter "github.com/ulule/limiter/v3"
-	uredis "github.com/ulule/limiter/v3/drivers/store/redis"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
@@ -84,7 +83,7 @@ func storeMaker(s *Storage) (string, func() (*pooledStore, error)) {
 		}
 	}
 	r := s.Redis
-	return fmt.Sprintf("redis/%s/%s", r.URL, r.Prefix), func() (*pooledStore, error) {
+	return fmt.Sprintf("redis/%s/%s/%s/%s/%d", r.URL, r.Prefix, time.Duration(r.DialTimeout), time.Duration(r.Timeout), r.PoolSize), func() (*pooledStore, error) {
 		rs, err := storage.NewRedis(storage.RedisConfig{
 			URL:          r.URL,
 			Prefix:       r.Prefix,
@@ -96,11 +95,7 @@ func storeMaker(s *Storage) (string, func() (*pooledStore, error)) {
 		if err != nil {
 			return nil, fmt.Errorf("storage redis: %w", err)
 		}
-		counters, err := uredis.NewStoreWithOptions(rs.Client(), ulimiter.StoreOptions{Prefix: r.Prefix + "limit"})
-		if err != nil {
-			rs.Close()
-			return nil, fmt.Errorf("storage redis: %w", err)
-		}
+		counters := newRedisCounters(rs.Client(), r.Prefix+"limit")
 		return &pooledStore{backend: rs, counters: counters, close: rs.Close}, nil
 	}
 }

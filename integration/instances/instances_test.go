@@ -268,8 +268,48 @@ func TestRedisOutage(t *testing.T) {
 			t.Errorf("upstream got %d signed resets for %s, want 1", len(got), account)
 		}
 	}
-	t.Logf("go-redis lines in the instance's log: %d raw (redis: prefix), %d through Caddy's logger",
-		a.logCount("\nredis: "), a.logCount(`"logger":"http.handlers.sms_recovery.redis"`))
+	t.Logf("instance log: %d raw go-redis lines, %d through Caddy's logger, %d \"recovery request failed\" lines",
+		a.logCount("\nredis: "), a.logCount(`"logger":"http.handlers.sms_recovery.redis"`), a.logCount("recovery request failed"))
+}
+
+// TestStartsWhileRedisIsDown: an instance that loads its config while
+// Redis is unreachable still serves the site, fails its recovery routes
+// closed, and serves flows once Redis answers.
+func TestStartsWhileRedisIsDown(t *testing.T) {
+	needRedis(t)
+	u, err := url.Parse(redisURL())
+	if err != nil || u.Scheme != "redis" {
+		t.Skipf("skipping: the outage test relays redis:// URLs only, not %s", redactedRedisURL())
+	}
+	px := startProxy(t, u.Host)
+	px.cut()
+	u.Host = px.addr
+	d := newDeployment(t)
+	a := d.start(t, nodeSpec{slot: slotA, redis: u.String()})[0]
+
+	ans := a.post(t, "/recovery/start", startBody(alice))
+	if ans.Status != http.StatusServiceUnavailable || ans.retryAfter() < 1 {
+		t.Errorf("start while Redis is down = %v, Retry-After %q; want 503 with Retry-After", ans, ans.Header.Get("Retry-After"))
+	}
+	if err := px.restore(); err != nil {
+		t.Fatalf("restoring the proxy: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ans = a.post(t, "/recovery/start", startBody(alice))
+		if ans.Status == http.StatusAccepted || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if ans.Status != http.StatusAccepted {
+		t.Fatalf("start once Redis is back = %v, want 202", ans)
+	}
+	flow := ans.str("flow")
+	a.reset(t, a.verify(t, flow, a.codeFor(t, flow)), alice)
+	if got := d.upstream.resetsFor(alice); len(got) != 1 {
+		t.Errorf("upstream got %d signed resets, want 1", len(got))
+	}
 }
 
 // TestRedisStorageNeedsSecret: instances that share Redis must hash codes

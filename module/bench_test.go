@@ -1,0 +1,278 @@
+package module
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// benchConfig loads, once per test binary, a Caddy config like the one a
+// gateway runs in, as far as the handler sees it: an events app, which the
+// http app would load, to emit security events to, and logs that are
+// encoded, as in production, but discarded rather than printed.
+var benchConfig = sync.OnceValue(func() error {
+	return caddy.Load([]byte(`{
+		"admin": {"disabled": true, "config": {"persist": false}},
+		"logging": {"logs": {"default": {"writer": {"output": "discard"}}}},
+		"apps": {"events": {}}
+	}`), true)
+})
+
+// benchQueue is the SMS queue of the benchmark gateways. /start queues an
+// SMS; once the queue is full, further ones are dropped, which is the
+// handler's real behaviour under a flood.
+const benchQueue = 4096
+
+// benchBackends are the storage backends the benchmarks run on.
+var benchBackends = []struct {
+	name    string
+	storage func(b *testing.B) *Storage
+}{
+	{"memory", func(*testing.B) *Storage {
+		return &Storage{Memory: &MemoryStorage{MaxEntries: 1 << 20}}
+	}},
+	{"redis", func(b *testing.B) *Storage {
+		_, prefix := redisTestStore(b)
+		return &Storage{Redis: &RedisStorage{URL: redisTestURL(), Prefix: prefix}}
+	}},
+}
+
+// benchGateway is a provisioned gateway the benchmarks call as Caddy does.
+type benchGateway struct {
+	h      *Handler
+	outbox *benchOutbox
+}
+
+// newBenchGateway provisions a gateway on storage whose limits are far
+// above what a benchmark reaches, so that it measures the flow, not 429s.
+func newBenchGateway(b *testing.B, storage *Storage) *benchGateway {
+	b.Helper()
+	if err := benchConfig(); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.ActiveContext())
+	b.Cleanup(cancel)
+
+	dir := b.TempDir()
+	phones := filepath.Join(dir, "phones.json")
+	if err := os.WriteFile(phones, []byte(`{"alice@example.com": "+31612345678"}`), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	limits := map[string]Limit{}
+	for _, scope := range limitScopes {
+		limits[scope] = Limit{Events: 1 << 40, Window: caddy.Duration(time.Hour)}
+	}
+	h := &Handler{
+		PublicURL: "https://mail.example.com",
+		Directory: &Directory{File: phones},
+		SMS:       &SMS{Outbox: filepath.Join(dir, "outbox.jsonl"), QueueSize: benchQueue},
+		Limits:    limits,
+		Secrets:   []string{benchRandom(b, 32)},
+		Storage:   storage,
+		Forward:   &Forward{KeyID: "gw1", HMACKey: benchRandom(b, 64)},
+	}
+	if err := h.Provision(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := h.Cleanup(); err != nil {
+			b.Errorf("Cleanup: %v", err)
+		}
+	})
+	return &benchGateway{h: h, outbox: &benchOutbox{path: h.SMS.Outbox, codes: map[string]string{}}}
+}
+
+// benchRandom returns the base64 of n random bytes.
+func benchRandom(b *testing.B, n int) string {
+	buf := make([]byte, n)
+	if _, err := rand.Read(buf); err != nil {
+		b.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(buf)
+}
+
+var benchNext = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+
+// post serves one JSON request the way Caddy's server hands it over: with
+// the request context PrepareRequest builds and the client IP in its vars.
+func (g *benchGateway) post(path, body string) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, nil)
+	caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, "203.0.113.7")
+	if err := g.h.ServeHTTP(w, r, benchNext); err != nil {
+		w.Code = http.StatusInternalServerError
+	}
+	return w
+}
+
+// benchFlow is a started flow and the code its SMS carried.
+type benchFlow struct{ id, code string }
+
+// flows starts n flows and returns them with their codes. It waits for
+// each batch of SMS to reach the outbox before starting the next, so that
+// none is dropped from a full queue.
+func (g *benchGateway) flows(b *testing.B, n int) []benchFlow {
+	b.Helper()
+	flows := make([]benchFlow, 0, n)
+	for len(flows) < n {
+		ids := make([]string, min(n-len(flows), benchQueue/2))
+		for i := range ids {
+			w := g.post("/recovery/start", `{"account":"alice@example.com"}`)
+			var started startResponse
+			if w.Code != http.StatusAccepted || json.Unmarshal(w.Body.Bytes(), &started) != nil {
+				b.Fatalf("start: %d %s", w.Code, w.Body)
+			}
+			ids[i] = started.Flow
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for _, id := range ids {
+			for {
+				code, ok := g.outbox.code(b, id)
+				if ok {
+					flows = append(flows, benchFlow{id: id, code: code})
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("no SMS for flow %s within 30s", id)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	return flows
+}
+
+// benchOutbox reads the outbox file as it grows.
+type benchOutbox struct {
+	path   string
+	offset int64
+	rest   []byte // an incomplete last line
+	codes  map[string]string
+}
+
+var (
+	benchFlowInLink = regexp.MustCompile(`[?&]flow=([A-Za-z0-9_-]+)`)
+	benchCodeLine   = regexp.MustCompile(`(?m)^@[^ ]+ #(\d+)$`)
+)
+
+// code returns the code sent for flow, reading what was added to the file.
+func (o *benchOutbox) code(b *testing.B, flow string) (string, bool) {
+	if code, ok := o.codes[flow]; ok {
+		return code, true
+	}
+	f, err := os.Open(o.path)
+	if os.IsNotExist(err) {
+		return "", false
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	added, err := io.ReadAll(io.NewSectionReader(f, o.offset, 1<<40))
+	if err != nil {
+		b.Fatal(err)
+	}
+	o.offset += int64(len(added))
+	data := append(o.rest, added...)
+	end := bytes.LastIndexByte(data, '\n') + 1
+	o.rest = append([]byte(nil), data[end:]...)
+	for line := range bytes.Lines(data[:end]) {
+		var m struct{ Body string }
+		if err := json.Unmarshal(line, &m); err != nil {
+			b.Fatalf("outbox line %q: %v", line, err)
+		}
+		id, code := benchFlowInLink.FindStringSubmatch(m.Body), benchCodeLine.FindStringSubmatch(m.Body)
+		if id != nil && code != nil {
+			o.codes[id[1]] = code[1]
+		}
+	}
+	code, ok := o.codes[flow]
+	return code, ok
+}
+
+// benchModes runs op serially, for the latency of one request, and from
+// GOMAXPROCS goroutines, for throughput under contention.
+func benchModes(b *testing.B, setup func(b *testing.B) func(i int) error) {
+	b.Run("serial", func(b *testing.B) {
+		op := setup(b)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if err := op(i); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		op := setup(b)
+		var next atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := op(int(next.Add(1) - 1)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkStart measures POST /start for an account with a phone: limits
+// checked, flow stored, SMS queued (and written by the outbox in the
+// background, or dropped once the queue is full).
+func BenchmarkStart(b *testing.B) {
+	for _, backend := range benchBackends {
+		b.Run(backend.name, func(b *testing.B) {
+			benchModes(b, func(b *testing.B) func(int) error {
+				g := newBenchGateway(b, backend.storage(b))
+				return func(int) error {
+					if w := g.post("/recovery/start", `{"account":"alice@example.com"}`); w.Code != http.StatusAccepted {
+						return fmt.Errorf("start: %d %s", w.Code, w.Body)
+					}
+					return nil
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkVerify measures POST /verify with the right code: limits and
+// locks checked, the attempt counted, the flow consumed and a reset token
+// stored. The flows are started before the timer starts.
+func BenchmarkVerify(b *testing.B) {
+	for _, backend := range benchBackends {
+		b.Run(backend.name, func(b *testing.B) {
+			benchModes(b, func(b *testing.B) func(int) error {
+				g := newBenchGateway(b, backend.storage(b))
+				flows := g.flows(b, b.N)
+				return func(i int) error {
+					f := flows[i]
+					if w := g.post("/recovery/verify", fmt.Sprintf(`{"flow":%q,"code":%q}`, f.id, f.code)); w.Code != http.StatusOK {
+						return fmt.Errorf("verify: %d %s", w.Code, w.Body)
+					}
+					return nil
+				}
+			})
+		})
+	}
+}
