@@ -76,3 +76,19 @@ func TestDefaultsAreSafe(t *testing.T) {
 		t.Errorf("limits are not on by default: %+v", l)
 	}
 }
+
+func TestPlaceholdersInSecrets(t *testing.T) {
+	t.Setenv("SMSREC_TEST_KEY", "live_abc")
+	t.Setenv("SMSREC_TEST_SECRET", strings.Repeat("QUFB", 11))
+	h := validHandler()
+	h.SMS = &SMS{MessageBird: &MessageBird{AccessKey: "{env.SMSREC_TEST_KEY}", Originator: "Mail"}}
+	h.Secrets = []string{"{env.SMSREC_TEST_SECRET}"}
+	h.fillDefaults()
+	h.expandPlaceholders()
+	if h.SMS.MessageBird.AccessKey != "live_abc" || h.Secrets[0] != strings.Repeat("QUFB", 11) {
+		t.Fatalf("placeholders not expanded: %q %q", h.SMS.MessageBird.AccessKey, h.Secrets[0])
+	}
+	if err := h.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

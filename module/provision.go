@@ -24,6 +24,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return zapcore.NewSamplerWithOptions(c, outageLogInterval, 1, 0)
 	}))
 	h.fillDefaults()
+	h.expandPlaceholders()
 	if err := h.Validate(); err != nil {
 		return err
 	}
@@ -102,6 +103,35 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Warn("public_url is not set: SMS links use the Host of each request; set it if this site answers to more than one host")
 	}
 	return nil
+}
+
+// expandPlaceholders replaces global placeholders such as
+// {env.MESSAGEBIRD_ACCESS_KEY} in the options that hold secrets, addresses
+// and paths, so that none of them need be written into the config.
+func (h *Handler) expandPlaceholders() {
+	repl := caddy.NewReplacer()
+	expand := func(s *string) { *s = repl.ReplaceKnown(*s, "") }
+	for i := range h.Secrets {
+		expand(&h.Secrets[i])
+	}
+	if mb := h.SMS.MessageBird; mb != nil {
+		expand(&mb.AccessKey)
+		expand(&mb.Originator)
+		expand(&mb.Endpoint)
+	}
+	if d := h.Directory; d != nil {
+		expand(&d.File)
+		expand(&d.URL)
+	}
+	if r := h.Storage.Redis; r != nil {
+		expand(&r.URL)
+	}
+	if f := h.Forward; f != nil {
+		expand(&f.HMACKey)
+		expand(&f.Ed25519Key)
+	}
+	expand(&h.SMS.Outbox)
+	expand(&h.PublicURL)
 }
 
 // outageLogInterval is how often the same failure of a dependency is logged.

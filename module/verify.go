@@ -100,6 +100,9 @@ func (h *VerifyHandler) Provision(ctx caddy.Context) error {
 	if h.MaxSkew == 0 {
 		h.MaxSkew = verifyDefaultMaxSkew
 	}
+	repl := caddy.NewReplacer()
+	h.HMACKey = repl.ReplaceKnown(h.HMACKey, "")
+	h.Ed25519PublicKey = repl.ReplaceKnown(h.Ed25519PublicKey, "")
 	if err := h.Validate(); err != nil {
 		return err
 	}
