@@ -1,0 +1,193 @@
+package module
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// TestMetrics runs flows through a gateway and reads the counters back
+// from the registry of the config that provisioned it, as Caddy's metrics
+// endpoint would. Counters are process-wide; the site label keeps this
+// gateway's series apart from those of other tests.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	const (
+		alice = "alice@example.com"
+		bob   = "bob@example.com"
+		carol = "carol@example.com"
+		dora  = "dora@example.com"
+		ip    = "192.0.2.40"
+	)
+	g := newOpsGateway(t, map[string]string{
+		alice: "+31612345640", bob: "+31612345641", carol: "+31612345642", dora: "+4915123456789",
+	}, func(h *Handler) {
+		h.AllowedCountries = []string{"NL"}
+		hour := caddy.Duration(time.Hour)
+		h.Limits["start_account"] = Limit{Events: 2, Window: hour}
+		h.Limits["sms_global"] = Limit{Events: 3, Window: hour}
+		h.Lockout = &Threshold{Failures: 2, Window: hour, Duration: hour}
+	})
+
+	g.start(dora, ip) // a German number: no SMS, and the reason stays out of the labels
+	g.start(alice, ip)
+	flow := g.start(alice, ip)
+	if w := g.post("/start", ip, map[string]string{"account": alice}); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("third start for one account: status %d, want 429", w.Code)
+	}
+	g.verify(flow, g.code(flow), ip, http.StatusOK)
+	g.lock(bob, ip, 2, http.StatusLocked) // the third SMS spends the budget
+	if w := g.post("/start", ip, map[string]string{"account": carol}); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("start with the SMS budget spent: status %d, want 429", w.Code)
+	}
+	g.close() // delivers the queue, so every outcome is counted
+
+	families, err := g.ctx.GetMetricsRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		name := f.GetName()
+		if !strings.HasPrefix(name, "caddy_sms_recovery_") || name == queueLengthMetric {
+			continue
+		}
+		if f.GetType() != dto.MetricType_COUNTER {
+			t.Errorf("%s is a %s, want a counter", name, f.GetType())
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["site"] != g.h.SiteName {
+				continue // another test's gateway
+			}
+			if want := wantLabels[name]; !slices.Equal(slices.Sorted(maps.Keys(labels)), want) {
+				t.Errorf("%s has labels %v, want %v", name, labels, want)
+			}
+			got[series(name, labels)] = m.GetCounter().GetValue()
+		}
+	}
+	want := map[string]float64{
+		`events_total{event="flow_started",scope=""}`:              4,
+		`events_total{event="sms_refused",scope=""}`:               1,
+		`events_total{event="sms_queued",scope=""}`:                3,
+		`events_total{event="rate_limited",scope="start_account"}`: 1,
+		`events_total{event="rate_limited",scope="sms_global"}`:    1,
+		`events_total{event="code_verified",scope=""}`:             1,
+		`events_total{event="wrong_code",scope=""}`:                2,
+		`events_total{event="account_locked",scope="lockout"}`:     1,
+		`sms_total{kind="code",result="sent"}`:                     3,
+	}
+	for s, v := range want {
+		if got[s] != v {
+			t.Errorf("caddy_sms_recovery_%s = %v, want %v", s, got[s], v)
+		}
+	}
+	for s, v := range got {
+		if _, ok := want[s]; !ok {
+			t.Errorf("unexpected series caddy_sms_recovery_%s = %v", s, v)
+		}
+	}
+}
+
+// wantLabels are the label names of each metric, sorted.
+var wantLabels = map[string][]string{
+	"caddy_sms_recovery_events_total":    {"event", "scope", "site"},
+	"caddy_sms_recovery_sms_total":       {"kind", "result", "site"},
+	"caddy_sms_recovery_responses_total": {"code", "route", "site"},
+}
+
+// series names a series by its metric, without the common prefix, and its
+// labels other than site, sorted.
+func series(name string, labels map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		if k != "site" {
+			parts = append(parts, fmt.Sprintf("%s=%q", k, labels[k]))
+		}
+	}
+	return strings.TrimPrefix(name, "caddy_sms_recovery_") + "{" + strings.Join(parts, ",") + "}"
+}
+
+const queueLengthMetric = "caddy_sms_recovery_sms_queue_length"
+
+// TestSMSQueueLengthMetric holds a provider's answers back so that messages
+// wait in the queue, and reads the gauge of waiting messages.
+func TestSMSQueueLengthMetric(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = io.WriteString(w, `{"errors":[{"code":9,"description":"no (correct) recipients found","parameter":"recipient"}]}`)
+	}))
+	t.Cleanup(provider.Close)
+	// The queue has a few workers (4 today), each held by the provider
+	// with one message: at least half of these must wait.
+	const sent, waiting = 12, 6
+	phones := map[string]string{}
+	for i := range sent {
+		phones[fmt.Sprintf("queued%d@example.com", i)] = fmt.Sprintf("+316123456%02d", 50+i)
+	}
+	g := newOpsGateway(t, phones, func(h *Handler) {
+		h.SMS = &SMS{MessageBird: &MessageBird{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL}}
+	})
+	for account := range phones {
+		g.start(account, "192.0.2.50")
+	}
+
+	reg := g.ctx.GetMetricsRegistry()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		// Other tests' queues can only add to the process-wide count.
+		n := queueLength(t, reg)
+		if n >= waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v, want at least %d", queueLengthMetric, n, waiting)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	g.close()
+	if n := len(loggedEvents(g.logs, "sms_rejected")); n != sent {
+		t.Errorf("%d messages rejected after the release, want %d", n, sent)
+	}
+}
+
+// queueLength reads the gauge of waiting SMS from reg.
+func queueLength(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != queueLengthMetric {
+			continue
+		}
+		if f.GetType() != dto.MetricType_GAUGE || len(f.GetMetric()) != 1 || len(f.GetMetric()[0].GetLabel()) != 0 {
+			t.Fatalf("%s is not one unlabelled gauge: %v", queueLengthMetric, f)
+		}
+		return f.GetMetric()[0].GetGauge().GetValue()
+	}
+	t.Fatalf("%s is not registered", queueLengthMetric)
+	return 0
+}
