@@ -18,10 +18,9 @@ import (
 // metrics are created once per process and registered with the registry of
 // every config that loads the handler, so counts survive a reload.
 type metrics struct {
-	events   *prometheus.CounterVec
-	sms      *prometheus.CounterVec
-	requests *prometheus.CounterVec
-	queued   prometheus.GaugeFunc
+	events *prometheus.CounterVec
+	sms    *prometheus.CounterVec
+	queued prometheus.GaugeFunc
 }
 
 var processMetrics = sync.OnceValue(func() *metrics {
@@ -35,10 +34,6 @@ var processMetrics = sync.OnceValue(func() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "sms_total",
 			Help: "SMS delivery outcomes, by kind of message and result.",
 		}, []string{"site", "kind", "result"}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "responses_total",
-			Help: "Answers of the recovery API, by route and error code (ok for success).",
-		}, []string{"site", "route", "code"}),
 		// Queues are shared by every handler with the same SMS settings, so
 		// this is one number for the process rather than one per site.
 		queued: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -56,7 +51,7 @@ var processMetrics = sync.OnceValue(func() *metrics {
 })
 
 func (m *metrics) register(reg *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{m.events, m.sms, m.requests, m.queued} {
+	for _, c := range []prometheus.Collector{m.events, m.sms, m.queued} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -100,13 +95,17 @@ func newObserver(ctx caddy.Context, site string, logger *zap.Logger) (*observer,
 }
 
 // eventLevel says how loud each event is in the log.
-func eventLevel(name string) zapcore.Level {
-	switch name {
-	case recovery.EventAccountLocked, recovery.EventIPBlocked, recovery.EventSMSFailed, recovery.EventResetFailed:
+func eventLevel(e recovery.Event) zapcore.Level {
+	switch e.Name {
+	case recovery.EventAccountLocked, recovery.EventIPBlocked, recovery.EventRefused,
+		recovery.EventSMSFailed, recovery.EventResetFailed:
 		return zapcore.WarnLevel
-	default:
-		return zapcore.InfoLevel
+	case recovery.EventSMSRefused:
+		if e.Scope == "sms_global" { // the SMS budget is spent: real people get no code
+			return zapcore.WarnLevel
+		}
 	}
+	return zapcore.InfoLevel
 }
 
 // Observe logs, counts and emits one security event.
@@ -130,11 +129,11 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 	add("phone", e.Phone)
 	add("reason", e.Reason)
 	add("scope", e.Scope)
-	if ce := o.logger.Check(eventLevel(e.Name), "security event"); ce != nil {
+	if ce := o.logger.Check(eventLevel(e), "security event"); ce != nil {
 		ce.Write(fields...)
 	}
-	if o.events != nil {
-		o.events.Emit(o.ctx, "sms_recovery_"+e.Name, data)
+	if name := "sms_recovery_" + e.Name; o.events != nil && o.events.ShouldEmit(name) {
+		o.events.Emit(o.ctx, name, data)
 	}
 }
 
@@ -166,7 +165,11 @@ func (o *observer) deliveryOutcome(out sms.Outcome) {
 		ce.Write(fields...)
 	}
 	if o.events != nil {
-		o.events.Emit(o.ctx, "sms_recovery_sms_"+string(out.Result), map[string]any{
+		name := "sms_recovery_sms_" + string(out.Result)
+		if !o.events.ShouldEmit(name) {
+			return
+		}
+		o.events.Emit(o.ctx, name, map[string]any{
 			"site": o.site, "kind": out.Kind, "phone": out.Phone, "reference": out.Reference,
 		})
 	}

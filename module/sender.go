@@ -5,7 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"sync/atomic"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -29,8 +30,36 @@ type pooledQueue struct {
 	key   string
 	queue *sms.Queue
 	close func()
-	// observe reports outcomes to the newest handler that uses the queue.
-	observe atomic.Pointer[func(sms.Outcome)]
+
+	// observers are those of the handlers using the queue, oldest first;
+	// outcomes go to the newest, which outlives a reload that fails.
+	mu        sync.Mutex
+	observers []*observer
+}
+
+func (p *pooledQueue) observe(o sms.Outcome) {
+	p.mu.Lock()
+	var newest *observer
+	if n := len(p.observers); n > 0 {
+		newest = p.observers[n-1]
+	}
+	p.mu.Unlock()
+	if newest != nil {
+		newest.deliveryOutcome(o)
+	}
+}
+
+// attach adds a handler's observer and returns the function that takes it
+// away again.
+func (p *pooledQueue) attach(o *observer) func() {
+	p.mu.Lock()
+	p.observers = append(p.observers, o)
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.observers = slices.DeleteFunc(p.observers, func(x *observer) bool { return x == o })
+	}
 }
 
 // Destruct drains the queue once no handler uses it.
@@ -54,24 +83,18 @@ func (h *Handler) sender() (recovery.Sender, error) {
 			return nil, err
 		}
 		p := &pooledQueue{key: key, close: closeIdle}
-		p.queue = sms.NewQueue(d, sms.QueueConfig{
-			Size: h.SMS.QueueSize,
-			Observe: func(o sms.Outcome) {
-				if f := p.observe.Load(); f != nil {
-					(*f)(o)
-				}
-			},
-		})
+		p.queue = sms.NewQueue(d, sms.QueueConfig{Size: h.SMS.QueueSize, Observe: p.observe})
 		return p, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	p := v.(*pooledQueue)
-	observe := h.observer.deliveryOutcome
-	p.observe.Store(&observe)
+	detach := p.attach(h.observer)
 	h.closers = append(h.closers, func() error {
+		// The last user drains the queue in Delete, and hears how that went.
 		_, err := queues.Delete(p.key)
+		detach()
 		return err
 	})
 	if h.SMS.Outbox != "" {

@@ -197,9 +197,10 @@ const (
 	EventWrongCode      = "wrong_code"
 	EventFlowExhausted  = "flow_exhausted"
 	EventCodeVerified   = "code_verified"
-	EventRateLimited    = "rate_limited"
-	EventAccountLocked  = "account_locked"
-	EventIPBlocked      = "ip_blocked"
+	EventRateLimited    = "rate_limited"    // over a limit; Scope names it
+	EventAccountLocked  = "account_locked"  // wrong codes have just locked an account
+	EventIPBlocked      = "ip_blocked"      // wrong codes have just blocked a client
+	EventRefused        = "request_refused" // refused while a lock (Scope lockout) or block (ip_block) is in force
 	EventResetForwarded = "reset_forwarded"
 	EventResetFailed    = "reset_failed"
 )

@@ -304,7 +304,7 @@ func (s *Service) Verify(ctx context.Context, flowID, code, clientIP string) (Ve
 		ev.Name = EventWrongCode
 		s.Observer.Observe(ctx, ev)
 		if err := s.Guard.Failure(ctx, clientIP, f.Account); err != nil {
-			return Verified{}, s.denied(ctx, err, f.Account, clientIP, ev.FlowRef)
+			return Verified{}, s.locked(ctx, err, f.Account, clientIP, ev.FlowRef)
 		}
 		return Verified{}, &CodeError{AttemptsLeft: max(0, s.cfg.MaxAttempts-f.Attempts)}
 	}
@@ -431,16 +431,29 @@ func (s *Service) link(publicURL string) (string, string, error) {
 	return base + strings.TrimSuffix(s.cfg.PathPrefix, "/") + "/?flow=", u.Hostname(), nil
 }
 
-// denied reports a refusal of the guard and passes it on; other guard
-// errors mean it could not decide, and the request fails closed.
+// denied reports a request the guard refused and passes the refusal on;
+// other guard errors mean it could not decide, and the request fails closed.
 func (s *Service) denied(ctx context.Context, err error, account, ip, flowRef string) error {
+	return s.report(ctx, err, account, ip, flowRef, false)
+}
+
+// locked reports the locks and blocks a wrong code has just set.
+func (s *Service) locked(ctx context.Context, err error, account, ip, flowRef string) error {
+	return s.report(ctx, err, account, ip, flowRef, true)
+}
+
+// report emits one event per refusal in err (a wrong code can lock the
+// account and block the IP at once) and returns the first refusal. A lock
+// or block is reported as set only when it was set now; a request refused
+// while one is in force is EventRefused, so that alerts can count new locks.
+func (s *Service) report(ctx context.Context, err error, account, ip, flowRef string, set bool) error {
 	var first *Denial
 	if !errors.As(err, &first) {
 		return unavailable("checking limits", err)
 	}
 	denials := []error{err}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		denials = j.Unwrap() // a failure can lock the account and block the IP at once
+		denials = j.Unwrap()
 	}
 	for _, e := range denials {
 		var d *Denial
@@ -449,12 +462,14 @@ func (s *Service) denied(ctx context.Context, err error, account, ip, flowRef st
 		}
 		ev := Event{Account: account, ClientIP: ip, FlowRef: flowRef, Scope: d.Scope}
 		switch {
+		case errors.Is(d, ErrRateLimited):
+			ev.Name = EventRateLimited
+		case !set:
+			ev.Name = EventRefused
 		case errors.Is(d, ErrLocked):
 			ev.Name = EventAccountLocked
-		case errors.Is(d, ErrBlocked):
-			ev.Name = EventIPBlocked
 		default:
-			ev.Name = EventRateLimited
+			ev.Name = EventIPBlocked
 		}
 		s.Observer.Observe(ctx, ev)
 	}
