@@ -155,7 +155,6 @@ const (
 	defaultQueueSize      = 1000
 	defaultMaxEntries     = 100_000
 	defaultRedisPrefix    = "smsrec:"
-	defaultTokenLease     = 2 * time.Minute
 	maxBodyBytes          = 64 << 10
 
 	defaultPasswordMinLength = 12

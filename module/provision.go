@@ -75,12 +75,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxAttempts:    h.MaxAttempts,
 		ResendInterval: time.Duration(h.ResendInterval),
 		TokenTTL:       time.Duration(h.TokenTTL),
-		TokenLease:     defaultTokenLease,
-		SiteName:       h.SiteName,
-		Support:        h.Support,
-		PathPrefix:     h.prefix,
-		NotifyOnReset:  *h.NotifyOnReset,
-		DefaultLang:    h.Language,
+		// A reset holds its token for as long as the token lives: however
+		// slow the upstream, no second reset with it can start meanwhile.
+		// A hold is released as soon as the upstream answers; only a crash
+		// in between leaves it, and then the person starts again.
+		TokenLease:    time.Duration(h.TokenTTL),
+		SiteName:      h.SiteName,
+		Support:       h.Support,
+		PathPrefix:    h.prefix,
+		NotifyOnReset: *h.NotifyOnReset,
+		DefaultLang:   h.Language,
 	}, recovery.Deps{
 		Store:     h.store.backend,
 		Directory: dir,
