@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nyaruka/phonenumbers"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
@@ -39,12 +40,27 @@ var (
 // have at most 15 digits, and a few spaces or dashes are allowed between.
 const maxPhoneLen = 32
 
+// checkCacheSize bounds the results a PhonePolicy remembers. Parsing and
+// classifying a number is the largest single cost of a /start, and the same
+// number comes back for a resend, the notice after a reset and every retry.
+// Keys are at most maxPhoneLen bytes, so a full cache holds under 3 MB
+// (about 280 bytes an entry, measured).
+const checkCacheSize = 10_000
+
 // PhonePolicy is a recovery.PhonePolicy over libphonenumber's metadata: it
 // accepts valid mobile numbers (and those that cannot be told from a fixed
-// line, as in the US), optionally only from some countries. It is safe for
+// line, as in the US), optionally only from some countries. It remembers
+// the answers for the last 10,000 numbers it checked. It is safe for
 // concurrent use.
 type PhonePolicy struct {
 	allowed map[string]bool // ISO 3166 alpha-2 region codes; nil allows all
+	checked *lru.Cache[string, checkResult]
+}
+
+// checkResult is what Check answered for one number.
+type checkResult struct {
+	e164 string
+	err  error
 }
 
 // NewPhonePolicy returns a policy that accepts numbers of allowedRegions (ISO
@@ -63,6 +79,11 @@ func NewPhonePolicy(allowedRegions []string) (*PhonePolicy, error) {
 		}
 		p.allowed[region] = true
 	}
+	checked, err := lru.New[string, checkResult](checkCacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("phone policy: %w", err)
+	}
+	p.checked = checked
 	return p, nil
 }
 
@@ -70,11 +91,26 @@ func NewPhonePolicy(allowedRegions []string) (*PhonePolicy, error) {
 // an error that matches one of the Err* values of this package. phone must
 // start with "+": a national number is ambiguous, so it is refused rather
 // than guessed. Errors never hold the number.
+//
+// A number seen recently gets the answer it got then, the same E.164 string
+// or the same error value.
 func (p *PhonePolicy) Check(phone string) (string, error) {
 	phone = strings.TrimSpace(phone)
+	// The syntax check is cheap and bounds the length of the cache's keys.
 	if err := checkSyntax(phone); err != nil {
 		return "", err
 	}
+	if r, ok := p.checked.Get(phone); ok {
+		return r.e164, r.err
+	}
+	e164, err := p.classify(phone)
+	// A clone, so that the key does not keep a longer input alive.
+	p.checked.Add(strings.Clone(phone), checkResult{e164: e164, err: err})
+	return e164, err
+}
+
+// classify does the work of Check for a number of valid syntax.
+func (p *PhonePolicy) classify(phone string) (string, error) {
 	num, err := phonenumbers.Parse(phone, "")
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalidPhone, err)

@@ -2,8 +2,10 @@ package directory
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nyaruka/phonenumbers"
@@ -72,15 +74,18 @@ func TestPhonePolicyCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := tt.policy.Check(tt.in)
-			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
-				t.Fatalf("Check(%q) error = %v, want %v", tt.in, err, tt.wantErr)
-			}
-			if got != tt.want {
-				t.Errorf("Check(%q) = %q, want %q", tt.in, got, tt.want)
-			}
-			if digits := strings.Trim(tt.in, " +"); err != nil && len(digits) > 6 && strings.Contains(err.Error(), digits[len(digits)-6:]) {
-				t.Errorf("error %q holds the number", err)
+			// The second call may be answered from the cache.
+			for _, call := range []string{"first", "second"} {
+				got, err := tt.policy.Check(tt.in)
+				if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+					t.Fatalf("%s Check(%q) error = %v, want %v", call, tt.in, err, tt.wantErr)
+				}
+				if got != tt.want {
+					t.Errorf("%s Check(%q) = %q, want %q", call, tt.in, got, tt.want)
+				}
+				if digits := strings.Trim(tt.in, " +"); err != nil && len(digits) > 6 && strings.Contains(err.Error(), digits[len(digits)-6:]) {
+					t.Errorf("error %q holds the number", err)
+				}
 			}
 		})
 	}
@@ -117,6 +122,122 @@ func TestPhonePolicyExamples(t *testing.T) {
 			if _, err := p.Check(e164); !errors.Is(err, wantErr) || (err == nil) != (wantErr == nil) {
 				t.Errorf("%s example of type %d (%s): error = %v, want %v", region, typ, e164, err, wantErr)
 			}
+		}
+	}
+}
+
+// TestPhonePolicyCacheIdentical checks that an answer from the cache is the
+// answer classify gives, refusals included, whichever outcome it is.
+func TestPhonePolicyCacheIdentical(t *testing.T) {
+	t.Parallel()
+	sentinels := []error{ErrInvalidPhone, ErrPremiumRate, ErrSharedCost, ErrTollFree, ErrVoIP, ErrNotMobile, ErrCountryNotAllowed}
+	tests := []struct {
+		name    string
+		regions []string
+		in      string
+	}{
+		{"mobile", nil, "+31612345678"},
+		{"mobile spaced", nil, " +31 6 1234 5678 "},
+		{"fixed line or mobile", nil, "+12015550123"},
+		{"parse error", nil, "+0612345678"},
+		{"not assigned", nil, "+3161234567"},
+		{"premium rate", nil, "+31900123456"},
+		{"shared cost", nil, "+4918012345"},
+		{"toll free", nil, "+31800123456"},
+		{"voip", nil, "+31851234567"},
+		{"fixed line", nil, "+31101234567"},
+		{"country not allowed", []string{"DE"}, "+31612345678"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := NewPhonePolicy(tt.regions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, wantErr := p.classify(strings.TrimSpace(tt.in))
+			var firstErr error
+			for _, call := range []string{"uncached", "cached"} {
+				got, err := p.Check(tt.in)
+				if call == "uncached" {
+					firstErr = err
+				} else if err != firstErr {
+					t.Errorf("cached Check(%q) error is not the value of the first call: not served from the cache", tt.in)
+				}
+				if got != want {
+					t.Errorf("%s Check(%q) = %q, want %q", call, tt.in, got, want)
+				}
+				if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+					t.Errorf("%s Check(%q) error = %v, want %v", call, tt.in, err, wantErr)
+				}
+				for _, s := range sentinels {
+					if errors.Is(err, s) != errors.Is(wantErr, s) {
+						t.Errorf("%s Check(%q): errors.Is(%v, %v) = %t, want %t", call, tt.in, err, s, !errors.Is(wantErr, s), errors.Is(wantErr, s))
+					}
+				}
+			}
+			if n := p.checked.Len(); n != 1 {
+				t.Errorf("cache holds %d entries after checking one number twice, want 1", n)
+			}
+		})
+	}
+}
+
+// TestPhonePolicyCacheBound checks that the cache never outgrows its bound,
+// that the least recently used number goes first, and that inputs refused
+// on syntax alone, which may be long, never become keys.
+func TestPhonePolicyCacheBound(t *testing.T) {
+	t.Parallel()
+	p, err := NewPhonePolicy(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{"", "0612345678", "+31 6 1234 5678 0000 0000 0000 0000", "+1 800 FLOWERS"} {
+		if _, err := p.Check(in); !errors.Is(err, ErrInvalidPhone) {
+			t.Fatalf("Check(%q) error = %v, want %v", in, err, ErrInvalidPhone)
+		}
+	}
+	if n := p.checked.Len(); n != 0 {
+		t.Fatalf("cache holds %d entries after syntax refusals, want 0", n)
+	}
+
+	// Numbers with an unknown country code are the cheapest to parse.
+	number := func(i int) string { return fmt.Sprintf("+0%014d", i) }
+	for i := range checkCacheSize + 1 {
+		if _, err := p.Check(number(i)); !errors.Is(err, ErrInvalidPhone) {
+			t.Fatalf("Check(%q) error = %v, want %v", number(i), err, ErrInvalidPhone)
+		}
+	}
+	if n := p.checked.Len(); n != checkCacheSize {
+		t.Errorf("cache holds %d entries, want its bound %d", n, checkCacheSize)
+	}
+	if p.checked.Contains(number(0)) {
+		t.Error("the least recently used number is still cached")
+	}
+	if !p.checked.Contains(number(checkCacheSize)) {
+		t.Error("the most recent number is not cached")
+	}
+}
+
+// TestPhonePolicyCachePerPolicy checks that policies with different allowed
+// countries do not share answers.
+func TestPhonePolicyCachePerPolicy(t *testing.T) {
+	t.Parallel()
+	all, err := NewPhonePolicy(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl, err := NewPhonePolicy([]string{"NL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fr = "+33612345678"
+	for range 2 {
+		if got, err := all.Check(fr); err != nil || got != fr {
+			t.Errorf("all countries: Check(%q) = %q, %v, want %q", fr, got, err, fr)
+		}
+		if _, err := nl.Check(fr); !errors.Is(err, ErrCountryNotAllowed) {
+			t.Errorf("NL only: Check(%q) error = %v, want %v", fr, err, ErrCountryNotAllowed)
 		}
 	}
 }
@@ -158,6 +279,8 @@ func TestNewPhonePolicy(t *testing.T) {
 	}
 }
 
+// TestPhonePolicyConcurrent checks answers while goroutines add to the
+// cache and read from it at once.
 func TestPhonePolicyConcurrent(t *testing.T) {
 	t.Parallel()
 	p, err := NewPhonePolicy([]string{"NL"})
@@ -165,11 +288,12 @@ func TestPhonePolicyConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	for range 8 {
+	for g := range 8 {
 		wg.Go(func() {
-			for range 100 {
-				if _, err := p.Check("+31612345678"); err != nil {
-					t.Error(err)
+			for i := range 100 {
+				in := fmt.Sprintf("+316123456%02d", (g+i)%100)
+				if got, err := p.Check(in); err != nil || got != in {
+					t.Errorf("Check(%q) = %q, %v", in, got, err)
 					return
 				}
 			}
@@ -178,17 +302,45 @@ func TestPhonePolicyConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
+// BenchmarkPhonePolicyCheck measures a number checked again ("hit") and
+// numbers checked for the first time ("miss"): twice as many distinct
+// numbers as the cache holds, in turn, so that each one has been evicted by
+// the time it comes back and every call parses, classifies and evicts.
 func BenchmarkPhonePolicyCheck(b *testing.B) {
-	p, err := NewPhonePolicy([]string{"NL", "DE", "US"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := p.Check("+31 6 12345678"); err != nil {
-				b.Fatal(err)
-			}
+	b.Run("hit", func(b *testing.B) {
+		p, err := NewPhonePolicy([]string{"NL", "DE", "US"})
+		if err != nil {
+			b.Fatal(err)
 		}
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := p.Check("+31 6 12345678"); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("miss", func(b *testing.B) {
+		p, err := NewPhonePolicy([]string{"NL", "DE", "US"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		numbers := make([]string, 2*checkCacheSize)
+		for i := range numbers {
+			numbers[i] = fmt.Sprintf("+31 6 1%07d", i)
+		}
+		var next atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := p.Check(numbers[int(next.Add(1))%len(numbers)]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
 	})
 }
