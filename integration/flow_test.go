@@ -208,6 +208,7 @@ func TestFlowSurvivesReload(t *testing.T) {
 
 	s.SiteName = "Example Mail, reloaded"
 	reload(t, *s)
+	c.http.CloseIdleConnections() // the old server closes its connections
 
 	a := c.post("/recovery/verify", fmt.Sprintf(`{"flow":%q,"code":%q}`, flow, code))
 	if a.Status != http.StatusOK {

@@ -150,6 +150,9 @@ type Message struct {
 	Reference string        // traces the message without the phone number
 	Validity  time.Duration // how long the text is useful; 0 for no limit
 	ExpiresAt time.Time     // after this there is no point in delivering it
+	// Admit, when set, is asked once just before the first delivery
+	// attempt; if it returns an error the message is dropped, not sent.
+	Admit func(context.Context) error
 }
 
 // Sender delivers SMS. Send must not block on the network: senders used by
@@ -165,9 +168,10 @@ type Sender interface {
 type Guard interface {
 	// Start is asked before a flow is started for account from ip.
 	Start(ctx context.Context, ip, account string) error
-	// SMS is asked before a code goes to phone. A refusal is silent to the
-	// client, so that it tells nothing about the account.
-	SMS(ctx context.Context, phone string) error
+	// SMS is asked just before a code goes to a phone, identified by a
+	// keyed hash (Keyring.PhoneKey). A refusal drops the message silently,
+	// so that it tells the client nothing about the account.
+	SMS(ctx context.Context, phoneKey string) error
 	// Verify is asked before a code is checked.
 	Verify(ctx context.Context, ip, account string) error
 	// Failure records a wrong code. It returns a *Denial if this failure

@@ -147,18 +147,26 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 
 // prepare looks the account up and renders the code message. When the
 // account has no phone fit for a code, it marks the flow as a decoy and
-// returns a zero message, having done the same work.
+// returns a zero message, having done the same work: an unknown account's
+// stand-in number goes through the phone policy like a real one. The
+// per-phone and global SMS limits are checked by the sender just before
+// delivery (Message.Admit), after the answer has gone out, so that their
+// cost tells nothing either.
 func (s *Service) prepare(ctx context.Context, f *Flow, code, link, host string, ev Event) (Message, error) {
 	entry, err := s.Directory.Lookup(ctx, f.Account)
 	if err != nil && !errors.Is(err, ErrUnknownAccount) {
 		return Message{}, unavailable("looking up account", err)
+	}
+	unknown := err != nil
+	if unknown {
+		entry.Phone = s.Keys.StandInPhone(f.Account)
 	}
 	lang := entry.Lang
 	if lang == "" {
 		lang = s.cfg.DefaultLang
 	}
 	f.Lang = lang
-	body, rerr := s.Messages.Code(lang, MessageData{
+	body, err := s.Messages.Code(lang, MessageData{
 		SiteName: s.cfg.SiteName,
 		Code:     code,
 		Minutes:  minutes(f.ExpiresAt.Sub(f.SentAt)),
@@ -166,14 +174,14 @@ func (s *Service) prepare(ctx context.Context, f *Flow, code, link, host string,
 		Host:     host,
 		Support:  s.cfg.Support,
 	})
-	if rerr != nil {
-		return Message{}, rerr
+	if err != nil {
+		return Message{}, err
 	}
-	if err != nil { // unknown account
+	phone, perr := s.Phones.Check(entry.Phone)
+	if unknown {
 		f.Decoy = true
 		return Message{}, nil
 	}
-	phone, perr := s.Phones.Check(entry.Phone)
 	f.PhoneMasked = MaskPhone(entry.Phone)
 	if perr != nil {
 		f.Decoy = true
@@ -182,16 +190,7 @@ func (s *Service) prepare(ctx context.Context, f *Flow, code, link, host string,
 		return Message{}, nil
 	}
 	f.PhoneMasked = MaskPhone(phone)
-	if gerr := s.Guard.SMS(ctx, s.Keys.PhoneKey(phone)); gerr != nil {
-		var d *Denial
-		if !errors.As(gerr, &d) {
-			return Message{}, unavailable("checking sms limits", gerr)
-		}
-		f.Decoy = true
-		ev.Name, ev.Phone, ev.Reason, ev.Scope = EventSMSRefused, f.PhoneMasked, "rate limited", d.Scope
-		s.Observer.Observe(ctx, ev)
-		return Message{}, nil
-	}
+	ev.Phone = f.PhoneMasked
 	return Message{
 		Kind:      "code",
 		To:        phone,
@@ -199,7 +198,29 @@ func (s *Service) prepare(ctx context.Context, f *Flow, code, link, host string,
 		Reference: ev.FlowRef,
 		Validity:  f.ExpiresAt.Sub(f.SentAt),
 		ExpiresAt: f.ExpiresAt,
+		Admit:     s.admitSMS(phone, ev),
 	}, nil
+}
+
+// admitSMS returns the check a code message must pass just before it is
+// delivered: the per-phone limit and the global SMS budget. A refusal is
+// reported and the message dropped; the flow stays, and no code reaches it.
+func (s *Service) admitSMS(phone string, ev Event) func(context.Context) error {
+	return func(ctx context.Context) error {
+		err := s.Guard.SMS(ctx, s.Keys.PhoneKey(phone))
+		if err == nil {
+			return nil
+		}
+		ev.Name, ev.Reason = EventSMSRefused, "rate limited"
+		var d *Denial
+		if errors.As(err, &d) {
+			ev.Scope = d.Scope
+		} else {
+			ev.Reason = "sms limits unavailable"
+		}
+		s.Observer.Observe(ctx, ev)
+		return err
+	}
 }
 
 // send queues a message; a zero message (a decoy) is not sent.

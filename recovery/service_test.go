@@ -52,16 +52,22 @@ func (s *seeded) Read(p []byte) (int, error) {
 
 // outbox records what would be sent.
 type outbox struct {
-	mu   sync.Mutex
-	msgs []recovery.Message
-	fail error
+	mu      sync.Mutex
+	msgs    []recovery.Message
+	refused int // messages their Admit check refused
+	fail    error
 }
 
-func (o *outbox) Send(_ context.Context, m recovery.Message) error {
+// Send delivers at once, asking m.Admit first as a queue does.
+func (o *outbox) Send(ctx context.Context, m recovery.Message) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.fail != nil {
 		return o.fail
+	}
+	if m.Admit != nil && m.Admit(ctx) != nil {
+		o.refused++
+		return nil
 	}
 	o.msgs = append(o.msgs, m)
 	return nil
@@ -119,6 +125,8 @@ func (p plusOnly) Check(phone string) (string, error) {
 }
 
 type fixture struct {
+	cfg   recovery.Config
+	deps  recovery.Deps
 	svc   *recovery.Service
 	clock *clock
 	sent  *outbox
@@ -191,10 +199,12 @@ func newFixture(t *testing.T, mutate func(*recovery.Config, *limiter.Config)) *f
 		store: store,
 		keys:  keys,
 	}
-	f.svc, err = recovery.New(cfg, recovery.Deps{
+	f.cfg = cfg
+	f.deps = recovery.Deps{
 		Store: store, Directory: f.dir, Phones: plusOnly{refuse: map[string]bool{"+19005550100": true}},
 		Sender: f.sent, Guard: guard, Messages: msgs, Keys: keys, Clock: c, Rand: newSeeded(1),
-	})
+	}
+	f.svc, err = recovery.New(cfg, f.deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -697,4 +707,56 @@ func TestCodesAreUniformDigits(t *testing.T) {
 	if chi > 27.9 {
 		t.Fatalf("digit counts %v look biased (chi-square %.1f)", counts, chi)
 	}
+}
+
+func TestPhoneLimitDropsTheSMSNotTheAnswer(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(_ *recovery.Config, l *limiter.Config) {
+		l.StartAccount = limiter.Rate{Events: 100, Window: time.Hour}
+		l.StartPhone = limiter.Rate{Events: 2, Window: time.Hour}
+	})
+	for range 4 {
+		if s := f.start(t, alice); s.ExpiresIn != 5*time.Minute {
+			t.Fatalf("Start = %+v", s)
+		}
+	}
+	f.sent.mu.Lock()
+	defer f.sent.mu.Unlock()
+	if len(f.sent.msgs) != 2 || f.sent.refused != 2 {
+		t.Fatalf("%d sent, %d refused; want 2 and 2", len(f.sent.msgs), f.sent.refused)
+	}
+}
+
+func TestUnknownAccountsCostThePhonePolicyAlike(t *testing.T) {
+	t.Parallel()
+	keys, _ := recovery.NewKeyring([]byte(strings.Repeat("k", 32)))
+	a, b := keys.StandInPhone("nobody@example.com"), keys.StandInPhone("someone@example.com")
+	if a == b || a != keys.StandInPhone("nobody@example.com") {
+		t.Fatalf("stand-in numbers %q, %q: want distinct per account and stable", a, b)
+	}
+	if !regexp.MustCompile(`^\+316\d{8}$`).MatchString(a) {
+		t.Fatalf("stand-in %q is not a Dutch mobile number", a)
+	}
+	f := newFixture(t, nil)
+	checked := &countingPolicy{PhonePolicy: plusOnly{}}
+	f.deps.Phones = checked
+	var err error
+	if f.svc, err = recovery.New(f.cfg, f.deps); err != nil {
+		t.Fatal(err)
+	}
+	f.start(t, alice)
+	f.start(t, "nobody@example.com")
+	if n := checked.calls.Load(); n != 2 {
+		t.Fatalf("phone policy asked %d times for one known and one unknown account, want 2", n)
+	}
+}
+
+type countingPolicy struct {
+	recovery.PhonePolicy
+	calls atomic.Int64
+}
+
+func (c *countingPolicy) Check(phone string) (string, error) {
+	c.calls.Add(1)
+	return c.PhonePolicy.Check(phone)
 }

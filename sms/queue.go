@@ -84,6 +84,7 @@ const (
 	ResultQueueFull   Result = "queue_full"        // Send refused it: the buffer was full
 	ResultCircuitOpen Result = "circuit_open"      // its last try was refused by the circuit breaker
 	ResultDropped     Result = "dropped"           // the queue was closed before it went out
+	ResultRefused     Result = "refused"           // its Admit check refused it (a limit, say)
 )
 
 // Outcome reports what became of one message. It never holds the body or
@@ -306,6 +307,12 @@ func (q *Queue) work() {
 // deliver tries it until it is sent, refused for good, expired or out of
 // tries, and reports the outcome.
 func (q *Queue) deliver(it queued) {
+	if it.m.Admit != nil && !expired(it.m, q.cfg.Clock.Now()) {
+		if err := it.m.Admit(q.ctx); err != nil {
+			q.report(it, ResultRefused, 0, err)
+			return
+		}
+	}
 	attempts := 0
 	for try := 1; ; try++ {
 		if q.ctx.Err() != nil {

@@ -735,3 +735,39 @@ func BenchmarkQueueSendProviderDown(b *testing.B) {
 	defer cancel()
 	_ = q.Close(ctx)
 }
+
+func TestQueueAdmit(t *testing.T) {
+	t.Parallel()
+	errLimit := errors.New("phone limit reached")
+	for _, tc := range []struct {
+		name   string
+		admit  error
+		want   Result
+		called int
+	}{
+		{"admitted", nil, ResultSent, 1},
+		{"refused", errLimit, ResultRefused, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var calls, admits atomic.Int64
+			q, out, _, _ := testQueue(t, delivererFunc(func(context.Context, recovery.Message) error {
+				calls.Add(1)
+				return nil
+			}), QueueConfig{})
+			m := testMessage
+			m.ExpiresAt = time.Now().Add(time.Hour)
+			m.Admit = func(context.Context) error { admits.Add(1); return tc.admit }
+			if err := q.Send(context.Background(), m); err != nil {
+				t.Fatal(err)
+			}
+			o := out.next(t)
+			if o.Result != tc.want || (tc.admit != nil && !errors.Is(o.Err, tc.admit)) {
+				t.Fatalf("outcome %+v, want %s", o, tc.want)
+			}
+			if calls.Load() != int64(tc.called) || admits.Load() != 1 {
+				t.Fatalf("delivered %d times, admitted %d times", calls.Load(), admits.Load())
+			}
+		})
+	}
+}
