@@ -256,9 +256,24 @@ func BenchmarkStart(b *testing.B) {
 	}
 }
 
-// BenchmarkVerify measures POST /verify with the right code: limits and
-// locks checked, the attempt counted, the flow consumed and a reset token
-// stored. The flows are started before the timer starts.
+// BenchmarkStartUnknownAccount is BenchmarkStart for an account the
+// directory does not know: the two must cost the same (no enumeration).
+func BenchmarkStartUnknownAccount(b *testing.B) {
+	for _, backend := range benchBackends {
+		b.Run(backend.name, func(b *testing.B) {
+			benchModes(b, func(b *testing.B) func(int) error {
+				g := newBenchGateway(b, backend.storage(b))
+				return func(int) error {
+					if w := g.post("/recovery/start", `{"account":"nobody@example.com"}`); w.Code != http.StatusAccepted {
+						return fmt.Errorf("start: %d %s", w.Code, w.Body)
+					}
+					return nil
+				}
+			})
+		})
+	}
+}
+
 func BenchmarkVerify(b *testing.B) {
 	for _, backend := range benchBackends {
 		b.Run(backend.name, func(b *testing.B) {

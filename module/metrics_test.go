@@ -82,7 +82,6 @@ func TestMetrics(t *testing.T) {
 	want := map[string]float64{
 		`events_total{event="flow_started",scope=""}`:              4,
 		`events_total{event="sms_refused",scope=""}`:               1,
-		`events_total{event="sms_queued",scope=""}`:                3,
 		`events_total{event="rate_limited",scope="start_account"}`: 1,
 		`events_total{event="rate_limited",scope="sms_global"}`:    1,
 		`events_total{event="code_verified",scope=""}`:             1,

@@ -195,7 +195,6 @@ type Event struct {
 const (
 	EventFlowStarted    = "flow_started"
 	EventCodeResent     = "code_resent"
-	EventSMSQueued      = "sms_queued"
 	EventSMSRefused     = "sms_refused"
 	EventSMSFailed      = "sms_failed"
 	EventWrongCode      = "wrong_code"

@@ -223,18 +223,18 @@ func (s *Service) admitSMS(phone string, ev Event) func(context.Context) error {
 	}
 }
 
-// send queues a message; a zero message (a decoy) is not sent.
+// send queues a message; a zero message (a decoy) is not sent. What
+// becomes of a queued message is reported by the sender, in the background:
+// reporting it here would make a real account's answer slower than a
+// decoy's.
 func (s *Service) send(ctx context.Context, m Message, ev Event) {
 	if m.To == "" {
 		return
 	}
-	ev.Phone = MaskPhone(m.To)
 	if err := s.Sender.Send(ctx, m); err != nil {
-		ev.Name, ev.Reason = EventSMSFailed, err.Error()
-	} else {
-		ev.Name = EventSMSQueued
+		ev.Name, ev.Reason, ev.Phone = EventSMSFailed, err.Error(), MaskPhone(m.To)
+		s.Observer.Observe(ctx, ev)
 	}
-	s.Observer.Observe(ctx, ev)
 }
 
 // Resend sends a new code for a flow, replacing the old one, once the resend
