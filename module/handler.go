@@ -131,6 +131,7 @@ type Handler struct {
 	outageLogger *zap.Logger
 	observer     *observer
 	prefix       string
+	realm        string // binds flows and tokens to the key the upstream trusts
 }
 
 // CaddyModule returns the Caddy module information.

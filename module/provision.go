@@ -1,8 +1,11 @@
 package module
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"time"
@@ -42,6 +45,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	keys = keys.InRealm(h.realm)
 	if h.store, err = loadStore(h.Storage); err != nil {
 		return err
 	}
@@ -143,23 +147,32 @@ const outageLogInterval = 10 * time.Second
 
 func (h *Handler) provisionSigner() error {
 	f := h.Forward
-	var err error
+	var (
+		err   error
+		trust []byte // what the upstream trusts: the key it checks with
+	)
 	if f.HMACKey != "" {
 		key, derr := base64.StdEncoding.DecodeString(f.HMACKey)
 		if derr != nil {
 			return fmt.Errorf("forward: hmac_key is not base64: %w", derr)
 		}
 		h.signer, err = httpsig.NewHMACSigner(f.KeyID, key, rand.Reader)
+		trust = key
 	} else {
 		key, kerr := httpsig.LoadEd25519PrivateKey(f.Ed25519Key)
 		if kerr != nil {
 			return fmt.Errorf("forward: ed25519_key: %w", kerr)
 		}
 		h.signer, err = httpsig.NewEd25519Signer(f.KeyID, key, rand.Reader)
+		trust = key.Public().(ed25519.PublicKey)
 	}
 	if err != nil {
 		return fmt.Errorf("forward: %w", err)
 	}
+	// Flows and tokens are good for the upstream that trusts this key and
+	// no other, even where handlers share a store and a secret.
+	sum := sha256.Sum256(append([]byte("sms-recovery realm\x00"), trust...))
+	h.realm = hex.EncodeToString(sum[:16])
 	return nil
 }
 

@@ -19,8 +19,13 @@ const MinSecretLen = 32
 // Keyring holds the secrets that key the hashes of codes and tokens. The
 // first secret hashes new values; every secret verifies, so that secrets can
 // be rotated without killing the flows and tokens in flight.
+//
+// A realm further binds codes and tokens to where they may be spent: two
+// gateways sharing a store and a secret but not a realm cannot use each
+// other's flows or tokens.
 type Keyring struct {
 	secrets [][]byte
+	realm   string
 }
 
 // NewKeyring returns a keyring over secrets, newest first.
@@ -36,9 +41,17 @@ func NewKeyring(secrets ...[]byte) (*Keyring, error) {
 	return &Keyring{secrets: secrets}, nil
 }
 
+// InRealm returns a keyring with the same secrets whose code and token
+// hashes are bound to realm.
+func (k *Keyring) InRealm(realm string) *Keyring {
+	return &Keyring{secrets: k.secrets, realm: realm}
+}
+
 func (k *Keyring) codeHash(secret []byte, flowID, code string) []byte {
 	m := hmac.New(sha256.New, secret)
 	io.WriteString(m, "sms-recovery code\x00")
+	io.WriteString(m, k.realm)
+	io.WriteString(m, "\x00")
 	io.WriteString(m, flowID)
 	io.WriteString(m, "\x00")
 	io.WriteString(m, code)
@@ -48,6 +61,8 @@ func (k *Keyring) codeHash(secret []byte, flowID, code string) []byte {
 func (k *Keyring) tokenHash(secret []byte, token string) []byte {
 	m := hmac.New(sha256.New, secret)
 	io.WriteString(m, "sms-recovery token\x00")
+	io.WriteString(m, k.realm)
+	io.WriteString(m, "\x00")
 	io.WriteString(m, token)
 	return m.Sum(nil)
 }

@@ -760,3 +760,31 @@ func (c *countingPolicy) Check(phone string) (string, error) {
 	c.calls.Add(1)
 	return c.PhonePolicy.Check(phone)
 }
+
+func TestRealmsDoNotShareFlowsOrTokens(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	other := f.deps
+	other.Keys = f.keys.InRealm("another upstream")
+	otherSvc, err := recovery.New(f.cfg, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s := f.start(t, alice)
+	code := f.sent.lastCode(t)
+	if _, err := otherSvc.Verify(ctx, s.FlowID, code, ip); !errors.Is(err, recovery.ErrInvalidCode) {
+		t.Fatalf("right code in another realm = %v, want ErrInvalidCode", err)
+	}
+	v, err := f.svc.Verify(ctx, s.FlowID, code, ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := otherSvc.BeginReset(ctx, v.Token, ip); !errors.Is(err, recovery.ErrInvalidToken) {
+		t.Fatalf("token in another realm = %v, want ErrInvalidToken", err)
+	}
+	if _, err := f.svc.BeginReset(ctx, v.Token, ip); err != nil {
+		t.Fatalf("token in its own realm: %v", err)
+	}
+}
