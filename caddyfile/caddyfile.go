@@ -42,6 +42,7 @@ func init() {
 //	    templates         <directory of page templates>
 //	    password_min_length 12
 //	    notify_on_reset   on|off
+//	    notify_on_lock    on|off
 //	    code_length       6
 //	    code_ttl          5m
 //	    max_attempts      5
@@ -115,6 +116,10 @@ func UnmarshalRecovery(d *cf.Dispenser, m *module.Handler) error {
 			var on bool
 			on, err = onOff(d)
 			m.NotifyOnReset = &on
+		case "notify_on_lock":
+			var on bool
+			on, err = onOff(d)
+			m.NotifyOnLock = &on
 		case "code_length":
 			err = oneInt(d, &m.CodeLength)
 		case "max_attempts":
@@ -406,6 +411,7 @@ func oneDuration(d *cf.Dispenser, out *caddy.Duration) error {
 }
 
 func onOff(d *cf.Dispenser) (bool, error) {
+	name := d.Val()
 	var s string
 	if err := oneString(d, &s); err != nil {
 		return false, err
@@ -416,5 +422,5 @@ func onOff(d *cf.Dispenser) (bool, error) {
 	case "off", "false":
 		return false, nil
 	}
-	return false, d.Errf("notify_on_reset: '%s' must be on or off", s)
+	return false, d.Errf("%s: '%s' must be on or off", name, s)
 }

@@ -35,7 +35,7 @@ func BenchmarkStartFlood(b *testing.B) {
 
 		g := newTestGuard(b, DefaultConfig())
 		for i := range int(DefaultConfig().IPBlock.Failures) {
-			_ = g.Failure(ctx, "203.0.113.66", "victim"+strconv.Itoa(i))
+			_ = g.fail(ctx, "203.0.113.66", "victim"+strconv.Itoa(i))
 		}
 
 		for i := range clients {

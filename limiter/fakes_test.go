@@ -3,8 +3,6 @@ package limiter
 import (
 	"context"
 	"errors"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -36,53 +34,67 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// memLocks is an in-memory LockStore whose locks expire on its clock.
+// memLocks is an in-memory LockStore whose records never go, counting
+// under Policy.Strike like the real stores.
 type memLocks struct {
 	clock recovery.Clock
 
-	mu    sync.Mutex
-	locks map[[2]string]Lock
+	mu      sync.Mutex
+	records map[[2]string]*Record
 }
 
 func newMemLocks(clock recovery.Clock) *memLocks {
-	return &memLocks{clock: clock, locks: make(map[[2]string]Lock)}
+	return &memLocks{clock: clock, records: make(map[[2]string]*Record)}
 }
 
-func (m *memLocks) SetLock(_ context.Context, l Lock) error {
+func (m *memLocks) Strike(_ context.Context, kind, key string, p Policy) (Strike, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.locks[[2]string{l.Kind, l.Key}] = l
+	r := m.records[[2]string{kind, key}]
+	if r == nil {
+		r = &Record{Lock: Lock{Kind: kind, Key: key}}
+		m.records[[2]string{kind, key}] = r
+	}
+	return p.Strike(r, m.clock.Now()), nil
+}
+
+func (m *memLocks) Forgive(_ context.Context, kind, key string, p Policy) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.records[[2]string{kind, key}]; r != nil && p.Forgive(r, m.clock.Now()) {
+		delete(m.records, [2]string{kind, key})
+	}
 	return nil
+}
+
+func (m *memLocks) EndRun(_ context.Context, kind, key string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.records[[2]string{kind, key}]
+	delete(m.records, [2]string{kind, key})
+	return r != nil && r.InForce(m.clock.Now()), nil
 }
 
 func (m *memLocks) GetLock(_ context.Context, kind, key string) (Lock, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	l, ok := m.locks[[2]string{kind, key}]
-	if !ok || !m.clock.Now().Before(l.Until) {
+	r := m.records[[2]string{kind, key}]
+	if r == nil || !r.InForce(m.clock.Now()) {
 		return Lock{}, false, nil
 	}
-	return l, true, nil
-}
-
-func (m *memLocks) DeleteLock(ctx context.Context, kind, key string) (bool, error) {
-	_, ok, _ := m.GetLock(ctx, kind, key)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.locks, [2]string{kind, key})
-	return ok, nil
+	return r.Lock, true, nil
 }
 
 func (m *memLocks) ListLocks(_ context.Context, kind string) ([]Lock, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Lock
-	for _, l := range m.locks {
-		if l.Kind == kind && m.clock.Now().Before(l.Until) {
-			out = append(out, l)
+	for _, r := range m.records {
+		if r.Kind == kind && r.InForce(m.clock.Now()) {
+			out = append(out, r.Lock)
 		}
 	}
-	slices.SortFunc(out, func(a, b Lock) int { return strings.Compare(a.Key, b.Key) })
+	SortLocks(out)
 	return out, nil
 }
 
@@ -110,12 +122,16 @@ func (brokenStore) Increment(context.Context, string, int64, ulimiter.Rate) (uli
 // brokenLocks is a LockStore whose every call fails.
 type brokenLocks struct{}
 
-func (brokenLocks) SetLock(context.Context, Lock) error { return errDown }
+func (brokenLocks) Strike(context.Context, string, string, Policy) (Strike, error) {
+	return Strike{}, errDown
+}
+
+func (brokenLocks) Forgive(context.Context, string, string, Policy) error { return errDown }
+
+func (brokenLocks) EndRun(context.Context, string, string) (bool, error) { return false, errDown }
 
 func (brokenLocks) GetLock(context.Context, string, string) (Lock, bool, error) {
 	return Lock{}, false, errDown
 }
-
-func (brokenLocks) DeleteLock(context.Context, string, string) (bool, error) { return false, errDown }
 
 func (brokenLocks) ListLocks(context.Context, string) ([]Lock, error) { return nil, errDown }

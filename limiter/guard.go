@@ -38,6 +38,16 @@ type Threshold struct {
 	Duration time.Duration
 }
 
+// Defaults of the run of wrong codes an account may make.
+const (
+	// DefaultMaxLockDuration caps the doubling of locks in a row.
+	DefaultMaxLockDuration = 24 * time.Hour
+	// DefaultPermanentAfter is how many wrong codes in a row lock an
+	// account's recovery until support lifts it: NIST SP 800-63B §5.2.2
+	// allows no more than 100 consecutive failed attempts.
+	DefaultPermanentAfter = 100
+)
+
 // Config holds the limits of a Guard. Every field must be set; start from
 // DefaultConfig.
 type Config struct {
@@ -55,7 +65,16 @@ type Config struct {
 	SMSGlobal Rate
 	// Lockout locks an account's recovery after wrong codes; the mailbox
 	// itself is never locked. Default: 5 failures in 1h lock it for 30m.
+	// Each further lock before a correct code lasts twice as long as the
+	// one before, up to MaxLockDuration.
 	Lockout Threshold
+	// MaxLockDuration caps the length of an account's locks in a row.
+	// Default: 24h (or Lockout.Duration, if longer).
+	MaxLockDuration time.Duration
+	// PermanentAfter is how many wrong codes in a row, however slowly
+	// made, lock an account's recovery until support lifts the lock.
+	// Only a correct code or a lift ends the run. Default: 100.
+	PermanentAfter int64
 	// IPBlock blocks a client after wrong codes for any accounts. Default: 20
 	// failures in 1h block it for 1h.
 	IPBlock Threshold
@@ -72,6 +91,9 @@ func DefaultConfig() Config {
 		SMSGlobal:    Rate{Events: 1000, Window: time.Hour},
 		Lockout:      Threshold{Failures: 5, Window: time.Hour, Duration: 30 * time.Minute},
 		IPBlock:      Threshold{Failures: 20, Window: time.Hour, Duration: time.Hour},
+
+		MaxLockDuration: DefaultMaxLockDuration,
+		PermanentAfter:  DefaultPermanentAfter,
 	}
 }
 
@@ -112,16 +134,24 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: duration must be positive, got %s", t.scope, t.th.Duration))
 		}
 	}
+	if c.MaxLockDuration <= 0 {
+		errs = append(errs, fmt.Errorf("%s: the longest lock must be positive, got %s", ScopeLockout, c.MaxLockDuration))
+	}
+	if c.PermanentAfter < 1 {
+		errs = append(errs, fmt.Errorf("%s: wrong codes before a lasting lock must be at least 1, got %d", ScopeLockout, c.PermanentAfter))
+	}
 	return errors.Join(errs...)
 }
 
 // Guard is the recovery.Guard of rate limits, account locks and IP blocks.
-// It counts in a ulule limiter.Store and keeps locks in a LockStore, so that
-// with shared backends every instance sees the same counts and locks.
+// It counts requests in a ulule limiter.Store and keeps the wrong codes and
+// the locks they set in a LockStore, apart from those counters: a store
+// that forgets counters to stay within its bound never forgets a lock.
 //
 // Clients are keyed by ClientKey; accounts must arrive normalised, as
 // recovery.NormalizeAccount leaves them. Nothing a client does, right or
-// wrong, resets the counters of anyone else: only Lift resets a failure count.
+// wrong, resets the counters of anyone else: only a correct code for an
+// account, or Lift, ends the account's run of wrong codes.
 type Guard struct {
 	counters ulimiter.Store
 	locks    LockStore
@@ -138,12 +168,13 @@ type limit struct {
 	rate   ulimiter.Rate
 }
 
-// threshold is a Threshold with the lock it sets and the refusal it gives.
+// threshold is a lock policy with the kind of lock it sets and the refusal
+// it gives.
 type threshold struct {
-	limit
-	kind     string
-	reason   error
-	duration time.Duration
+	scope  string
+	kind   string
+	reason error
+	policy Policy
 }
 
 // New returns a Guard over counters and locks, reading the time from clock.
@@ -157,14 +188,6 @@ func New(cfg Config, counters ulimiter.Store, locks LockStore, clock recovery.Cl
 	newLimit := func(scope string, r Rate) limit {
 		return limit{scope: scope, prefix: scope + ":", rate: ulimiter.Rate{Limit: r.Events, Period: r.Window}}
 	}
-	newThreshold := func(scope, kind string, reason error, t Threshold) threshold {
-		return threshold{
-			limit:    newLimit(scope, Rate{Events: t.Failures, Window: t.Window}),
-			kind:     kind,
-			reason:   reason,
-			duration: t.Duration,
-		}
-	}
 	return &Guard{
 		counters:     counters,
 		locks:        locks,
@@ -174,8 +197,20 @@ func New(cfg Config, counters ulimiter.Store, locks LockStore, clock recovery.Cl
 		startPhone:   newLimit(ScopeStartPhone, cfg.StartPhone),
 		verifyIP:     newLimit(ScopeVerifyIP, cfg.VerifyIP),
 		smsGlobal:    newLimit(ScopeSMSGlobal, cfg.SMSGlobal),
-		lockout:      newThreshold(ScopeLockout, KindAccount, recovery.ErrLocked, cfg.Lockout),
-		ipBlock:      newThreshold(ScopeIPBlock, KindIP, recovery.ErrBlocked, cfg.IPBlock),
+		lockout: threshold{scope: ScopeLockout, kind: KindAccount, reason: recovery.ErrLocked, policy: Policy{
+			Threshold:   cfg.Lockout.Failures,
+			Window:      cfg.Lockout.Window,
+			Duration:    cfg.Lockout.Duration,
+			MaxDuration: max(cfg.MaxLockDuration, cfg.Lockout.Duration),
+			Run:         true,
+			Permanent:   cfg.PermanentAfter,
+		}},
+		ipBlock: threshold{scope: ScopeIPBlock, kind: KindIP, reason: recovery.ErrBlocked, policy: Policy{
+			Threshold:   cfg.IPBlock.Failures,
+			Window:      cfg.IPBlock.Window,
+			Duration:    cfg.IPBlock.Duration,
+			MaxDuration: cfg.IPBlock.Duration,
+		}},
 	}, nil
 }
 
@@ -226,30 +261,76 @@ func (g *Guard) Verify(ctx context.Context, ip, account string) error {
 	return g.take(ctx, now, g.verifyIP, client)
 }
 
-// Failure counts a wrong code against the client and the account. Reaching
-// a threshold sets its lock for the threshold's duration and returns the
-// Denial; so does every further failure in the same window, which is how a
-// lock that ran out is set again at the next wrong code. When both
-// thresholds are reached the result joins both denials, the IP block first,
-// as Start and Verify would report them.
-func (g *Guard) Failure(ctx context.Context, ip, account string) error {
+// Guess counts a code about to be compared against the client and then the
+// account. Each count is one atomic step with checking that key's lock, so
+// no number of concurrent guesses passes a threshold. A blocked client or
+// a locked account refuses the guess; a client's strike for a guess the
+// account's lock refuses is taken back, since no code was compared. What
+// the guess set joins the block first, as Start and Verify report them.
+func (g *Guard) Guess(ctx context.Context, ip, account string) (recovery.Guess, error) {
 	now := g.clock.Now()
-	blocked := g.fail(ctx, now, g.ipBlock, ClientKey(ip))
-	locked := g.fail(ctx, now, g.lockout, account)
-	for _, err := range []error{blocked, locked} {
-		var d *recovery.Denial
-		if err != nil && !errors.As(err, &d) {
-			return err // could not count: fail closed rather than report a denial
+	client := ClientKey(ip)
+	blocked, err := g.strike(ctx, now, g.ipBlock, client)
+	if err != nil {
+		return recovery.Guess{}, err
+	}
+	locked, err := g.strike(ctx, now, g.lockout, account)
+	if err != nil {
+		if ferr := g.locks.Forgive(ctx, g.ipBlock.kind, client, g.ipBlock.policy); ferr != nil {
+			return recovery.Guess{}, fmt.Errorf("taking back %s strike: %w", g.ipBlock.scope, ferr)
+		}
+		return recovery.Guess{}, err
+	}
+	var set []error // as errors, never a nil *Denial
+	for _, d := range []*recovery.Denial{blocked, locked} {
+		if d != nil {
+			set = append(set, d)
 		}
 	}
-	switch {
-	case locked == nil:
-		return blocked
-	case blocked == nil:
-		return locked
+	switch len(set) {
+	case 0:
+		return recovery.Guess{}, nil
+	case 1:
+		return recovery.Guess{Set: set[0]}, nil
 	}
-	return errors.Join(blocked, locked)
+	return recovery.Guess{Set: errors.Join(set...)}, nil
 }
+
+// Right ends the account's run of wrong codes, lifting a lock its last guess
+// set, and takes the client's strike for that guess back.
+func (g *Guard) Right(ctx context.Context, ip, account string) error {
+	if _, err := g.locks.EndRun(ctx, g.lockout.kind, account); err != nil {
+		return fmt.Errorf("ending %s run: %w", g.lockout.scope, err)
+	}
+	if err := g.locks.Forgive(ctx, g.ipBlock.kind, ClientKey(ip), g.ipBlock.policy); err != nil {
+		return fmt.Errorf("taking back %s strike: %w", g.ipBlock.scope, err)
+	}
+	return nil
+}
+
+// strike counts one strike against key under t. A lock in force, or no room
+// for a new record, is returned as the error; a lock this strike set is
+// returned as the first result.
+func (g *Guard) strike(ctx context.Context, now time.Time, t threshold, key string) (*recovery.Denial, error) {
+	s, err := g.locks.Strike(ctx, t.kind, key, t.policy)
+	switch {
+	case errors.Is(err, recovery.ErrFull):
+		return nil, &recovery.Denial{Reason: recovery.ErrFull, Scope: t.scope, RetryAfter: fullRetry}
+	case err != nil:
+		return nil, fmt.Errorf("counting %s: %w", t.scope, err)
+	case s.Refused:
+		return nil, t.denial(now, s.Lock)
+	case s.Set:
+		// From the instant the store set it, so that a lock of 30m is told
+		// as 30m, not a second more.
+		return t.denial(s.Lock.Since, s.Lock), nil
+	}
+	return nil, nil
+}
+
+// fullRetry is the wait a client is told when the lock store is full: long
+// enough for blocks and windows to end and make room.
+const fullRetry = time.Minute
 
 // Locks returns the locks of kind (KindAccount or KindIP) in force.
 func (g *Guard) Locks(ctx context.Context, kind string) ([]Lock, error) {
@@ -263,7 +344,7 @@ func (g *Guard) Locks(ctx context.Context, kind string) ([]Lock, error) {
 	return locks, nil
 }
 
-// Lift removes the lock of kind on key and resets key's failure count, so
+// Lift removes the lock of kind on key and ends its run of wrong codes, so
 // the person gets a fresh set of tries; it reports whether a lock was in
 // force. An IP key is an address or a key from Locks, normalised by
 // ClientKey; an account must be normalised already.
@@ -275,12 +356,7 @@ func (g *Guard) Lift(ctx context.Context, kind, key string) (bool, error) {
 	if kind == KindIP {
 		key = ClientKey(key)
 	}
-	// The count goes first: were the lock lifted and the reset then to fail,
-	// the next wrong code would lock again at once.
-	if _, err := g.counters.Reset(ctx, t.key(key), t.rate); err != nil {
-		return false, fmt.Errorf("resetting %s: %w", t.scope, err)
-	}
-	lifted, err := g.locks.DeleteLock(ctx, kind, key)
+	lifted, err := g.locks.EndRun(ctx, t.kind, key)
 	if err != nil {
 		return false, fmt.Errorf("lifting %s lock: %w", kind, err)
 	}
@@ -336,7 +412,7 @@ func (g *Guard) checkLocks(ctx context.Context, now time.Time, client, account s
 			return fmt.Errorf("reading %s lock: %w", c.t.kind, err)
 		}
 		if ok {
-			return c.t.denial(now, l.Until)
+			return c.t.denial(now, l)
 		}
 	}
 	return nil
@@ -352,23 +428,6 @@ func (g *Guard) take(ctx context.Context, now time.Time, l limit, key string) er
 		return l.denial(now, c)
 	}
 	return nil
-}
-
-// fail counts a failure against t for key and, once t is reached, sets the
-// lock and returns its Denial.
-func (g *Guard) fail(ctx context.Context, now time.Time, t threshold, key string) error {
-	c, err := g.counters.Get(ctx, t.key(key), t.rate)
-	if err != nil {
-		return fmt.Errorf("counting %s: %w", t.scope, err)
-	}
-	if c.Remaining > 0 {
-		return nil
-	}
-	until := now.Add(t.duration)
-	if err := g.locks.SetLock(ctx, Lock{Kind: t.kind, Key: key, Since: now, Until: until}); err != nil {
-		return fmt.Errorf("setting %s lock: %w", t.kind, err)
-	}
-	return t.denial(now, until)
 }
 
 // key is the counter key of k under l's scope. The global budget's key is
@@ -389,12 +448,17 @@ func (l limit) denial(now time.Time, c ulimiter.Context) *recovery.Denial {
 	}
 }
 
-func (t threshold) denial(now, until time.Time) *recovery.Denial {
+func (t threshold) denial(now time.Time, l Lock) *recovery.Denial {
+	if l.Permanent {
+		// No end to wait for: the longest lock is what a person is told,
+		// and the answer says that support lifts it.
+		return &recovery.Denial{Reason: t.reason, Scope: t.scope, RetryAfter: t.policy.MaxDuration, Permanent: true}
+	}
 	return &recovery.Denial{
 		Reason:     t.reason,
 		Scope:      t.scope,
-		RetryAfter: retryAfter(now, until),
-		Reset:      until,
+		RetryAfter: retryAfter(now, l.Until),
+		Reset:      l.Until,
 	}
 }
 

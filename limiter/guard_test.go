@@ -55,6 +55,15 @@ func wantAllowed(t *testing.T, what string, err error) {
 
 var ctx = context.Background()
 
+// fail is a wrong code: a guess, and what it set.
+func (g testGuard) fail(ctx context.Context, ip, account string) error {
+	guess, err := g.Guess(ctx, ip, account)
+	if err != nil {
+		return err
+	}
+	return guess.Set
+}
+
 func TestDefaultConfigMatchesSpec(t *testing.T) {
 	t.Parallel()
 	want := Config{
@@ -65,6 +74,9 @@ func TestDefaultConfigMatchesSpec(t *testing.T) {
 		SMSGlobal:    Rate{1000, time.Hour},
 		Lockout:      Threshold{5, time.Hour, 30 * time.Minute},
 		IPBlock:      Threshold{20, time.Hour, time.Hour},
+
+		MaxLockDuration: 24 * time.Hour,
+		PermanentAfter:  100, // NIST SP 800-63B
 	}
 	if got := DefaultConfig(); got != want {
 		t.Fatalf("DefaultConfig() = %+v, want %+v", got, want)
@@ -232,9 +244,9 @@ func TestLockout(t *testing.T) {
 	g := newTestGuard(t, cfg)
 	const ip, account = "192.0.2.1", "alice@example.com"
 	for i := 1; i < int(cfg.Lockout.Failures); i++ {
-		wantAllowed(t, fmt.Sprintf("failure %d", i), g.Failure(ctx, ip, account))
+		wantAllowed(t, fmt.Sprintf("failure %d", i), g.fail(ctx, ip, account))
 	}
-	err := g.Failure(ctx, ip, account)
+	err := g.fail(ctx, ip, account)
 	d := wantDenial(t, err, recovery.ErrLocked, ScopeLockout, cfg.Lockout.Duration)
 	if _, ok := err.(*recovery.Denial); !ok {
 		t.Fatalf("got a %T, want the *recovery.Denial itself when one threshold is reached", err)
@@ -255,11 +267,12 @@ func TestLockout(t *testing.T) {
 	wantAllowed(t, "verify once the lock ran out", g.Verify(ctx, ip, account))
 	wantAllowed(t, "start once the lock ran out", g.Start(ctx, ip, account))
 
-	// The failures still fall in their window: the next one locks again.
-	wantDenial(t, g.Failure(ctx, ip, account), recovery.ErrLocked, ScopeLockout, cfg.Lockout.Duration)
-	// Once the window is over, the count starts afresh.
-	g.clock.Advance(cfg.Lockout.Window)
-	wantAllowed(t, "first failure of a new window", g.Failure(ctx, ip, account))
+	// The lock closed its window: the next lock takes as many failures
+	// again, and lasts twice as long.
+	for i := 1; i < int(cfg.Lockout.Failures); i++ {
+		wantAllowed(t, fmt.Sprintf("failure %d after the lock", i), g.fail(ctx, "198.51.100.8", account))
+	}
+	wantDenial(t, g.fail(ctx, "198.51.100.8", account), recovery.ErrLocked, ScopeLockout, 2*cfg.Lockout.Duration)
 }
 
 func TestIPBlock(t *testing.T) {
@@ -279,9 +292,9 @@ func TestIPBlock(t *testing.T) {
 			g := newTestGuard(t, cfg)
 			n := int(cfg.IPBlock.Failures)
 			for i := range n - 1 {
-				wantAllowed(t, fmt.Sprintf("failure %d", i+1), g.Failure(ctx, tc.ip(i), fmt.Sprintf("user%d", i)))
+				wantAllowed(t, fmt.Sprintf("failure %d", i+1), g.fail(ctx, tc.ip(i), fmt.Sprintf("user%d", i)))
 			}
-			wantDenial(t, g.Failure(ctx, tc.ip(n-1), "last"), recovery.ErrBlocked, ScopeIPBlock, cfg.IPBlock.Duration)
+			wantDenial(t, g.fail(ctx, tc.ip(n-1), "last"), recovery.ErrBlocked, ScopeIPBlock, cfg.IPBlock.Duration)
 
 			g.clock.Advance(10 * time.Minute)
 			left := cfg.IPBlock.Duration - 10*time.Minute
@@ -300,8 +313,8 @@ func TestFailureReachingBothThresholds(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Lockout.Failures, cfg.IPBlock.Failures = 2, 2
 	g := newTestGuard(t, cfg)
-	wantAllowed(t, "first failure", g.Failure(ctx, "192.0.2.1", "alice"))
-	err := g.Failure(ctx, "192.0.2.1", "alice")
+	wantAllowed(t, "first failure", g.fail(ctx, "192.0.2.1", "alice"))
+	err := g.fail(ctx, "192.0.2.1", "alice")
 	wantDenial(t, err, recovery.ErrBlocked, ScopeIPBlock, cfg.IPBlock.Duration)
 	if !errors.Is(err, recovery.ErrLocked) {
 		t.Fatalf("got %v, want the account lock reported too", err)
@@ -319,14 +332,14 @@ func TestSuccessLeavesOthersCountersAlone(t *testing.T) {
 	g := newTestGuard(t, cfg)
 	const nat = "192.0.2.1" // Alice and Mallory share it
 	for i := 1; i < int(cfg.Lockout.Failures); i++ {
-		wantAllowed(t, "mallory's failure", g.Failure(ctx, nat, "bob"))
+		wantAllowed(t, "mallory's failure", g.fail(ctx, nat, "bob"))
 	}
 	// Alice starts and gives the right code: the flow asks Start and Verify
 	// and records no failure.
 	wantAllowed(t, "alice's start", g.Start(ctx, nat, "alice"))
 	wantAllowed(t, "alice's verify", g.Verify(ctx, nat, "alice"))
 	// Bob's count was not reset by Alice's success, and Alice is not locked.
-	wantDenial(t, g.Failure(ctx, nat, "bob"), recovery.ErrLocked, ScopeLockout, cfg.Lockout.Duration)
+	wantDenial(t, g.fail(ctx, nat, "bob"), recovery.ErrLocked, ScopeLockout, cfg.Lockout.Duration)
 	wantAllowed(t, "alice's next verify", g.Verify(ctx, nat, "alice"))
 }
 
@@ -339,13 +352,13 @@ func TestLocksAndLift(t *testing.T) {
 		t.Parallel()
 		g := newTestGuard(t, cfg)
 		for i := range 3 {
-			_ = g.Failure(ctx, fmt.Sprintf("192.0.2.%d", i+1), "alice")
+			_ = g.fail(ctx, fmt.Sprintf("192.0.2.%d", i+1), "alice")
 		}
 		locks, err := g.Locks(ctx, KindAccount)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := Lock{Kind: KindAccount, Key: "alice", Since: t0, Until: t0.Add(cfg.Lockout.Duration)}
+		want := Lock{Kind: KindAccount, Key: "alice", Since: t0, Until: t0.Add(cfg.Lockout.Duration), Strikes: 3, Locks: 1}
 		if len(locks) != 1 || locks[0] != want {
 			t.Fatalf("Locks = %+v, want [%+v]", locks, want)
 		}
@@ -355,16 +368,16 @@ func TestLocksAndLift(t *testing.T) {
 		wantAllowed(t, "verify after lift", g.Verify(ctx, "192.0.2.9", "alice"))
 		// A fresh set of tries: two failures pass, the third locks again.
 		for i := range 2 {
-			wantAllowed(t, "failure after lift", g.Failure(ctx, fmt.Sprintf("198.51.100.%d", i+1), "alice"))
+			wantAllowed(t, "failure after lift", g.fail(ctx, fmt.Sprintf("198.51.100.%d", i+1), "alice"))
 		}
-		wantDenial(t, g.Failure(ctx, "198.51.100.3", "alice"), recovery.ErrLocked, ScopeLockout, cfg.Lockout.Duration)
+		wantDenial(t, g.fail(ctx, "198.51.100.3", "alice"), recovery.ErrLocked, ScopeLockout, cfg.Lockout.Duration)
 	})
 
 	t.Run("ipv6 client by any address of its /64", func(t *testing.T) {
 		t.Parallel()
 		g := newTestGuard(t, cfg)
 		for i := range 3 {
-			_ = g.Failure(ctx, "2001:db8:a:b::5", fmt.Sprintf("user%d", i))
+			_ = g.fail(ctx, "2001:db8:a:b::5", fmt.Sprintf("user%d", i))
 		}
 		locks, err := g.Locks(ctx, KindIP)
 		if err != nil {
@@ -378,7 +391,7 @@ func TestLocksAndLift(t *testing.T) {
 		}
 		wantAllowed(t, "start after lift", g.Start(ctx, "2001:db8:a:b::5", "x"))
 		for i := range 2 {
-			wantAllowed(t, "failure after lift", g.Failure(ctx, "2001:db8:a:b::5", fmt.Sprintf("other%d", i)))
+			wantAllowed(t, "failure after lift", g.fail(ctx, "2001:db8:a:b::5", fmt.Sprintf("other%d", i)))
 		}
 	})
 
@@ -386,7 +399,7 @@ func TestLocksAndLift(t *testing.T) {
 		t.Parallel()
 		g := newTestGuard(t, cfg)
 		for i := range 3 {
-			_ = g.Failure(ctx, "2001:db8:a:b::5", fmt.Sprintf("user%d", i))
+			_ = g.fail(ctx, "2001:db8:a:b::5", fmt.Sprintf("user%d", i))
 		}
 		if lifted, err := g.Lift(ctx, KindIP, "2001:db8:a:b::/64"); err != nil || !lifted {
 			t.Fatalf("Lift = %v, %v, want true", lifted, err)
@@ -437,11 +450,11 @@ func TestFailsClosed(t *testing.T) {
 		{"start counters", true, func(g *Guard) error { return g.Start(ctx, "192.0.2.1", "a") }},
 		{"sms counters", true, func(g *Guard) error { return g.SMS(ctx, "+31612345678") }},
 		{"verify counters", true, func(g *Guard) error { return g.Verify(ctx, "192.0.2.1", "a") }},
-		{"failure counters", true, func(g *Guard) error { return g.Failure(ctx, "192.0.2.1", "a") }},
-		{"lift counters", true, func(g *Guard) error { _, err := g.Lift(ctx, KindAccount, "a"); return err }},
+
 		{"start locks", false, func(g *Guard) error { return g.Start(ctx, "192.0.2.1", "a") }},
 		{"verify locks", false, func(g *Guard) error { return g.Verify(ctx, "192.0.2.1", "a") }},
-		{"failure locks", false, func(g *Guard) error { return g.Failure(ctx, "192.0.2.1", "a") }},
+		{"guess locks", false, func(g *Guard) error { _, err := g.Guess(ctx, "192.0.2.1", "a"); return err }},
+		{"right locks", false, func(g *Guard) error { return g.Right(ctx, "192.0.2.1", "a") }},
 		{"locks listing", false, func(g *Guard) error { _, err := g.Locks(ctx, KindIP); return err }},
 		{"lift locks", false, func(g *Guard) error { _, err := g.Lift(ctx, KindIP, "192.0.2.1"); return err }},
 	} {
@@ -510,5 +523,5 @@ func TestScopesNeverShareCounters(t *testing.T) {
 	wantAllowed(t, "start", g.Start(ctx, s, s))
 	wantAllowed(t, "verify", g.Verify(ctx, s, s))
 	wantAllowed(t, "sms", g.SMS(ctx, s))
-	wantAllowed(t, "failure", g.Failure(ctx, s, s))
+	wantAllowed(t, "failure", g.fail(ctx, s, s))
 }

@@ -52,9 +52,15 @@ func (h *Handler) errorFor(err error) *apiError {
 		out.Attempts = &left
 	case errors.As(err, &d):
 		switch {
+		case errors.Is(d, recovery.ErrLocked) && d.Permanent:
+			out = newError(http.StatusLocked, "account_locked", "Recovery for this account is locked after too many wrong codes in a row. Support can unlock it.")
+			out.Support = h.Support
 		case errors.Is(d, recovery.ErrLocked):
 			out = newError(http.StatusLocked, "account_locked", "Recovery for this account is locked for a while after too many wrong codes.")
 			out.Support = h.Support
+		case errors.Is(d, recovery.ErrFull):
+			// Rather than forget a lock to make room, the gateway refuses.
+			out = newError(http.StatusServiceUnavailable, "unavailable", "Recovery is busy right now. Try again in a minute.")
 		case errors.Is(d, recovery.ErrBlocked):
 			out = newError(http.StatusForbidden, "ip_blocked", "Too many wrong codes came from your network. Try again later.")
 		default:

@@ -59,6 +59,12 @@ type Handler struct {
 	// the support text. Default: true.
 	NotifyOnReset *bool `json:"notify_on_reset,omitempty"`
 
+	// NotifyOnLock sends the phone a short notice, with the support text,
+	// when wrong codes lock its account's recovery: at most one per lock,
+	// within the SMS limits, so that the owner learns someone is trying.
+	// Default: true.
+	NotifyOnLock *bool `json:"notify_on_lock,omitempty"`
+
 	// CodeLength is the number of digits in a code, 6 to 10. Default: 6.
 	CodeLength int `json:"code_length,omitempty"`
 
@@ -226,6 +232,10 @@ func (h *Handler) fillDefaults() {
 	if h.NotifyOnReset == nil {
 		on := true
 		h.NotifyOnReset = &on
+	}
+	if h.NotifyOnLock == nil {
+		on := true
+		h.NotifyOnLock = &on
 	}
 }
 

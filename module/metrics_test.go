@@ -88,6 +88,11 @@ func TestMetrics(t *testing.T) {
 		`events_total{event="wrong_code",scope=""}`:                2,
 		`events_total{event="account_locked",scope="lockout"}`:     1,
 		`sms_total{kind="code",result="sent"}`:                     3,
+		// Bob's owner is told of the lock, but the budget is spent: the
+		// notice counts against it like a code.
+		`events_total{event="lock_notice",scope=""}`:           1,
+		`events_total{event="sms_refused",scope="sms_global"}`: 1,
+		`sms_total{kind="lock_notice",result="refused"}`:       1,
 	}
 	for s, v := range want {
 		if got[s] != v {

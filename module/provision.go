@@ -88,6 +88,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Support:       h.Support,
 		PathPrefix:    h.prefix,
 		NotifyOnReset: *h.NotifyOnReset,
+		NotifyOnLock:  *h.NotifyOnLock,
 		DefaultLang:   h.Language,
 	}, recovery.Deps{
 		Store:     h.store.backend,

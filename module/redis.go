@@ -109,6 +109,14 @@ func (h *Handler) provisionRedis(ctx context.Context) {
 	defer cancel()
 	if err := rs.Ping(ctx); err != nil {
 		h.logger.Warn("redis storage does not answer: the recovery routes answer 503 until it does", zap.Error(err))
+		return
+	}
+	switch policy, err := rs.EvictionPolicy(ctx); {
+	case err != nil:
+		h.logger.Warn("cannot read redis maxmemory-policy; it must be noeviction, or a full server forgets locks", zap.Error(err))
+	case policy != "noeviction":
+		h.logger.Warn("redis evicts keys when full: set maxmemory-policy noeviction, or locks and blocks can be forgotten under a flood",
+			zap.String("maxmemory_policy", policy))
 	}
 }
 

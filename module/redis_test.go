@@ -1,12 +1,17 @@
 package module
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net"
 	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,6 +69,61 @@ func redisTestStore(tb testing.TB) (*storage.Redis, string) {
 		rs.Close()
 	})
 	return rs, prefix
+}
+
+// evictingRedis starts a redis-server of its own whose maxmemory-policy
+// evicts keys, on a free port, and returns its URL. It skips t when there is
+// no redis-server to run (fails it when CI=true).
+func evictingRedis(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no redis-server and CI=true: %v", err)
+		}
+		t.Skipf("skipping: no redis-server to start (%v)", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
+		"--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	// It says when it listens.
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Ready to accept connections") {
+				ready <- true
+				io.Copy(io.Discard, out)
+				return
+			}
+		}
+		ready <- false
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("redis-server on port %s ended before it was ready", port)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("redis-server on port %s is not ready after 10s", port)
+	}
+	return "redis://127.0.0.1:" + port + "/0"
 }
 
 // redisTestDownURL returns the URL of a local port where nothing listens.
@@ -210,6 +270,19 @@ func TestProvisionRedis(t *testing.T) {
 				rs, _ := redisTestStore(t)
 				return rs, redisTestURL()
 			},
+		},
+		{
+			name: "redis that evicts keys when full",
+			backend: func(t *testing.T) (backend, string) {
+				url := evictingRedis(t)
+				rs, err := storage.NewRedis(storage.RedisConfig{URL: url}, recovery.SystemClock{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { rs.Close() })
+				return rs, url
+			},
+			wantWarn: true,
 		},
 	}
 	for _, tt := range tests {

@@ -42,7 +42,7 @@ const DefaultLang = "en"
 // code and a 70-character link, fits in two SMS segments; the tests hold them
 // to that. Support goes on a line of its own so that a long text stays
 // readable and an empty one leaves no dangling colon.
-var builtinTexts = map[string]struct{ code, notice string }{
+var builtinTexts = map[string]struct{ code, notice, lock string }{
 	"en": {
 		code: `{{.SiteName}} password reset code: {{.Code}}
 Valid for {{.Minutes}} min. Enter it at {{.Link}}
@@ -50,6 +50,8 @@ Never share it. If you did not ask for it, ignore this SMS.
 
 @{{.Host}} #{{.Code}}`,
 		notice: `{{.SiteName}}: your password was just changed. If this was not you, contact support now.{{with .Support}}
+{{.}}{{end}}`,
+		lock: `{{.SiteName}}: password recovery for your account is locked after too many wrong codes. If this was not you, someone may be trying to get in.{{with .Support}}
 {{.}}{{end}}`,
 	},
 	"de": {
@@ -60,6 +62,8 @@ Code nie weitergeben. Nicht angefordert? Dann diese SMS ignorieren.
 @{{.Host}} #{{.Code}}`,
 		notice: `{{.SiteName}}: Ihr Passwort wurde soeben geändert. Waren Sie das nicht, wenden Sie sich sofort an den Support.{{with .Support}}
 {{.}}{{end}}`,
+		lock: `{{.SiteName}}: Die Passwort-Wiederherstellung Ihres Kontos ist nach zu vielen falschen Codes gesperrt. Waren Sie das nicht, versucht jemand einzudringen.{{with .Support}}
+{{.}}{{end}}`,
 	},
 	"nl": {
 		code: `Uw {{.SiteName}} code om uw wachtwoord te herstellen: {{.Code}}
@@ -69,6 +73,8 @@ Deel deze code nooit. Niet aangevraagd? Negeer dan dit bericht.
 @{{.Host}} #{{.Code}}`,
 		notice: `{{.SiteName}}: uw wachtwoord is zojuist gewijzigd. Was u dit niet, neem dan direct contact op met support.{{with .Support}}
 {{.}}{{end}}`,
+		lock: `{{.SiteName}}: wachtwoordherstel voor uw account is geblokkeerd na te veel foute codes. Was u dit niet, dan probeert iemand binnen te komen.{{with .Support}}
+{{.}}{{end}}`,
 	},
 	"fr": {
 		code: `Votre code {{.SiteName}} pour réinitialiser votre mot de passe : {{.Code}}
@@ -77,6 +83,8 @@ Ne le partagez jamais. Pas demandé ? Ignorez ce SMS.
 
 @{{.Host}} #{{.Code}}`,
 		notice: `{{.SiteName}} : votre mot de passe a été modifié. Si ce n'était pas vous, contactez immédiatement le support.{{with .Support}}
+{{.}}{{end}}`,
+		lock: `{{.SiteName}} : la récupération du mot de passe de votre compte est bloquée après trop de codes erronés. Si ce n'était pas vous, quelqu'un tente d'y accéder.{{with .Support}}
 {{.}}{{end}}`,
 	},
 }
@@ -102,6 +110,7 @@ type Messages struct {
 	custom      *template.Template // the operator's code message, if any
 	code        map[string]*template.Template
 	notice      map[string]*template.Template
+	lock        map[string]*template.Template
 }
 
 // NewMessages parses the built-in texts and the operator's template, if any.
@@ -113,6 +122,7 @@ func NewMessages(cfg MessageConfig) (*Messages, error) {
 		defaultLang: primaryLang(cmp.Or(cfg.DefaultLang, DefaultLang)),
 		code:        make(map[string]*template.Template, len(builtinTexts)),
 		notice:      make(map[string]*template.Template, len(builtinTexts)),
+		lock:        make(map[string]*template.Template, len(builtinTexts)),
 	}
 	if _, ok := builtinTexts[m.defaultLang]; !ok {
 		return nil, fmt.Errorf("loading messages: no built-in texts for default language %q (built in: %s)",
@@ -127,7 +137,11 @@ func NewMessages(cfg MessageConfig) (*Messages, error) {
 		if err != nil {
 			return nil, fmt.Errorf("loading messages: %w", err)
 		}
-		m.code[lang], m.notice[lang] = code, notice
+		lock, err := parseMessage("lock_"+lang, texts.lock, false)
+		if err != nil {
+			return nil, fmt.Errorf("loading messages: %w", err)
+		}
+		m.code[lang], m.notice[lang], m.lock[lang] = code, notice, lock
 	}
 	if cfg.CodeTemplate != "" {
 		t, err := parseMessage("message_template", cfg.CodeTemplate, true)
@@ -163,6 +177,13 @@ func (m *Messages) Code(lang string, d MessageData) (string, error) {
 // are built-in texts for it and in the default language otherwise.
 func (m *Messages) Notice(lang string, d MessageData) (string, error) {
 	return render(m.notice[m.lang(lang)], d)
+}
+
+// LockNotice renders the message that tells an account's phone its
+// recovery was locked after wrong codes, in lang if there are built-in texts
+// for it and in the default language otherwise.
+func (m *Messages) LockNotice(lang string, d MessageData) (string, error) {
+	return render(m.lock[m.lang(lang)], d)
 }
 
 // lang returns the built-in language to use for a BCP 47 tag.

@@ -57,27 +57,41 @@ func TestBuiltinMessages(t *testing.T) {
 				}
 			}
 		})
-		t.Run(lang+" notice", func(t *testing.T) {
-			t.Parallel()
-			got, err := m.Notice(lang, realistic)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkSMS(t, got)
-			if !strings.HasSuffix(got, "\n"+realistic.Support) || !strings.HasPrefix(got, realistic.SiteName) {
-				t.Errorf("notice does not start with the site name and end with the support line:\n%s", got)
-			}
-			if strings.Contains(got, realistic.Code) {
-				t.Errorf("notice holds the code:\n%s", got)
-			}
-			bare, err := m.Notice(lang, MessageData{SiteName: "Example Mail"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if strings.Contains(bare, "\n") || strings.HasSuffix(bare, ":") {
-				t.Errorf("notice without support text has a dangling line or colon: %q", bare)
-			}
-		})
+		for _, n := range []struct {
+			name   string
+			render func(string, MessageData) (string, error)
+			word   string // a word the English text has
+		}{
+			{"notice", m.Notice, "changed"},
+			{"lock notice", m.LockNotice, "locked"},
+		} {
+			t.Run(lang+" "+n.name, func(t *testing.T) {
+				t.Parallel()
+				got, err := n.render(lang, realistic)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkSMS(t, got)
+				if !strings.HasSuffix(got, "\n"+realistic.Support) || !strings.HasPrefix(got, realistic.SiteName) {
+					t.Errorf("%s does not start with the site name and end with the support line:\n%s", n.name, got)
+				}
+				if strings.Contains(got, realistic.Code) || strings.Contains(got, realistic.Link) {
+					t.Errorf("%s holds the code or the link:\n%s", n.name, got)
+				}
+				if en, _ := n.render(DefaultLang, realistic); lang != DefaultLang && got == en {
+					t.Errorf("%s %s is the English one", lang, n.name)
+				} else if lang == DefaultLang && !strings.Contains(got, n.word) {
+					t.Errorf("English %s does not say %q:\n%s", n.name, n.word, got)
+				}
+				bare, err := n.render(lang, MessageData{SiteName: "Example Mail"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(bare, "\n") || strings.HasSuffix(bare, ":") {
+					t.Errorf("%s without support text has a dangling line or colon: %q", n.name, bare)
+				}
+			})
+		}
 	}
 }
 

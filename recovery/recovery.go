@@ -23,6 +23,10 @@ var (
 	ErrLocked = errors.New("account locked")
 	// ErrBlocked is a client IP temporarily blocked from the recovery routes.
 	ErrBlocked = errors.New("ip blocked")
+	// ErrFull is security state (locks, blocks and the wrong codes behind
+	// them) with no room for another record: rather than forget any, the
+	// request that would add one is refused.
+	ErrFull = errors.New("no room for security state")
 	// ErrUnavailable is a dependency (storage, directory) that cannot answer.
 	// The request may or may not have taken effect, and retrying it is safe.
 	ErrUnavailable = errors.New("service unavailable")
@@ -41,14 +45,15 @@ var (
 )
 
 // Denial is a request refused by the abuse layer. It unwraps to ErrRateLimited,
-// ErrLocked or ErrBlocked.
+// ErrLocked, ErrBlocked or ErrFull.
 type Denial struct {
-	Reason     error         // ErrRateLimited, ErrLocked or ErrBlocked
+	Reason     error         // ErrRateLimited, ErrLocked, ErrBlocked or ErrFull
 	Scope      string        // the limit that was hit, e.g. "start_ip", "lockout", "ip_block"
 	RetryAfter time.Duration // how long until the request may succeed
 	Limit      int64         // the limit's size, for RateLimit-* headers (0 if none)
 	Remaining  int64         // what is left of the limit
 	Reset      time.Time     // when the limit's window ends
+	Permanent  bool          // a lock that only support can lift
 }
 
 func (d *Denial) Error() string {
@@ -168,15 +173,48 @@ type Sender interface {
 type Guard interface {
 	// Start is asked before a flow is started for account from ip.
 	Start(ctx context.Context, ip, account string) error
-	// SMS is asked just before a code goes to a phone, identified by a
+	// SMS is asked just before a message goes to a phone, identified by a
 	// keyed hash (Keyring.PhoneKey). A refusal drops the message silently,
 	// so that it tells the client nothing about the account.
 	SMS(ctx context.Context, phoneKey string) error
-	// Verify is asked before a code is checked.
+	// Verify is asked before a flow's attempt is counted. It refuses a
+	// blocked client or a locked account early and counts the request
+	// against the client's limit.
 	Verify(ctx context.Context, ip, account string) error
-	// Failure records a wrong code. It returns a *Denial if this failure
-	// locked the account or blocked the IP.
-	Failure(ctx context.Context, ip, account string) error
+	// Guess counts a code that is about to be compared against the client
+	// and the account, in one atomic step with checking their locks, so
+	// that concurrent guesses never pass a lockout threshold. A lock or
+	// block in force refuses the guess with a *Denial; what the guess
+	// itself set is in the Guess and stands if the code is wrong.
+	Guess(ctx context.Context, ip, account string) (Guess, error)
+	// Right follows a Guess whose code was right: the account's run of
+	// wrong codes ends, a lock its guess set with it, and the client's
+	// strike is taken back.
+	Right(ctx context.Context, ip, account string) error
+}
+
+// Guess is a code counted against the abuse layer before it is compared.
+type Guess struct {
+	// Set holds the block and the lock this guess set, as *Denial errors
+	// (joined when both), or nil.
+	Set error
+}
+
+// LockedAccount reports whether g set a lock on the account.
+func (g Guess) LockedAccount() bool {
+	if g.Set == nil {
+		return false
+	}
+	errs := []error{g.Set}
+	if j, ok := g.Set.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		if errors.Is(e, ErrLocked) {
+			return true
+		}
+	}
+	return false
 }
 
 // Event is a security event, for logs, metrics and alerts. It never holds a
@@ -206,6 +244,8 @@ const (
 	EventRefused        = "request_refused" // refused while a lock (Scope lockout) or block (ip_block) is in force
 	EventResetForwarded = "reset_forwarded"
 	EventResetFailed    = "reset_failed"
+	EventStateFull      = "state_full"  // refused: no room to record security state
+	EventLockNotice     = "lock_notice" // the owner of a newly locked account is told
 )
 
 // Observer receives security events. It must not block.

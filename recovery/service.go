@@ -28,6 +28,7 @@ type Config struct {
 	Support        string
 	PathPrefix     string // the path of the recovery routes, for the SMS link
 	NotifyOnReset  bool   // send the phone a notice after a successful reset
+	NotifyOnLock   bool   // send the phone a notice when wrong codes lock its account
 	DefaultLang    string // language of messages when the directory gives none
 }
 
@@ -321,13 +322,23 @@ func (s *Service) Verify(ctx context.Context, flowID, code, clientIP string) (Ve
 		}
 		return Verified{}, notFound(err, ErrExpired)
 	}
+	guess, err := s.Guard.Guess(ctx, clientIP, f.Account)
+	if err != nil {
+		return Verified{}, s.denied(ctx, err, f.Account, clientIP, ev.FlowRef)
+	}
 	if !s.Keys.MatchCode(flowID, code, f.CodeHash) || f.Decoy {
 		ev.Name = EventWrongCode
 		s.Observer.Observe(ctx, ev)
-		if err := s.Guard.Failure(ctx, clientIP, f.Account); err != nil {
-			return Verified{}, s.locked(ctx, err, f.Account, clientIP, ev.FlowRef)
+		if guess.Set != nil {
+			if guess.LockedAccount() && s.cfg.NotifyOnLock {
+				s.notifyLock(ctx, f.Account, ev)
+			}
+			return Verified{}, s.locked(ctx, guess.Set, f.Account, clientIP, ev.FlowRef)
 		}
 		return Verified{}, &CodeError{AttemptsLeft: max(0, s.cfg.MaxAttempts-f.Attempts)}
+	}
+	if err := s.Guard.Right(ctx, clientIP, f.Account); err != nil {
+		return Verified{}, unavailable("ending the run of wrong codes", err)
 	}
 	won, err := s.Store.ConsumeFlow(ctx, flowID)
 	if err != nil {
@@ -429,16 +440,43 @@ func (s *Service) notify(ctx context.Context, account string, ev Event) {
 	if err != nil {
 		return
 	}
-	lang := entry.Lang
-	if lang == "" {
-		lang = s.cfg.DefaultLang
-	}
-	body, err := s.Messages.Notice(lang, MessageData{SiteName: s.cfg.SiteName, Support: s.cfg.Support})
+	body, err := s.Messages.Notice(s.lang(entry), MessageData{SiteName: s.cfg.SiteName, Support: s.cfg.Support})
 	if err != nil {
 		return
 	}
 	s.send(ctx, Message{Kind: "notice", To: phone, Body: body, Reference: ev.FlowRef,
 		ExpiresAt: s.Clock.Now().Add(24 * time.Hour)}, ev)
+}
+
+// notifyLock tells the phone of an account whose recovery a wrong code has
+// just locked, so that its owner learns someone is trying. The guard sets
+// a lock once, so this runs once per lock. The notice goes through the same
+// SMS limits as a code: a flood of locks cannot spend more than the budget.
+// An account without a usable phone is looked up and rendered for all the
+// same, so that locking it costs no less.
+func (s *Service) notifyLock(ctx context.Context, account string, ev Event) {
+	entry, err := s.Directory.Lookup(ctx, account)
+	unknown := err != nil
+	if unknown {
+		entry.Phone = s.Keys.StandInPhone(account)
+	}
+	body, rerr := s.Messages.LockNotice(s.lang(entry), MessageData{SiteName: s.cfg.SiteName, Support: s.cfg.Support})
+	phone, perr := s.Phones.Check(entry.Phone)
+	if rerr != nil || perr != nil || unknown {
+		return
+	}
+	ev.Name, ev.Phone = EventLockNotice, MaskPhone(phone)
+	s.Observer.Observe(ctx, ev)
+	s.send(ctx, Message{Kind: "lock_notice", To: phone, Body: body, Reference: ev.FlowRef,
+		ExpiresAt: s.Clock.Now().Add(time.Hour), Admit: s.admitSMS(phone, ev)}, ev)
+}
+
+// lang is the language of messages to an entry.
+func (s *Service) lang(e Entry) string {
+	if e.Lang != "" {
+		return e.Lang
+	}
+	return s.cfg.DefaultLang
 }
 
 // link returns the start of the SMS link (up to "?flow=") and the host for
@@ -485,6 +523,8 @@ func (s *Service) report(ctx context.Context, err error, account, ip, flowRef st
 		switch {
 		case errors.Is(d, ErrRateLimited):
 			ev.Name = EventRateLimited
+		case errors.Is(d, ErrFull):
+			ev.Name = EventStateFull
 		case !set:
 			ev.Name = EventRefused
 		case errors.Is(d, ErrLocked):

@@ -2,10 +2,8 @@ package storage
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"time"
 
@@ -17,23 +15,32 @@ import (
 
 // Memory is a recovery.Store and limiter.LockStore held in this process.
 //
-// It keeps at most maxEntries flows, maxEntries tokens and maxEntries locks,
-// each kind in its own least-recently-used list, so that a flood of started
-// flows can push out only other flows: never a token someone is about to
-// spend, nor a lock or block that holds an attacker back. When a list is
-// full, adding to it drops its least recently used record.
+// It keeps at most maxEntries flows, maxEntries tokens and maxEntries
+// records of security state, each kind in a table of its own, so that a
+// flood of started flows can push out only other flows: never a token
+// someone is about to spend, nor a lock, a block or the wrong codes behind
+// them.
+//
+//   - Flows: when the table is full, a new flow displaces the oldest flow of
+//     the client holding the most (see flowTable), so a flood displaces its
+//     own flows rather than a person's.
+//   - Tokens: the least recently used goes first; a token exists only after
+//     a correct code, which no flood can make.
+//   - Security state is never dropped while it counts: when the table is
+//     full, a strike for a key it does not hold is refused with
+//     recovery.ErrFull (see lockTable).
 //
 // Records expire against the injected clock when they are read; an expired
 // record behaves as missing and is dropped then. Memory starts no
-// goroutines. One mutex guards all three lists, which makes every method
-// atomic and is why the lists are simplelru's unsynchronised ones.
+// goroutines. One mutex guards every table, which makes every method
+// atomic.
 type Memory struct {
 	clock recovery.Clock
 
 	mu     sync.Mutex
-	flows  *simplelru.LRU[string, recovery.Flow]
+	flows  *flowTable
 	tokens *simplelru.LRU[string, memToken] // keyed by the token's hash
-	locks  *simplelru.LRU[lockID, limiter.Lock]
+	locks  *lockTable
 }
 
 // memToken is a stored token and the end of the hold BeginSpend put on it.
@@ -42,10 +49,8 @@ type memToken struct {
 	heldUntil time.Time
 }
 
-type lockID struct{ kind, key string }
-
 // NewMemory returns an empty Memory holding at most maxEntries records of
-// each kind (flows, tokens, locks) and reading the time from clock.
+// each kind (flows, tokens, security state) and reading the time from clock.
 func NewMemory(maxEntries int, clock recovery.Clock) (*Memory, error) {
 	if maxEntries <= 0 {
 		return nil, errors.New("creating memory storage: max entries must be positive")
@@ -54,17 +59,15 @@ func NewMemory(maxEntries int, clock recovery.Clock) (*Memory, error) {
 		return nil, errors.New("creating memory storage: no clock")
 	}
 	// NewLRU fails only for a size below one, refused above.
-	flows, _ := simplelru.NewLRU[string, recovery.Flow](maxEntries, nil)
 	tokens, _ := simplelru.NewLRU[string, memToken](maxEntries, nil)
-	locks, _ := simplelru.NewLRU[lockID, limiter.Lock](maxEntries, nil)
-	return &Memory{clock: clock, flows: flows, tokens: tokens, locks: locks}, nil
+	return &Memory{clock: clock, flows: newFlowTable(maxEntries), tokens: tokens, locks: newLockTable(maxEntries)}, nil
 }
 
 // CreateFlow stores f until f.ExpiresAt, replacing any flow with its ID.
 func (m *Memory) CreateFlow(_ context.Context, f recovery.Flow) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.flows.Add(f.ID, cloneFlow(f))
+	m.flows.add(cloneFlow(f), m.clock.Now())
 	return nil
 }
 
@@ -72,11 +75,11 @@ func (m *Memory) CreateFlow(_ context.Context, f recovery.Flow) error {
 func (m *Memory) Flow(_ context.Context, id string) (recovery.Flow, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	f, ok := m.flow(id, m.clock.Now())
-	if !ok {
+	e := m.flow(id, m.clock.Now())
+	if e == nil {
 		return recovery.Flow{}, recovery.ErrNotFound
 	}
-	return cloneFlow(f), nil
+	return cloneFlow(e.flow), nil
 }
 
 // Attempt counts one attempt on the flow and returns it; a flow whose count
@@ -84,27 +87,27 @@ func (m *Memory) Flow(_ context.Context, id string) (recovery.Flow, error) {
 func (m *Memory) Attempt(_ context.Context, id string, maxAttempts int) (recovery.Flow, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	f, ok := m.flow(id, m.clock.Now())
-	if !ok {
+	e := m.flow(id, m.clock.Now())
+	if e == nil {
 		return recovery.Flow{}, recovery.ErrNotFound
 	}
-	f.Attempts++
-	if f.Attempts > maxAttempts {
-		m.flows.Remove(id)
+	e.flow.Attempts++
+	if e.flow.Attempts > maxAttempts {
+		m.flows.remove(e)
 		return recovery.Flow{}, recovery.ErrNotFound
 	}
-	m.flows.Add(id, f)
-	return cloneFlow(f), nil
+	return cloneFlow(e.flow), nil
 }
 
 // ConsumeFlow deletes the flow and reports whether it was there.
 func (m *Memory) ConsumeFlow(_ context.Context, id string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.flow(id, m.clock.Now()); !ok {
+	e := m.flow(id, m.clock.Now())
+	if e == nil {
 		return false, nil
 	}
-	m.flows.Remove(id)
+	m.flows.remove(e)
 	return true, nil
 }
 
@@ -114,33 +117,33 @@ func (m *Memory) ConsumeFlow(_ context.Context, id string) (bool, error) {
 func (m *Memory) Resend(_ context.Context, id string, codeHash []byte, now time.Time, interval time.Duration, expiresAt time.Time) (recovery.Flow, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	f, ok := m.flow(id, now)
-	if !ok {
+	e := m.flow(id, now)
+	if e == nil {
 		return recovery.Flow{}, recovery.ErrNotFound
 	}
+	f := &e.flow
 	if now.Sub(f.SentAt) < interval {
-		return cloneFlow(f), recovery.ErrTooEarly
+		return cloneFlow(*f), recovery.ErrTooEarly
 	}
 	f.CodeHash = bytes.Clone(codeHash)
 	f.SentAt = now
 	f.ExpiresAt = expiresAt
 	f.Sends++
-	m.flows.Add(id, f)
-	return cloneFlow(f), nil
+	return cloneFlow(*f), nil
 }
 
 // flow returns the live flow with that ID, dropping it if it has expired.
 // The caller holds m.mu.
-func (m *Memory) flow(id string, now time.Time) (recovery.Flow, bool) {
-	f, ok := m.flows.Get(id)
-	if !ok {
-		return recovery.Flow{}, false
+func (m *Memory) flow(id string, now time.Time) *flowEntry {
+	e := m.flows.get(id)
+	if e == nil {
+		return nil
 	}
-	if !now.Before(f.ExpiresAt) {
-		m.flows.Remove(id)
-		return recovery.Flow{}, false
+	if !now.Before(e.flow.ExpiresAt) {
+		m.flows.remove(e)
+		return nil
 	}
-	return f, true
+	return e
 }
 
 // PutToken stores t until t.ExpiresAt, replacing any token with its hash.
@@ -192,69 +195,78 @@ func (m *Memory) EndSpend(_ context.Context, hash []byte, spent bool) error {
 	return nil
 }
 
-// SetLock stores l until l.Until, replacing any lock of its kind and key.
-func (m *Memory) SetLock(_ context.Context, l limiter.Lock) error {
+// Strike counts one strike against kind and key under p, in one step with
+// checking its lock. A key the table does not hold needs room: when there
+// is none, recovery.ErrFull.
+func (m *Memory) Strike(_ context.Context, kind, key string, p limiter.Policy) (limiter.Strike, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.locks.Add(lockID{l.Kind, l.Key}, l)
+	now := m.clock.Now()
+	id := lockID{kind, key}
+	r := m.locks.get(id, now)
+	if r == nil {
+		if !m.locks.room(now) {
+			return limiter.Strike{}, recovery.ErrFull
+		}
+		r = &lockRecord{Record: limiter.Record{Lock: limiter.Lock{Kind: kind, Key: key}}}
+		m.locks.records[id] = r
+	}
+	s := p.Strike(&r.Record, now)
+	r.expires = p.Expiry(r.Record)
+	return s, nil
+}
+
+// Forgive takes one strike back from kind and key, unless it is locked.
+func (m *Memory) Forgive(_ context.Context, kind, key string, p limiter.Policy) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id := lockID{kind, key}
+	if r := m.locks.get(id, m.clock.Now()); r != nil && p.Forgive(&r.Record, m.clock.Now()) {
+		delete(m.locks.records, id)
+	}
 	return nil
+}
+
+// EndRun deletes the record of kind and key and reports whether a lock was
+// in force.
+func (m *Memory) EndRun(_ context.Context, kind, key string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id := lockID{kind, key}
+	r := m.locks.get(id, m.clock.Now())
+	delete(m.locks.records, id)
+	return r != nil && r.InForce(m.clock.Now()), nil
 }
 
 // GetLock returns the lock of that kind and key if one is in force.
 func (m *Memory) GetLock(_ context.Context, kind, key string) (limiter.Lock, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	l, ok := m.lock(lockID{kind, key}, m.clock.Now())
-	return l, ok, nil
+	now := m.clock.Now()
+	if r := m.locks.get(lockID{kind, key}, now); r != nil && r.InForce(now) {
+		return r.Lock, true, nil
+	}
+	return limiter.Lock{}, false, nil
 }
 
-// DeleteLock lifts the lock of that kind and key and reports whether one was
-// in force.
-func (m *Memory) DeleteLock(_ context.Context, kind, key string) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	id := lockID{kind, key}
-	_, ok := m.lock(id, m.clock.Now())
-	m.locks.Remove(id)
-	return ok, nil
-}
-
-// ListLocks returns the locks of a kind in force now, ordered by Until and
-// then Key. It walks every lock, which suits the admin API it serves.
+// ListLocks returns the locks of a kind in force now, ordered by Until
+// (permanent locks last) and then Key. It walks every record, which suits
+// the admin API it serves.
 func (m *Memory) ListLocks(_ context.Context, kind string) ([]limiter.Lock, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
 	var out []limiter.Lock
-	for _, id := range m.locks.Keys() {
+	for id := range m.locks.records {
 		if id.kind != kind {
 			continue
 		}
-		l, _ := m.locks.Peek(id)
-		if !now.Before(l.Until) {
-			m.locks.Remove(id)
-			continue
+		if r := m.locks.get(id, now); r != nil && r.InForce(now) {
+			out = append(out, r.Lock)
 		}
-		out = append(out, l)
 	}
-	slices.SortFunc(out, func(a, b limiter.Lock) int {
-		return cmp.Or(a.Until.Compare(b.Until), cmp.Compare(a.Key, b.Key))
-	})
+	limiter.SortLocks(out)
 	return out, nil
-}
-
-// lock returns the lock with that ID if it is in force, dropping it if it
-// has expired. The caller holds m.mu.
-func (m *Memory) lock(id lockID, now time.Time) (limiter.Lock, bool) {
-	l, ok := m.locks.Get(id)
-	if !ok {
-		return limiter.Lock{}, false
-	}
-	if !now.Before(l.Until) {
-		m.locks.Remove(id)
-		return limiter.Lock{}, false
-	}
-	return l, true
 }
 
 // cloneFlow copies the one slice of a flow, so that no caller can change a

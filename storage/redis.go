@@ -86,8 +86,11 @@ type RedisConfig struct {
 //
 //	flow:<id>              hash: data (JSON), attempts, sends, code_hash, sent_at, expires_at
 //	token:<hex hash>       hash: data (JSON), expires_at, held_until
-//	lock:{<kind>}:<key>    string: JSON of the lock
-//	locks:{<kind>}         sorted set of the kind's lock keys, scored by Until
+//	lock:{<kind>}:<key>    hash: the limiter.Record of a key (times in ms); an
+//	                       account's run has no time to live, a client's
+//	                       lives as long as its window and block
+//	locks:{<kind>}         sorted set of the kind's locked records, scored
+//	                       by Until (+inf: permanent)
 //
 // The braces put a kind's locks and their index in one Cluster slot, so the
 // scripts that change both work there too.
@@ -120,6 +123,22 @@ func (r *Redis) Client() redis.UniversalClient { return r.client }
 // Ping checks that the server answers.
 func (r *Redis) Ping(ctx context.Context) error {
 	return redisError("ping", r.client.Ping(ctx).Err())
+}
+
+// EvictionPolicy returns the server's maxmemory-policy, read from INFO
+// (which managed servers that refuse CONFIG GET still answer). Any policy
+// but noeviction lets a full server drop keys, locks among them.
+func (r *Redis) EvictionPolicy(ctx context.Context) (string, error) {
+	info, err := r.client.Info(ctx, "memory").Result()
+	if err != nil {
+		return "", redisError("info", err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "maxmemory_policy:"); ok {
+			return v, nil
+		}
+	}
+	return "", errors.New("redis info: no maxmemory_policy")
 }
 
 // Close closes the client and its connections, for every user of Client.
@@ -386,78 +405,150 @@ func (r *Redis) EndSpend(ctx context.Context, hash []byte, spent bool) error {
 	return redisError("end spend", releaseScript.Run(ctx, r.client, []string{key}).Err())
 }
 
-// setLockScript stores a lock and indexes it, or removes both when the lock
-// is already over; it drops ended locks from the index and makes the index
-// live as long as its last lock.
-// KEYS[1] lock, KEYS[2] index; ARGV[1] lock JSON, ARGV[2] now (ms),
-// ARGV[3] until (ms). The index holds the lock's full key.
-var setLockScript = redis.NewScript(`
-local now = tonumber(ARGV[2])
-local untilms = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if untilms > now then
-	redis.call('SET', KEYS[1], ARGV[1], 'PX', untilms - now)
-	redis.call('ZADD', KEYS[2], untilms, KEYS[1])
-else
-	redis.call('DEL', KEYS[1])
-	redis.call('ZREM', KEYS[2], KEYS[1])
+// lockFields are the fields of a lock record hash, in the order
+// decodeRecord reads them and the scripts return them.
+var lockFields = []string{"kind", "key", "since", "until", "perm", "strikes", "locks", "inwin", "winend"}
+
+// strikeScript is limiter.Policy.Strike on the server: it counts a strike
+// against a record unless its lock is in force, sets the lock when the
+// strike reaches the threshold, and indexes locks it sets. It returns
+// {refused, set, fields...}.
+// KEYS[1] record, KEYS[2] index; ARGV[1] now (ms), ARGV[2] threshold,
+// ARGV[3] window (ms), ARGV[4] duration (ms), ARGV[5] longest duration
+// (ms), ARGV[6] 1 to keep the run, ARGV[7] strikes for a permanent lock (0:
+// none), ARGV[8] kind, ARGV[9] key.
+var strikeScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local threshold, window = tonumber(ARGV[2]), tonumber(ARGV[3])
+local duration, longest = tonumber(ARGV[4]), tonumber(ARGV[5])
+local run, permanent = ARGV[6] == '1', tonumber(ARGV[7])
+local r = redis.call('HMGET', KEYS[1], 'since', 'until', 'perm', 'strikes', 'locks', 'inwin', 'winend')
+local since, untilms = tonumber(r[1]) or 0, tonumber(r[2]) or 0
+local perm = r[3] == '1'
+local strikes, locks = tonumber(r[4]) or 0, tonumber(r[5]) or 0
+local inwin, winend = tonumber(r[6]) or 0, tonumber(r[7]) or 0
+local function reply(refused, set)
+	return {refused, set, ARGV[8], ARGV[9], since, untilms, perm and 1 or 0, strikes, locks, inwin, winend}
 end
-local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-if last[2] then
-	redis.call('PEXPIRE', KEYS[2], tonumber(last[2]) - now)
+if perm or untilms > now then return reply(1, 0) end
+if now >= winend then
+	inwin, winend = 0, now + window
+	if not run then strikes, locks = 0, 0 end
+end
+inwin, strikes = inwin + 1, strikes + 1
+local set = 0
+if run and permanent > 0 and strikes >= permanent then
+	perm, untilms, set = true, 0, 1
+elseif inwin >= threshold then
+	local d, i = duration, 1
+	while i < locks + 1 and d < longest do d, i = d * 2, i + 1 end
+	untilms, set = now + math.min(d, math.max(longest, duration)), 1
+end
+if set == 1 then
+	locks, since, inwin, winend = locks + 1, now, 0, now
+end
+redis.call('HSET', KEYS[1], 'kind', ARGV[8], 'key', ARGV[9], 'since', since, 'until', untilms,
+	'perm', perm and 1 or 0, 'strikes', strikes, 'locks', locks, 'inwin', inwin, 'winend', winend)
+if run or perm then
+	redis.call('PERSIST', KEYS[1])
+else
+	redis.call('PEXPIRE', KEYS[1], math.max(1, math.max(untilms, winend) - now))
+end
+if set == 1 then
+	redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+	redis.call('ZADD', KEYS[2], perm and '+inf' or untilms, KEYS[1])
+end
+return reply(0, set)
+`)
+
+// Strike counts one strike against kind and key under p, in one step with
+// checking its lock.
+func (r *Redis) Strike(ctx context.Context, kind, key string, p limiter.Policy) (limiter.Strike, error) {
+	run := 0
+	if p.Run {
+		run = 1
+	}
+	res, err := strikeScript.Run(ctx, r.client, []string{r.lockKey(kind, key), r.lockIndex(kind)},
+		r.clock.Now().UnixMilli(), p.Threshold, p.Window.Milliseconds(), p.Duration.Milliseconds(),
+		p.MaxDuration.Milliseconds(), run, p.Permanent, kind, key).Slice()
+	if err != nil {
+		return limiter.Strike{}, redisError("strike", err)
+	}
+	if len(res) != 2+len(lockFields) {
+		return limiter.Strike{}, errors.New("strike: malformed reply from redis")
+	}
+	rec, err := decodeRecord(res[2:])
+	if err != nil {
+		return limiter.Strike{}, err
+	}
+	refused, _ := res[0].(int64)
+	set, _ := res[1].(int64)
+	return limiter.Strike{Refused: refused == 1, Set: set == 1, Lock: rec.Lock}, nil
+}
+
+// forgiveScript takes one strike back from a record that is not locked and
+// deletes a record it empties. KEYS[1] record; ARGV[1] now (ms).
+var forgiveScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local r = redis.call('HMGET', KEYS[1], 'until', 'perm', 'strikes', 'locks', 'inwin', 'winend')
+if not r[3] then return 0 end
+if r[2] == '1' or tonumber(r[1]) > now then return 0 end
+local strikes, locks, inwin = tonumber(r[3]), tonumber(r[4]), tonumber(r[5])
+if now < tonumber(r[6]) and inwin > 0 then inwin = inwin - 1 end
+if strikes > 0 then strikes = strikes - 1 end
+if strikes == 0 and locks == 0 then
+	redis.call('DEL', KEYS[1])
+else
+	redis.call('HSET', KEYS[1], 'strikes', strikes, 'inwin', inwin)
 end
 return 0
 `)
 
-// SetLock stores l until l.Until, replacing any lock of its kind and key.
-func (r *Redis) SetLock(ctx context.Context, l limiter.Lock) error {
-	data, err := json.Marshal(l)
-	if err != nil {
-		return fmt.Errorf("encoding lock: %w", err)
-	}
-	err = setLockScript.Run(ctx, r.client, []string{r.lockKey(l.Kind, l.Key), r.lockIndex(l.Kind)},
-		data, r.clock.Now().UnixMilli(), l.Until.UnixMilli()).Err()
-	return redisError("set lock", err)
+// Forgive takes one strike back from kind and key, unless it is locked.
+func (r *Redis) Forgive(ctx context.Context, kind, key string, _ limiter.Policy) error {
+	err := forgiveScript.Run(ctx, r.client, []string{r.lockKey(kind, key)}, r.clock.Now().UnixMilli()).Err()
+	return redisError("forgive", err)
 }
 
-// GetLock returns the lock of that kind and key if one is in force.
-func (r *Redis) GetLock(ctx context.Context, kind, key string) (limiter.Lock, bool, error) {
-	data, err := r.client.Get(ctx, r.lockKey(kind, key)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return limiter.Lock{}, false, nil
-	}
-	if err != nil {
-		return limiter.Lock{}, false, redisError("get lock", err)
-	}
-	var l limiter.Lock
-	if err := json.Unmarshal(data, &l); err != nil {
-		return limiter.Lock{}, false, fmt.Errorf("decoding lock: %w", err)
-	}
-	if !r.clock.Now().Before(l.Until) {
-		return limiter.Lock{}, false, nil
-	}
-	return l, true, nil
-}
-
-// deleteLockScript removes a lock and its index entry and returns how many
-// locks it removed. KEYS[1] lock, KEYS[2] index.
-var deleteLockScript = redis.NewScript(`
+// endRunScript deletes a record and its index entry and returns 1 if its
+// lock was in force. KEYS[1] record, KEYS[2] index; ARGV[1] now (ms).
+var endRunScript = redis.NewScript(`
+local r = redis.call('HMGET', KEYS[1], 'until', 'perm')
 redis.call('ZREM', KEYS[2], KEYS[1])
-return redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1])
+if r[2] == '1' or (r[1] and tonumber(r[1]) > tonumber(ARGV[1])) then return 1 end
+return 0
 `)
 
-// DeleteLock lifts the lock of that kind and key and reports whether there
-// was one.
-func (r *Redis) DeleteLock(ctx context.Context, kind, key string) (bool, error) {
-	n, err := deleteLockScript.Run(ctx, r.client, []string{r.lockKey(kind, key), r.lockIndex(kind)}).Int()
+// EndRun deletes the record of kind and key and reports whether a lock was
+// in force.
+func (r *Redis) EndRun(ctx context.Context, kind, key string) (bool, error) {
+	n, err := endRunScript.Run(ctx, r.client, []string{r.lockKey(kind, key), r.lockIndex(kind)},
+		r.clock.Now().UnixMilli()).Int()
 	if err != nil {
-		return false, redisError("delete lock", err)
+		return false, redisError("end run", err)
 	}
 	return n == 1, nil
 }
 
-// ListLocks returns the locks of a kind in force now, ordered by Until and
-// then Key.
+// GetLock returns the lock of that kind and key if one is in force.
+func (r *Redis) GetLock(ctx context.Context, kind, key string) (limiter.Lock, bool, error) {
+	vals, err := r.client.HMGet(ctx, r.lockKey(kind, key), lockFields...).Result()
+	if err != nil {
+		return limiter.Lock{}, false, redisError("get lock", err)
+	}
+	if vals[0] == nil {
+		return limiter.Lock{}, false, nil
+	}
+	rec, err := decodeRecord(vals)
+	if err != nil || !rec.InForce(r.clock.Now()) {
+		return limiter.Lock{}, false, err
+	}
+	return rec.Lock, true, nil
+}
+
+// ListLocks returns the locks of a kind in force now, ordered by Until
+// (permanent locks last) and then Key.
 func (r *Redis) ListLocks(ctx context.Context, kind string) ([]limiter.Lock, error) {
 	now := r.clock.Now()
 	keys, err := r.client.ZRangeByScore(ctx, r.lockIndex(kind), &redis.ZRangeBy{
@@ -467,30 +558,72 @@ func (r *Redis) ListLocks(ctx context.Context, kind string) ([]limiter.Lock, err
 	if err != nil {
 		return nil, redisError("list locks", err)
 	}
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	// The index is read apart from the locks, so one may end or go in
-	// between: those come back nil and are left out.
-	vals, err := r.client.MGet(ctx, keys...).Result()
+	// The index is read apart from the records, so one may end or go in
+	// between: those come back empty and are left out.
+	cmds, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.HMGet(ctx, k, lockFields...)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, redisError("list locks", err)
 	}
 	var out []limiter.Lock
-	for _, v := range vals {
-		data, ok := v.(string)
-		if !ok {
+	for _, c := range cmds {
+		vals := c.(*redis.SliceCmd).Val()
+		if len(vals) == 0 || vals[0] == nil {
 			continue
 		}
-		var l limiter.Lock
-		if err := json.Unmarshal([]byte(data), &l); err != nil {
-			return nil, fmt.Errorf("decoding lock: %w", err)
+		rec, err := decodeRecord(vals)
+		if err != nil {
+			return nil, err
 		}
-		if now.Before(l.Until) {
-			out = append(out, l)
+		if rec.InForce(now) {
+			out = append(out, rec.Lock)
 		}
 	}
+	limiter.SortLocks(out)
 	return out, nil
+}
+
+// decodeRecord builds a record from the values of lockFields.
+func decodeRecord(vals []any) (limiter.Record, error) {
+	if len(vals) != len(lockFields) {
+		return limiter.Record{}, errors.New("decoding lock: malformed reply from redis")
+	}
+	var n [7]int64
+	for i, v := range vals[2:] {
+		var err error
+		switch v := v.(type) {
+		case int64:
+			n[i] = v
+		case string:
+			n[i], err = strconv.ParseInt(v, 10, 64)
+		default:
+			err = fmt.Errorf("field %s is missing", lockFields[i+2])
+		}
+		if err != nil {
+			return limiter.Record{}, fmt.Errorf("decoding lock: %w", err)
+		}
+	}
+	kind, _ := vals[0].(string)
+	key, _ := vals[1].(string)
+	ms := func(v int64) time.Time {
+		if v == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(v).UTC()
+	}
+	return limiter.Record{
+		Lock: limiter.Lock{
+			Kind: kind, Key: key,
+			Since: ms(n[0]), Until: ms(n[1]), Permanent: n[2] == 1,
+			Strikes: n[3], Locks: n[4],
+		},
+		InWindow:  n[5],
+		WindowEnd: ms(n[6]),
+	}, nil
 }
 
 // redisError maps redis.Nil to recovery.ErrNotFound and marks the errors

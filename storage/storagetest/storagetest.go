@@ -407,89 +407,207 @@ func runTokens(t *testing.T, h Harness) {
 	})
 }
 
-// newLock returns a lock that started now and lasts d.
-func newLock(kind, key string, clk Clock, d time.Duration) limiter.Lock {
-	now := clk.Now().UTC().Truncate(time.Millisecond)
-	return limiter.Lock{Kind: kind, Key: key, Since: now, Until: now.Add(d)}
+// Policies the lock tests strike under, in units u of the suite's time.
+func clientPolicy(u time.Duration) limiter.Policy {
+	return limiter.Policy{Threshold: 3, Window: 10 * u, Duration: 5 * u, MaxDuration: 5 * u}
+}
+
+func runPolicy(u time.Duration) limiter.Policy {
+	return limiter.Policy{Threshold: 2, Window: 100 * u, Duration: u, MaxDuration: 4 * u, Run: true, Permanent: 10}
 }
 
 func runLocks(t *testing.T, h Harness) {
 	u := h.Unit
 	ctx := context.Background()
 
-	t.Run("SetGetDelete", func(t *testing.T) {
+	t.Run("ThresholdSetsLock", func(t *testing.T) {
 		t.Parallel()
 		s, clk := h.New(t)
-		l := newLock(limiter.KindAccount, "alice@example.com", clk, 10*u)
-		mustSetLock(t, s, l)
-		assertLock(t, s, l.Kind, l.Key, &l)
-		assertLock(t, s, limiter.KindAccount, "bob@example.com", nil)
-		assertLock(t, s, limiter.KindIP, l.Key, nil)
-
-		for i, want := range []bool{true, false} {
-			ok, err := s.DeleteLock(ctx, l.Kind, l.Key)
-			if err != nil || ok != want {
-				t.Errorf("DeleteLock #%d: got %v, %v, want %v, nil", i+1, ok, err, want)
+		p := clientPolicy(u)
+		const ip = "192.0.2.1"
+		for i := 1; i <= 2; i++ {
+			st := mustStrike(t, s, limiter.KindIP, ip, p)
+			if st.Refused || st.Set || st.Lock.Strikes != int64(i) {
+				t.Fatalf("strike %d: got %+v, want counted, no lock, %d strikes", i, st, i)
 			}
 		}
-		assertLock(t, s, l.Kind, l.Key, nil)
-		assertLocks(t, s, l.Kind)
-	})
-
-	t.Run("Replace", func(t *testing.T) {
-		t.Parallel()
-		s, clk := h.New(t)
-		mustSetLock(t, s, newLock(limiter.KindIP, "192.0.2.1", clk, 2*u))
-		longer := newLock(limiter.KindIP, "192.0.2.1", clk, 10*u)
-		mustSetLock(t, s, longer)
-		assertLock(t, s, longer.Kind, longer.Key, &longer)
-		clk.Advance(3 * u)
-		assertLock(t, s, longer.Kind, longer.Key, &longer)
-		assertLocks(t, s, limiter.KindIP, longer)
-	})
-
-	t.Run("List", func(t *testing.T) {
-		t.Parallel()
-		s, clk := h.New(t)
-		a := newLock(limiter.KindAccount, "a@example.com", clk, 9*u)
-		b := newLock(limiter.KindAccount, "b@example.com", clk, 7*u)
-		c := newLock(limiter.KindAccount, "c@example.com", clk, 8*u)
-		ip := newLock(limiter.KindIP, "2001:db8::/64", clk, 10*u)
-		for _, l := range []limiter.Lock{a, b, c, ip} {
-			mustSetLock(t, s, l)
+		assertLock(t, s, limiter.KindIP, ip, nil)
+		now := clk.Now()
+		st := mustStrike(t, s, limiter.KindIP, ip, p)
+		if !st.Set || st.Refused || st.Lock.Locks != 1 {
+			t.Fatalf("third strike: got %+v, want the lock set", st)
 		}
-		assertLocks(t, s, limiter.KindAccount, b, c, a)
+		if d := st.Lock.Until.Sub(now); d < 5*u-u/2 || d > 5*u+u/2 {
+			t.Errorf("lock lasts %s, want %s", d, 5*u)
+		}
+		assertLock(t, s, limiter.KindIP, ip, &st.Lock)
+		assertLock(t, s, limiter.KindAccount, ip, nil)
+		assertLocks(t, s, limiter.KindIP, st.Lock)
+		if again := mustStrike(t, s, limiter.KindIP, ip, p); !again.Refused || again.Set {
+			t.Errorf("strike while locked: got %+v, want refused", again)
+		}
+		clk.Advance(6 * u)
+		assertLock(t, s, limiter.KindIP, ip, nil)
+		assertLocks(t, s, limiter.KindIP)
+		// A client's record ends with its window and its block: it starts
+		// afresh.
+		if st := mustStrike(t, s, limiter.KindIP, ip, p); st.Refused || st.Set || st.Lock.Strikes != 1 || st.Lock.Locks != 0 {
+			t.Errorf("strike after the block: got %+v, want a fresh count of 1", st)
+		}
+	})
+
+	t.Run("WindowEndsCount", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		p := clientPolicy(u)
+		p.Window = 2 * u
+		mustStrike(t, s, limiter.KindIP, "192.0.2.2", p)
+		mustStrike(t, s, limiter.KindIP, "192.0.2.2", p)
+		clk.Advance(3 * u)
+		if st := mustStrike(t, s, limiter.KindIP, "192.0.2.2", p); st.Set || st.Lock.Strikes != 1 {
+			t.Errorf("strike in a new window: got %+v, want count 1 and no lock", st)
+		}
+	})
+
+	t.Run("RunOutlivesWindowsAndLocks", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		p := runPolicy(u)
+		p.Window = 2 * u
+		const a = "alice@example.com"
+		mustStrike(t, s, limiter.KindAccount, a, p)
+		clk.Advance(3 * u) // the window ends; the run does not
+		if st := mustStrike(t, s, limiter.KindAccount, a, p); st.Set || st.Lock.Strikes != 2 {
+			t.Fatalf("second strike in a new window: got %+v, want 2 in a row and no lock", st)
+		}
+		// Each lock of the run doubles, up to the longest. The second
+		// strike left one in the window, so the first lock comes next.
+		for i, want := range []time.Duration{u, 2 * u, 4 * u, 4 * u} {
+			if i > 0 {
+				if st := mustStrike(t, s, limiter.KindAccount, a, p); st.Set || st.Refused {
+					t.Fatalf("first strike after lock %d: got %+v, want counted", i, st)
+				}
+			}
+			now := clk.Now()
+			st := mustStrike(t, s, limiter.KindAccount, a, p)
+			if !st.Set || st.Lock.Locks != int64(i+1) || st.Lock.Permanent {
+				t.Fatalf("lock %d: got %+v, want it set", i+1, st)
+			}
+			if d := st.Lock.Until.Sub(now); d < want-u/2 || d > want+u/2 {
+				t.Errorf("lock %d lasts %s, want %s", i+1, d, want)
+			}
+			clk.Advance(want + u)
+		}
+		// Strike 10 in a row (of p.Permanent 10) locks for good.
+		st := mustStrike(t, s, limiter.KindAccount, a, p)
+		if !st.Set || !st.Lock.Permanent || st.Lock.Strikes != 10 {
+			t.Fatalf("strike %d: got %+v, want the 10th to lock for good", st.Lock.Strikes, st)
+		}
+		clk.Advance(10 * u)
+		if again := mustStrike(t, s, limiter.KindAccount, a, p); !again.Refused {
+			t.Errorf("strike after every lock would have ended: got %+v, want refused", again)
+		}
+		locks, err := s.ListLocks(ctx, limiter.KindAccount)
+		if err != nil || len(locks) != 1 || !locks[0].Permanent || locks[0].Key != a {
+			t.Errorf("ListLocks: got %+v, %v, want alice's permanent lock", locks, err)
+		}
+		if lifted, err := s.EndRun(ctx, limiter.KindAccount, a); !lifted || err != nil {
+			t.Errorf("EndRun: got %v, %v, want true, nil", lifted, err)
+		}
+		assertLock(t, s, limiter.KindAccount, a, nil)
+		if st := mustStrike(t, s, limiter.KindAccount, a, p); st.Refused || st.Lock.Strikes != 1 || st.Lock.Locks != 0 {
+			t.Errorf("strike after EndRun: got %+v, want a fresh run", st)
+		}
+	})
+
+	t.Run("Forgive", func(t *testing.T) {
+		t.Parallel()
+		s, _ := h.New(t)
+		p := clientPolicy(u)
+		const ip = "2001:db8::/64"
+		mustStrike(t, s, limiter.KindIP, ip, p)
+		mustStrike(t, s, limiter.KindIP, ip, p)
+		if err := s.Forgive(ctx, limiter.KindIP, ip, p); err != nil {
+			t.Fatal(err)
+		}
+		// Two strikes less one: the next two make three.
+		if st := mustStrike(t, s, limiter.KindIP, ip, p); st.Set || st.Lock.Strikes != 2 {
+			t.Errorf("strike after Forgive: got %+v, want 2 and no lock", st)
+		}
+		if st := mustStrike(t, s, limiter.KindIP, ip, p); !st.Set {
+			t.Errorf("third strike: got %+v, want the lock", st)
+		}
+		// A lock in force is not forgiven.
+		if err := s.Forgive(ctx, limiter.KindIP, ip, p); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := s.GetLock(ctx, limiter.KindIP, ip); !ok {
+			t.Error("Forgive lifted a lock")
+		}
+		if err := s.Forgive(ctx, limiter.KindIP, "192.0.2.99", p); err != nil {
+			t.Errorf("Forgive of an unknown key: %v", err)
+		}
+	})
+
+	t.Run("ConcurrentStrikesNeverPassThreshold", func(t *testing.T) {
+		t.Parallel()
+		s, _ := h.New(t)
+		p := runPolicy(u)
+		p.Threshold, p.Duration, p.MaxDuration = 5, 100*u, 100*u
+		var counted, set, refused atomic.Int64
+		concurrently(200, func(int) {
+			st, err := s.Strike(ctx, limiter.KindAccount, "target@example.com", p)
+			switch {
+			case err != nil:
+				t.Errorf("Strike: %v", err)
+			case st.Refused:
+				refused.Add(1)
+			default:
+				counted.Add(1)
+				if st.Set {
+					set.Add(1)
+				}
+			}
+		})
+		if counted.Load() != 5 || set.Load() != 1 || refused.Load() != 195 {
+			t.Errorf("200 concurrent strikes at threshold 5: %d counted, %d set a lock, %d refused; want 5, 1, 195",
+				counted.Load(), set.Load(), refused.Load())
+		}
+	})
+
+	t.Run("ListOrder", func(t *testing.T) {
+		t.Parallel()
+		s, clk := h.New(t)
+		p := clientPolicy(u)
+		p.Threshold = 1
+		var want []limiter.Lock
+		for _, k := range []string{"b", "a"} {
+			want = append(want, mustStrike(t, s, limiter.KindAccount, k+"@example.com", p).Lock)
+		}
+		clk.Advance(u)
+		want = append(want, mustStrike(t, s, limiter.KindAccount, "c@example.com", p).Lock)
+		perm := runPolicy(u)
+		perm.Permanent = 1
+		permanent := mustStrike(t, s, limiter.KindAccount, "0@example.com", perm).Lock
+		ip := mustStrike(t, s, limiter.KindIP, "192.0.2.3", p).Lock
+		// a and b may have been locked in the same instant: then by key.
+		limiter.SortLocks(want[:2])
+		assertLocks(t, s, limiter.KindAccount, append(want, permanent)...)
 		assertLocks(t, s, limiter.KindIP, ip)
 		assertLocks(t, s, "other")
-	})
-
-	t.Run("Expiry", func(t *testing.T) {
-		t.Parallel()
-		s, clk := h.New(t)
-		short := newLock(limiter.KindAccount, "short@example.com", clk, 2*u)
-		long := newLock(limiter.KindAccount, "long@example.com", clk, 10*u)
-		mustSetLock(t, s, short)
-		mustSetLock(t, s, long)
-		clk.Advance(3 * u)
-		assertLock(t, s, short.Kind, short.Key, nil)
-		assertLock(t, s, long.Kind, long.Key, &long)
-		assertLocks(t, s, limiter.KindAccount, long)
-		if ok, err := s.DeleteLock(ctx, short.Kind, short.Key); ok || err != nil {
-			t.Errorf("DeleteLock of an expired lock: got %v, %v, want false, nil", ok, err)
+		if lifted, err := s.EndRun(ctx, limiter.KindAccount, "nobody@example.com"); lifted || err != nil {
+			t.Errorf("EndRun of an unknown key: got %v, %v, want false, nil", lifted, err)
 		}
 	})
+}
 
-	t.Run("SetEndedLockLifts", func(t *testing.T) {
-		t.Parallel()
-		s, clk := h.New(t)
-		l := newLock(limiter.KindIP, "192.0.2.7", clk, 10*u)
-		mustSetLock(t, s, l)
-		ended := l
-		ended.Until = l.Since.Add(-u)
-		mustSetLock(t, s, ended)
-		assertLock(t, s, l.Kind, l.Key, nil)
-		assertLocks(t, s, l.Kind)
-	})
+func mustStrike(t *testing.T, s Store, kind, key string, p limiter.Policy) limiter.Strike {
+	t.Helper()
+	st, err := s.Strike(context.Background(), kind, key, p)
+	if err != nil {
+		t.Fatalf("Strike(%s, %s): %v", kind, key, err)
+	}
+	return st
 }
 
 // Benchmark measures the hot paths of the store h builds: counting an
@@ -568,13 +686,6 @@ func mustPut(t *testing.T, s Store, tok recovery.Token) {
 	}
 }
 
-func mustSetLock(t *testing.T, s Store, l limiter.Lock) {
-	t.Helper()
-	if err := s.SetLock(context.Background(), l); err != nil {
-		t.Fatalf("SetLock: %v", err)
-	}
-}
-
 // assertFlow compares flows field by field, times by instant.
 func assertFlow(t *testing.T, got, want recovery.Flow) {
 	t.Helper()
@@ -630,7 +741,8 @@ func assertLocks(t *testing.T, s Store, kind string, want ...limiter.Lock) {
 }
 
 func sameLock(a, b limiter.Lock) bool {
-	return a.Kind == b.Kind && a.Key == b.Key && a.Since.Equal(b.Since) && a.Until.Equal(b.Until)
+	return a.Kind == b.Kind && a.Key == b.Key && a.Since.Equal(b.Since) && a.Until.Equal(b.Until) &&
+		a.Permanent == b.Permanent && a.Strikes == b.Strikes && a.Locks == b.Locks
 }
 
 // ManualClock is a Clock that moves only when told.
