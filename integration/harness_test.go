@@ -118,6 +118,8 @@ type site struct {
 	// Store names the memory store: flows, counters and locks outlive a
 	// config in this process, so each test gets a store of its own.
 	Store int
+	// Storage replaces the memory storage block, e.g. with storage redis.
+	Storage string
 }
 
 var stores atomic.Int64
@@ -136,6 +138,10 @@ func (s site) caddyfile(t *testing.T) string {
 	if name == "" {
 		name = "Example Mail"
 	}
+	storage := s.Storage
+	if storage == "" {
+		storage = fmt.Sprintf("storage memory {\n\t\t\tmax_entries %d\n\t\t}", s.Store)
+	}
 	return fmt.Sprintf(`{
 	skip_install_trust
 	admin localhost:2999
@@ -152,9 +158,7 @@ http://localhost:9080 {
 		directory file %s
 		%s
 		support "Call +1 555 0100"
-		storage memory {
-			max_entries %d
-		}
+		%s
 		%s
 		forward {
 			path /api/reset-password
@@ -165,7 +169,7 @@ http://localhost:9080 {
 	respond /health "ok" 200
 	reverse_proxy %s
 }
-`, s.Global, name, phones, sms, s.Store, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Upstream)
+`, s.Global, name, phones, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Upstream)
 }
 
 // start loads a gateway site and returns a client for it. It fills in s.

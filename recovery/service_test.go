@@ -3,6 +3,7 @@ package recovery_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"regexp"
 	"strings"
@@ -790,5 +791,80 @@ func TestRealmsDoNotShareFlowsOrTokens(t *testing.T) {
 	}
 	if _, err := f.svc.BeginReset(ctx, v.Token, ip); err != nil {
 		t.Fatalf("token in its own realm: %v", err)
+	}
+}
+
+// barrierStore holds every Attempt until n callers have made one, so that
+// all of them pass whatever checks come before it together: the widest
+// window a race between checking a lock and counting a failure can have.
+type barrierStore struct {
+	*storage.Memory
+	arrived sync.WaitGroup
+}
+
+func (b *barrierStore) Attempt(ctx context.Context, id string, maxAttempts int) (recovery.Flow, error) {
+	b.arrived.Done()
+	b.arrived.Wait()
+	return b.Memory.Attempt(ctx, id, maxAttempts)
+}
+
+// eventCounter counts events by name.
+type eventCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *eventCounter) Observe(_ context.Context, e recovery.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[e.Name]++
+}
+
+// TestConcurrentGuessesAreComparedAtMostLockout releases 20 wrong codes for
+// one account over 4 flows and 20 addresses at the same instant past the
+// lock check: no more than lockout of them are ever compared.
+func TestConcurrentGuessesAreComparedAtMostLockout(t *testing.T) {
+	t.Parallel()
+	const guesses, lockout = 20, 5
+	f := newFixture(t, func(_ *recovery.Config, l *limiter.Config) {
+		l.Lockout = limiter.Threshold{Failures: lockout, Window: time.Hour, Duration: 30 * time.Minute}
+		l.StartAccount = limiter.Rate{Events: 100, Window: time.Hour}
+	})
+	ctx := context.Background()
+	flows := make([]string, guesses/lockout)
+	for i := range flows {
+		flows[i] = f.start(t, alice).FlowID
+	}
+	bs := &barrierStore{Memory: f.store}
+	bs.arrived.Add(guesses)
+	events := &eventCounter{}
+	deps := f.deps
+	deps.Store, deps.Observer = bs, events
+	svc, err := recovery.New(f.cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var locked atomic.Int64
+	var wg sync.WaitGroup
+	for i := range guesses {
+		wg.Go(func() {
+			_, err := svc.Verify(ctx, flows[i%len(flows)], "000000", fmt.Sprintf("198.51.100.%d", i+1))
+			switch {
+			case errors.Is(err, recovery.ErrLocked):
+				locked.Add(1)
+			case !errors.Is(err, recovery.ErrInvalidCode):
+				t.Errorf("guess %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := events.n[recovery.EventWrongCode]; n != lockout {
+		t.Errorf("%d concurrent guesses: %d codes compared, want %d (the lockout)", guesses, n, lockout)
+	}
+	if locked.Load() != guesses-lockout+1 {
+		t.Errorf("%d guesses met or set the lock, want %d", locked.Load(), guesses-lockout+1)
 	}
 }
