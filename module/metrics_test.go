@@ -88,6 +88,8 @@ func TestMetrics(t *testing.T) {
 		`events_total{event="wrong_code",scope=""}`:                2,
 		`events_total{event="account_locked",scope="lockout"}`:     1,
 		`sms_total{kind="code",result="sent"}`:                     3,
+		// Dora's German number is refused when the queue comes to it.
+		`sms_total{kind="code",result="refused"}`: 1,
 		// Bob's owner is told of the lock, but the budget is spent: the
 		// notice counts against it like a code.
 		`events_total{event="lock_notice",scope=""}`:           1,

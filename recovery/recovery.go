@@ -158,6 +158,10 @@ type Message struct {
 	// Admit, when set, is asked once just before the first delivery
 	// attempt; if it returns an error the message is dropped, not sent.
 	Admit func(context.Context) error
+	// Decoy marks the stand-in message of an account without a phone. It is
+	// queued like any other, so that a request costs the same whatever the
+	// account, and the queue drops it unseen: no delivery, no report.
+	Decoy bool
 }
 
 // Sender delivers SMS. Send must not block on the network: senders used by

@@ -146,13 +146,15 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 	return Started{FlowID: id, ExpiresIn: s.cfg.CodeTTL}, nil
 }
 
-// prepare looks the account up and renders the code message. When the
-// account has no phone fit for a code, it marks the flow as a decoy and
-// returns a zero message, having done the same work: an unknown account's
-// stand-in number goes through the phone policy like a real one. The
-// per-phone and global SMS limits are checked by the sender just before
-// delivery (Message.Admit), after the answer has gone out, so that their
-// cost tells nothing either.
+// prepare looks the account up and renders the code message. Every kind of
+// account, known with a mobile, known with a number that must not be texted,
+// and unknown (given a stand-in number), does the same work in the same
+// order: lookup, render, phone check, and a message to queue. What is
+// delivered is decided later, in the background: the queue drops an unknown
+// account's decoy unseen, and a refused number is reported when its turn
+// comes (Message.Admit). The per-phone and global SMS limits are checked
+// there too, after the answer has gone out, so that their cost tells
+// nothing either.
 func (s *Service) prepare(ctx context.Context, f *Flow, code, link, host string, ev Event) (Message, error) {
 	entry, err := s.Directory.Lookup(ctx, f.Account)
 	if err != nil && !errors.Is(err, ErrUnknownAccount) {
@@ -162,12 +164,8 @@ func (s *Service) prepare(ctx context.Context, f *Flow, code, link, host string,
 	if unknown {
 		entry.Phone = s.Keys.StandInPhone(f.Account)
 	}
-	lang := entry.Lang
-	if lang == "" {
-		lang = s.cfg.DefaultLang
-	}
-	f.Lang = lang
-	body, err := s.Messages.Code(lang, MessageData{
+	f.Lang = s.lang(entry)
+	body, err := s.Messages.Code(f.Lang, MessageData{
 		SiteName: s.cfg.SiteName,
 		Code:     code,
 		Minutes:  minutes(f.ExpiresAt.Sub(f.SentAt)),
@@ -179,28 +177,39 @@ func (s *Service) prepare(ctx context.Context, f *Flow, code, link, host string,
 		return Message{}, err
 	}
 	phone, perr := s.Phones.Check(entry.Phone)
-	if unknown {
-		f.Decoy = true
-		return Message{}, nil
-	}
-	f.PhoneMasked = MaskPhone(entry.Phone)
 	if perr != nil {
-		f.Decoy = true
-		ev.Name, ev.Phone, ev.Reason = EventSMSRefused, f.PhoneMasked, perr.Error()
-		s.Observer.Observe(ctx, ev)
-		return Message{}, nil
+		phone = entry.Phone
 	}
 	f.PhoneMasked = MaskPhone(phone)
 	ev.Phone = f.PhoneMasked
-	return Message{
+	m := Message{
 		Kind:      "code",
 		To:        phone,
 		Body:      body,
 		Reference: ev.FlowRef,
 		Validity:  f.ExpiresAt.Sub(f.SentAt),
 		ExpiresAt: f.ExpiresAt,
-		Admit:     s.admitSMS(phone, ev),
-	}, nil
+	}
+	// Whether the account exists is decided last, and only by flags the
+	// queue reads later: the branches below cost the same.
+	f.Decoy = unknown || perr != nil
+	m.Decoy = unknown
+	if perr != nil {
+		m.Admit = s.refuseSMS(perr, ev)
+	} else {
+		m.Admit = s.admitSMS(phone, ev)
+	}
+	return m, nil
+}
+
+// refuseSMS returns the check of a message to a number that must not get
+// one: it reports why, when the queue comes to it, and drops the message.
+func (s *Service) refuseSMS(why error, ev Event) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ev.Name, ev.Reason = EventSMSRefused, why.Error()
+		s.Observer.Observe(ctx, ev)
+		return why
+	}
 }
 
 // admitSMS returns the check a code message must pass just before it is
@@ -224,15 +233,11 @@ func (s *Service) admitSMS(phone string, ev Event) func(context.Context) error {
 	}
 }
 
-// send queues a message; a zero message (a decoy) is not sent. What
-// becomes of a queued message is reported by the sender, in the background:
-// reporting it here would make a real account's answer slower than a
-// decoy's.
+// send queues a message, decoys too. What becomes of a queued message is
+// reported by the sender, in the background: reporting it here would make a
+// real account's answer slower than a decoy's.
 func (s *Service) send(ctx context.Context, m Message, ev Event) {
-	if m.To == "" {
-		return
-	}
-	if err := s.Sender.Send(ctx, m); err != nil {
+	if err := s.Sender.Send(ctx, m); err != nil && !m.Decoy {
 		ev.Name, ev.Reason, ev.Phone = EventSMSFailed, err.Error(), MaskPhone(m.To)
 		s.Observer.Observe(ctx, ev)
 	}
@@ -271,7 +276,7 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 		return Started{}, err
 	}
 	if f.Decoy { // once a decoy, always a decoy: no code of it ever verifies
-		msg = Message{}
+		next.Decoy, msg.Decoy = true, true
 	}
 	f, err = s.Store.Resend(ctx, flowID, s.Keys.HashCode(flowID, code), now, s.cfg.ResendInterval, next.ExpiresAt)
 	switch {

@@ -55,15 +55,21 @@ type outbox struct {
 	mu      sync.Mutex
 	msgs    []recovery.Message
 	refused int // messages their Admit check refused
+	decoys  int // decoys, queued and dropped unseen
 	fail    error
 }
 
-// Send delivers at once, asking m.Admit first as a queue does.
+// Send delivers at once, dropping decoys and asking m.Admit first as a
+// queue does.
 func (o *outbox) Send(ctx context.Context, m recovery.Message) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.fail != nil {
 		return o.fail
+	}
+	if m.Decoy {
+		o.decoys++
+		return nil
 	}
 	if m.Admit != nil && m.Admit(ctx) != nil {
 		o.refused++
@@ -308,6 +314,10 @@ func TestNoEnumeration(t *testing.T) {
 			}
 			if sent := len(f.sent.all()); (account == alice) != (sent == 1) {
 				t.Errorf("%d messages sent for %s", sent, account)
+			}
+			// Every kind queued one message: the same work, decided later.
+			if queued := len(f.sent.all()) + f.sent.refused + f.sent.decoys; queued != 1 {
+				t.Errorf("%d messages queued for %s, want 1", queued, account)
 			}
 		})
 	}

@@ -256,7 +256,9 @@ func (q *Queue) Send(_ context.Context, m recovery.Message) error {
 		return nil
 	default:
 		q.mu.RUnlock()
-		q.report(it, ResultQueueFull, 0, recovery.ErrQueueFull)
+		if !m.Decoy {
+			q.report(it, ResultQueueFull, 0, recovery.ErrQueueFull)
+		}
 		return recovery.ErrQueueFull
 	}
 }
@@ -307,6 +309,9 @@ func (q *Queue) work() {
 // deliver tries it until it is sent, refused for good, expired or out of
 // tries, and reports the outcome.
 func (q *Queue) deliver(it queued) {
+	if it.m.Decoy {
+		return // queued only so that its account cost the same; never sent
+	}
 	if it.m.Admit != nil && !expired(it.m, q.cfg.Clock.Now()) {
 		if err := it.m.Admit(q.ctx); err != nil {
 			q.report(it, ResultRefused, 0, err)

@@ -771,3 +771,35 @@ func TestQueueAdmit(t *testing.T) {
 		})
 	}
 }
+
+// TestQueueDropsDecoysUnseen: a decoy is queued like any message, then
+// neither delivered, nor admitted, nor reported; the message after it is.
+func TestQueueDropsDecoysUnseen(t *testing.T) {
+	t.Parallel()
+	delivered := make(chan recovery.Message, 10)
+	q, out, _, _ := testQueue(t, delivererFunc(func(_ context.Context, m recovery.Message) error {
+		delivered <- m
+		return nil
+	}), QueueConfig{})
+	admitted := false
+	decoy := recovery.Message{Kind: "code", To: "+31600000000", Body: "decoy", Decoy: true,
+		Admit: func(context.Context) error { admitted = true; return nil }}
+	real := recovery.Message{Kind: "code", To: "+31612345678", Body: "real"}
+	for _, m := range []recovery.Message{decoy, real} {
+		if err := q.Send(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One worker takes messages in order: once the real one is reported,
+	// the decoy before it is done with.
+	if o := out.next(t); o.Result != ResultSent || o.Phone != recovery.MaskPhone(real.To) {
+		t.Fatalf("first outcome %+v, want the real message sent", o)
+	}
+	out.none(t)
+	if m := <-delivered; m.Body != "real" || len(delivered) != 0 {
+		t.Errorf("delivered %q and %d more, want only the real message", m.Body, len(delivered))
+	}
+	if admitted {
+		t.Error("the decoy's Admit was asked")
+	}
+}

@@ -8,6 +8,11 @@
 //	go run ./cmd/recovery-load -mode start -n 2000 -c 16
 //	go run ./cmd/recovery-load -mode mixed -n 2000 -c 16 -outbox sms-outbox.jsonl
 //
+// The timing subcommand runs a gateway of its own and measures whether the
+// answer time of /start tells the kinds of account apart (see timing.go):
+//
+//	go run ./cmd/recovery-load timing -n 2000 -runs 3
+//
 // The modes:
 //
 //	start   POST /start for each account of -accounts in turn.
@@ -72,6 +77,9 @@ func main() {
 
 // run parses args, drives the gateway and prints the report to stdout.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "timing" {
+		return runTiming(ctx, args[1:], stdout, stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
