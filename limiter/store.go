@@ -18,7 +18,7 @@ const (
 type Lock struct {
 	Kind  string    `json:"kind"`
 	Key   string    `json:"key"`
-	Until time.Time `json:"until"` // the lock's end; for a permanent lock, the zero time
+	Until time.Time `json:"until,omitzero"` // the lock's end; for a permanent lock, the zero time
 	Since time.Time `json:"since"`
 	// Permanent is a lock that ends only when support lifts it.
 	Permanent bool `json:"permanent,omitempty"`

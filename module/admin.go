@@ -1,7 +1,6 @@
 package module
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,10 +73,9 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 			locks = append(locks, l...)
 		}
 	}
-	// "account" sorts before "ip".
-	slices.SortFunc(locks, func(x, y limiter.Lock) int {
-		return cmp.Or(strings.Compare(x.Kind, y.Kind), x.Until.Compare(y.Until), strings.Compare(x.Key, y.Key))
-	})
+	// "account" sorts before "ip"; within a kind, as the store lists them.
+	limiter.SortLocks(locks)
+	slices.SortStableFunc(locks, func(x, y limiter.Lock) int { return strings.Compare(x.Kind, y.Kind) })
 	return writeAdminJSON(w, http.StatusOK, locks)
 }
 
