@@ -54,10 +54,12 @@ type upstream struct {
 }
 
 type received struct {
-	account string
-	path    string
-	body    string
-	header  http.Header
+	account    string
+	path       string
+	query      string // the raw query string, which nothing signs
+	requestURI string
+	body       string
+	header     http.Header
 }
 
 // startUpstream listens on addr ("127.0.0.1:0" for any port).
@@ -93,7 +95,8 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad signature: "+err.Error(), http.StatusUnauthorized)
 		return
 	}
-	u.resets = append(u.resets, received{account: account, path: r.URL.Path, body: string(body), header: r.Header.Clone()})
+	u.resets = append(u.resets, received{account: account, path: r.URL.Path, query: r.URL.RawQuery,
+		requestURI: r.RequestURI, body: string(body), header: r.Header.Clone()})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(u.status)
 	fmt.Fprintf(w, `{"changed":%q}`, account)

@@ -67,8 +67,11 @@ func (h *Handler) forwardReset(w http.ResponseWriter, r *http.Request, next cadd
 
 	if h.Forward.Path != "" {
 		r.URL.Path, r.URL.RawPath = h.Forward.Path, ""
-		r.RequestURI = r.URL.RequestURI()
 	}
+	// The signature covers the path but not the query, so a query would
+	// reach the upstream unsigned: nothing of it is passed on.
+	r.URL.RawQuery, r.URL.ForceQuery = "", false
+	r.RequestURI = r.URL.RequestURI()
 	r.Body = http.NoBody
 	if len(body) > 0 {
 		r.Body = readCloser{bytes.NewReader(body)}

@@ -312,6 +312,7 @@ type upstreamReset struct {
 	Body        string
 	ContentType string
 	Cookie      string
+	Query       string // a query string of the URL or the request URI, which no signature covers
 }
 
 func (u *fakeUpstream) answer(status int, err error) {
@@ -324,6 +325,18 @@ func (u *fakeUpstream) got() []upstreamReset {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return slices.Clone(u.resets)
+}
+
+// queryOf returns the query string r carries in its URL or its request
+// URI, with its "?", or "" if it has none.
+func queryOf(r *http.Request) string {
+	if _, q, ok := strings.Cut(r.RequestURI, "?"); ok {
+		return "?" + q
+	}
+	if r.URL.RawQuery != "" || r.URL.ForceQuery {
+		return "?" + r.URL.RawQuery
+	}
+	return ""
 }
 
 func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
@@ -350,6 +363,7 @@ func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		Body:        string(body),
 		ContentType: r.Header.Get("Content-Type"),
 		Cookie:      r.Header.Get("Cookie"),
+		Query:       queryOf(r),
 	})
 	status := u.status
 	if status == 0 {
