@@ -60,6 +60,7 @@ func init() {
 //	        key_id      <id>
 //	        hmac_key    <base64>
 //	        ed25519_key <path to PEM>
+//	        fields      <name> ...     # only these body fields reach the upstream
 //	    }
 //	}
 func parseRecovery(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -355,6 +356,11 @@ func parseForward(d *cf.Dispenser) (*module.Forward, error) {
 			err = oneString(d, &f.HMACKey)
 		case "ed25519_key":
 			err = oneString(d, &f.Ed25519Key)
+		case "fields":
+			f.Fields = d.RemainingArgs()
+			if len(f.Fields) == 0 {
+				err = d.ArgErr()
+			}
 		default:
 			return nil, d.Errf("forward: unrecognized subdirective '%s'", name)
 		}

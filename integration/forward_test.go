@@ -130,3 +130,47 @@ func (c *client) form(path string, v url.Values) (int, *url.URL, string) {
 	body, _ := io.ReadAll(res.Body)
 	return res.StatusCode, res.Request.URL, string(body)
 }
+
+// TestForwardFieldsNarrowBody resets with bodies that carry fields beside
+// the password, such as the account or user another upstream route might
+// read, and checks that with "fields password" only the password reaches
+// the upstream, from JSON, from a form with its token and from the pages.
+func TestForwardFieldsNarrowBody(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1:0")
+	c := start(t, &site{Upstream: up.addr, Forward: "fields password"})
+	const pw = "N3w-s3cret-passw0rd!"
+	resets := []struct {
+		name string
+		do   func(want int) int
+		body string // what the upstream must get
+	}{
+		{"json", func(want int) int {
+			token := c.tokenFor(alice, want)
+			return c.post("/recovery/reset", fmt.Sprintf(`{"reset_token":%q,"password":%q,"account":"admin@example.com","user":"admin"}`, token, pw)).Status
+		}, fmt.Sprintf(`{"password":%q}`, pw)},
+		{"form with its token", func(want int) int {
+			token := c.tokenFor(alice, want)
+			status, _, _ := c.form("/recovery/reset", url.Values{"reset_token": {token}, "password": {pw}, "account": {"admin@example.com"}, "user": {"admin"}})
+			return status
+		}, url.Values{"password": {pw}}.Encode()},
+		{"pages", func(want int) int {
+			csrf := c.pagesToPassword(alice, want)
+			status, _, _ := c.form("/recovery/reset", url.Values{
+				"csrf": {csrf}, "password": {pw}, "password_again": {pw}, "account": {"admin@example.com"}, "user": {"admin"},
+			})
+			return status
+		}, url.Values{"password": {pw}}.Encode()},
+	}
+	for i, r := range resets {
+		if status := r.do(2*i + 1); status != http.StatusOK {
+			t.Fatalf("%s: reset answered %d", r.name, status)
+		}
+		got := up.got()
+		if len(got) != i+1 {
+			t.Fatalf("%s: upstream got %d resets, want %d", r.name, len(got), i+1)
+		}
+		if got[i].body != r.body || got[i].account != alice {
+			t.Errorf("%s: upstream got body %q for %q, want %q for %s", r.name, got[i].body, got[i].account, r.body, alice)
+		}
+	}
+}

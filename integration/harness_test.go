@@ -116,6 +116,8 @@ type site struct {
 	SiteName string
 	// SMS replaces the outbox sender, e.g. with an sms messagebird block.
 	SMS string
+	// Forward adds forward subdirectives, e.g. fields.
+	Forward string
 	// Global adds global options.
 	Global string
 	// Store names the memory store: flows, counters and locks outlive a
@@ -163,12 +165,13 @@ http://localhost:9080 {
 			path /api/reset-password
 			key_id %s
 			hmac_key %s
+			%s
 		}
 	}
 	respond /health "ok" 200
 	reverse_proxy %s
 }
-`, s.Global, name, phones, sms, s.Store, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Upstream)
+`, s.Global, name, phones, sms, s.Store, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
 }
 
 // start loads a gateway site and returns a client for it. It fills in s.

@@ -89,3 +89,59 @@ func jsonReset(e *pageEnv, path string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestTakeToken checks what of a reset body reaches the upstream: all but
+// the token, or only the fields of forward's allow-list.
+func TestTakeToken(t *testing.T) {
+	t.Parallel()
+	const (
+		jsonType = "application/json"
+		formType = "application/x-www-form-urlencoded; charset=utf-8"
+	)
+	tests := []struct {
+		name        string
+		contentType string
+		body        string
+		fields      []string
+		wantToken   string
+		wantBody    string
+		wantErr     bool
+	}{
+		{"json, every field but the token", jsonType,
+			`{"reset_token":"t0k","password":"pw","account":"admin@example.com"}`, nil,
+			"t0k", `{"account":"admin@example.com","password":"pw"}`, false},
+		{"json, only the allowed fields", jsonType,
+			`{"reset_token":"t0k","password":"pw","account":"admin@example.com","user":"admin","nested":{"a":1}}`, []string{"password"},
+			"t0k", `{"password":"pw"}`, false},
+		{"json, an allowed field may be absent", jsonType,
+			`{"reset_token":"t0k","account":"admin@example.com"}`, []string{"password", "lang"},
+			"t0k", `{}`, false},
+		{"json, a repeated key counts once", jsonType,
+			`{"reset_token":"t0k","password":"a","password":"b"}`, []string{"password"},
+			"t0k", `{"password":"b"}`, false},
+		{"form, every field but the token", formType,
+			"reset_token=t0k&password=pw&account=admin%40example.com", nil,
+			"t0k", "account=admin%40example.com&password=pw", false},
+		{"form, only the allowed fields", formType,
+			"reset_token=t0k&password=pw&account=admin%40example.com&user=admin&password=again", []string{"password"},
+			"t0k", "password=pw&password=again", false},
+		{"json, not an object", jsonType, `["reset_token"]`, []string{"password"}, "", "", true},
+		{"json, token not a string", jsonType, `{"reset_token":7}`, nil, "", "", true},
+		{"form, broken", formType, "reset_token=%zz", []string{"password"}, "", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			token, body, err := takeToken(tt.contentType, []byte(tt.body), tt.fields)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("takeToken = %q, %q, want an error", token, body)
+				}
+				return
+			}
+			if err != nil || token != tt.wantToken || string(body) != tt.wantBody {
+				t.Fatalf("takeToken = %q, %q, %v; want %q, %q", token, body, err, tt.wantToken, tt.wantBody)
+			}
+		})
+	}
+}

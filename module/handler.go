@@ -275,6 +275,13 @@ func (h *Handler) Validate() error {
 		check(f.KeyID != "", "forward: key_id is required")
 		check((f.HMACKey == "") != (f.Ed25519Key == ""), "forward: give exactly one of hmac_key or ed25519_key")
 		check(f.Path == "" || strings.HasPrefix(f.Path, "/"), "forward: path %q must start with /", f.Path)
+		seen := make(map[string]bool, len(f.Fields))
+		for i, name := range f.Fields {
+			check(name != "", "forward: fields: name %d is empty", i+1)
+			check(name != tokenField, "forward: fields: %q never reaches the upstream and cannot be allowed", name)
+			check(name == "" || !seen[name], "forward: fields: %q is named twice", name)
+			seen[name] = true
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -41,6 +41,10 @@ func TestValidate(t *testing.T) {
 		{"no forward", func(h *Handler) { h.Forward = nil }, "forward: required"},
 		{"two forward keys", func(h *Handler) { h.Forward.Ed25519Key = "key.pem" }, "forward: give exactly one"},
 		{"relative forward path", func(h *Handler) { h.Forward.Path = "api" }, "forward: path"},
+		{"forward fields", func(h *Handler) { h.Forward.Fields = []string{"password", "lang"} }, ""},
+		{"empty forward field", func(h *Handler) { h.Forward.Fields = []string{"password", ""} }, "forward: fields: name 2 is empty"},
+		{"repeated forward field", func(h *Handler) { h.Forward.Fields = []string{"password", "password"} }, `forward: fields: "password" is named twice`},
+		{"reset token as a forward field", func(h *Handler) { h.Forward.Fields = []string{"reset_token"} }, `forward: fields: "reset_token" never reaches the upstream`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
