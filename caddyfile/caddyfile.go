@@ -26,7 +26,7 @@ func init() {
 //	sms_recovery [<matcher>] {
 //	    path_prefix       /recovery
 //	    site_name         "Example Mail"
-//	    public_url        https://mail.example.com
+//	    public_url        https://mail.example.com   # default: the site address, if it names one host
 //	    language          en|de|nl|fr
 //	    directory file    <path>
 //	    directory http    <url> [{ timeout <duration> }]
@@ -63,10 +63,17 @@ func init() {
 //	        fields      <name> ...     # only these body fields reach the upstream
 //	    }
 //	}
+//
+// Without public_url, the site address is the public URL when the site block
+// names exactly one host (see sitePublicURL); otherwise public_url is left
+// out, and the config does not load until it is set.
 func parseRecovery(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m module.Handler
 	if err := UnmarshalRecovery(h.Dispenser, &m); err != nil {
 		return nil, err
+	}
+	if m.PublicURL == "" && !h.IsNamedRoute() {
+		m.PublicURL = sitePublicURL(siteAddresses(h), portOption(h, "http_port", "80"), portOption(h, "https_port", "443"))
 	}
 	return &m, nil
 }

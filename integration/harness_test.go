@@ -110,10 +110,14 @@ func (u *upstream) got() []received {
 
 // site is the Caddyfile of a test: the gateway in front of an upstream.
 type site struct {
-	Upstream string // host:port of the upstream
-	Outbox   string
-	Extra    string // more sms_recovery subdirectives
-	SiteName string
+	// Address is the site address. Default: http://localhost:9080, from
+	// which public_url follows unless PublicURL is set.
+	Address   string
+	PublicURL string
+	Upstream  string // host:port of the upstream
+	Outbox    string
+	Extra     string // more sms_recovery subdirectives
+	SiteName  string
 	// SMS replaces the outbox sender, e.g. with an sms messagebird block.
 	SMS string
 	// Forward adds forward subdirectives, e.g. fields.
@@ -141,6 +145,14 @@ func (s site) caddyfile(t *testing.T) string {
 	if name == "" {
 		name = "Example Mail"
 	}
+	address := s.Address
+	if address == "" {
+		address = gateway
+	}
+	publicURL := ""
+	if s.PublicURL != "" {
+		publicURL = "public_url " + s.PublicURL
+	}
 	return fmt.Sprintf(`{
 	skip_install_trust
 	admin localhost:2999
@@ -150,10 +162,10 @@ func (s site) caddyfile(t *testing.T) string {
 	metrics
 	%s
 }
-http://localhost:9080 {
+%s {
 	sms_recovery {
 		site_name %q
-		public_url http://localhost:9080
+		%s
 		directory file %s
 		%s
 		support "Call +1 555 0100"
@@ -171,7 +183,7 @@ http://localhost:9080 {
 	respond /health "ok" 200
 	reverse_proxy %s
 }
-`, s.Global, name, phones, sms, s.Store, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
+`, s.Global, address, name, publicURL, phones, sms, s.Store, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
 }
 
 // start loads a gateway site and returns a client for it. It fills in s.
@@ -194,6 +206,15 @@ func start(t *testing.T, s *site) *client {
 // reload loads s into the running Caddy, as `caddy reload` does.
 func reload(t *testing.T, s site) {
 	t.Helper()
+	if err := load(t, s); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+}
+
+// load loads s into the running Caddy and returns why Caddy refused it, if
+// it did; then the config before it keeps running.
+func load(t *testing.T, s site) error {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, admin+"/load", strings.NewReader(s.caddyfile(t)))
 	req.Header.Set("Content-Type", "text/caddyfile")
 	res, err := http.DefaultClient.Do(req)
@@ -203,8 +224,9 @@ func reload(t *testing.T, s site) {
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(res.Body)
-		t.Fatalf("reload: %d %s", res.StatusCode, b)
+		return fmt.Errorf("%d %s", res.StatusCode, b)
 	}
+	return nil
 }
 
 type client struct {
@@ -236,6 +258,10 @@ func (c *client) post(path, body string, headers ...string) answer {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == "Host" {
+			req.Host = headers[i+1]
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	res, err := c.http.Do(req)

@@ -537,7 +537,7 @@ func (h *Handler) formStart(w http.ResponseWriter, r *http.Request, v *view, for
 	started, err := h.svc.Start(r.Context(), recovery.StartRequest{
 		Account:   v.Account,
 		ClientIP:  clientIP(r),
-		PublicURL: h.publicURL(r),
+		PublicURL: h.PublicURL, // never the request's Host, which a client chooses
 	})
 	switch {
 	case errors.Is(err, recovery.ErrInvalidRequest):

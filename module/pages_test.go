@@ -75,6 +75,9 @@ func newPageEnv(t testing.TB, configure func(h *Handler)) *pageEnv {
 	}
 	e := &pageEnv{t: t, outbox: filepath.Join(dir, "outbox.jsonl")}
 	e.h = &Handler{
+		// Plain http, as the test server speaks it: its cookies are not
+		// Secure, so the browsers' jars send them back.
+		PublicURL: "http://mail.example.com",
 		SiteName:  "Example Mail",
 		Support:   "Call +1 555 0100",
 		Directory: &Directory{File: dirFile},
