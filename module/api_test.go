@@ -36,15 +36,11 @@ func TestForgedHostNeverReachesSMS(t *testing.T) {
 			}
 		}},
 		{"pages", func(e *pageEnv, host string) {
-			// The jar keeps cookies by the Host header, so the page that
-			// sets the CSRF cookie is asked for with the forged one too.
+			// A jar that sends the cookies back whatever the Host header
+			// and, though public_url is https, over http.
 			b := e.browser()
-			get, err := http.NewRequest(http.MethodGet, e.url("/"), nil)
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			get.Host = host
-			p := b.do(get)
+			b.c.Jar = &anySchemeJar{}
+			p := b.get(e.url("/"))
 			req, err := http.NewRequest(http.MethodPost, e.url("/start"), strings.NewReader(url.Values{"csrf": {p.field("csrf")}, "account": {pageTestAccount}}.Encode()))
 			if err != nil {
 				e.t.Fatal(err)

@@ -35,9 +35,11 @@ type Handler struct {
 	SiteName string `json:"site_name,omitempty"`
 
 	// PublicURL is the scheme, host and optional port the SMS links to and
-	// its last line names, e.g. https://mail.example.com. The request's
-	// Host header is never used instead, so that a forged one cannot point
-	// a link elsewhere. In a Caddyfile it defaults to the site address when the
+	// its last line names, e.g. https://mail.example.com; an https one also
+	// makes the pages' cookies Secure, even where Caddy sees plain HTTP
+	// behind a load balancer that terminates TLS. The request's Host header
+	// is never used instead, so that a forged one cannot point a link
+	// elsewhere. In a Caddyfile it defaults to the site address when the
 	// site block names exactly one host; otherwise, and in JSON, it is
 	// required.
 	PublicURL string `json:"public_url,omitempty"`

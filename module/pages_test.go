@@ -576,7 +576,7 @@ func TestPagesCSRFCookie(t *testing.T) {
 		t.Fatal("the account page sets no CSRF cookie")
 	}
 	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/recovery" || c.Secure {
-		t.Errorf("CSRF cookie %q, want HttpOnly, SameSite=Strict, Path=/recovery and not Secure over plain HTTP", c.String())
+		t.Errorf("CSRF cookie %q, want HttpOnly, SameSite=Strict, Path=/recovery and, with an http public_url over plain HTTP, not Secure", c.String())
 	}
 	if p.field("csrf") != c.Value {
 		t.Error("the hidden csrf field does not hold the cookie's token")
@@ -591,6 +591,70 @@ func TestPagesCSRFCookie(t *testing.T) {
 	if c := cookieNamed(w.Result().Cookies(), csrfCookie); c == nil || !c.Secure {
 		t.Errorf("CSRF cookie over TLS is %v, want Secure", c)
 	}
+}
+
+// TestPagesCookiesSecureBehindTLSTerminator walks the pages over plain
+// HTTP, as Caddy sees them behind a load balancer that terminates TLS, with
+// an https public_url: every cookie the pages set, and the one they delete,
+// is Secure, so that a browser never sends them over plain HTTP. It failed
+// before cookies took Secure from public_url as well as from r.TLS.
+func TestPagesCookiesSecureBehindTLSTerminator(t *testing.T) {
+	t.Parallel()
+	e := newPageEnv(t, func(h *Handler) { h.PublicURL = "https://mail.example.com" })
+	b := e.browser()
+	jar := &anySchemeJar{}
+	b.c.Jar = jar // records every cookie the pages set
+
+	p := b.get(e.url("/"))
+	csrf := p.field("csrf")
+	p = b.post(e.url("/start"), url.Values{"csrf": {csrf}, "account": {pageTestAccount}})
+	p = b.follow(p)
+	flow := p.field("flow")
+	p = b.post(e.url("/verify"), url.Values{"csrf": {csrf}, "flow": {flow}, "code": {e.code(flow, 1)}})
+	p = b.follow(p)
+	p = b.post(e.url("/reset"), url.Values{"csrf": {csrf}, "password": {pageTestPassword}, "password_again": {pageTestPassword}})
+	p.want(t, http.StatusOK, "Your password has been changed")
+
+	names := map[string]bool{}
+	for _, c := range jar.set {
+		names[c.Name] = true
+		if !c.Secure {
+			t.Errorf("cookie %q is not Secure, though public_url is https", c.String())
+		}
+	}
+	if !names[csrfCookie] || !names[resetCookie] {
+		t.Errorf("the pages set cookies %v, want %s and %s", slices.Sorted(maps.Keys(names)), csrfCookie, resetCookie)
+	}
+}
+
+// anySchemeJar keeps the cookies it is given whatever the scheme, and
+// remembers every one it was given.
+type anySchemeJar struct {
+	mu   sync.Mutex
+	set  []*http.Cookie
+	live map[string]*http.Cookie
+}
+
+func (j *anySchemeJar) SetCookies(_ *url.URL, cs []*http.Cookie) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.live == nil {
+		j.live = map[string]*http.Cookie{}
+	}
+	for _, c := range cs {
+		j.set = append(j.set, c)
+		if c.MaxAge < 0 {
+			delete(j.live, c.Name)
+		} else {
+			j.live[c.Name] = c
+		}
+	}
+}
+
+func (j *anySchemeJar) Cookies(*url.URL) []*http.Cookie {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Collect(maps.Values(j.live))
 }
 
 // TestPagesForgedPostsChangeNothing posts each form without the CSRF token
