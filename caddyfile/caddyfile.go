@@ -26,7 +26,7 @@ func init() {
 //	sms_recovery [<matcher>] {
 //	    path_prefix       /recovery
 //	    site_name         "Example Mail"
-//	    public_url        https://mail.example.com
+//	    public_url        https://mail.example.com   # default: the site address, if it names one host
 //	    language          en|de|nl|fr
 //	    directory file    <path>
 //	    directory http    <url> [{ timeout <duration> }]
@@ -61,12 +61,20 @@ func init() {
 //	        key_id      <id>
 //	        hmac_key    <base64>
 //	        ed25519_key <path to PEM>
+//	        fields      <name> ...     # only these body fields reach the upstream
 //	    }
 //	}
+//
+// Without public_url, the site address is the public URL when the site block
+// names exactly one host (see sitePublicURL); otherwise public_url is left
+// out, and the config does not load until it is set.
 func parseRecovery(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m module.Handler
 	if err := UnmarshalRecovery(h.Dispenser, &m); err != nil {
 		return nil, err
+	}
+	if m.PublicURL == "" && !h.IsNamedRoute() {
+		m.PublicURL = sitePublicURL(siteAddresses(h), portOption(h, "http_port", "80"), portOption(h, "https_port", "443"))
 	}
 	return &m, nil
 }
@@ -360,6 +368,11 @@ func parseForward(d *cf.Dispenser) (*module.Forward, error) {
 			err = oneString(d, &f.HMACKey)
 		case "ed25519_key":
 			err = oneString(d, &f.Ed25519Key)
+		case "fields":
+			f.Fields = d.RemainingArgs()
+			if len(f.Fields) == 0 {
+				err = d.ArgErr()
+			}
 		default:
 			return nil, d.Errf("forward: unrecognized subdirective '%s'", name)
 		}

@@ -54,10 +54,12 @@ type upstream struct {
 }
 
 type received struct {
-	account string
-	path    string
-	body    string
-	header  http.Header
+	account    string
+	path       string
+	query      string // the raw query string, which nothing signs
+	requestURI string
+	body       string
+	header     http.Header
 }
 
 // startUpstream listens on addr ("127.0.0.1:0" for any port).
@@ -93,7 +95,8 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad signature: "+err.Error(), http.StatusUnauthorized)
 		return
 	}
-	u.resets = append(u.resets, received{account: account, path: r.URL.Path, body: string(body), header: r.Header.Clone()})
+	u.resets = append(u.resets, received{account: account, path: r.URL.Path, query: r.URL.RawQuery,
+		requestURI: r.RequestURI, body: string(body), header: r.Header.Clone()})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(u.status)
 	fmt.Fprintf(w, `{"changed":%q}`, account)
@@ -107,12 +110,18 @@ func (u *upstream) got() []received {
 
 // site is the Caddyfile of a test: the gateway in front of an upstream.
 type site struct {
-	Upstream string // host:port of the upstream
-	Outbox   string
-	Extra    string // more sms_recovery subdirectives
-	SiteName string
+	// Address is the site address. Default: http://localhost:9080, from
+	// which public_url follows unless PublicURL is set.
+	Address   string
+	PublicURL string
+	Upstream  string // host:port of the upstream
+	Outbox    string
+	Extra     string // more sms_recovery subdirectives
+	SiteName  string
 	// SMS replaces the outbox sender, e.g. with an sms messagebird block.
 	SMS string
+	// Forward adds forward subdirectives, e.g. fields.
+	Forward string
 	// Global adds global options.
 	Global string
 	// Store names the memory store: flows, counters and locks outlive a
@@ -142,6 +151,14 @@ func (s site) caddyfile(t *testing.T) string {
 	if storage == "" {
 		storage = fmt.Sprintf("storage memory {\n\t\t\tmax_entries %d\n\t\t}", s.Store)
 	}
+	address := s.Address
+	if address == "" {
+		address = gateway
+	}
+	publicURL := ""
+	if s.PublicURL != "" {
+		publicURL = "public_url " + s.PublicURL
+	}
 	return fmt.Sprintf(`{
 	skip_install_trust
 	admin localhost:2999
@@ -151,10 +168,10 @@ func (s site) caddyfile(t *testing.T) string {
 	metrics
 	%s
 }
-http://localhost:9080 {
+%s {
 	sms_recovery {
 		site_name %q
-		public_url http://localhost:9080
+		%s
 		directory file %s
 		%s
 		support "Call +1 555 0100"
@@ -164,12 +181,13 @@ http://localhost:9080 {
 			path /api/reset-password
 			key_id %s
 			hmac_key %s
+			%s
 		}
 	}
 	respond /health "ok" 200
 	reverse_proxy %s
 }
-`, s.Global, name, phones, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Upstream)
+`, s.Global, address, name, publicURL, phones, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
 }
 
 // start loads a gateway site and returns a client for it. It fills in s.
@@ -192,6 +210,15 @@ func start(t *testing.T, s *site) *client {
 // reload loads s into the running Caddy, as `caddy reload` does.
 func reload(t *testing.T, s site) {
 	t.Helper()
+	if err := load(t, s); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+}
+
+// load loads s into the running Caddy and returns why Caddy refused it, if
+// it did; then the config before it keeps running.
+func load(t *testing.T, s site) error {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, admin+"/load", strings.NewReader(s.caddyfile(t)))
 	req.Header.Set("Content-Type", "text/caddyfile")
 	res, err := http.DefaultClient.Do(req)
@@ -201,8 +228,9 @@ func reload(t *testing.T, s site) {
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(res.Body)
-		t.Fatalf("reload: %d %s", res.StatusCode, b)
+		return fmt.Errorf("%d %s", res.StatusCode, b)
 	}
+	return nil
 }
 
 type client struct {
@@ -234,6 +262,10 @@ func (c *client) post(path, body string, headers ...string) answer {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == "Host" {
+			req.Host = headers[i+1]
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	res, err := c.http.Do(req)

@@ -155,7 +155,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 	started, err := h.svc.Start(r.Context(), recovery.StartRequest{
 		Account:   req.Account,
 		ClientIP:  clientIP(r),
-		PublicURL: h.publicURL(r),
+		PublicURL: h.PublicURL, // never the request's Host, which a client chooses
 	})
 	if err != nil {
 		h.fail(w, r, err)
@@ -206,16 +206,4 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 func clientIP(r *http.Request) string {
 	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	return ip
-}
-
-// publicURL is the configured public URL, or the request's scheme and host.
-func (h *Handler) publicURL(r *http.Request) string {
-	if h.PublicURL != "" {
-		return h.PublicURL
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }

@@ -116,4 +116,13 @@ type Forward struct {
 
 	// Ed25519Key is the path of a PKCS#8 PEM Ed25519 private key.
 	Ed25519Key string `json:"ed25519_key,omitempty"`
+
+	// Fields, when set, is the allow-list of body fields (JSON object keys
+	// or form fields) a client's reset passes to the upstream; every other
+	// field is dropped. Name only what the upstream reads, usually
+	// "password", so that an extra field such as "account" or "user" can
+	// never reach it: the signature vouches for the whole body. reset_token
+	// cannot be named. The pages' own reset always sends just "password".
+	// Default: every field but reset_token passes.
+	Fields []string `json:"fields,omitempty"`
 }

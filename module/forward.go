@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -24,7 +26,7 @@ func (h *Handler) reset(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		writeError(w, e)
 		return nil
 	}
-	token, body, err := takeToken(r.Header.Get("Content-Type"), raw)
+	token, body, err := takeToken(r.Header.Get("Content-Type"), raw, h.Forward.Fields)
 	if err != nil {
 		writeError(w, errBadJSON)
 		return nil
@@ -67,8 +69,11 @@ func (h *Handler) forwardReset(w http.ResponseWriter, r *http.Request, next cadd
 
 	if h.Forward.Path != "" {
 		r.URL.Path, r.URL.RawPath = h.Forward.Path, ""
-		r.RequestURI = r.URL.RequestURI()
 	}
+	// The signature covers the path but not the query, so a query would
+	// reach the upstream unsigned: nothing of it is passed on.
+	r.URL.RawQuery, r.URL.ForceQuery = "", false
+	r.RequestURI = r.URL.RequestURI()
 	r.Body = http.NoBody
 	if len(body) > 0 {
 		r.Body = readCloser{bytes.NewReader(body)}
@@ -93,8 +98,9 @@ func (h *Handler) forwardReset(w http.ResponseWriter, r *http.Request, next cadd
 }
 
 // takeToken removes the reset token from a JSON or form body and returns the
-// token and the body as the upstream should see it.
-func takeToken(contentType string, raw []byte) (string, []byte, error) {
+// token and the body as the upstream should see it: without the token, and
+// with only the named fields if fields is not empty.
+func takeToken(contentType string, raw []byte, fields []string) (string, []byte, error) {
 	mt, _, _ := mime.ParseMediaType(contentType)
 	if mt == "application/x-www-form-urlencoded" {
 		v, err := url.ParseQuery(string(raw))
@@ -103,18 +109,24 @@ func takeToken(contentType string, raw []byte) (string, []byte, error) {
 		}
 		token := v.Get(tokenField)
 		v.Del(tokenField)
+		if len(fields) > 0 {
+			maps.DeleteFunc(v, func(name string, _ []string) bool { return !slices.Contains(fields, name) })
+		}
 		return token, []byte(v.Encode()), nil
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
 		return "", nil, errors.New("body is not a JSON object")
 	}
 	var token string
-	if err := json.Unmarshal(fields[tokenField], &token); err != nil {
+	if err := json.Unmarshal(obj[tokenField], &token); err != nil {
 		return "", nil, errors.New("reset_token is not a string")
 	}
-	delete(fields, tokenField)
-	out, err := json.Marshal(fields)
+	delete(obj, tokenField)
+	if len(fields) > 0 {
+		maps.DeleteFunc(obj, func(name string, _ json.RawMessage) bool { return !slices.Contains(fields, name) })
+	}
+	out, err := json.Marshal(obj)
 	return token, out, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -33,10 +34,14 @@ type Handler struct {
 	// SiteName names the service in messages and pages. Default: "Mail".
 	SiteName string `json:"site_name,omitempty"`
 
-	// PublicURL is the scheme and host the SMS links to, e.g.
-	// https://mail.example.com. Default: the scheme and host of the request
-	// that started the flow; set it when the site answers to more than one
-	// host, so that a forged Host header cannot redirect the link.
+	// PublicURL is the scheme, host and optional port the SMS links to and
+	// its last line names, e.g. https://mail.example.com; an https one also
+	// makes the pages' cookies Secure, even where Caddy sees plain HTTP
+	// behind a load balancer that terminates TLS. The request's Host header
+	// is never used instead, so that a forged one cannot point a link
+	// elsewhere. In a Caddyfile it defaults to the site address when the
+	// site block names exactly one host; otherwise, and in JSON, it is
+	// required.
 	PublicURL string `json:"public_url,omitempty"`
 
 	// Language is the language of messages for accounts whose directory entry
@@ -247,6 +252,12 @@ func (h *Handler) Validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
+	check(h.PublicURL != "", "public_url: required: the site address names no single host (set public_url https://mail.example.com so that SMS links cannot follow a forged Host header)")
+	if h.PublicURL != "" {
+		if err := checkPublicURL(h.PublicURL); err != nil {
+			errs = append(errs, fmt.Errorf("public_url: %q %w", h.PublicURL, err))
+		}
+	}
 	check(strings.HasPrefix(h.PathPrefix, "/") && !strings.HasSuffix(h.PathPrefix, "/") || h.PathPrefix == "/",
 		"path_prefix: %q must start with / and not end with one", h.PathPrefix)
 	check(h.CodeLength >= 6 && h.CodeLength <= 10, "code_length: %d is outside 6..10", h.CodeLength)
@@ -285,8 +296,35 @@ func (h *Handler) Validate() error {
 		check(f.KeyID != "", "forward: key_id is required")
 		check((f.HMACKey == "") != (f.Ed25519Key == ""), "forward: give exactly one of hmac_key or ed25519_key")
 		check(f.Path == "" || strings.HasPrefix(f.Path, "/"), "forward: path %q must start with /", f.Path)
+		seen := make(map[string]bool, len(f.Fields))
+		for i, name := range f.Fields {
+			check(name != "", "forward: fields: name %d is empty", i+1)
+			check(name != tokenField, "forward: fields: %q never reaches the upstream and cannot be allowed", name)
+			check(name == "" || !seen[name], "forward: fields: %q is named twice", name)
+			seen[name] = true
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkPublicURL says what is wrong with a public URL, if anything: it must
+// be http or https with a host, and hold no user, query or fragment, which
+// a link to the recovery page cannot carry.
+func checkPublicURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("is not a URL: %w", errors.Unwrap(err))
+	case u.Scheme != "https" && u.Scheme != "http" || u.Opaque != "":
+		return errors.New("must be an http or https URL, e.g. https://mail.example.com")
+	case u.Hostname() == "" || strings.ContainsAny(u.Hostname(), "*{}"):
+		return errors.New("must name a host")
+	case u.User != nil:
+		return errors.New("must not hold a user")
+	case u.RawQuery != "" || u.ForceQuery || strings.Contains(raw, "#"):
+		return errors.New("must not hold a query or a fragment")
+	}
+	return nil
 }
 
 func contains(list []string, s string) bool {

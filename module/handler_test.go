@@ -10,6 +10,7 @@ import (
 // validHandler returns a configuration that loads.
 func validHandler() *Handler {
 	return &Handler{
+		PublicURL: "https://mail.example.com",
 		Directory: &Directory{File: "phones.json"},
 		Forward:   &Forward{KeyID: "gw1", HMACKey: strings.Repeat("AAAA", 22)},
 	}
@@ -41,6 +42,22 @@ func TestValidate(t *testing.T) {
 		{"no forward", func(h *Handler) { h.Forward = nil }, "forward: required"},
 		{"two forward keys", func(h *Handler) { h.Forward.Ed25519Key = "key.pem" }, "forward: give exactly one"},
 		{"relative forward path", func(h *Handler) { h.Forward.Path = "api" }, "forward: path"},
+		{"no public_url", func(h *Handler) { h.PublicURL = "" }, "public_url: required: the site address names no single host"},
+		{"public_url over http", func(h *Handler) { h.PublicURL = "http://localhost:8080" }, ""},
+		{"public_url with a path", func(h *Handler) { h.PublicURL = "https://example.com/mail/" }, ""},
+		{"public_url without a scheme", func(h *Handler) { h.PublicURL = "mail.example.com" }, `public_url: "mail.example.com" must be an http or https URL`},
+		{"public_url of another scheme", func(h *Handler) { h.PublicURL = "javascript://mail.example.com" }, "must be an http or https URL"},
+		{"public_url without a host", func(h *Handler) { h.PublicURL = "https:///recovery" }, "must name a host"},
+		{"public_url with a wildcard", func(h *Handler) { h.PublicURL = "https://*.example.com" }, "must name a host"},
+		{"public_url with a user", func(h *Handler) { h.PublicURL = "https://mail.example.com@evil.example" }, "must not hold a user"},
+		{"public_url with a query", func(h *Handler) { h.PublicURL = "https://mail.example.com/?a=b" }, "must not hold a query or a fragment"},
+		{"public_url with an empty query", func(h *Handler) { h.PublicURL = "https://mail.example.com?" }, "must not hold a query or a fragment"},
+		{"public_url with a fragment", func(h *Handler) { h.PublicURL = "https://mail.example.com#x" }, "must not hold a query or a fragment"},
+		{"public_url with a bad port", func(h *Handler) { h.PublicURL = "https://mail.example.com:evil" }, "public_url:"},
+		{"forward fields", func(h *Handler) { h.Forward.Fields = []string{"password", "lang"} }, ""},
+		{"empty forward field", func(h *Handler) { h.Forward.Fields = []string{"password", ""} }, "forward: fields: name 2 is empty"},
+		{"repeated forward field", func(h *Handler) { h.Forward.Fields = []string{"password", "password"} }, `forward: fields: "password" is named twice`},
+		{"reset token as a forward field", func(h *Handler) { h.Forward.Fields = []string{"reset_token"} }, `forward: fields: "reset_token" never reaches the upstream`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

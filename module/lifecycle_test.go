@@ -27,6 +27,7 @@ func TestNoGoroutineOutlivesTheHandler(t *testing.T) {
 	}
 	outbox := filepath.Join(dir, "outbox.jsonl")
 	h := &Handler{
+		PublicURL: "https://mail.example.com",
 		Directory: &Directory{File: phones},
 		SMS:       &SMS{Outbox: outbox},
 		Storage:   &Storage{Memory: &MemoryStorage{MaxEntries: 4321}}, // a store of its own

@@ -91,6 +91,10 @@ type pages struct {
 	style       []byte
 	styleTag    string // version of the stylesheet, for its URL
 	rand        io.Reader
+	// secure makes every cookie Secure: public_url is https, so people
+	// reach the pages over TLS even where Caddy sees plain HTTP behind a
+	// load balancer that terminates it.
+	secure bool
 }
 
 // provisionPages parses the page templates, with any the Templates directory
@@ -98,6 +102,9 @@ type pages struct {
 // that a broken template is refused at load rather than shown to a person.
 func (h *Handler) provisionPages() error {
 	p := &pages{rand: rand.Reader, defaultLang: primaryLang(h.Language)}
+	if u, err := url.Parse(h.PublicURL); err == nil && u.Scheme == "https" {
+		p.secure = true
+	}
 	var err error
 	if p.texts, err = loadTexts(); err != nil {
 		return err
@@ -413,7 +420,8 @@ func (h *Handler) newView(w http.ResponseWriter, r *http.Request) (*view, error)
 }
 
 // cookie is a cookie only this handler's pages see, and only from
-// same-site requests. A maxAge of 0 makes a session cookie; below 0
+// same-site requests, and over TLS only when public_url is https or the
+// request came over TLS. A maxAge of 0 makes a session cookie; below 0
 // deletes it.
 func (h *Handler) cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
@@ -421,7 +429,7 @@ func (h *Handler) cookie(r *http.Request, name, value string, maxAge int) *http.
 		Value:    value,
 		Path:     cmp.Or(h.prefix, "/"),
 		MaxAge:   maxAge,
-		Secure:   r.TLS != nil,
+		Secure:   h.pages.secure || r.TLS != nil,
 		HttpOnly: true,
 		SameSite: http.SameSiteStrictMode,
 	}
@@ -537,7 +545,7 @@ func (h *Handler) formStart(w http.ResponseWriter, r *http.Request, v *view, for
 	started, err := h.svc.Start(r.Context(), recovery.StartRequest{
 		Account:   v.Account,
 		ClientIP:  clientIP(r),
-		PublicURL: h.publicURL(r),
+		PublicURL: h.PublicURL, // never the request's Host, which a client chooses
 	})
 	switch {
 	case errors.Is(err, recovery.ErrInvalidRequest):

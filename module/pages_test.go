@@ -75,6 +75,9 @@ func newPageEnv(t testing.TB, configure func(h *Handler)) *pageEnv {
 	}
 	e := &pageEnv{t: t, outbox: filepath.Join(dir, "outbox.jsonl")}
 	e.h = &Handler{
+		// Plain http, as the test server speaks it: its cookies are not
+		// Secure, so the browsers' jars send them back.
+		PublicURL: "http://mail.example.com",
 		SiteName:  "Example Mail",
 		Support:   "Call +1 555 0100",
 		Directory: &Directory{File: dirFile},
@@ -312,6 +315,7 @@ type upstreamReset struct {
 	Body        string
 	ContentType string
 	Cookie      string
+	Query       string // a query string of the URL or the request URI, which no signature covers
 }
 
 func (u *fakeUpstream) answer(status int, err error) {
@@ -324,6 +328,18 @@ func (u *fakeUpstream) got() []upstreamReset {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return slices.Clone(u.resets)
+}
+
+// queryOf returns the query string r carries in its URL or its request
+// URI, with its "?", or "" if it has none.
+func queryOf(r *http.Request) string {
+	if _, q, ok := strings.Cut(r.RequestURI, "?"); ok {
+		return "?" + q
+	}
+	if r.URL.RawQuery != "" || r.URL.ForceQuery {
+		return "?" + r.URL.RawQuery
+	}
+	return ""
 }
 
 func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
@@ -350,6 +366,7 @@ func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		Body:        string(body),
 		ContentType: r.Header.Get("Content-Type"),
 		Cookie:      r.Header.Get("Cookie"),
+		Query:       queryOf(r),
 	})
 	status := u.status
 	if status == 0 {
@@ -559,7 +576,7 @@ func TestPagesCSRFCookie(t *testing.T) {
 		t.Fatal("the account page sets no CSRF cookie")
 	}
 	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/recovery" || c.Secure {
-		t.Errorf("CSRF cookie %q, want HttpOnly, SameSite=Strict, Path=/recovery and not Secure over plain HTTP", c.String())
+		t.Errorf("CSRF cookie %q, want HttpOnly, SameSite=Strict, Path=/recovery and, with an http public_url over plain HTTP, not Secure", c.String())
 	}
 	if p.field("csrf") != c.Value {
 		t.Error("the hidden csrf field does not hold the cookie's token")
@@ -574,6 +591,70 @@ func TestPagesCSRFCookie(t *testing.T) {
 	if c := cookieNamed(w.Result().Cookies(), csrfCookie); c == nil || !c.Secure {
 		t.Errorf("CSRF cookie over TLS is %v, want Secure", c)
 	}
+}
+
+// TestPagesCookiesSecureBehindTLSTerminator walks the pages over plain
+// HTTP, as Caddy sees them behind a load balancer that terminates TLS, with
+// an https public_url: every cookie the pages set, and the one they delete,
+// is Secure, so that a browser never sends them over plain HTTP. It failed
+// before cookies took Secure from public_url as well as from r.TLS.
+func TestPagesCookiesSecureBehindTLSTerminator(t *testing.T) {
+	t.Parallel()
+	e := newPageEnv(t, func(h *Handler) { h.PublicURL = "https://mail.example.com" })
+	b := e.browser()
+	jar := &anySchemeJar{}
+	b.c.Jar = jar // records every cookie the pages set
+
+	p := b.get(e.url("/"))
+	csrf := p.field("csrf")
+	p = b.post(e.url("/start"), url.Values{"csrf": {csrf}, "account": {pageTestAccount}})
+	p = b.follow(p)
+	flow := p.field("flow")
+	p = b.post(e.url("/verify"), url.Values{"csrf": {csrf}, "flow": {flow}, "code": {e.code(flow, 1)}})
+	p = b.follow(p)
+	p = b.post(e.url("/reset"), url.Values{"csrf": {csrf}, "password": {pageTestPassword}, "password_again": {pageTestPassword}})
+	p.want(t, http.StatusOK, "Your password has been changed")
+
+	names := map[string]bool{}
+	for _, c := range jar.set {
+		names[c.Name] = true
+		if !c.Secure {
+			t.Errorf("cookie %q is not Secure, though public_url is https", c.String())
+		}
+	}
+	if !names[csrfCookie] || !names[resetCookie] {
+		t.Errorf("the pages set cookies %v, want %s and %s", slices.Sorted(maps.Keys(names)), csrfCookie, resetCookie)
+	}
+}
+
+// anySchemeJar keeps the cookies it is given whatever the scheme, and
+// remembers every one it was given.
+type anySchemeJar struct {
+	mu   sync.Mutex
+	set  []*http.Cookie
+	live map[string]*http.Cookie
+}
+
+func (j *anySchemeJar) SetCookies(_ *url.URL, cs []*http.Cookie) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.live == nil {
+		j.live = map[string]*http.Cookie{}
+	}
+	for _, c := range cs {
+		j.set = append(j.set, c)
+		if c.MaxAge < 0 {
+			delete(j.live, c.Name)
+		} else {
+			j.live[c.Name] = c
+		}
+	}
+}
+
+func (j *anySchemeJar) Cookies(*url.URL) []*http.Cookie {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Collect(maps.Values(j.live))
 }
 
 // TestPagesForgedPostsChangeNothing posts each form without the CSRF token

@@ -108,9 +108,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionPages(); err != nil {
 		return err
 	}
-	if h.PublicURL == "" {
-		h.logger.Warn("public_url is not set: SMS links use the Host of each request; set it if this site answers to more than one host")
-	}
 	return nil
 }
 
