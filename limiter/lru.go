@@ -35,14 +35,15 @@ const DefaultMaxKeys = 250_000
 // churning the bound. Every use moves a key to the front, so a counter goes
 // only after maxKeys other keys were created or used since its own last use.
 // Through a Guard with the default limits, a client (an IPv4 address or an
-// IPv6 /64) creates at most about 33 keys an hour (its own, and the account,
-// phone and wrong-code counters of the 10 starts start_ip allows it; refused
-// requests create none) and at most three per request, so flushing
-// DefaultMaxKeys takes some 7,600 addresses (an IPv6 /51 holds 8,192 /64s)
-// and over 80,000 requests. Each flush buys a targeted account at most
-// lockout-1 more wrong codes and start_account more SMS. Locks and blocks
-// live in the LockStore and survive it, and since Peek counts as a use, the
-// global SMS budget, read on every start, is never the counter evicted.
+// IPv6 /64) creates at most about 33 keys an hour (its own, and the account
+// and phone counters of the 10 starts start_ip allows it; refused requests
+// create none) and at most three per request, so flushing DefaultMaxKeys
+// takes some 7,600 addresses (an IPv6 /51 holds 8,192 /64s) and over 80,000
+// requests. Each flush buys a targeted account start_account more starts,
+// within start_phone and sms_global, and no guess: wrong codes and the locks
+// they set live in the LockStore, which never evicts. Since Peek counts as a
+// use, the global SMS budget, read on every start, is never the counter
+// evicted.
 type LRUStore struct {
 	clock recovery.Clock
 
