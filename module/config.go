@@ -80,8 +80,10 @@ type Storage struct {
 
 // MemoryStorage bounds the in-process store.
 type MemoryStorage struct {
-	// MaxEntries bounds flows, tokens and locks; the least recently used go
-	// first. Default: 100000.
+	// MaxEntries bounds flows, tokens and security records (locks, blocks
+	// and the wrong codes behind them), each kind apart. A full flow table
+	// evicts from the client holding the most flows; a full security table
+	// refuses new keys (503) rather than forget a lock. Default: 100000.
 	MaxEntries int `json:"max_entries,omitempty"`
 }
 

@@ -1,11 +1,13 @@
 // Package storage holds the backends that keep recovery state: flows,
-// reset tokens (recovery.Store) and account locks and IP blocks
-// (limiter.LockStore).
+// reset tokens (recovery.Store) and the security state of locks, blocks and
+// the wrong codes behind them (limiter.LockStore).
 //
-// Memory keeps them in this process, bounded by a number of entries with the
-// least recently used going first. Redis keeps them on a Redis server shared
-// by every instance behind a load balancer, so that a flow started on one
-// verifies on another.
+// Memory keeps them in this process, each kind in a table of its own bound:
+// a full flow table takes from the client holding the most flows, a full
+// token table drops the least recently used, and a full security table
+// refuses new keys rather than forget one. Redis keeps them on a Redis
+// server shared by every instance behind a load balancer, so that a flow
+// started on one verifies on another.
 //
 // Every Store method is atomic with respect to the others, across processes
 // for Redis: concurrent callers never both consume a flow, both spend a
@@ -13,6 +15,8 @@
 //
 // This package must never hold a code or a token in the clear (it only ever
 // sees their keyed hashes), never put a record on a server without a time to
-// live, never log, and never import Caddy. Its storagetest subpackage is the
+// live (but an account's run of wrong codes, which lasts until a correct
+// code or support ends it), never drop security state to make room, never
+// log, and never import Caddy. Its storagetest subpackage is the
 // one contract suite every backend passes.
 package storage
