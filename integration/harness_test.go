@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -118,6 +119,9 @@ type site struct {
 	// Store names the memory store: flows, counters and locks outlive a
 	// config in this process, so each test gets a store of its own.
 	Store int
+	// Phones replaces the phone directory, a JSON object. Default: alice
+	// and bob.
+	Phones string
 }
 
 var stores atomic.Int64
@@ -125,7 +129,8 @@ var stores atomic.Int64
 func (s site) caddyfile(t *testing.T) string {
 	t.Helper()
 	phones := filepath.Join(t.TempDir(), "phones.json")
-	if err := os.WriteFile(phones, []byte(`{"alice@example.com": "+31612345678", "bob@example.com": {"phone": "+4915123456789", "lang": "de"}}`), 0o600); err != nil {
+	directory := cmp.Or(s.Phones, `{"alice@example.com": "+31612345678", "bob@example.com": {"phone": "+4915123456789", "lang": "de"}}`)
+	if err := os.WriteFile(phones, []byte(directory), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sms := s.SMS
