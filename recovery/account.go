@@ -62,6 +62,11 @@ func NormalizeAccount(raw string) (string, error) {
 	if utf8.RuneCountInString(a) > MaxAccountLen {
 		return "", accountError(fmt.Sprintf("account name is longer than %d characters", MaxAccountLen))
 	}
+	if printableASCII(a) {
+		// What the profile makes of printable ASCII, without its
+		// allocations: /start runs this for every request.
+		return strings.ToLower(a), nil
+	}
 	for _, r := range a {
 		switch {
 		case hiddenRune(r):
@@ -92,6 +97,17 @@ type accountError string
 func (e accountError) Error() string { return string(e) }
 
 func (e accountError) Unwrap() error { return ErrInvalidRequest }
+
+// printableASCII reports whether s is made of U+0021..U+007E only, which
+// UsernameCaseMapped maps by lower-casing A..Z and nothing else.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
 
 // hiddenRune reports the code points rule 3 of NormalizeAccount refuses:
 // controls, format characters and other default-ignorable code points.

@@ -10,6 +10,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/secure/precis"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -210,6 +212,11 @@ func FuzzNormalizeAccount(f *testing.F) {
 			case strings.ContainsFunc(out, isHidden):
 				t.Fatalf("NormalizeAccount(%+q) = %+q: holds a hidden character", in, out)
 			}
+			// The rule's own refusals only narrow RFC 8265; what passes is
+			// what the profile makes of it, by the fast path or the slow.
+			if want, perr := precis.UsernameCaseMapped.String(strings.TrimSpace(in)); perr != nil || out != want {
+				t.Fatalf("NormalizeAccount(%+q) = %+q; UsernameCaseMapped gives %+q, %v", in, out, want, perr)
+			}
 			again, err := recovery.NormalizeAccount(out)
 			if err != nil || again != out {
 				t.Fatalf("NormalizeAccount(NormalizeAccount(%+q)) = %+q, %v; want %+q", in, again, err, out)
@@ -221,6 +228,24 @@ func FuzzNormalizeAccount(f *testing.F) {
 			t.Fatalf("padded %+q gives %+q, %v; unpadded %+q, %v", in, padded, perr, out, err)
 		}
 	})
+}
+
+// TestNormalizeAccountASCII: every printable ASCII character, alone and
+// beside others, is kept and lower-cased exactly as UsernameCaseMapped
+// does, which the fast path for ASCII names relies on.
+func TestNormalizeAccountASCII(t *testing.T) {
+	t.Parallel()
+	for c := rune(0x21); c <= 0x7e; c++ {
+		for _, in := range []string{string(c), "a" + string(c) + "B", "1" + string(c), string(c) + "Z"} {
+			want, err := precis.UsernameCaseMapped.String(in)
+			if err != nil {
+				t.Fatalf("UsernameCaseMapped refuses %q: %v", in, err)
+			}
+			if got, err := recovery.NormalizeAccount(in); err != nil || got != want {
+				t.Errorf("NormalizeAccount(%q) = %q, %v; want %q", in, got, err, want)
+			}
+		}
+	}
 }
 
 func ExampleNormalizeAccount() {
