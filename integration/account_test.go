@@ -3,7 +3,6 @@ package integration
 import (
 	"encoding/json"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -32,7 +31,7 @@ func startBody(t *testing.T, account string) string {
 func drainSMS(t *testing.T, c *client, s *site) []outboxLine {
 	t.Helper()
 	old := s.Outbox
-	s.Outbox = filepath.Join(t.TempDir(), "outbox-after-drain.jsonl")
+	s.Outbox = newOutbox(t)
 	reload(t, *s)
 	c.http.CloseIdleConnections() // the old server closes its connections
 	c.outbox = s.Outbox

@@ -180,7 +180,7 @@ func start(t *testing.T, s *site) *client {
 		s.Store = 100_000 + int(stores.Add(1))
 	}
 	if s.Outbox == "" {
-		s.Outbox = filepath.Join(t.TempDir(), "outbox.jsonl")
+		s.Outbox = newOutbox(t)
 	}
 	tester := caddytest.NewTester(t)
 	tester.InitServer(s.caddyfile(t), "caddyfile")
