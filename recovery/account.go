@@ -42,9 +42,9 @@ const MaxAccountLen = 254
 //     language-neutral case mapping (U+0130 İ becomes "i\u0307", not "i",
 //     so ALİCE is not alice), the result is put in NFC, and it must be
 //     made of the profile's IdentifierClass (letters, digits, printable
-//     ASCII; no spaces, no symbols, no compatibility forms such as ﬁ) and
-//     satisfy the Bidi Rule of RFC 5893 (no right-to-left letters beside
-//     left-to-right ones).
+//     ASCII; no spaces, no other symbols, no compatibility forms such as
+//     ﬁ) and satisfy the Bidi Rule of RFC 5893 (no right-to-left letters
+//     beside left-to-right ones).
 //  6. The result must be at most MaxAccountLen characters, and
 //     normalising it again must give it back unchanged.
 //
