@@ -2,7 +2,10 @@
 // which of them may receive a code.
 //
 // File reads a JSON file and follows its changes; HTTP asks a web service
-// with a signed request. Both implement recovery.Directory: an account
+// with a signed request. Both know accounts by recovery.NormalizeAccount,
+// the rule the flow applies to what a person types: File normalises its
+// keys when it loads them, HTTP asks for the normalised name. Both
+// implement recovery.Directory: an account
 // without a phone number is recovery.ErrUnknownAccount, and a directory that
 // cannot answer is an error matching recovery.ErrUnavailable, so that the
 // flow fails closed. PhonePolicy implements recovery.PhonePolicy over

@@ -79,12 +79,17 @@ func NewFile(cfg FileConfig) (*File, error) {
 	return f, nil
 }
 
-// Lookup returns the entry of account, trimmed and lowercased as the flow
-// does, or recovery.ErrUnknownAccount if the file has none or it has no
-// phone number.
+// Lookup returns the entry of account, normalised by
+// recovery.NormalizeAccount as the file's keys are, or
+// recovery.ErrUnknownAccount if the file has none, it has no phone number,
+// or the rule refuses the name (no key can be that account).
 func (f *File) Lookup(_ context.Context, account string) (recovery.Entry, error) {
 	f.maybeReload()
-	e, ok := (*f.entries.Load())[normalizeAccount(account)]
+	account, err := recovery.NormalizeAccount(account)
+	if err != nil {
+		return recovery.Entry{}, recovery.ErrUnknownAccount
+	}
+	e, ok := (*f.entries.Load())[account]
 	if !ok || e.Phone == "" {
 		return recovery.Entry{}, recovery.ErrUnknownAccount
 	}
@@ -165,27 +170,38 @@ func (f *File) load() error {
 	return nil
 }
 
-// parseFile parses the JSON object of a directory file. Its errors may name
-// an account but never hold a phone number.
+// parseFile parses the JSON object of a directory file. Its keys are
+// normalised by recovery.NormalizeAccount, the rule the flow applies to
+// what a person types; a key the rule refuses, or one that is the same
+// account as an earlier key, fails the whole file. Its errors may name a
+// valid account, and give a refused key by its place; they never hold a
+// phone number.
 func parseFile(data []byte) (map[string]recovery.Entry, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return nil, errors.New("want a JSON object of accounts")
 	}
 	entries := make(map[string]recovery.Entry)
-	for dec.More() {
+	keyNumber := make(map[string]int) // the place of each account's key
+	line, counted := 1, 0             // newlines in data[:counted], plus one
+	for n := 1; dec.More(); n++ {
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, syntaxError(err)
 		}
 		key, _ := tok.(string) // json yields only string keys inside an object
-		account := normalizeAccount(key)
-		if account == "" {
-			return nil, fmt.Errorf("empty account name at byte %d", dec.InputOffset())
+		// A JSON string holds no raw newline: the key ends on its line.
+		end := int(dec.InputOffset())
+		line += bytes.Count(data[counted:end], []byte{'\n'})
+		counted = end
+		account, err := recovery.NormalizeAccount(key)
+		if err != nil {
+			return nil, fmt.Errorf("key %d on line %d: %w", n, line, err)
 		}
-		if _, dup := entries[account]; dup {
-			return nil, fmt.Errorf("account %q appears twice (names are compared trimmed and lowercased)", account)
+		if first, dup := keyNumber[account]; dup {
+			return nil, fmt.Errorf("key %d on line %d: the same account as key %d once normalised", n, line, first)
 		}
+		keyNumber[account] = n
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			return nil, syntaxError(err)
@@ -250,11 +266,6 @@ func syntaxError(err error) error {
 		return errors.New("invalid JSON: unexpected end of file")
 	}
 	return err
-}
-
-// normalizeAccount makes an account name the key the flow looks up.
-func normalizeAccount(account string) string {
-	return strings.ToLower(strings.TrimSpace(account))
 }
 
 // Interface guards

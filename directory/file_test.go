@@ -119,8 +119,8 @@ func TestNewFileErrors(t *testing.T) {
 		{"number lang", `{"alice": {"phone": "+31612345678", "lang": 31}}`, "lang: want a string"},
 		{"unknown field", `{"alice": {"phon": "+31612345678"}}`, "unknown field"},
 		{"phone as field name", `{"alice": {"+31612345678": "nl"}}`, "unknown field"},
-		{"empty account", `{" ": "+31612345678"}`, "empty account name"},
-		{"duplicate account", `{"alice": "+31612345678", "ALICE ": "+31612345679"}`, `account "alice" appears twice`},
+		{"empty account", `{" ": "+31612345678"}`, "key 1 on line 1: account name is empty"},
+		{"duplicate account", `{"alice": "+31612345678", "ALICE ": "+31612345679"}`, "key 2 on line 1: the same account as key 1 once normalised"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +145,100 @@ func TestNewFileErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFileKeysFollowTheAccountRule: the file's keys are normalised as the
+// flow normalises what a person types, so that every spelling the rule
+// joins finds the entry and no look-alike finds another account's.
+func TestFileKeysFollowTheAccountRule(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "directory.json")
+	writeFile(t, path, `{
+	" Alice@Example.COM ": "+31612345678",
+	"ＢＯＢ@example.com": "+4915123456789",
+	"JU\u0308RGEN@example.de": "+4915123456780",
+	"kelvin@example.com": "+31612345670"
+}`, 1)
+	f, err := NewFile(FileConfig{Path: path, Clock: newFakeClock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, account, phone string // phone "" for ErrUnknownAccount
+	}{
+		{"canonical", "alice@example.com", "+31612345678"},
+		{"other case and spaces", "\tALICE@example.com ", "+31612345678"},
+		{"fullwidth key, ASCII lookup", "bob@example.com", "+4915123456789"},
+		{"composed lookup of a decomposed key", "jürgen@example.de", "+4915123456780"},
+		{"kelvin", "Kelvin@example.com", "+31612345670"},
+		{"capital I with dot is not alice", "ALİCE@example.com", ""},
+		{"kelvin sign is not kelvin", "\u212aelvin@example.com", ""},
+		{"zero width space", "al\u200bice@example.com", ""},
+		{"right-to-left override", "\u202ealice@example.com", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e, err := f.Lookup(context.Background(), tt.account)
+			switch {
+			case tt.phone == "" && !errors.Is(err, recovery.ErrUnknownAccount):
+				t.Fatalf("Lookup(%+q) = %+v, %v; want ErrUnknownAccount", tt.account, e, err)
+			case tt.phone != "" && (err != nil || e.Phone != tt.phone):
+				t.Fatalf("Lookup(%+q) = %+v, %v; want phone %s", tt.account, e, err, tt.phone)
+			}
+		})
+	}
+}
+
+// TestNewFileRefusesKeysOutsideTheRule: a key the account rule refuses, or
+// two keys it makes one account, stop the load. The error gives the key's
+// place in the file, never the key itself or a phone number.
+func TestNewFileRefusesKeysOutsideTheRule(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		content string
+		want    string
+		hidden  string // must not be in the error
+	}{
+		{"zero width space", `{"alice@example.com": "+31612345678", "al\u200bice@example.com": "+31612345679"}`,
+			"key 2 on line 1: account name holds U+200B", "al\u200bice"},
+		{"right-to-left override", `{"\u202ealice@example.com": "+31612345679"}`,
+			"key 1 on line 1: account name holds U+202E", "\u202e"},
+		{"kelvin sign", `{"kelvin@example.com": "+31612345678", "\u212aelvin@example.com": "+31612345679"}`,
+			"key 2 on line 1: account name holds U+212A", "\u212a"},
+		{"space inside", `{"alice smith@example.com": "+31612345679"}`,
+			"key 1 on line 1: account name is not a user name under RFC 8265", "alice smith"},
+		{"same account in fullwidth", `{"alice@example.com": "+31612345678", "ａｌｉｃｅ@example.com": "+31612345679"}`,
+			"key 2 on line 1: the same account as key 1 once normalised", "ａｌｉｃｅ"},
+		{"same account decomposed", `{"jürgen@example.de": "+31612345678", "ju\u0308rgen@example.de": "+31612345679"}`,
+			"key 2 on line 1: the same account as key 1 once normalised", "jürgen"},
+		{"same account on a later line", "{\n\t\"alice@example.com\": \"+31612345678\",\n\t\"ALICE@example.com\": \"+31612345679\"\n}",
+			"key 2 on line 3: the same account as key 1 once normalised", "ALICE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "directory.json")
+			writeFile(t, path, tt.content, 1)
+			f, err := NewFile(FileConfig{Path: path})
+			if err == nil {
+				t.Fatalf("NewFile accepted %s; Lookup(alice) = %v", tt.content, lookupErr(f, "alice@example.com"))
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("error %q does not contain %q", msg, tt.want)
+			}
+			if strings.Contains(msg, "61234567") || strings.Contains(msg, tt.hidden) {
+				t.Errorf("error %q holds a phone number or the key", msg)
+			}
+		})
+	}
+}
+
+func lookupErr(f *File, account string) error {
+	_, err := f.Lookup(context.Background(), account)
+	return err
 }
 
 func TestNewFileNoPath(t *testing.T) {

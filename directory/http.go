@@ -77,10 +77,16 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	return d, nil
 }
 
-// Lookup asks the directory for account's entry. It returns
-// recovery.ErrUnknownAccount on a 404, and an error matching
-// recovery.ErrUnavailable when the directory cannot tell.
+// Lookup asks the directory for account's entry, with the account
+// normalised by recovery.NormalizeAccount. It returns
+// recovery.ErrUnknownAccount on a 404 and, without asking, for a name the
+// rule refuses; and an error matching recovery.ErrUnavailable when the
+// directory cannot tell.
 func (d *HTTP) Lookup(ctx context.Context, account string) (recovery.Entry, error) {
+	account, err := recovery.NormalizeAccount(account)
+	if err != nil {
+		return recovery.Entry{}, recovery.ErrUnknownAccount
+	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	req, err := d.request(ctx, account)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,6 +113,42 @@ func TestHTTPLookup(t *testing.T) {
 				t.Errorf("Lookup(%q) = %+v, want %+v", tt.account, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestHTTPSendsTheCanonicalAccount: the directory service is asked for
+// the account as the account rule spells it, and never for a name the rule
+// refuses.
+func TestHTTPSendsTheCanonicalAccount(t *testing.T) {
+	t.Parallel()
+	var (
+		mu    sync.Mutex
+		asked []string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.Query().Get("account")+" | "+r.Header.Get("X-Recovery-Account"))
+		mu.Unlock()
+		w.Write([]byte(`{"phone": "+31612345678"}`))
+	}))
+	t.Cleanup(srv.Close)
+	d, err := NewHTTP(HTTPConfig{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := d.Lookup(ctx, " Alice@Example.COM "); err != nil {
+		t.Fatal(err)
+	}
+	for _, refused := range []string{"al\u200bice@example.com", "\u202ealice@example.com", "\u212aelvin@example.com", " "} {
+		if e, err := d.Lookup(ctx, refused); !errors.Is(err, recovery.ErrUnknownAccount) {
+			t.Errorf("Lookup(%+q) = %+v, %v; want ErrUnknownAccount", refused, e, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"alice@example.com | alice@example.com"}; !slices.Equal(asked, want) {
+		t.Errorf("the directory was asked %q, want %q", asked, want)
 	}
 }
 

@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -129,6 +130,9 @@ type site struct {
 	Store int
 	// Storage replaces the memory storage block, e.g. with storage redis.
 	Storage string
+	// Phones replaces the phone directory, a JSON object. Default: alice
+	// and bob.
+	Phones string
 }
 
 var stores atomic.Int64
@@ -136,7 +140,8 @@ var stores atomic.Int64
 func (s site) caddyfile(t *testing.T) string {
 	t.Helper()
 	phones := filepath.Join(t.TempDir(), "phones.json")
-	if err := os.WriteFile(phones, []byte(`{"alice@example.com": "+31612345678", "bob@example.com": {"phone": "+4915123456789", "lang": "de"}}`), 0o600); err != nil {
+	directory := cmp.Or(s.Phones, `{"alice@example.com": "+31612345678", "bob@example.com": {"phone": "+4915123456789", "lang": "de"}}`)
+	if err := os.WriteFile(phones, []byte(directory), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sms := s.SMS
@@ -197,7 +202,7 @@ func start(t *testing.T, s *site) *client {
 		s.Store = 100_000 + int(stores.Add(1))
 	}
 	if s.Outbox == "" {
-		s.Outbox = filepath.Join(t.TempDir(), "outbox.jsonl")
+		s.Outbox = newOutbox(t)
 	}
 	tester := caddytest.NewTester(t)
 	tester.InitServer(s.caddyfile(t), "caddyfile")

@@ -2,7 +2,6 @@ package module
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -127,8 +126,8 @@ func (a *AdminAPI) lift(w http.ResponseWriter, r *http.Request) error {
 }
 
 // lockTarget reads the kind and the key of a lock from the path below
-// adminLocksPath, normalised as the guard keys them: an account trimmed and
-// lowercased, an IP address or IPv6 /64 as limiter.ClientKey gives it. The
+// adminLocksPath, normalised as the guard keys them: an account by
+// recovery.NormalizeAccount, an IP address or IPv6 /64 as limiter.ClientKey gives it. The
 // key is everything after the kind, so that a /64 needs no escaping.
 func lockTarget(u *url.URL) (kind, key string, err error) {
 	rest := strings.TrimPrefix(u.EscapedPath(), adminLocksPath+"/")
@@ -140,7 +139,7 @@ func lockTarget(u *url.URL) (kind, key string, err error) {
 	case limiter.KindAccount:
 		account, err := recovery.NormalizeAccount(key)
 		if err != nil {
-			return "", "", errors.New("account: missing, over-long or holding control characters")
+			return "", "", err
 		}
 		return kind, account, nil
 	case limiter.KindIP:

@@ -465,7 +465,7 @@ func TestAdminListAndLift(t *testing.T) {
 		{"unknown kind", http.MethodDelete, "/sms-recovery/locks/mailbox/" + account, http.StatusBadRequest,
 			`unknown lock kind \"mailbox\"`},
 		{"no kind", http.MethodDelete, "/sms-recovery/locks/", http.StatusBadRequest, `unknown lock kind`},
-		{"no account", http.MethodDelete, "/sms-recovery/locks/account/", http.StatusBadRequest, `"error":"account: `},
+		{"no account", http.MethodDelete, "/sms-recovery/locks/account/", http.StatusBadRequest, `"error":"account name is empty"`},
 		{"not an ip", http.MethodDelete, "/sms-recovery/locks/ip/mail.example.com", http.StatusBadRequest, `"error":"ip: `},
 		{"prefix other than /64", http.MethodDelete, "/sms-recovery/locks/ip/2001:db8::/48", http.StatusBadRequest, `"error":"ip: `},
 		{"ipv4 prefix", http.MethodDelete, "/sms-recovery/locks/ip/192.0.2.0/24", http.StatusBadRequest, `"error":"ip: `},

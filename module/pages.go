@@ -550,6 +550,15 @@ func (h *Handler) formStart(w http.ResponseWriter, r *http.Request, v *view, for
 	switch {
 	case errors.Is(err, recovery.ErrInvalidRequest):
 		v.Name, v.Error, v.status = "account", "account.error.empty", http.StatusBadRequest
+		if typed := strings.TrimSpace(v.Account); typed != "" {
+			v.Error = "account.error.invalid"
+			// A name refused for its characters is not shown again: it may
+			// hold invisible or direction controls that would disguise the
+			// field, and sending it back as it is would only fail again.
+			if utf8.RuneCountInString(typed) <= recovery.MaxAccountLen {
+				v.Account = ""
+			}
+		}
 		return h.writePage(w, r, v)
 	case err != nil:
 		return h.problem(w, r, v, err)

@@ -8,12 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
-
-// MaxAccountLen is the longest account name accepted, in characters.
-const MaxAccountLen = 254
 
 // Config is the policy of a flow. Zero values are not defaults: the caller
 // fills every field (the Caddy module does so in Provision).
@@ -67,21 +62,6 @@ func New(cfg Config, d Deps) (*Service, error) {
 		d.Observer = nopObserver{}
 	}
 	return &Service{cfg: cfg, Deps: d}, nil
-}
-
-// NormalizeAccount trims an account name and folds its case. It refuses
-// empty or over-long names and control characters with ErrInvalidRequest.
-func NormalizeAccount(raw string) (string, error) {
-	a := strings.ToLower(strings.TrimSpace(raw))
-	if a == "" || !utf8.ValidString(a) || utf8.RuneCountInString(a) > MaxAccountLen {
-		return "", ErrInvalidRequest
-	}
-	for _, r := range a {
-		if unicode.IsControl(r) {
-			return "", ErrInvalidRequest
-		}
-	}
-	return a, nil
 }
 
 // Started is the answer to Start and Resend.

@@ -17,17 +17,22 @@ import (
 	"time"
 )
 
-// slot is a pair of fixed ports one instance listens on.
+// slot names one of the instances of a test.
 type slot struct {
-	name  string
-	admin int
-	http  int
+	name string
 }
 
-// The two slots; no other package of the project uses these ports.
+// The two slots.
 var (
-	slotA = slot{name: "A", admin: 2101, http: 9181}
-	slotB = slot{name: "B", admin: 2102, http: 9182}
+	slotA = slot{name: "A"}
+	slotB = slot{name: "B"}
+)
+
+// The listeners an instance inherits, as Caddy's fd/N network addresses
+// name them: os/exec passes ExtraFiles[i] as file descriptor 3+i.
+const (
+	httpFD  = 3
+	adminFD = 4
 )
 
 // Test accounts and their phones, the directory of every instance.
@@ -85,11 +90,12 @@ type instance struct {
 
 // caddyfile is the configuration of one instance: the gateway in front of
 // the deployment's upstream, with state in Redis at redisURL, and a plain
-// /health route that never touches Redis.
-func (d *deployment) caddyfile(s slot, redisURL, outbox, extra string) string {
+// /health route that never touches Redis. It serves the site on the
+// listener it inherits as file descriptor httpFD, whose port is httpPort,
+// and its admin API on adminFD.
+func (d *deployment) caddyfile(httpPort int, redisURL, outbox, extra string) string {
 	return fmt.Sprintf(`{
-	admin localhost:%[1]d
-	http_port %[2]d
+	admin fd/%[1]d
 	auto_https off
 	persist_config off
 	skip_install_trust
@@ -97,6 +103,7 @@ func (d *deployment) caddyfile(s slot, redisURL, outbox, extra string) string {
 }
 
 http://localhost:%[2]d {
+	bind fd/%[12]d
 	sms_recovery {
 		site_name "Example Mail"
 		public_url http://localhost:%[2]d
@@ -117,8 +124,8 @@ http://localhost:%[2]d {
 	respond /health "ok" 200
 	reverse_proxy %[11]s
 }
-`, s.admin, s.http, d.phones, outbox, d.secret, redisURL, d.prefix, extra,
-		keyID, base64.StdEncoding.EncodeToString(d.hmacKey), d.upstream.addr)
+`, adminFD, httpPort, d.phones, outbox, d.secret, redisURL, d.prefix, extra,
+		keyID, base64.StdEncoding.EncodeToString(d.hmacKey), d.upstream.addr, httpFD)
 }
 
 // nodeSpec says how to start one instance.
@@ -142,29 +149,45 @@ func (d *deployment) start(t *testing.T, specs ...nodeSpec) []*instance {
 	return nodes
 }
 
+// launch starts one instance. The test listens on two free ports and hands
+// the listening sockets to Caddy, which serves on them (bind fd/N): no port
+// is free between choosing it and serving on it, so nothing else can take
+// it, and a request sent before Caddy is ready waits in the socket's
+// backlog instead of being refused.
 func (d *deployment) launch(t *testing.T, s nodeSpec) *instance {
 	t.Helper()
-	for _, port := range []int{s.slot.admin, s.slot.http} {
-		ln, err := net.Listen("tcp", fmt.Sprintf("localhost:%d", port))
-		if err != nil {
-			t.Fatalf("instance %s: port %d is taken, perhaps by a Caddy left from another run: %v", s.slot.name, port, err)
-		}
-		ln.Close()
-	}
 	if s.redis == "" {
 		s.redis = redisURL()
+	}
+	files := make([]*os.File, 2) // as ExtraFiles: httpFD, then adminFD
+	var httpPort int
+	for i := range files {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := ln.(*net.TCPListener).File() // a duplicate, for the child
+		ln.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close() // the child has its own copy once started
+		files[i] = f
+		if i == 0 {
+			httpPort = ln.Addr().(*net.TCPAddr).Port
+		}
 	}
 	dir := t.TempDir()
 	n := &instance{
 		name:   s.slot.name,
-		base:   fmt.Sprintf("http://localhost:%d", s.slot.http),
+		base:   fmt.Sprintf("http://localhost:%d", httpPort),
 		outbox: filepath.Join(dir, "outbox.jsonl"),
 		log:    filepath.Join(dir, "caddy.log"),
 		exited: make(chan struct{}),
 		client: &http.Client{Timeout: 10 * time.Second},
 	}
 	config := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(config, []byte(d.caddyfile(s.slot, s.redis, n.outbox, s.extra)), 0o600); err != nil {
+	if err := os.WriteFile(config, []byte(d.caddyfile(httpPort, s.redis, n.outbox, s.extra)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logFile, err := os.Create(n.log)
@@ -177,6 +200,7 @@ func (d *deployment) launch(t *testing.T, s nodeSpec) *instance {
 	// the test's directory instead of the user's home.
 	n.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
 	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
+	n.cmd.ExtraFiles = files
 	if err := n.cmd.Start(); err != nil {
 		logFile.Close()
 		t.Fatalf("starting instance %s: %v", n.name, err)
@@ -190,26 +214,34 @@ func (d *deployment) launch(t *testing.T, s nodeSpec) *instance {
 	return n
 }
 
-// waitReady polls the instance's /health until it answers.
+// waitReady asks the instance's /health once and waits for the answer.
+// The socket listens from before the process starts, so the request waits
+// in its backlog until Caddy serves it, which it does only once the whole
+// config runs; if the process exits first, the socket closes with it.
 func (n *instance) waitReady(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-n.exited:
-			t.Fatalf("instance %s exited before answering:\n%s", n.name, n.logTail())
-		default:
+	type result struct {
+		status int
+		err    error
+	}
+	answered := make(chan result, 1)
+	go func() {
+		c := &http.Client{Timeout: 30 * time.Second}
+		res, err := c.Get(n.base + "/health")
+		if err != nil {
+			answered <- result{err: err}
+			return
 		}
-		if res, err := n.client.Get(n.base + "/health"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return
-			}
+		res.Body.Close()
+		answered <- result{status: res.StatusCode}
+	}()
+	select {
+	case <-n.exited:
+		t.Fatalf("instance %s exited before answering:\n%s", n.name, n.logTail())
+	case r := <-answered:
+		if r.err != nil || r.status != http.StatusOK {
+			t.Fatalf("instance %s: GET /health = %d, %v; want 200:\n%s", n.name, r.status, r.err, n.logTail())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("instance %s did not answer within 30s:\n%s", n.name, n.logTail())
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -6,10 +6,11 @@
 // routes keep working, and recovers without a restart.
 //
 // TestMain builds ./cmd/caddy once; every test starts its own `caddy run`
-// processes with their own admin and HTTP ports (2101/9181 and 2102/9182),
-// so the tests do not run in parallel, and package integration, whose
-// caddytest harness owns other fixed ports, can run beside this one. The
-// tests need a Redis server at $REDIS_URL (default
+// processes. Each gets its HTTP and admin listeners from the test, on free
+// ports, already listening (Caddy's bind fd/N), so no port is ever free
+// between being chosen and being served, and this package runs beside any
+// other, package integration's fixed ports included. The tests need a
+// Redis server at $REDIS_URL (default
 // redis://127.0.0.1:6379/0): without one they skip, unless CI=true, where
 // they fail.
 //

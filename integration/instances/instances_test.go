@@ -3,6 +3,7 @@ package instances
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -319,6 +320,14 @@ func TestStartsWhileRedisIsDown(t *testing.T) {
 func TestRedisStorageNeedsSecret(t *testing.T) {
 	needCaddy(t)
 	t.Parallel()
+	// validate does not listen, but the site needs a port: take one that
+	// nothing else can have while the test runs.
+	hold, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hold.Close() })
+	port := hold.Addr().(*net.TCPAddr).Port
 	dir := t.TempDir()
 	phonesFile := filepath.Join(dir, "phones.json")
 	if err := os.WriteFile(phonesFile, []byte(phones), 0o600); err != nil {
@@ -336,7 +345,7 @@ func TestRedisStorageNeedsSecret(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			config := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
-			caddyfile := fmt.Sprintf(`http://localhost:9189 {
+			caddyfile := fmt.Sprintf(`http://localhost:%d {
 	sms_recovery {
 		directory file %q
 		sms outbox %q
@@ -348,7 +357,7 @@ func TestRedisStorageNeedsSecret(t *testing.T) {
 		}
 	}
 }
-`, phonesFile, filepath.Join(dir, "outbox.jsonl"), tt.secret, strings.Repeat("A", 88))
+`, port, phonesFile, filepath.Join(dir, "outbox.jsonl"), tt.secret, strings.Repeat("A", 88))
 			if err := os.WriteFile(config, []byte(caddyfile), 0o600); err != nil {
 				t.Fatal(err)
 			}
