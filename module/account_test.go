@@ -2,7 +2,6 @@ package module
 
 import (
 	"context"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 // TestPagesRefuseHiddenAccountCharacters: the account form applies the
