@@ -75,6 +75,11 @@ func (p *pooledQueue) Destruct() error {
 
 // sender returns the pooled delivery queue for the handler's SMS settings;
 // Cleanup releases it.
+// smsHoldback keeps each SMS back this long after its request queued it, so
+// that delivering a real account's code costs that request nothing a
+// decoy's request would not pay: a person does not notice 20ms.
+const smsHoldback = 20 * time.Millisecond
+
 func (h *Handler) sender() (recovery.Sender, error) {
 	key, deliverer := h.deliverer()
 	v, _, err := queues.LoadOrNew(key, func() (caddy.Destructor, error) {
@@ -83,7 +88,7 @@ func (h *Handler) sender() (recovery.Sender, error) {
 			return nil, err
 		}
 		p := &pooledQueue{key: key, close: closeIdle}
-		p.queue = sms.NewQueue(d, sms.QueueConfig{Size: h.SMS.QueueSize, Observe: p.observe})
+		p.queue = sms.NewQueue(d, sms.QueueConfig{Size: h.SMS.QueueSize, Holdback: smsHoldback, Observe: p.observe})
 		return p, nil
 	})
 	if err != nil {

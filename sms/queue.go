@@ -129,6 +129,14 @@ type QueueConfig struct {
 	// lets one probe through. Default: 30s.
 	BreakerCooldown time.Duration
 
+	// Holdback is the least time a message waits after Send before a
+	// worker delivers it. The work of delivery then falls on whatever
+	// requests come later, not on the one that queued the message, so that
+	// the answer time of a request does not tell whether it queued a real
+	// message or a decoy. A message that waited that long in the queue
+	// already goes at once, so throughput does not suffer. Default: none.
+	Holdback time.Duration
+
 	// Observe is called once for every message with what became of it,
 	// from the goroutine that decided it. It must not block. Default: none.
 	Observe func(Outcome)
@@ -311,6 +319,9 @@ func (q *Queue) work() {
 func (q *Queue) deliver(it queued) {
 	if it.m.Decoy {
 		return // queued only so that its account cost the same; never sent
+	}
+	if wait := it.at.Add(q.cfg.Holdback).Sub(q.cfg.Clock.Now()); wait > 0 {
+		_ = q.cfg.Sleep(q.ctx, wait) // a cancelled wait ends in the loop below
 	}
 	if it.m.Admit != nil && !expired(it.m, q.cfg.Clock.Now()) {
 		if err := it.m.Admit(q.ctx); err != nil {

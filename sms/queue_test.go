@@ -803,3 +803,42 @@ func TestQueueDropsDecoysUnseen(t *testing.T) {
 		t.Error("the decoy's Admit was asked")
 	}
 }
+
+// TestQueueHoldsBack: a message waits Holdback after Send before delivery,
+// so that its cost falls on later requests; one that has waited that long
+// already in the queue goes at once.
+func TestQueueHoldsBack(t *testing.T) {
+	t.Parallel()
+	delivering, release := make(chan string), make(chan struct{})
+	q, out, clock, sleeper := testQueue(t, delivererFunc(func(_ context.Context, m recovery.Message) error {
+		delivering <- m.Body
+		if m.Body == "first" {
+			<-release // hold the one worker while the second message ages
+		}
+		return nil
+	}), QueueConfig{Holdback: 20 * time.Millisecond})
+	send := func(body string) {
+		t.Helper()
+		if err := q.Send(context.Background(), recovery.Message{Kind: "code", To: "+31612345678", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("first")
+	if b := <-delivering; b != "first" {
+		t.Fatalf("delivering %q first", b)
+	}
+	send("second")
+	clock.Advance(time.Second) // the second message waits in the queue meanwhile
+	close(release)
+	if b := <-delivering; b != "second" {
+		t.Fatalf("delivering %q second", b)
+	}
+	for range 2 {
+		if o := out.next(t); o.Result != ResultSent {
+			t.Fatalf("outcome %+v, want sent", o)
+		}
+	}
+	if w := sleeper.Waits(); len(w) != 1 || w[0] != 20*time.Millisecond {
+		t.Errorf("waits %v, want one hold of 20ms, for the first message only", w)
+	}
+}
