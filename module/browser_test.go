@@ -238,9 +238,13 @@ func browserFlow(t *testing.T, tb *tab, e *pageEnv, prefix string, viaSMSLink bo
 	flow := tb.location().Query().Get("flow")
 	code := e.code(flow, 1)
 	if viaSMSLink {
-		// The person taps the link in the SMS.
-		target := regexp.MustCompile(`https?://\S+`).FindString(e.messages()[0].Body)
-		tb.expect(tb.open(target), 200, "Check your phone")
+		// The person taps the link in the SMS. It names public_url, which
+		// stands for the test server here: the browser opens its path there.
+		link, err := url.Parse(regexp.MustCompile(`https?://\S+`).FindString(e.messages()[0].Body))
+		if err != nil || link.Host != "mail.example.com" || !strings.HasPrefix(link.Path, "/recovery/") {
+			t.Fatalf("SMS link %v (%v), want one to public_url's /recovery/", link, err)
+		}
+		tb.expect(tb.open(e.srv.URL+link.RequestURI()), 200, "Check your phone")
 	}
 	shots["code"] = tb.screenshot(prefix + "code")
 
