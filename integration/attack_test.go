@@ -199,15 +199,7 @@ func TestGuessesCappedUntilSupportLifts(t *testing.T) {
 	if !strings.Contains(list, `"permanent":true`) || !strings.Contains(list, `"strikes":100`) {
 		t.Fatalf("admin list does not show the lasting lock: %s", list)
 	}
-	req, _ := http.NewRequest(http.MethodDelete, admin+"/sms-recovery/locks/account/"+url.PathEscape(alice), nil)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("admin lift: %d", res.StatusCode)
-	}
+	liftAccount(t, alice)
 	flow := c.startFrom("203.0.113.9", alice).str("flow")
 	if a := c.verifyFrom("203.0.113.9", flow, c.codeOf(flow)); a.Status != http.StatusOK {
 		t.Fatalf("the right code after the lift: %d %s", a.Status, a.Raw)
@@ -248,15 +240,7 @@ func TestLockNoticeOncePerLock(t *testing.T) {
 		!strings.Contains(notice.Body, "Call +1 555 0100") || codeLine.MatchString(notice.Body) {
 		t.Fatalf("lock notice to %s: %q, want German, with support and no code", notice.To, notice.Body)
 	}
-	req, _ := http.NewRequest(http.MethodDelete, admin+"/sms-recovery/locks/account/"+url.PathEscape(bob), nil)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("admin lift: %d", res.StatusCode)
-	}
+	liftAccount(t, bob)
 	lock()
 	if m := metrics(t); !strings.Contains(m, `caddy_sms_recovery_events_total{event="lock_notice",scope="",site="`+name+`"} 2`) {
 		t.Fatal("lock notices after two locks: want 2 in /metrics")
@@ -286,6 +270,20 @@ func (c *client) codeOf(flow string) string {
 		if len(msgs) < n {
 			c.t.Fatalf("no SMS links to flow %s", flow)
 		}
+	}
+}
+
+// liftAccount lifts an account's lock as support does, through the admin API.
+func liftAccount(t *testing.T, account string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, admin+"/sms-recovery/locks/account/"+url.PathEscape(account), nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("admin lift of %s: %d", account, res.StatusCode)
 	}
 }
 
