@@ -611,7 +611,7 @@ func TestPagesCookiesSecureBehindTLSTerminator(t *testing.T) {
 	p = b.follow(p)
 	flow := p.field("flow")
 	p = b.post(e.url("/verify"), url.Values{"csrf": {csrf}, "flow": {flow}, "code": {e.code(flow, 1)}})
-	p = b.follow(p)
+	b.follow(p).want(t, http.StatusOK, "Choose a new password")
 	p = b.post(e.url("/reset"), url.Values{"csrf": {csrf}, "password": {pageTestPassword}, "password_again": {pageTestPassword}})
 	p.want(t, http.StatusOK, "Your password has been changed")
 
