@@ -135,6 +135,6 @@ func (h *Handler) deliverer() (string, func() (sms.Deliverer, func(), error)) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("sms outbox: %w", err)
 		}
-		return d, nil, nil
+		return d, func() { _ = d.Close() }, nil
 	}
 }

@@ -22,8 +22,11 @@ type Outbox struct {
 	path  string
 	clock recovery.Clock
 
-	// mu keeps the lines of concurrent deliveries from interleaving.
+	// mu keeps the lines of concurrent deliveries from interleaving and
+	// guards the open file.
 	mu sync.Mutex
+	f  *os.File    // the file at path when it was opened; nil once closed
+	fi os.FileInfo // f's identity, to tell when path names another file
 }
 
 type outboxLine struct {
@@ -42,19 +45,18 @@ func NewOutbox(path string, clock recovery.Clock) (*Outbox, error) {
 	if clock == nil {
 		clock = recovery.SystemClock{}
 	}
-	f, err := openOutbox(path)
-	if err != nil {
+	o := &Outbox{path: path, clock: clock}
+	if _, err := o.file(); err != nil {
 		return nil, fmt.Errorf("sms outbox: %w", err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("sms outbox: %w", err)
-	}
-	return &Outbox{path: path, clock: clock}, nil
+	return o, nil
 }
 
-// Deliver appends m to the file in a single write. The file is opened for
-// each message, so it may be removed or rotated between messages and
-// several Outboxes (old and new configuration during a reload) can share it.
+// Deliver appends m to the file in a single write. The file stays open
+// between messages; when path no longer names it (the file was moved away
+// or removed, as log rotation does), the next message opens path afresh.
+// Writes are appends, so several Outboxes (old and new configuration
+// during a reload) can share a path.
 func (o *Outbox) Deliver(_ context.Context, m recovery.Message) error {
 	var line bytes.Buffer
 	enc := json.NewEncoder(&line)
@@ -70,18 +72,50 @@ func (o *Outbox) Deliver(_ context.Context, m recovery.Message) error {
 
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	f, err := openOutbox(o.path)
+	f, err := o.file()
 	if err != nil {
 		return fmt.Errorf("writing sms outbox: %w", err)
 	}
 	if _, err := f.Write(line.Bytes()); err != nil {
-		f.Close()
-		return fmt.Errorf("writing sms outbox: %w", err)
-	}
-	if err := f.Close(); err != nil {
 		return fmt.Errorf("writing sms outbox: %w", err)
 	}
 	return nil
+}
+
+// Close closes the file. A later Deliver opens it again.
+func (o *Outbox) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.f == nil {
+		return nil
+	}
+	err := o.f.Close()
+	o.f, o.fi = nil, nil
+	return err
+}
+
+// file returns the open file at path, opening it when none is open or when
+// path now names another file (or none). One stat per message costs far
+// less than an open and a close. The caller holds o.mu, or owns o alone.
+func (o *Outbox) file() (*os.File, error) {
+	if o.f != nil {
+		if fi, err := os.Stat(o.path); err == nil && os.SameFile(fi, o.fi) {
+			return o.f, nil
+		}
+		o.f.Close()
+		o.f, o.fi = nil, nil
+	}
+	f, err := openOutbox(o.path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	o.f, o.fi = f, fi
+	return f, nil
 }
 
 func openOutbox(path string) (*os.File, error) {

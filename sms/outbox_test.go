@@ -144,6 +144,41 @@ func TestOutboxFile(t *testing.T) {
 			t.Errorf("got %d lines, want 1", len(lines))
 		}
 	})
+	t.Run("follows rotation", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "outbox.jsonl")
+		o, err := NewOutbox(path, fixedClock(outboxTime))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { o.Close() })
+		deliver := func(body string) {
+			t.Helper()
+			if err := o.Deliver(context.Background(), recovery.Message{To: "+31612345678", Body: body}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deliver("before")
+		// Moved away, as logrotate does: the old file keeps what it had,
+		// and the next message starts a new one at path.
+		if err := os.Rename(path, path+".1"); err != nil {
+			t.Fatal(err)
+		}
+		deliver("after")
+		old, _ := readOutbox(t, path+".1")
+		cur, _ := readOutbox(t, path)
+		if len(old) != 1 || old[0].Body != "before" || len(cur) != 1 || cur[0].Body != "after" {
+			t.Errorf("rotated file %+v, new file %+v; want before, then after", old, cur)
+		}
+		// Closed, it opens again on the next message.
+		if err := o.Close(); err != nil {
+			t.Fatal(err)
+		}
+		deliver("reopened")
+		if cur, _ := readOutbox(t, path); len(cur) != 2 || cur[1].Body != "reopened" {
+			t.Errorf("after Close: %+v, want a second line", cur)
+		}
+	})
 	t.Run("unwritable later", func(t *testing.T) {
 		t.Parallel()
 		dir := filepath.Join(t.TempDir(), "gone")
