@@ -22,11 +22,13 @@ func init() {
 //	    key_id             <id>
 //	    hmac_key           <base64>
 //	    ed25519_public_key <path to PEM>
+//	    key <key_id> hmac_key|ed25519_public_key <base64 or path>
 //	    max_skew           <duration>
 //	}
 //
 // key_id and one of hmac_key and ed25519_public_key are required; Validate
-// checks that when the configuration loads.
+// checks that when the configuration loads. Each key line, which may repeat,
+// adds one more key to accept, for a rotation of the gateway's key.
 func verifyParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m module.VerifyHandler
 	if err := UnmarshalVerify(h.Dispenser, &m); err != nil {
@@ -45,12 +47,14 @@ func UnmarshalVerify(d *cf.Dispenser, m *module.VerifyHandler) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		name := d.Val()
-		if seen[name] {
+		if seen[name] && name != "key" {
 			return d.Errf("duplicate subdirective '%s'", name)
 		}
 		seen[name] = true
 		var err error
 		switch name {
+		case "key":
+			err = parseVerifyKey(d, m)
 		case "key_id":
 			err = oneString(d, &m.KeyID)
 		case "hmac_key":
@@ -66,5 +70,24 @@ func UnmarshalVerify(d *cf.Dispenser, m *module.VerifyHandler) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// parseVerifyKey reads one key line: key <key_id> hmac_key|ed25519_public_key <value>.
+func parseVerifyKey(d *cf.Dispenser, m *module.VerifyHandler) error {
+	args := d.RemainingArgs()
+	if len(args) != 3 {
+		return d.ArgErr()
+	}
+	k := module.VerifyKey{KeyID: args[0]}
+	switch args[1] {
+	case "hmac_key":
+		k.HMACKey = args[2]
+	case "ed25519_public_key":
+		k.Ed25519PublicKey = args[2]
+	default:
+		return d.Errf("key: '%s' must be hmac_key or ed25519_public_key", args[1])
+	}
+	m.Keys = append(m.Keys, k)
 	return nil
 }

@@ -39,6 +39,19 @@ func TestUnmarshalVerify(t *testing.T) {
 			want: module.VerifyHandler{KeyID: "gw1", Ed25519PublicKey: "/etc/caddy/gateway key.pem"},
 		},
 		{
+			name: "a rotation: the old key and two more",
+			input: `sms_recovery_verify {
+				key_id   gw1
+				hmac_key AAECAwQF==
+				key gw2 hmac_key BBECAwQF==
+				key gw3 ed25519_public_key /etc/caddy/gw3.pub.pem
+			}`,
+			want: module.VerifyHandler{KeyID: "gw1", HMACKey: "AAECAwQF==", Keys: []module.VerifyKey{
+				{KeyID: "gw2", HMACKey: "BBECAwQF=="},
+				{KeyID: "gw3", Ed25519PublicKey: "/etc/caddy/gw3.pub.pem"},
+			}},
+		},
+		{
 			name:  "day-long skew in Caddy's duration syntax",
 			input: "sms_recovery_verify {\n max_skew 1d\n}",
 			want:  module.VerifyHandler{MaxSkew: caddy.Duration(24 * time.Hour)},
@@ -82,6 +95,8 @@ func TestUnmarshalVerifyErrors(t *testing.T) {
 		{"bad max_skew", "sms_recovery_verify {\n max_skew soon\n}", "max_skew: 'soon' is not a duration"},
 		{"max_skew without value", "sms_recovery_verify {\n max_skew\n}", "wrong argument count"},
 		{"unknown subdirective", "sms_recovery_verify {\n keyid gw1\n}", "unrecognized subdirective 'keyid'"},
+		{"key with too few values", "sms_recovery_verify {\n key gw2 hmac_key\n}", "wrong argument count"},
+		{"key of an unknown kind", "sms_recovery_verify {\n key gw2 rsa_key k.pem\n}", "key: 'rsa_key' must be hmac_key or ed25519_public_key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -42,16 +42,44 @@ type VerifyHandler struct {
 	// of hmac_key and ed25519_public_key is required.
 	Ed25519PublicKey string `json:"ed25519_public_key,omitempty"`
 
+	// Keys are more gateway keys to accept, each under its own key_id, so
+	// that the gateway's key rotates without a moment in which resets
+	// fail: add the new key here, switch the gateway to it, then make it
+	// the only key. A request accepted under one key is a replay under
+	// every other.
+	Keys []VerifyKey `json:"keys,omitempty"`
+
 	// MaxSkew is how far the gateway's clock may be off from this server's:
 	// a signature is accepted from max_skew before its created time until
 	// max_skew after its expires time. A longer skew keeps a captured
 	// request usable for longer, though never twice. Default: 60s.
 	MaxSkew caddy.Duration `json:"max_skew,omitempty"`
 
-	verifier *httpsig.Verifier
+	verifier *httpsig.VerifierSet
 	pooled   bool // holds a reference to verifyNoncePool
 	clock    recovery.Clock
 	logger   *zap.Logger
+}
+
+// VerifyKey is one more gateway key an sms_recovery_verify handler accepts.
+type VerifyKey struct {
+	// KeyID is the key ID the gateway signs with under this key. Required,
+	// and distinct from the handler's other key IDs.
+	KeyID string `json:"key_id,omitempty"`
+
+	// HMACKey is the base64 of the shared key, at least 64 bytes. Exactly
+	// one of hmac_key and ed25519_public_key is required.
+	HMACKey string `json:"hmac_key,omitempty"`
+
+	// Ed25519PublicKey is the path of a PEM file holding the gateway's
+	// public key. Exactly one of hmac_key and ed25519_public_key is
+	// required.
+	Ed25519PublicKey string `json:"ed25519_public_key,omitempty"`
+}
+
+// keys returns every key the handler accepts, its own first.
+func (h *VerifyHandler) keys() []VerifyKey {
+	return append([]VerifyKey{{KeyID: h.KeyID, HMACKey: h.HMACKey, Ed25519PublicKey: h.Ed25519PublicKey}}, h.Keys...)
 }
 
 // verifyNoncePool holds the one nonce cache that every sms_recovery_verify
@@ -103,23 +131,12 @@ func (h *VerifyHandler) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	h.HMACKey = repl.ReplaceKnown(h.HMACKey, "")
 	h.Ed25519PublicKey = repl.ReplaceKnown(h.Ed25519PublicKey, "")
+	for i := range h.Keys {
+		h.Keys[i].HMACKey = repl.ReplaceKnown(h.Keys[i].HMACKey, "")
+		h.Keys[i].Ed25519PublicKey = repl.ReplaceKnown(h.Keys[i].Ed25519PublicKey, "")
+	}
 	if err := h.Validate(); err != nil {
 		return err
-	}
-
-	cfg := httpsig.VerifierConfig{KeyID: h.KeyID, MaxSkew: time.Duration(h.MaxSkew)}
-	if h.HMACKey != "" {
-		key, err := base64.StdEncoding.DecodeString(h.HMACKey)
-		if err != nil {
-			return fmt.Errorf("hmac_key is not base64: %w", err)
-		}
-		cfg.HMACKey = key
-	} else {
-		key, err := httpsig.LoadEd25519PublicKey(h.Ed25519PublicKey)
-		if err != nil {
-			return fmt.Errorf("ed25519_public_key: %w", err)
-		}
-		cfg.PublicKey = key
 	}
 
 	val, _, err := verifyNoncePool.LoadOrNew(verifyNoncePoolKey, func() (caddy.Destructor, error) {
@@ -133,12 +150,32 @@ func (h *VerifyHandler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("creating nonce cache: %w", err)
 	}
 	h.pooled = true
-	cfg.Nonces = val.(verifyNonceCache).NonceCache
+	nonces := val.(verifyNonceCache).NonceCache
 
-	if h.verifier, err = httpsig.NewVerifier(cfg); err != nil {
-		return err
+	var verifiers []*httpsig.Verifier
+	for _, k := range h.keys() {
+		cfg := httpsig.VerifierConfig{KeyID: k.KeyID, MaxSkew: time.Duration(h.MaxSkew), Nonces: nonces}
+		if k.HMACKey != "" {
+			key, err := base64.StdEncoding.DecodeString(k.HMACKey)
+			if err != nil {
+				return fmt.Errorf("key %q: hmac_key is not base64: %w", k.KeyID, err)
+			}
+			cfg.HMACKey = key
+		} else {
+			key, err := httpsig.LoadEd25519PublicKey(k.Ed25519PublicKey)
+			if err != nil {
+				return fmt.Errorf("key %q: ed25519_public_key: %w", k.KeyID, err)
+			}
+			cfg.PublicKey = key
+		}
+		v, err := httpsig.NewVerifier(cfg)
+		if err != nil {
+			return fmt.Errorf("key %q: %w", k.KeyID, err)
+		}
+		verifiers = append(verifiers, v)
 	}
-	return nil
+	h.verifier, err = httpsig.NewVerifierSet(verifiers...)
+	return err
 }
 
 // Validate checks the configuration.
@@ -149,6 +186,19 @@ func (h *VerifyHandler) Validate() error {
 	}
 	if (h.HMACKey == "") == (h.Ed25519PublicKey == "") {
 		errs = append(errs, errors.New("give exactly one of hmac_key and ed25519_public_key"))
+	}
+	seen := map[string]bool{h.KeyID: true}
+	for i, k := range h.Keys {
+		switch {
+		case k.KeyID == "":
+			errs = append(errs, fmt.Errorf("key %d: key_id: required", i+1))
+		case seen[k.KeyID]:
+			errs = append(errs, fmt.Errorf("key %q: key_id given twice", k.KeyID))
+		}
+		seen[k.KeyID] = true
+		if (k.HMACKey == "") == (k.Ed25519PublicKey == "") {
+			errs = append(errs, fmt.Errorf("key %q: give exactly one of hmac_key and ed25519_public_key", k.KeyID))
+		}
 	}
 	if h.MaxSkew < 0 {
 		errs = append(errs, fmt.Errorf("max_skew: %s is negative", time.Duration(h.MaxSkew)))

@@ -283,6 +283,10 @@ func TestVerifyHandlerValidate(t *testing.T) {
 		{"no key", VerifyHandler{KeyID: "gw1"}, "exactly one of hmac_key and ed25519_public_key"},
 		{"both keys", VerifyHandler{KeyID: "gw1", HMACKey: key, Ed25519PublicKey: "gw.pub.pem"}, "exactly one of hmac_key and ed25519_public_key"},
 		{"negative skew", VerifyHandler{KeyID: "gw1", HMACKey: key, MaxSkew: caddy.Duration(-time.Second)}, "max_skew: -1s is negative"},
+		{"a second key", VerifyHandler{KeyID: "gw1", HMACKey: key, Keys: []VerifyKey{{KeyID: "gw2", Ed25519PublicKey: "gw2.pub.pem"}}}, ""},
+		{"second key without id", VerifyHandler{KeyID: "gw1", HMACKey: key, Keys: []VerifyKey{{HMACKey: key}}}, "key 1: key_id: required"},
+		{"one key id twice", VerifyHandler{KeyID: "gw1", HMACKey: key, Keys: []VerifyKey{{KeyID: "gw1", HMACKey: key}}}, `key "gw1": key_id given twice`},
+		{"second key without key", VerifyHandler{KeyID: "gw1", HMACKey: key, Keys: []VerifyKey{{KeyID: "gw2"}}}, `key "gw2": give exactly one`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,6 +302,68 @@ func TestVerifyHandlerValidate(t *testing.T) {
 				t.Errorf("Validate = %v, want error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestVerifyHandlerKeyRotation walks a rotation of the gateway's key as
+// the README tells it: the upstream adds the new key, the gateway switches,
+// the upstream drops the old key. Every reset signed with a key the
+// upstream holds at that moment passes; none fails in between.
+func TestVerifyHandlerKeyRotation(t *testing.T) {
+	t.Parallel()
+	newKey := bytes.Repeat([]byte{0x42}, 64)
+	oldSigner, err := httpsig.NewHMACSigner("gw1", verifyTestKey, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newSigner, err := httpsig.NewHMACSigner("gw2", newKey, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	status := func(h *VerifyHandler, s *httpsig.Signer) int {
+		t.Helper()
+		w := httptest.NewRecorder()
+		if err := h.ServeHTTP(w, verifyTestRequest(t, s, `{"password":"N3w-s3cret!"}`), &verifyNext{}); err != nil {
+			t.Fatal(err)
+		}
+		return w.Code
+	}
+	before := &VerifyHandler{KeyID: "gw1", HMACKey: b64(verifyTestKey)}
+	newVerifyTestHandler(t, before)
+	during := &VerifyHandler{KeyID: "gw1", HMACKey: b64(verifyTestKey), Keys: []VerifyKey{{KeyID: "gw2", HMACKey: b64(newKey)}}}
+	newVerifyTestHandler(t, during)
+	after := &VerifyHandler{KeyID: "gw2", HMACKey: b64(newKey)}
+	newVerifyTestHandler(t, after)
+	for _, step := range []struct {
+		name   string
+		h      *VerifyHandler
+		signer *httpsig.Signer
+		want   int
+	}{
+		{"before, old key", before, oldSigner, http.StatusNoContent},
+		{"upstream holds both, gateway still on the old key", during, oldSigner, http.StatusNoContent},
+		{"upstream holds both, gateway on the new key", during, newSigner, http.StatusNoContent},
+		{"after, new key", after, newSigner, http.StatusNoContent},
+		{"after, old key", after, oldSigner, http.StatusUnauthorized},
+		{"before, new key", before, newSigner, http.StatusUnauthorized},
+	} {
+		if got := status(step.h, step.signer); got != step.want {
+			t.Errorf("%s: status %d, want %d", step.name, got, step.want)
+		}
+	}
+	// A request accepted under one key is a replay under the other too.
+	r := verifyTestRequest(t, newSigner, `{"password":"N3w-s3cret!"}`)
+	replay := r.Clone(r.Context())
+	replay.Body = io.NopCloser(strings.NewReader(`{"password":"N3w-s3cret!"}`))
+	for i, req := range []*http.Request{r, replay} {
+		w := httptest.NewRecorder()
+		if err := during.ServeHTTP(w, req, &verifyNext{}); err != nil {
+			t.Fatal(err)
+		}
+		if want := []int{http.StatusNoContent, http.StatusUnauthorized}[i]; w.Code != want {
+			t.Errorf("request %d: status %d, want %d", i+1, w.Code, want)
+		}
 	}
 }
 
@@ -355,7 +421,11 @@ func TestVerifyHandlerNonceCacheFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.verifier, err = httpsig.NewVerifier(httpsig.VerifierConfig{KeyID: "gw1", HMACKey: verifyTestKey, Nonces: nonces}); err != nil {
+	v, err := httpsig.NewVerifier(httpsig.VerifierConfig{KeyID: "gw1", HMACKey: verifyTestKey, Nonces: nonces})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.verifier, err = httpsig.NewVerifierSet(v); err != nil {
 		t.Fatal(err)
 	}
 	const body = `{"password":"N3w-s3cret!"}`
