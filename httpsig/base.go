@@ -3,6 +3,8 @@ package httpsig
 import (
 	"fmt"
 	"strings"
+
+	"github.com/dunglas/httpsfv"
 )
 
 // component is one covered component of a signature: its identifier as it
@@ -14,15 +16,35 @@ type component struct {
 	value string
 }
 
+// sfParam is one signature parameter; value is an RFC 8941 bare item
+// (int64, string, bool or []byte).
+type sfParam struct {
+	key   string
+	value any
+}
+
+// sfParams keeps parameters in order: the serialized form, which is signed,
+// depends on it.
+type sfParams []sfParam
+
 // signatureParams serializes the @signature-params value: the inner list of
 // the components' names followed by params (RFC 9421 §2.3). The same string
 // is the member value of Signature-Input.
 func signatureParams(components []component, params sfParams) (string, error) {
-	items := make([]sfItem, len(components))
+	il := httpsfv.InnerList{Items: make([]httpsfv.Item, len(components)), Params: httpsfv.NewParams()}
 	for i, c := range components {
-		items[i] = sfItem{value: c.name}
+		il.Items[i] = httpsfv.NewItem(c.name)
 	}
-	return serializeInnerList(items, params)
+	for _, p := range params {
+		il.Params.Add(p.key, p.value)
+	}
+	return serializeInnerList(il)
+}
+
+// serializeInnerList is the RFC 8941 serialization of an inner list with
+// its parameters, as a list of that one member serializes.
+func serializeInnerList(il httpsfv.InnerList) (string, error) {
+	return httpsfv.Marshal(httpsfv.List{il})
 }
 
 // signatureBase builds the RFC 9421 §2.5 signature base: one line per

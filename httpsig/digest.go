@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+
+	"github.com/dunglas/httpsfv"
 )
 
 // ContentDigest returns the RFC 9530 Content-Digest field value of body with
@@ -18,15 +20,16 @@ func ContentDigest(body []byte) string {
 // sha-256 member that matches body. Other algorithms are ignored, as RFC 9530
 // allows; a field without sha-256 fails.
 func checkContentDigest(value string, body []byte) error {
-	d, err := parseDictionary(value)
+	d, err := httpsfv.UnmarshalDictionary([]string{value})
 	if err != nil {
 		return fmt.Errorf("%w: content-digest: %v", ErrMalformed, err)
 	}
-	it, ok := d.get("sha-256")
+	m, ok := d.Get("sha-256")
 	if !ok {
 		return fmt.Errorf("%w: no sha-256 member", ErrDigest)
 	}
-	got, ok := it.value.([]byte)
+	it, _ := m.(httpsfv.Item)
+	got, ok := it.Value.([]byte)
 	if !ok {
 		return fmt.Errorf("%w: content-digest: sha-256 is not a byte sequence", ErrMalformed)
 	}

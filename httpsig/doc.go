@@ -10,6 +10,9 @@
 // refuses a nonce it has already accepted. testdata/vectors.json holds test
 // vectors for upstreams written in other languages.
 //
+// Structured fields (RFC 8941) are parsed and serialized by
+// github.com/dunglas/httpsfv, the library Caddy itself is built with.
+//
 // It is plain Go: it must never import Caddy or the rest of the project, so
 // an upstream can use it alone. It must never log, and never put a key, a
 // signature or a request body in an error message. It takes time and

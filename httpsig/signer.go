@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // nonceSize is the number of random bytes in a nonce: 128 bits make a
@@ -149,17 +151,10 @@ func checkMethod(m string) error {
 	return nil
 }
 
-// isToken reports whether s is an HTTP token (RFC 9110 §5.6.2).
+// isToken reports whether s is an HTTP token (RFC 9110 §5.6.2), the form
+// of both methods and field names.
 func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isAlpha(c) && !isDigit(c) && !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
+	return httpguts.ValidHeaderFieldName(s)
 }
 
 // checkPath accepts an absolute path of visible ASCII, as it is sent.

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/dunglas/httpsfv"
 )
 
 // DefaultMaxSkew is the clock difference between gateway and upstream that
@@ -119,23 +121,25 @@ func (v *Verifier) Verify(h http.Header, method, path string, body []byte, now t
 	if err != nil {
 		return "", err
 	}
-	items, ok := input.value.([]sfItem)
+	il, ok := input.(httpsfv.InnerList)
 	if !ok {
 		return "", fmt.Errorf("%w: %s member is not an inner list", ErrMalformed, HeaderSignatureInput)
 	}
-	sig, ok := sigMember.value.([]byte)
+	items := il.Items
+	sigItem, _ := sigMember.(httpsfv.Item)
+	sig, ok := sigItem.Value.([]byte)
 	if !ok {
 		return "", fmt.Errorf("%w: %s member is not a byte sequence", ErrMalformed, HeaderSignature)
 	}
 
-	if err := v.checkPolicy(input.params); err != nil {
+	if err := v.checkPolicy(il.Params); err != nil {
 		return "", err
 	}
 	names, err := coveredNames(items)
 	if err != nil {
 		return "", err
 	}
-	expires, nonce, err := v.checkWindow(input.params, now)
+	expires, nonce, err := v.checkWindow(il.Params, now)
 	if err != nil {
 		return "", err
 	}
@@ -158,7 +162,7 @@ func (v *Verifier) Verify(h http.Header, method, path string, body []byte, now t
 		return "", err
 	}
 
-	sigParams, err := serializeInnerList(items, input.params)
+	sigParams, err := serializeInnerList(il)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
@@ -176,24 +180,24 @@ func (v *Verifier) Verify(h http.Header, method, path string, body []byte, now t
 }
 
 // labelled returns the "recovery" member of the dictionary field.
-func labelled(h http.Header, field string) (sfItem, error) {
+func labelled(h http.Header, field string) (httpsfv.Member, error) {
 	values := h.Values(field)
 	if len(values) == 0 {
-		return sfItem{}, fmt.Errorf("%w: no %s field", ErrNoSignature, field)
+		return nil, fmt.Errorf("%w: no %s field", ErrNoSignature, field)
 	}
-	d, err := parseDictionary(strings.Join(values, ", "))
+	d, err := httpsfv.UnmarshalDictionary(values)
 	if err != nil {
-		return sfItem{}, fmt.Errorf("%w: %s: %v", ErrMalformed, field, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, field, err)
 	}
-	it, ok := d.get(Label)
+	m, ok := d.Get(Label)
 	if !ok {
-		return sfItem{}, fmt.Errorf("%w: no %q member in %s", ErrNoSignature, Label, field)
+		return nil, fmt.Errorf("%w: no %q member in %s", ErrNoSignature, Label, field)
 	}
-	return it, nil
+	return m, nil
 }
 
 // checkPolicy checks the tag, keyid and alg parameters.
-func (v *Verifier) checkPolicy(ps sfParams) error {
+func (v *Verifier) checkPolicy(ps *httpsfv.Params) error {
 	if tag, _ := stringParam(ps, "tag"); tag != Tag {
 		return fmt.Errorf("%w: %q", ErrTag, tag)
 	}
@@ -209,15 +213,15 @@ func (v *Verifier) checkPolicy(ps sfParams) error {
 // coveredNames returns the component identifiers of the inner list, after
 // checking that they include the required ones, once each, and nothing this
 // package cannot derive.
-func coveredNames(items []sfItem) ([]string, error) {
+func coveredNames(items []httpsfv.Item) ([]string, error) {
 	names := make([]string, len(items))
 	seen := make(map[string]bool, len(items))
 	for i, it := range items {
-		name, ok := it.value.(string)
+		name, ok := it.Value.(string)
 		switch {
 		case !ok:
 			return nil, fmt.Errorf("%w: component identifier is not a string", ErrMalformed)
-		case len(it.params) > 0:
+		case it.Params != nil && len(it.Params.Names()) > 0:
 			return nil, fmt.Errorf("%w: component %q has parameters, which are not supported", ErrComponents, name)
 		case seen[name]:
 			return nil, fmt.Errorf("%w: component %q covered twice", ErrMalformed, name)
@@ -237,7 +241,7 @@ func coveredNames(items []sfItem) ([]string, error) {
 
 // checkWindow checks created, expires and nonce, and returns when the
 // signature expires and its nonce.
-func (v *Verifier) checkWindow(ps sfParams, now time.Time) (time.Time, string, error) {
+func (v *Verifier) checkWindow(ps *httpsfv.Params, now time.Time) (time.Time, string, error) {
 	created, ok1 := intParam(ps, "created")
 	expires, ok2 := intParam(ps, "expires")
 	nonce, ok3 := stringParam(ps, "nonce")
@@ -302,14 +306,20 @@ func isFieldName(s string) bool {
 	return isToken(s) && strings.ToLower(s) == s
 }
 
-func stringParam(ps sfParams, key string) (string, bool) {
-	v, _ := ps.get(key)
+func stringParam(ps *httpsfv.Params, key string) (string, bool) {
+	if ps == nil {
+		return "", false
+	}
+	v, _ := ps.Get(key)
 	s, ok := v.(string)
 	return s, ok
 }
 
-func intParam(ps sfParams, key string) (int64, bool) {
-	v, _ := ps.get(key)
+func intParam(ps *httpsfv.Params, key string) (int64, bool) {
+	if ps == nil {
+		return 0, false
+	}
+	v, _ := ps.Get(key)
 	n, ok := v.(int64)
 	return n, ok
 }
