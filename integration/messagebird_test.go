@@ -73,6 +73,17 @@ func (mb *messageBird) waitRequests(n int, within time.Duration) []mbMessage {
 	return mb.requests()
 }
 
+// settleMessageBird reloads s with the outbox sender instead. The reload
+// drains the MessageBird queue before it returns, so whatever requests its
+// messages were going to make have been made: a count taken after it is
+// final, with no sleep that hopes.
+func settleMessageBird(t *testing.T, s *site) {
+	t.Helper()
+	settled := *s
+	settled.SMS, settled.Outbox = "", newOutbox(t)
+	reload(t, settled)
+}
+
 // mbCreated answers as MessageBird does for an accepted message.
 func mbCreated(w http.ResponseWriter, m mbMessage) {
 	items := []map[string]any{}
@@ -113,7 +124,8 @@ func TestMessageBirdRetriesUntilDelivered(t *testing.T) {
 		mbCreated(w, m)
 	})
 	up := startUpstream(t, "127.0.0.1:0")
-	c := start(t, &site{Upstream: up.addr, SMS: messageBirdSMS(mb.URL, "live_test_key")})
+	s := &site{Upstream: up.addr, SMS: messageBirdSMS(mb.URL, "live_test_key")}
+	c := start(t, s)
 
 	began := time.Now()
 	flow := c.startFlow(alice)
@@ -123,7 +135,7 @@ func TestMessageBirdRetriesUntilDelivered(t *testing.T) {
 	if len(msgs) != 3 {
 		t.Fatalf("MessageBird got %d requests, want 3 (two failures, one success)", len(msgs))
 	}
-	time.Sleep(200 * time.Millisecond)
+	settleMessageBird(t, s)
 	if n := len(mb.requests()); n != 3 {
 		t.Fatalf("MessageBird got %d requests after delivery, want 3: the SMS went out twice", n)
 	}
@@ -150,14 +162,15 @@ func TestMessageBirdWrongKey(t *testing.T) {
 	})
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
 	up := startUpstream(t, "127.0.0.1:0")
-	c := start(t, &site{
+	s := &site{
 		Upstream: up.addr, SiteName: "Wrong Key Mail",
 		SMS:    messageBirdSMS(mb.URL, "wrong_key"),
 		Global: fmt.Sprintf("log {\n\t\toutput file %s\n\t\tformat json\n\t}", logFile),
-	})
+	}
+	c := start(t, s)
 	c.startFlow(alice)
 	mb.waitRequests(1, 5*time.Second)
-	time.Sleep(500 * time.Millisecond) // room for a retry storm, were there one
+	settleMessageBird(t, s) // a retry storm, were there one, would be over
 	if n := len(mb.requests()); n != 1 {
 		t.Fatalf("MessageBird got %d requests for one SMS with a wrong key, want 1", n)
 	}
