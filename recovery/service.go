@@ -445,15 +445,22 @@ func (s *Service) notifyLock(ctx context.Context, account string, ev Event) {
 	if unknown {
 		entry.Phone = s.Keys.StandInPhone(account)
 	}
-	body, rerr := s.Messages.LockNotice(s.lang(entry), MessageData{SiteName: s.cfg.SiteName, Support: s.cfg.Support})
-	phone, perr := s.Phones.Check(entry.Phone)
-	if rerr != nil || perr != nil || unknown {
+	body, err := s.Messages.LockNotice(s.lang(entry), MessageData{SiteName: s.cfg.SiteName, Support: s.cfg.Support})
+	if err != nil {
 		return
 	}
-	ev.Name, ev.Phone = EventLockNotice, MaskPhone(phone)
-	s.Observer.Observe(ctx, ev)
-	s.send(ctx, Message{Kind: "lock_notice", To: phone, Body: body, Reference: ev.FlowRef,
-		ExpiresAt: s.Clock.Now().Add(time.Hour), Admit: s.admitSMS(phone, ev)}, ev)
+	phone, perr := s.Phones.Check(entry.Phone)
+	if perr != nil {
+		phone = entry.Phone
+	}
+	m := Message{Kind: "lock_notice", To: phone, Body: body, Reference: ev.FlowRef,
+		ExpiresAt: s.Clock.Now().Add(time.Hour), Admit: s.admitSMS(phone, ev)}
+	// As for a code: a decoy is queued all the same, and dropped unseen.
+	if m.Decoy = unknown || perr != nil; !m.Decoy {
+		ev.Name, ev.Phone = EventLockNotice, MaskPhone(phone)
+		s.Observer.Observe(ctx, ev)
+	}
+	s.send(ctx, m, ev)
 }
 
 // lang is the language of messages to an entry.
