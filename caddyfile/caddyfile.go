@@ -3,7 +3,9 @@
 package caddyfile
 
 import (
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -30,6 +32,7 @@ func init() {
 //	    language          en|de|nl|fr
 //	    directory file    <path>
 //	    directory http    <url> [{ timeout <duration> }]
+//	    directory ldap    <ldap:// or ldaps:// url> { ... }   # see parseLDAP
 //	    sms outbox        <path>
 //	    sms messagebird {
 //	        access_key <key>
@@ -182,8 +185,14 @@ func parseDirectory(d *cf.Dispenser) (*module.Directory, error) {
 		dir.File = d.Val()
 	case "http":
 		dir.URL = d.Val()
+	case "ldap":
+		l, err := parseLDAP(d)
+		if err != nil {
+			return nil, err
+		}
+		return &module.Directory{LDAP: l}, nil
 	default:
-		return nil, d.Errf("directory: unknown source '%s' (want file or http)", kind)
+		return nil, d.Errf("directory: unknown source '%s' (want file, http or ldap)", kind)
 	}
 	if d.NextArg() {
 		return nil, d.ArgErr()
@@ -202,6 +211,84 @@ func parseDirectory(d *cf.Dispenser) (*module.Directory, error) {
 		}
 	}
 	return &dir, nil
+}
+
+// parseLDAP reads the rest of a directory ldap directive, its URL the
+// current token. Syntax:
+//
+//	directory ldap <ldap:// or ldaps:// url> {
+//	    bind_dn         <dn>
+//	    bind_password   <password>            # usually {env.LDAP_PASSWORD}
+//	    base_dn         <dn>
+//	    filter          "(mail={account})"    # {account} exactly once, escaped per RFC 4515
+//	    phone_attribute mobile                # default mobile
+//	    lang_attribute  preferredLanguage
+//	    start_tls       on|off
+//	    timeout         <duration>            # default 3s
+//	    pool_size       <n>                   # default 4
+//	}
+func parseLDAP(d *cf.Dispenser) (*module.LDAPDirectory, error) {
+	l := &module.LDAPDirectory{URL: d.Val()}
+	// A placeholder is checked once it is expanded, at load.
+	if !strings.HasPrefix(l.URL, "{") && !strings.HasPrefix(l.URL, "ldap://") && !strings.HasPrefix(l.URL, "ldaps://") {
+		return nil, d.Errf("directory ldap: url '%s' must start with ldap:// or ldaps://", redactURL(l.URL))
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return nil, d.Errf("directory ldap: duplicate subdirective '%s'", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "bind_dn":
+			err = oneString(d, &l.BindDN)
+		case "bind_password":
+			err = oneString(d, &l.BindPassword)
+		case "base_dn":
+			err = oneString(d, &l.BaseDN)
+		case "filter":
+			if err = oneString(d, &l.Filter); err == nil && strings.Count(l.Filter, "{account}") != 1 {
+				err = d.Errf("directory ldap: filter '%s' must contain {account} exactly once", l.Filter)
+			}
+		case "phone_attribute":
+			err = oneString(d, &l.PhoneAttribute)
+		case "lang_attribute":
+			err = oneString(d, &l.LangAttribute)
+		case "start_tls":
+			l.StartTLS, err = onOff(d)
+		case "timeout":
+			err = oneDuration(d, &l.Timeout)
+		case "pool_size":
+			err = oneInt(d, &l.PoolSize)
+		default:
+			return nil, d.Errf("directory ldap: unrecognized subdirective '%s'", name)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, req := range []struct {
+		name string
+		set  bool
+	}{{"base_dn", l.BaseDN != ""}, {"filter", l.Filter != ""}} {
+		if !req.set {
+			return nil, d.Errf("directory ldap: %s is required", req.name)
+		}
+	}
+	return l, nil
+}
+
+// redactURL hides a password written into a URL, for error messages.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable)"
 }
 
 func parseSMS(d *cf.Dispenser, prev *module.SMS) (*module.SMS, error) {

@@ -2,10 +2,12 @@
 // which of them may receive a code.
 //
 // File reads a JSON file and follows its changes; HTTP asks a web service
-// with a signed request. Both know accounts by recovery.NormalizeAccount,
-// the rule the flow applies to what a person types: File normalises its
-// keys when it loads them, HTTP asks for the normalised name. Both
-// implement recovery.Directory: an account
+// with a signed request; LDAP searches a directory server through a small
+// pool of bound connections, with the account escaped per RFC 4515. All
+// know accounts by recovery.NormalizeAccount, the rule the flow applies to
+// what a person types: File normalises its keys when it loads them, HTTP
+// and LDAP ask for the normalised name. All implement recovery.Directory:
+// an account
 // without a phone number is recovery.ErrUnknownAccount, and a directory that
 // cannot answer is an error matching recovery.ErrUnavailable, so that the
 // flow fails closed. PhonePolicy implements recovery.PhonePolicy over

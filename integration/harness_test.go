@@ -133,6 +133,9 @@ type site struct {
 	// Phones replaces the phone directory, a JSON object. Default: alice
 	// and bob.
 	Phones string
+	// Directory, when set, replaces the "directory file ..." line, e.g.
+	// with a directory ldap block; Phones is then unused.
+	Directory string
 }
 
 var stores atomic.Int64
@@ -143,6 +146,10 @@ func (s site) caddyfile(t *testing.T) string {
 	directory := cmp.Or(s.Phones, `{"alice@example.com": "+31612345678", "bob@example.com": {"phone": "+4915123456789", "lang": "de"}}`)
 	if err := os.WriteFile(phones, []byte(directory), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	dirLine := "directory file " + phones
+	if s.Directory != "" {
+		dirLine = s.Directory
 	}
 	sms := s.SMS
 	if sms == "" {
@@ -177,7 +184,7 @@ func (s site) caddyfile(t *testing.T) string {
 	sms_recovery {
 		site_name %q
 		%s
-		directory file %s
+		%s
 		%s
 		support "Call +1 555 0100"
 		%s
@@ -192,7 +199,7 @@ func (s site) caddyfile(t *testing.T) string {
 	respond /health "ok" 200
 	reverse_proxy %s
 }
-`, s.Global, address, name, publicURL, phones, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
+`, s.Global, address, name, publicURL, dirLine, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
 }
 
 // start loads a gateway site and returns a client for it. It fills in s.

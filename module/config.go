@@ -4,7 +4,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 )
 
-// Directory says where phone numbers come from. Exactly one of File or URL is set.
+// Directory says where phone numbers come from. Exactly one of File, URL or
+// LDAP is set.
 type Directory struct {
 	// File is the path of a JSON object mapping accounts to E.164 phone
 	// numbers, or to {"phone": ..., "lang": ...}. It is read again when it
@@ -17,6 +18,62 @@ type Directory struct {
 
 	// Timeout bounds one lookup through URL. Default: 3s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// LDAP searches an LDAP server, such as the mobile attribute of
+	// inetOrgPerson entries.
+	LDAP *LDAPDirectory `json:"ldap,omitempty"`
+}
+
+// LDAPDirectory finds phone numbers with a subtree search of an LDAP server.
+type LDAPDirectory struct {
+	// URL is ldap://host[:port] or ldaps://host[:port] (TLS from the first
+	// byte, checked against the system's roots). Over ldap:// without
+	// start_tls the bind password crosses the network in clear: use either
+	// only on a trusted network. Placeholders such as {env.LDAP_URL} are
+	// expanded.
+	URL string `json:"url,omitempty"`
+
+	// StartTLS upgrades an ldap:// connection to TLS (the StartTLS
+	// operation) before binding; a server that refuses it is an outage,
+	// never a reason to go on in clear. Not with ldaps://. Default: off.
+	StartTLS bool `json:"start_tls,omitempty"`
+
+	// BindDN is the DN each connection binds as, a service account that
+	// may read the phone and language attributes and nothing more.
+	// Placeholders are expanded. Default: none (anonymous searches).
+	BindDN string `json:"bind_dn,omitempty"`
+
+	// BindPassword is BindDN's password, usually {env.LDAP_PASSWORD} so that
+	// it is not written into the config. Required with BindDN. It is never
+	// logged nor put in an error.
+	BindPassword string `json:"bind_password,omitempty"`
+
+	// BaseDN is where the subtree search starts, e.g.
+	// ou=people,dc=example,dc=com. Required.
+	BaseDN string `json:"base_dn,omitempty"`
+
+	// Filter selects the entry of an account and must contain {account}
+	// exactly once, e.g. (mail={account}). The account replaces it escaped
+	// per RFC 4515, so that "*" or ")(" in a name is only ever a value.
+	// No entry is an unknown account; more than one is an error (503), as
+	// the account is ambiguous. Required.
+	Filter string `json:"filter,omitempty"`
+
+	// PhoneAttribute holds the phone number. An entry without it is an
+	// account without a phone. Default: mobile.
+	PhoneAttribute string `json:"phone_attribute,omitempty"`
+
+	// LangAttribute, if set, holds the language of the account's messages,
+	// e.g. preferredLanguage (its first language is taken). Default: none.
+	LangAttribute string `json:"lang_attribute,omitempty"`
+
+	// Timeout bounds one lookup, connecting and binding included; a server
+	// slower than that fails the request closed (503). Default: 3s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// PoolSize is how many bound connections are kept for reuse, and the
+	// most open at once. Default: 4.
+	PoolSize int `json:"pool_size,omitempty"`
 }
 
 // SMS says how messages are sent. Exactly one of Outbox or MessageBird is set;

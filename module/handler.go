@@ -266,9 +266,18 @@ func (h *Handler) Validate() error {
 	check(h.PasswordMinLength >= 1 && h.PasswordMinLength <= 128, "password_min_length: %d is outside 1..128", h.PasswordMinLength)
 	check(h.ResendInterval >= 0, "resend_interval: must not be negative")
 	check(h.TokenTTL > 0 && time.Duration(h.TokenTTL) <= 24*time.Hour, "token_ttl: %s must be positive and at most 24h", time.Duration(h.TokenTTL))
-	check(h.Directory != nil, "directory: required (directory file <path> or directory http <url>)")
+	check(h.Directory != nil, "directory: required (directory file <path>, directory http <url> or directory ldap <url> {...})")
 	if d := h.Directory; d != nil {
-		check((d.File == "") != (d.URL == ""), "directory: give exactly one of file or http")
+		check(countSet(d.File != "", d.URL != "", d.LDAP != nil) == 1, "directory: give exactly one of file, http or ldap")
+		if l := d.LDAP; l != nil {
+			check(strings.HasPrefix(l.URL, "ldap://") || strings.HasPrefix(l.URL, "ldaps://"),
+				"directory ldap: url %q must start with ldap:// or ldaps://", redactURL(l.URL))
+			check(l.BaseDN != "", "directory ldap: base_dn is required")
+			check(strings.Count(l.Filter, "{account}") == 1, "directory ldap: filter %q must contain {account} exactly once", l.Filter)
+			check(l.BindDN == "" || l.BindPassword != "", "directory ldap: bind_password is required with bind_dn (usually {env.LDAP_PASSWORD})")
+			check(l.Timeout >= 0, "directory ldap: timeout must not be negative")
+			check(l.PoolSize >= 0, "directory ldap: pool_size must not be negative")
+		}
 	}
 	check((h.SMS.Outbox == "") != (h.SMS.MessageBird == nil), "sms: give exactly one of outbox or messagebird")
 	if mb := h.SMS.MessageBird; mb != nil {
@@ -325,6 +334,25 @@ func checkPublicURL(raw string) error {
 		return errors.New("must not hold a query or a fragment")
 	}
 	return nil
+}
+
+// redactURL hides a password written into a URL, for error messages.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable)"
+}
+
+// countSet counts the options that are set.
+func countSet(set ...bool) int {
+	n := 0
+	for _, b := range set {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 func contains(list []string, s string) bool {

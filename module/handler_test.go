@@ -33,6 +33,28 @@ func TestValidate(t *testing.T) {
 		{"prefix with trailing slash", func(h *Handler) { h.PathPrefix = "/recovery/" }, "path_prefix:"},
 		{"no directory", func(h *Handler) { h.Directory = nil }, "directory: required"},
 		{"two directories", func(h *Handler) { h.Directory.URL = "https://dir" }, "directory: give exactly one"},
+		{"ldap directory", func(h *Handler) { h.Directory = &Directory{LDAP: testLDAP()} }, ""},
+		{"ldap and file", func(h *Handler) { h.Directory.LDAP = testLDAP() }, "directory: give exactly one of file, http or ldap"},
+		{"ldap over http", func(h *Handler) {
+			h.Directory = &Directory{LDAP: testLDAP()}
+			h.Directory.LDAP.URL = "http://ldap.example.com"
+		}, `directory ldap: url "http://ldap.example.com" must start with ldap:// or ldaps://`},
+		{"ldap url with a password", func(h *Handler) {
+			h.Directory = &Directory{LDAP: testLDAP()}
+			h.Directory.LDAP.URL = "https://u:s3cret@ldap.example.com"
+		}, `directory ldap: url "https://u:xxxxx@ldap.example.com"`},
+		{"ldap without base_dn", func(h *Handler) {
+			h.Directory = &Directory{LDAP: testLDAP()}
+			h.Directory.LDAP.BaseDN = ""
+		}, "directory ldap: base_dn is required"},
+		{"ldap filter without account", func(h *Handler) {
+			h.Directory = &Directory{LDAP: testLDAP()}
+			h.Directory.LDAP.Filter = "(mail=alice)"
+		}, `directory ldap: filter "(mail=alice)" must contain {account} exactly once`},
+		{"ldap bind_dn without password", func(h *Handler) {
+			h.Directory = &Directory{LDAP: testLDAP()}
+			h.Directory.LDAP.BindPassword = ""
+		}, "directory ldap: bind_password is required with bind_dn"},
 		{"messagebird without key", func(h *Handler) {
 			h.SMS = &SMS{MessageBird: &MessageBird{Originator: "Mail"}}
 		}, "access_key is required"},
@@ -108,4 +130,9 @@ func TestPlaceholdersInSecrets(t *testing.T) {
 	if err := h.Validate(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func testLDAP() *LDAPDirectory {
+	return &LDAPDirectory{URL: "ldaps://ldap.example.com", BindDN: "cn=gw,dc=example,dc=com", BindPassword: "pw",
+		BaseDN: "ou=people,dc=example,dc=com", Filter: "(mail={account})"}
 }

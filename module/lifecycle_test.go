@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/goleak"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldaptest"
 )
 
 // TestNoGoroutineOutlivesTheHandler provisions a handler, sends a code
@@ -64,4 +66,79 @@ func TestNoGoroutineOutlivesTheHandler(t *testing.T) {
 	if n, ok := stores.References("memory/4321"); ok || n != 0 {
 		t.Errorf("the store is still referenced %d times", n)
 	}
+}
+
+// TestLDAPDirectoryLifecycle provisions a handler whose phones come from a
+// real LDAP server, with the bind password from the environment, sends a
+// code to an entry's mobile, and cleans up: the pool's connections close
+// with the handler.
+func TestLDAPDirectoryLifecycle(t *testing.T) {
+	srv := ldaptest.Start(t)
+	t.Setenv("TEST_LDAP_PASSWORD", ldaptest.BindPassword)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+
+	outbox := filepath.Join(t.TempDir(), "outbox.jsonl")
+	h := &Handler{
+		PublicURL: "https://mail.example.com",
+		Directory: &Directory{LDAP: &LDAPDirectory{
+			URL:           srv.URL,
+			BindDN:        ldaptest.BindDN,
+			BindPassword:  "{env.TEST_LDAP_PASSWORD}",
+			BaseDN:        ldaptest.BaseDN,
+			Filter:        "(mail={account})",
+			LangAttribute: "preferredLanguage",
+		}},
+		SMS:     &SMS{Outbox: outbox},
+		Storage: &Storage{Memory: &MemoryStorage{MaxEntries: 4322}}, // a store of its own
+		Forward: &Forward{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(make([]byte, 64))},
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	if err := h.Provision(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/recovery/start", strings.NewReader(`{"account":"Bob@Example.com"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), nil, nil)
+	caddyhttp.SetVar(req.Context(), caddyhttp.ClientIPVarKey, "192.0.2.1")
+	rec := httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, req, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("start: %d %s", rec.Code, rec.Body)
+	}
+	if err := h.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	b, err := os.ReadFile(outbox)
+	if err != nil || !strings.Contains(string(b), `"to":"+4915123456789"`) {
+		t.Fatalf("outbox after cleanup: %q, %v", b, err)
+	}
+	// bob's preferredLanguage is "de-CH, en;q=0.8": the code is in German.
+	if !strings.Contains(string(b), "Zurücksetzen des Passworts") {
+		t.Errorf("the code is not in German: %s", b)
+	}
+}
+
+// TestLDAPDirectoryRefused shows that a configuration the LDAP directory
+// refuses stops the load, with a message naming the directive.
+func TestLDAPDirectoryRefused(t *testing.T) {
+	h := &Handler{
+		PublicURL: "https://mail.example.com",
+		Directory: &Directory{LDAP: &LDAPDirectory{
+			URL: "ldap://127.0.0.1:1", BaseDN: "ou=people,dc=example,dc=com", Filter: "mail={account}",
+		}},
+		SMS:     &SMS{Outbox: filepath.Join(t.TempDir(), "outbox.jsonl")},
+		Storage: &Storage{Memory: &MemoryStorage{MaxEntries: 4323}},
+		Forward: &Forward{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(make([]byte, 64))},
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	err := h.Provision(ctx)
+	if err == nil || !strings.Contains(err.Error(), `directory ldap: filter "mail={account}" is not an LDAP filter`) {
+		t.Fatalf("Provision = %v", err)
+	}
+	h.Cleanup()
 }

@@ -128,6 +128,11 @@ func (h *Handler) expandPlaceholders() {
 	if d := h.Directory; d != nil {
 		expand(&d.File)
 		expand(&d.URL)
+		if l := d.LDAP; l != nil {
+			expand(&l.URL)
+			expand(&l.BindDN)
+			expand(&l.BindPassword)
+		}
 	}
 	if r := h.Storage.Redis; r != nil {
 		expand(&r.URL)
@@ -214,6 +219,25 @@ func (h *Handler) limits() limiter.Config {
 
 func (h *Handler) directory() (recovery.Directory, error) {
 	d := h.Directory
+	if l := d.LDAP; l != nil {
+		ld, err := directory.NewLDAP(directory.LDAPConfig{
+			URL:            l.URL,
+			StartTLS:       l.StartTLS,
+			BindDN:         l.BindDN,
+			BindPassword:   l.BindPassword,
+			BaseDN:         l.BaseDN,
+			Filter:         l.Filter,
+			PhoneAttribute: l.PhoneAttribute,
+			LangAttribute:  l.LangAttribute,
+			Timeout:        time.Duration(l.Timeout),
+			PoolSize:       l.PoolSize,
+		})
+		if err != nil {
+			return nil, err // it names the directive: "directory ldap: ..."
+		}
+		h.closers = append(h.closers, ld.Close)
+		return ld, nil
+	}
 	if d.File != "" {
 		f, err := directory.NewFile(directory.FileConfig{
 			Path:  d.File,
