@@ -4,7 +4,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 )
 
-// Directory says where phone numbers come from. Exactly one of File or URL is set.
+// Directory says where phone numbers come from. Exactly one of File, URL or
+// SQL is set.
 type Directory struct {
 	// File is the path of a JSON object mapping accounts to E.164 phone
 	// numbers, or to {"phone": ..., "lang": ...}. It is read again when it
@@ -17,6 +18,9 @@ type Directory struct {
 
 	// Timeout bounds one lookup through URL. Default: 3s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// SQL asks a PostgreSQL or MySQL/MariaDB database (see SQLDirectory).
+	SQL *SQLDirectory `json:"sql,omitempty"`
 }
 
 // SMS says how messages are sent. Exactly one of Outbox or MessageBird is set;

@@ -266,9 +266,10 @@ func (h *Handler) Validate() error {
 	check(h.PasswordMinLength >= 1 && h.PasswordMinLength <= 128, "password_min_length: %d is outside 1..128", h.PasswordMinLength)
 	check(h.ResendInterval >= 0, "resend_interval: must not be negative")
 	check(h.TokenTTL > 0 && time.Duration(h.TokenTTL) <= 24*time.Hour, "token_ttl: %s must be positive and at most 24h", time.Duration(h.TokenTTL))
-	check(h.Directory != nil, "directory: required (directory file <path> or directory http <url>)")
+	check(h.Directory != nil, "directory: required (directory file <path>, directory http <url> or directory sql postgres|mysql <dsn> { query ... })")
 	if d := h.Directory; d != nil {
-		check((d.File == "") != (d.URL == ""), "directory: give exactly one of file or http")
+		check(count(d.File != "", d.URL != "", d.SQL != nil) == 1, "directory: give exactly one of file, http or sql")
+		errs = append(errs, d.SQL.validate())
 	}
 	check((h.SMS.Outbox == "") != (h.SMS.MessageBird == nil), "sms: give exactly one of outbox or messagebird")
 	if mb := h.SMS.MessageBird; mb != nil {

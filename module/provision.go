@@ -128,6 +128,9 @@ func (h *Handler) expandPlaceholders() {
 	if d := h.Directory; d != nil {
 		expand(&d.File)
 		expand(&d.URL)
+		if d.SQL != nil {
+			expand(&d.SQL.DSN)
+		}
 	}
 	if r := h.Storage.Redis; r != nil {
 		expand(&r.URL)
@@ -214,6 +217,9 @@ func (h *Handler) limits() limiter.Config {
 
 func (h *Handler) directory() (recovery.Directory, error) {
 	d := h.Directory
+	if d.SQL != nil {
+		return h.sqlDirectory(d.SQL)
+	}
 	if d.File != "" {
 		f, err := directory.NewFile(directory.FileConfig{
 			Path:  d.File,
