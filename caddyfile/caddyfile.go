@@ -30,6 +30,7 @@ func init() {
 //	    language          en|de|nl|fr
 //	    directory file    <path>
 //	    directory http    <url> [{ timeout <duration> }]
+//	    directory sql     postgres|mysql <dsn> { query <select>; timeout <d>; max_open_conns <n> ... }   # see parseSQLDirectory
 //	    sms outbox        <path>
 //	    sms messagebird {
 //	        access_key <key>
@@ -174,6 +175,9 @@ func parseDirectory(d *cf.Dispenser) (*module.Directory, error) {
 		return nil, d.ArgErr()
 	}
 	kind := d.Val()
+	if kind == "sql" {
+		return parseSQLDirectory(d)
+	}
 	if !d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -183,7 +187,7 @@ func parseDirectory(d *cf.Dispenser) (*module.Directory, error) {
 	case "http":
 		dir.URL = d.Val()
 	default:
-		return nil, d.Errf("directory: unknown source '%s' (want file or http)", kind)
+		return nil, d.Errf("directory: unknown source '%s' (want file, http or sql)", kind)
 	}
 	if d.NextArg() {
 		return nil, d.ArgErr()
