@@ -133,6 +133,9 @@ type site struct {
 	// Phones replaces the phone directory, a JSON object. Default: alice
 	// and bob.
 	Phones string
+	// Directory, when set, replaces the whole directory file line, e.g.
+	// with a directory sql block; Phones is then unused.
+	Directory string
 }
 
 var stores atomic.Int64
@@ -152,6 +155,7 @@ func (s site) caddyfile(t *testing.T) string {
 	if name == "" {
 		name = "Example Mail"
 	}
+	directoryLine := cmp.Or(s.Directory, "directory file "+phones)
 	storage := s.Storage
 	if storage == "" {
 		storage = fmt.Sprintf("storage memory {\n\t\t\tmax_entries %d\n\t\t}", s.Store)
@@ -177,7 +181,7 @@ func (s site) caddyfile(t *testing.T) string {
 	sms_recovery {
 		site_name %q
 		%s
-		directory file %s
+		%s
 		%s
 		support "Call +1 555 0100"
 		%s
@@ -192,7 +196,7 @@ func (s site) caddyfile(t *testing.T) string {
 	respond /health "ok" 200
 	reverse_proxy %s
 }
-`, s.Global, address, name, publicURL, phones, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
+`, s.Global, address, name, publicURL, directoryLine, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
 }
 
 // start loads a gateway site and returns a client for it. It fills in s.
