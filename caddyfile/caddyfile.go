@@ -33,6 +33,7 @@ func init() {
 //	    directory file    <path>
 //	    directory http    <url> [{ timeout <duration> }]
 //	    directory ldap    <ldap:// or ldaps:// url> { ... }   # see parseLDAP
+//	    directory sql     postgres|mysql <dsn> { query <select>; timeout <d>; max_open_conns <n> ... }   # see parseSQLDirectory
 //	    sms outbox        <path>
 //	    sms messagebird {
 //	        access_key <key>
@@ -177,6 +178,9 @@ func parseDirectory(d *cf.Dispenser) (*module.Directory, error) {
 		return nil, d.ArgErr()
 	}
 	kind := d.Val()
+	if kind == "sql" {
+		return parseSQLDirectory(d)
+	}
 	if !d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -192,7 +196,7 @@ func parseDirectory(d *cf.Dispenser) (*module.Directory, error) {
 		}
 		return &module.Directory{LDAP: l}, nil
 	default:
-		return nil, d.Errf("directory: unknown source '%s' (want file, http or ldap)", kind)
+		return nil, d.Errf("directory: unknown source '%s' (want file, http, ldap or sql)", kind)
 	}
 	if d.NextArg() {
 		return nil, d.ArgErr()

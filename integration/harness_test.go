@@ -134,7 +134,7 @@ type site struct {
 	// and bob.
 	Phones string
 	// Directory, when set, replaces the "directory file ..." line, e.g.
-	// with a directory ldap block; Phones is then unused.
+	// with a directory ldap or sql block; Phones is then unused.
 	Directory string
 }
 
@@ -147,10 +147,6 @@ func (s site) caddyfile(t *testing.T) string {
 	if err := os.WriteFile(phones, []byte(directory), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dirLine := "directory file " + phones
-	if s.Directory != "" {
-		dirLine = s.Directory
-	}
 	sms := s.SMS
 	if sms == "" {
 		sms = "sms outbox " + s.Outbox
@@ -159,6 +155,7 @@ func (s site) caddyfile(t *testing.T) string {
 	if name == "" {
 		name = "Example Mail"
 	}
+	dirLine := cmp.Or(s.Directory, "directory file "+phones)
 	storage := s.Storage
 	if storage == "" {
 		storage = fmt.Sprintf("storage memory {\n\t\t\tmax_entries %d\n\t\t}", s.Store)

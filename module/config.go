@@ -5,7 +5,7 @@ import (
 )
 
 // Directory says where phone numbers come from. Exactly one of File, URL or
-// LDAP is set.
+// SQL or LDAP is set.
 type Directory struct {
 	// File is the path of a JSON object mapping accounts to E.164 phone
 	// numbers, or to {"phone": ..., "lang": ...}. It is read again when it
@@ -18,6 +18,9 @@ type Directory struct {
 
 	// Timeout bounds one lookup through URL. Default: 3s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// SQL asks a PostgreSQL or MySQL/MariaDB database (see SQLDirectory).
+	SQL *SQLDirectory `json:"sql,omitempty"`
 
 	// LDAP searches an LDAP server, such as the mobile attribute of
 	// inetOrgPerson entries.

@@ -266,9 +266,10 @@ func (h *Handler) Validate() error {
 	check(h.PasswordMinLength >= 1 && h.PasswordMinLength <= 128, "password_min_length: %d is outside 1..128", h.PasswordMinLength)
 	check(h.ResendInterval >= 0, "resend_interval: must not be negative")
 	check(h.TokenTTL > 0 && time.Duration(h.TokenTTL) <= 24*time.Hour, "token_ttl: %s must be positive and at most 24h", time.Duration(h.TokenTTL))
-	check(h.Directory != nil, "directory: required (directory file <path>, directory http <url> or directory ldap <url> {...})")
+	check(h.Directory != nil, "directory: required (directory file <path>, directory http <url>, directory ldap <url> {...} or directory sql postgres|mysql <dsn> { query ... })")
 	if d := h.Directory; d != nil {
-		check(countSet(d.File != "", d.URL != "", d.LDAP != nil) == 1, "directory: give exactly one of file, http or ldap")
+		check(countSet(d.File != "", d.URL != "", d.LDAP != nil, d.SQL != nil) == 1, "directory: give exactly one of file, http, ldap or sql")
+		errs = append(errs, d.SQL.validate())
 		if l := d.LDAP; l != nil {
 			check(strings.HasPrefix(l.URL, "ldap://") || strings.HasPrefix(l.URL, "ldaps://"),
 				"directory ldap: url %q must start with ldap:// or ldaps://", redactURL(l.URL))

@@ -128,6 +128,9 @@ func (h *Handler) expandPlaceholders() {
 	if d := h.Directory; d != nil {
 		expand(&d.File)
 		expand(&d.URL)
+		if d.SQL != nil {
+			expand(&d.SQL.DSN)
+		}
 		if l := d.LDAP; l != nil {
 			expand(&l.URL)
 			expand(&l.BindDN)
@@ -219,6 +222,9 @@ func (h *Handler) limits() limiter.Config {
 
 func (h *Handler) directory() (recovery.Directory, error) {
 	d := h.Directory
+	if d.SQL != nil {
+		return h.sqlDirectory(d.SQL)
+	}
 	if l := d.LDAP; l != nil {
 		ld, err := directory.NewLDAP(directory.LDAPConfig{
 			URL:            l.URL,
