@@ -34,7 +34,7 @@ func TestValidate(t *testing.T) {
 		{"no directory", func(h *Handler) { h.Directory = nil }, "directory: required"},
 		{"two directories", func(h *Handler) { h.Directory.URL = "https://dir" }, "directory: give exactly one"},
 		{"ldap directory", func(h *Handler) { h.Directory = &Directory{LDAP: testLDAP()} }, ""},
-		{"ldap and file", func(h *Handler) { h.Directory.LDAP = testLDAP() }, "directory: give exactly one of file, http or ldap"},
+		{"ldap and file", func(h *Handler) { h.Directory.LDAP = testLDAP() }, "directory: give exactly one of file, http, ldap or sql"},
 		{"ldap over http", func(h *Handler) {
 			h.Directory = &Directory{LDAP: testLDAP()}
 			h.Directory.LDAP.URL = "http://ldap.example.com"

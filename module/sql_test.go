@@ -33,7 +33,7 @@ func TestValidateSQLDirectory(t *testing.T) {
 		{"mysql", func() *Directory {
 			return &Directory{SQL: &SQLDirectory{Driver: "mysql", DSN: "recovery@tcp(db)/postfix", Query: "SELECT phone, lang FROM mailbox WHERE username = ?"}}
 		}, ""},
-		{"sql and file", func() *Directory { return &Directory{File: "phones.json", SQL: pg()} }, "directory: give exactly one of file, http or sql"},
+		{"sql and file", func() *Directory { return &Directory{File: "phones.json", SQL: pg()} }, "directory: give exactly one of file, http, ldap or sql"},
 		{"unknown driver", func() *Directory { d := pg(); d.Driver = "oracle"; return &Directory{SQL: d} }, `directory sql: unknown driver "oracle"`},
 		{"no query", func() *Directory { d := pg(); d.Query = ""; return &Directory{SQL: d} }, "directory sql: no query"},
 		{"two placeholders", func() *Directory {
