@@ -2,12 +2,13 @@ package integration
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
 )
 
 func TestWholeFlowReachesUpstreamSigned(t *testing.T) {
@@ -221,15 +222,13 @@ func TestFlowSurvivesReload(t *testing.T) {
 }
 
 func TestUpstreamDownKeepsToken(t *testing.T) {
-	// Reserve a port, then free it so that nothing answers there.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	// The upstream sits behind a proxy that is cut: nothing answers there,
+	// and its port stays taken, so nothing else can take it meanwhile.
+	up := startUpstream(t, "127.0.0.1:0")
+	proxy := tcpproxy.Start(t, up.addr)
+	proxy.Cut()
 
-	c := start(t, &site{Upstream: addr})
+	c := start(t, &site{Upstream: proxy.Addr()})
 	flow := c.startFlow(alice)
 	a := c.post("/recovery/verify", fmt.Sprintf(`{"flow":%q,"code":%q}`, flow, c.codeFor(1)))
 	token := a.str("reset_token")
@@ -240,10 +239,10 @@ func TestUpstreamDownKeepsToken(t *testing.T) {
 		t.Fatalf("reset with the upstream down: %d %s", a.Status, a.Raw)
 	}
 
-	up := startUpstream(t, addr)
 	up.mu.Lock()
 	up.status = http.StatusInternalServerError
 	up.mu.Unlock()
+	proxy.Restore()
 	a = c.post("/recovery/reset", body)
 	if a.Status != http.StatusInternalServerError {
 		t.Fatalf("reset with the upstream failing: %d %s", a.Status, a.Raw)
