@@ -24,9 +24,10 @@ type messageBird struct {
 	*httptest.Server
 	respond func(n int, w http.ResponseWriter, m mbMessage)
 
-	mu   sync.Mutex
-	msgs []mbMessage
-	auth []string
+	mu      sync.Mutex
+	msgs    []mbMessage
+	auth    []string
+	arrived chan struct{} // closed and replaced at each request
 }
 
 type mbMessage struct {
@@ -40,7 +41,7 @@ type mbMessage struct {
 
 func newMessageBird(t *testing.T, respond func(n int, w http.ResponseWriter, m mbMessage)) *messageBird {
 	t.Helper()
-	mb := &messageBird{respond: respond}
+	mb := &messageBird{respond: respond, arrived: make(chan struct{})}
 	mb.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m mbMessage
 		if r.Method != http.MethodPost || r.URL.Path != "/messages" || json.NewDecoder(r.Body).Decode(&m) != nil {
@@ -51,6 +52,8 @@ func newMessageBird(t *testing.T, respond func(n int, w http.ResponseWriter, m m
 		mb.msgs = append(mb.msgs, m)
 		mb.auth = append(mb.auth, r.Header.Get("Authorization"))
 		n := len(mb.msgs)
+		close(mb.arrived)
+		mb.arrived = make(chan struct{})
 		mb.mu.Unlock()
 		mb.respond(n, w, m)
 	}))
@@ -64,13 +67,23 @@ func (mb *messageBird) requests() []mbMessage {
 	return append([]mbMessage(nil), mb.msgs...)
 }
 
-// waitRequests waits until the fake has had n requests, or gives up.
+// waitRequests waits until the fake has had n requests, woken by each
+// request, or gives up after within.
 func (mb *messageBird) waitRequests(n int, within time.Duration) []mbMessage {
-	deadline := time.Now().Add(within)
-	for len(mb.requests()) < n && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	timeout := time.After(within)
+	for {
+		mb.mu.Lock()
+		got, arrived := len(mb.msgs), mb.arrived
+		mb.mu.Unlock()
+		if got >= n {
+			return mb.requests()
+		}
+		select {
+		case <-arrived:
+		case <-timeout:
+			return mb.requests()
+		}
 	}
-	return mb.requests()
 }
 
 // settleMessageBird reloads s with the outbox sender instead. The reload

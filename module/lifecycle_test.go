@@ -3,6 +3,7 @@ package module
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -35,33 +36,9 @@ func TestNoGoroutineOutlivesTheHandler(t *testing.T) {
 		Storage:   &Storage{Memory: &MemoryStorage{MaxEntries: 4321}}, // a store of its own
 		Forward:   &Forward{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(make([]byte, 64))},
 	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	if err := h.Provision(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-
-	req := httptest.NewRequest(http.MethodPost, "/recovery/start", strings.NewReader(`{"account":"alice@example.com"}`))
-	req.Header.Set("Content-Type", "application/json")
-	repl := caddy.NewReplacer()
-	req = caddyhttp.PrepareRequest(req, repl, nil, nil)
-	caddyhttp.SetVar(req.Context(), caddyhttp.ClientIPVarKey, "192.0.2.1")
-	rec := httptest.NewRecorder()
-	if err := h.ServeHTTP(rec, req, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })); err != nil {
-		t.Fatal(err)
-	}
-	if rec.Code != http.StatusAccepted {
-		t.Fatalf("start: %d %s", rec.Code, rec.Body)
-	}
-
-	if err := h.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
 	// Cleanup drained the queue: the code went out before it returned.
-	b, err := os.ReadFile(outbox)
-	if err != nil || !strings.Contains(string(b), `"to":"+31612345678"`) {
-		t.Fatalf("outbox after cleanup: %q, %v", b, err)
+	if b := startThenCleanup(t, h, "alice@example.com", outbox); !strings.Contains(b, `"to":"+31612345678"`) {
+		t.Fatalf("outbox after cleanup: %q", b)
 	}
 	if n, ok := stores.References("memory/4321"); ok || n != 0 {
 		t.Errorf("the store is still referenced %d times", n)
@@ -92,32 +69,12 @@ func TestLDAPDirectoryLifecycle(t *testing.T) {
 		Storage: &Storage{Memory: &MemoryStorage{MaxEntries: 4322}}, // a store of its own
 		Forward: &Forward{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(make([]byte, 64))},
 	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	if err := h.Provision(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	req := httptest.NewRequest(http.MethodPost, "/recovery/start", strings.NewReader(`{"account":"Bob@Example.com"}`))
-	req.Header.Set("Content-Type", "application/json")
-	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), nil, nil)
-	caddyhttp.SetVar(req.Context(), caddyhttp.ClientIPVarKey, "192.0.2.1")
-	rec := httptest.NewRecorder()
-	if err := h.ServeHTTP(rec, req, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })); err != nil {
-		t.Fatal(err)
-	}
-	if rec.Code != http.StatusAccepted {
-		t.Fatalf("start: %d %s", rec.Code, rec.Body)
-	}
-	if err := h.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	b, err := os.ReadFile(outbox)
-	if err != nil || !strings.Contains(string(b), `"to":"+4915123456789"`) {
-		t.Fatalf("outbox after cleanup: %q, %v", b, err)
+	b := startThenCleanup(t, h, "Bob@Example.com", outbox)
+	if !strings.Contains(b, `"to":"+4915123456789"`) {
+		t.Fatalf("outbox after cleanup: %q", b)
 	}
 	// bob's preferredLanguage is "de-CH, en;q=0.8": the code is in German.
-	if !strings.Contains(string(b), "Zurücksetzen des Passworts") {
+	if !strings.Contains(b, "Zurücksetzen des Passworts") {
 		t.Errorf("the code is not in German: %s", b)
 	}
 }
@@ -141,4 +98,35 @@ func TestLDAPDirectoryRefused(t *testing.T) {
 		t.Fatalf("Provision = %v", err)
 	}
 	h.Cleanup()
+}
+
+// startThenCleanup provisions h, answers one /start for account from
+// 192.0.2.1 (202 expected), cleans h up, which drains its SMS queue, and
+// returns the outbox as it then is.
+func startThenCleanup(t *testing.T, h *Handler, account, outbox string) string {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/recovery/start", strings.NewReader(fmt.Sprintf(`{"account":%q}`, account)))
+	req.Header.Set("Content-Type", "application/json")
+	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), nil, nil)
+	caddyhttp.SetVar(req.Context(), caddyhttp.ClientIPVarKey, "192.0.2.1")
+	rec := httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, req, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("start: %d %s", rec.Code, rec.Body)
+	}
+	if err := h.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -6,16 +6,12 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/goleak"
 )
 
@@ -110,27 +106,7 @@ func TestSQLDirectoryProvision(t *testing.T) {
 		Storage: &Storage{Memory: &MemoryStorage{MaxEntries: 4322}}, // a store of its own
 		Forward: &Forward{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(make([]byte, 64))},
 	}
-	cctx, ccancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	if err := h.Provision(cctx); err != nil {
-		ccancel()
-		t.Fatal(err)
-	}
-	req := httptest.NewRequest(http.MethodPost, "/recovery/start", strings.NewReader(`{"account":"Alice@Example.com"}`))
-	req.Header.Set("Content-Type", "application/json")
-	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), nil, nil)
-	caddyhttp.SetVar(req.Context(), caddyhttp.ClientIPVarKey, "192.0.2.1")
-	rec := httptest.NewRecorder()
-	if err := h.ServeHTTP(rec, req, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })); err != nil {
-		t.Fatal(err)
-	}
-	if rec.Code != http.StatusAccepted {
-		t.Fatalf("start: %d %s", rec.Code, rec.Body)
-	}
-	if err := h.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-	ccancel()
-	if b, err := os.ReadFile(outbox); err != nil || !strings.Contains(string(b), `"to":"+31612345678"`) {
-		t.Fatalf("outbox after cleanup: %q, %v", b, err)
+	if b := startThenCleanup(t, h, "Alice@Example.com", outbox); !strings.Contains(b, `"to":"+31612345678"`) {
+		t.Fatalf("outbox after cleanup: %q", b)
 	}
 }

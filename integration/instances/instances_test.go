@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
 )
 
 // TestFlowAcrossInstances: state lives in Redis, so any instance can carry
@@ -157,8 +159,8 @@ func TestRedisOutage(t *testing.T) {
 	if err != nil || u.Scheme != "redis" {
 		t.Skipf("skipping: the outage test relays redis:// URLs only, not %s", redactedRedisURL())
 	}
-	px := startProxy(t, u.Host)
-	u.Host = px.addr
+	px := tcpproxy.Start(t, u.Host)
+	u.Host = px.Addr()
 	d := newDeployment(t)
 	// Limits far off, so that retries after the outage are not refused.
 	limits := `limit start_account 1000 1h
@@ -173,7 +175,7 @@ func TestRedisOutage(t *testing.T) {
 	flow2 := a.startFlow(t, bob)
 	code2 := a.codeFor(t, flow2)
 
-	px.cut()
+	px.Cut()
 
 	routes := []struct{ path, body string }{
 		{"/recovery/start", startBody(carol)},
@@ -241,9 +243,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Errorf("/health after the burst = %d, want 200", status)
 	}
 
-	if err := px.restore(); err != nil {
-		t.Fatalf("restoring the proxy: %v", err)
-	}
+	px.Restore()
 	// The client may wait for its next dial probe before it tries Redis
 	// again, so the first starts after the outage can still fail closed.
 	restored := time.Now()
@@ -282,9 +282,9 @@ func TestStartsWhileRedisIsDown(t *testing.T) {
 	if err != nil || u.Scheme != "redis" {
 		t.Skipf("skipping: the outage test relays redis:// URLs only, not %s", redactedRedisURL())
 	}
-	px := startProxy(t, u.Host)
-	px.cut()
-	u.Host = px.addr
+	px := tcpproxy.Start(t, u.Host)
+	px.Cut()
+	u.Host = px.Addr()
 	d := newDeployment(t)
 	a := d.start(t, nodeSpec{slot: slotA, redis: u.String()})[0]
 
@@ -292,9 +292,7 @@ func TestStartsWhileRedisIsDown(t *testing.T) {
 	if ans.Status != http.StatusServiceUnavailable || ans.retryAfter() < 1 {
 		t.Errorf("start while Redis is down = %v, Retry-After %q; want 503 with Retry-After", ans, ans.Header.Get("Retry-After"))
 	}
-	if err := px.restore(); err != nil {
-		t.Fatalf("restoring the proxy: %v", err)
-	}
+	px.Restore()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ans = a.post(t, "/recovery/start", startBody(alice))

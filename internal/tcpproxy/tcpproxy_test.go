@@ -11,27 +11,7 @@ import (
 // unanswered, while cut; relayed again after Restore, on the same port.
 func TestProxy(t *testing.T) {
 	t.Parallel()
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { echo.Close() })
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				s := bufio.NewScanner(c)
-				for s.Scan() {
-					c.Write(append(s.Bytes(), '\n'))
-				}
-			}()
-		}
-	}()
-	p := Start(t, echo.Addr().String())
+	p := Start(t, startEcho(t))
 	roundTrip := func(c net.Conn) error {
 		c.SetDeadline(time.Now().Add(2 * time.Second))
 		if _, err := c.Write([]byte("ping\n")); err != nil {
@@ -67,4 +47,58 @@ func TestProxy(t *testing.T) {
 	if err := roundTrip(dial()); err != nil {
 		t.Fatalf("restored: %v", err)
 	}
+}
+
+// TestProxyHoldsItsPortWhileCut: a cut proxy keeps its port, so that no
+// other socket can take it in the meantime, neither a listener nor the
+// source port of a dial. When it let the port go, a test's own dial could
+// pick it as its source port and connect to itself (a TCP self-connect), or
+// any dial could hold it so that the port could not be listened on again.
+func TestProxyHoldsItsPortWhileCut(t *testing.T) {
+	t.Parallel()
+	p := Start(t, startEcho(t))
+	p.Cut()
+	if ln, err := net.Listen("tcp", p.Addr()); err == nil {
+		ln.Close()
+		t.Error("another listener could bind the port of the cut proxy")
+	}
+	local, err := net.ResolveTCPAddr("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := net.Dialer{LocalAddr: local, Timeout: 2 * time.Second}
+	if c, err := d.Dial("tcp", p.Addr()); err == nil {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.Write([]byte("ping\n"))
+		if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+			t.Error("a dial from the proxy's own port reached the echo server while cut")
+		}
+	}
+}
+
+// startEcho runs a line echo server until t ends and returns its address.
+func startEcho(t *testing.T) string {
+	t.Helper()
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Close() })
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s := bufio.NewScanner(c)
+				for s.Scan() {
+					c.Write(append(s.Bytes(), '\n'))
+				}
+			}()
+		}
+	}()
+	return echo.Addr().String()
 }
