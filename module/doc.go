@@ -1,8 +1,8 @@
-// Package module holds the Caddy modules of caddy-sms-recovery:
-// http.handlers.sms_recovery, the gateway that owns the password-recovery
-// routes of a site and its web pages, and admin.api.sms_recovery, through
-// which support lists and lifts locks. The handler that checks the
-// gateway's signature in front of an upstream is in package verify.
+// Package module holds http.handlers.sms_recovery, the Caddy module of the
+// gateway that owns the password-recovery routes of a site: its JSON API
+// and the routes of its web pages. The pages themselves are drawn by
+// package pages; support's admin API is package admin; the handler that
+// checks the gateway's signature in front of an upstream is package verify.
 //
 // It builds the collaborators of the recovery flow from the configuration,
 // keeps the state that must survive a reload in caddy.UsagePools, maps the

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/pages"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -130,13 +132,15 @@ type Handler struct {
 	// Forward signs the verified reset passed to the next handler. Required.
 	Forward *Forward `json:"forward,omitempty"`
 
-	pages   *pages
-	svc     *recovery.Service
-	guard   *limiter.Guard
-	signer  *httpsig.Signer
-	store   *pooledStore
-	closers []func() error
-	logger  *zap.Logger
+	pages         *pages.Set
+	pageRand      io.Reader // for CSRF tokens
+	secureCookies bool      // public_url is https: cookies are Secure even behind a TLS-terminating proxy
+	svc           *recovery.Service
+	guard         *limiter.Guard
+	signer        *httpsig.Signer
+	store         *pooledStore
+	closers       []func() error
+	logger        *zap.Logger
 	// outageLogger logs a failing dependency once per outageLogInterval,
 	// not once per request: an outage must not flood the logs.
 	outageLogger *zap.Logger
