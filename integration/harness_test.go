@@ -27,9 +27,14 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
 )
 
+// The ports of the Caddy under test, free ones chosen by TestMain, and the
+// URLs of its gateway site and its admin endpoint.
+var (
+	httpPort, httpsPort, adminPort int
+	gateway, admin                 string
+)
+
 const (
-	gateway  = "http://localhost:9080"
-	admin    = "http://localhost:2999"
 	keyID    = "gw1"
 	alice    = "alice@example.com"
 	phoneNL  = "+31612345678"
@@ -111,7 +116,7 @@ func (u *upstream) got() []received {
 
 // site is the Caddyfile of a test: the gateway in front of an upstream.
 type site struct {
-	// Address is the site address. Default: http://localhost:9080, from
+	// Address is the site address. Default: gateway, from
 	// which public_url follows unless PublicURL is set.
 	Address   string
 	PublicURL string
@@ -170,9 +175,9 @@ func (s site) caddyfile(t *testing.T) string {
 	}
 	return fmt.Sprintf(`{
 	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
+	admin localhost:%d
+	http_port %d
+	https_port %d
 	grace_period 1ns
 	metrics
 	%s
@@ -196,7 +201,7 @@ func (s site) caddyfile(t *testing.T) string {
 	respond /health "ok" 200
 	reverse_proxy %s
 }
-`, s.Global, address, name, publicURL, dirLine, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
+`, adminPort, httpPort, httpsPort, s.Global, address, name, publicURL, dirLine, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
 }
 
 // start loads a gateway site and returns a client for it. It fills in s.
@@ -208,7 +213,7 @@ func start(t *testing.T, s *site) *client {
 	if s.Outbox == "" {
 		s.Outbox = newOutbox(t)
 	}
-	tester := caddytest.NewTester(t)
+	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
 	tester.InitServer(s.caddyfile(t), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
