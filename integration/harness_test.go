@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -204,6 +206,30 @@ func (s site) caddyfile(t *testing.T) string {
 `, adminPort, httpPort, httpsPort, s.Global, address, name, publicURL, dirLine, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
 }
 
+// config adapts s's Caddyfile to JSON, as Caddy's /load does, and
+// subscribes smsSignal to the gateway's delivery events, so that a test
+// waiting for an SMS wakes when one is written.
+func (s site) config(t *testing.T) ([]byte, error) {
+	t.Helper()
+	raw, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(s.caddyfile(t)), nil)
+	if err != nil {
+		return nil, err
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, err
+	}
+	apps, _ := cfg["apps"].(map[string]any)
+	if apps == nil {
+		return nil, fmt.Errorf("adapted config has no apps: %s", raw)
+	}
+	apps["events"] = map[string]any{"subscriptions": []any{map[string]any{
+		"events":   smsOutcomeEvents,
+		"handlers": []any{map[string]any{"handler": smsSignalHandler}},
+	}}}
+	return json.Marshal(cfg)
+}
+
 // start loads a gateway site and returns a client for it. It fills in s.
 func start(t *testing.T, s *site) *client {
 	t.Helper()
@@ -213,8 +239,12 @@ func start(t *testing.T, s *site) *client {
 	if s.Outbox == "" {
 		s.Outbox = newOutbox(t)
 	}
+	cfg, err := s.config(t)
+	if err != nil {
+		t.Fatalf("adapting the Caddyfile: %v", err)
+	}
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
-	tester.InitServer(s.caddyfile(t), "caddyfile")
+	tester.InitServer(string(cfg), "json")
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -233,8 +263,12 @@ func reload(t *testing.T, s site) {
 // it did; then the config before it keeps running.
 func load(t *testing.T, s site) error {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, admin+"/load", strings.NewReader(s.caddyfile(t)))
-	req.Header.Set("Content-Type", "text/caddyfile")
+	cfg, err := s.config(t)
+	if err != nil {
+		return err // Caddy would refuse it just the same
+	}
+	req, _ := http.NewRequest(http.MethodPost, admin+"/load", bytes.NewReader(cfg))
+	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -312,11 +346,14 @@ type outboxLine struct {
 }
 
 // messages reads the outbox, waiting up to a few seconds for want lines,
-// since SMS go out in the background.
+// since SMS go out in the background: it reads again at each SMS outcome
+// the gateway reports, never on a timer.
 func (c *client) messages(want int) []outboxLine {
 	c.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
 	for {
+		written := delivered.next() // before reading, so no line slips between
 		var lines []outboxLine
 		if f, err := os.Open(c.outbox); err == nil {
 			sc := bufio.NewScanner(f)
@@ -329,10 +366,14 @@ func (c *client) messages(want int) []outboxLine {
 			}
 			f.Close()
 		}
-		if len(lines) >= want || time.Now().After(deadline) {
+		if len(lines) >= want {
 			return lines
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-written:
+		case <-timeout.C:
+			return lines
+		}
 	}
 }
 
