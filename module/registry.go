@@ -20,8 +20,9 @@ var guards = newGuardRegistry()
 //
 // Like caddy.UsagePool, an entry lives while any handler holds it: during a
 // config reload the new handlers register before the old ones unregister,
-// so the locks never drop out of the admin API's sight. Store keys may hold
-// a Redis URL with its password: they are looked up here, never shown.
+// so the locks never drop out of the admin API's sight. Store keys are a
+// module ID and a hash of its settings (see poolKey): they are looked up
+// here, never shown.
 type guardRegistry struct {
 	mu      sync.Mutex
 	byStore map[string][]*guardEntry
