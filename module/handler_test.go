@@ -155,7 +155,7 @@ func TestModuleLoadErrors(t *testing.T) {
 		}, "sms messagebird: access_key: placeholder {env.SMSREC_TEST_EMPTY} is empty"},
 		{"redis without secret", func(h *Handler) {
 			h.StorageRaw = guest(&storage.RedisModule{URL: "redis://127.0.0.1:1", DialTimeout: caddy.Duration(time.Millisecond)}, "backend")
-		}, "secret: required with storage redis"},
+		}, "secret: required with redis storage"},
 		{"small memory store", func(h *Handler) { h.StorageRaw = memoryStorage(10) }, "storage memory: max_entries 10 is below 100"},
 		{"secret from an empty variable", func(h *Handler) { h.Secrets = []string{"{env.SMSREC_TEST_EMPTY}"} },
 			"secret: value 1: placeholder {env.SMSREC_TEST_EMPTY} is empty"},

@@ -43,7 +43,7 @@ func (h *Handler) loadStore(ctx caddy.Context) (*pooledStore, error) {
 		return nil, fmt.Errorf("storage: module %s is not a store (it has no Open method)", caddy.GetModuleID(mod))
 	}
 	if s, ok := mod.(storage.Shared); ok && s.SharedAcrossProcesses() && len(h.Secrets) == 0 {
-		return nil, fmt.Errorf("secret: required with storage %s, so that every instance hashes codes and tokens alike",
+		return nil, fmt.Errorf("secret: required with %s storage, so that every instance hashes codes and tokens alike",
 			caddy.GetModuleName(mod))
 	}
 	key, err := poolKey(mod)
