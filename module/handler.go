@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/pages"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -146,14 +148,16 @@ type Handler struct {
 	// Forward signs the verified reset passed to the next handler. Required.
 	Forward *Forward `json:"forward,omitempty"`
 
-	pages   *pages
-	svc     *recovery.Service
-	guard   *limiter.Guard
-	signer  *httpsig.Signer
-	store   *pooledStore
-	dir     recovery.Directory
-	closers []func() error
-	logger  *zap.Logger
+	pages         *pages.Set
+	pageRand      io.Reader // for CSRF tokens
+	secureCookies bool      // public_url is https: cookies are Secure even behind a TLS-terminating proxy
+	svc           *recovery.Service
+	guard         *limiter.Guard
+	signer        *httpsig.Signer
+	store         *pooledStore
+	dir           recovery.Directory
+	closers       []func() error
+	logger        *zap.Logger
 	// outageLogger logs a failing dependency once per outageLogInterval,
 	// not once per request: an outage must not flood the logs.
 	outageLogger *zap.Logger

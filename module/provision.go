@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/admin"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
@@ -59,7 +60,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.closers = append(h.closers, guards.register(h.store.key, h.guard, h.observer))
+	h.closers = append(h.closers, admin.Register(h.store.key, h.guard, h.observer))
 	if err := h.loadDirectory(ctx); err != nil {
 		return err
 	}
