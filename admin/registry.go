@@ -37,8 +37,9 @@ func Register(storeKey string, g *limiter.Guard, o Observer) (unregister func() 
 //
 // Like caddy.UsagePool, an entry lives while any handler holds it: during a
 // config reload the new handlers register before the old ones unregister,
-// so the locks never drop out of the admin API's sight. Store keys may hold
-// a Redis URL with its password: they are looked up here, never shown.
+// so the locks never drop out of the admin API's sight. Store keys are a
+// module ID and a hash of its settings (see poolKey in package module):
+// they are looked up here, never shown.
 type guardRegistry struct {
 	mu      sync.Mutex
 	byStore map[string][]*guardEntry

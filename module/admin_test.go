@@ -72,20 +72,21 @@ func newOpsGateway(t *testing.T, phones map[string]string, configure func(*Handl
 	if err != nil {
 		t.Fatal(err)
 	}
+	outbox := filepath.Join(dir, "outbox.jsonl")
 	dirFile := filepath.Join(dir, "phones.json")
 	if err := os.WriteFile(dirFile, phonesJSON, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	high := Limit{Events: 1000, Window: caddy.Duration(time.Hour)}
 	h := &Handler{
-		SiteName:  fmt.Sprintf("Ops Mail %d", n),
-		PublicURL: "https://" + opsHost,
-		Directory: &Directory{File: dirFile},
-		SMS:       &SMS{Outbox: filepath.Join(dir, "outbox.jsonl")},
-		Secrets:   []string{opsSecret},
+		SiteName:     fmt.Sprintf("Ops Mail %d", n),
+		PublicURL:    "https://" + opsHost,
+		DirectoryRaw: fileDirectory(dirFile),
+		SenderRaw:    outboxSender(outbox),
+		Secrets:      []string{opsSecret},
 		// A store of its own: the pool shares stores by their settings.
-		Storage: &Storage{Memory: &MemoryStorage{MaxEntries: 1000 + int(n)}},
-		Forward: &Forward{KeyID: "gw1", HMACKey: opsHMACKey},
+		StorageRaw: memoryStorage(1000 + int(n)),
+		Forward:    &Forward{KeyID: "gw1", HMACKey: opsHMACKey},
 		Limits: map[string]Limit{
 			"start_ip": high, "start_account": high, "start_phone": high, "verify_ip": high, "sms_global": high,
 		},
@@ -109,7 +110,7 @@ func newOpsGateway(t *testing.T, phones map[string]string, configure func(*Handl
 	h.observer.events = events.app
 
 	g := &opsGateway{
-		t: t, h: h, ctx: ctx, outbox: h.SMS.Outbox, logs: logs, events: events,
+		t: t, h: h, ctx: ctx, outbox: outbox, logs: logs, events: events,
 		upstream: &opsUpstream{status: http.StatusNoContent},
 	}
 	var once sync.Once

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -152,7 +154,7 @@ func TestSMSQueueLengthMetric(t *testing.T) {
 		phones[fmt.Sprintf("queued%d@example.com", i)] = fmt.Sprintf("+316123456%02d", 50+i)
 	}
 	g := newOpsGateway(t, phones, func(h *Handler) {
-		h.SMS = &SMS{MessageBird: &MessageBird{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL}}
+		h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
 	})
 	for account := range phones {
 		g.start(account, "192.0.2.50")

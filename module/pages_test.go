@@ -77,12 +77,12 @@ func newPageEnv(t testing.TB, configure func(h *Handler)) *pageEnv {
 	e.h = &Handler{
 		// Plain http, as the test server speaks it: its cookies are not
 		// Secure, so the browsers' jars send them back.
-		PublicURL: "http://mail.example.com",
-		SiteName:  "Example Mail",
-		Support:   "Call +1 555 0100",
-		Directory: &Directory{File: dirFile},
-		SMS:       &SMS{Outbox: e.outbox},
-		Storage:   &Storage{Memory: &MemoryStorage{MaxEntries: 1000 + int(pageStores.Add(1))}},
+		PublicURL:    "http://mail.example.com",
+		SiteName:     "Example Mail",
+		Support:      "Call +1 555 0100",
+		DirectoryRaw: fileDirectory(dirFile),
+		SenderRaw:    outboxSender(e.outbox),
+		StorageRaw:   memoryStorage(1000 + int(pageStores.Add(1))),
 		Forward: &Forward{
 			Path:    pageTestReset,
 			KeyID:   "gw1",
