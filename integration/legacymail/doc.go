@@ -8,10 +8,11 @@
 // network behind the gateway could: a reset without a signature, a replay of
 // the signed reset the endpoint received, and that reset with its body or
 // account changed. Each must be refused and leave Dovecot's passwd-file
-// byte for byte as it was.
+// byte for byte as it was. Another test runs the passwd-file writer alone,
+// with only the PHP CLI: concurrent resets, the mtime Dovecot watches.
 //
-// The tests need Dovecot (Debian's dovecot-imapd), php-fpm and openssl.
-// Without them they skip, unless CI=true, where they fail. Caddy's
+// The stack tests need Dovecot (Debian's dovecot-imapd), php-fpm and
+// openssl. Without them they skip, unless CI=true, where they fail. Caddy's
 // listeners are sockets the test opened on free ports and hands down
 // (bind fd/N); Dovecot's IMAP port is a free port chosen just before it
 // starts.
