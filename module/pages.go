@@ -709,6 +709,9 @@ func (h *Handler) problem(w http.ResponseWriter, r *http.Request, v *view, err e
 	if e.status >= 500 {
 		h.outageLogger.Error("recovery request failed", zap.String("path", r.URL.Path), zap.Error(err))
 	}
+	if errors.Is(err, recovery.ErrUnavailable) {
+		h.observer.unavailable()
+	}
 	v.status = e.status
 	if e.RetryAfter != nil {
 		v.retryAfter = *e.RetryAfter
