@@ -7,7 +7,9 @@
 package smsrecovery
 
 import (
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/admin"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/caddyfile"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/cli"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/module"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 )

@@ -7,7 +7,7 @@
 // It talks to the admin API of a running Caddy as caddy reload and caddy
 // stop do: at --address if given, else at the admin address of the config
 // named by --config (and --adapter), else at Caddy's default,
-// localhost:2019. The admin routes it calls are those of module.AdminAPI.
+// localhost:2019. The admin routes it calls are those of package admin.
 package cli
 
 import (

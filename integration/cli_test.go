@@ -37,8 +37,8 @@ type caddyRun struct {
 	status         int
 }
 
-// caddy runs `caddy args...` in a child process.
-func caddy(t *testing.T, args ...string) caddyRun {
+// runCaddy runs `caddy args...` in a child process.
+func runCaddy(t *testing.T, args ...string) caddyRun {
 	t.Helper()
 	self, err := os.Executable() // os.Args[0] is rewritten once Caddy runs
 	if err != nil {
@@ -60,6 +60,9 @@ func caddy(t *testing.T, args ...string) caddyRun {
 	return r
 }
 
+// adminHost is the host:port of the admin endpoint the tests' Caddy runs.
+func adminHost() string { return strings.TrimPrefix(admin, "http://") }
+
 // TestCLILiftsLockEndToEnd locks an account with wrong codes, finds the
 // lock with caddy sms-recovery locks, lifts it with caddy sms-recovery
 // unlock, and starts a flow for the account again.
@@ -74,7 +77,7 @@ func TestCLILiftsLockEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if r := caddy(t, "sms-recovery", "locks", "--config", config); r.status != 0 || r.stdout != "No locks or blocks in force.\n" {
+	if r := runCaddy(t, "sms-recovery", "locks", "--config", config); r.status != 0 || r.stdout != "No locks or blocks in force.\n" {
 		t.Fatalf("locks before any lock: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
 	}
 
@@ -90,7 +93,7 @@ func TestCLILiftsLockEndToEnd(t *testing.T) {
 		t.Fatalf("start while locked: %d %s", a.Status, a.Raw)
 	}
 
-	r := caddy(t, "sms-recovery", "locks", "--config", config)
+	r := runCaddy(t, "sms-recovery", "locks", "--config", config)
 	lines := strings.Split(r.stdout, "\n")
 	if r.status != 0 || len(lines) < 2 || !strings.HasPrefix(lines[0], "KIND") {
 		t.Fatalf("locks: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
@@ -101,28 +104,28 @@ func TestCLILiftsLockEndToEnd(t *testing.T) {
 	if !strings.Contains(lines[1], "(in 30m)") {
 		t.Errorf("locks: row %q does not say the lock ends in 30m", lines[1])
 	}
-	if r := caddy(t, "sms-recovery", "locks", "--kind", "ip", "--address", "localhost:2999"); r.status != 0 || r.stdout != "No IP blocks in force.\n" {
+	if r := runCaddy(t, "sms-recovery", "locks", "--kind", "ip", "--address", adminHost()); r.status != 0 || r.stdout != "No IP blocks in force.\n" {
 		t.Errorf("locks --kind ip: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
 	}
 
 	// Support lifts it, named as the person gives it.
-	r = caddy(t, "sms-recovery", "unlock", "Alice@Example.COM", "--address", "localhost:2999")
+	r = runCaddy(t, "sms-recovery", "unlock", "Alice@Example.COM", "--address", adminHost())
 	if want := "Lifted the lock on account alice@example.com; it has a fresh set of tries.\n"; r.status != 0 || r.stdout != want {
 		t.Fatalf("unlock: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
 	}
 	if a := c.post("/recovery/start", fmt.Sprintf(`{"account":%q}`, alice)); a.Status != http.StatusAccepted {
 		t.Fatalf("start after the lift: %d %s", a.Status, a.Raw)
 	}
-	if r := caddy(t, "sms-recovery", "locks", "--config", config); r.status != 0 || r.stdout != "No locks or blocks in force.\n" {
+	if r := runCaddy(t, "sms-recovery", "locks", "--config", config); r.status != 0 || r.stdout != "No locks or blocks in force.\n" {
 		t.Errorf("locks after the lift: status %d, stdout %q", r.status, r.stdout)
 	}
 
 	// Nothing left to lift: a failure, said in words.
-	r = caddy(t, "sms-recovery", "unlock", alice, "--address", "localhost:2999")
+	r = runCaddy(t, "sms-recovery", "unlock", alice, "--address", adminHost())
 	if want := `sms-recovery: no account lock on "alice@example.com" to lift`; r.status == 0 || strings.TrimSpace(r.stderr) != want {
 		t.Errorf("second unlock: status %d, stderr %q, want non-zero and %q", r.status, r.stderr, want)
 	}
-	r = caddy(t, "sms-recovery", "unblock", "not-an-ip", "--address", "localhost:2999")
+	r = runCaddy(t, "sms-recovery", "unblock", "not-an-ip", "--address", adminHost())
 	if r.status == 0 || !strings.Contains(r.stderr, "neither an IP address nor an IPv6 /64") {
 		t.Errorf("unblock not-an-ip: status %d, stderr %q", r.status, r.stderr)
 	}
@@ -134,7 +137,7 @@ func TestCLILiftsLockEndToEnd(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	r = caddy(t, "sms-recovery", "locks", "--address", dead)
+	r = runCaddy(t, "sms-recovery", "locks", "--address", dead)
 	if r.status == 0 || !strings.Contains(r.stderr, "cannot reach Caddy's admin endpoint at "+dead) {
 		t.Errorf("locks at %s: status %d, stderr %q", dead, r.status, r.stderr)
 	}

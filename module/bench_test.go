@@ -42,15 +42,10 @@ const benchQueue = 4096
 // benchBackends are the storage backends the benchmarks run on.
 var benchBackends = []struct {
 	name    string
-	storage func(b *testing.B) *Storage
+	storage func(b *testing.B) json.RawMessage
 }{
-	{"memory", func(*testing.B) *Storage {
-		return &Storage{Memory: &MemoryStorage{MaxEntries: 1 << 20}}
-	}},
-	{"redis", func(b *testing.B) *Storage {
-		_, prefix := redisTestStore(b)
-		return &Storage{Redis: &RedisStorage{URL: redisTestURL(), Prefix: prefix}}
-	}},
+	{"memory", func(*testing.B) json.RawMessage { return memoryStorage(1 << 20) }},
+	{"redis", func(b *testing.B) json.RawMessage { return redisTestStorage(b) }},
 }
 
 // benchGateway is a provisioned gateway the benchmarks call as Caddy does.
@@ -61,7 +56,7 @@ type benchGateway struct {
 
 // newBenchGateway provisions a gateway on storage whose limits are far
 // above what a benchmark reaches, so that it measures the flow, not 429s.
-func newBenchGateway(b *testing.B, storage *Storage) *benchGateway {
+func newBenchGateway(b *testing.B, storage json.RawMessage) *benchGateway {
 	b.Helper()
 	if err := benchConfig(); err != nil {
 		b.Fatal(err)
@@ -74,18 +69,20 @@ func newBenchGateway(b *testing.B, storage *Storage) *benchGateway {
 	if err := os.WriteFile(phones, []byte(`{"alice@example.com": "+31612345678"}`), 0o600); err != nil {
 		b.Fatal(err)
 	}
+	outbox := filepath.Join(dir, "outbox.jsonl")
 	limits := map[string]Limit{}
 	for _, scope := range limitScopes {
 		limits[scope] = Limit{Events: 1 << 40, Window: caddy.Duration(time.Hour)}
 	}
 	h := &Handler{
-		PublicURL: "https://mail.example.com",
-		Directory: &Directory{File: phones},
-		SMS:       &SMS{Outbox: filepath.Join(dir, "outbox.jsonl"), QueueSize: benchQueue},
-		Limits:    limits,
-		Secrets:   []string{benchRandom(b, 32)},
-		Storage:   storage,
-		Forward:   &Forward{KeyID: "gw1", HMACKey: benchRandom(b, 64)},
+		PublicURL:    "https://mail.example.com",
+		DirectoryRaw: fileDirectory(phones),
+		SenderRaw:    outboxSender(outbox),
+		SMSQueue:     benchQueue,
+		Limits:       limits,
+		Secrets:      []string{benchRandom(b, 32)},
+		StorageRaw:   storage,
+		Forward:      &Forward{KeyID: "gw1", HMACKey: benchRandom(b, 64)},
 	}
 	if err := h.Provision(ctx); err != nil {
 		b.Fatal(err)
@@ -95,7 +92,7 @@ func newBenchGateway(b *testing.B, storage *Storage) *benchGateway {
 			b.Errorf("Cleanup: %v", err)
 		}
 	})
-	return &benchGateway{h: h, outbox: &benchOutbox{path: h.SMS.Outbox, codes: map[string]string{}}}
+	return &benchGateway{h: h, outbox: &benchOutbox{path: outbox, codes: map[string]string{}}}
 }
 
 // benchRandom returns the base64 of n random bytes.

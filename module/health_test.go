@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
 
@@ -66,11 +67,11 @@ func TestHealthMemory(t *testing.T) {
 // outage, and answers 200 again once it is back.
 func TestHealthRedis(t *testing.T) {
 	t.Parallel()
-	redisTestStore(t) // skips without Redis, fails under CI
+	redisTestStorage(t) // skips without Redis, fails under CI
 	addr := strings.TrimPrefix(strings.TrimSuffix(redisTestURL(), "/0"), "redis://")
 	proxy := tcpproxy.Start(t, addr)
 	g := newOpsGateway(t, map[string]string{}, func(h *Handler) {
-		h.Storage = &Storage{Redis: &RedisStorage{URL: "redis://" + proxy.Addr() + "/0", Prefix: "smsrec-health-test:"}}
+		h.StorageRaw = guest(&storage.RedisModule{URL: "redis://" + proxy.Addr() + "/0", Prefix: "smsrec-health-test:"}, "backend")
 	})
 	wantHealth(t, g.probe(http.MethodGet), http.StatusOK, "ok")
 
@@ -101,7 +102,7 @@ func TestHealthUnreachableRedis(t *testing.T) {
 	proxy := tcpproxy.Start(t, "127.0.0.1:1")
 	proxy.Cut()
 	g := newOpsGateway(t, map[string]string{}, func(h *Handler) {
-		h.Storage = &Storage{Redis: &RedisStorage{URL: "redis://" + proxy.Addr() + "/0"}}
+		h.StorageRaw = guest(&storage.RedisModule{URL: "redis://" + proxy.Addr() + "/0"}, "backend")
 	})
 	wantHealth(t, g.probe(http.MethodGet), http.StatusServiceUnavailable, "unavailable")
 	// A recovery request fails alike, and is counted alike.

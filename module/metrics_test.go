@@ -166,7 +166,7 @@ func TestSMSQueueLengthMetric(t *testing.T) {
 		phones[fmt.Sprintf("queued%d@example.com", i)] = fmt.Sprintf("+316123456%02d", 50+i)
 	}
 	g := newOpsGateway(t, phones, func(h *Handler) {
-		h.SMS = &SMS{MessageBird: &MessageBird{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL}}
+		h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
 	})
 	for account := range phones {
 		g.start(account, "192.0.2.50")
@@ -248,7 +248,7 @@ func TestSMSCircuitOpenMetric(t *testing.T) {
 		phones[fmt.Sprintf("breaker%d@example.com", i)] = fmt.Sprintf("+316123457%02d", i)
 	}
 	g := newOpsGateway(t, phones, func(h *Handler) {
-		h.SMS = &SMS{MessageBird: &MessageBird{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL}}
+		h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
 		// Codes that expire soon, so that the retries end and the queue
 		// drains at cleanup.
 		h.CodeTTL = caddy.Duration(2 * time.Second)
@@ -258,6 +258,9 @@ func TestSMSCircuitOpenMetric(t *testing.T) {
 		g.start(account, "192.0.2.70")
 	}
 	q := g.h.queueForTest()
+	if q == nil {
+		t.Fatal("no SMS queue hears from the handler")
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for !q.CircuitOpen() {
 		if time.Now().After(deadline) {
@@ -271,13 +274,16 @@ func TestSMSCircuitOpenMetric(t *testing.T) {
 	}
 }
 
-// queueForTest finds the pooled SMS queue the handler sends through.
+// queueForTest finds the pooled SMS queue the handler sends through: the
+// one its observer hears from.
 func (h *Handler) queueForTest() *sms.Queue {
-	key, _ := h.deliverer()
 	var q *sms.Queue
-	queues.Range(func(k, v any) bool {
-		if k == key {
-			q = v.(*pooledQueue).queue
+	queues.Range(func(_, v any) bool {
+		p := v.(*pooledQueue)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if slices.Contains(p.observers, h.observer) {
+			q = p.queue
 			return false
 		}
 		return true

@@ -77,12 +77,12 @@ func newPageEnv(t testing.TB, configure func(h *Handler)) *pageEnv {
 	e.h = &Handler{
 		// Plain http, as the test server speaks it: its cookies are not
 		// Secure, so the browsers' jars send them back.
-		PublicURL: "http://mail.example.com",
-		SiteName:  "Example Mail",
-		Support:   "Call +1 555 0100",
-		Directory: &Directory{File: dirFile},
-		SMS:       &SMS{Outbox: e.outbox},
-		Storage:   &Storage{Memory: &MemoryStorage{MaxEntries: 1000 + int(pageStores.Add(1))}},
+		PublicURL:    "http://mail.example.com",
+		SiteName:     "Example Mail",
+		Support:      "Call +1 555 0100",
+		DirectoryRaw: fileDirectory(dirFile),
+		SenderRaw:    outboxSender(e.outbox),
+		StorageRaw:   memoryStorage(1000 + int(pageStores.Add(1))),
 		Forward: &Forward{
 			Path:    pageTestReset,
 			KeyID:   "gw1",
@@ -767,69 +767,6 @@ func TestPagesLanguage(t *testing.T) {
 	}
 }
 
-func TestPagesEveryLanguageHasEveryText(t *testing.T) {
-	t.Parallel()
-	texts, err := loadTexts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := slices.Sorted(maps.Keys(texts)); !slices.Equal(got, []string{"de", "en", "fr", "nl"}) {
-		t.Fatalf("languages %v, want de, en, fr, nl", got)
-	}
-	placeholder := regexp.MustCompile(`\{[a-z]+\}`)
-	known := []string{"{site}", "{support}", "{digits}", "{minutes}", "{min}", "{attempts}", "{wait}", "{n}"}
-	for lang, m := range texts {
-		t.Run(lang, func(t *testing.T) {
-			for key, en := range texts["en"] {
-				s, ok := m[key]
-				if !ok || strings.TrimSpace(s) == "" {
-					t.Errorf("no text for %q", key)
-					continue
-				}
-				if got, want := slices.Sorted(slices.Values(placeholder.FindAllString(s, -1))), slices.Sorted(slices.Values(placeholder.FindAllString(en, -1))); !slices.Equal(got, want) {
-					t.Errorf("%s uses %v, English uses %v", key, got, want)
-				}
-			}
-			for key, s := range m {
-				if _, ok := texts["en"][key]; !ok {
-					t.Errorf("text %q is not in English", key)
-				}
-				for _, p := range placeholder.FindAllString(s, -1) {
-					if !slices.Contains(known, p) {
-						t.Errorf("%s uses unknown placeholder %s", key, p)
-					}
-				}
-			}
-		})
-	}
-}
-
-func TestLanguageChoice(t *testing.T) {
-	t.Parallel()
-	p := &pages{defaultLang: "en", texts: map[string]map[string]string{"en": nil, "de": nil, "nl": nil, "fr": nil}}
-	tests := []struct{ header, want string }{
-		{"", "en"},
-		{"*", "en"},
-		{"nl", "nl"},
-		{"NL-be", "nl"},
-		{"de_AT", "de"},
-		{"pt-BR, fr;q=0.4, nl;q=0.6", "nl"},
-		{"fr;q=1.0, de", "fr"},
-		{"fr;q=0.000", "en"},
-		{"fr;q=1.5, de;q=-1", "en"},
-		{" de ; q = 0.7 , fr ; q = 0.8 ", "fr"},
-		{"xx-fr, de;q=0.1", "de"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.header, func(t *testing.T) {
-			t.Parallel()
-			if got := p.language(tt.header); got != tt.want {
-				t.Errorf("language(%q) = %q, want %q", tt.header, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestPagesSMSLinkLandsOnCodeStep(t *testing.T) {
 	t.Parallel()
 	e := newPageEnv(t, func(h *Handler) { h.PublicURL = "https://mail.example.com" })
@@ -1262,7 +1199,7 @@ func TestPagesHeadAndMethods(t *testing.T) {
 func TestPagesCSRFRandomnessFails(t *testing.T) {
 	t.Parallel()
 	e := newPageEnv(t, nil)
-	e.h.pages.rand = iotest.ErrReader(errors.New("no entropy"))
+	e.h.pageRand = iotest.ErrReader(errors.New("no entropy"))
 	p := e.browser().get(e.url("/"))
 	if p.StatusCode != http.StatusInternalServerError || cookieNamed(p.Cookies(), csrfCookie) != nil {
 		t.Errorf("status %d with cookies %v, want 500 and no CSRF cookie", p.StatusCode, p.Cookies())
@@ -1382,41 +1319,6 @@ func TestPagesPrefixRoot(t *testing.T) {
 	}
 	if c := cookieNamed(p.Cookies(), csrfCookie); c == nil || c.Path != "/" {
 		t.Errorf("CSRF cookie %v, want Path=/", c)
-	}
-}
-
-func TestWaitText(t *testing.T) {
-	t.Parallel()
-	texts, err := loadTexts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		lang string
-		secs int64
-		want string
-	}{
-		{"en", 1, "1 second"},
-		{"de", 1, "1 Sekunde"},
-		{"en", 45, "45 seconds"},
-		{"en", 60, "60 seconds"},
-		{"en", 61, "2 minutes"},
-		{"en", 100, "2 minutes"},
-		{"en", 1800, "30 minutes"},
-		{"en", 5400, "90 minutes"},
-		{"en", 5401, "2 hours"},
-		{"en", 86400, "24 hours"},
-		{"de", 60 * 60 * 2, "2 Stunden"},
-		{"nl", 7200, "2 uur"},
-		{"fr", 120, "2 minutes"},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprint(tt.lang, tt.secs), func(t *testing.T) {
-			t.Parallel()
-			if got := waitText(texts[tt.lang], tt.secs); got != tt.want {
-				t.Errorf("waitText(%s, %d) = %q, want %q", tt.lang, tt.secs, got, tt.want)
-			}
-		})
 	}
 }
 

@@ -1,4 +1,7 @@
-package module
+// Package admin holds admin.api.sms_recovery, the routes of Caddy's admin
+// endpoint through which support lists and lifts the account locks and IP
+// blocks of every sms_recovery gateway running in the process.
+package admin
 
 import (
 	"encoding/json"
@@ -18,17 +21,17 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(AdminAPI{})
+	caddy.RegisterModule(API{})
 }
 
-// eventLockLifted is the security event of a lock lifted through the admin
+// EventLockLifted is the security event of a lock lifted through the admin
 // API. Its Caddy event is sms_recovery_lock_lifted.
-const eventLockLifted = "lock_lifted"
+const EventLockLifted = "lock_lifted"
 
-// adminLocksPath is where the admin API serves the locks.
-const adminLocksPath = "/sms-recovery/locks"
+// LocksPath is where the admin API serves the locks.
+const LocksPath = "/sms-recovery/locks"
 
-// AdminAPI lets support list and lift account locks and IP blocks through
+// API lets support list and lift account locks and IP blocks through
 // Caddy's admin endpoint:
 //
 //	GET    /sms-recovery/locks                   every lock in force, as JSON
@@ -38,32 +41,32 @@ const adminLocksPath = "/sms-recovery/locks"
 // Caddy loads every admin.api module it knows of, so this needs no
 // configuration: it is on wherever the admin endpoint is. It sees the locks
 // of every sms_recovery handler running in the process, once per storage.
-type AdminAPI struct{}
+type API struct{}
 
 // CaddyModule returns the Caddy module information.
-func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+func (API) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "admin.api.sms_recovery",
-		New: func() caddy.Module { return new(AdminAPI) },
+		New: func() caddy.Module { return new(API) },
 	}
 }
 
 // Routes returns the routes of the admin API.
-func (a *AdminAPI) Routes() []caddy.AdminRoute {
+func (a *API) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
-		{Pattern: adminLocksPath, Handler: caddy.AdminHandlerFunc(a.list)},
-		{Pattern: adminLocksPath + "/", Handler: caddy.AdminHandlerFunc(a.lift)},
+		{Pattern: LocksPath, Handler: caddy.AdminHandlerFunc(a.list)},
+		{Pattern: LocksPath + "/", Handler: caddy.AdminHandlerFunc(a.lift)},
 	}
 }
 
 // list answers every lock in force: account locks first, then IP blocks,
 // each ordered by when they end.
-func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
+func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, http.MethodGet)
 	}
 	locks := []limiter.Lock{}
-	for _, e := range guards.current() {
+	for _, e := range gateways.current() {
 		for _, kind := range []string{limiter.KindAccount, limiter.KindIP} {
 			l, err := e.guard.Locks(r.Context(), kind)
 			if err != nil {
@@ -84,11 +87,11 @@ type liftResult struct {
 	Key  string `json:"key"`
 }
 
-// lift answers DELETE <adminLocksPath>/<kind>/<key>. It lifts the lock in
+// lift answers DELETE <LocksPath>/<kind>/<key>. It lifts the lock in
 // every storage and resets the failure count even where there was no lock,
 // so a person close to a lockout also gets a fresh set of tries; it answers
 // 404 when no storage had the lock.
-func (a *AdminAPI) lift(w http.ResponseWriter, r *http.Request) error {
+func (a *API) lift(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodDelete {
 		return methodNotAllowed(w, http.MethodDelete)
 	}
@@ -98,7 +101,7 @@ func (a *AdminAPI) lift(w http.ResponseWriter, r *http.Request) error {
 	}
 	by := requester(r)
 	lifted := false
-	for _, e := range guards.current() {
+	for _, e := range gateways.current() {
 		ok, err := e.guard.Lift(r.Context(), kind, key)
 		if err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
@@ -107,7 +110,7 @@ func (a *AdminAPI) lift(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		lifted = true
-		ev := recovery.Event{Name: eventLockLifted, Reason: "lifted through the admin API by " + by}
+		ev := recovery.Event{Name: EventLockLifted, Reason: "lifted through the admin API by " + by}
 		if kind == limiter.KindAccount {
 			ev.Account, ev.Scope = key, limiter.ScopeLockout
 		} else {
@@ -126,11 +129,11 @@ func (a *AdminAPI) lift(w http.ResponseWriter, r *http.Request) error {
 }
 
 // lockTarget reads the kind and the key of a lock from the path below
-// adminLocksPath, normalised as the guard keys them: an account by
+// LocksPath, normalised as the guard keys them: an account by
 // recovery.NormalizeAccount, an IP address or IPv6 /64 as limiter.ClientKey gives it. The
 // key is everything after the kind, so that a /64 needs no escaping.
 func lockTarget(u *url.URL) (kind, key string, err error) {
-	rest := strings.TrimPrefix(u.EscapedPath(), adminLocksPath+"/")
+	rest := strings.TrimPrefix(u.EscapedPath(), LocksPath+"/")
 	kind, rawKey, _ := strings.Cut(rest, "/")
 	if key, err = url.PathUnescape(rawKey); err != nil {
 		return "", "", fmt.Errorf("lock key: %w", err)
@@ -194,6 +197,6 @@ func writeAdminJSON(w http.ResponseWriter, status int, v any) error {
 
 // Interface guards
 var (
-	_ caddy.Module      = (*AdminAPI)(nil)
-	_ caddy.AdminRouter = (*AdminAPI)(nil)
+	_ caddy.Module      = (*API)(nil)
+	_ caddy.AdminRouter = (*API)(nil)
 )

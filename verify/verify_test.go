@@ -1,4 +1,4 @@
-package module
+package verify
 
 import (
 	"bytes"
@@ -36,7 +36,7 @@ type verifyFixedClock time.Time
 func (c verifyFixedClock) Now() time.Time { return time.Time(c) }
 
 // newVerifyTestHandler provisions h with a fixed clock and a log observer.
-func newVerifyTestHandler(t *testing.T, h *VerifyHandler) *zapobs.ObservedLogs {
+func newVerifyTestHandler(t *testing.T, h *Handler) *zapobs.ObservedLogs {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
@@ -84,7 +84,7 @@ func (n *verifyNext) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func TestVerifyHandlerServeHTTP(t *testing.T) {
+func TestHandlerServeHTTP(t *testing.T) {
 	t.Parallel()
 	signer, err := httpsig.NewHMACSigner("gw1", verifyTestKey, rand.Reader)
 	if err != nil {
@@ -161,7 +161,7 @@ func TestVerifyHandlerServeHTTP(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := &VerifyHandler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
+			h := &Handler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
 			logs := newVerifyTestHandler(t, h)
 			next := &verifyNext{}
 			w := httptest.NewRecorder()
@@ -207,14 +207,14 @@ func TestVerifyHandlerServeHTTP(t *testing.T) {
 	}
 }
 
-func TestVerifyHandlerReplay(t *testing.T) {
+func TestHandlerReplay(t *testing.T) {
 	t.Parallel()
 	signer, err := httpsig.NewHMACSigner("gw-replay", verifyTestKey, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := verifyTestRequest(t, signer, `{"password":"N3w-s3cret!"}`)
-	send := func(h *VerifyHandler) int {
+	send := func(h *Handler) int {
 		replay := r.Clone(context.Background())
 		replay.Body = io.NopCloser(strings.NewReader(`{"password":"N3w-s3cret!"}`))
 		w := httptest.NewRecorder()
@@ -223,7 +223,7 @@ func TestVerifyHandlerReplay(t *testing.T) {
 		}
 		return w.Code
 	}
-	cfg := VerifyHandler{KeyID: "gw-replay", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
+	cfg := Handler{KeyID: "gw-replay", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
 	old := cfg
 	newVerifyTestHandler(t, &old)
 	if code := send(&old); code != http.StatusNoContent {
@@ -245,7 +245,7 @@ func TestVerifyHandlerReplay(t *testing.T) {
 	}
 }
 
-func TestVerifyHandlerEd25519(t *testing.T) {
+func TestHandlerEd25519(t *testing.T) {
 	t.Parallel()
 	priv, err := httpsig.LoadEd25519PrivateKey("../httpsig/testdata/test-key-ed25519.pem")
 	if err != nil {
@@ -255,7 +255,7 @@ func TestVerifyHandlerEd25519(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &VerifyHandler{KeyID: "gw-ed", Ed25519PublicKey: "../httpsig/testdata/test-key-ed25519.pub.pem"}
+	h := &Handler{KeyID: "gw-ed", Ed25519PublicKey: "../httpsig/testdata/test-key-ed25519.pub.pem"}
 	newVerifyTestHandler(t, h)
 	form := url.Values{"password": {"N3w-s3cret!"}}.Encode()
 	r := verifyTestRequest(t, signer, form)
@@ -269,24 +269,24 @@ func TestVerifyHandlerEd25519(t *testing.T) {
 	}
 }
 
-func TestVerifyHandlerValidate(t *testing.T) {
+func TestHandlerValidate(t *testing.T) {
 	t.Parallel()
 	key := base64.StdEncoding.EncodeToString(verifyTestKey)
 	tests := []struct {
 		name string
-		h    VerifyHandler
+		h    Handler
 		want string // "" for valid
 	}{
-		{"hmac", VerifyHandler{KeyID: "gw1", HMACKey: key}, ""},
-		{"ed25519", VerifyHandler{KeyID: "gw1", Ed25519PublicKey: "gw.pub.pem"}, ""},
-		{"no key id", VerifyHandler{HMACKey: key}, "key_id: required"},
-		{"no key", VerifyHandler{KeyID: "gw1"}, "exactly one of hmac_key and ed25519_public_key"},
-		{"both keys", VerifyHandler{KeyID: "gw1", HMACKey: key, Ed25519PublicKey: "gw.pub.pem"}, "exactly one of hmac_key and ed25519_public_key"},
-		{"negative skew", VerifyHandler{KeyID: "gw1", HMACKey: key, MaxSkew: caddy.Duration(-time.Second)}, "max_skew: -1s is negative"},
-		{"a second key", VerifyHandler{KeyID: "gw1", HMACKey: key, Keys: []VerifyKey{{KeyID: "gw2", Ed25519PublicKey: "gw2.pub.pem"}}}, ""},
-		{"second key without id", VerifyHandler{KeyID: "gw1", HMACKey: key, Keys: []VerifyKey{{HMACKey: key}}}, "key 1: key_id: required"},
-		{"one key id twice", VerifyHandler{KeyID: "gw1", HMACKey: key, Keys: []VerifyKey{{KeyID: "gw1", HMACKey: key}}}, `key "gw1": key_id given twice`},
-		{"second key without key", VerifyHandler{KeyID: "gw1", HMACKey: key, Keys: []VerifyKey{{KeyID: "gw2"}}}, `key "gw2": give exactly one`},
+		{"hmac", Handler{KeyID: "gw1", HMACKey: key}, ""},
+		{"ed25519", Handler{KeyID: "gw1", Ed25519PublicKey: "gw.pub.pem"}, ""},
+		{"no key id", Handler{HMACKey: key}, "key_id: required"},
+		{"no key", Handler{KeyID: "gw1"}, "exactly one of hmac_key and ed25519_public_key"},
+		{"both keys", Handler{KeyID: "gw1", HMACKey: key, Ed25519PublicKey: "gw.pub.pem"}, "exactly one of hmac_key and ed25519_public_key"},
+		{"negative skew", Handler{KeyID: "gw1", HMACKey: key, MaxSkew: caddy.Duration(-time.Second)}, "max_skew: -1s is negative"},
+		{"a second key", Handler{KeyID: "gw1", HMACKey: key, Keys: []Key{{KeyID: "gw2", Ed25519PublicKey: "gw2.pub.pem"}}}, ""},
+		{"second key without id", Handler{KeyID: "gw1", HMACKey: key, Keys: []Key{{HMACKey: key}}}, "key 1: key_id: required"},
+		{"one key id twice", Handler{KeyID: "gw1", HMACKey: key, Keys: []Key{{KeyID: "gw1", HMACKey: key}}}, `key "gw1": key_id given twice`},
+		{"second key without key", Handler{KeyID: "gw1", HMACKey: key, Keys: []Key{{KeyID: "gw2"}}}, `key "gw2": give exactly one`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -305,11 +305,11 @@ func TestVerifyHandlerValidate(t *testing.T) {
 	}
 }
 
-// TestVerifyHandlerKeyRotation walks a rotation of the gateway's key as
+// TestHandlerKeyRotation walks a rotation of the gateway's key as
 // the README tells it: the upstream adds the new key, the gateway switches,
 // the upstream drops the old key. Every reset signed with a key the
 // upstream holds at that moment passes; none fails in between.
-func TestVerifyHandlerKeyRotation(t *testing.T) {
+func TestHandlerKeyRotation(t *testing.T) {
 	t.Parallel()
 	newKey := bytes.Repeat([]byte{0x42}, 64)
 	oldSigner, err := httpsig.NewHMACSigner("gw1", verifyTestKey, rand.Reader)
@@ -321,7 +321,7 @@ func TestVerifyHandlerKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	b64 := base64.StdEncoding.EncodeToString
-	status := func(h *VerifyHandler, s *httpsig.Signer) int {
+	status := func(h *Handler, s *httpsig.Signer) int {
 		t.Helper()
 		w := httptest.NewRecorder()
 		if err := h.ServeHTTP(w, verifyTestRequest(t, s, `{"password":"N3w-s3cret!"}`), &verifyNext{}); err != nil {
@@ -329,15 +329,15 @@ func TestVerifyHandlerKeyRotation(t *testing.T) {
 		}
 		return w.Code
 	}
-	before := &VerifyHandler{KeyID: "gw1", HMACKey: b64(verifyTestKey)}
+	before := &Handler{KeyID: "gw1", HMACKey: b64(verifyTestKey)}
 	newVerifyTestHandler(t, before)
-	during := &VerifyHandler{KeyID: "gw1", HMACKey: b64(verifyTestKey), Keys: []VerifyKey{{KeyID: "gw2", HMACKey: b64(newKey)}}}
+	during := &Handler{KeyID: "gw1", HMACKey: b64(verifyTestKey), Keys: []Key{{KeyID: "gw2", HMACKey: b64(newKey)}}}
 	newVerifyTestHandler(t, during)
-	after := &VerifyHandler{KeyID: "gw2", HMACKey: b64(newKey)}
+	after := &Handler{KeyID: "gw2", HMACKey: b64(newKey)}
 	newVerifyTestHandler(t, after)
 	for _, step := range []struct {
 		name   string
-		h      *VerifyHandler
+		h      *Handler
 		signer *httpsig.Signer
 		want   int
 	}{
@@ -367,19 +367,19 @@ func TestVerifyHandlerKeyRotation(t *testing.T) {
 	}
 }
 
-func TestVerifyHandlerProvision(t *testing.T) {
+func TestHandlerProvision(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		h    VerifyHandler
+		h    Handler
 		want string // "" for success
 	}{
-		{"default skew", VerifyHandler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}, ""},
-		{"invalid", VerifyHandler{KeyID: "gw1"}, "exactly one"},
-		{"hmac key not base64", VerifyHandler{KeyID: "gw1", HMACKey: "not base64!"}, "hmac_key is not base64"},
-		{"short hmac key", VerifyHandler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey[:32])}, "32 bytes"},
-		{"missing public key file", VerifyHandler{KeyID: "gw1", Ed25519PublicKey: "testdata/none.pem"}, "ed25519_public_key"},
-		{"private key as public key", VerifyHandler{KeyID: "gw1", Ed25519PublicKey: "../httpsig/testdata/test-key-ed25519.pem"}, "PUBLIC KEY"},
+		{"default skew", Handler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}, ""},
+		{"invalid", Handler{KeyID: "gw1"}, "exactly one"},
+		{"hmac key not base64", Handler{KeyID: "gw1", HMACKey: "not base64!"}, "hmac_key is not base64"},
+		{"short hmac key", Handler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey[:32])}, "32 bytes"},
+		{"missing public key file", Handler{KeyID: "gw1", Ed25519PublicKey: "testdata/none.pem"}, "ed25519_public_key"},
+		{"private key as public key", Handler{KeyID: "gw1", Ed25519PublicKey: "../httpsig/testdata/test-key-ed25519.pem"}, "PUBLIC KEY"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -409,13 +409,13 @@ func TestVerifyHandlerProvision(t *testing.T) {
 	}
 }
 
-func TestVerifyHandlerNonceCacheFull(t *testing.T) {
+func TestHandlerNonceCacheFull(t *testing.T) {
 	t.Parallel()
 	signer, err := httpsig.NewHMACSigner("gw1", verifyTestKey, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &VerifyHandler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
+	h := &Handler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
 	newVerifyTestHandler(t, h)
 	nonces, err := httpsig.NewNonceCache(1)
 	if err != nil {
@@ -447,9 +447,9 @@ func TestVerifyHandlerNonceCacheFull(t *testing.T) {
 	}
 }
 
-func TestVerifyHandlerBodyReadError(t *testing.T) {
+func TestHandlerBodyReadError(t *testing.T) {
 	t.Parallel()
-	h := &VerifyHandler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
+	h := &Handler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
 	newVerifyTestHandler(t, h)
 	r := httptest.NewRequest(http.MethodPost, "/api/reset-password", iotest.ErrReader(io.ErrUnexpectedEOF))
 	next := &verifyNext{}

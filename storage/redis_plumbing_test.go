@@ -1,10 +1,8 @@
-package module
+package storage
 
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -17,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 	ulimiter "github.com/ulule/limiter/v3"
 	"go.uber.org/zap"
@@ -25,51 +22,7 @@ import (
 	zapobs "go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
-
-// redisTestURL is the Redis the tests of this package use: $REDIS_URL, or
-// a local server.
-func redisTestURL() string {
-	if u := os.Getenv("REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
-
-// redisTestStore returns a store on redisTestURL under a prefix of its own,
-// and the prefix, or skips tb when Redis does not answer (fails it when
-// CI=true). The keys under the prefix are removed when tb ends.
-func redisTestStore(tb testing.TB) (*storage.Redis, string) {
-	tb.Helper()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		tb.Fatal(err)
-	}
-	prefix := "smsrec-test-" + hex.EncodeToString(b) + ":"
-	rs, err := storage.NewRedis(storage.RedisConfig{URL: redisTestURL(), Prefix: prefix}, recovery.SystemClock{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := rs.Ping(ctx); err != nil {
-		rs.Close()
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("Redis does not answer and CI=true: %v", err)
-		}
-		tb.Skipf("skipping: Redis does not answer (%v); start one or set REDIS_URL", err)
-	}
-	tb.Cleanup(func() {
-		ctx := context.Background()
-		iter := rs.Client().Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rs.Client().Unlink(ctx, iter.Val())
-		}
-		rs.Close()
-	})
-	return rs, prefix
-}
 
 // evictingRedis starts a redis-server of its own whose maxmemory-policy
 // evicts keys, on a free port, and returns its URL. It skips t when there is
@@ -234,53 +187,38 @@ func TestRedisLogger(t *testing.T) {
 	}
 }
 
-func TestProvisionRedis(t *testing.T) {
+func TestCheckRedis(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name     string
-		backend  func(t *testing.T) (backend, string)
+		store    func(t *testing.T) *Redis
 		wantWarn bool
 	}{
 		{
-			name: "memory storage",
-			backend: func(t *testing.T) (backend, string) {
-				m, err := storage.NewMemory(100, recovery.SystemClock{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return m, ""
-			},
-		},
-		{
 			name: "redis that does not answer",
-			backend: func(t *testing.T) (backend, string) {
-				url := redisTestDownURL(t)
-				rs, err := storage.NewRedis(storage.RedisConfig{URL: url}, recovery.SystemClock{})
+			store: func(t *testing.T) *Redis {
+				rs, err := NewRedis(RedisConfig{URL: redisTestDownURL(t)}, recovery.SystemClock{})
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { rs.Close() })
-				return rs, url
+				return rs
 			},
 			wantWarn: true,
 		},
 		{
-			name: "redis that answers",
-			backend: func(t *testing.T) (backend, string) {
-				rs, _ := redisTestStore(t)
-				return rs, redisTestURL()
-			},
+			name:  "redis that answers",
+			store: func(t *testing.T) *Redis { return newTestRedis(t, recovery.SystemClock{}) },
 		},
 		{
 			name: "redis that evicts keys when full",
-			backend: func(t *testing.T) (backend, string) {
-				url := evictingRedis(t)
-				rs, err := storage.NewRedis(storage.RedisConfig{URL: url}, recovery.SystemClock{})
+			store: func(t *testing.T) *Redis {
+				rs, err := NewRedis(RedisConfig{URL: evictingRedis(t)}, recovery.SystemClock{})
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { rs.Close() })
-				return rs, url
+				return rs
 			},
 			wantWarn: true,
 		},
@@ -288,16 +226,12 @@ func TestProvisionRedis(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			b, url := tt.backend(t)
+			rs := tt.store(t)
 			core, logs := zapobs.New(zapcore.DebugLevel)
-			h := &Handler{Storage: &Storage{}, store: &pooledStore{backend: b}, logger: zap.New(core)}
-			if url != "" {
-				h.Storage.Redis = &RedisStorage{URL: url, DialTimeout: caddy.Duration(time.Second)}
-			}
 			began := time.Now()
-			h.provisionRedis(context.Background())
+			checkRedis(context.Background(), zap.New(core), rs, time.Second)
 			if took := time.Since(began); took > 3*time.Second {
-				t.Errorf("provisionRedis took %v, want it bounded by the dial timeout", took)
+				t.Errorf("checkRedis took %v, want it bounded by the dial timeout", took)
 			}
 			warned := logs.FilterLevelExact(zapcore.WarnLevel).Len() > 0
 			if warned != tt.wantWarn {
@@ -313,8 +247,8 @@ func TestRedisCounters(t *testing.T) {
 
 	t.Run("fails while redis is down and works once it answers", func(t *testing.T) {
 		t.Parallel()
-		_, prefix := redisTestStore(t)
-		opts, err := redis.ParseURL(redisTestURL())
+		prefix := newTestRedis(t, recovery.SystemClock{}).prefix
+		opts, err := redis.ParseURL(testRedisURL())
 		if err != nil {
 			t.Skipf("skipping: needs a redis:// URL: %v", err)
 		}
@@ -362,8 +296,8 @@ func TestRedisCounters(t *testing.T) {
 
 	t.Run("counts on redis", func(t *testing.T) {
 		t.Parallel()
-		rs, prefix := redisTestStore(t)
-		c := newRedisCounters(rs.Client(), prefix+"limit")
+		rs := newTestRedis(t, recovery.SystemClock{})
+		c := newRedisCounters(rs.Client(), rs.prefix+"limit")
 		ctx := context.Background()
 		for want := int64(1); want <= 3; want++ {
 			got, err := c.Get(ctx, "k", rate)

@@ -1,12 +1,14 @@
-package module
+package verify
 
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -18,15 +20,15 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(VerifyHandler{})
+	caddy.RegisterModule(Handler{})
 }
 
-// VerifyHandler is the sms_recovery_verify handler, for an upstream that
+// Handler is the sms_recovery_verify handler, for an upstream that
 // sits behind a Caddy of its own: it passes a request on only if it carries
 // a valid signature from the sms_recovery gateway (SPEC §6) that it has not
 // seen before, and answers 401 otherwise. The upstream can then trust the
 // X-Recovery-Account header as the account whose phone was verified.
-type VerifyHandler struct {
+type Handler struct {
 	// KeyID is the key ID the gateway signs with, its forward key_id.
 	// Required.
 	KeyID string `json:"key_id,omitempty"`
@@ -47,7 +49,7 @@ type VerifyHandler struct {
 	// fail: add the new key here, switch the gateway to it, then make it
 	// the only key. A request accepted under one key is a replay under
 	// every other.
-	Keys []VerifyKey `json:"keys,omitempty"`
+	Keys []Key `json:"keys,omitempty"`
 
 	// MaxSkew is how far the gateway's clock may be off from this server's:
 	// a signature is accepted from max_skew before its created time until
@@ -61,8 +63,8 @@ type VerifyHandler struct {
 	logger   *zap.Logger
 }
 
-// VerifyKey is one more gateway key an sms_recovery_verify handler accepts.
-type VerifyKey struct {
+// Key is one more gateway key an sms_recovery_verify handler accepts.
+type Key struct {
 	// KeyID is the key ID the gateway signs with under this key. Required,
 	// and distinct from the handler's other key IDs.
 	KeyID string `json:"key_id,omitempty"`
@@ -78,8 +80,8 @@ type VerifyKey struct {
 }
 
 // keys returns every key the handler accepts, its own first.
-func (h *VerifyHandler) keys() []VerifyKey {
-	return append([]VerifyKey{{KeyID: h.KeyID, HMACKey: h.HMACKey, Ed25519PublicKey: h.Ed25519PublicKey}}, h.Keys...)
+func (h *Handler) keys() []Key {
+	return append([]Key{{KeyID: h.KeyID, HMACKey: h.HMACKey, Ed25519PublicKey: h.Ed25519PublicKey}}, h.Keys...)
 }
 
 // verifyNoncePool holds the one nonce cache that every sms_recovery_verify
@@ -98,29 +100,59 @@ func (verifyNonceCache) Destruct() error { return nil }
 // verifyDefaultMaxSkew is the default of max_skew.
 const verifyDefaultMaxSkew = caddy.Duration(httpsig.DefaultMaxSkew)
 
+// maxBodyBytes bounds the body of a request to check, as the gateway bounds
+// the body it signs.
+const maxBodyBytes = 64 << 10
+
+// problem is the JSON body of a refusal, in the shape of the gateway's
+// errors (SPEC §4).
+type problem struct {
+	status     int
+	Code       string `json:"error"`
+	Message    string `json:"message"`
+	RetryAfter int64  `json:"retry_after,omitzero"`
+}
+
 var (
-	errVerifyInvalid = newError(http.StatusUnauthorized, "invalid_signature",
-		"The request does not carry a valid, unused signature from the recovery gateway.")
-	errVerifyBusy = func() *apiError {
-		e := newError(http.StatusServiceUnavailable, "unavailable",
-			"Too many signed requests to check right now. Try again in a minute.")
-		secs := int64(httpsig.MaxValidity / time.Second)
-		e.RetryAfter = &secs
-		return e
-	}()
+	errVerifyInvalid = problem{status: http.StatusUnauthorized, Code: "invalid_signature",
+		Message: "The request does not carry a valid, unused signature from the recovery gateway."}
+	errVerifyBusy = problem{status: http.StatusServiceUnavailable, Code: "unavailable",
+		Message:    "Too many signed requests to check right now. Try again in a minute.",
+		RetryAfter: int64(httpsig.MaxValidity / time.Second)}
+	errTooLarge = problem{status: http.StatusRequestEntityTooLarge, Code: "too_large",
+		Message: "The request body is larger than 64 KiB."}
 )
 
+// refuse answers with p as JSON.
+func refuse(w http.ResponseWriter, p problem) {
+	hdr := w.Header()
+	if p.RetryAfter > 0 {
+		hdr.Set("Retry-After", strconv.FormatInt(p.RetryAfter, 10))
+	}
+	hdr.Set("Content-Type", "application/json; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// clientIP is the client address Caddy determined, trusted proxies applied.
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
+}
+
 // CaddyModule returns the Caddy module information.
-func (VerifyHandler) CaddyModule() caddy.ModuleInfo {
+func (Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "http.handlers.sms_recovery_verify",
-		New: func() caddy.Module { return new(VerifyHandler) },
+		New: func() caddy.Module { return new(Handler) },
 	}
 }
 
 // Provision fills defaults, checks the configuration and builds the
 // verifier on the process's shared nonce cache.
-func (h *VerifyHandler) Provision(ctx caddy.Context) error {
+func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.clock == nil {
 		h.clock = recovery.SystemClock{}
@@ -179,7 +211,7 @@ func (h *VerifyHandler) Provision(ctx caddy.Context) error {
 }
 
 // Validate checks the configuration.
-func (h *VerifyHandler) Validate() error {
+func (h *Handler) Validate() error {
 	var errs []error
 	if h.KeyID == "" {
 		errs = append(errs, errors.New("key_id: required"))
@@ -207,7 +239,7 @@ func (h *VerifyHandler) Validate() error {
 }
 
 // Cleanup releases the shared nonce cache.
-func (h *VerifyHandler) Cleanup() error {
+func (h *Handler) Cleanup() error {
 	if !h.pooled {
 		return nil
 	}
@@ -218,12 +250,12 @@ func (h *VerifyHandler) Cleanup() error {
 
 // ServeHTTP reads the body, verifies the signature and, if it holds, passes
 // the request with its body intact to next.
-func (h *VerifyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			writeError(w, errTooLarge)
+			refuse(w, errTooLarge)
 			return nil
 		}
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
@@ -241,11 +273,11 @@ func (h *VerifyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 		}
 		if errors.Is(err, httpsig.ErrNonceCacheFull) {
 			h.logger.Error("refused a signed request: every nonce cache slot is in use", fields...)
-			writeError(w, errVerifyBusy)
+			refuse(w, errVerifyBusy)
 			return nil
 		}
 		h.logger.Warn("refused a request without a valid gateway signature", fields...)
-		writeError(w, errVerifyInvalid)
+		refuse(w, errVerifyInvalid)
 		return nil
 	}
 	h.logger.Debug("verified gateway signature", zap.String("account", account))
@@ -266,8 +298,8 @@ func verifyTarget(r *http.Request) (method, path string) {
 
 // Interface guards
 var (
-	_ caddy.Provisioner           = (*VerifyHandler)(nil)
-	_ caddy.Validator             = (*VerifyHandler)(nil)
-	_ caddy.CleanerUpper          = (*VerifyHandler)(nil)
-	_ caddyhttp.MiddlewareHandler = (*VerifyHandler)(nil)
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

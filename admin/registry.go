@@ -1,27 +1,45 @@
-package module
+package admin
 
 import (
+	"context"
 	"maps"
 	"slices"
 	"sync"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-// guards holds the abuse guards of the gateway handlers running in this
+// gateways holds the abuse guards of the gateway handlers running in this
 // process. Caddy makes admin API modules apart from any handler, so this is
 // how the admin API reaches the locks.
-var guards = newGuardRegistry()
+var gateways = newGuardRegistry()
 
-// guardRegistry maps the key of a pooled store (pooledStore.key) to the
+// Observer hears of the locks lifted through the admin API: the gateway's
+// logs, metrics and events.
+type Observer interface {
+	Observe(ctx context.Context, ev recovery.Event)
+}
+
+// Register makes the locks of a gateway handler using the store with
+// storeKey visible to the admin API, reporting lifts to o. Handlers on one
+// store share its locks, so the admin API lists and lifts them once per
+// store, through the newest handler. The handler calls the returned
+// function from its Cleanup; calling it again does nothing.
+func Register(storeKey string, g *limiter.Guard, o Observer) (unregister func() error) {
+	return gateways.register(storeKey, g, o)
+}
+
+// guardRegistry maps the key of a store to the
 // handlers that use that store, oldest first. Handlers on one store share
 // its locks, so the admin API lists and lifts them once per store, through
 // the newest handler.
 //
 // Like caddy.UsagePool, an entry lives while any handler holds it: during a
 // config reload the new handlers register before the old ones unregister,
-// so the locks never drop out of the admin API's sight. Store keys may hold
-// a Redis URL with its password: they are looked up here, never shown.
+// so the locks never drop out of the admin API's sight. Store keys are a
+// module ID and a hash of its settings (see poolKey in package module):
+// they are looked up here, never shown.
 type guardRegistry struct {
 	mu      sync.Mutex
 	byStore map[string][]*guardEntry
@@ -31,7 +49,7 @@ type guardRegistry struct {
 // which reports the locks lifted through it.
 type guardEntry struct {
 	guard    *limiter.Guard
-	observer *observer
+	observer Observer
 }
 
 func newGuardRegistry() *guardRegistry {
@@ -41,7 +59,7 @@ func newGuardRegistry() *guardRegistry {
 // register adds the guard and observer of a handler using the store with
 // storeKey. The handler calls the returned function from Cleanup; calling it
 // again does nothing.
-func (r *guardRegistry) register(storeKey string, g *limiter.Guard, o *observer) (unregister func() error) {
+func (r *guardRegistry) register(storeKey string, g *limiter.Guard, o Observer) (unregister func() error) {
 	e := &guardEntry{guard: g, observer: o}
 	r.mu.Lock()
 	r.byStore[storeKey] = append(r.byStore[storeKey], e)

@@ -1,4 +1,4 @@
-package module
+package storage
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
 // redisCounters is the rate limiter's counter store on Redis, made on first
@@ -89,33 +88,25 @@ func (c *redisCounters) Increment(ctx context.Context, key string, count int64, 
 // redisPingTimeout bounds the ping at provision when dial_timeout is unset.
 const redisPingTimeout = 2 * time.Second
 
-// provisionRedis prepares a handler whose storage is Redis: it routes
-// go-redis's log lines through Caddy's logger, and pings the server so that
-// an operator learns at load time, not at the first recovery request, that
-// the recovery routes will answer 503. A failed ping only warns: the rest
-// of the site must load, and Redis may come back. It does nothing for
-// other storage.
-func (h *Handler) provisionRedis(ctx context.Context) {
-	rs, ok := h.store.backend.(*storage.Redis)
-	if !ok {
-		return
-	}
-	routeRedisLogs()
-	timeout := time.Duration(h.Storage.Redis.DialTimeout)
+// checkRedis pings rs so that an operator learns at load time, not at the
+// first recovery request, that the recovery routes will answer 503, and
+// warns when the server evicts keys. A failed ping only warns: the rest of
+// the site must load, and Redis may come back.
+func checkRedis(ctx context.Context, logger *zap.Logger, rs *Redis, timeout time.Duration) {
 	if timeout <= 0 {
 		timeout = redisPingTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := rs.Ping(ctx); err != nil {
-		h.logger.Warn("redis storage does not answer: the recovery routes answer 503 until it does", zap.Error(err))
+		logger.Warn("redis storage does not answer: the recovery routes answer 503 until it does", zap.Error(err))
 		return
 	}
 	switch policy, err := rs.EvictionPolicy(ctx); {
 	case err != nil:
-		h.logger.Warn("cannot read redis maxmemory-policy; it must be noeviction, or a full server forgets locks", zap.Error(err))
+		logger.Warn("cannot read redis maxmemory-policy; it must be noeviction, or a full server forgets locks", zap.Error(err))
 	case policy != "noeviction":
-		h.logger.Warn("redis evicts keys when full: set maxmemory-policy noeviction, or locks and blocks can be forgotten under a flood",
+		logger.Warn("redis evicts keys when full: set maxmemory-policy noeviction, or locks and blocks can be forgotten under a flood",
 			zap.String("maxmemory_policy", policy))
 	}
 }
