@@ -16,6 +16,7 @@ import (
 var outboxes string
 
 func TestMain(m *testing.M) {
+	runAsCaddy()
 	os.Exit(run(m))
 }
 

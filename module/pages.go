@@ -435,6 +435,9 @@ func (h *Handler) problem(w http.ResponseWriter, r *http.Request, v *pages.View,
 	if e.status >= 500 {
 		h.outageLogger.Error("recovery request failed", zap.String("path", r.URL.Path), zap.Error(err))
 	}
+	if errors.Is(err, recovery.ErrUnavailable) {
+		h.observer.unavailable()
+	}
 	v.Status = e.status
 	if e.RetryAfter != nil {
 		v.RetryAfter = *e.RetryAfter

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -21,6 +22,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
 
 // Provision fills defaults and builds the flow's collaborators.
@@ -111,7 +113,43 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionPages(); err != nil {
 		return err
 	}
+	h.logReady()
 	return nil
+}
+
+// logReady says, once per provisioned handler, which release serves the
+// recovery routes and which limits they enforce: a person trying the demo
+// who meets a 429 or a 423 learns here why, and how to lift a lock.
+func (h *Handler) logReady() {
+	h.logger.Info("sms recovery ready",
+		zap.String("version", version.Version),
+		zap.String("site", h.SiteName),
+		zap.String("path_prefix", h.PathPrefix),
+		zap.String("limits", limitsSummary(h.limits())),
+		zap.String("hint", "a 429 or 423 comes from these limits: raise them with limit, lockout and ip_block; "+
+			"list and lift locks with 'caddy sms-recovery locks' and 'caddy sms-recovery unlock <account>'"))
+}
+
+// limitsSummary writes the limits of c on one line.
+func limitsSummary(c limiter.Config) string {
+	rate := func(r limiter.Rate) string { return fmt.Sprintf("%d/%s", r.Events, shortDuration(r.Window)) }
+	return fmt.Sprintf("start_ip %s, start_account %s, start_phone %s, verify_ip %s, sms_global %s; "+
+		"lockout after %d wrong codes in %s for %s; ip_block after %d in %s for %s",
+		rate(c.StartIP), rate(c.StartAccount), rate(c.StartPhone), rate(c.VerifyIP), rate(c.SMSGlobal),
+		c.Lockout.Failures, shortDuration(c.Lockout.Window), shortDuration(c.Lockout.Duration),
+		c.IPBlock.Failures, shortDuration(c.IPBlock.Window), shortDuration(c.IPBlock.Duration))
+}
+
+// shortDuration writes 1h and 30m rather than 1h0m0s and 30m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // expandPlaceholders replaces global placeholders such as

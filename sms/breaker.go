@@ -55,6 +55,14 @@ func (b *breaker) allow(now time.Time) bool {
 	}
 }
 
+// isOpen reports whether the breaker is open or half-open: it has not
+// closed since it last opened.
+func (b *breaker) isOpen() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state != breakerClosed
+}
+
 // success records that the provider answered.
 func (b *breaker) success() {
 	b.mu.Lock()

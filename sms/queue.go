@@ -274,6 +274,11 @@ func (q *Queue) Send(_ context.Context, m recovery.Message) error {
 // Len returns how many messages are waiting for a worker.
 func (q *Queue) Len() int { return len(q.ch) }
 
+// CircuitOpen reports whether the circuit breaker is refusing tries now: it
+// opened after BreakerThreshold failures in a row and no probe has since
+// reached the provider.
+func (q *Queue) CircuitOpen() bool { return q.breaker.isOpen() }
+
 // Close stops taking messages and delivers those already queued until ctx
 // ends. Then it abandons the deliveries in progress and reports what is
 // left as dropped. When Close returns no worker is running. It returns an

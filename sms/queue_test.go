@@ -349,18 +349,30 @@ func TestQueueCircuitBreaker(t *testing.T) {
 			t.Fatalf("provider called %d times, want %d", got, wantCalls)
 		}
 	}
+	// open asserts what CircuitOpen, the source of the breaker metric, says.
+	open := func(want bool) {
+		t.Helper()
+		if got := q.CircuitOpen(); got != want {
+			t.Fatalf("CircuitOpen() = %v, want %v", got, want)
+		}
+	}
+	open(false)
 	send(ResultExhausted, 1)
 	send(ResultExhausted, 2)
+	open(false)
 	send(ResultExhausted, 3) // the third consecutive failure opens the breaker
+	open(true)
 	send(ResultCircuitOpen, 3)
 	clock.Advance(29 * time.Second)
 	send(ResultCircuitOpen, 3)
 	clock.Advance(time.Second)
 	send(ResultExhausted, 4) // the probe fails: open again
+	open(true)
 	send(ResultCircuitOpen, 4)
 	clock.Advance(30 * time.Second)
 	healthy.Store(true)
 	send(ResultSent, 5) // the probe succeeds: closed
+	open(false)
 	send(ResultSent, 6)
 }
 
