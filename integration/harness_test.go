@@ -391,6 +391,26 @@ func (c *client) codeFor(n int) string {
 	return m[1]
 }
 
+// codeForFlow waits for the SMS of flow and returns its code. SMS go out
+// from parallel workers, so another message queued about the same time (a
+// reset notice, say) may be written before or after it.
+func (c *client) codeForFlow(flow string) (to, code string) {
+	c.t.Helper()
+	for want := 1; ; want++ {
+		msgs := c.messages(want)
+		for _, m := range msgs {
+			if strings.Contains(m.Body, "flow="+flow) {
+				if sub := codeLine.FindStringSubmatch(m.Body); sub != nil {
+					return m.To, sub[1]
+				}
+			}
+		}
+		if len(msgs) < want {
+			c.t.Fatalf("no SMS for flow %s in the outbox: %+v", flow, msgs)
+		}
+	}
+}
+
 func wrongCode(code string) string {
 	if code == "000000" {
 		return "111111"
