@@ -140,7 +140,7 @@ type QueueConfig struct {
 	// Observe is called once for every message with what became of it,
 	// from the goroutine that decided it. It must not block. Default: none.
 	Observe func(Outcome)
-	// Clock tells the time for expiry and the circuit breaker.
+	// Clock tells the time for expiry; the circuit breaker reads time.Now.
 	// Default: recovery.SystemClock.
 	Clock recovery.Clock
 	// Sleep waits d or until ctx ends, whichever is first, and returns
@@ -341,7 +341,7 @@ func (q *Queue) deliver(it queued) {
 		}
 
 		var err error
-		if q.breaker.allow(q.cfg.Clock.Now()) {
+		if done, refused := q.breaker.Allow(); refused == nil {
 			attempts++
 			ctx, cancel := context.WithTimeout(q.ctx, q.cfg.AttemptTimeout)
 			err = q.d.Deliver(ctx, it.m)
@@ -349,19 +349,19 @@ func (q *Queue) deliver(it queued) {
 			var perr *Error
 			switch {
 			case err == nil:
-				q.breaker.success()
+				done(nil)
 				q.report(it, ResultSent, attempts, nil)
 				return
 			case q.ctx.Err() != nil:
-				q.breaker.release()
+				done(errAbandoned)
 				q.drop(it, attempts, err)
 				return
 			case errors.As(err, &perr) && perr.Permanent:
-				q.breaker.success()
+				done(err)
 				q.report(it, ResultRejected, attempts, err)
 				return
 			}
-			q.breaker.failure(q.cfg.Clock.Now())
+			done(err)
 		} else {
 			err = errCircuitOpen
 		}
