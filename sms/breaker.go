@@ -28,7 +28,7 @@ type breaker = gobreaker.TwoStepCircuitBreaker[struct{}]
 var errAbandoned = errors.New("sms delivery abandoned: queue closing")
 
 func newBreaker(threshold int, cooldown time.Duration) *breaker {
-	limit := uint32(min(threshold, math.MaxUint32))
+	limit := uint32(min(uint64(threshold), math.MaxUint32)) // threshold > 0 after setDefaults
 	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "sms",
 		MaxRequests: 1,        // one probe while half-open
