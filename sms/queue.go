@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -140,7 +142,7 @@ type QueueConfig struct {
 	// Observe is called once for every message with what became of it,
 	// from the goroutine that decided it. It must not block. Default: none.
 	Observe func(Outcome)
-	// Clock tells the time for expiry and the circuit breaker.
+	// Clock tells the time for expiry; the circuit breaker reads time.Now.
 	// Default: recovery.SystemClock.
 	Clock recovery.Clock
 	// Sleep waits d or until ctx ends, whichever is first, and returns
@@ -277,7 +279,7 @@ func (q *Queue) Len() int { return len(q.ch) }
 // CircuitOpen reports whether the circuit breaker is refusing tries now: it
 // opened after BreakerThreshold failures in a row and no probe has since
 // reached the provider.
-func (q *Queue) CircuitOpen() bool { return q.breaker.isOpen() }
+func (q *Queue) CircuitOpen() bool { return q.breaker.State() != gobreaker.StateClosed }
 
 // Close stops taking messages and delivers those already queued until ctx
 // ends. Then it abandons the deliveries in progress and reports what is
@@ -346,7 +348,7 @@ func (q *Queue) deliver(it queued) {
 		}
 
 		var err error
-		if q.breaker.allow(q.cfg.Clock.Now()) {
+		if done, refused := q.breaker.Allow(); refused == nil {
 			attempts++
 			ctx, cancel := context.WithTimeout(q.ctx, q.cfg.AttemptTimeout)
 			err = q.d.Deliver(ctx, it.m)
@@ -354,19 +356,19 @@ func (q *Queue) deliver(it queued) {
 			var perr *Error
 			switch {
 			case err == nil:
-				q.breaker.success()
+				done(nil)
 				q.report(it, ResultSent, attempts, nil)
 				return
 			case q.ctx.Err() != nil:
-				q.breaker.release()
+				done(errAbandoned)
 				q.drop(it, attempts, err)
 				return
 			case errors.As(err, &perr) && perr.Permanent:
-				q.breaker.success()
+				done(err)
 				q.report(it, ResultRejected, attempts, err)
 				return
 			}
-			q.breaker.failure(q.cfg.Clock.Now())
+			done(err)
 		} else {
 			err = errCircuitOpen
 		}
