@@ -85,7 +85,7 @@ func newOpsGateway(t *testing.T, phones map[string]string, configure func(*Handl
 		SenderRaw:    outboxSender(outbox),
 		Secrets:      []string{opsSecret},
 		// A store of its own: the pool shares stores by their settings.
-		StorageRaw: memoryStorage(1000 + int(n)),
+		StorageRaw: ownMemoryStorage(),
 		Forward:    &Forward{KeyID: "gw1", HMACKey: opsHMACKey},
 		Limits: map[string]Limit{
 			"start_ip": high, "start_account": high, "start_phone": high, "verify_ip": high, "sms_global": high,

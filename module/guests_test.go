@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +38,16 @@ func messageBirdSender(mb *sms.MessageBirdModule) json.RawMessage {
 
 func memoryStorage(maxEntries int) json.RawMessage {
 	return guest(&storage.MemoryModule{MaxEntries: maxEntries}, "backend")
+}
+
+// ownStores numbers the stores of ownMemoryStorage.
+var ownStores atomic.Int64
+
+// ownMemoryStorage is a memory store no other test handler shares: the pool
+// shares stores by their settings, and with them limits and locks, so two
+// tests with the same max_entries would spend each other's limits.
+func ownMemoryStorage() json.RawMessage {
+	return memoryStorage(200_000 + int(ownStores.Add(1)))
 }
 
 // redisTestURL is the Redis the tests of this package use: $REDIS_URL, or

@@ -23,7 +23,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -48,9 +47,6 @@ const (
 	pageTestReset    = "/api/reset-password"
 )
 
-// pageStores gives every test handler a store of its own: the memory store
-// is pooled by its size, so each gets a different one.
-var pageStores atomic.Int64
 
 // pageEnv is a provisioned gateway behind an httptest server, with a fake
 // upstream as its next handler.
@@ -94,7 +90,7 @@ func newPageEnv(t testing.TB, configure func(h *Handler)) *pageEnv {
 		Support:      "Call +1 555 0100",
 		DirectoryRaw: fileDirectory(dirFile),
 		SenderRaw:    outboxSender(e.outbox),
-		StorageRaw:   memoryStorage(1000 + int(pageStores.Add(1))),
+		StorageRaw:   ownMemoryStorage(),
 		Forward: &Forward{
 			Path:    pageTestReset,
 			KeyID:   "gw1",
