@@ -284,10 +284,12 @@ func (e *pageEnv) messages() []outboxSMS {
 func (e *pageEnv) waitMessages(n int) []outboxSMS {
 	e.t.Helper()
 	var ms []outboxSMS
-	e.events.await(e.t, fmt.Sprintf("%d messages in the outbox", n), func() bool {
+	if !e.events.recorded.await(awaitTimeout, func() bool {
 		ms = e.messages()
 		return len(ms) >= n
-	})
+	}) {
+		e.t.Fatalf("outbox has %d messages after %v, want %d", len(ms), awaitTimeout, n)
+	}
 	return ms
 }
 
