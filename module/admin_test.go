@@ -174,9 +174,8 @@ var opsCodeLine = regexp.MustCompile(`@` + regexp.QuoteMeta(opsHost) + ` #([0-9]
 // after a resend, the newest one.
 func (g *opsGateway) code(flow string) string {
 	g.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		code := ""
+	code := ""
+	g.events.await(g.t, "an SMS for the flow in the outbox", func() bool {
 		for _, m := range g.sent() {
 			if strings.Contains(m.Body, "flow="+flow) {
 				if sub := opsCodeLine.FindStringSubmatch(m.Body); sub != nil {
@@ -184,14 +183,9 @@ func (g *opsGateway) code(flow string) string {
 				}
 			}
 		}
-		if code != "" {
-			return code
-		}
-		if time.Now().After(deadline) {
-			g.t.Fatalf("no SMS for the flow in the outbox")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return code != ""
+	})
+	return code
 }
 
 // opsSMS is a line of the outbox.
@@ -269,14 +263,18 @@ func (u *opsUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 // opsEvents is an events app with a subscriber that records every event.
 type opsEvents struct {
 	app *caddyevents.App
+	// recorded wakes the tests waiting for what an event reports, such as
+	// the outbox line of an SMS, which is written before its outcome is
+	// emitted (module/observe.go, deliveryOutcome).
+	recorded *signal
 
 	mu     sync.Mutex
 	events []caddy.Event
 }
 
-func newOpsEvents(t *testing.T, ctx caddy.Context) *opsEvents {
+func newOpsEvents(t testing.TB, ctx caddy.Context) *opsEvents {
 	t.Helper()
-	e := &opsEvents{app: new(caddyevents.App)}
+	e := &opsEvents{app: new(caddyevents.App), recorded: newSignal()}
 	if err := e.app.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -289,12 +287,23 @@ func newOpsEvents(t *testing.T, ctx caddy.Context) *opsEvents {
 	return e
 }
 
-// Handle records an event.
+// Handle records an event and wakes the waiters.
 func (e *opsEvents) Handle(_ context.Context, ev caddy.Event) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.events = append(e.events, ev)
+	e.mu.Unlock()
+	e.recorded.broadcast()
 	return nil
+}
+
+// await returns once done reports true. It asks at once and again after
+// each event the gateway emits (every SMS outcome is one), never on a
+// timer; the timeout only ends a test that would otherwise hang.
+func (e *opsEvents) await(t testing.TB, what string, done func() bool) {
+	t.Helper()
+	if !e.recorded.await(awaitTimeout, done) {
+		t.Fatalf("no %s within %v", what, awaitTimeout)
+	}
 }
 
 // named returns the data of the events named name, in order.

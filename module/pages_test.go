@@ -57,6 +57,7 @@ type pageEnv struct {
 	outbox   string
 	upstream *fakeUpstream
 	logs     *zapobs.ObservedLogs
+	events   *opsEvents // wakes waitMessages at every SMS outcome
 	closed   sync.Once
 }
 
@@ -110,6 +111,10 @@ func newPageEnv(t testing.TB, configure func(h *Handler)) *pageEnv {
 	e.logs = logs
 	e.h.logger = zap.New(core)
 	e.h.observer.logger = e.h.logger
+	// A context made without a config has no events app: the handler gets
+	// one whose subscriber wakes the tests that wait for an SMS.
+	e.events = newOpsEvents(t, ctx)
+	e.h.observer.events = e.events.app
 
 	v, err := httpsig.NewVerifier(httpsig.VerifierConfig{KeyID: "gw1", HMACKey: pageTestKey})
 	if err != nil {
@@ -270,20 +275,18 @@ func (e *pageEnv) messages() []outboxSMS {
 }
 
 // waitMessages waits until the outbox holds n messages, which the queue
-// delivers in the background.
+// delivers in the background: it reads the outbox again at each SMS
+// outcome, which is emitted once the line is written.
 func (e *pageEnv) waitMessages(n int) []outboxSMS {
 	e.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ms := e.messages()
-		if len(ms) >= n {
-			return ms
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("outbox has %d messages after 5s, want %d", len(ms), n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var ms []outboxSMS
+	if !e.events.recorded.await(awaitTimeout, func() bool {
+		ms = e.messages()
+		return len(ms) >= n
+	}) {
+		e.t.Fatalf("outbox has %d messages after %v, want %d", len(ms), awaitTimeout, n)
 	}
+	return ms
 }
 
 var smsCode = regexp.MustCompile(`#(\d+)\s*$`)
@@ -936,6 +939,7 @@ func TestPagesMalformedPosts(t *testing.T) {
 			tt.do().want(t, tt.status, tt.text)
 		})
 	}
+	e.close() // drains the queue: whatever the posts queued has gone out
 	if n := len(e.messages()); n != 0 {
 		t.Errorf("malformed posts sent %d SMS", n)
 	}

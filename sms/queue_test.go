@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -209,7 +210,10 @@ func TestQueueDelivers(t *testing.T) {
 			if (o.Err == nil) != (tt.wantResult == ResultSent) {
 				t.Errorf("outcome error = %v for %s", o.Err, o.Result)
 			}
-			out.none(t)
+			if err := q.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			out.none(t) // no worker is left to report the message again
 		})
 	}
 }
@@ -387,40 +391,10 @@ func TestQueueClose(t *testing.T) {
 	t.Parallel()
 	t.Run("drains what is queued", func(t *testing.T) {
 		t.Parallel()
-		var sent atomic.Int32
-		d := delivererFunc(func(context.Context, recovery.Message) error {
-			time.Sleep(time.Millisecond)
-			sent.Add(1)
-			return nil
-		})
-		out := make(outcomes, 100)
-		q := NewQueue(d, QueueConfig{Workers: 2, Observe: out.observe})
-		for i := range 20 {
-			if err := q.Send(context.Background(), testMessage); err != nil {
-				t.Fatalf("send %d: %v", i, err)
-			}
-		}
-		if err := q.Close(context.Background()); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-		if sent.Load() != 20 || len(out) != 20 {
-			t.Errorf("%d delivered and %d reported, want 20", sent.Load(), len(out))
-		}
-		for range len(out) {
-			if o := out.next(t); o.Result != ResultSent {
-				t.Errorf("outcome = %s, want sent", o.Result)
-			}
-		}
-		err := q.Send(context.Background(), testMessage)
-		if !errors.Is(err, ErrClosed) || !errors.Is(err, recovery.ErrQueueFull) {
-			t.Errorf("Send after Close = %v, want ErrClosed wrapping ErrQueueFull", err)
-		}
-		if o := out.next(t); o.Result != ResultDropped {
-			t.Errorf("outcome of a send after Close = %s, want dropped", o.Result)
-		}
-		if err := q.Close(context.Background()); err != nil {
-			t.Errorf("second Close: %v", err)
-		}
+		// In a bubble, time moves only once every goroutine in it is
+		// blocked: the workers' deliveries of a millisecond hold them while
+		// the messages are sent, so Close finds all but theirs queued.
+		synctest.Test(t, func(t *testing.T) { testQueueCloseDrains(t) })
 	})
 	t.Run("reports what it cannot deliver in time as dropped", func(t *testing.T) {
 		t.Parallel()
@@ -775,5 +749,48 @@ func TestQueueHoldsBack(t *testing.T) {
 	}
 	if w := sleeper.Waits(); len(w) != 1 || w[0] != 20*time.Millisecond {
 		t.Errorf("waits %v, want one hold of 20ms, for the first message only", w)
+	}
+}
+
+// testQueueCloseDrains runs in a synctest bubble: see TestQueueClose.
+func testQueueCloseDrains(t *testing.T) {
+	const workers, messages = 2, 20
+	var sent atomic.Int32
+	d := delivererFunc(func(context.Context, recovery.Message) error {
+		time.Sleep(time.Millisecond) // fake time: it ends once all else waits
+		sent.Add(1)
+		return nil
+	})
+	out := make(outcomes, 100)
+	q := NewQueue(d, QueueConfig{Workers: workers, Observe: out.observe})
+	for i := range messages {
+		if err := q.Send(context.Background(), testMessage); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	synctest.Wait() // each worker has taken a message and is delivering it
+	if n := q.Len(); n != messages-workers {
+		t.Fatalf("Len before Close = %d, want %d: Close would have nothing to drain", n, messages-workers)
+	}
+	if err := q.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if sent.Load() != messages || len(out) != messages {
+		t.Errorf("%d delivered and %d reported, want %d", sent.Load(), len(out), messages)
+	}
+	for range len(out) {
+		if o := out.next(t); o.Result != ResultSent {
+			t.Errorf("outcome = %s, want sent", o.Result)
+		}
+	}
+	err := q.Send(context.Background(), testMessage)
+	if !errors.Is(err, ErrClosed) || !errors.Is(err, recovery.ErrQueueFull) {
+		t.Errorf("Send after Close = %v, want ErrClosed wrapping ErrQueueFull", err)
+	}
+	if o := out.next(t); o.Result != ResultDropped {
+		t.Errorf("outcome of a send after Close = %s, want dropped", o.Result)
+	}
+	if err := q.Close(context.Background()); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }
