@@ -50,8 +50,9 @@ type RedisConfig struct {
 	// form lists the sentinels, which find the master called master; the
 	// password is the master's, and sentinels are asked without one unless
 	// sentinel_password is given. The Cluster form lists some of the
-	// cluster's nodes, from which the client learns the rest. Passwords must
-	// be percent-encoded.
+	// cluster's nodes, from which the client learns the rest. All forms are
+	// parsed by go-redis (ParseURL, ParseFailoverURL, ParseClusterURL) and
+	// take its query options. Passwords must be percent-encoded.
 	URL string
 	// Prefix starts every key, so that several deployments can share a
 	// database. It must not contain braces: keys use Redis Cluster hash tags.
@@ -729,55 +730,128 @@ func singleOptions(raw string) (*redis.UniversalOptions, error) {
 	}, nil
 }
 
-// sentinelOptions parses a redis-sentinel:// URL.
+// sentinelOptions parses a redis-sentinel:// URL with go-redis's
+// ParseFailoverURL. Our form lists every sentinel in the host and gives the
+// master's password in the userinfo, as redis:// does; go-redis's lists the
+// others in addr= and gives the sentinels' credentials in the userinfo, so
+// the URL is rewritten into that form first. Every other query option is
+// go-redis's own (dial_timeout, pool_size, ...).
 func sentinelOptions(raw string) (*redis.UniversalOptions, error) {
 	u, addrs, err := splitHosts(raw)
 	if err != nil {
 		return nil, err
 	}
 	q := u.Query()
-	for name := range q {
-		if name != "master" && name != "sentinel_password" {
-			return nil, fmt.Errorf("unknown option %q", name)
-		}
-	}
-	o := &redis.UniversalOptions{
-		Addrs:            addrs,
-		MasterName:       q.Get("master"),
-		SentinelPassword: q.Get("sentinel_password"),
-		Username:         u.User.Username(),
-	}
-	o.Password, _ = u.User.Password()
-	if o.MasterName == "" {
+	master := q.Get("master")
+	if master == "" {
 		return nil, errors.New("no master: add ?master=<name>")
 	}
-	if db := strings.Trim(u.Path, "/"); db != "" {
-		if o.DB, err = strconv.Atoi(db); err != nil || o.DB < 0 {
-			return nil, fmt.Errorf("invalid database number %q", db)
+	for _, name := range []string{"master_name", "username", "password", "addr"} {
+		if q.Has(name) {
+			return nil, fmt.Errorf("unknown option %q", name) // they are set by the URL's other parts
 		}
 	}
-	return o, nil
+	theirs := url.URL{Scheme: "redis", Host: addrs[0], Path: u.Path}
+	if q.Has("sentinel_password") {
+		theirs.User = url.UserPassword("", q.Get("sentinel_password"))
+	}
+	q.Del("master")
+	q.Del("sentinel_password")
+	q.Set("master_name", master)
+	if name := u.User.Username(); name != "" {
+		q.Set("username", name)
+	}
+	if pw, ok := u.User.Password(); ok {
+		q.Set("password", pw)
+	}
+	for _, a := range addrs[1:] {
+		q.Add("addr", a)
+	}
+	theirs.RawQuery = q.Encode()
+	f, err := redis.ParseFailoverURL(theirs.String())
+	if err != nil {
+		return nil, withoutURL(err)
+	}
+	return &redis.UniversalOptions{
+		Addrs:            f.SentinelAddrs,
+		MasterName:       f.MasterName,
+		SentinelUsername: f.SentinelUsername,
+		SentinelPassword: f.SentinelPassword,
+		ClientName:       f.ClientName,
+		DB:               f.DB,
+		Protocol:         f.Protocol,
+		Username:         f.Username,
+		Password:         f.Password,
+		TLSConfig:        f.TLSConfig,
+		MaxRetries:       f.MaxRetries,
+		MinRetryBackoff:  f.MinRetryBackoff,
+		MaxRetryBackoff:  f.MaxRetryBackoff,
+		DialTimeout:      f.DialTimeout,
+		ReadTimeout:      f.ReadTimeout,
+		WriteTimeout:     f.WriteTimeout,
+		PoolFIFO:         f.PoolFIFO,
+		PoolSize:         f.PoolSize,
+		PoolTimeout:      f.PoolTimeout,
+		MinIdleConns:     f.MinIdleConns,
+		MaxIdleConns:     f.MaxIdleConns,
+		MaxActiveConns:   f.MaxActiveConns,
+		ConnMaxIdleTime:  f.ConnMaxIdleTime,
+		ConnMaxLifetime:  f.ConnMaxLifetime,
+		RouteByLatency:   f.RouteByLatency,
+		RouteRandomly:    f.RouteRandomly,
+	}, nil
 }
 
-// clusterOptions parses a redis-cluster:// URL.
+// clusterOptions parses a redis-cluster:// URL with go-redis's
+// ParseClusterURL, after moving every node but the first into addr=.
+// Query options are go-redis's own.
 func clusterOptions(raw string) (*redis.UniversalOptions, error) {
 	u, addrs, err := splitHosts(raw)
 	if err != nil {
 		return nil, err
 	}
-	if len(u.Query()) > 0 {
-		return nil, errors.New("no options are supported")
-	}
 	if strings.Trim(u.Path, "/") != "" {
 		return nil, errors.New("a cluster has no database number")
 	}
-	o := &redis.UniversalOptions{
-		Addrs:         addrs,
-		IsClusterMode: true,
-		Username:      u.User.Username(),
+	q := u.Query()
+	if q.Has("addr") {
+		return nil, errors.New(`unknown option "addr"`) // the nodes are the URL's hosts
 	}
-	o.Password, _ = u.User.Password()
-	return o, nil
+	for _, a := range addrs[1:] {
+		q.Add("addr", a)
+	}
+	theirs := url.URL{Scheme: "redis", User: u.User, Host: addrs[0], RawQuery: q.Encode()}
+	c, err := redis.ParseClusterURL(theirs.String())
+	if err != nil {
+		return nil, withoutURL(err)
+	}
+	return &redis.UniversalOptions{
+		Addrs:           c.Addrs,
+		IsClusterMode:   true,
+		ClientName:      c.ClientName,
+		Protocol:        c.Protocol,
+		Username:        c.Username,
+		Password:        c.Password,
+		TLSConfig:       c.TLSConfig,
+		MaxRedirects:    c.MaxRedirects,
+		ReadOnly:        c.ReadOnly,
+		RouteByLatency:  c.RouteByLatency,
+		RouteRandomly:   c.RouteRandomly,
+		MaxRetries:      c.MaxRetries,
+		MinRetryBackoff: c.MinRetryBackoff,
+		MaxRetryBackoff: c.MaxRetryBackoff,
+		DialTimeout:     c.DialTimeout,
+		ReadTimeout:     c.ReadTimeout,
+		WriteTimeout:    c.WriteTimeout,
+		PoolFIFO:        c.PoolFIFO,
+		PoolSize:        c.PoolSize,
+		PoolTimeout:     c.PoolTimeout,
+		MinIdleConns:    c.MinIdleConns,
+		MaxIdleConns:    c.MaxIdleConns,
+		MaxActiveConns:  c.MaxActiveConns,
+		ConnMaxIdleTime: c.ConnMaxIdleTime,
+		ConnMaxLifetime: c.ConnMaxLifetime,
+	}, nil
 }
 
 // splitHosts takes the comma-separated host:port list out of raw, which

@@ -434,6 +434,28 @@ func TestRedisOptions(t *testing.T) {
 			},
 		},
 		{
+			name: "cluster with go-redis options",
+			cfg:  RedisConfig{URL: "redis-cluster://n1:7000,n2:7001?read_only=true&dial_timeout=3s&max_redirects=5"},
+			check: func(t *testing.T, o *redis.UniversalOptions) {
+				want(t, "addrs", fmt.Sprint(o.Addrs), "[n1:7000 n2:7001]")
+				want(t, "read only", o.ReadOnly, true)
+				want(t, "dial timeout", o.DialTimeout, 3*time.Second)
+				want(t, "max redirects", o.MaxRedirects, 5)
+			},
+		},
+		{
+			name: "sentinel with go-redis options",
+			cfg:  RedisConfig{URL: "redis-sentinel://u:pw@s1:26379,s2:26379?master=m&pool_size=7&read_timeout=2s"},
+			check: func(t *testing.T, o *redis.UniversalOptions) {
+				want(t, "addrs", fmt.Sprint(o.Addrs), "[s1:26379 s2:26379]")
+				want(t, "username", o.Username, "u")
+				want(t, "password", o.Password, "pw")
+				want(t, "sentinel password", o.SentinelPassword, "")
+				want(t, "pool size", o.PoolSize, 7)
+				want(t, "read timeout", o.ReadTimeout, 2*time.Second)
+			},
+		},
+		{
 			name: "cluster of one node stays a cluster",
 			cfg:  RedisConfig{URL: "redis-cluster://n1:7000/"},
 			check: func(t *testing.T, o *redis.UniversalOptions) {
@@ -446,11 +468,13 @@ func TestRedisOptions(t *testing.T) {
 		{name: "single url unknown option", cfg: RedisConfig{URL: "redis://host:6379?colour=red"}},
 		{name: "sentinel without master", cfg: RedisConfig{URL: "redis-sentinel://:s3cret@s1:26379,s2:26379/0"}},
 		{name: "sentinel bad db", cfg: RedisConfig{URL: "redis-sentinel://s1:26379/zero?master=m"}},
-		{name: "sentinel unknown option", cfg: RedisConfig{URL: "redis-sentinel://s1:26379?master=m&db=2"}},
+		{name: "sentinel unknown option", cfg: RedisConfig{URL: "redis-sentinel://s1:26379?master=m&colour=red"}},
 		{name: "sentinel host without port", cfg: RedisConfig{URL: "redis-sentinel://:s3cret@s1,s2:26379?master=m"}},
 		{name: "sentinel empty host", cfg: RedisConfig{URL: "redis-sentinel://s1:26379,?master=m"}},
 		{name: "cluster with db", cfg: RedisConfig{URL: "redis-cluster://n1:7000/1"}},
-		{name: "cluster with options", cfg: RedisConfig{URL: "redis-cluster://n1:7000?read_only=true"}},
+		{name: "cluster unknown option", cfg: RedisConfig{URL: "redis-cluster://n1:7000?colour=red"}},
+		{name: "cluster addr option", cfg: RedisConfig{URL: "redis-cluster://n1:7000?addr=n9:7000"}},
+		{name: "sentinel password option", cfg: RedisConfig{URL: "redis-sentinel://s1:26379?master=m&password=x"}},
 		{name: "password with a slash", cfg: RedisConfig{URL: "redis-cluster://:s3cret/x@n1:7000"}},
 	}
 	for _, tt := range tests {
