@@ -82,21 +82,33 @@ type RedisConfig struct {
 // server loading, read-only or out of memory) satisfy
 // errors.Is(err, recovery.ErrUnavailable).
 //
-// Keys, under the prefix:
+// RunPlan makes the whole of a request (lock checks, counters, the change to
+// a flow or token, strikes) one Lua script, so one round trip; go-redis
+// sends it as EVALSHA and loads it on NOSCRIPT.
 //
-//	flow:<id>              hash: data (JSON), attempts, sends, code_hash, sent_at, expires_at
-//	token:<hex hash>       hash: data (JSON), expires_at, held_until
-//	lock:{<kind>}:<key>    hash: the limiter.Record of a key (times in ms); an
-//	                       account's run has no time to live, a client's
-//	                       lives as long as its window and block
-//	locks:{<kind>}         sorted set of the kind's locked records, scored
-//	                       by Until (+inf: permanent)
+// Keys, under the prefix P and the hash tag {P recovery}:
 //
-// The braces put a kind's locks and their index in one Cluster slot, so the
-// scripts that change both work there too.
+//	P{Precovery}:flow:<id>            hash: data (JSON), attempts, sends, code_hash, sent_at, expires_at, account
+//	P{Precovery}:token:<hex hash>     hash: data (JSON), expires_at, held_until
+//	P{Precovery}:lock:<kind>:<key>    hash: the limiter.Record of a key (times in ms); an
+//	                                  account's run has no time to live, a client's
+//	                                  lives as long as its window and block
+//	P{Precovery}:locks:<kind>         sorted set of the kind's locked records, scored
+//	                                  by Until (+inf: permanent)
+//	P{Precovery}:count:<scope>:<key>  a rate counter; its window is its time to live
+//
+// One request touches the client's keys, the account's, the flow's and the
+// global SMS budget at once, and the script that does it must find them all
+// in one Redis Cluster slot: so every key of a deployment carries the same
+// hash tag. The price is that a deployment's keys live on one node of a
+// Cluster and are not spread over the others: a Cluster gives it failover,
+// not more throughput or memory than one node has. Deployments under
+// different prefixes fall in different slots. Tags per account cannot
+// work: a client's block and counters, and the budget, span accounts.
 type Redis struct {
 	client redis.UniversalClient
 	prefix string
+	base   string // the prefix and the deployment's hash tag: every key starts so
 	clock  recovery.Clock
 }
 
@@ -113,7 +125,14 @@ func NewRedis(cfg RedisConfig, clock recovery.Clock) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating redis storage: %w", err)
 	}
-	return &Redis{client: redis.NewUniversalClient(opts), prefix: cfg.Prefix, clock: clock}, nil
+	return &Redis{client: redis.NewUniversalClient(opts), prefix: cfg.Prefix, base: keyBase(cfg.Prefix), clock: clock}, nil
+}
+
+// keyBase is how every key of a deployment starts: its prefix and then its
+// hash tag, which holds the prefix too, so that deployments sharing a
+// Cluster under different prefixes fall in different slots.
+func keyBase(prefix string) string {
+	return prefix + "{" + prefix + "recovery}:"
 }
 
 // Client returns the underlying client, for other users of the same server
@@ -146,13 +165,13 @@ func (r *Redis) Close() error {
 	return r.client.Close()
 }
 
-func (r *Redis) flowKey(id string) string { return r.prefix + "flow:" + id }
+func (r *Redis) flowKey(id string) string { return r.base + "flow:" + id }
 
-func (r *Redis) tokenKey(hash []byte) string { return r.prefix + "token:" + hex.EncodeToString(hash) }
+func (r *Redis) tokenKey(hash []byte) string { return r.base + "token:" + hex.EncodeToString(hash) }
 
-func (r *Redis) lockKey(kind, key string) string { return r.prefix + "lock:{" + kind + "}:" + key }
+func (r *Redis) lockKey(kind, key string) string { return r.base + "lock:" + kind + ":" + key }
 
-func (r *Redis) lockIndex(kind string) string { return r.prefix + "locks:{" + kind + "}" }
+func (r *Redis) lockIndex(kind string) string { return r.base + "locks:" + kind }
 
 // flowFields are the fields of a flow hash in the order decodeFlow reads
 // them; the scripts below list them in the same order.
@@ -177,7 +196,8 @@ func (r *Redis) CreateFlow(ctx context.Context, f recovery.Flow) error {
 				"sends", f.Sends,
 				"code_hash", f.CodeHash,
 				"sent_at", f.SentAt.UnixMilli(),
-				"expires_at", f.ExpiresAt.UnixMilli())
+				"expires_at", f.ExpiresAt.UnixMilli(),
+				"account", f.Account)
 			p.PExpire(ctx, key, ttl)
 		}
 		return nil
@@ -822,5 +842,5 @@ func withoutURL(err error) error {
 // Interface guards
 var (
 	_ recovery.Store    = (*Redis)(nil)
-	_ limiter.LockStore = (*Redis)(nil)
+	_ limiter.PlanStore = (*Redis)(nil)
 )
