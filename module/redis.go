@@ -111,6 +111,13 @@ func (h *Handler) provisionRedis(ctx context.Context) {
 		h.logger.Warn("redis storage does not answer: the recovery routes answer 503 until it does", zap.Error(err))
 		return
 	}
+	// Locks kept under the key layout of earlier versions move, so that an
+	// upgrade forgets none.
+	if n, err := rs.MigrateLocks(ctx); err != nil {
+		h.logger.Warn("cannot move locks from the earlier redis key layout; a reload tries again", zap.Error(err))
+	} else if n > 0 {
+		h.logger.Info("moved locks from the earlier redis key layout", zap.Int("records", n))
+	}
 	switch policy, err := rs.EvictionPolicy(ctx); {
 	case err != nil:
 		h.logger.Warn("cannot read redis maxmemory-policy; it must be noeviction, or a full server forgets locks", zap.Error(err))
