@@ -65,8 +65,14 @@ func requireRedis(tb testing.TB) {
 func newTestRedis(tb testing.TB, clock recovery.Clock) *Redis {
 	tb.Helper()
 	requireRedis(tb)
+	return newTestRedisAt(tb, testRedisURL(), clock)
+}
+
+// newTestRedisAt is newTestRedis on the server at url.
+func newTestRedisAt(tb testing.TB, url string, clock recovery.Clock) *Redis {
+	tb.Helper()
 	prefix := "smsrec-test:" + rand.Text() + ":"
-	r, err := NewRedis(RedisConfig{URL: testRedisURL(), Prefix: prefix}, clock)
+	r, err := NewRedis(RedisConfig{URL: url, Prefix: prefix}, clock)
 	if err != nil {
 		tb.Fatal(err)
 	}
