@@ -273,7 +273,7 @@ func (r *Redis) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, 
 			p.Token.ExpiresAt.Sub(now).Milliseconds())
 		route = r.flowKey(p.FlowID)
 	}
-	res, err := planScript.Run(ctx, r.client, []string{route}, args...).Slice()
+	res, err := r.run(ctx, planScript, []string{route}, args...).Slice()
 	if err != nil {
 		return limiter.Outcome{}, redisError("plan", err)
 	}

@@ -3,6 +3,7 @@ package storage
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,11 +11,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
 
@@ -57,6 +62,8 @@ type redisProc struct {
 	addr string
 	cmd  *exec.Cmd
 	dir  string
+	args []string
+	out  *os.File
 }
 
 // startRedis starts redis-server on a free port in a temp dir with the
@@ -81,26 +88,33 @@ func startRedis(tb testing.TB, conf ...string) *redisProc {
 			break
 		}
 	}
-	cmd := exec.Command(bin, args...)
 	out, err := os.Create(filepath.Join(dir, "out.log"))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	p := &redisProc{addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, dir: dir}
+	p := &redisProc{addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir, args: append([]string{bin}, args...), out: out}
 	tb.Cleanup(func() {
 		p.stop()
 		out.Close()
 	})
+	p.start(tb)
+	return p
+}
+
+// start starts the process, as startRedis configured it, and waits until
+// it answers PING.
+func (p *redisProc) start(tb testing.TB) {
+	tb.Helper()
+	p.cmd = exec.Command(p.args[0], p.args[1:]...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
 	c := redis.NewClient(&redis.Options{Addr: p.addr, MaxRetries: -1})
 	defer c.Close()
 	waitFor(tb, "redis-server on "+p.addr+" answers", func() bool {
 		return c.Ping(context.Background()).Err() == nil
 	}, p)
-	return p
 }
 
 func (p *redisProc) stop() {
@@ -177,10 +191,12 @@ func startCluster(tb testing.TB) string {
 	return "redis-cluster://" + nodes[0].addr + "," + nodes[1].addr
 }
 
-// sentinelSet is a primary, its replica and a sentinel watching them.
+// sentinelSet is a primary, its replicas and a sentinel watching them.
 type sentinelSet struct {
-	primary, replica, sentinel *redisProc
-	url                        string
+	primary  *redisProc
+	replicas []*redisProc
+	sentinel *redisProc
+	url      string
 }
 
 const sentinelMaster = "smsrec"
@@ -189,28 +205,31 @@ const sentinelMaster = "smsrec"
 // fails over after a second without the primary.
 func startSentinel(tb testing.TB) *sentinelSet {
 	tb.Helper()
-	primary := startRedis(tb)
-	host, port, _ := net.SplitHostPort(primary.addr)
-	replica := startRedis(tb, "replicaof "+host+" "+port)
 	ctx := context.Background()
-	rc := redis.NewClient(&redis.Options{Addr: replica.addr})
-	defer rc.Close()
-	waitFor(tb, "the replica in sync", func() bool {
-		info, err := rc.Info(ctx, "replication").Result()
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	}, primary, replica)
-	sentinel := startRedis(tb,
+	set := &sentinelSet{primary: startRedis(tb)}
+	host, port, _ := net.SplitHostPort(set.primary.addr)
+	for range 1 {
+		r := startRedis(tb, "replicaof "+host+" "+port)
+		rc := redis.NewClient(&redis.Options{Addr: r.addr})
+		waitFor(tb, "a replica in sync", func() bool {
+			info, err := rc.Info(ctx, "replication").Result()
+			return err == nil && strings.Contains(info, "master_link_status:up")
+		}, set.primary, r)
+		rc.Close()
+		set.replicas = append(set.replicas, r)
+	}
+	set.sentinel = startRedis(tb,
 		"sentinel monitor "+sentinelMaster+" "+host+" "+port+" 1",
 		"sentinel down-after-milliseconds "+sentinelMaster+" 1000",
 		"sentinel failover-timeout "+sentinelMaster+" 5000")
-	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.addr})
+	sc := redis.NewSentinelClient(&redis.Options{Addr: set.sentinel.addr})
 	defer sc.Close()
-	waitFor(tb, "the sentinel knows the replica", func() bool {
+	waitFor(tb, "the sentinel knows the replicas", func() bool {
 		rs, err := sc.Replicas(ctx, sentinelMaster).Result()
 		return err == nil && len(rs) == 1
-	}, primary, replica, sentinel)
-	return &sentinelSet{primary: primary, replica: replica, sentinel: sentinel,
-		url: "redis-sentinel://" + sentinel.addr + "?master=" + sentinelMaster}
+	}, set.primary, set.sentinel)
+	set.url = "redis-sentinel://" + set.sentinel.addr + "?master=" + sentinelMaster
+	return set
 }
 
 func procHarness(url string) storagetest.Harness {
@@ -234,4 +253,98 @@ func TestRedisClusterContract(t *testing.T) {
 func TestRedisSentinelContract(t *testing.T) {
 	t.Parallel()
 	storagetest.Run(t, procHarness(startSentinel(t).url))
+}
+
+// TestRedisSentinelFailoverUnderLoad starts flows through the sentinel
+// while the primary dies: with min_replicas=1, its one replica, every flow
+// the store confirmed is there after the failover; while no primary
+// answers, and while the promoted replica has no replica of its own to
+// confirm a write, every start fails as recovery.ErrUnavailable (503),
+// never with another answer; and once the old primary is back, as the new
+// one's replica, starts succeed again.
+func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
+	t.Parallel()
+	set := startSentinel(t)
+	ctx := context.Background()
+	r := newTestRedisAt(t, set.url+"&min_replicas=1", recovery.SystemClock{})
+	cfg := limiter.DefaultConfig()
+	high := limiter.Rate{Events: 1 << 40, Window: time.Hour}
+	cfg.StartIP, cfg.StartAccount, cfg.SMSGlobal = high, high, high
+	g, err := limiter.New(cfg, nil, r, recovery.SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var (
+		mu           sync.Mutex
+		acked        []string
+		ackedAfter   atomic.Int64 // confirmed once the failover was seen
+		unavailable  atomic.Int64
+		failedOver   atomic.Bool
+		next         atomic.Int64
+		stop         = make(chan struct{})
+		wg           sync.WaitGroup
+		firstAcks    = make(chan struct{})
+		firstAcksOne sync.Once
+	)
+	for w := range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				now := time.Now()
+				f := recovery.Flow{ID: fmt.Sprintf("failover-%d", next.Add(1)), Account: fmt.Sprintf("user%d@example.com", w),
+					CodeHash: []byte("h"), Sends: 1, SentAt: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+				switch err := g.StartFlow(ctx, fmt.Sprintf("192.0.2.%d", w), f); {
+				case err == nil:
+					mu.Lock()
+					acked = append(acked, f.ID)
+					n := len(acked)
+					mu.Unlock()
+					if n >= 50 {
+						firstAcksOne.Do(func() { close(firstAcks) })
+					}
+					if failedOver.Load() {
+						ackedAfter.Add(1)
+					}
+				case errors.Is(err, recovery.ErrUnavailable):
+					unavailable.Add(1)
+				default:
+					t.Errorf("start during the failover: %v, want success or ErrUnavailable", err)
+				}
+			}
+		})
+	}
+	<-firstAcks
+	set.primary.stop()
+	sc := redis.NewSentinelClient(&redis.Options{Addr: set.sentinel.addr})
+	defer sc.Close()
+	waitFor(t, "a replica promoted", func() bool {
+		addr, err := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
+		return err == nil && net.JoinHostPort(addr[0], addr[1]) != set.primary.addr
+	}, set.sentinel)
+	failedOver.Store(true)
+	set.primary.start(t) // the sentinel makes it the new primary's replica
+	waitFor(t, "starts confirmed after the failover", func() bool { return ackedAfter.Load() >= 20 }, append(set.replicas, set.primary)...)
+	close(stop)
+	wg.Wait()
+
+	if unavailable.Load() == 0 {
+		t.Errorf("no start failed while the primary was gone: the test saw no outage")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	lost := 0
+	for _, id := range acked {
+		if _, err := r.Flow(ctx, id); err != nil {
+			lost++
+			if lost <= 5 {
+				t.Errorf("flow %s confirmed before the failover: %v", id, err)
+			}
+		}
+	}
+	t.Logf("%d starts confirmed (%d after the failover), %d refused as unavailable, %d lost", len(acked), ackedAfter.Load(), unavailable.Load(), lost)
 }
