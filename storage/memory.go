@@ -30,6 +30,9 @@ import (
 //   - Security state is never dropped while it counts: when the table is
 //     full, a strike for a key it does not hold is refused with
 //     recovery.ErrFull (see lockTable).
+//   - Rate counters, which RunPlan keeps, in a table of CounterBound(maxEntries)
+//     that drops the least recently used (see limiter.LRUStore): evicting
+//     one resets it, and touches nothing else.
 //
 // Records expire against the injected clock when they are read; an expired
 // record behaves as missing and is dropped then. Memory starts no
