@@ -1,5 +1,5 @@
-// Package smsrecovery registers the caddy-sms-recovery modules and their
-// Caddyfile directives, so that
+// Package smsrecovery registers the caddy-sms-recovery modules, their
+// Caddyfile directives and the caddy sms-recovery support command, so that
 //
 //	xcaddy build --with github.com/caddy-sms-recovery/caddy-sms-recovery
 //
@@ -7,6 +7,9 @@
 package smsrecovery
 
 import (
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/admin"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/caddyfile"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/cli"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/module"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 )

@@ -3,17 +3,22 @@
 package caddyfile
 
 import (
-	"net/url"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/module"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
 func init() {
@@ -32,8 +37,9 @@ func init() {
 //	    language          en|de|nl|fr
 //	    directory file    <path>
 //	    directory http    <url> [{ timeout <duration> }]
-//	    directory ldap    <ldap:// or ldaps:// url> { ... }   # see parseLDAP
-//	    directory sql     postgres|mysql <dsn> { query <select>; timeout <d>; max_open_conns <n> ... }   # see parseSQLDirectory
+//	    directory ldap    <ldap:// or ldaps:// url> { ... }   # see directory.LDAPModule
+//	    directory sql     postgres|mysql <dsn> { query <select>; timeout <d>; max_open_conns <n> ... }   # see directory.SQLModule
+//	    directory <name>  ...                                  # any module http.handlers.sms_recovery.directories.<name>
 //	    sms outbox        <path>
 //	    sms messagebird {
 //	        access_key <key>
@@ -41,6 +47,7 @@ func init() {
 //	        endpoint   <url>
 //	        timeout    <duration>
 //	    }
+//	    sms <name> ...                                         # any module http.handlers.sms_recovery.senders.<name>
 //	    sms_queue         <size>
 //	    message_template  <text/template>
 //	    templates         <directory of page templates>
@@ -60,6 +67,7 @@ func init() {
 //	    secret   <base64> [<older base64> ...]
 //	    storage memory [{ max_entries <n> }]
 //	    storage redis <url> [{ prefix <p>; dial_timeout <d>; timeout <d>; pool_size <n> }]
+//	    storage <name> ...                                     # any module http.handlers.sms_recovery.storage.<name>
 //	    forward {
 //	        path        <path>
 //	        key_id      <id>
@@ -68,6 +76,10 @@ func init() {
 //	        fields      <name> ...     # only these body fields reach the upstream
 //	    }
 //	}
+//
+// directory, sms and storage hand the rest of their line and block to the
+// guest module they name, whose UnmarshalCaddyfile reads it (see guest):
+// a module added with xcaddy is configured with the same directive.
 //
 // Without public_url, the site address is the public URL when the site block
 // names exactly one host (see sitePublicURL); otherwise public_url is left
@@ -116,14 +128,11 @@ func UnmarshalRecovery(d *cf.Dispenser, m *module.Handler) error {
 		case "password_min_length":
 			err = oneInt(d, &m.PasswordMinLength)
 		case "directory":
-			m.Directory, err = parseDirectory(d)
+			m.DirectoryRaw, err = guest(d, directory.Namespace, "source", "source")
 		case "sms":
-			m.SMS, err = parseSMS(d, m.SMS)
+			m.SenderRaw, err = guest(d, sms.Namespace, "provider", "sender")
 		case "sms_queue":
-			if m.SMS == nil {
-				m.SMS = &module.SMS{}
-			}
-			err = oneInt(d, &m.SMS.QueueSize)
+			err = oneInt(d, &m.SMSQueue)
 		case "notify_on_reset":
 			var on bool
 			on, err = onOff(d)
@@ -159,7 +168,7 @@ func UnmarshalRecovery(d *cf.Dispenser, m *module.Handler) error {
 				err = d.ArgErr()
 			}
 		case "storage":
-			m.Storage, err = parseStorage(d)
+			m.StorageRaw, err = guest(d, storage.Namespace, "backend", "backend")
 		case "forward":
 			m.Forward, err = parseForward(d)
 		default:
@@ -172,176 +181,30 @@ func UnmarshalRecovery(d *cf.Dispenser, m *module.Handler) error {
 	return nil
 }
 
-func parseDirectory(d *cf.Dispenser) (*module.Directory, error) {
-	var dir module.Directory
+// guest hands the rest of the current directive (directory, sms or
+// storage) to the guest module of namespace that its first argument names,
+// and returns the module's JSON with the name under key. what says what the
+// name is, for the error when no such module is registered.
+func guest(d *cf.Dispenser, namespace, key, what string) (json.RawMessage, error) {
+	directive := d.Val()
 	if !d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	kind := d.Val()
-	if kind == "sql" {
-		return parseSQLDirectory(d)
-	}
-	if !d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	switch kind {
-	case "file":
-		dir.File = d.Val()
-	case "http":
-		dir.URL = d.Val()
-	case "ldap":
-		l, err := parseLDAP(d)
-		if err != nil {
-			return nil, err
+	name := d.Val()
+	id := namespace + "." + name
+	if _, err := caddy.GetModule(id); err != nil {
+		var have []string
+		for _, info := range caddy.GetModules(namespace) {
+			have = append(have, info.ID.Name())
 		}
-		return &module.Directory{LDAP: l}, nil
-	default:
-		return nil, d.Errf("directory: unknown source '%s' (want file, http, ldap or sql)", kind)
+		return nil, d.Errf("%s: unknown %s '%s': no module %s is registered (this Caddy has %s; add one with xcaddy build --with <its package>)",
+			directive, what, name, id, strings.Join(have, ", "))
 	}
-	if d.NextArg() {
-		return nil, d.ArgErr()
+	unm, err := cf.UnmarshalModule(d, id)
+	if err != nil {
+		return nil, err
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "timeout":
-			if kind != "http" {
-				return nil, d.Errf("directory file: unrecognized subdirective '%s'", d.Val())
-			}
-			if err := oneDuration(d, &dir.Timeout); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, d.Errf("directory: unrecognized subdirective '%s'", d.Val())
-		}
-	}
-	return &dir, nil
-}
-
-// parseLDAP reads the rest of a directory ldap directive, its URL the
-// current token. Syntax:
-//
-//	directory ldap <ldap:// or ldaps:// url> {
-//	    bind_dn         <dn>
-//	    bind_password   <password>            # usually {env.LDAP_PASSWORD}
-//	    base_dn         <dn>
-//	    filter          "(mail={account})"    # {account} exactly once, escaped per RFC 4515
-//	    phone_attribute mobile                # default mobile
-//	    lang_attribute  preferredLanguage
-//	    start_tls       on|off
-//	    timeout         <duration>            # default 3s
-//	    pool_size       <n>                   # default 4
-//	}
-func parseLDAP(d *cf.Dispenser) (*module.LDAPDirectory, error) {
-	l := &module.LDAPDirectory{URL: d.Val()}
-	// A placeholder is checked once it is expanded, at load.
-	if !strings.HasPrefix(l.URL, "{") && !strings.HasPrefix(l.URL, "ldap://") && !strings.HasPrefix(l.URL, "ldaps://") {
-		return nil, d.Errf("directory ldap: url '%s' must start with ldap:// or ldaps://", redactURL(l.URL))
-	}
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if seen[name] {
-			return nil, d.Errf("directory ldap: duplicate subdirective '%s'", name)
-		}
-		seen[name] = true
-		var err error
-		switch name {
-		case "bind_dn":
-			err = oneString(d, &l.BindDN)
-		case "bind_password":
-			err = oneString(d, &l.BindPassword)
-		case "base_dn":
-			err = oneString(d, &l.BaseDN)
-		case "filter":
-			if err = oneString(d, &l.Filter); err == nil && strings.Count(l.Filter, "{account}") != 1 {
-				err = d.Errf("directory ldap: filter '%s' must contain {account} exactly once", l.Filter)
-			}
-		case "phone_attribute":
-			err = oneString(d, &l.PhoneAttribute)
-		case "lang_attribute":
-			err = oneString(d, &l.LangAttribute)
-		case "start_tls":
-			l.StartTLS, err = onOff(d)
-		case "timeout":
-			err = oneDuration(d, &l.Timeout)
-		case "pool_size":
-			err = oneInt(d, &l.PoolSize)
-		default:
-			return nil, d.Errf("directory ldap: unrecognized subdirective '%s'", name)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	for _, req := range []struct {
-		name string
-		set  bool
-	}{{"base_dn", l.BaseDN != ""}, {"filter", l.Filter != ""}} {
-		if !req.set {
-			return nil, d.Errf("directory ldap: %s is required", req.name)
-		}
-	}
-	return l, nil
-}
-
-// redactURL hides a password written into a URL, for error messages.
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	return "(unparsable)"
-}
-
-func parseSMS(d *cf.Dispenser, prev *module.SMS) (*module.SMS, error) {
-	s := &module.SMS{}
-	if prev != nil {
-		s.QueueSize = prev.QueueSize
-	}
-	if !d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	switch kind := d.Val(); kind {
-	case "outbox":
-		if err := oneString(d, &s.Outbox); err != nil {
-			return nil, err
-		}
-	case "messagebird":
-		if d.NextArg() {
-			return nil, d.ArgErr()
-		}
-		mb := &module.MessageBird{}
-		seen := map[string]bool{}
-		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			name := d.Val()
-			if seen[name] {
-				return nil, d.Errf("sms messagebird: duplicate subdirective '%s'", name)
-			}
-			seen[name] = true
-			var err error
-			switch name {
-			case "access_key":
-				err = oneString(d, &mb.AccessKey)
-			case "originator":
-				err = oneString(d, &mb.Originator)
-			case "endpoint":
-				err = oneString(d, &mb.Endpoint)
-			case "timeout":
-				err = oneDuration(d, &mb.Timeout)
-			default:
-				return nil, d.Errf("sms messagebird: unrecognized subdirective '%s'", name)
-			}
-			if err != nil {
-				return nil, err
-			}
-		}
-		s.MessageBird = mb
-	default:
-		return nil, d.Errf("sms: unknown sender '%s' (want outbox or messagebird)", kind)
-	}
-	return s, nil
+	return caddyconfig.JSONModuleObject(unm, key, name, nil), nil
 }
 
 func parseLimit(d *cf.Dispenser, m *module.Handler) error {
@@ -387,56 +250,6 @@ func parseThreshold(d *cf.Dispenser) (*module.Threshold, error) {
 	return &module.Threshold{Failures: failures, Window: caddy.Duration(ds[0]), Duration: caddy.Duration(ds[1])}, nil
 }
 
-func parseStorage(d *cf.Dispenser) (*module.Storage, error) {
-	if !d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	switch kind := d.Val(); kind {
-	case "memory":
-		if d.NextArg() {
-			return nil, d.ArgErr()
-		}
-		mem := &module.MemoryStorage{}
-		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			switch d.Val() {
-			case "max_entries":
-				if err := oneInt(d, &mem.MaxEntries); err != nil {
-					return nil, err
-				}
-			default:
-				return nil, d.Errf("storage memory: unrecognized subdirective '%s'", d.Val())
-			}
-		}
-		return &module.Storage{Memory: mem}, nil
-	case "redis":
-		r := &module.RedisStorage{}
-		if err := oneString(d, &r.URL); err != nil {
-			return nil, err
-		}
-		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			var err error
-			switch d.Val() {
-			case "prefix":
-				err = oneString(d, &r.Prefix)
-			case "dial_timeout":
-				err = oneDuration(d, &r.DialTimeout)
-			case "timeout":
-				err = oneDuration(d, &r.Timeout)
-			case "pool_size":
-				err = oneInt(d, &r.PoolSize)
-			default:
-				return nil, d.Errf("storage redis: unrecognized subdirective '%s'", d.Val())
-			}
-			if err != nil {
-				return nil, err
-			}
-		}
-		return &module.Storage{Redis: r}, nil
-	default:
-		return nil, d.Errf("storage: unknown backend '%s' (want memory or redis)", kind)
-	}
-}
-
 func parseForward(d *cf.Dispenser) (*module.Forward, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
@@ -474,57 +287,10 @@ func parseForward(d *cf.Dispenser) (*module.Forward, error) {
 	return f, nil
 }
 
-// oneString reads exactly one argument into s.
-func oneString(d *cf.Dispenser, s *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*s = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func oneInt(d *cf.Dispenser, n *int) error {
-	name := d.Val()
-	var s string
-	if err := oneString(d, &s); err != nil {
-		return err
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil {
-		return d.Errf("%s: '%s' is not a whole number", name, s)
-	}
-	*n = v
-	return nil
-}
-
-func oneDuration(d *cf.Dispenser, out *caddy.Duration) error {
-	name := d.Val()
-	var s string
-	if err := oneString(d, &s); err != nil {
-		return err
-	}
-	v, err := caddy.ParseDuration(s)
-	if err != nil {
-		return d.Errf("%s: '%s' is not a duration", name, s)
-	}
-	*out = caddy.Duration(v)
-	return nil
-}
-
-func onOff(d *cf.Dispenser) (bool, error) {
-	name := d.Val()
-	var s string
-	if err := oneString(d, &s); err != nil {
-		return false, err
-	}
-	switch s {
-	case "on", "true":
-		return true, nil
-	case "off", "false":
-		return false, nil
-	}
-	return false, d.Errf("%s: '%s' must be on or off", name, s)
-}
+// The one-argument readers, shared with the guest modules.
+var (
+	oneString   = cfparse.String
+	oneInt      = cfparse.Int
+	oneDuration = cfparse.Duration
+	onOff       = cfparse.OnOff
+)

@@ -1,12 +1,13 @@
 package caddyfile
 
 import (
-	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/module"
 )
 
@@ -15,7 +16,7 @@ func TestParseLDAPDirectory(t *testing.T) {
 	tests := []struct {
 		name    string
 		input   string
-		want    *module.LDAPDirectory
+		want    *directory.LDAPModule
 		wantErr string
 	}{
 		{
@@ -26,7 +27,7 @@ func TestParseLDAPDirectory(t *testing.T) {
 					filter  (uid={account})
 				}
 			}`,
-			want: &module.LDAPDirectory{URL: "ldaps://ldap.example.com", BaseDN: "ou=people,dc=example,dc=com", Filter: "(uid={account})"},
+			want: &directory.LDAPModule{URL: "ldaps://ldap.example.com", BaseDN: "ou=people,dc=example,dc=com", Filter: "(uid={account})"},
 		},
 		{
 			name: "url from the environment",
@@ -36,7 +37,7 @@ base_dn dc=example,dc=com
 filter (mail={account})
 }
 }`,
-			want: &module.LDAPDirectory{URL: "{env.LDAP_URL}", BaseDN: "dc=example,dc=com", Filter: "(mail={account})"},
+			want: &directory.LDAPModule{URL: "{env.LDAP_URL}", BaseDN: "dc=example,dc=com", Filter: "(mail={account})"},
 		},
 		{
 			name: "no url",
@@ -133,8 +134,9 @@ timeout soon
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.Directory == nil || !reflect.DeepEqual(m.Directory.LDAP, tt.want) {
-				t.Fatalf("directory = %+v, want LDAP %+v", m.Directory, tt.want)
+			want := caddyconfig.JSONModuleObject(tt.want, "source", "ldap", nil)
+			if string(m.DirectoryRaw) != string(want) {
+				t.Fatalf("directory = %s, want %s", m.DirectoryRaw, want)
 			}
 		})
 	}

@@ -5,7 +5,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/module"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 )
 
 func init() {
@@ -30,7 +30,7 @@ func init() {
 // checks that when the configuration loads. Each key line, which may repeat,
 // adds one more key to accept, for a rotation of the gateway's key.
 func verifyParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	var m module.VerifyHandler
+	var m verify.Handler
 	if err := UnmarshalVerify(h.Dispenser, &m); err != nil {
 		return nil, err
 	}
@@ -39,7 +39,7 @@ func verifyParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, 
 
 // UnmarshalVerify fills m from the tokens of one sms_recovery_verify
 // directive, whose syntax is documented on verifyParseCaddyfile.
-func UnmarshalVerify(d *cf.Dispenser, m *module.VerifyHandler) error {
+func UnmarshalVerify(d *cf.Dispenser, m *verify.Handler) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
 		return d.ArgErr()
@@ -74,12 +74,12 @@ func UnmarshalVerify(d *cf.Dispenser, m *module.VerifyHandler) error {
 }
 
 // parseVerifyKey reads one key line: key <key_id> hmac_key|ed25519_public_key <value>.
-func parseVerifyKey(d *cf.Dispenser, m *module.VerifyHandler) error {
+func parseVerifyKey(d *cf.Dispenser, m *verify.Handler) error {
 	args := d.RemainingArgs()
 	if len(args) != 3 {
 		return d.ArgErr()
 	}
-	k := module.VerifyKey{KeyID: args[0]}
+	k := verify.Key{KeyID: args[0]}
 	switch args[1] {
 	case "hmac_key":
 		k.HMACKey = args[2]

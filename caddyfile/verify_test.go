@@ -11,7 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/module"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 )
 
 func TestUnmarshalVerify(t *testing.T) {
@@ -19,7 +19,7 @@ func TestUnmarshalVerify(t *testing.T) {
 	tests := []struct {
 		name  string
 		input string
-		want  module.VerifyHandler
+		want  verify.Handler
 	}{
 		{
 			name: "hmac",
@@ -28,7 +28,7 @@ func TestUnmarshalVerify(t *testing.T) {
 				hmac_key AAECAwQF==
 				max_skew 30s
 			}`,
-			want: module.VerifyHandler{KeyID: "gw1", HMACKey: "AAECAwQF==", MaxSkew: caddy.Duration(30 * time.Second)},
+			want: verify.Handler{KeyID: "gw1", HMACKey: "AAECAwQF==", MaxSkew: caddy.Duration(30 * time.Second)},
 		},
 		{
 			name: "ed25519",
@@ -36,7 +36,7 @@ func TestUnmarshalVerify(t *testing.T) {
 				key_id gw1
 				ed25519_public_key "/etc/caddy/gateway key.pem"
 			}`,
-			want: module.VerifyHandler{KeyID: "gw1", Ed25519PublicKey: "/etc/caddy/gateway key.pem"},
+			want: verify.Handler{KeyID: "gw1", Ed25519PublicKey: "/etc/caddy/gateway key.pem"},
 		},
 		{
 			name: "a rotation: the old key and two more",
@@ -46,7 +46,7 @@ func TestUnmarshalVerify(t *testing.T) {
 				key gw2 hmac_key BBECAwQF==
 				key gw3 ed25519_public_key /etc/caddy/gw3.pub.pem
 			}`,
-			want: module.VerifyHandler{KeyID: "gw1", HMACKey: "AAECAwQF==", Keys: []module.VerifyKey{
+			want: verify.Handler{KeyID: "gw1", HMACKey: "AAECAwQF==", Keys: []verify.Key{
 				{KeyID: "gw2", HMACKey: "BBECAwQF=="},
 				{KeyID: "gw3", Ed25519PublicKey: "/etc/caddy/gw3.pub.pem"},
 			}},
@@ -54,20 +54,20 @@ func TestUnmarshalVerify(t *testing.T) {
 		{
 			name:  "day-long skew in Caddy's duration syntax",
 			input: "sms_recovery_verify {\n max_skew 1d\n}",
-			want:  module.VerifyHandler{MaxSkew: caddy.Duration(24 * time.Hour)},
+			want:  verify.Handler{MaxSkew: caddy.Duration(24 * time.Hour)},
 		},
 		{
 			// Missing and conflicting keys are the business of Validate,
 			// which reports them when the configuration loads.
 			name:  "empty block",
 			input: "sms_recovery_verify",
-			want:  module.VerifyHandler{},
+			want:  verify.Handler{},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var got module.VerifyHandler
+			var got verify.Handler
 			if err := UnmarshalVerify(cf.NewTestDispenser(tt.input), &got); err != nil {
 				t.Fatalf("UnmarshalVerify: %v", err)
 			}
@@ -101,7 +101,7 @@ func TestUnmarshalVerifyErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var got module.VerifyHandler
+			var got verify.Handler
 			err := UnmarshalVerify(cf.NewTestDispenser(tt.input), &got)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("UnmarshalVerify = %v, want error containing %q", err, tt.want)

@@ -15,7 +15,13 @@
 // countries, are texted; premium-rate, shared-cost, toll-free and VoIP
 // numbers never are.
 //
+// FileModule, HTTPModule, LDAPModule and SQLModule are the same directories
+// as Caddy guest modules of the namespace
+// http.handlers.sms_recovery.directories (see Namespace): each file
+// *_module.go is a thin wrapper, and the only code here that imports Caddy.
+// A third party adds a source the same way, in a package of its own.
+//
 // The package must never put a phone number in an error or a log line
-// (recovery.MaskPhone exists for callers that must show one), never answer
-// "unknown account" when it could not actually tell, and never import Caddy.
+// (recovery.MaskPhone exists for callers that must show one), and never
+// answer "unknown account" when it could not actually tell.
 package directory

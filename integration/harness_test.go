@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -27,9 +29,14 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
 )
 
+// The ports of the Caddy under test, free ones chosen by TestMain, and the
+// URLs of its gateway site and its admin endpoint.
+var (
+	httpPort, httpsPort, adminPort int
+	gateway, admin                 string
+)
+
 const (
-	gateway  = "http://localhost:9080"
-	admin    = "http://localhost:2999"
 	keyID    = "gw1"
 	alice    = "alice@example.com"
 	phoneNL  = "+31612345678"
@@ -111,7 +118,7 @@ func (u *upstream) got() []received {
 
 // site is the Caddyfile of a test: the gateway in front of an upstream.
 type site struct {
-	// Address is the site address. Default: http://localhost:9080, from
+	// Address is the site address. Default: gateway, from
 	// which public_url follows unless PublicURL is set.
 	Address   string
 	PublicURL string
@@ -170,9 +177,9 @@ func (s site) caddyfile(t *testing.T) string {
 	}
 	return fmt.Sprintf(`{
 	skip_install_trust
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
+	admin localhost:%d
+	http_port %d
+	https_port %d
 	grace_period 1ns
 	metrics
 	%s
@@ -196,7 +203,31 @@ func (s site) caddyfile(t *testing.T) string {
 	respond /health "ok" 200
 	reverse_proxy %s
 }
-`, s.Global, address, name, publicURL, dirLine, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
+`, adminPort, httpPort, httpsPort, s.Global, address, name, publicURL, dirLine, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
+}
+
+// config adapts s's Caddyfile to JSON, as Caddy's /load does, and
+// subscribes smsSignal to the gateway's delivery events, so that a test
+// waiting for an SMS wakes when one is written.
+func (s site) config(t *testing.T) ([]byte, error) {
+	t.Helper()
+	raw, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(s.caddyfile(t)), nil)
+	if err != nil {
+		return nil, err
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, err
+	}
+	apps, _ := cfg["apps"].(map[string]any)
+	if apps == nil {
+		return nil, fmt.Errorf("adapted config has no apps: %s", raw)
+	}
+	apps["events"] = map[string]any{"subscriptions": []any{map[string]any{
+		"events":   smsOutcomeEvents,
+		"handlers": []any{map[string]any{"handler": smsSignalHandler}},
+	}}}
+	return json.Marshal(cfg)
 }
 
 // start loads a gateway site and returns a client for it. It fills in s.
@@ -208,8 +239,12 @@ func start(t *testing.T, s *site) *client {
 	if s.Outbox == "" {
 		s.Outbox = newOutbox(t)
 	}
-	tester := caddytest.NewTester(t)
-	tester.InitServer(s.caddyfile(t), "caddyfile")
+	cfg, err := s.config(t)
+	if err != nil {
+		t.Fatalf("adapting the Caddyfile: %v", err)
+	}
+	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
+	tester.InitServer(string(cfg), "json")
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -228,8 +263,12 @@ func reload(t *testing.T, s site) {
 // it did; then the config before it keeps running.
 func load(t *testing.T, s site) error {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, admin+"/load", strings.NewReader(s.caddyfile(t)))
-	req.Header.Set("Content-Type", "text/caddyfile")
+	cfg, err := s.config(t)
+	if err != nil {
+		return err // Caddy would refuse it just the same
+	}
+	req, _ := http.NewRequest(http.MethodPost, admin+"/load", bytes.NewReader(cfg))
+	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -307,11 +346,14 @@ type outboxLine struct {
 }
 
 // messages reads the outbox, waiting up to a few seconds for want lines,
-// since SMS go out in the background.
+// since SMS go out in the background: it reads again at each SMS outcome
+// the gateway reports, never on a timer.
 func (c *client) messages(want int) []outboxLine {
 	c.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
 	for {
+		written := delivered.next() // before reading, so no line slips between
 		var lines []outboxLine
 		if f, err := os.Open(c.outbox); err == nil {
 			sc := bufio.NewScanner(f)
@@ -324,10 +366,14 @@ func (c *client) messages(want int) []outboxLine {
 			}
 			f.Close()
 		}
-		if len(lines) >= want || time.Now().After(deadline) {
+		if len(lines) >= want {
 			return lines
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-written:
+		case <-timeout.C:
+			return lines
+		}
 	}
 }
 
@@ -343,6 +389,26 @@ func (c *client) codeFor(n int) string {
 		c.t.Fatalf("no code line in %q", msgs[n-1].Body)
 	}
 	return m[1]
+}
+
+// codeForFlow waits for the SMS of flow and returns its code. SMS go out
+// from parallel workers, so another message queued about the same time (a
+// reset notice, say) may be written before or after it.
+func (c *client) codeForFlow(flow string) (to, code string) {
+	c.t.Helper()
+	for want := 1; ; want++ {
+		msgs := c.messages(want)
+		for _, m := range msgs {
+			if strings.Contains(m.Body, "flow="+flow) {
+				if sub := codeLine.FindStringSubmatch(m.Body); sub != nil {
+					return m.To, sub[1]
+				}
+			}
+		}
+		if len(msgs) < want {
+			c.t.Fatalf("no SMS for flow %s in the outbox: %+v", flow, msgs)
+		}
+	}
 }
 
 func wrongCode(code string) string {

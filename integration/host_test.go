@@ -26,14 +26,14 @@ func TestForgedHostNeverReachesSMS(t *testing.T) {
 	})
 
 	t.Run("catch-all site with public_url", func(t *testing.T) {
-		c := start(t, &site{Address: ":9080", PublicURL: "https://mail.example.com", Upstream: up.addr})
+		c := start(t, &site{Address: fmt.Sprintf(":%d", httpPort), PublicURL: "https://mail.example.com", Upstream: up.addr})
 		body := c.smsForHost(t, "evil.example")
 		wantSMS(t, body, "https://mail.example.com", "mail.example.com", "evil.example")
 	})
 
 	t.Run("catch-all site without public_url", func(t *testing.T) {
 		s := site{
-			Address:  ":9080",
+			Address:  fmt.Sprintf(":%d", httpPort),
 			Upstream: up.addr,
 			Outbox:   filepath.Join(t.TempDir(), "outbox.jsonl"),
 			Store:    100_000 + int(stores.Add(1)),

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,6 +16,7 @@ import (
 var outboxes string
 
 func TestMain(m *testing.M) {
+	runAsCaddy()
 	os.Exit(run(m))
 }
 
@@ -26,7 +28,31 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	outboxes = dir
+	ports, err := freePorts(3)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "choosing ports:", err)
+		return 1
+	}
+	httpPort, httpsPort, adminPort = ports[0], ports[1], ports[2]
+	gateway = fmt.Sprintf("http://localhost:%d", httpPort)
+	admin = fmt.Sprintf("http://localhost:%d", adminPort)
 	return m.Run()
+}
+
+// freePorts returns n loopback TCP ports that were free a moment ago. Caddy
+// binds its own listeners from the config, so the ports are found by
+// binding and closing; they are held open together so that they differ.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
 
 // newOutbox returns the path of an outbox file of t's own.

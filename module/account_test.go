@@ -61,6 +61,12 @@ func TestPagesRefuseHiddenAccountCharacters(t *testing.T) {
 	if err != nil || f.Account != "alice@example.com" {
 		t.Fatalf("flow = %+v, %v; want alice@example.com's", f, err)
 	}
+	// Once the queue has drained, alice's code is the only SMS: a refused
+	// name queued none that went out late.
+	e.close()
+	if ms := e.messages(); len(ms) != 1 {
+		t.Errorf("outbox has %d messages after the queue drained, want alice's code: %v", len(ms), ms)
+	}
 }
 
 // TestPagesLookalikeAccountGetsADecoy: ALİCE (capital I with a dot) is not
@@ -80,6 +86,7 @@ func TestPagesLookalikeAccountGetsADecoy(t *testing.T) {
 	if f.Account != "ali\u0307ce@example.com" || !f.Decoy || f.PhoneMasked == recovery.MaskPhone(pageTestPhone) {
 		t.Fatalf("flow for %+q, decoy %v, phone %q; want a decoy for \"ali\\u0307ce@example.com\" without alice's phone", f.Account, f.Decoy, f.PhoneMasked)
 	}
+	e.close() // drains the queue: whatever the start queued has gone out
 	if n := len(e.messages()); n != 0 {
 		t.Fatalf("%d SMS sent for a look-alike of alice", n)
 	}

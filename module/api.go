@@ -26,6 +26,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if route == "" || route == "/" {
 		return h.serveRoot(w, r, route)
 	}
+	if route == healthRoute {
+		return h.serveHealth(w, r)
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, errMethod)
@@ -195,6 +198,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := h.errorFor(err)
 	if e.status >= 500 {
 		h.outageLogger.Error("recovery request failed", zap.String("path", r.URL.Path), zap.Error(err))
+	}
+	if errors.Is(err, recovery.ErrUnavailable) {
+		h.observer.unavailable()
 	}
 	writeError(w, e)
 }

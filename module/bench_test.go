@@ -2,6 +2,7 @@ package module
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -19,20 +20,53 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // benchConfig loads, once per test binary, a Caddy config like the one a
 // gateway runs in, as far as the handler sees it: an events app, which the
 // http app would load, to emit security events to, and logs that are
-// encoded, as in production, but discarded rather than printed.
+// encoded, as in production, but discarded rather than printed. The events
+// app has one subscription, to the SMS that went out, which wakes flows
+// when its codes are in the outbox.
 var benchConfig = sync.OnceValue(func() error {
 	return caddy.Load([]byte(`{
 		"admin": {"disabled": true, "config": {"persist": false}},
 		"logging": {"logs": {"default": {"writer": {"output": "discard"}}}},
-		"apps": {"events": {}}
+		"apps": {"events": {"subscriptions": [{
+			"events": ["sms_recovery_sms_sent"],
+			"handlers": [{"handler": "`+benchSentHandler+`"}]
+		}]}}
 	}`), true)
 })
+
+func init() {
+	caddy.RegisterModule(benchSentEvents{})
+}
+
+// benchSentHandler is the events handler that broadcasts benchSent.
+const benchSentHandler = "sms_recovery_bench_sent"
+
+// benchSent is broadcast whenever a benchmark gateway has sent an SMS: its
+// line is in the outbox by then.
+var benchSent = newSignal()
+
+type benchSentEvents struct{}
+
+func (benchSentEvents) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "events.handlers." + benchSentHandler,
+		New: func() caddy.Module { return new(benchSentEvents) },
+	}
+}
+
+func (benchSentEvents) Handle(context.Context, caddy.Event) error {
+	benchSent.broadcast()
+	return nil
+}
+
+var _ caddyevents.Handler = benchSentEvents{}
 
 // benchQueue is the SMS queue of the benchmark gateways. /start queues an
 // SMS; once the queue is full, further ones are dropped, which is the
@@ -42,15 +76,10 @@ const benchQueue = 4096
 // benchBackends are the storage backends the benchmarks run on.
 var benchBackends = []struct {
 	name    string
-	storage func(b *testing.B) *Storage
+	storage func(b *testing.B) json.RawMessage
 }{
-	{"memory", func(*testing.B) *Storage {
-		return &Storage{Memory: &MemoryStorage{MaxEntries: 1 << 20}}
-	}},
-	{"redis", func(b *testing.B) *Storage {
-		_, prefix := redisTestStore(b)
-		return &Storage{Redis: &RedisStorage{URL: redisTestURL(), Prefix: prefix}}
-	}},
+	{"memory", func(*testing.B) json.RawMessage { return memoryStorage(1 << 20) }},
+	{"redis", func(b *testing.B) json.RawMessage { return redisTestStorage(b) }},
 }
 
 // benchGateway is a provisioned gateway the benchmarks call as Caddy does.
@@ -61,7 +90,7 @@ type benchGateway struct {
 
 // newBenchGateway provisions a gateway on storage whose limits are far
 // above what a benchmark reaches, so that it measures the flow, not 429s.
-func newBenchGateway(b *testing.B, storage *Storage) *benchGateway {
+func newBenchGateway(b *testing.B, storage json.RawMessage) *benchGateway {
 	b.Helper()
 	if err := benchConfig(); err != nil {
 		b.Fatal(err)
@@ -74,18 +103,20 @@ func newBenchGateway(b *testing.B, storage *Storage) *benchGateway {
 	if err := os.WriteFile(phones, []byte(`{"alice@example.com": "+31612345678"}`), 0o600); err != nil {
 		b.Fatal(err)
 	}
+	outbox := filepath.Join(dir, "outbox.jsonl")
 	limits := map[string]Limit{}
 	for _, scope := range limitScopes {
 		limits[scope] = Limit{Events: 1 << 40, Window: caddy.Duration(time.Hour)}
 	}
 	h := &Handler{
-		PublicURL: "https://mail.example.com",
-		Directory: &Directory{File: phones},
-		SMS:       &SMS{Outbox: filepath.Join(dir, "outbox.jsonl"), QueueSize: benchQueue},
-		Limits:    limits,
-		Secrets:   []string{benchRandom(b, 32)},
-		Storage:   storage,
-		Forward:   &Forward{KeyID: "gw1", HMACKey: benchRandom(b, 64)},
+		PublicURL:    "https://mail.example.com",
+		DirectoryRaw: fileDirectory(phones),
+		SenderRaw:    outboxSender(outbox),
+		SMSQueue:     benchQueue,
+		Limits:       limits,
+		Secrets:      []string{benchRandom(b, 32)},
+		StorageRaw:   storage,
+		Forward:      &Forward{KeyID: "gw1", HMACKey: benchRandom(b, 64)},
 	}
 	if err := h.Provision(ctx); err != nil {
 		b.Fatal(err)
@@ -95,7 +126,7 @@ func newBenchGateway(b *testing.B, storage *Storage) *benchGateway {
 			b.Errorf("Cleanup: %v", err)
 		}
 	})
-	return &benchGateway{h: h, outbox: &benchOutbox{path: h.SMS.Outbox, codes: map[string]string{}}}
+	return &benchGateway{h: h, outbox: &benchOutbox{path: outbox, codes: map[string]string{}}}
 }
 
 // benchRandom returns the base64 of n random bytes.
@@ -142,19 +173,17 @@ func (g *benchGateway) flows(b *testing.B, n int) []benchFlow {
 			}
 			ids[i] = started.Flow
 		}
-		deadline := time.Now().Add(30 * time.Second)
 		for _, id := range ids {
-			for {
-				code, ok := g.outbox.code(b, id)
-				if ok {
-					flows = append(flows, benchFlow{id: id, code: code})
-					break
-				}
-				if time.Now().After(deadline) {
-					b.Fatalf("no SMS for flow %s within 30s", id)
-				}
-				time.Sleep(time.Millisecond)
+			var code string
+			ok := benchSent.await(30*time.Second, func() bool {
+				var ok bool
+				code, ok = g.outbox.code(b, id)
+				return ok
+			})
+			if !ok {
+				b.Fatalf("no SMS for flow %s within 30s", id)
 			}
+			flows = append(flows, benchFlow{id: id, code: code})
 		}
 	}
 	return flows

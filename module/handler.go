@@ -3,8 +3,10 @@ package module
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/pages"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -48,12 +51,24 @@ type Handler struct {
 	// names none: en, de, nl or fr. Default: en.
 	Language string `json:"language,omitempty"`
 
-	// Directory is where phone numbers come from. Required.
-	Directory *Directory `json:"directory,omitempty"`
+	// DirectoryRaw is where phone numbers come from: a module of the
+	// namespace http.handlers.sms_recovery.directories, named by its
+	// "source", e.g. {"source": "file", "path": "phones.json"}, {"source":
+	// "http", "url": ...}, {"source": "ldap", ...} or {"source": "sql",
+	// ...}. Required.
+	DirectoryRaw json.RawMessage `json:"directory,omitempty" caddy:"namespace=http.handlers.sms_recovery.directories inline_key=source"`
 
-	// SMS is how codes are sent. Default: the development outbox file
-	// sms-outbox.jsonl, which holds live codes: never use it in production.
-	SMS *SMS `json:"sms,omitempty"`
+	// SenderRaw is how codes are sent: a module of the namespace
+	// http.handlers.sms_recovery.senders, named by its "provider", e.g.
+	// {"provider": "messagebird", "access_key": "{env.MESSAGEBIRD_ACCESS_KEY}",
+	// "originator": "ExampleMail"}. Default: {"provider": "outbox"}, the
+	// development outbox file sms-outbox.jsonl, which holds live codes:
+	// never use it in production.
+	SenderRaw json.RawMessage `json:"sms,omitempty" caddy:"namespace=http.handlers.sms_recovery.senders inline_key=provider"`
+
+	// SMSQueue is how many messages may wait for delivery. When the queue is
+	// full, new messages are dropped and counted. Default: 1000.
+	SMSQueue int `json:"sms_queue,omitempty"`
 
 	// MessageTemplate replaces the text of the code message: a Go
 	// text/template over .SiteName, .Code, .Minutes, .Link, .Host and
@@ -124,19 +139,25 @@ type Handler struct {
 	// templates of the same name.
 	Templates string `json:"templates,omitempty"`
 
-	// Storage is where state lives. Default: memory.
-	Storage *Storage `json:"storage,omitempty"`
+	// StorageRaw is where state lives: a module of the namespace
+	// http.handlers.sms_recovery.storage, named by its "backend", e.g.
+	// {"backend": "redis", "url": "redis://127.0.0.1:6379/0"}. Default:
+	// {"backend": "memory"}, with 100000 entries.
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=http.handlers.sms_recovery.storage inline_key=backend"`
 
 	// Forward signs the verified reset passed to the next handler. Required.
 	Forward *Forward `json:"forward,omitempty"`
 
-	pages   *pages
-	svc     *recovery.Service
-	guard   *limiter.Guard
-	signer  *httpsig.Signer
-	store   *pooledStore
-	closers []func() error
-	logger  *zap.Logger
+	pages         *pages.Set
+	pageRand      io.Reader // for CSRF tokens
+	secureCookies bool      // public_url is https: cookies are Secure even behind a TLS-terminating proxy
+	svc           *recovery.Service
+	guard         *limiter.Guard
+	signer        *httpsig.Signer
+	store         *pooledStore
+	dir           recovery.Directory
+	closers       []func() error
+	logger        *zap.Logger
 	// outageLogger logs a failing dependency once per outageLogInterval,
 	// not once per request: an outage must not flood the logs.
 	outageLogger *zap.Logger
@@ -163,10 +184,7 @@ const (
 	defaultMaxAttempts    = 5
 	defaultResendInterval = 60 * time.Second
 	defaultTokenTTL       = 10 * time.Minute
-	defaultOutbox         = "sms-outbox.jsonl"
 	defaultQueueSize      = 1000
-	defaultMaxEntries     = 100_000
-	defaultRedisPrefix    = "smsrec:"
 	maxBodyBytes          = 64 << 10
 
 	defaultPasswordMinLength = 12
@@ -210,26 +228,15 @@ func (h *Handler) fillDefaults() {
 	if h.TokenTTL == 0 {
 		h.TokenTTL = caddy.Duration(defaultTokenTTL)
 	}
-	if h.SMS == nil {
-		h.SMS = &SMS{}
+	// The defaults are modules like any other, loaded the same way.
+	if h.SenderRaw == nil {
+		h.SenderRaw = json.RawMessage(`{"provider": "outbox"}`)
 	}
-	if h.SMS.Outbox == "" && h.SMS.MessageBird == nil {
-		h.SMS.Outbox = defaultOutbox
+	if h.SMSQueue == 0 {
+		h.SMSQueue = defaultQueueSize
 	}
-	if h.SMS.QueueSize == 0 {
-		h.SMS.QueueSize = defaultQueueSize
-	}
-	if h.Storage == nil {
-		h.Storage = &Storage{}
-	}
-	if h.Storage.Redis == nil && h.Storage.Memory == nil {
-		h.Storage.Memory = &MemoryStorage{}
-	}
-	if m := h.Storage.Memory; m != nil && m.MaxEntries == 0 {
-		m.MaxEntries = defaultMaxEntries
-	}
-	if r := h.Storage.Redis; r != nil && r.Prefix == "" {
-		r.Prefix = defaultRedisPrefix
+	if h.StorageRaw == nil {
+		h.StorageRaw = json.RawMessage(`{"backend": "memory"}`)
 	}
 	if h.PasswordMinLength == 0 {
 		h.PasswordMinLength = defaultPasswordMinLength
@@ -266,34 +273,9 @@ func (h *Handler) Validate() error {
 	check(h.PasswordMinLength >= 1 && h.PasswordMinLength <= 128, "password_min_length: %d is outside 1..128", h.PasswordMinLength)
 	check(h.ResendInterval >= 0, "resend_interval: must not be negative")
 	check(h.TokenTTL > 0 && time.Duration(h.TokenTTL) <= 24*time.Hour, "token_ttl: %s must be positive and at most 24h", time.Duration(h.TokenTTL))
-	check(h.Directory != nil, "directory: required (directory file <path>, directory http <url>, directory ldap <url> {...} or directory sql postgres|mysql <dsn> { query ... })")
-	if d := h.Directory; d != nil {
-		check(countSet(d.File != "", d.URL != "", d.LDAP != nil, d.SQL != nil) == 1, "directory: give exactly one of file, http, ldap or sql")
-		errs = append(errs, d.SQL.validate())
-		if l := d.LDAP; l != nil {
-			check(strings.HasPrefix(l.URL, "ldap://") || strings.HasPrefix(l.URL, "ldaps://"),
-				"directory ldap: url %q must start with ldap:// or ldaps://", redactURL(l.URL))
-			check(l.BaseDN != "", "directory ldap: base_dn is required")
-			check(strings.Count(l.Filter, "{account}") == 1, "directory ldap: filter %q must contain {account} exactly once", l.Filter)
-			check(l.BindDN == "" || l.BindPassword != "", "directory ldap: bind_password is required with bind_dn (usually {env.LDAP_PASSWORD})")
-			check(l.Timeout >= 0, "directory ldap: timeout must not be negative")
-			check(l.PoolSize >= 0, "directory ldap: pool_size must not be negative")
-		}
-	}
-	check((h.SMS.Outbox == "") != (h.SMS.MessageBird == nil), "sms: give exactly one of outbox or messagebird")
-	if mb := h.SMS.MessageBird; mb != nil {
-		check(mb.AccessKey != "", "sms messagebird: access_key is required")
-		check(mb.Originator != "", "sms messagebird: originator is required")
-	}
-	check(h.SMS.QueueSize > 0, "sms: queue_size must be positive")
-	check((h.Storage.Memory == nil) != (h.Storage.Redis == nil), "storage: give exactly one of memory or redis")
-	if m := h.Storage.Memory; m != nil {
-		check(m.MaxEntries >= 100, "storage memory: max_entries %d is below 100", m.MaxEntries)
-	}
-	if r := h.Storage.Redis; r != nil {
-		check(r.URL != "", "storage redis: a URL is required")
-		check(len(h.Secrets) > 0, "secret: required with redis storage, so that every instance hashes codes and tokens alike")
-	}
+	// Provision loads the directory, which frees its raw config.
+	check(h.DirectoryRaw != nil || h.dir != nil, "directory: required (directory file <path>, directory http <url>, directory ldap <url> {...}, directory sql postgres|mysql <dsn> { query ... }, or another directory module)")
+	check(h.SMSQueue > 0, "sms_queue: must be positive")
 	for scope := range h.Limits {
 		check(contains(limitScopes, scope), "limit: unknown scope %q (want one of %s)", scope, strings.Join(limitScopes, ", "))
 	}
@@ -335,25 +317,6 @@ func checkPublicURL(raw string) error {
 		return errors.New("must not hold a query or a fragment")
 	}
 	return nil
-}
-
-// redactURL hides a password written into a URL, for error messages.
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	return "(unparsable)"
-}
-
-// countSet counts the options that are set.
-func countSet(set ...bool) int {
-	n := 0
-	for _, b := range set {
-		if b {
-			n++
-		}
-	}
-	return n
 }
 
 func contains(list []string, s string) bool {

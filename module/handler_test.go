@@ -1,18 +1,27 @@
 package module
 
 import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
 // validHandler returns a configuration that loads.
 func validHandler() *Handler {
 	return &Handler{
-		PublicURL: "https://mail.example.com",
-		Directory: &Directory{File: "phones.json"},
-		Forward:   &Forward{KeyID: "gw1", HMACKey: strings.Repeat("AAAA", 22)},
+		PublicURL:    "https://mail.example.com",
+		DirectoryRaw: fileDirectory("phones.json"),
+		Forward:      &Forward{KeyID: "gw1", HMACKey: strings.Repeat("AAAA", 22)},
 	}
 }
 
@@ -31,35 +40,9 @@ func TestValidate(t *testing.T) {
 		{"no attempts", func(h *Handler) { h.MaxAttempts = -1 }, "max_attempts:"},
 		{"prefix without slash", func(h *Handler) { h.PathPrefix = "recovery" }, "path_prefix:"},
 		{"prefix with trailing slash", func(h *Handler) { h.PathPrefix = "/recovery/" }, "path_prefix:"},
-		{"no directory", func(h *Handler) { h.Directory = nil }, "directory: required"},
-		{"two directories", func(h *Handler) { h.Directory.URL = "https://dir" }, "directory: give exactly one"},
-		{"ldap directory", func(h *Handler) { h.Directory = &Directory{LDAP: testLDAP()} }, ""},
-		{"ldap and file", func(h *Handler) { h.Directory.LDAP = testLDAP() }, "directory: give exactly one of file, http, ldap or sql"},
-		{"ldap over http", func(h *Handler) {
-			h.Directory = &Directory{LDAP: testLDAP()}
-			h.Directory.LDAP.URL = "http://ldap.example.com"
-		}, `directory ldap: url "http://ldap.example.com" must start with ldap:// or ldaps://`},
-		{"ldap url with a password", func(h *Handler) {
-			h.Directory = &Directory{LDAP: testLDAP()}
-			h.Directory.LDAP.URL = "https://u:s3cret@ldap.example.com"
-		}, `directory ldap: url "https://u:xxxxx@ldap.example.com"`},
-		{"ldap without base_dn", func(h *Handler) {
-			h.Directory = &Directory{LDAP: testLDAP()}
-			h.Directory.LDAP.BaseDN = ""
-		}, "directory ldap: base_dn is required"},
-		{"ldap filter without account", func(h *Handler) {
-			h.Directory = &Directory{LDAP: testLDAP()}
-			h.Directory.LDAP.Filter = "(mail=alice)"
-		}, `directory ldap: filter "(mail=alice)" must contain {account} exactly once`},
-		{"ldap bind_dn without password", func(h *Handler) {
-			h.Directory = &Directory{LDAP: testLDAP()}
-			h.Directory.LDAP.BindPassword = ""
-		}, "directory ldap: bind_password is required with bind_dn"},
-		{"messagebird without key", func(h *Handler) {
-			h.SMS = &SMS{MessageBird: &MessageBird{Originator: "Mail"}}
-		}, "access_key is required"},
+		{"no directory", func(h *Handler) { h.DirectoryRaw = nil }, "directory: required"},
+		{"negative queue", func(h *Handler) { h.SMSQueue = -1 }, "sms_queue: must be positive"},
 		{"unknown limit", func(h *Handler) { h.Limits = map[string]Limit{"start_planet": {Events: 1, Window: 1}} }, `limit: unknown scope "start_planet"`},
-		{"redis without secret", func(h *Handler) { h.Storage = &Storage{Redis: &RedisStorage{URL: "redis://127.0.0.1:6379"}} }, "secret: required with redis storage"},
 		{"short secret", func(h *Handler) { h.Secrets = []string{"c2hvcnQ="} }, "secret: value 1"},
 		{"no forward", func(h *Handler) { h.Forward = nil }, "forward: required"},
 		{"two forward keys", func(h *Handler) { h.Forward.Ed25519Key = "key.pem" }, "forward: give exactly one"},
@@ -106,8 +89,8 @@ func TestDefaultsAreSafe(t *testing.T) {
 		h.ResendInterval != caddy.Duration(defaultResendInterval) || h.TokenTTL != caddy.Duration(defaultTokenTTL) {
 		t.Errorf("defaults: %+v", h)
 	}
-	if h.Storage.Memory == nil || h.SMS.Outbox == "" || !*h.NotifyOnReset || h.PathPrefix != "/recovery" {
-		t.Errorf("defaults: storage %+v sms %+v", h.Storage, h.SMS)
+	if !*h.NotifyOnReset || h.PathPrefix != "/recovery" || h.SMSQueue != 1000 {
+		t.Errorf("defaults: %+v", h)
 	}
 	l := h.limits()
 	if l.StartIP.Events != 10 || l.StartAccount.Events != 3 || l.StartPhone.Events != 3 ||
@@ -116,23 +99,105 @@ func TestDefaultsAreSafe(t *testing.T) {
 	}
 }
 
-func TestPlaceholdersInSecrets(t *testing.T) {
-	t.Setenv("SMSREC_TEST_KEY", "live_abc")
-	t.Setenv("SMSREC_TEST_SECRET", strings.Repeat("QUFB", 11))
+// TestDefaultModules provisions a gateway that names no sender and no
+// storage: it gets the outbox sms-outbox.jsonl and a memory store of
+// 100000 entries, loaded as modules like any other.
+func TestDefaultModules(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("phones.json", []byte(`{}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	h := validHandler()
-	h.SMS = &SMS{MessageBird: &MessageBird{AccessKey: "{env.SMSREC_TEST_KEY}", Originator: "Mail"}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Cleanup()
+	wantStore, _ := poolKey(&storage.MemoryModule{MaxEntries: 100_000})
+	if h.store.key != wantStore {
+		t.Errorf("store %q, want the memory store of 100000 entries %q", h.store.key, wantStore)
+	}
+	wantQueue, _ := poolKey(&sms.OutboxModule{Path: "sms-outbox.jsonl"}, 1000)
+	if n, ok := queues.References(wantQueue); !ok || n < 1 {
+		t.Errorf("no queue for the outbox sms-outbox.jsonl with 1000 places (%d, %v)", n, ok)
+	}
+	if _, ok := h.dir.(*directory.FileModule); !ok {
+		t.Errorf("directory is a %T", h.dir)
+	}
+}
+
+// TestModuleLoadErrors shows that a guest module that cannot load stops
+// the gateway's load with a message naming the directive and the module.
+func TestModuleLoadErrors(t *testing.T) {
+	t.Setenv("SMSREC_TEST_EMPTY", "")
+	cases := []struct {
+		name   string
+		mutate func(*Handler)
+		want   string
+	}{
+		{"unknown directory", func(h *Handler) { h.DirectoryRaw = json.RawMessage(`{"source": "carrierpigeon"}`) },
+			"directory: loading module 'carrierpigeon': unknown module: http.handlers.sms_recovery.directories.carrierpigeon"},
+		{"directory without source", func(h *Handler) { h.DirectoryRaw = json.RawMessage(`{"path": "phones.json"}`) },
+			"directory: "},
+		{"unknown sender", func(h *Handler) { h.SenderRaw = json.RawMessage(`{"provider": "pigeon"}`) },
+			"http.handlers.sms_recovery.senders.pigeon"},
+		{"unknown storage", func(h *Handler) { h.StorageRaw = json.RawMessage(`{"backend": "etcd"}`) },
+			"http.handlers.sms_recovery.storage.etcd"},
+		{"a sender where the directory goes", func(h *Handler) {
+			h.SenderRaw = json.RawMessage(`{"provider": "outbox", "path": "x", "url": "y"}`)
+		}, `unknown field "url"`},
+		{"messagebird without key", func(h *Handler) {
+			h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{Originator: "Mail"})
+		}, "sms messagebird: access_key is required"},
+		{"messagebird key from an empty variable", func(h *Handler) {
+			h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{AccessKey: "{env.SMSREC_TEST_EMPTY}", Originator: "Mail"})
+		}, "sms messagebird: access_key: placeholder {env.SMSREC_TEST_EMPTY} is empty"},
+		{"redis without secret", func(h *Handler) {
+			h.StorageRaw = guest(&storage.RedisModule{URL: "redis://127.0.0.1:1", DialTimeout: caddy.Duration(time.Millisecond)}, "backend")
+		}, "secret: required with redis storage"},
+		{"small memory store", func(h *Handler) { h.StorageRaw = memoryStorage(10) }, "storage memory: max_entries 10 is below 100"},
+		{"secret from an empty variable", func(h *Handler) { h.Secrets = []string{"{env.SMSREC_TEST_EMPTY}"} },
+			"secret: value 1: placeholder {env.SMSREC_TEST_EMPTY} is empty"},
+		{"hmac_key from an unset variable", func(h *Handler) { h.Forward.HMACKey = "{env.SMSREC_TEST_UNSET}" },
+			"forward: hmac_key: placeholder {env.SMSREC_TEST_UNSET} is empty"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			phones := filepath.Join(dir, "phones.json")
+			if err := os.WriteFile(phones, []byte(`{}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			h := validHandler()
+			h.DirectoryRaw = fileDirectory(phones)
+			h.SenderRaw = outboxSender(filepath.Join(dir, "outbox.jsonl"))
+			c.mutate(h)
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			err := h.Provision(ctx)
+			h.Cleanup()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Provision = %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestPlaceholdersInSecrets(t *testing.T) {
+	t.Setenv("SMSREC_TEST_SECRET", strings.Repeat("QUFB", 11))
+	t.Setenv("SMSREC_TEST_HMAC", strings.Repeat("AAAA", 22))
+	h := validHandler()
 	h.Secrets = []string{"{env.SMSREC_TEST_SECRET}"}
+	h.Forward.HMACKey = "{env.SMSREC_TEST_HMAC}"
 	h.fillDefaults()
-	h.expandPlaceholders()
-	if h.SMS.MessageBird.AccessKey != "live_abc" || h.Secrets[0] != strings.Repeat("QUFB", 11) {
-		t.Fatalf("placeholders not expanded: %q %q", h.SMS.MessageBird.AccessKey, h.Secrets[0])
+	if err := h.expandPlaceholders(); err != nil {
+		t.Fatal(err)
+	}
+	if h.Secrets[0] != strings.Repeat("QUFB", 11) || h.Forward.HMACKey != strings.Repeat("AAAA", 22) {
+		t.Fatalf("placeholders not expanded: %q %q", h.Secrets[0], h.Forward.HMACKey)
 	}
 	if err := h.Validate(); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func testLDAP() *LDAPDirectory {
-	return &LDAPDirectory{URL: "ldaps://ldap.example.com", BindDN: "cn=gw,dc=example,dc=com", BindPassword: "pw",
-		BaseDN: "ou=people,dc=example,dc=com", Filter: "(mail={account})"}
 }

@@ -15,7 +15,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/goleak"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldaptest"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
 // TestNoGoroutineOutlivesTheHandler provisions a handler, sends a code
@@ -30,17 +32,18 @@ func TestNoGoroutineOutlivesTheHandler(t *testing.T) {
 	}
 	outbox := filepath.Join(dir, "outbox.jsonl")
 	h := &Handler{
-		PublicURL: "https://mail.example.com",
-		Directory: &Directory{File: phones},
-		SMS:       &SMS{Outbox: outbox},
-		Storage:   &Storage{Memory: &MemoryStorage{MaxEntries: 4321}}, // a store of its own
-		Forward:   &Forward{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(make([]byte, 64))},
+		PublicURL:    "https://mail.example.com",
+		DirectoryRaw: fileDirectory(phones),
+		SenderRaw:    outboxSender(outbox),
+		StorageRaw:   memoryStorage(4321), // a store of its own
+		Forward:      &Forward{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(make([]byte, 64))},
 	}
 	// Cleanup drained the queue: the code went out before it returned.
 	if b := startThenCleanup(t, h, "alice@example.com", outbox); !strings.Contains(b, `"to":"+31612345678"`) {
 		t.Fatalf("outbox after cleanup: %q", b)
 	}
-	if n, ok := stores.References("memory/4321"); ok || n != 0 {
+	key, _ := poolKey(&storage.MemoryModule{MaxEntries: 4321})
+	if n, ok := stores.References(key); ok || n != 0 {
 		t.Errorf("the store is still referenced %d times", n)
 	}
 }
@@ -57,17 +60,17 @@ func TestLDAPDirectoryLifecycle(t *testing.T) {
 	outbox := filepath.Join(t.TempDir(), "outbox.jsonl")
 	h := &Handler{
 		PublicURL: "https://mail.example.com",
-		Directory: &Directory{LDAP: &LDAPDirectory{
+		DirectoryRaw: guest(&directory.LDAPModule{
 			URL:           srv.URL,
 			BindDN:        ldaptest.BindDN,
 			BindPassword:  "{env.TEST_LDAP_PASSWORD}",
 			BaseDN:        ldaptest.BaseDN,
 			Filter:        "(mail={account})",
 			LangAttribute: "preferredLanguage",
-		}},
-		SMS:     &SMS{Outbox: outbox},
-		Storage: &Storage{Memory: &MemoryStorage{MaxEntries: 4322}}, // a store of its own
-		Forward: &Forward{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(make([]byte, 64))},
+		}, "source"),
+		SenderRaw:  outboxSender(outbox),
+		StorageRaw: memoryStorage(4322), // a store of its own
+		Forward:    &Forward{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(make([]byte, 64))},
 	}
 	b := startThenCleanup(t, h, "Bob@Example.com", outbox)
 	if !strings.Contains(b, `"to":"+4915123456789"`) {
@@ -84,12 +87,12 @@ func TestLDAPDirectoryLifecycle(t *testing.T) {
 func TestLDAPDirectoryRefused(t *testing.T) {
 	h := &Handler{
 		PublicURL: "https://mail.example.com",
-		Directory: &Directory{LDAP: &LDAPDirectory{
+		DirectoryRaw: guest(&directory.LDAPModule{
 			URL: "ldap://127.0.0.1:1", BaseDN: "ou=people,dc=example,dc=com", Filter: "mail={account}",
-		}},
-		SMS:     &SMS{Outbox: filepath.Join(t.TempDir(), "outbox.jsonl")},
-		Storage: &Storage{Memory: &MemoryStorage{MaxEntries: 4323}},
-		Forward: &Forward{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(make([]byte, 64))},
+		}, "source"),
+		SenderRaw:  outboxSender(filepath.Join(t.TempDir(), "outbox.jsonl")),
+		StorageRaw: memoryStorage(4323),
+		Forward:    &Forward{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(make([]byte, 64))},
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()

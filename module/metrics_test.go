@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
 
 // TestMetrics runs flows through a gateway and reads the counters back
@@ -62,7 +63,7 @@ func TestMetrics(t *testing.T) {
 	got := map[string]float64{}
 	for _, f := range families {
 		name := f.GetName()
-		if !strings.HasPrefix(name, "caddy_sms_recovery_") || name == queueLengthMetric {
+		if !strings.HasPrefix(name, "caddy_sms_recovery_") || processGauges[name] {
 			continue
 		}
 		if f.GetType() != dto.MetricType_COUNTER {
@@ -113,9 +114,17 @@ func TestMetrics(t *testing.T) {
 
 // wantLabels are the label names of each metric, sorted.
 var wantLabels = map[string][]string{
-	"caddy_sms_recovery_events_total":    {"event", "scope", "site"},
-	"caddy_sms_recovery_sms_total":       {"kind", "result", "site"},
-	"caddy_sms_recovery_responses_total": {"code", "route", "site"},
+	"caddy_sms_recovery_events_total":      {"event", "scope", "site"},
+	"caddy_sms_recovery_sms_total":         {"kind", "result", "site"},
+	"caddy_sms_recovery_responses_total":   {"code", "route", "site"},
+	"caddy_sms_recovery_unavailable_total": {"site"},
+}
+
+// processGauges are the gauges of the whole process, with no site label.
+var processGauges = map[string]bool{
+	queueLengthMetric:               true,
+	circuitOpenMetric:               true,
+	"caddy_sms_recovery_build_info": true,
 }
 
 // series names a series by its metric, without the common prefix, and its
@@ -130,7 +139,10 @@ func series(name string, labels map[string]string) string {
 	return strings.TrimPrefix(name, "caddy_sms_recovery_") + "{" + strings.Join(parts, ",") + "}"
 }
 
-const queueLengthMetric = "caddy_sms_recovery_sms_queue_length"
+const (
+	queueLengthMetric = "caddy_sms_recovery_sms_queue_length"
+	circuitOpenMetric = "caddy_sms_recovery_sms_circuit_open"
+)
 
 // TestSMSQueueLengthMetric holds a provider's answers back so that messages
 // wait in the queue, and reads the gauge of waiting messages.
@@ -159,24 +171,18 @@ func TestSMSQueueLengthMetric(t *testing.T) {
 		phones[fmt.Sprintf("queued%d@example.com", i)] = fmt.Sprintf("+3161%07d", 2000+i)
 	}
 	g := newOpsGateway(t, phones, func(h *Handler) {
-		h.SMS = &SMS{MessageBird: &MessageBird{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL}}
+		h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
 	})
 	for account := range phones {
 		g.start(account, "192.0.2.50")
 	}
 
-	reg := g.ctx.GetMetricsRegistry()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		// Other tests' queues can only add to the process-wide count.
-		n := queueLength(t, reg)
-		if n >= waiting {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v, want at least %d", queueLengthMetric, n, waiting)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// Every start has queued its message by the time it returns, and no
+	// worker lets go of a message before the release: each holds one at
+	// most, so the messages beyond the workers are waiting now. Other
+	// tests' queues can only add to the process-wide count.
+	if n := queueLength(t, g.ctx.GetMetricsRegistry()); n < waiting {
+		t.Errorf("%s = %v, want at least %d", queueLengthMetric, n, waiting)
 	}
 	unblock()
 	g.close()
@@ -202,5 +208,100 @@ func queueLength(t *testing.T, reg *prometheus.Registry) float64 {
 		return f.GetMetric()[0].GetGauge().GetValue()
 	}
 	t.Fatalf("%s is not registered", queueLengthMetric)
+	return 0
+}
+
+// TestBuildInfoMetric: the release is a label of a gauge that is always 1.
+func TestBuildInfoMetric(t *testing.T) {
+	t.Parallel()
+	g := newOpsGateway(t, map[string]string{}, nil)
+	families, err := g.ctx.GetMetricsRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "caddy_sms_recovery_build_info" {
+			continue
+		}
+		ms := f.GetMetric()
+		if f.GetType() != dto.MetricType_GAUGE || len(ms) != 1 || len(ms[0].GetLabel()) != 1 ||
+			ms[0].GetLabel()[0].GetName() != "version" || ms[0].GetLabel()[0].GetValue() != version.Version ||
+			ms[0].GetGauge().GetValue() != 1 {
+			t.Fatalf("build_info is not one gauge of 1 labelled version=%q: %v", version.Version, f)
+		}
+		return
+	}
+	t.Fatal("caddy_sms_recovery_build_info is not registered")
+}
+
+// TestSMSCircuitOpenMetric makes the provider fail until the breaker of its
+// queue opens, and reads the gauge of open breakers.
+func TestSMSCircuitOpenMetric(t *testing.T) {
+	t.Parallel()
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(provider.Close)
+	phones := map[string]string{}
+	for i := range 5 { // the default threshold: 5 failed tries in a row
+		phones[fmt.Sprintf("breaker%d@example.com", i)] = fmt.Sprintf("+316123457%02d", i)
+	}
+	g := newOpsGateway(t, phones, func(h *Handler) {
+		h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
+		// Codes that expire soon, so that the retries end and the queue
+		// drains at cleanup.
+		h.CodeTTL = caddy.Duration(2 * time.Second)
+	})
+	reg := g.ctx.GetMetricsRegistry()
+	for account := range phones {
+		g.start(account, "192.0.2.70")
+	}
+	q := g.h.queueForTest()
+	if q == nil {
+		t.Fatal("no SMS queue hears from the handler")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !q.CircuitOpen() {
+		if time.Now().After(deadline) {
+			t.Fatal("the breaker did not open while the provider failed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Other tests' queues can only add to the process-wide count.
+	if n := gauge(t, reg, circuitOpenMetric); n < 1 {
+		t.Errorf("%s = %v with this queue's breaker open, want at least 1", circuitOpenMetric, n)
+	}
+}
+
+// queueForTest finds the pooled SMS queue the handler sends through: the
+// one its observer hears from.
+func (h *Handler) queueForTest() *sms.Queue {
+	var q *sms.Queue
+	queues.Range(func(_, v any) bool {
+		p := v.(*pooledQueue)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if slices.Contains(p.observers, h.observer) {
+			q = p.queue
+			return false
+		}
+		return true
+	})
+	return q
+}
+
+// gauge reads an unlabelled gauge from reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && f.GetType() == dto.MetricType_GAUGE && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("%s is not one gauge in the registry", name)
 	return 0
 }

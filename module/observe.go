@@ -13,14 +13,18 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
 
 // metrics are created once per process and registered with the registry of
 // every config that loads the handler, so counts survive a reload.
 type metrics struct {
-	events *prometheus.CounterVec
-	sms    *prometheus.CounterVec
-	queued prometheus.GaugeFunc
+	events      *prometheus.CounterVec
+	sms         *prometheus.CounterVec
+	queued      prometheus.GaugeFunc
+	unavailable *prometheus.CounterVec
+	circuitOpen prometheus.GaugeFunc
+	buildInfo   *prometheus.GaugeVec
 }
 
 var processMetrics = sync.OnceValue(func() *metrics {
@@ -47,11 +51,36 @@ var processMetrics = sync.OnceValue(func() *metrics {
 			})
 			return float64(n)
 		}),
+		unavailable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "unavailable_total",
+			Help: "Requests answered 503 because the storage or the phone directory could not answer, readiness probes included.",
+		}, []string{"site"}),
+		circuitOpen: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "sms_circuit_open",
+			Help: "SMS queues of this process whose circuit breaker is open: their provider kept failing and is being given a rest.",
+		}, func() float64 {
+			n := 0
+			queues.Range(func(_, v any) bool {
+				if v.(*pooledQueue).queue.CircuitOpen() {
+					n++
+				}
+				return true
+			})
+			return float64(n)
+		}),
+		buildInfo: func() *prometheus.GaugeVec {
+			g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Namespace: ns, Subsystem: sub, Name: "build_info",
+				Help: "Always 1; its version label is the release of caddy-sms-recovery in this binary.",
+			}, []string{"version"})
+			g.WithLabelValues(version.Version).Set(1)
+			return g
+		}(),
 	}
 })
 
 func (m *metrics) register(reg *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{m.events, m.sms, m.queued} {
+	for _, c := range []prometheus.Collector{m.events, m.sms, m.queued, m.unavailable, m.circuitOpen, m.buildInfo} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -135,6 +164,12 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 	if name := "sms_recovery_" + e.Name; o.events != nil && o.events.ShouldEmit(name) {
 		o.events.Emit(o.ctx, name, data)
 	}
+}
+
+// unavailable counts a request answered 503 because a dependency could not
+// answer.
+func (o *observer) unavailable() {
+	o.metrics.unavailable.WithLabelValues(o.site).Inc()
 }
 
 // deliveryOutcome reports what became of a queued SMS.

@@ -6,18 +6,23 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/admin"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
 
 // Provision fills defaults and builds the flow's collaborators.
@@ -27,7 +32,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return zapcore.NewSamplerWithOptions(c, outageLogInterval, 1, 0)
 	}))
 	h.fillDefaults()
-	h.expandPlaceholders()
+	if err := h.expandPlaceholders(); err != nil {
+		return err
+	}
 	if err := h.Validate(); err != nil {
 		return err
 	}
@@ -46,26 +53,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	keys = keys.InRealm(h.realm)
-	if h.store, err = loadStore(h.Storage); err != nil {
+	if h.store, err = h.loadStore(ctx); err != nil {
 		return err
 	}
 	h.closers = append(h.closers, func() error { return releaseStore(h.store) })
-	h.provisionRedis(ctx)
 
 	h.guard, err = limiter.New(h.limits(), h.store.counters, h.store.backend, recovery.SystemClock{})
 	if err != nil {
 		return err
 	}
-	h.closers = append(h.closers, guards.register(h.store.key, h.guard, h.observer))
-	dir, err := h.directory()
-	if err != nil {
+	h.closers = append(h.closers, admin.Register(h.store.key, h.guard, h.observer))
+	if err := h.loadDirectory(ctx); err != nil {
 		return err
 	}
 	phones, err := directory.NewPhonePolicy(h.AllowedCountries)
 	if err != nil {
 		return fmt.Errorf("allowed_countries: %w", err)
 	}
-	sender, err := h.sender()
+	sender, err := h.sender(ctx)
 	if err != nil {
 		return err
 	}
@@ -92,7 +97,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		DefaultLang:   h.Language,
 	}, recovery.Deps{
 		Store:     h.store.backend,
-		Directory: dir,
+		Directory: h.dir,
 		Phones:    phones,
 		Sender:    sender,
 		Guard:     h.guard,
@@ -108,44 +113,65 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionPages(); err != nil {
 		return err
 	}
+	h.logReady()
 	return nil
 }
 
+// logReady says, once per provisioned handler, which release serves the
+// recovery routes and which limits they enforce: a person trying the demo
+// who meets a 429 or a 423 learns here why, and how to lift a lock.
+func (h *Handler) logReady() {
+	h.logger.Info("sms recovery ready",
+		zap.String("version", version.Version),
+		zap.String("site", h.SiteName),
+		zap.String("path_prefix", h.PathPrefix),
+		zap.String("limits", limitsSummary(h.limits())),
+		zap.String("hint", "a 429 or 423 comes from these limits: raise them with limit, lockout and ip_block; "+
+			"list and lift locks with 'caddy sms-recovery locks' and 'caddy sms-recovery unlock <account>'"))
+}
+
+// limitsSummary writes the limits of c on one line.
+func limitsSummary(c limiter.Config) string {
+	rate := func(r limiter.Rate) string { return fmt.Sprintf("%d/%s", r.Events, shortDuration(r.Window)) }
+	return fmt.Sprintf("start_ip %s, start_account %s, start_phone %s, verify_ip %s, sms_global %s; "+
+		"lockout after %d wrong codes in %s for %s; ip_block after %d in %s for %s",
+		rate(c.StartIP), rate(c.StartAccount), rate(c.StartPhone), rate(c.VerifyIP), rate(c.SMSGlobal),
+		c.Lockout.Failures, shortDuration(c.Lockout.Window), shortDuration(c.Lockout.Duration),
+		c.IPBlock.Failures, shortDuration(c.IPBlock.Window), shortDuration(c.IPBlock.Duration))
+}
+
+// shortDuration writes 1h and 30m rather than 1h0m0s and 30m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // expandPlaceholders replaces global placeholders such as
-// {env.MESSAGEBIRD_ACCESS_KEY} in the options that hold secrets, addresses
-// and paths, so that none of them need be written into the config.
-func (h *Handler) expandPlaceholders() {
+// {env.RECOVERY_SECRET} in the gateway's own options that hold secrets,
+// addresses and paths, so that none of them need be written into the
+// config; a placeholder that expands to nothing is an error that says so.
+// Each guest module expands its own.
+func (h *Handler) expandPlaceholders() error {
 	repl := caddy.NewReplacer()
-	expand := func(s *string) { *s = repl.ReplaceKnown(*s, "") }
+	var errs []error
+	expand := func(field string, s *string) {
+		errs = append(errs, placeholder.Expand(repl, field, s))
+	}
 	for i := range h.Secrets {
-		expand(&h.Secrets[i])
-	}
-	if mb := h.SMS.MessageBird; mb != nil {
-		expand(&mb.AccessKey)
-		expand(&mb.Originator)
-		expand(&mb.Endpoint)
-	}
-	if d := h.Directory; d != nil {
-		expand(&d.File)
-		expand(&d.URL)
-		if d.SQL != nil {
-			expand(&d.SQL.DSN)
-		}
-		if l := d.LDAP; l != nil {
-			expand(&l.URL)
-			expand(&l.BindDN)
-			expand(&l.BindPassword)
-		}
-	}
-	if r := h.Storage.Redis; r != nil {
-		expand(&r.URL)
+		expand(fmt.Sprintf("secret: value %d", i+1), &h.Secrets[i])
 	}
 	if f := h.Forward; f != nil {
-		expand(&f.HMACKey)
-		expand(&f.Ed25519Key)
+		expand("forward: hmac_key", &f.HMACKey)
+		expand("forward: ed25519_key", &f.Ed25519Key)
 	}
-	expand(&h.SMS.Outbox)
-	expand(&h.PublicURL)
+	expand("public_url", &h.PublicURL)
+	return errors.Join(errs...)
 }
 
 // outageLogInterval is how often the same failure of a dependency is logged.
@@ -220,55 +246,25 @@ func (h *Handler) limits() limiter.Config {
 	return c
 }
 
-func (h *Handler) directory() (recovery.Directory, error) {
-	d := h.Directory
-	if d.SQL != nil {
-		return h.sqlDirectory(d.SQL)
+// loadDirectory loads the directory module, through a context that
+// carries the gateway's request signer for the modules that send requests
+// (directory http signs its lookups like the forwarded reset). Caddy cleans
+// the module up, closing its connections, when the config unloads.
+func (h *Handler) loadDirectory(ctx caddy.Context) error {
+	sign := func(r *http.Request) error {
+		account := r.URL.Query().Get("account")
+		return h.signer.Sign(r.Header, r.Method, r.URL.EscapedPath(), nil, account, time.Now())
 	}
-	if l := d.LDAP; l != nil {
-		ld, err := directory.NewLDAP(directory.LDAPConfig{
-			URL:            l.URL,
-			StartTLS:       l.StartTLS,
-			BindDN:         l.BindDN,
-			BindPassword:   l.BindPassword,
-			BaseDN:         l.BaseDN,
-			Filter:         l.Filter,
-			PhoneAttribute: l.PhoneAttribute,
-			LangAttribute:  l.LangAttribute,
-			Timeout:        time.Duration(l.Timeout),
-			PoolSize:       l.PoolSize,
-		})
-		if err != nil {
-			return nil, err // it names the directive: "directory ldap: ..."
-		}
-		h.closers = append(h.closers, ld.Close)
-		return ld, nil
-	}
-	if d.File != "" {
-		f, err := directory.NewFile(directory.FileConfig{
-			Path:  d.File,
-			Clock: recovery.SystemClock{},
-			OnReloadError: func(err error) {
-				h.logger.Error("phone directory changed but cannot be read; keeping the last good copy", zap.Error(err))
-			},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("directory file: %w", err)
-		}
-		return f, nil
-	}
-	hd, err := directory.NewHTTP(directory.HTTPConfig{
-		URL:     d.URL,
-		Timeout: time.Duration(d.Timeout),
-		Sign: func(r *http.Request) error {
-			account := r.URL.Query().Get("account")
-			return h.signer.Sign(r.Header, r.Method, r.URL.EscapedPath(), nil, account, time.Now())
-		},
-	})
+	mod, err := directory.WithRequestSigner(ctx, sign).LoadModule(h, "DirectoryRaw")
 	if err != nil {
-		return nil, fmt.Errorf("directory http: %w", err)
+		return fmt.Errorf("directory: %w", err)
 	}
-	return hd, nil
+	dir, ok := mod.(recovery.Directory)
+	if !ok {
+		return fmt.Errorf("directory: module %s is not a directory (it has no Lookup method)", caddy.GetModuleID(mod))
+	}
+	h.dir = dir
+	return nil
 }
 
 func (h *Handler) now() time.Time { return time.Now() }

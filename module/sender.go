@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"go.uber.org/zap"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
@@ -73,22 +73,35 @@ func (p *pooledQueue) Destruct() error {
 	return err
 }
 
-// sender returns the pooled delivery queue for the handler's SMS settings;
-// Cleanup releases it.
 // smsHoldback keeps each SMS back this long after its request queued it, so
 // that delivering a real account's code costs that request nothing a
 // decoy's request would not pay: a person does not notice 20ms.
 const smsHoldback = 20 * time.Millisecond
 
-func (h *Handler) sender() (recovery.Sender, error) {
-	key, deliverer := h.deliverer()
+// sender loads the sender module and returns the pooled delivery queue for
+// its settings; Cleanup releases it. The module only holds settings: its
+// NewDeliverer runs when no handler of this process uses the same sender
+// and queue size yet, so that a reload hands the waiting messages over.
+func (h *Handler) sender(ctx caddy.Context) (recovery.Sender, error) {
+	mod, err := ctx.LoadModule(h, "SenderRaw")
+	if err != nil {
+		return nil, fmt.Errorf("sms: %w", err)
+	}
+	factory, ok := mod.(sms.DelivererFactory)
+	if !ok {
+		return nil, fmt.Errorf("sms: module %s is not a sender (it has no NewDeliverer method)", caddy.GetModuleID(mod))
+	}
+	key, err := poolKey(mod, h.SMSQueue)
+	if err != nil {
+		return nil, fmt.Errorf("sms: %w", err)
+	}
 	v, _, err := queues.LoadOrNew(key, func() (caddy.Destructor, error) {
-		d, closeIdle, err := deliverer()
+		d, release, err := factory.NewDeliverer()
 		if err != nil {
 			return nil, err
 		}
-		p := &pooledQueue{key: key, close: closeIdle}
-		p.queue = sms.NewQueue(d, sms.QueueConfig{Size: h.SMS.QueueSize, Holdback: smsHoldback, Observe: p.observe})
+		p := &pooledQueue{key: key, close: release}
+		p.queue = sms.NewQueue(d, sms.QueueConfig{Size: h.SMSQueue, Holdback: smsHoldback, Observe: p.observe})
 		return p, nil
 	})
 	if err != nil {
@@ -102,39 +115,17 @@ func (h *Handler) sender() (recovery.Sender, error) {
 		detach()
 		return err
 	})
-	if h.SMS.Outbox != "" {
-		h.logger.Warn("SMS go to the development outbox file, which holds live codes: configure sms messagebird for production",
-			zap.String("outbox", h.SMS.Outbox))
-	}
 	return p.queue, nil
 }
 
-// deliverer returns the pool key of the handler's sender and a function
-// that builds it. The key holds a hash of the access key, never the key.
-func (h *Handler) deliverer() (string, func() (sms.Deliverer, func(), error)) {
-	if mb := h.SMS.MessageBird; mb != nil {
-		sum := sha256.Sum256([]byte(mb.AccessKey))
-		key := fmt.Sprintf("messagebird/%s/%s/%s/%s/%d", hex.EncodeToString(sum[:8]), mb.Originator, mb.Endpoint,
-			time.Duration(mb.Timeout), h.SMS.QueueSize)
-		return key, func() (sms.Deliverer, func(), error) {
-			d, err := sms.NewMessageBird(sms.MessageBirdConfig{
-				AccessKey:  mb.AccessKey,
-				Originator: mb.Originator,
-				Endpoint:   mb.Endpoint,
-				Timeout:    time.Duration(mb.Timeout),
-			})
-			if err != nil {
-				return nil, nil, fmt.Errorf("sms messagebird: %w", err)
-			}
-			return d, d.CloseIdleConnections, nil
-		}
+// poolKey names the pooled state of a guest module: its ID and a SHA-256 of
+// its JSON settings and of extra, so that handlers with the same settings
+// share the state and a password or access key never shows in a key.
+func poolKey(mod any, extra ...any) (string, error) {
+	b, err := json.Marshal([]any{mod, extra})
+	if err != nil {
+		return "", fmt.Errorf("encoding the settings of %s: %w", caddy.GetModuleID(mod), err)
 	}
-	key := fmt.Sprintf("outbox/%s/%d", h.SMS.Outbox, h.SMS.QueueSize)
-	return key, func() (sms.Deliverer, func(), error) {
-		d, err := sms.NewOutbox(h.SMS.Outbox, recovery.SystemClock{})
-		if err != nil {
-			return nil, nil, fmt.Errorf("sms outbox: %w", err)
-		}
-		return d, func() { _ = d.Close() }, nil
-	}
+	sum := sha256.Sum256(b)
+	return caddy.GetModuleID(mod) + "/" + hex.EncodeToString(sum[:16]), nil
 }

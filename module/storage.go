@@ -2,13 +2,10 @@ package module
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	ulimiter "github.com/ulule/limiter/v3"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
@@ -17,16 +14,10 @@ import (
 // config reload finds the state of the config before it.
 var stores = caddy.NewUsagePool()
 
-// backend is what a storage backend gives the flow and the limiter.
-type backend interface {
-	recovery.Store
-	limiter.LockStore
-}
-
 // pooledStore is one entry of the pool.
 type pooledStore struct {
 	key      string
-	backend  backend
+	backend  storage.Backend
 	counters ulimiter.Store
 	close    func() error
 }
@@ -39,23 +30,32 @@ func (p *pooledStore) Destruct() error {
 	return nil
 }
 
-// counterBound is how many rate-limit counters the memory store keeps: the
-// limiter's default at the default max_entries, and in proportion to it.
-func counterBound(maxEntries int) int {
-	return int(int64(limiter.DefaultMaxKeys) * int64(maxEntries) / defaultMaxEntries)
-}
-
-// loadStore returns the pooled store for s, making it on first use. The
-// caller must release it with releaseStore.
-func loadStore(s *Storage) (*pooledStore, error) {
-	key, make := storeMaker(s)
+// loadStore loads the storage module and returns the pooled state for its
+// settings, opening it on first use. The caller must release it with
+// releaseStore.
+func (h *Handler) loadStore(ctx caddy.Context) (*pooledStore, error) {
+	mod, err := ctx.LoadModule(h, "StorageRaw")
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	opener, ok := mod.(storage.Opener)
+	if !ok {
+		return nil, fmt.Errorf("storage: module %s is not a store (it has no Open method)", caddy.GetModuleID(mod))
+	}
+	if s, ok := mod.(storage.Shared); ok && s.SharedAcrossProcesses() && len(h.Secrets) == 0 {
+		return nil, fmt.Errorf("secret: required with %s storage, so that every instance hashes codes and tokens alike",
+			caddy.GetModuleName(mod))
+	}
+	key, err := poolKey(mod)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
 	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
-		p, err := make()
+		o, err := opener.Open()
 		if err != nil {
 			return nil, err
 		}
-		p.key = key
-		return p, nil
+		return &pooledStore{key: key, backend: o.Backend, counters: o.Counters, close: o.Close}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -66,36 +66,4 @@ func loadStore(s *Storage) (*pooledStore, error) {
 func releaseStore(p *pooledStore) error {
 	_, err := stores.Delete(p.key)
 	return err
-}
-
-func storeMaker(s *Storage) (string, func() (*pooledStore, error)) {
-	if m := s.Memory; m != nil {
-		return fmt.Sprintf("memory/%d", m.MaxEntries), func() (*pooledStore, error) {
-			mem, err := storage.NewMemory(m.MaxEntries, recovery.SystemClock{})
-			if err != nil {
-				return nil, fmt.Errorf("storage memory: %w", err)
-			}
-			counters, err := limiter.NewLRUStore(counterBound(m.MaxEntries), recovery.SystemClock{})
-			if err != nil {
-				return nil, fmt.Errorf("storage memory: %w", err)
-			}
-			return &pooledStore{backend: mem, counters: counters}, nil
-		}
-	}
-	r := s.Redis
-	return fmt.Sprintf("redis/%s/%s/%s/%s/%d", r.URL, r.Prefix, time.Duration(r.DialTimeout), time.Duration(r.Timeout), r.PoolSize), func() (*pooledStore, error) {
-		rs, err := storage.NewRedis(storage.RedisConfig{
-			URL:          r.URL,
-			Prefix:       r.Prefix,
-			DialTimeout:  time.Duration(r.DialTimeout),
-			ReadTimeout:  time.Duration(r.Timeout),
-			WriteTimeout: time.Duration(r.Timeout),
-			PoolSize:     r.PoolSize,
-		}, recovery.SystemClock{})
-		if err != nil {
-			return nil, fmt.Errorf("storage redis: %w", err)
-		}
-		counters := newRedisCounters(rs.Client(), r.Prefix+"limit")
-		return &pooledStore{backend: rs, counters: counters, close: rs.Close}, nil
-	}
 }

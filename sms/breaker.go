@@ -1,99 +1,52 @@
 package sms
 
 import (
-	"sync"
+	"errors"
+	"math"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
 )
 
-type breakerState int
+// breaker is the Queue's circuit breaker: after threshold consecutive
+// failures it opens and refuses every request for cooldown, then lets a
+// single probe through. A successful probe closes it; a failed one opens it
+// again.
+//
+// Allow reports whether a request may go out now; every request it allows
+// must be followed by exactly one call of the done func it returns, with
+// the request's error: nil or a permanent *Error (the provider answered)
+// counts as a success, errAbandoned as nothing at all, anything else as a
+// failure.
+//
+// It reads the system clock (time.Now), not QueueConfig.Clock.
+type breaker = gobreaker.TwoStepCircuitBreaker[struct{}]
 
-const (
-	breakerClosed   breakerState = iota // requests go through
-	breakerOpen                         // requests are refused until the cool-down ends
-	breakerHalfOpen                     // one probe goes through; its result decides
-)
-
-// breaker is a circuit breaker: after threshold consecutive failures it
-// opens and refuses every request for cooldown, then lets a single probe
-// through. A successful probe closes it; a failed one opens it again.
-type breaker struct {
-	threshold int
-	cooldown  time.Duration
-
-	mu        sync.Mutex
-	state     breakerState
-	failures  int       // consecutive failures while closed
-	openUntil time.Time // end of the cool-down while open
-	probing   bool      // a probe is in flight while half-open
-}
+// errAbandoned is what a try that ended because the queue was shutting
+// down reports to the breaker: it says nothing about the provider, and a
+// half-open breaker lets another probe through in its place.
+var errAbandoned = errors.New("sms delivery abandoned: queue closing")
 
 func newBreaker(threshold int, cooldown time.Duration) *breaker {
-	return &breaker{threshold: threshold, cooldown: cooldown}
+	limit := uint32(min(uint64(threshold), math.MaxUint32)) // threshold > 0 after setDefaults
+	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "sms",
+		MaxRequests: 1,        // one probe while half-open
+		Interval:    0,        // failures count until a success, however far apart
+		Timeout:     cooldown, // open for this long, then half-open
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= limit
+		},
+		IsSuccessful: providerAnswered,
+		IsExcluded: func(err error) bool {
+			return errors.Is(err, errAbandoned)
+		},
+	})
 }
 
-// allow reports whether a request may go out now. Every request it allows
-// must be followed by exactly one call of success, failure or release.
-func (b *breaker) allow(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch b.state {
-	case breakerOpen:
-		if now.Before(b.openUntil) {
-			return false
-		}
-		b.state = breakerHalfOpen
-		b.probing = true
-		return true
-	case breakerHalfOpen:
-		if b.probing {
-			return false
-		}
-		b.probing = true
-		return true
-	default:
-		return true
-	}
-}
-
-// success records that the provider answered.
-func (b *breaker) success() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.state = breakerClosed
-	b.failures = 0
-	b.probing = false
-}
-
-// failure records that the provider could not be reached or failed.
-func (b *breaker) failure(now time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch b.state {
-	case breakerHalfOpen:
-		b.open(now)
-	case breakerClosed:
-		b.failures++
-		if b.failures >= b.threshold {
-			b.open(now)
-		}
-	}
-	// Failures of requests allowed before the breaker opened do not extend
-	// the cool-down.
-}
-
-// release records a request that ended without telling anything about the
-// provider, e.g. because the queue was shutting down.
-func (b *breaker) release() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.state == breakerHalfOpen {
-		b.probing = false
-	}
-}
-
-func (b *breaker) open(now time.Time) {
-	b.state = breakerOpen
-	b.openUntil = now.Add(b.cooldown)
-	b.failures = 0
-	b.probing = false
+// providerAnswered reports whether err, the result of a try, shows the
+// provider up: it accepted the message, or refused it for good.
+func providerAnswered(err error) bool {
+	var perr *Error
+	return err == nil || errors.As(err, &perr) && perr.Permanent
 }

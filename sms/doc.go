@@ -13,4 +13,9 @@
 // full phone number or an access key; the Outbox file is the one deliberate
 // exception and must never be used in production. No goroutine started here
 // outlives Queue.Close.
+//
+// OutboxModule and MessageBirdModule are the Caddy guest modules of the
+// namespace http.handlers.sms_recovery.senders (see Namespace and
+// DelivererFactory); the files *_module.go are the only code here that
+// imports Caddy.
 package sms

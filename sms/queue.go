@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -145,7 +147,7 @@ type QueueConfig struct {
 	// Observe is called once for every message with what became of it,
 	// from the goroutine that decided it. It must not block. Default: none.
 	Observe func(Outcome)
-	// Clock tells the time for expiry and the circuit breaker.
+	// Clock tells the time for expiry; the circuit breaker reads time.Now.
 	// Default: recovery.SystemClock.
 	Clock recovery.Clock
 	// Sleep waits d or until ctx ends, whichever is first, and returns
@@ -282,6 +284,11 @@ func (q *Queue) Send(_ context.Context, m recovery.Message) error {
 // Len returns how many messages are waiting for a worker.
 func (q *Queue) Len() int { return len(q.ch) }
 
+// CircuitOpen reports whether the circuit breaker is refusing tries now: it
+// opened after BreakerThreshold failures in a row and no probe has since
+// reached the provider.
+func (q *Queue) CircuitOpen() bool { return q.breaker.State() != gobreaker.StateClosed }
+
 // Close stops taking messages and delivers those already queued until ctx
 // ends. Then it abandons the deliveries in progress and reports what is
 // left as dropped. When Close returns no worker is running. It returns an
@@ -349,7 +356,7 @@ func (q *Queue) deliver(it queued) {
 		}
 
 		var err error
-		if q.breaker.allow(q.cfg.Clock.Now()) {
+		if done, refused := q.breaker.Allow(); refused == nil {
 			attempts++
 			ctx, cancel := context.WithTimeout(q.ctx, q.cfg.AttemptTimeout)
 			err = q.d.Deliver(ctx, it.m)
@@ -357,19 +364,19 @@ func (q *Queue) deliver(it queued) {
 			var perr *Error
 			switch {
 			case err == nil:
-				q.breaker.success()
+				done(nil)
 				q.report(it, ResultSent, attempts, nil)
 				return
 			case q.ctx.Err() != nil:
-				q.breaker.release()
+				done(errAbandoned)
 				q.drop(it, attempts, err)
 				return
 			case errors.As(err, &perr) && perr.Permanent:
-				q.breaker.success()
+				done(err)
 				q.report(it, ResultRejected, attempts, err)
 				return
 			}
-			q.breaker.failure(q.cfg.Clock.Now())
+			done(err)
 		} else {
 			err = errCircuitOpen
 		}

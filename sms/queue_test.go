@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -209,7 +210,10 @@ func TestQueueDelivers(t *testing.T) {
 			if (o.Err == nil) != (tt.wantResult == ResultSent) {
 				t.Errorf("outcome error = %v for %s", o.Err, o.Result)
 			}
-			out.none(t)
+			if err := q.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			out.none(t) // no worker is left to report the message again
 		})
 	}
 }
@@ -322,71 +326,6 @@ func TestQueueAttemptTimeout(t *testing.T) {
 	}
 }
 
-func TestQueueCircuitBreaker(t *testing.T) {
-	t.Parallel()
-	var calls atomic.Int32
-	var healthy atomic.Bool
-	d := delivererFunc(func(context.Context, recovery.Message) error {
-		calls.Add(1)
-		if healthy.Load() {
-			return nil
-		}
-		return &Error{Provider: "p", Status: 500}
-	})
-	q, out, clock, _ := testQueue(t, d, QueueConfig{MaxTries: 1, BreakerThreshold: 3, BreakerCooldown: 30 * time.Second})
-
-	// send queues one message and waits for its outcome, so the steps
-	// below happen in order.
-	send := func(want Result, wantCalls int32) {
-		t.Helper()
-		if err := q.Send(context.Background(), testMessage); err != nil {
-			t.Fatal(err)
-		}
-		if o := out.next(t); o.Result != want {
-			t.Fatalf("outcome = %s (%v), want %s", o.Result, o.Err, want)
-		}
-		if got := calls.Load(); got != wantCalls {
-			t.Fatalf("provider called %d times, want %d", got, wantCalls)
-		}
-	}
-	send(ResultExhausted, 1)
-	send(ResultExhausted, 2)
-	send(ResultExhausted, 3) // the third consecutive failure opens the breaker
-	send(ResultCircuitOpen, 3)
-	clock.Advance(29 * time.Second)
-	send(ResultCircuitOpen, 3)
-	clock.Advance(time.Second)
-	send(ResultExhausted, 4) // the probe fails: open again
-	send(ResultCircuitOpen, 4)
-	clock.Advance(30 * time.Second)
-	healthy.Store(true)
-	send(ResultSent, 5) // the probe succeeds: closed
-	send(ResultSent, 6)
-}
-
-func TestQueueCircuitOpenWaitsOutBackoff(t *testing.T) {
-	t.Parallel()
-	var calls atomic.Int32
-	d := delivererFunc(func(context.Context, recovery.Message) error {
-		if calls.Add(1) == 1 {
-			return errDown
-		}
-		return nil
-	})
-	// One failure opens the breaker for 2s; the message waits 1s (refused),
-	// then 2s, and the probe at 3s goes through.
-	q, out, _, sleeper := testQueue(t, d, QueueConfig{BreakerThreshold: 1, BreakerCooldown: 2 * time.Second})
-	if err := q.Send(context.Background(), testMessage); err != nil {
-		t.Fatal(err)
-	}
-	if o := out.next(t); o.Result != ResultSent || o.Attempts != 2 {
-		t.Errorf("outcome = %s after %d attempts, want sent after 2", o.Result, o.Attempts)
-	}
-	if got := sleeper.Waits(); fmt.Sprint(got) != "[1s 2s]" {
-		t.Errorf("waits = %v, want [1s 2s]", got)
-	}
-}
-
 func TestQueueFull(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{}, 10)
@@ -452,40 +391,10 @@ func TestQueueClose(t *testing.T) {
 	t.Parallel()
 	t.Run("drains what is queued", func(t *testing.T) {
 		t.Parallel()
-		var sent atomic.Int32
-		d := delivererFunc(func(context.Context, recovery.Message) error {
-			time.Sleep(time.Millisecond)
-			sent.Add(1)
-			return nil
-		})
-		out := make(outcomes, 100)
-		q := NewQueue(d, QueueConfig{Workers: 2, Observe: out.observe})
-		for i := range 20 {
-			if err := q.Send(context.Background(), testMessage); err != nil {
-				t.Fatalf("send %d: %v", i, err)
-			}
-		}
-		if err := q.Close(context.Background()); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-		if sent.Load() != 20 || len(out) != 20 {
-			t.Errorf("%d delivered and %d reported, want 20", sent.Load(), len(out))
-		}
-		for range len(out) {
-			if o := out.next(t); o.Result != ResultSent {
-				t.Errorf("outcome = %s, want sent", o.Result)
-			}
-		}
-		err := q.Send(context.Background(), testMessage)
-		if !errors.Is(err, ErrClosed) || !errors.Is(err, recovery.ErrQueueFull) {
-			t.Errorf("Send after Close = %v, want ErrClosed wrapping ErrQueueFull", err)
-		}
-		if o := out.next(t); o.Result != ResultDropped {
-			t.Errorf("outcome of a send after Close = %s, want dropped", o.Result)
-		}
-		if err := q.Close(context.Background()); err != nil {
-			t.Errorf("second Close: %v", err)
-		}
+		// In a bubble, time moves only once every goroutine in it is
+		// blocked: the workers' deliveries of a millisecond hold them while
+		// the messages are sent, so Close finds all but theirs queued.
+		synctest.Test(t, func(t *testing.T) { testQueueCloseDrains(t) })
 	})
 	t.Run("reports what it cannot deliver in time as dropped", func(t *testing.T) {
 		t.Parallel()
@@ -840,5 +749,48 @@ func TestQueueHoldsBack(t *testing.T) {
 	}
 	if w := sleeper.Waits(); len(w) != 1 || w[0] != 20*time.Millisecond {
 		t.Errorf("waits %v, want one hold of 20ms, for the first message only", w)
+	}
+}
+
+// testQueueCloseDrains runs in a synctest bubble: see TestQueueClose.
+func testQueueCloseDrains(t *testing.T) {
+	const workers, messages = 2, 20
+	var sent atomic.Int32
+	d := delivererFunc(func(context.Context, recovery.Message) error {
+		time.Sleep(time.Millisecond) // fake time: it ends once all else waits
+		sent.Add(1)
+		return nil
+	})
+	out := make(outcomes, 100)
+	q := NewQueue(d, QueueConfig{Workers: workers, Observe: out.observe})
+	for i := range messages {
+		if err := q.Send(context.Background(), testMessage); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	synctest.Wait() // each worker has taken a message and is delivering it
+	if n := q.Len(); n != messages-workers {
+		t.Fatalf("Len before Close = %d, want %d: Close would have nothing to drain", n, messages-workers)
+	}
+	if err := q.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if sent.Load() != messages || len(out) != messages {
+		t.Errorf("%d delivered and %d reported, want %d", sent.Load(), len(out), messages)
+	}
+	for range len(out) {
+		if o := out.next(t); o.Result != ResultSent {
+			t.Errorf("outcome = %s, want sent", o.Result)
+		}
+	}
+	err := q.Send(context.Background(), testMessage)
+	if !errors.Is(err, ErrClosed) || !errors.Is(err, recovery.ErrQueueFull) {
+		t.Errorf("Send after Close = %v, want ErrClosed wrapping ErrQueueFull", err)
+	}
+	if o := out.next(t); o.Result != ResultDropped {
+		t.Errorf("outcome of a send after Close = %s, want dropped", o.Result)
+	}
+	if err := q.Close(context.Background()); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }

@@ -17,6 +17,12 @@
 // sees their keyed hashes), never put a record on a server without a time to
 // live (but an account's run of wrong codes, which lasts until a correct
 // code or support ends it), never drop security state to make room, never
-// log, and never import Caddy. Its storagetest subpackage is the
-// one contract suite every backend passes.
+// log but the Redis module's load-time warnings and go-redis's routed lines. Its
+// storagetest subpackage is the one contract suite every backend passes.
+//
+// MemoryModule and RedisModule are the Caddy guest modules of the
+// namespace http.handlers.sms_recovery.storage (see Namespace and Opener).
+// The files *_module.go and redis_plumbing.go (the rate limiter's counters
+// on Redis, go-redis's log lines and the load-time checks) are the only
+// code here that imports Caddy.
 package storage

@@ -48,10 +48,6 @@ type Memory struct {
 	counters *limiter.Counters // of RunPlan
 }
 
-// DefaultMaxEntries is the max_entries of memory storage when the operator
-// sets none.
-const DefaultMaxEntries = 100_000
-
 // CounterBound is how many rate counters a Memory of maxEntries keeps:
 // limiter.DefaultMaxKeys at DefaultMaxEntries, and in proportion to it.
 func CounterBound(maxEntries int) int {

@@ -13,6 +13,11 @@
 //
 //	go run ./cmd/recovery-load timing -n 2000 -runs 3
 //
+// The compare subcommand runs plain Caddy and the gateway side by side from
+// one Caddy binary and prints how the gateway compares (see compare.go):
+//
+//	go run ./cmd/recovery-load compare
+//
 // The modes:
 //
 //	start   POST /start for each account of -accounts in turn.
@@ -79,6 +84,9 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "timing" {
 		return runTiming(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "compare" {
+		return runCompare(ctx, args[1:], stdout, stderr)
 	}
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {

@@ -1,0 +1,277 @@
+// Package cli adds the support subcommand to the caddy command:
+//
+//	caddy sms-recovery locks [--kind account|ip] [--json]
+//	caddy sms-recovery unlock <account>
+//	caddy sms-recovery unblock <ip or IPv6 /64>
+//
+// It talks to the admin API of a running Caddy as caddy reload and caddy
+// stop do: at --address if given, else at the admin address of the config
+// named by --config (and --adapter), else at Caddy's default,
+// localhost:2019. The admin routes it calls are those of package admin.
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "sms-recovery",
+		Usage: "locks|unlock|unblock [--address <admin>] [--config <path> [--adapter <name>]]",
+		Short: "Lists and lifts the account locks and IP blocks of SMS recovery",
+		Long: `
+Lists and lifts the account locks and IP blocks of the sms_recovery handlers
+of a running Caddy, through its admin API:
+
+  caddy sms-recovery locks [--kind account|ip] [--json]
+  caddy sms-recovery unlock <account>
+  caddy sms-recovery unblock <ip address or IPv6 /64>
+
+Lifting also gives fresh tries: the count of wrong codes starts again.
+
+The admin endpoint is found as caddy reload and caddy stop find it: the
+--address flag if given; otherwise the admin address of the config named by
+--config (and --adapter); otherwise Caddy's default, localhost:2019.
+`,
+		CobraFunc: func(cmd *cobra.Command) { attach(cmd, time.Now) },
+	})
+}
+
+// attach makes cmd the parent of the locks, unlock and unblock commands,
+// which tell the time left on a lock by now.
+func attach(cmd *cobra.Command, now func() time.Time) {
+	f := cmd.PersistentFlags()
+	f.String("address", "", "Address of the administration endpoint, if different from the config")
+	f.StringP("config", "c", "", "Configuration file whose admin address to use")
+	f.StringP("adapter", "a", "", "Name of the config adapter of --config")
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+
+	locks := &cobra.Command{
+		Use:   "locks",
+		Short: "Lists the account locks and IP blocks in force",
+		Args:  cobra.NoArgs,
+		RunE:  run(now, listLocks),
+	}
+	locks.Flags().String("kind", "", "Only locks of this kind: account or ip")
+	locks.Flags().Bool("json", false, "Print the admin API's JSON instead of a table")
+	cmd.AddCommand(locks, &cobra.Command{
+		Use:   "unlock <account>",
+		Short: "Lifts the lock on an account's recovery and gives it fresh tries",
+		Args:  cobra.ExactArgs(1),
+		RunE:  run(now, lift(limiter.KindAccount)),
+	}, &cobra.Command{
+		Use:   "unblock <ip>",
+		Short: "Lifts the block on a client IP address or IPv6 /64 and gives it fresh tries",
+		Args:  cobra.ExactArgs(1),
+		RunE:  run(now, lift(limiter.KindIP)),
+	})
+}
+
+// locksPath is where the admin API serves the locks.
+const locksPath = "/sms-recovery/locks"
+
+// run adapts a subcommand to cobra: its error is printed once, as a plain
+// line on stderr a person can read, and makes the exit status 1.
+func run(now func() time.Time, f func(*cobra.Command, *client, []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		cmd.SilenceUsage = true
+		cmd.SilenceErrors = true
+		c, err := newClient(cmd, now)
+		if err == nil {
+			err = f(cmd, c, args)
+		}
+		if err != nil {
+			fmt.Fprintln(cmd.ErrOrStderr(), "sms-recovery:", err)
+		}
+		return err
+	}
+}
+
+// client calls one admin endpoint.
+type client struct {
+	addr string
+	now  func() time.Time
+}
+
+func newClient(cmd *cobra.Command, now func() time.Time) (*client, error) {
+	f := cmd.Flags()
+	address, _ := f.GetString("address")
+	config, _ := f.GetString("config")
+	adapter, _ := f.GetString("adapter")
+	addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+	if err != nil {
+		return nil, fmt.Errorf("finding the admin endpoint: %w", err)
+	}
+	return &client{addr: addr, now: now}, nil
+}
+
+// adminStatus reads the status and body of a refusal from the error of
+// caddycmd.AdminAPIRequest, which carries them in its text.
+var adminStatus = regexp.MustCompile(`HTTP (\d{3}): (.*)$`)
+
+// do sends one request and decodes a 2xx JSON answer into out. A refusal
+// becomes an error that holds the admin API's own message.
+func (c *client) do(method, uri string, out any) error {
+	resp, err := caddycmd.AdminAPIRequest(c.addr, method, uri, nil, nil)
+	if err != nil {
+		m := adminStatus.FindStringSubmatch(strings.TrimSpace(err.Error()))
+		if m == nil {
+			return fmt.Errorf("cannot reach Caddy's admin endpoint at %s (is Caddy running? give its admin address with --address or --config): %w", c.addr, err)
+		}
+		status, _ := strconv.Atoi(m[1])
+		return &refusal{status: status, message: errorMessage(m[2])}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer of %s: %w", c.addr, err)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("the admin endpoint at %s gave an answer this command cannot read (does its Caddy have the sms_recovery module?): %w", c.addr, err)
+	}
+	return nil
+}
+
+// refusal is an answer of the admin API with an error status.
+type refusal struct {
+	status  int
+	message string
+}
+
+func (r *refusal) Error() string {
+	switch r.status {
+	case http.StatusNotFound:
+		return r.message
+	case http.StatusServiceUnavailable:
+		return "the storage of the locks does not answer: " + r.message
+	}
+	return fmt.Sprintf("the admin endpoint refused (%d %s): %s", r.status, http.StatusText(r.status), r.message)
+}
+
+// errorMessage takes the message out of the admin API's {"error": "..."}
+// body, or gives the body as it is.
+func errorMessage(body string) string {
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal([]byte(body), &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	return strings.TrimSpace(body)
+}
+
+// listLocks prints the locks in force as a table, or as JSON.
+func listLocks(cmd *cobra.Command, c *client, _ []string) error {
+	kind, _ := cmd.Flags().GetString("kind")
+	if kind != "" && kind != limiter.KindAccount && kind != limiter.KindIP {
+		return fmt.Errorf("--kind %q: want %s or %s", kind, limiter.KindAccount, limiter.KindIP)
+	}
+	var all []limiter.Lock
+	if err := c.do(http.MethodGet, locksPath, &all); err != nil {
+		if r, ok := errors.AsType[*refusal](err); ok && r.status == http.StatusNotFound {
+			return fmt.Errorf("the admin endpoint at %s has no %s: its Caddy lacks the sms_recovery module", c.addr, locksPath)
+		}
+		return err
+	}
+	locks := all[:0]
+	for _, l := range all {
+		if kind == "" || l.Kind == kind {
+			locks = append(locks, l)
+		}
+	}
+	out := cmd.OutOrStdout()
+	if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(locks)
+	}
+	if len(locks) == 0 {
+		what := "locks or blocks"
+		switch kind {
+		case limiter.KindAccount:
+			what = "account locks"
+		case limiter.KindIP:
+			what = "IP blocks"
+		}
+		fmt.Fprintf(out, "No %s in force.\n", what)
+		return nil
+	}
+	now := c.now()
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tKEY\tUNTIL\tSTRIKES\tPERMANENT")
+	for _, l := range locks {
+		until, permanent := "-", "no"
+		if l.Permanent {
+			until, permanent = "until lifted", "yes"
+		} else if !l.Until.IsZero() {
+			until = fmt.Sprintf("%s (in %s)", l.Until.UTC().Format(time.RFC3339), remaining(l.Until.Sub(now)))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", l.Kind, l.Key, until, l.Strikes, permanent)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nLift one with: caddy sms-recovery unlock <account>  or  caddy sms-recovery unblock <ip>\n")
+	return nil
+}
+
+// remaining rounds a time left to what a person reads: minutes, or seconds
+// under a minute.
+func remaining(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+}
+
+// lift returns the unlock or unblock command for kind.
+func lift(kind string) func(*cobra.Command, *client, []string) error {
+	return func(cmd *cobra.Command, c *client, args []string) error {
+		key := strings.TrimSpace(args[0])
+		if key == "" {
+			return fmt.Errorf("give the %s to lift", map[string]string{limiter.KindAccount: "account", limiter.KindIP: "IP address or IPv6 /64"}[kind])
+		}
+		var got struct {
+			Kind string `json:"kind"`
+			Key  string `json:"key"`
+		}
+		if err := c.do(http.MethodDelete, locksPath+"/"+kind+"/"+escapeKey(key), &got); err != nil {
+			return err
+		}
+		what := "the lock on account"
+		if got.Kind == limiter.KindIP {
+			what = "the block on client"
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "Lifted %s %s; it has a fresh set of tries.\n", what, got.Key)
+		return nil
+	}
+}
+
+// escapeKey escapes a key for the admin path, keeping the / of a /64 as the
+// admin API reads it.
+func escapeKey(key string) string {
+	parts := strings.Split(key, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return strings.Join(parts, "/")
+}

@@ -1,0 +1,276 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+// now is the time the tests read the time left on a lock by.
+var now = time.Date(2026, 12, 1, 22, 0, 0, 0, time.UTC)
+
+// fakeAdmin stands in for Caddy's admin endpoint with the sms_recovery
+// routes: it answers what a test sets and records what it was asked.
+type fakeAdmin struct {
+	srv *httptest.Server
+
+	mu     sync.Mutex
+	asked  []string // "METHOD escaped-path"
+	origin []string
+	status int
+	body   string
+}
+
+func newFakeAdmin(t *testing.T, status int, body string) *fakeAdmin {
+	t.Helper()
+	a := &fakeAdmin{status: status, body: body}
+	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.asked = append(a.asked, r.Method+" "+r.URL.EscapedPath())
+		a.origin = append(a.origin, r.Header.Get("Origin"))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(a.status)
+		io.WriteString(w, a.body)
+	}))
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+func (a *fakeAdmin) addr() string { return strings.TrimPrefix(a.srv.URL, "http://") }
+
+func (a *fakeAdmin) requests() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.asked...)
+}
+
+// execute runs caddy sms-recovery with args and returns its output and error.
+func execute(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	root := &cobra.Command{Use: "sms-recovery"}
+	attach(root, func() time.Time { return now })
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err = root.Execute()
+	return out.String(), errOut.String(), err
+}
+
+const twoLocks = `[
+ {"kind":"account","key":"alice@example.com","until":"2026-12-01T22:29:40Z","since":"2026-12-01T21:59:40Z","strikes":5,"locks":1},
+ {"kind":"ip","key":"2001:db8:1:2::/64","since":"2026-11-30T10:00:00Z","permanent":true,"strikes":100,"locks":7}
+]`
+
+func TestLocksTable(t *testing.T) {
+	a := newFakeAdmin(t, http.StatusOK, twoLocks)
+	out, errOut, err := execute(t, "locks", "--address", a.addr())
+	if err != nil {
+		t.Fatalf("locks: %v (stderr %q)", err, errOut)
+	}
+	want := `KIND     KEY                UNTIL                          STRIKES  PERMANENT
+account  alice@example.com  2026-12-01T22:29:40Z (in 30m)  5        no
+ip       2001:db8:1:2::/64  until lifted                   100      yes
+
+Lift one with: caddy sms-recovery unlock <account>  or  caddy sms-recovery unblock <ip>
+`
+	if out != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+	if got := a.requests(); len(got) != 1 || got[0] != "GET /sms-recovery/locks" {
+		t.Errorf("asked %v, want one GET /sms-recovery/locks", got)
+	}
+	// The admin endpoint refuses a request without the Origin it expects.
+	if got := a.origin[0]; got != "http://"+a.addr() {
+		t.Errorf("Origin %q, want http://%s", got, a.addr())
+	}
+}
+
+func TestLocksKindFilter(t *testing.T) {
+	a := newFakeAdmin(t, http.StatusOK, twoLocks)
+	out, _, err := execute(t, "locks", "--kind", "ip", "--address", a.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "alice") || !strings.Contains(out, "2001:db8:1:2::/64") {
+		t.Errorf("--kind ip printed:\n%s", out)
+	}
+	out, _, err = execute(t, "locks", "--kind", "account", "--json", "--address", a.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "2001:db8") || !strings.Contains(out, `"key": "alice@example.com"`) {
+		t.Errorf("--kind account --json printed:\n%s", out)
+	}
+	_, errOut, err := execute(t, "locks", "--kind", "phone", "--address", a.addr())
+	if err == nil || !strings.Contains(errOut, `--kind "phone": want account or ip`) {
+		t.Errorf("--kind phone: err %v, stderr %q", err, errOut)
+	}
+	if n := len(a.requests()); n != 2 {
+		t.Errorf("%d requests, want 2: a bad --kind asks nothing", n)
+	}
+}
+
+func TestLocksNone(t *testing.T) {
+	a := newFakeAdmin(t, http.StatusOK, `[]`)
+	for kind, want := range map[string]string{
+		"":        "No locks or blocks in force.\n",
+		"account": "No account locks in force.\n",
+		"ip":      "No IP blocks in force.\n",
+	} {
+		out, _, err := execute(t, "locks", "--kind", kind, "--address", a.addr())
+		if err != nil || out != want {
+			t.Errorf("--kind %q: %q, %v; want %q", kind, out, err, want)
+		}
+	}
+}
+
+func TestUnlock(t *testing.T) {
+	a := newFakeAdmin(t, http.StatusOK, `{"kind":"account","key":"alice@example.com"}`)
+	out, _, err := execute(t, "unlock", "Alice@Example.COM", "--address", a.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "Lifted the lock on account alice@example.com; it has a fresh set of tries.\n"; out != want {
+		t.Errorf("output %q, want %q", out, want)
+	}
+	if got := a.requests(); len(got) != 1 || got[0] != "DELETE /sms-recovery/locks/account/Alice@Example.COM" {
+		t.Errorf("asked %v", got)
+	}
+}
+
+func TestUnblock(t *testing.T) {
+	for key, path := range map[string]string{
+		"203.0.113.7":       "/sms-recovery/locks/ip/203.0.113.7",
+		"2001:db8:1:2::/64": "/sms-recovery/locks/ip/2001:db8:1:2::/64",
+	} {
+		a := newFakeAdmin(t, http.StatusOK, fmt.Sprintf(`{"kind":"ip","key":%q}`, key))
+		out, _, err := execute(t, "unblock", key, "--address", a.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "Lifted the block on client " + key + "; it has a fresh set of tries.\n"; out != want {
+			t.Errorf("output %q, want %q", out, want)
+		}
+		if got := a.requests(); len(got) != 1 || got[0] != "DELETE "+path {
+			t.Errorf("asked %v, want DELETE %s", got, path)
+		}
+	}
+}
+
+// TestRefusals: every answer but success is an error, printed once on
+// stderr in words, with the admin API's own message.
+func TestRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+		args   []string
+		want   string
+	}{
+		{"no such lock", http.StatusNotFound, `{"error":"no account lock on \"bob@example.com\" to lift"}` + "\n",
+			[]string{"unlock", "bob@example.com"}, `sms-recovery: no account lock on "bob@example.com" to lift` + "\n"},
+		{"bad key", http.StatusBadRequest, `{"error":"ip: \"nope\" is neither an IP address nor an IPv6 /64"}`,
+			[]string{"unblock", "nope"}, `sms-recovery: the admin endpoint refused (400 Bad Request): ip: "nope" is neither an IP address nor an IPv6 /64` + "\n"},
+		{"storage down", http.StatusServiceUnavailable, `{"error":"redis locks: service unavailable"}`,
+			[]string{"locks"}, "sms-recovery: the storage of the locks does not answer: redis locks: service unavailable\n"},
+		{"module missing", http.StatusNotFound, `{"error":"not found"}`,
+			[]string{"locks"}, "sms-recovery: the admin endpoint at %s has no /sms-recovery/locks: its Caddy lacks the sms_recovery module\n"},
+		{"not JSON", http.StatusOK, `<html>`,
+			[]string{"locks"}, "sms-recovery: the admin endpoint at %s gave an answer this command cannot read (does its Caddy have the sms_recovery module?): invalid character '<' looking for beginning of value\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newFakeAdmin(t, tc.status, tc.body)
+			out, errOut, err := execute(t, append(tc.args, "--address", a.addr())...)
+			if err == nil {
+				t.Fatalf("no error; stdout %q", out)
+			}
+			want := tc.want
+			if strings.Contains(want, "%s") {
+				want = fmt.Sprintf(want, a.addr())
+			}
+			if errOut != want || out != "" {
+				t.Errorf("stderr %q, want %q; stdout %q", errOut, want, out)
+			}
+		})
+	}
+}
+
+func TestAdminUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	_, errOut, err := execute(t, "unlock", "alice@example.com", "--address", addr)
+	if err == nil || !strings.HasPrefix(errOut, "sms-recovery: cannot reach Caddy's admin endpoint at "+addr+" (is Caddy running?") {
+		t.Errorf("err %v, stderr %q", err, errOut)
+	}
+}
+
+// TestAdminAddressFromConfig finds the admin endpoint as caddy reload does:
+// from the config's admin address when --address is not given.
+func TestAdminAddressFromConfig(t *testing.T) {
+	a := newFakeAdmin(t, http.StatusOK, `[]`)
+	config := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(config, []byte("{\n\tadmin "+a.addr()+"\n}\n:0 {\n\trespond ok\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := execute(t, "locks", "--config", config)
+	if err != nil || out != "No locks or blocks in force.\n" {
+		t.Fatalf("locks --config: %q, %v, stderr %q", out, err, errOut)
+	}
+	if n := len(a.requests()); n != 1 {
+		t.Errorf("%d requests reached the config's admin address, want 1", n)
+	}
+	// --address wins over the config.
+	b := newFakeAdmin(t, http.StatusOK, `[]`)
+	if _, _, err := execute(t, "locks", "--config", config, "--address", b.addr()); err != nil {
+		t.Fatal(err)
+	}
+	if n, m := len(a.requests()), len(b.requests()); n != 1 || m != 1 {
+		t.Errorf("requests: config's %d, --address's %d; want 1 and 1", n, m)
+	}
+}
+
+func TestArguments(t *testing.T) {
+	for _, args := range [][]string{{"unlock"}, {"unlock", "a", "b"}, {"unblock"}, {"locks", "extra"}} {
+		if _, _, err := execute(t, args...); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+	_, _, err := execute(t, "unlock", "  ", "--address", "127.0.0.1:1")
+	if err == nil || !strings.Contains(err.Error(), "give the account to lift") {
+		t.Errorf("blank account: %v", err)
+	}
+}
+
+func TestRemaining(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-time.Second:                "0s",
+		42*time.Second + 400e6:      "42s",
+		29*time.Minute + 40e9:       "30m",
+		90 * time.Minute:            "1h30m",
+		2 * time.Hour:               "2h0m",
+		100*time.Hour + time.Minute: "100h1m",
+	} {
+		if got := remaining(d); got != want {
+			t.Errorf("remaining(%s) = %q, want %q", d, got, want)
+		}
+	}
+}

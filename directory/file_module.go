@@ -1,0 +1,91 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/caddyserver/caddy/v2"
+	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+func init() {
+	caddy.RegisterModule(FileModule{})
+}
+
+// FileModule is the directory http.handlers.sms_recovery.directories.file:
+// a JSON file of accounts and phone numbers (see File), read again when it
+// changes. JSON: {"source": "file", "path": "/etc/caddy/phones.json"}.
+type FileModule struct {
+	// Path is the JSON object mapping accounts to E.164 phone numbers, or to
+	// {"phone": ..., "lang": ...}. Placeholders such as {env.PHONES} are
+	// expanded. Required.
+	Path string `json:"path,omitempty"`
+
+	file *File
+}
+
+// CaddyModule returns the Caddy module information.
+func (FileModule) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  Namespace + ".file",
+		New: func() caddy.Module { return new(FileModule) },
+	}
+}
+
+// Provision reads the file; a file that does not load stops the config.
+func (m *FileModule) Provision(ctx caddy.Context) error {
+	if err := placeholder.Expand(nil, "directory file", &m.Path); err != nil {
+		return err
+	}
+	if m.Path == "" {
+		return errors.New("directory file: a path is required")
+	}
+	logger := ctx.Logger()
+	f, err := NewFile(FileConfig{
+		Path:  m.Path,
+		Clock: recovery.SystemClock{},
+		OnReloadError: func(err error) {
+			logger.Error("phone directory changed but cannot be read; keeping the last good copy", zap.Error(err))
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("directory file: %w", err)
+	}
+	m.file = f
+	return nil
+}
+
+// Lookup implements recovery.Directory.
+func (m *FileModule) Lookup(ctx context.Context, account string) (recovery.Entry, error) {
+	return m.file.Lookup(ctx, account)
+}
+
+// UnmarshalCaddyfile reads
+//
+//	directory file <path>
+func (m *FileModule) UnmarshalCaddyfile(d *cf.Dispenser) error {
+	d.Next() // the module name
+	if !d.NextArg() {
+		return d.Err("directory file: a path is required (directory file <path>)")
+	}
+	m.Path = d.Val()
+	if d.NextArg() {
+		return d.Errf("directory file: one path, not '%s' too", d.Val())
+	}
+	for d.NextBlock(0) {
+		return d.Errf("directory file: unrecognized subdirective '%s'", d.Val())
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner  = (*FileModule)(nil)
+	_ cf.Unmarshaler     = (*FileModule)(nil)
+	_ recovery.Directory = (*FileModule)(nil)
+)

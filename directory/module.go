@@ -1,0 +1,39 @@
+package directory
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// Namespace is the Caddy module namespace of directories. A module in it is
+// the directory itself: it implements recovery.Directory, opens what it
+// needs in Provision and closes it in Cleanup, and reads its Caddyfile
+// segment ("<name> <args...> { ... }", after the word directory) in
+// UnmarshalCaddyfile. The gateway loads it from its "directory" field,
+// whose "source" names the module: {"source": "file", "path": "phones.json"}
+// loads http.handlers.sms_recovery.directories.file.
+const Namespace = "http.handlers.sms_recovery.directories"
+
+// RequestSigner signs a request that the directory sends, the way the
+// gateway signs the reset it forwards (RFC 9421), so that the service
+// asked can tell the gateway from anyone else.
+type RequestSigner func(*http.Request) error
+
+type signerKey struct{}
+
+// WithRequestSigner returns a copy of ctx that carries sign. The gateway
+// loads its directory module through it; a module that sends requests
+// finds the signer with RequestSignerFrom in its Provision.
+func WithRequestSigner(ctx caddy.Context, sign RequestSigner) caddy.Context {
+	ctx.Context = context.WithValue(ctx.Context, signerKey{}, sign)
+	return ctx
+}
+
+// RequestSignerFrom returns the signer that WithRequestSigner put in ctx,
+// or nil.
+func RequestSignerFrom(ctx context.Context) RequestSigner {
+	s, _ := ctx.Value(signerKey{}).(RequestSigner)
+	return s
+}

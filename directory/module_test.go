@@ -1,0 +1,165 @@
+package directory
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// loadDirectory loads the directory module name from raw as the gateway
+// does, through a context with sign (none when nil), and returns it or the
+// load error. The module is cleaned up when the test ends.
+func loadDirectory(t *testing.T, name string, raw string, sign RequestSigner) (recovery.Directory, error) {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if sign != nil {
+		ctx = WithRequestSigner(ctx, sign)
+	}
+	mod, err := ctx.LoadModuleByID(Namespace+"."+name, json.RawMessage(raw))
+	if err != nil {
+		return nil, err
+	}
+	return mod.(recovery.Directory), nil
+}
+
+func TestModuleLoadErrors(t *testing.T) {
+	t.Setenv("DIRECTORY_TEST_EMPTY", "")
+	ldap := func(extra string) string {
+		return `{"url": "ldaps://ldap.example.com", "base_dn": "ou=people,dc=example,dc=com", "filter": "(mail={account})"` + extra + `}`
+	}
+	pg := func(extra string) string {
+		return `{"driver": "postgres", "dsn": "postgres://recovery@db/postfix", "query": "SELECT phone FROM mailbox WHERE username = $1"` + extra + `}`
+	}
+	cases := []struct {
+		name, module, raw, want string
+	}{
+		{"file without path", "file", `{}`, "directory file: a path is required"},
+		{"file missing", "file", `{"path": "/nonexistent/phones.json"}`, "directory file: "},
+		{"file from an empty variable", "file", `{"path": "{env.DIRECTORY_TEST_EMPTY}"}`, "directory file: placeholder {env.DIRECTORY_TEST_EMPTY} is empty"},
+		{"http without url", "http", `{}`, "directory http: a url is required"},
+		{"http url from an unset variable", "http", `{"url": "https://{env.DIRECTORY_TEST_UNSET}/phones"}`, "directory http: placeholder {env.DIRECTORY_TEST_UNSET} is empty"},
+		{"http not http", "http", `{"url": "ftp://dir.example.com"}`, "directory http: url"},
+		{"unknown field", "http", `{"url": "https://dir.example.com", "retries": 3}`, `unknown field "retries"`},
+		{"ldap over http", "ldap", `{"url": "http://ldap.example.com", "base_dn": "dc=x", "filter": "(mail={account})"}`, "directory ldap: url \"http://ldap.example.com\" is not ldap:// or ldaps://"},
+		{"ldap url with a password", "ldap", `{"url": "ldap://u:s3cret@ldap.example.com", "base_dn": "dc=x", "filter": "(mail={account})"}`, "directory ldap: url \"ldap://u:xxxxx@ldap.example.com\" holds credentials"},
+		{"ldap without base_dn", "ldap", `{"url": "ldaps://ldap.example.com", "filter": "(mail={account})"}`, "directory ldap: base_dn is required"},
+		{"ldap filter without account", "ldap", `{"url": "ldaps://ldap.example.com", "base_dn": "dc=x", "filter": "(mail=alice)"}`, `directory ldap: filter "(mail=alice)"`},
+		{"ldap bind_dn without password", "ldap", ldap(`, "bind_dn": "cn=gw,dc=example,dc=com"`), "directory ldap: bind_dn without bind_password"},
+		{"ldap password from an empty variable", "ldap", ldap(`, "bind_dn": "cn=gw,dc=example,dc=com", "bind_password": "{env.DIRECTORY_TEST_EMPTY}"`),
+			"directory ldap: bind_password: placeholder {env.DIRECTORY_TEST_EMPTY} is empty"},
+		{"ldap negative pool", "ldap", ldap(`, "pool_size": -1`), "directory ldap: negative pool_size"},
+		{"sql unknown driver", "sql", `{"driver": "oracle", "dsn": "x", "query": "SELECT phone FROM t WHERE u = $1"}`, `directory sql: unknown driver "oracle"`},
+		{"sql no query", "sql", `{"driver": "postgres", "dsn": "postgres://db/postfix"}`, "directory sql: no query"},
+		{"sql two parameters", "sql", `{"driver": "postgres", "dsn": "postgres://db/x", "query": "SELECT phone FROM mailbox WHERE local_part = $1 AND domain = $2"}`, "directory sql: query has the parameter $2"},
+		{"sql not a select", "sql", `{"driver": "postgres", "dsn": "postgres://db/x", "query": "DELETE FROM mailbox WHERE username = $1"}`, "directory sql: query must be a single SELECT"},
+		{"sql no dsn", "sql", `{"driver": "postgres", "query": "SELECT phone FROM mailbox WHERE username = $1"}`, "directory sql: no dsn"},
+		{"sql dsn from an empty variable", "sql", `{"driver": "postgres", "dsn": "{env.DIRECTORY_TEST_EMPTY}", "query": "SELECT phone FROM mailbox WHERE username = $1"}`,
+			"directory sql: dsn: placeholder {env.DIRECTORY_TEST_EMPTY} is empty"},
+		{"sql negative timeout", "sql", pg(`, "timeout": -1`), "directory sql: timeout"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := loadDirectory(t, c.module, c.raw, func(*http.Request) error { return nil })
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("load = %v, want an error containing %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("the error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestModulesLoad(t *testing.T) {
+	phones := filepath.Join(t.TempDir(), "phones.json")
+	if err := os.WriteFile(phones, []byte(`{"Alice@Example.com": "+31612345678"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DIRECTORY_TEST_PHONES", phones)
+	for _, c := range []struct{ name, module, raw string }{
+		{"file from a variable", "file", `{"path": "{env.DIRECTORY_TEST_PHONES}"}`},
+		{"ldap", "ldap", `{"url": "ldaps://ldap.example.com", "base_dn": "dc=example,dc=com", "filter": "(mail={account})"}`},
+		{"postgres", "sql", `{"driver": "postgres", "dsn": "postgres://recovery@db/postfix", "query": "SELECT phone FROM mailbox WHERE username = $1"}`},
+		{"mysql", "sql", `{"driver": "mysql", "dsn": "recovery@tcp(db)/postfix", "query": "SELECT phone, lang FROM mailbox WHERE username = ?"}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := loadDirectory(t, c.module, c.raw, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	d, err := loadDirectory(t, "file", `{"path": "`+phones+`"}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := d.Lookup(context.Background(), "alice@example.com"); err != nil || e.Phone != "+31612345678" {
+		t.Fatalf("Lookup = %+v, %v", e, err)
+	}
+}
+
+// TestHTTPModuleSigns shows that the http directory signs its lookups with
+// the signer of the context that loads it, and refuses to load without one.
+func TestHTTPModuleSigns(t *testing.T) {
+	srv := fakeDirectory(t)
+	raw := `{"url": "` + srv.URL + `/lookup?tenant=t1"}`
+	if _, err := loadDirectory(t, "http", raw, nil); err == nil || !strings.Contains(err.Error(), "directory http: loaded without a request signer") {
+		t.Fatalf("load without a signer = %v", err)
+	}
+	d, err := loadDirectory(t, "http", raw, testSigner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := d.Lookup(context.Background(), "alice@example.com"); err != nil || e.Phone != "+31612345678" {
+		t.Fatalf("Lookup = %+v, %v", e, err)
+	}
+}
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		mod   cf.Unmarshaler
+		input string
+		want  string // the module's JSON, or "error: " and part of the message
+	}{
+		{"file", &FileModule{}, `file /etc/caddy/phones.json`, `{"path":"/etc/caddy/phones.json"}`},
+		{"file without path", &FileModule{}, `file`, "error: directory file: a path is required"},
+		{"http with timeout", &HTTPModule{}, "http https://dir/phones {\ntimeout 2s\n}", `{"url":"https://dir/phones","timeout":2000000000}`},
+		{"http duplicate", &HTTPModule{}, "http https://dir/phones {\ntimeout 2s\ntimeout 3s\n}", "error: directory http: duplicate subdirective 'timeout'"},
+		{"ldap not ldap", &LDAPModule{}, "ldap https://x", "error: directory ldap: url 'https://x' must start with ldap:// or ldaps://"},
+		{"ldap minimal", &LDAPModule{}, "ldap ldaps://ldap.example.com {\nbase_dn dc=x\nfilter (uid={account})\n}",
+			`{"url":"ldaps://ldap.example.com","base_dn":"dc=x","filter":"(uid={account})"}`},
+		{"sql", &SQLModule{}, "sql mysql recovery@tcp(db)/postfix {\nquery \"SELECT phone FROM mailbox WHERE username = ?\"\nmax_open_conns 2\n}",
+			`{"driver":"mysql","dsn":"recovery@tcp(db)/postfix","query":"SELECT phone FROM mailbox WHERE username = ?","max_open_conns":2}`},
+		{"sql two dsns", &SQLModule{}, "sql mysql a b", "error: wrong argument count"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			err := c.mod.UnmarshalCaddyfile(cf.NewTestDispenser(c.input))
+			if want, isErr := strings.CutPrefix(c.want, "error: "); isErr {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("error = %v, want one containing %q", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := json.Marshal(c.mod)
+			if string(got) != c.want {
+				t.Fatalf("JSON = %s, want %s", got, c.want)
+			}
+		})
+	}
+}

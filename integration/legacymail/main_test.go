@@ -1,0 +1,109 @@
+package legacymail
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Set once by TestMain, read by the tests.
+var (
+	// root is the repository's root directory.
+	root string
+	// caddyBin is the path of the Caddy binary built from ./cmd/caddy.
+	caddyBin string
+	// buildErr says why the binary could not be built.
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "sms-recovery-legacymail-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "creating a directory for the binary:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	root, err = moduleRoot()
+	if err == nil {
+		caddyBin, buildErr = buildCaddy(root, dir)
+	} else {
+		buildErr = err
+	}
+	return m.Run()
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the module root: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("finding the module root: not inside a module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// buildCaddy builds ./cmd/caddy of the module at root into dir.
+func buildCaddy(root, dir string) (string, error) {
+	bin := filepath.Join(dir, "caddy")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building caddy: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// needStack skips the test when Dovecot, php-fpm or openssl are missing,
+// or fails it when CI=true, where a missing package is a broken pipeline.
+func needStack(t *testing.T) {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	var missing []string
+	if !found("dovecot", "dovecot") {
+		missing = append(missing, "dovecot-imapd")
+	}
+	if !found("php-fpm", "php-fpm[0-9]*") || !found("php", "php") {
+		missing = append(missing, "php-fpm")
+	}
+	if !found("openssl", "openssl") {
+		missing = append(missing, "openssl")
+	}
+	if os.Geteuid() == 0 && !found("setpriv", "setpriv") {
+		missing = append(missing, "util-linux")
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("the legacy-mail stack needs %s: apt-get install %s", strings.Join(missing, ", "), strings.Join(missing, " "))
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s (CI=true, so this fails instead of skipping)", msg)
+	}
+	t.Skip("skipping: " + msg)
+}
+
+// found reports whether a program is on PATH or in /usr/sbin, the way the
+// run script looks for it.
+func found(name, sbinGlob string) bool {
+	if _, err := exec.LookPath(name); err == nil {
+		return true
+	}
+	matches, _ := filepath.Glob(filepath.Join("/usr/sbin", sbinGlob))
+	for _, m := range matches {
+		if fi, err := os.Stat(m); err == nil && fi.Mode()&0o111 != 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,83 @@
+// Package cfparse reads the one-argument subdirectives that the
+// sms_recovery Caddyfile directive and its guest modules share, with the
+// same messages everywhere: "<name>: '<value>' is not a duration".
+package cfparse
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// String reads exactly one argument of the current subdirective into s.
+func String(d *cf.Dispenser, s *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*s = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// Int reads exactly one whole number.
+func Int(d *cf.Dispenser, n *int) error {
+	name := d.Val()
+	var s string
+	if err := String(d, &s); err != nil {
+		return err
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return d.Errf("%s: '%s' is not a whole number", name, s)
+	}
+	*n = v
+	return nil
+}
+
+// Duration reads exactly one duration in Caddy's syntax.
+func Duration(d *cf.Dispenser, out *caddy.Duration) error {
+	name := d.Val()
+	var s string
+	if err := String(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s: '%s' is not a duration", name, s)
+	}
+	*out = caddy.Duration(v)
+	return nil
+}
+
+// OnOff reads exactly one of on, off, true or false.
+func OnOff(d *cf.Dispenser) (bool, error) {
+	name := d.Val()
+	var s string
+	if err := String(d, &s); err != nil {
+		return false, err
+	}
+	switch s {
+	case "on", "true":
+		return true, nil
+	case "off", "false":
+		return false, nil
+	}
+	return false, d.Errf("%s: '%s' must be on or off", name, s)
+}
+
+// Seen rejects a subdirective given twice in one block, with what as the
+// prefix of the message (e.g. "directory ldap").
+type Seen map[string]bool
+
+// Once returns an error when the current subdirective came before.
+func (s Seen) Once(d *cf.Dispenser, what string) error {
+	name := d.Val()
+	if s[name] {
+		return d.Errf("%s: duplicate subdirective '%s'", what, name)
+	}
+	s[name] = true
+	return nil
+}

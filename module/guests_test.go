@@ -1,0 +1,90 @@
+package module
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+)
+
+// guest is the JSON of a guest module as the gateway's config holds it:
+// its settings and its name under key ("source", "provider", "backend").
+func guest(mod caddy.Module, key string) json.RawMessage {
+	return caddyconfig.JSONModuleObject(mod, key, caddy.GetModuleName(mod), nil)
+}
+
+func fileDirectory(path string) json.RawMessage {
+	return guest(&directory.FileModule{Path: path}, "source")
+}
+
+func outboxSender(path string) json.RawMessage {
+	return guest(&sms.OutboxModule{Path: path}, "provider")
+}
+
+func messageBirdSender(mb *sms.MessageBirdModule) json.RawMessage {
+	return guest(mb, "provider")
+}
+
+func memoryStorage(maxEntries int) json.RawMessage {
+	return guest(&storage.MemoryModule{MaxEntries: maxEntries}, "backend")
+}
+
+// ownStores numbers the stores of ownMemoryStorage.
+var ownStores atomic.Int64
+
+// ownMemoryStorage is a memory store no other test handler shares: the pool
+// shares stores by their settings, and with them limits and locks, so two
+// tests with the same max_entries would spend each other's limits.
+func ownMemoryStorage() json.RawMessage {
+	return memoryStorage(200_000 + int(ownStores.Add(1)))
+}
+
+// redisTestURL is the Redis the tests of this package use: $REDIS_URL, or
+// a local server.
+func redisTestURL() string {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// redisTestStorage returns a Redis storage module on redisTestURL under a
+// prefix of its own, or skips tb when Redis does not answer (fails it when
+// CI=true). The keys under the prefix are removed when tb ends.
+func redisTestStorage(tb testing.TB) json.RawMessage {
+	tb.Helper()
+	prefix := "smsrec-test-" + rand.Text() + ":"
+	rs, err := storage.NewRedis(storage.RedisConfig{URL: redisTestURL(), Prefix: prefix}, recovery.SystemClock{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := rs.Ping(ctx); err != nil {
+		rs.Close()
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("Redis does not answer and CI=true: %v", err)
+		}
+		tb.Skipf("skipping: Redis does not answer (%v); start one or set REDIS_URL", err)
+	}
+	tb.Cleanup(func() {
+		ctx := context.Background()
+		iter := rs.Client().Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rs.Client().Unlink(ctx, iter.Val())
+		}
+		rs.Close()
+	})
+	return guest(&storage.RedisModule{URL: redisTestURL(), Prefix: prefix}, "backend")
+}

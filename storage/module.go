@@ -1,0 +1,52 @@
+package storage
+
+import (
+	ulimiter "github.com/ulule/limiter/v3"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// Namespace is the Caddy module namespace of stores. The gateway loads one
+// from its "storage" field, whose "backend" names the module: {"backend":
+// "memory", "max_entries": 100000} loads
+// http.handlers.sms_recovery.storage.memory.
+//
+// A storage module holds settings only. Its Provision expands placeholders
+// and checks them; it must not keep connections, since the gateway keeps
+// the opened state across config reloads, longer than any one module value
+// lives (SPEC §7: state survives a reload). The module implements Opener,
+// and the gateway calls Open only when no state for the same settings is
+// open yet: it keys its pool by the module's ID and a SHA-256 of its JSON
+// encoding, so settings must be exported JSON fields, and a password in a
+// URL never appears in the clear in the key.
+const Namespace = "http.handlers.sms_recovery.storage"
+
+// Backend is what a store gives the flow and the abuse guard.
+type Backend interface {
+	recovery.Store
+	limiter.LockStore
+}
+
+// Opened is the state a storage module opened.
+type Opened struct {
+	// Backend holds flows, tokens, locks and blocks.
+	Backend Backend
+	// Counters holds the rate limiter's counters.
+	Counters ulimiter.Store
+	// Close, if set, frees what Open took once no handler uses the state.
+	Close func() error
+}
+
+// Opener is a provisioned storage module.
+type Opener interface {
+	// Open makes the state for the module's settings.
+	Open() (*Opened, error)
+}
+
+// Shared is implemented by a storage module whose state other processes
+// see too, such as Redis: every one of them must then hash codes and tokens
+// with the same secrets, so the gateway requires them to be configured.
+type Shared interface {
+	SharedAcrossProcesses() bool
+}

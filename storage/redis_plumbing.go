@@ -1,0 +1,185 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	ulimiter "github.com/ulule/limiter/v3"
+	uredis "github.com/ulule/limiter/v3/drivers/store/redis"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// redisCounters is the rate limiter's counter store on Redis, made on first
+// use. ulule's store loads its Lua scripts when it is made, which fails
+// while Redis is down; making it at provision would refuse the whole config,
+// and with it every other route of the site, where SPEC §7 wants only the
+// recovery routes to fail closed until Redis is back.
+type redisCounters struct {
+	client  uredis.Client
+	options ulimiter.StoreOptions
+	store   atomic.Pointer[ulimiter.Store]
+}
+
+// newRedisCounters returns the counter store on client, with keys under
+// prefix.
+func newRedisCounters(client uredis.Client, prefix string) *redisCounters {
+	return &redisCounters{client: client, options: ulimiter.StoreOptions{Prefix: prefix}}
+}
+
+// get returns the ulule store, making it if no call has yet. Concurrent
+// first calls may each load the scripts, which is harmless; none waits on
+// another's attempt.
+func (c *redisCounters) get() (ulimiter.Store, error) {
+	if s := c.store.Load(); s != nil {
+		return *s, nil
+	}
+	s, err := uredis.NewStoreWithOptions(c.client, c.options)
+	if err != nil {
+		return nil, fmt.Errorf("redis rate limit counters: %w", err)
+	}
+	c.store.CompareAndSwap(nil, &s)
+	return *c.store.Load(), nil
+}
+
+// Get counts one event for key and returns the count.
+func (c *redisCounters) Get(ctx context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
+	s, err := c.get()
+	if err != nil {
+		return ulimiter.Context{}, err
+	}
+	return s.Get(ctx, key, rate)
+}
+
+// Peek returns the count for key without counting.
+func (c *redisCounters) Peek(ctx context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
+	s, err := c.get()
+	if err != nil {
+		return ulimiter.Context{}, err
+	}
+	return s.Peek(ctx, key, rate)
+}
+
+// Reset sets the count for key to zero.
+func (c *redisCounters) Reset(ctx context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
+	s, err := c.get()
+	if err != nil {
+		return ulimiter.Context{}, err
+	}
+	return s.Reset(ctx, key, rate)
+}
+
+// Increment counts count events for key and returns the count.
+func (c *redisCounters) Increment(ctx context.Context, key string, count int64, rate ulimiter.Rate) (ulimiter.Context, error) {
+	s, err := c.get()
+	if err != nil {
+		return ulimiter.Context{}, err
+	}
+	return s.Increment(ctx, key, count, rate)
+}
+
+// redisPingTimeout bounds the ping at provision when dial_timeout is unset.
+const redisPingTimeout = 2 * time.Second
+
+// checkRedis pings rs so that an operator learns at load time, not at the
+// first recovery request, that the recovery routes will answer 503, and
+// warns when the server evicts keys. A failed ping only warns: the rest of
+// the site must load, and Redis may come back.
+func checkRedis(ctx context.Context, logger *zap.Logger, rs *Redis, timeout time.Duration) {
+	if timeout <= 0 {
+		timeout = redisPingTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := rs.Ping(ctx); err != nil {
+		logger.Warn("redis storage does not answer: the recovery routes answer 503 until it does", zap.Error(err))
+		return
+	}
+	// Locks kept under the key layout of earlier versions move, so that an
+	// upgrade forgets none.
+	if n, err := rs.MigrateLocks(ctx); err != nil {
+		logger.Warn("cannot move locks from the earlier redis key layout; a reload tries again", zap.Error(err))
+	} else if n > 0 {
+		logger.Info("moved locks from the earlier redis key layout", zap.Int("records", n))
+	}
+	switch policy, err := rs.EvictionPolicy(ctx); {
+	case err != nil:
+		logger.Warn("cannot read redis maxmemory-policy; it must be noeviction, or a full server forgets locks", zap.Error(err))
+	case policy != "noeviction":
+		logger.Warn("redis evicts keys when full: set maxmemory-policy noeviction, or locks and blocks can be forgotten under a flood",
+			zap.String("maxmemory_policy", policy))
+	}
+}
+
+// redisLogInterval is the least time between two go-redis log lines of one
+// kind: while Redis is down, every request would log a failed dial.
+const redisLogInterval = 10 * time.Second
+
+var redisLogsOnce sync.Once
+
+// routeRedisLogs replaces go-redis's logger, which is global to the process
+// and writes plain lines to stderr, with one that writes structured,
+// rate-limited lines to Caddy's current default logger. It takes effect
+// once per process; lines go to whichever logging config is loaded when
+// they are written.
+func routeRedisLogs() {
+	redisLogsOnce.Do(func() {
+		redis.SetLogger(newRedisLogger(func() *zap.Logger {
+			return caddy.Log().Named("http.handlers.sms_recovery.redis")
+		}, recovery.SystemClock{}, redisLogInterval))
+	})
+}
+
+// redisLogger writes go-redis's log lines as warnings, at most one per
+// kind per interval, and counts the lines it held back in the next one of
+// the kind. A kind is the format string, which names one place in go-redis,
+// so the count of kinds is bounded.
+type redisLogger struct {
+	logger   func() *zap.Logger
+	clock    recovery.Clock
+	interval time.Duration
+
+	mu    sync.Mutex
+	kinds map[string]*redisLogKind
+}
+
+type redisLogKind struct {
+	written    time.Time
+	suppressed int
+}
+
+func newRedisLogger(logger func() *zap.Logger, clock recovery.Clock, interval time.Duration) *redisLogger {
+	return &redisLogger{logger: logger, clock: clock, interval: interval, kinds: map[string]*redisLogKind{}}
+}
+
+// Printf is go-redis's logging interface. go-redis puts addresses and
+// errors in its lines, never a password or a value it stores.
+func (l *redisLogger) Printf(_ context.Context, format string, v ...any) {
+	now := l.clock.Now()
+	l.mu.Lock()
+	k, seen := l.kinds[format]
+	if seen && now.Sub(k.written) < l.interval {
+		k.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	suppressed := 0
+	if seen {
+		suppressed = k.suppressed
+	}
+	l.kinds[format] = &redisLogKind{written: now}
+	l.mu.Unlock()
+
+	fields := []zap.Field{zap.String("detail", strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: "))}
+	if suppressed > 0 {
+		fields = append(fields, zap.Int("suppressed", suppressed))
+	}
+	l.logger().Warn("redis client", fields...)
+}

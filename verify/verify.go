@@ -1,0 +1,305 @@
+package verify
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is the sms_recovery_verify handler, for an upstream that
+// sits behind a Caddy of its own: it passes a request on only if it carries
+// a valid signature from the sms_recovery gateway (SPEC §6) that it has not
+// seen before, and answers 401 otherwise. The upstream can then trust the
+// X-Recovery-Account header as the account whose phone was verified.
+type Handler struct {
+	// KeyID is the key ID the gateway signs with, its forward key_id.
+	// Required.
+	KeyID string `json:"key_id,omitempty"`
+
+	// HMACKey is the base64 of the key shared with the gateway's forward
+	// hmac_key, at least 64 bytes. Exactly one of hmac_key and
+	// ed25519_public_key is required. Whoever holds this key can sign a
+	// password reset for any account: keep it out of version control.
+	HMACKey string `json:"hmac_key,omitempty"`
+
+	// Ed25519PublicKey is the path of a PEM file holding the public half
+	// (PKIX "PUBLIC KEY") of the gateway's forward ed25519_key. Exactly one
+	// of hmac_key and ed25519_public_key is required.
+	Ed25519PublicKey string `json:"ed25519_public_key,omitempty"`
+
+	// Keys are more gateway keys to accept, each under its own key_id, so
+	// that the gateway's key rotates without a moment in which resets
+	// fail: add the new key here, switch the gateway to it, then make it
+	// the only key. A request accepted under one key is a replay under
+	// every other.
+	Keys []Key `json:"keys,omitempty"`
+
+	// MaxSkew is how far the gateway's clock may be off from this server's:
+	// a signature is accepted from max_skew before its created time until
+	// max_skew after its expires time. A longer skew keeps a captured
+	// request usable for longer, though never twice. Default: 60s.
+	MaxSkew caddy.Duration `json:"max_skew,omitempty"`
+
+	verifier *httpsig.VerifierSet
+	pooled   bool // holds a reference to verifyNoncePool
+	clock    recovery.Clock
+	logger   *zap.Logger
+}
+
+// Key is one more gateway key an sms_recovery_verify handler accepts.
+type Key struct {
+	// KeyID is the key ID the gateway signs with under this key. Required,
+	// and distinct from the handler's other key IDs.
+	KeyID string `json:"key_id,omitempty"`
+
+	// HMACKey is the base64 of the shared key, at least 64 bytes. Exactly
+	// one of hmac_key and ed25519_public_key is required.
+	HMACKey string `json:"hmac_key,omitempty"`
+
+	// Ed25519PublicKey is the path of a PEM file holding the gateway's
+	// public key. Exactly one of hmac_key and ed25519_public_key is
+	// required.
+	Ed25519PublicKey string `json:"ed25519_public_key,omitempty"`
+}
+
+// keys returns every key the handler accepts, its own first.
+func (h *Handler) keys() []Key {
+	return append([]Key{{KeyID: h.KeyID, HMACKey: h.HMACKey, Ed25519PublicKey: h.Ed25519PublicKey}}, h.Keys...)
+}
+
+// verifyNoncePool holds the one nonce cache that every sms_recovery_verify
+// handler of the process shares, so that a config reload, which provisions
+// new handlers, does not forget the nonces already accepted.
+var verifyNoncePool = caddy.NewUsagePool()
+
+const verifyNoncePoolKey = "nonces"
+
+// verifyNonceCache lets the cache live in a caddy.UsagePool.
+type verifyNonceCache struct{ *httpsig.NonceCache }
+
+// Destruct has nothing to free: the cache holds no goroutine or connection.
+func (verifyNonceCache) Destruct() error { return nil }
+
+// verifyDefaultMaxSkew is the default of max_skew.
+const verifyDefaultMaxSkew = caddy.Duration(httpsig.DefaultMaxSkew)
+
+// maxBodyBytes bounds the body of a request to check, as the gateway bounds
+// the body it signs.
+const maxBodyBytes = 64 << 10
+
+// problem is the JSON body of a refusal, in the shape of the gateway's
+// errors (SPEC §4).
+type problem struct {
+	status     int
+	Code       string `json:"error"`
+	Message    string `json:"message"`
+	RetryAfter int64  `json:"retry_after,omitzero"`
+}
+
+var (
+	errVerifyInvalid = problem{status: http.StatusUnauthorized, Code: "invalid_signature",
+		Message: "The request does not carry a valid, unused signature from the recovery gateway."}
+	errVerifyBusy = problem{status: http.StatusServiceUnavailable, Code: "unavailable",
+		Message:    "Too many signed requests to check right now. Try again in a minute.",
+		RetryAfter: int64(httpsig.MaxValidity / time.Second)}
+	errTooLarge = problem{status: http.StatusRequestEntityTooLarge, Code: "too_large",
+		Message: "The request body is larger than 64 KiB."}
+)
+
+// refuse answers with p as JSON.
+func refuse(w http.ResponseWriter, p problem) {
+	hdr := w.Header()
+	if p.RetryAfter > 0 {
+		hdr.Set("Retry-After", strconv.FormatInt(p.RetryAfter, 10))
+	}
+	hdr.Set("Content-Type", "application/json; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// clientIP is the client address Caddy determined, trusted proxies applied.
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.sms_recovery_verify",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision fills defaults, checks the configuration and builds the
+// verifier on the process's shared nonce cache.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.clock == nil {
+		h.clock = recovery.SystemClock{}
+	}
+	if h.MaxSkew == 0 {
+		h.MaxSkew = verifyDefaultMaxSkew
+	}
+	repl := caddy.NewReplacer()
+	h.HMACKey = repl.ReplaceKnown(h.HMACKey, "")
+	h.Ed25519PublicKey = repl.ReplaceKnown(h.Ed25519PublicKey, "")
+	for i := range h.Keys {
+		h.Keys[i].HMACKey = repl.ReplaceKnown(h.Keys[i].HMACKey, "")
+		h.Keys[i].Ed25519PublicKey = repl.ReplaceKnown(h.Keys[i].Ed25519PublicKey, "")
+	}
+	if err := h.Validate(); err != nil {
+		return err
+	}
+
+	val, _, err := verifyNoncePool.LoadOrNew(verifyNoncePoolKey, func() (caddy.Destructor, error) {
+		c, err := httpsig.NewNonceCache(httpsig.DefaultNonceCacheSize)
+		if err != nil {
+			return nil, err
+		}
+		return verifyNonceCache{c}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("creating nonce cache: %w", err)
+	}
+	h.pooled = true
+	nonces := val.(verifyNonceCache).NonceCache
+
+	var verifiers []*httpsig.Verifier
+	for _, k := range h.keys() {
+		cfg := httpsig.VerifierConfig{KeyID: k.KeyID, MaxSkew: time.Duration(h.MaxSkew), Nonces: nonces}
+		if k.HMACKey != "" {
+			key, err := base64.StdEncoding.DecodeString(k.HMACKey)
+			if err != nil {
+				return fmt.Errorf("key %q: hmac_key is not base64: %w", k.KeyID, err)
+			}
+			cfg.HMACKey = key
+		} else {
+			key, err := httpsig.LoadEd25519PublicKey(k.Ed25519PublicKey)
+			if err != nil {
+				return fmt.Errorf("key %q: ed25519_public_key: %w", k.KeyID, err)
+			}
+			cfg.PublicKey = key
+		}
+		v, err := httpsig.NewVerifier(cfg)
+		if err != nil {
+			return fmt.Errorf("key %q: %w", k.KeyID, err)
+		}
+		verifiers = append(verifiers, v)
+	}
+	h.verifier, err = httpsig.NewVerifierSet(verifiers...)
+	return err
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	var errs []error
+	if h.KeyID == "" {
+		errs = append(errs, errors.New("key_id: required"))
+	}
+	if (h.HMACKey == "") == (h.Ed25519PublicKey == "") {
+		errs = append(errs, errors.New("give exactly one of hmac_key and ed25519_public_key"))
+	}
+	seen := map[string]bool{h.KeyID: true}
+	for i, k := range h.Keys {
+		switch {
+		case k.KeyID == "":
+			errs = append(errs, fmt.Errorf("key %d: key_id: required", i+1))
+		case seen[k.KeyID]:
+			errs = append(errs, fmt.Errorf("key %q: key_id given twice", k.KeyID))
+		}
+		seen[k.KeyID] = true
+		if (k.HMACKey == "") == (k.Ed25519PublicKey == "") {
+			errs = append(errs, fmt.Errorf("key %q: give exactly one of hmac_key and ed25519_public_key", k.KeyID))
+		}
+	}
+	if h.MaxSkew < 0 {
+		errs = append(errs, fmt.Errorf("max_skew: %s is negative", time.Duration(h.MaxSkew)))
+	}
+	return errors.Join(errs...)
+}
+
+// Cleanup releases the shared nonce cache.
+func (h *Handler) Cleanup() error {
+	if !h.pooled {
+		return nil
+	}
+	h.pooled = false
+	_, err := verifyNoncePool.Delete(verifyNoncePoolKey)
+	return err
+}
+
+// ServeHTTP reads the body, verifies the signature and, if it holds, passes
+// the request with its body intact to next.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			refuse(w, errTooLarge)
+			return nil
+		}
+		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
+	}
+
+	method, path := verifyTarget(r)
+	account, err := h.verifier.Verify(r.Header, method, path, body, h.clock.Now())
+	if err != nil {
+		// The error names the reason and holds no key, signature or body.
+		fields := []zap.Field{
+			zap.Error(err),
+			zap.String("client_ip", clientIP(r)),
+			zap.String("method", method),
+			zap.String("path", path),
+		}
+		if errors.Is(err, httpsig.ErrNonceCacheFull) {
+			h.logger.Error("refused a signed request: every nonce cache slot is in use", fields...)
+			refuse(w, errVerifyBusy)
+			return nil
+		}
+		h.logger.Warn("refused a request without a valid gateway signature", fields...)
+		refuse(w, errVerifyInvalid)
+		return nil
+	}
+	h.logger.Debug("verified gateway signature", zap.String("account", account))
+
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return next.ServeHTTP(w, r)
+}
+
+// verifyTarget returns the method and path the request arrived with: the
+// gateway signed those, and handlers before this one (rewrite, uri) may
+// have changed r since.
+func verifyTarget(r *http.Request) (method, path string) {
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		return orig.Method, orig.URL.EscapedPath()
+	}
+	return r.Method, r.URL.EscapedPath()
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
