@@ -155,6 +155,7 @@ func (c Config) Validate() error {
 type Guard struct {
 	counters ulimiter.Store
 	locks    LockStore
+	plans    PlanStore // locks, when it runs plans; nil otherwise
 	clock    recovery.Clock
 
 	startIP, startAccount, startPhone, verifyIP, smsGlobal limit
@@ -178,11 +179,14 @@ type threshold struct {
 }
 
 // New returns a Guard over counters and locks, reading the time from clock.
+// When locks is a PlanStore, every decision is one of its plans, counters
+// included, and counters is not used (it may be nil).
 func New(cfg Config, counters ulimiter.Store, locks LockStore, clock recovery.Clock) (*Guard, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("limiter config: %w", err)
 	}
-	if counters == nil || locks == nil || clock == nil {
+	plans, _ := locks.(PlanStore)
+	if (counters == nil && plans == nil) || locks == nil || clock == nil {
 		return nil, errors.New("limiter: counter store, lock store and clock are required")
 	}
 	newLimit := func(scope string, r Rate) limit {
@@ -191,6 +195,7 @@ func New(cfg Config, counters ulimiter.Store, locks LockStore, clock recovery.Cl
 	return &Guard{
 		counters:     counters,
 		locks:        locks,
+		plans:        plans,
 		clock:        clock,
 		startIP:      newLimit(ScopeStartIP, cfg.StartIP),
 		startAccount: newLimit(ScopeStartAccount, cfg.StartAccount),
@@ -220,6 +225,11 @@ func New(cfg Config, counters ulimiter.Store, locks LockStore, clock recovery.Cl
 // count against the account, so that one client cannot fill the store with
 // account counters.
 func (g *Guard) Start(ctx context.Context, ip, account string) error {
+	if g.plans != nil {
+		p := g.startPlan(ClientKey(ip), account, false)
+		_, err := g.run(ctx, &p)
+		return err
+	}
 	now := g.clock.Now()
 	client := ClientKey(ip)
 	if err := g.checkLocks(ctx, now, client, account); err != nil {
@@ -243,6 +253,11 @@ func (g *Guard) Start(ctx context.Context, ip, account string) error {
 // SMS counts a code for phone against its limit and then against the global
 // budget, which a refused phone does not spend.
 func (g *Guard) SMS(ctx context.Context, phone string) error {
+	if g.plans != nil {
+		p := Plan{Counts: []Count{g.startPhone.count(phone, false), g.smsGlobal.count("", false)}}
+		_, err := g.run(ctx, &p)
+		return err
+	}
 	now := g.clock.Now()
 	if err := g.take(ctx, now, g.startPhone, phone); err != nil {
 		return err
@@ -253,8 +268,13 @@ func (g *Guard) SMS(ctx context.Context, phone string) error {
 // Verify refuses a blocked client or a locked account, and otherwise counts
 // the check against the client.
 func (g *Guard) Verify(ctx context.Context, ip, account string) error {
-	now := g.clock.Now()
 	client := ClientKey(ip)
+	if g.plans != nil {
+		p := Plan{Locks: g.lockChecks(client, account, false), Counts: []Count{g.verifyIP.count(client, false)}}
+		_, err := g.run(ctx, &p)
+		return err
+	}
+	now := g.clock.Now()
 	if err := g.checkLocks(ctx, now, client, account); err != nil {
 		return err
 	}
@@ -270,6 +290,14 @@ func (g *Guard) Verify(ctx context.Context, ip, account string) error {
 func (g *Guard) Guess(ctx context.Context, ip, account string) (recovery.Guess, error) {
 	now := g.clock.Now()
 	client := ClientKey(ip)
+	if g.plans != nil {
+		p := Plan{Strikes: g.strikeSteps(client, account, false)}
+		o, err := g.run(ctx, &p)
+		if err != nil {
+			return recovery.Guess{}, err
+		}
+		return g.guess(o), nil
+	}
 	blocked, err := g.strike(ctx, now, g.ipBlock, client)
 	if err != nil {
 		return recovery.Guess{}, err
@@ -299,6 +327,11 @@ func (g *Guard) Guess(ctx context.Context, ip, account string) (recovery.Guess, 
 // Right ends the account's run of wrong codes, lifting a lock its last guess
 // set, and takes the client's strike for that guess back.
 func (g *Guard) Right(ctx context.Context, ip, account string) error {
+	if g.plans != nil {
+		p := Plan{Ends: g.endSteps(ClientKey(ip), account, false)}
+		_, err := g.run(ctx, &p)
+		return err
+	}
 	if _, err := g.locks.EndRun(ctx, g.lockout.kind, account); err != nil {
 		return fmt.Errorf("ending %s run: %w", g.lockout.scope, err)
 	}

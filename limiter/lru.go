@@ -48,14 +48,48 @@ type LRUStore struct {
 	clock recovery.Clock
 
 	mu    sync.Mutex
-	cache *simplelru.LRU[string, window]
+	cache *simplelru.LRU[string, Window]
 }
 
-// window is one key's counter: count events in the window ending at end.
-type window struct {
-	count int64
-	end   int64 // Unix nanoseconds; the window has ended once now >= end
+// Window is one key's counter: N events in the window ending at End.
+type Window struct {
+	N   int64
+	End int64 // Unix nanoseconds; the window has ended once now >= End
 }
+
+// Counters is the bounded table of fixed-window counters behind LRUStore,
+// without a lock, for a PlanStore that holds its own: at most its bound of
+// keys, the least recently used dropped first.
+type Counters struct {
+	cache *simplelru.LRU[string, Window]
+}
+
+// NewCounters returns a table of at most maxKeys counters.
+func NewCounters(maxKeys int) (*Counters, error) {
+	if maxKeys < 1 {
+		return nil, errors.New("counters: max keys must be at least 1")
+	}
+	cache, err := simplelru.NewLRU[string, Window](maxKeys, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Counters{cache: cache}, nil
+}
+
+// Count counts n events (0 to read) for c's key at now, marking the key as
+// recently used, and returns the counter's state. A read of a key the table
+// does not hold adds none.
+func (t *Counters) Count(key string, c Count, n int64, now time.Time) CounterState {
+	w, _ := t.cache.Get(key)
+	s := CountWindow(&w, c, n, now)
+	if n > 0 || w.N > 0 {
+		t.cache.Add(key, w)
+	}
+	return s
+}
+
+// Len returns how many counters the table holds, expired ones included.
+func (t *Counters) Len() int { return t.cache.Len() }
 
 // NewLRUStore returns a store that holds at most maxKeys counters and reads
 // the time from clock.
@@ -68,7 +102,7 @@ func NewLRUStore(maxKeys int, clock recovery.Clock) (*LRUStore, error) {
 	}
 	// simplelru, the core of lru.Cache, without its own lock: a count is a
 	// read-modify-write, so one mutex must cover the lookup and the update.
-	cache, err := simplelru.NewLRU[string, window](maxKeys, nil)
+	cache, err := simplelru.NewLRU[string, Window](maxKeys, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +119,7 @@ func (s *LRUStore) Increment(_ context.Context, key string, count int64, rate ul
 	now := s.clock.Now()
 	s.mu.Lock()
 	w := s.current(key, now, rate)
-	w.count += count
+	w.N += count
 	s.cache.Add(key, w)
 	s.mu.Unlock()
 	return state(now, rate, w), nil
@@ -118,19 +152,19 @@ func (s *LRUStore) Len() int {
 
 // current returns key's window if it is still open, or a fresh one, marking
 // the key as recently used. s.mu must be held.
-func (s *LRUStore) current(key string, now time.Time, rate ulimiter.Rate) window {
-	if w, ok := s.cache.Get(key); ok && now.UnixNano() < w.end {
+func (s *LRUStore) current(key string, now time.Time, rate ulimiter.Rate) Window {
+	if w, ok := s.cache.Get(key); ok && now.UnixNano() < w.End {
 		return w
 	}
 	return fresh(now, rate)
 }
 
-func fresh(now time.Time, rate ulimiter.Rate) window {
-	return window{end: now.Add(rate.Period).UnixNano()}
+func fresh(now time.Time, rate ulimiter.Rate) Window {
+	return Window{End: now.Add(rate.Period).UnixNano()}
 }
 
-func state(now time.Time, rate ulimiter.Rate, w window) ulimiter.Context {
-	return common.GetContextFromState(now, rate, time.Unix(0, w.end), w.count)
+func state(now time.Time, rate ulimiter.Rate, w Window) ulimiter.Context {
+	return common.GetContextFromState(now, rate, time.Unix(0, w.End), w.N)
 }
 
 // Interface guards

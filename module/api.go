@@ -120,11 +120,9 @@ func decode(w http.ResponseWriter, r *http.Request, v any) *apiError {
 	if e != nil {
 		return e
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	if err := dec.Decode(v); err != nil {
-		return errBadJSON
-	}
-	if dec.More() {
+	// One object and nothing after it, decoded from the bytes read: no
+	// copy into a string, no decoder buffer.
+	if err := json.Unmarshal(body, v); err != nil {
 		return errBadJSON
 	}
 	return nil

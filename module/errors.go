@@ -109,5 +109,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	// Marshalled and written at once, with the newline an Encoder adds.
+	body, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	_, _ = w.Write(append(body, '\n'))
 }

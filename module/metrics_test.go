@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,12 +159,16 @@ func TestSMSQueueLengthMetric(t *testing.T) {
 		_, _ = io.WriteString(w, `{"errors":[{"code":9,"description":"no (correct) recipients found","parameter":"recipient"}]}`)
 	}))
 	t.Cleanup(provider.Close)
-	// The queue has a few workers (4 today), each held by the provider
-	// with one message: at least half of these must wait.
-	const sent, waiting = 12, 6
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before provider.Close, even if the test fails early
+	// The queue has sms.DefaultWorkers workers, each held by the provider
+	// with one message: the 12 beyond them wait, and at least 6 are seen.
+	const waiting = 6
+	sent := sms.DefaultWorkers + 12
 	phones := map[string]string{}
 	for i := range sent {
-		phones[fmt.Sprintf("queued%d@example.com", i)] = fmt.Sprintf("+316123456%02d", 50+i)
+		phones[fmt.Sprintf("queued%d@example.com", i)] = fmt.Sprintf("+3161%07d", 2000+i)
 	}
 	g := newOpsGateway(t, phones, func(h *Handler) {
 		h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
@@ -179,7 +184,7 @@ func TestSMSQueueLengthMetric(t *testing.T) {
 	if n := queueLength(t, g.ctx.GetMetricsRegistry()); n < waiting {
 		t.Errorf("%s = %v, want at least %d", queueLengthMetric, n, waiting)
 	}
-	close(release)
+	unblock()
 	g.close()
 	if n := len(loggedEvents(g.logs, "sms_rejected")); n != sent {
 		t.Errorf("%d messages rejected after the release, want %d", n, sent)

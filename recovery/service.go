@@ -45,6 +45,26 @@ type Deps struct {
 type Service struct {
 	cfg Config
 	Deps
+	// flows is the Guard as a FlowGuard when its changes go to the Store:
+	// then a request's checks and its change are one step.
+	flows FlowGuard
+	// lookupFirst looks the account up before the guard on /start and
+	// /resend, so that the checks and the change are one step: only when
+	// the directory answers in process and the store does not, where a
+	// lookup costs less than the round trip it saves. Otherwise the guard
+	// refuses first, and a flood it refuses never reaches the directory.
+	lookupFirst bool
+}
+
+// InProcess is implemented by a Directory or Store that answers from this
+// process, without a round trip to a server.
+type InProcess interface {
+	InProcess() bool
+}
+
+func inProcess(v any) bool {
+	ip, ok := v.(InProcess)
+	return ok && ip.InProcess()
 }
 
 // New returns a Service. It checks that every collaborator is there.
@@ -61,7 +81,12 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Observer == nil {
 		d.Observer = nopObserver{}
 	}
-	return &Service{cfg: cfg, Deps: d}, nil
+	svc := &Service{cfg: cfg, Deps: d}
+	if fg, ok := d.Guard.(FlowGuard); ok && fg.Keeps(d.Store) {
+		svc.flows = fg
+		svc.lookupFirst = inProcess(d.Directory) && !inProcess(d.Store)
+	}
+	return svc, nil
 }
 
 // Started is the answer to Start and Resend.
@@ -89,8 +114,10 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 	if err != nil {
 		return Started{}, err
 	}
-	if err := s.Guard.Start(ctx, req.ClientIP, account); err != nil {
-		return Started{}, s.denied(ctx, err, account, req.ClientIP, "")
+	if !s.lookupFirst {
+		if err := s.Guard.Start(ctx, req.ClientIP, account); err != nil {
+			return Started{}, s.denied(ctx, err, account, req.ClientIP, "")
+		}
 	}
 	id, err := randomID(s.Rand, flowIDBytes)
 	if err != nil {
@@ -113,12 +140,23 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 		PublicURL: req.PublicURL,
 	}
 	ev := Event{Account: account, ClientIP: req.ClientIP, FlowRef: FlowRef(id)}
-	msg, err := s.prepare(ctx, &f, code, link+id, host, ev)
+	to, err := s.resolve(ctx, &f)
 	if err != nil {
 		return Started{}, err
 	}
-	if err := s.Store.CreateFlow(ctx, f); err != nil {
-		return Started{}, unavailable("storing flow", err)
+	if s.lookupFirst {
+		if err := s.flows.StartFlow(ctx, req.ClientIP, f); err != nil {
+			return Started{}, s.denied(ctx, err, account, req.ClientIP, "")
+		}
+	}
+	msg, err := s.compose(&f, to, code, link+id, host, ev)
+	if err != nil {
+		return Started{}, err
+	}
+	if !s.lookupFirst {
+		if err := s.Store.CreateFlow(ctx, f); err != nil {
+			return Started{}, unavailable("storing flow", err)
+		}
 	}
 	ev.Name, ev.Phone = EventFlowStarted, f.PhoneMasked
 	s.Observer.Observe(ctx, ev)
@@ -126,25 +164,46 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 	return Started{FlowID: id, ExpiresIn: s.cfg.CodeTTL}, nil
 }
 
-// prepare looks the account up and renders the code message. Every kind of
-// account, known with a mobile, known with a number that must not be texted,
-// and unknown (given a stand-in number), does the same work in the same
-// order: lookup, render, phone check, and a message to queue. What is
-// delivered is decided later, in the background: the queue drops an unknown
-// account's decoy unseen, and a refused number is reported when its turn
-// comes (Message.Admit). The per-phone and global SMS limits are checked
-// there too, after the answer has gone out, so that their cost tells
-// nothing either.
-func (s *Service) prepare(ctx context.Context, f *Flow, code, link, host string, ev Event) (Message, error) {
+// recipient is the number a message goes to, as resolve found it.
+type recipient struct {
+	phone   string
+	unknown bool  // the account has no phone: phone is a stand-in
+	refused error // why phone must not be texted, or nil
+}
+
+// resolve looks the account up and checks its number, filling the flow's
+// language, masked phone and decoy flag. Every kind of account, known with a
+// mobile, known with a number that must not be texted, and unknown (given a
+// stand-in number), does the same work in the same order: lookup, phone
+// check, and then (compose) render and a message to queue. What is delivered
+// is decided later, in the background: the queue drops an unknown account's
+// decoy unseen, and a refused number is reported when its turn comes
+// (Message.Admit). The per-phone and global SMS limits are checked there
+// too, after the answer has gone out, so that their cost tells nothing
+// either.
+func (s *Service) resolve(ctx context.Context, f *Flow) (recipient, error) {
 	entry, err := s.Directory.Lookup(ctx, f.Account)
 	if err != nil && !errors.Is(err, ErrUnknownAccount) {
-		return Message{}, unavailable("looking up account", err)
+		return recipient{}, unavailable("looking up account", err)
 	}
 	unknown := err != nil
 	if unknown {
 		entry.Phone = s.Keys.StandInPhone(f.Account)
 	}
 	f.Lang = s.lang(entry)
+	phone, perr := s.Phones.Check(entry.Phone)
+	if perr != nil {
+		phone = entry.Phone
+	}
+	f.PhoneMasked = MaskPhone(phone)
+	// Whether the account exists is decided last, and only by flags the
+	// queue reads later: the branches cost the same.
+	f.Decoy = unknown || perr != nil
+	return recipient{phone: phone, unknown: unknown, refused: perr}, nil
+}
+
+// compose renders the code message of f to to.
+func (s *Service) compose(f *Flow, to recipient, code, link, host string, ev Event) (Message, error) {
 	body, err := s.Messages.Code(f.Lang, MessageData{
 		SiteName: s.cfg.SiteName,
 		Code:     code,
@@ -156,28 +215,20 @@ func (s *Service) prepare(ctx context.Context, f *Flow, code, link, host string,
 	if err != nil {
 		return Message{}, err
 	}
-	phone, perr := s.Phones.Check(entry.Phone)
-	if perr != nil {
-		phone = entry.Phone
-	}
-	f.PhoneMasked = MaskPhone(phone)
 	ev.Phone = f.PhoneMasked
 	m := Message{
 		Kind:      "code",
-		To:        phone,
+		To:        to.phone,
 		Body:      body,
 		Reference: ev.FlowRef,
 		Validity:  f.ExpiresAt.Sub(f.SentAt),
 		ExpiresAt: f.ExpiresAt,
+		Decoy:     to.unknown,
 	}
-	// Whether the account exists is decided last, and only by flags the
-	// queue reads later: the branches below cost the same.
-	f.Decoy = unknown || perr != nil
-	m.Decoy = unknown
-	if perr != nil {
-		m.Admit = s.refuseSMS(perr, ev)
+	if to.refused != nil {
+		m.Admit = s.refuseSMS(to.refused, ev)
 	} else {
-		m.Admit = s.admitSMS(phone, ev)
+		m.Admit = s.admitSMS(to.phone, ev)
 	}
 	return m, nil
 }
@@ -237,8 +288,10 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 	if wait := f.SentAt.Add(s.cfg.ResendInterval).Sub(now); wait > 0 {
 		return Started{}, tooEarly(wait, f.SentAt.Add(s.cfg.ResendInterval))
 	}
-	if err := s.Guard.Start(ctx, clientIP, f.Account); err != nil {
-		return Started{}, s.denied(ctx, err, f.Account, clientIP, FlowRef(flowID))
+	if !s.lookupFirst {
+		if err := s.Guard.Start(ctx, clientIP, f.Account); err != nil {
+			return Started{}, s.denied(ctx, err, f.Account, clientIP, FlowRef(flowID))
+		}
 	}
 	link, host, err := s.link(f.PublicURL)
 	if err != nil {
@@ -251,19 +304,32 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 	next := f
 	next.SentAt, next.ExpiresAt = now, now.Add(s.cfg.CodeTTL)
 	ev := Event{Account: f.Account, ClientIP: clientIP, FlowRef: FlowRef(flowID)}
-	msg, err := s.prepare(ctx, &next, code, link+flowID, host, ev)
+	to, err := s.resolve(ctx, &next)
 	if err != nil {
 		return Started{}, err
 	}
 	if f.Decoy { // once a decoy, always a decoy: no code of it ever verifies
-		next.Decoy, msg.Decoy = true, true
+		next.Decoy, to.unknown = true, true
 	}
-	f, err = s.Store.Resend(ctx, flowID, s.Keys.HashCode(flowID, code), now, s.cfg.ResendInterval, next.ExpiresAt)
+	hash := s.Keys.HashCode(flowID, code)
+	if s.lookupFirst {
+		f, err = s.flows.ResendFlow(ctx, clientIP, flowID, hash, now, s.cfg.ResendInterval, next.ExpiresAt)
+		var d *Denial
+		if errors.As(err, &d) {
+			return Started{}, s.denied(ctx, err, f.Account, clientIP, FlowRef(flowID))
+		}
+	} else {
+		f, err = s.Store.Resend(ctx, flowID, hash, now, s.cfg.ResendInterval, next.ExpiresAt)
+	}
 	switch {
 	case errors.Is(err, ErrTooEarly):
 		return Started{}, tooEarly(f.SentAt.Add(s.cfg.ResendInterval).Sub(now), f.SentAt.Add(s.cfg.ResendInterval))
 	case err != nil:
 		return Started{}, notFound(err, ErrExpired)
+	}
+	msg, err := s.compose(&next, to, code, link+flowID, host, ev)
+	if err != nil {
+		return Started{}, err
 	}
 	ev.Name, ev.Phone = EventCodeResent, next.PhoneMasked
 	s.Observer.Observe(ctx, ev)
@@ -283,6 +349,9 @@ type Verified struct {
 func (s *Service) Verify(ctx context.Context, flowID, code, clientIP string) (Verified, error) {
 	if !validID(flowID, flowIDLen) || !s.validCode(code) {
 		return Verified{}, ErrInvalidRequest
+	}
+	if s.flows != nil {
+		return s.verifyFlow(ctx, flowID, code, clientIP)
 	}
 	f, err := s.Store.Flow(ctx, flowID)
 	if errors.Is(err, ErrNotFound) {
@@ -312,15 +381,7 @@ func (s *Service) Verify(ctx context.Context, flowID, code, clientIP string) (Ve
 		return Verified{}, s.denied(ctx, err, f.Account, clientIP, ev.FlowRef)
 	}
 	if !s.Keys.MatchCode(flowID, code, f.CodeHash) || f.Decoy {
-		ev.Name = EventWrongCode
-		s.Observer.Observe(ctx, ev)
-		if guess.Set != nil {
-			if guess.LockedAccount() && s.cfg.NotifyOnLock {
-				s.notifyLock(ctx, f.Account, ev)
-			}
-			return Verified{}, s.locked(ctx, guess.Set, f.Account, clientIP, ev.FlowRef)
-		}
-		return Verified{}, &CodeError{AttemptsLeft: max(0, s.cfg.MaxAttempts-f.Attempts)}
+		return Verified{}, s.wrongCode(ctx, f, guess, ev)
 	}
 	if err := s.Guard.Right(ctx, clientIP, f.Account); err != nil {
 		return Verified{}, unavailable("ending the run of wrong codes", err)
@@ -332,15 +393,9 @@ func (s *Service) Verify(ctx context.Context, flowID, code, clientIP string) (Ve
 	if !won {
 		return Verified{}, ErrExpired
 	}
-	token, err := randomID(s.Rand, tokenBytes)
+	token, t, err := s.newToken(f)
 	if err != nil {
 		return Verified{}, err
-	}
-	t := Token{
-		Hash:      s.Keys.HashToken(token),
-		Account:   f.Account,
-		FlowID:    flowID,
-		ExpiresAt: s.Clock.Now().Add(s.cfg.TokenTTL),
 	}
 	if err := s.Store.PutToken(ctx, t); err != nil {
 		return Verified{}, unavailable("storing token", err)
@@ -348,6 +403,71 @@ func (s *Service) Verify(ctx context.Context, flowID, code, clientIP string) (Ve
 	ev.Name = EventCodeVerified
 	s.Observer.Observe(ctx, ev)
 	return Verified{Token: token, ExpiresIn: s.cfg.TokenTTL}, nil
+}
+
+// verifyFlow is Verify in two steps of the FlowGuard: the checks, the
+// attempt and the guess in one, and for a right code the flow's end and the
+// token in another.
+func (s *Service) verifyFlow(ctx context.Context, flowID, code, clientIP string) (Verified, error) {
+	ev := Event{ClientIP: clientIP, FlowRef: FlowRef(flowID)}
+	f, guess, err := s.flows.VerifyFlow(ctx, clientIP, flowID, s.cfg.MaxAttempts)
+	ev.Account, ev.Phone = f.Account, f.PhoneMasked
+	var d *Denial
+	switch {
+	case errors.As(err, &d):
+		return Verified{}, s.denied(ctx, err, f.Account, clientIP, ev.FlowRef)
+	case errors.Is(err, ErrExhausted):
+		ev.Name = EventFlowExhausted
+		s.Observer.Observe(ctx, ev)
+		return Verified{}, ErrExpired
+	case err != nil:
+		return Verified{}, notFound(err, ErrExpired)
+	}
+	if !s.Keys.MatchCode(flowID, code, f.CodeHash) || f.Decoy {
+		return Verified{}, s.wrongCode(ctx, f, guess, ev)
+	}
+	token, t, err := s.newToken(f)
+	if err != nil {
+		return Verified{}, err
+	}
+	won, err := s.flows.RightFlow(ctx, clientIP, flowID, t)
+	if err != nil {
+		return Verified{}, unavailable("ending flow", err)
+	}
+	if !won {
+		return Verified{}, ErrExpired
+	}
+	ev.Name = EventCodeVerified
+	s.Observer.Observe(ctx, ev)
+	return Verified{Token: token, ExpiresIn: s.cfg.TokenTTL}, nil
+}
+
+// wrongCode reports a wrong code and answers it: with the lock or block the
+// guess set, or with the attempts left.
+func (s *Service) wrongCode(ctx context.Context, f Flow, guess Guess, ev Event) error {
+	ev.Name = EventWrongCode
+	s.Observer.Observe(ctx, ev)
+	if guess.Set != nil {
+		if guess.LockedAccount() && s.cfg.NotifyOnLock {
+			s.notifyLock(ctx, f.Account, ev)
+		}
+		return s.locked(ctx, guess.Set, f.Account, ev.ClientIP, ev.FlowRef)
+	}
+	return &CodeError{AttemptsLeft: max(0, s.cfg.MaxAttempts-f.Attempts)}
+}
+
+// newToken returns a new reset token for the account of f, and its record.
+func (s *Service) newToken(f Flow) (string, Token, error) {
+	token, err := randomID(s.Rand, tokenBytes)
+	if err != nil {
+		return "", Token{}, err
+	}
+	return token, Token{
+		Hash:      s.Keys.HashToken(token),
+		Account:   f.Account,
+		FlowID:    f.ID,
+		ExpiresAt: s.Clock.Now().Add(s.cfg.TokenTTL),
+	}, nil
 }
 
 func (s *Service) validCode(code string) bool {

@@ -29,7 +29,10 @@ type MessageBirdConfig struct {
 	// Timeout bounds each request. Default: 10s.
 	Timeout time.Duration
 	// Transport sends the requests. Default: a clone of
-	// http.DefaultTransport.
+	// http.DefaultTransport that keeps as many idle connections to the API
+	// as a Queue has workers (DefaultWorkers), where http.DefaultTransport
+	// keeps two: at a sustained rate, every request beyond those would open
+	// a connection of its own, TLS handshake included.
 	Transport http.RoundTripper
 }
 
@@ -66,7 +69,10 @@ func NewMessageBird(cfg MessageBirdConfig) (*MessageBird, error) {
 		cfg.Timeout = 10 * time.Second
 	}
 	if cfg.Transport == nil {
-		cfg.Transport = http.DefaultTransport.(*http.Transport).Clone()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns = max(t.MaxIdleConns, DefaultWorkers)
+		t.MaxIdleConnsPerHost = DefaultWorkers
+		cfg.Transport = t
 	}
 	return &MessageBird{
 		accessKey:  cfg.AccessKey,

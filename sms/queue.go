@@ -108,9 +108,14 @@ type QueueConfig struct {
 	// Size is how many messages may wait for a worker. Sends beyond it fail
 	// with recovery.ErrQueueFull. With the workers' messages, at most
 	// (Size + Workers) * (MaxMessageBytes + about 150 bytes of bookkeeping)
-	// are held: about 2.2 MB with the defaults. Default: 1000.
+	// are held: about 3.3 MB with the defaults. Default: 1000.
 	Size int
-	// Workers is how many messages are delivered at once. Default: 4.
+	// Workers is how many messages are delivered at once. A worker holds
+	// its message back for Holdback and then waits for the provider, so a
+	// queue delivers up to Workers / (Holdback + the provider's answer
+	// time) messages a second: the default keeps up with 2,000 a second
+	// while the provider answers within 230ms behind a 20ms holdback. An
+	// idle worker costs only its goroutine. Default: DefaultWorkers.
 	Workers int
 	// AttemptTimeout bounds each request to the provider. Default: 15s.
 	AttemptTimeout time.Duration
@@ -158,7 +163,7 @@ func (c *QueueConfig) setDefaults() {
 		c.Size = 1000
 	}
 	if c.Workers <= 0 {
-		c.Workers = 4
+		c.Workers = DefaultWorkers
 	}
 	if c.AttemptTimeout <= 0 {
 		c.AttemptTimeout = 15 * time.Second
@@ -194,6 +199,9 @@ func (c *QueueConfig) setDefaults() {
 		c.Rand = rand.Reader
 	}
 }
+
+// DefaultWorkers is QueueConfig.Workers when none is set.
+const DefaultWorkers = 512
 
 // Queue is a bounded, asynchronous recovery.Sender. Send only puts the
 // message in a buffer; a fixed set of workers delivers it, retrying network

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -29,6 +30,9 @@ import (
 //   - Security state is never dropped while it counts: when the table is
 //     full, a strike for a key it does not hold is refused with
 //     recovery.ErrFull (see lockTable).
+//   - Rate counters, which RunPlan keeps, in a table of CounterBound(maxEntries)
+//     that drops the least recently used (see limiter.LRUStore): evicting
+//     one resets it, and touches nothing else.
 //
 // Records expire against the injected clock when they are read; an expired
 // record behaves as missing and is dropped then. Memory starts no
@@ -37,10 +41,17 @@ import (
 type Memory struct {
 	clock recovery.Clock
 
-	mu     sync.Mutex
-	flows  *flowTable
-	tokens *simplelru.LRU[string, memToken] // keyed by the token's hash
-	locks  *lockTable
+	mu       sync.Mutex
+	flows    *flowTable
+	tokens   *simplelru.LRU[string, memToken] // keyed by the token's hash
+	locks    *lockTable
+	counters *limiter.Counters // of RunPlan
+}
+
+// CounterBound is how many rate counters a Memory of maxEntries keeps:
+// limiter.DefaultMaxKeys at DefaultMaxEntries, and in proportion to it.
+func CounterBound(maxEntries int) int {
+	return max(1, int(int64(limiter.DefaultMaxKeys)*int64(maxEntries)/DefaultMaxEntries))
 }
 
 // memToken is a stored token and the end of the hold BeginSpend put on it.
@@ -60,7 +71,11 @@ func NewMemory(maxEntries int, clock recovery.Clock) (*Memory, error) {
 	}
 	// NewLRU fails only for a size below one, refused above.
 	tokens, _ := simplelru.NewLRU[string, memToken](maxEntries, nil)
-	return &Memory{clock: clock, flows: newFlowTable(maxEntries), tokens: tokens, locks: newLockTable(maxEntries)}, nil
+	counters, err := limiter.NewCounters(CounterBound(maxEntries))
+	if err != nil {
+		return nil, fmt.Errorf("creating memory storage: %w", err)
+	}
+	return &Memory{clock: clock, flows: newFlowTable(maxEntries), tokens: tokens, locks: newLockTable(maxEntries), counters: counters}, nil
 }
 
 // CreateFlow stores f until f.ExpiresAt, replacing any flow with its ID.
@@ -201,29 +216,14 @@ func (m *Memory) EndSpend(_ context.Context, hash []byte, spent bool) error {
 func (m *Memory) Strike(_ context.Context, kind, key string, p limiter.Policy) (limiter.Strike, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.clock.Now()
-	id := lockID{kind, key}
-	r := m.locks.get(id, now)
-	if r == nil {
-		if !m.locks.room(now) {
-			return limiter.Strike{}, recovery.ErrFull
-		}
-		r = &lockRecord{Record: limiter.Record{Lock: limiter.Lock{Kind: kind, Key: key}}}
-		m.locks.records[id] = r
-	}
-	s := p.Strike(&r.Record, now)
-	r.expires = p.Expiry(r.Record)
-	return s, nil
+	return m.strike(kind, key, p, m.clock.Now())
 }
 
 // Forgive takes one strike back from kind and key, unless it is locked.
 func (m *Memory) Forgive(_ context.Context, kind, key string, p limiter.Policy) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	id := lockID{kind, key}
-	if r := m.locks.get(id, m.clock.Now()); r != nil && p.Forgive(&r.Record, m.clock.Now()) {
-		delete(m.locks.records, id)
-	}
+	m.forgive(kind, key, p, m.clock.Now())
 	return nil
 }
 
@@ -284,5 +284,146 @@ func cloneToken(t recovery.Token) recovery.Token {
 // Interface guards
 var (
 	_ recovery.Store    = (*Memory)(nil)
-	_ limiter.LockStore = (*Memory)(nil)
+	_ limiter.PlanStore = (*Memory)(nil)
 )
+
+// InProcess reports that Memory answers without a round trip
+// (recovery.InProcess).
+func (m *Memory) InProcess() bool { return true }
+
+// RunPlan runs p under the mutex, so that it is one atomic step with every
+// other method. Counters live in a table of their own, which drops the
+// least recently used beyond its bound (see limiter.LRUStore): evicting a
+// counter resets it, and never touches a flow, a token or security state.
+func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock.Now()
+	var o limiter.Outcome
+	var e *flowEntry // the plan's flow, once read
+	account := ""    // its account, for keys OfFlow
+	switch p.Op {
+	case limiter.OpResend, limiter.OpAttempt, limiter.OpFinish:
+		at := now
+		if p.Op == limiter.OpResend {
+			at = p.Now
+		}
+		if e = m.flow(p.FlowID, at); e != nil {
+			o.Flow, account = cloneFlow(e.flow), e.flow.Account
+		} else if p.Op != limiter.OpAttempt {
+			o.FlowErr = recovery.ErrNotFound
+			return o, nil
+		}
+		if e != nil && p.Op == limiter.OpResend && p.Now.Sub(e.flow.SentAt) < p.Interval {
+			o.FlowErr = recovery.ErrTooEarly
+			return o, nil
+		}
+	}
+	missing := p.Op == limiter.OpAttempt && e == nil
+	key := func(k string, ofFlow bool) (string, bool) {
+		if !ofFlow {
+			return k, true
+		}
+		return account, !missing
+	}
+	for i, c := range p.Locks {
+		k, ok := key(c.Key, c.OfFlow)
+		if !ok {
+			continue
+		}
+		if r := m.locks.get(lockID{c.Kind, k}, now); r != nil && r.InForce(now) {
+			o.Refused, o.Index, o.Lock = limiter.StepLock, i, r.Lock
+			return o, nil
+		}
+	}
+	for i, c := range p.Counts {
+		k, ok := key(c.Key, c.OfFlow)
+		if !ok {
+			continue
+		}
+		var n int64 = 1
+		if c.Peek {
+			n = 0
+		}
+		s := m.counters.Count(c.Scope+":"+k, c, n, now)
+		if c.Refuses(s) {
+			o.Refused, o.Index, o.Counter = limiter.StepCount, i, s
+			return o, nil
+		}
+	}
+	switch p.Op {
+	case limiter.OpCreate:
+		m.flows.add(cloneFlow(p.Flow), now)
+	case limiter.OpResend:
+		f := &e.flow
+		f.CodeHash = bytes.Clone(p.CodeHash)
+		f.SentAt, f.ExpiresAt = p.Now, p.ExpiresAt
+		f.Sends++
+		o.Flow = cloneFlow(*f)
+	case limiter.OpAttempt:
+		if missing {
+			o.FlowErr = recovery.ErrNotFound
+			return o, nil
+		}
+		e.flow.Attempts++
+		if e.flow.Attempts > p.MaxAttempts {
+			m.flows.remove(e)
+			o.FlowErr, o.Exhausted = recovery.ErrNotFound, true
+			return o, nil
+		}
+		o.Flow.Attempts = e.flow.Attempts
+	case limiter.OpFinish:
+		m.flows.remove(e)
+		o.Won = true
+	}
+	for i, st := range p.Strikes {
+		k, _ := key(st.Key, st.OfFlow)
+		s, err := m.strike(st.Kind, k, st.Policy, now)
+		if err != nil || s.Refused {
+			o.Refused, o.Index, o.Full, o.Lock = limiter.StepStrike, i, err != nil, s.Lock
+			for _, done := range p.Strikes[:i] {
+				dk, _ := key(done.Key, done.OfFlow)
+				m.forgive(done.Kind, dk, done.Policy, now)
+			}
+			o.Strikes = nil
+			return o, nil
+		}
+		o.Strikes = append(o.Strikes, s)
+	}
+	for _, end := range p.Ends {
+		k, _ := key(end.Key, end.OfFlow)
+		if end.Forgive {
+			m.forgive(end.Kind, k, end.Policy, now)
+		} else {
+			delete(m.locks.records, lockID{end.Kind, k})
+		}
+	}
+	if p.Op == limiter.OpFinish {
+		m.tokens.Add(string(p.Token.Hash), memToken{token: cloneToken(p.Token)})
+	}
+	return o, nil
+}
+
+// strike is Strike with m.mu held.
+func (m *Memory) strike(kind, key string, p limiter.Policy, now time.Time) (limiter.Strike, error) {
+	id := lockID{kind, key}
+	r := m.locks.get(id, now)
+	if r == nil {
+		if !m.locks.room(now) {
+			return limiter.Strike{}, recovery.ErrFull
+		}
+		r = &lockRecord{Record: limiter.Record{Lock: limiter.Lock{Kind: kind, Key: key}}}
+		m.locks.records[id] = r
+	}
+	s := p.Strike(&r.Record, now)
+	r.expires = p.Expiry(r.Record)
+	return s, nil
+}
+
+// forgive is Forgive with m.mu held.
+func (m *Memory) forgive(kind, key string, p limiter.Policy, now time.Time) {
+	id := lockID{kind, key}
+	if r := m.locks.get(id, now); r != nil && p.Forgive(&r.Record, now) {
+		delete(m.locks.records, id)
+	}
+}

@@ -42,7 +42,7 @@ type RedisConfig struct {
 	//
 	//	redis://[[user]:password@]host:port[/db][?option=value&...]
 	//	rediss://[[user]:password@]host:port[/db][?option=value&...]
-	//	redis-sentinel://[[user]:password@]host1:port,host2:port[/db]?master=<name>[&sentinel_password=<password>]
+	//	redis-sentinel://[[user]:password@]host1:port,host2:port[/db]?master=<name>[&sentinel_password=<password>][&min_replicas=<n>]
 	//	redis-cluster://[[user]:password@]host1:port,host2:port
 	//
 	// redis:// is one server and rediss:// the same over TLS; both take
@@ -69,6 +69,19 @@ type RedisConfig struct {
 	// PoolSize is the most connections kept to each server. Default: 32, or
 	// the URL's pool_size.
 	PoolSize int
+	// MinReplicas, when above 0, makes every write wait (WAIT, in the same
+	// round trip) until that many replicas hold it, for at most half the
+	// read timeout; a write they do not confirm in time fails as
+	// recovery.ErrUnavailable, though it may have been made. Replication
+	// is asynchronous, so without it a write the primary confirmed can be
+	// lost when the primary dies before its replicas have it. Set to the
+	// number of replicas, a flow, token or lock the service confirmed is
+	// on whichever replica a sentinel promotes; with fewer, only on that
+	// many, which a sentinel may not pick. The price: while fewer replicas
+	// answer (after a failover, until the old primary is back as a
+	// replica), writes fail closed. Not for a Cluster. Default: 0, or the
+	// Sentinel URL's min_replicas.
+	MinReplicas int
 }
 
 // Redis is a recovery.Store and limiter.LockStore on a Redis server, shared
@@ -83,22 +96,37 @@ type RedisConfig struct {
 // server loading, read-only or out of memory) satisfy
 // errors.Is(err, recovery.ErrUnavailable).
 //
-// Keys, under the prefix:
+// RunPlan makes the whole of a request (lock checks, counters, the change to
+// a flow or token, strikes) one Lua script, so one round trip; go-redis
+// sends it as EVALSHA and loads it on NOSCRIPT.
 //
-//	flow:<id>              hash: data (JSON), attempts, sends, code_hash, sent_at, expires_at
-//	token:<hex hash>       hash: data (JSON), expires_at, held_until
-//	lock:{<kind>}:<key>    hash: the limiter.Record of a key (times in ms); an
-//	                       account's run has no time to live, a client's
-//	                       lives as long as its window and block
-//	locks:{<kind>}         sorted set of the kind's locked records, scored
-//	                       by Until (+inf: permanent)
+// Keys, under the prefix P and the hash tag {P recovery}:
 //
-// The braces put a kind's locks and their index in one Cluster slot, so the
-// scripts that change both work there too.
+//	P{Precovery}:flow:<id>            hash: data (JSON), attempts, sends, code_hash, sent_at, expires_at, account
+//	P{Precovery}:token:<hex hash>     hash: data (JSON), expires_at, held_until
+//	P{Precovery}:lock:<kind>:<key>    hash: the limiter.Record of a key (times in ms); an
+//	                                  account's run has no time to live, a client's
+//	                                  lives as long as its window and block
+//	P{Precovery}:locks:<kind>         sorted set of the kind's locked records, scored
+//	                                  by Until (+inf: permanent)
+//	P{Precovery}:count:<scope>:<key>  a rate counter; its window is its time to live
+//
+// One request touches the client's keys, the account's, the flow's and the
+// global SMS budget at once, and the script that does it must find them all
+// in one Redis Cluster slot: so every key of a deployment carries the same
+// hash tag. The price is that a deployment's keys live on one node of a
+// Cluster and are not spread over the others: a Cluster gives it failover,
+// not more throughput or memory than one node has. Deployments under
+// different prefixes fall in different slots. Tags per account cannot
+// work: a client's block and counters, and the budget, span accounts.
 type Redis struct {
 	client redis.UniversalClient
-	prefix string
-	clock  recovery.Clock
+	// minReplicas and waitFor are the WAIT of every write (RedisConfig.MinReplicas).
+	minReplicas int
+	waitFor     time.Duration
+	prefix      string
+	base        string // the prefix and the deployment's hash tag: every key starts so
+	clock       recovery.Clock
 }
 
 // NewRedis returns a Redis store for cfg, reading the time from clock. It
@@ -114,7 +142,28 @@ func NewRedis(cfg RedisConfig, clock recovery.Clock) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating redis storage: %w", err)
 	}
-	return &Redis{client: redis.NewUniversalClient(opts), prefix: cfg.Prefix, clock: clock}, nil
+	minReplicas := cfg.MinReplicas
+	if minReplicas == 0 && opts.MasterName != "" {
+		minReplicas, _ = strconv.Atoi(urlQuery(cfg.URL).Get("min_replicas")) // checked by sentinelOptions
+	}
+	if minReplicas > 0 && opts.IsClusterMode {
+		return nil, errors.New("creating redis storage: min replicas is not for a cluster")
+	}
+	return &Redis{
+		client:      redis.NewUniversalClient(opts),
+		minReplicas: minReplicas,
+		waitFor:     opts.ReadTimeout / 2,
+		prefix:      cfg.Prefix,
+		base:        keyBase(cfg.Prefix),
+		clock:       clock,
+	}, nil
+}
+
+// keyBase is how every key of a deployment starts: its prefix and then its
+// hash tag, which holds the prefix too, so that deployments sharing a
+// Cluster under different prefixes fall in different slots.
+func keyBase(prefix string) string {
+	return prefix + "{" + prefix + "recovery}:"
 }
 
 // Client returns the underlying client, for other users of the same server
@@ -147,43 +196,28 @@ func (r *Redis) Close() error {
 	return r.client.Close()
 }
 
-func (r *Redis) flowKey(id string) string { return r.prefix + "flow:" + id }
+func (r *Redis) flowKey(id string) string { return r.base + "flow:" + id }
 
-func (r *Redis) tokenKey(hash []byte) string { return r.prefix + "token:" + hex.EncodeToString(hash) }
+func (r *Redis) tokenKey(hash []byte) string { return r.base + "token:" + hex.EncodeToString(hash) }
 
-func (r *Redis) lockKey(kind, key string) string { return r.prefix + "lock:{" + kind + "}:" + key }
+func (r *Redis) lockKey(kind, key string) string { return r.base + "lock:" + kind + ":" + key }
 
-func (r *Redis) lockIndex(kind string) string { return r.prefix + "locks:{" + kind + "}" }
+func (r *Redis) lockIndex(kind string) string { return r.base + "locks:" + kind }
 
 // flowFields are the fields of a flow hash in the order decodeFlow reads
 // them; the scripts below list them in the same order.
 var flowFields = []string{"data", "attempts", "sends", "code_hash", "sent_at", "expires_at"}
 
-// CreateFlow stores f until f.ExpiresAt, replacing any flow with its ID.
+// CreateFlow stores f until f.ExpiresAt, replacing any flow with its ID:
+// a plan with no checks. data keeps the whole flow as created; the fields
+// that change are kept beside it, where scripts can change them, and win
+// when read.
 func (r *Redis) CreateFlow(ctx context.Context, f recovery.Flow) error {
-	// data keeps the whole flow as created; the fields that change are
-	// kept beside it, where scripts can change them, and win when read.
-	data, err := json.Marshal(f)
+	_, err := r.RunPlan(ctx, &limiter.Plan{Op: limiter.OpCreate, Flow: f})
 	if err != nil {
-		return fmt.Errorf("encoding flow: %w", err)
+		return fmt.Errorf("create flow: %w", err)
 	}
-	key := r.flowKey(f.ID)
-	ttl := f.ExpiresAt.Sub(r.clock.Now())
-	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, key)
-		if ttl > 0 {
-			p.HSet(ctx, key,
-				"data", data,
-				"attempts", f.Attempts,
-				"sends", f.Sends,
-				"code_hash", f.CodeHash,
-				"sent_at", f.SentAt.UnixMilli(),
-				"expires_at", f.ExpiresAt.UnixMilli())
-			p.PExpire(ctx, key, ttl)
-		}
-		return nil
-	})
-	return redisError("create flow", err)
+	return nil
 }
 
 // Flow returns the flow with that ID, or recovery.ErrNotFound.
@@ -222,7 +256,7 @@ return redis.call('HMGET', KEYS[1], 'data', 'attempts', 'sends', 'code_hash', 's
 // Attempt counts one attempt on the flow and returns it; a flow whose count
 // would exceed maxAttempts is deleted and recovery.ErrNotFound returned.
 func (r *Redis) Attempt(ctx context.Context, id string, maxAttempts int) (recovery.Flow, error) {
-	vals, err := attemptScript.Run(ctx, r.client, []string{r.flowKey(id)},
+	vals, err := r.run(ctx, attemptScript, []string{r.flowKey(id)},
 		r.clock.Now().UnixMilli(), maxAttempts).Slice()
 	if err != nil {
 		return recovery.Flow{}, redisError("count attempt", err)
@@ -242,7 +276,7 @@ return 1
 
 // ConsumeFlow deletes the flow and reports whether it was there.
 func (r *Redis) ConsumeFlow(ctx context.Context, id string) (bool, error) {
-	n, err := consumeScript.Run(ctx, r.client, []string{r.flowKey(id)}, r.clock.Now().UnixMilli()).Int()
+	n, err := r.run(ctx, consumeScript, []string{r.flowKey(id)}, r.clock.Now().UnixMilli()).Int()
 	if err != nil {
 		return false, redisError("consume flow", err)
 	}
@@ -278,7 +312,7 @@ return {1, f2}
 // otherwise it returns the unchanged flow and recovery.ErrTooEarly. The flow
 // expires as seen at now, the time the caller passes.
 func (r *Redis) Resend(ctx context.Context, id string, codeHash []byte, now time.Time, interval time.Duration, expiresAt time.Time) (recovery.Flow, error) {
-	res, err := resendScript.Run(ctx, r.client, []string{r.flowKey(id)},
+	res, err := r.run(ctx, resendScript, []string{r.flowKey(id)},
 		now.UnixMilli(), interval.Milliseconds(), codeHash,
 		expiresAt.UnixMilli(), expiresAt.Sub(now).Milliseconds()).Slice()
 	if err != nil {
@@ -330,22 +364,25 @@ func decodeFlow(vals []any) (recovery.Flow, error) {
 	return f, nil
 }
 
+// putTokenScript replaces a token. KEYS[1] token; ARGV[1] data, ARGV[2]
+// expiry (ms), ARGV[3] time to live (ms).
+var putTokenScript = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+if tonumber(ARGV[3]) > 0 then
+	redis.call('HSET', KEYS[1], 'data', ARGV[1], 'expires_at', ARGV[2], 'held_until', 0)
+	redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 0
+`)
+
 // PutToken stores t until t.ExpiresAt, replacing any token with its hash.
 func (r *Redis) PutToken(ctx context.Context, t recovery.Token) error {
 	data, err := json.Marshal(t)
 	if err != nil {
 		return fmt.Errorf("encoding token: %w", err)
 	}
-	key := r.tokenKey(t.Hash)
-	ttl := t.ExpiresAt.Sub(r.clock.Now())
-	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, key)
-		if ttl > 0 {
-			p.HSet(ctx, key, "data", data, "expires_at", t.ExpiresAt.UnixMilli(), "held_until", 0)
-			p.PExpire(ctx, key, ttl)
-		}
-		return nil
-	})
+	err = r.run(ctx, putTokenScript, []string{r.tokenKey(t.Hash)},
+		data, t.ExpiresAt.UnixMilli(), t.ExpiresAt.Sub(r.clock.Now()).Milliseconds()).Err()
 	return redisError("put token", err)
 }
 
@@ -370,7 +407,7 @@ return t[1]
 // recovery.ErrBusy while an earlier hold lasts.
 func (r *Redis) BeginSpend(ctx context.Context, hash []byte, lease time.Duration) (recovery.Token, error) {
 	now := r.clock.Now()
-	v, err := beginSpendScript.Run(ctx, r.client, []string{r.tokenKey(hash)},
+	v, err := r.run(ctx, beginSpendScript, []string{r.tokenKey(hash)},
 		now.UnixMilli(), now.Add(lease).UnixMilli()).Result()
 	if err != nil {
 		return recovery.Token{}, redisError("begin spend", err)
@@ -396,14 +433,18 @@ end
 return 0
 `)
 
+// deleteScript deletes KEYS[1]: a script, so that it waits for replicas
+// like every write.
+var deleteScript = redis.NewScript(`redis.call('DEL', KEYS[1]) return 0`)
+
 // EndSpend deletes the token when spent, and otherwise lifts the hold so
 // that it can be taken again. A token that is gone already is no error.
 func (r *Redis) EndSpend(ctx context.Context, hash []byte, spent bool) error {
 	key := r.tokenKey(hash)
 	if spent {
-		return redisError("end spend", r.client.Del(ctx, key).Err())
+		return redisError("end spend", r.run(ctx, deleteScript, []string{key}).Err())
 	}
-	return redisError("end spend", releaseScript.Run(ctx, r.client, []string{key}).Err())
+	return redisError("end spend", r.run(ctx, releaseScript, []string{key}).Err())
 }
 
 // lockFields are the fields of a lock record hash, in the order
@@ -469,7 +510,7 @@ func (r *Redis) Strike(ctx context.Context, kind, key string, p limiter.Policy) 
 	if p.Run {
 		run = 1
 	}
-	res, err := strikeScript.Run(ctx, r.client, []string{r.lockKey(kind, key), r.lockIndex(kind)},
+	res, err := r.run(ctx, strikeScript, []string{r.lockKey(kind, key), r.lockIndex(kind)},
 		r.clock.Now().UnixMilli(), p.Threshold, p.Window.Milliseconds(), p.Duration.Milliseconds(),
 		p.MaxDuration.Milliseconds(), run, p.Permanent, kind, key).Slice()
 	if err != nil {
@@ -507,7 +548,7 @@ return 0
 
 // Forgive takes one strike back from kind and key, unless it is locked.
 func (r *Redis) Forgive(ctx context.Context, kind, key string, _ limiter.Policy) error {
-	err := forgiveScript.Run(ctx, r.client, []string{r.lockKey(kind, key)}, r.clock.Now().UnixMilli()).Err()
+	err := r.run(ctx, forgiveScript, []string{r.lockKey(kind, key)}, r.clock.Now().UnixMilli()).Err()
 	return redisError("forgive", err)
 }
 
@@ -524,7 +565,7 @@ return 0
 // EndRun deletes the record of kind and key and reports whether a lock was
 // in force.
 func (r *Redis) EndRun(ctx context.Context, kind, key string) (bool, error) {
-	n, err := endRunScript.Run(ctx, r.client, []string{r.lockKey(kind, key), r.lockIndex(kind)},
+	n, err := r.run(ctx, endRunScript, []string{r.lockKey(kind, key), r.lockIndex(kind)},
 		r.clock.Now().UnixMilli()).Int()
 	if err != nil {
 		return false, redisError("end run", err)
@@ -625,6 +666,39 @@ func decodeRecord(vals []any) (limiter.Record, error) {
 		InWindow:  n[5],
 		WindowEnd: ms(n[6]),
 	}, nil
+}
+
+// run runs script as EVALSHA, and as EVAL when the server does not hold
+// it. With MinReplicas, WAIT follows on the same connection in the same
+// round trip, and a write the replicas do not confirm in time is an error.
+func (r *Redis) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	if r.minReplicas == 0 {
+		return script.Run(ctx, r.client, keys, args...)
+	}
+	cmd := r.replicated(ctx, func(p redis.Pipeliner) *redis.Cmd { return script.EvalSha(ctx, p, keys, args...) })
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		cmd = r.replicated(ctx, func(p redis.Pipeliner) *redis.Cmd { return script.Eval(ctx, p, keys, args...) })
+	}
+	return cmd
+}
+
+// errNotReplicated is a write that too few replicas confirmed.
+var errNotReplicated = errors.New("too few replicas confirmed the write")
+
+func (r *Redis) replicated(ctx context.Context, send func(redis.Pipeliner) *redis.Cmd) *redis.Cmd {
+	p := r.client.Pipeline()
+	cmd := send(p)
+	wait := redis.NewIntCmd(ctx, "wait", r.minReplicas, r.waitFor.Milliseconds())
+	_ = p.Process(ctx, wait)
+	_, _ = p.Exec(ctx) // the errors are the commands'
+	switch {
+	case cmd.Err() != nil:
+	case wait.Err() != nil:
+		cmd.SetErr(wait.Err())
+	case wait.Val() < int64(r.minReplicas):
+		cmd.SetErr(errNotReplicated)
+	}
+	return cmd
 }
 
 // redisError maps redis.Nil to recovery.ErrNotFound and marks the errors
@@ -743,6 +817,12 @@ func sentinelOptions(raw string) (*redis.UniversalOptions, error) {
 	}
 	q := u.Query()
 	master := q.Get("master")
+	if v := q.Get("min_replicas"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 0 {
+			return nil, fmt.Errorf("invalid min_replicas %q", v)
+		}
+	}
+	q.Del("min_replicas") // ours: read by NewRedis
 	if master == "" {
 		return nil, errors.New("no master: add ?master=<name>")
 	}
@@ -854,6 +934,15 @@ func clusterOptions(raw string) (*redis.UniversalOptions, error) {
 	}, nil
 }
 
+// urlQuery returns the query of a URL that splitHosts parses.
+func urlQuery(raw string) url.Values {
+	u, _, err := splitHosts(raw)
+	if err != nil {
+		return nil
+	}
+	return u.Query()
+}
+
 // splitHosts takes the comma-separated host:port list out of raw, which
 // net/url cannot parse when it holds IPv6 literals, and parses the rest.
 func splitHosts(raw string) (*url.URL, []string, error) {
@@ -896,5 +985,5 @@ func withoutURL(err error) error {
 // Interface guards
 var (
 	_ recovery.Store    = (*Redis)(nil)
-	_ limiter.LockStore = (*Redis)(nil)
+	_ limiter.PlanStore = (*Redis)(nil)
 )

@@ -102,6 +102,13 @@ func checkRedis(ctx context.Context, logger *zap.Logger, rs *Redis, timeout time
 		logger.Warn("redis storage does not answer: the recovery routes answer 503 until it does", zap.Error(err))
 		return
 	}
+	// Locks kept under the key layout of earlier versions move, so that an
+	// upgrade forgets none.
+	if n, err := rs.MigrateLocks(ctx); err != nil {
+		logger.Warn("cannot move locks from the earlier redis key layout; a reload tries again", zap.Error(err))
+	} else if n > 0 {
+		logger.Info("moved locks from the earlier redis key layout", zap.Int("records", n))
+	}
 	switch policy, err := rs.EvictionPolicy(ctx); {
 	case err != nil:
 		logger.Warn("cannot read redis maxmemory-policy; it must be noeviction, or a full server forgets locks", zap.Error(err))

@@ -65,8 +65,14 @@ func requireRedis(tb testing.TB) {
 func newTestRedis(tb testing.TB, clock recovery.Clock) *Redis {
 	tb.Helper()
 	requireRedis(tb)
+	return newTestRedisAt(tb, testRedisURL(), clock)
+}
+
+// newTestRedisAt is newTestRedis on the server at url.
+func newTestRedisAt(tb testing.TB, url string, clock recovery.Clock) *Redis {
+	tb.Helper()
 	prefix := "smsrec-test:" + rand.Text() + ":"
-	r, err := NewRedis(RedisConfig{URL: testRedisURL(), Prefix: prefix}, clock)
+	r, err := NewRedis(RedisConfig{URL: url, Prefix: prefix}, clock)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -519,6 +525,9 @@ func TestNewRedis(t *testing.T) {
 		{"no clock", RedisConfig{URL: "redis://127.0.0.1:6379"}, nil, false},
 		{"braces in prefix", RedisConfig{URL: "redis://127.0.0.1:6379", Prefix: "{smsrec}:"}, recovery.SystemClock{}, false},
 		{"bad url", RedisConfig{URL: "http://127.0.0.1"}, recovery.SystemClock{}, false},
+		{"sentinel min replicas", RedisConfig{URL: "redis-sentinel://127.0.0.1:26379?master=m&min_replicas=1"}, recovery.SystemClock{}, true},
+		{"sentinel bad min replicas", RedisConfig{URL: "redis-sentinel://127.0.0.1:26379?master=m&min_replicas=-1"}, recovery.SystemClock{}, false},
+		{"cluster min replicas", RedisConfig{URL: "redis-cluster://127.0.0.1:7000", MinReplicas: 1}, recovery.SystemClock{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -528,6 +537,9 @@ func TestNewRedis(t *testing.T) {
 				t.Fatalf("NewRedis: got error %v, want success %v", err, tt.ok)
 			}
 			if r != nil {
+				if strings.Contains(tt.name, "min replicas") && r.minReplicas != 1 {
+					t.Errorf("min replicas: got %d, want 1", r.minReplicas)
+				}
 				if r.Client() == nil {
 					t.Error("Client() is nil")
 				}

@@ -56,6 +56,10 @@ func Run(t *testing.T, h Harness) {
 		t.Parallel()
 		runLocks(t, h)
 	})
+	t.Run("Plans", func(t *testing.T) {
+		t.Parallel()
+		runPlans(t, h)
+	})
 }
 
 // newFlow returns a flow sent now that lives for ttl. Times are whole

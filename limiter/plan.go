@@ -1,0 +1,163 @@
+package limiter
+
+import (
+	"context"
+	"time"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// PlanStore is a LockStore that also keeps the rate counters and the
+// recovery flows and tokens, and runs a whole request as one Plan: the lock
+// checks, the counters, the change to a flow or token and the strikes, in
+// one atomic step. A Guard over a PlanStore asks it once per request, which
+// on a server is one round trip, and never uses its counter store.
+//
+// The steps of a plan run in this order, and the first refusal ends it with
+// nothing after it done:
+//
+//  1. the flow (OpResend, OpAttempt, OpFinish): a missing or expired flow
+//     ends the plan with recovery.ErrNotFound, except for OpAttempt, which
+//     still runs the lock checks and counters that do not name the flow's
+//     account before it ends so; OpResend inside the interval ends with
+//     recovery.ErrTooEarly and the flow, nothing counted;
+//  2. Locks, in order: a lock in force refuses;
+//  3. Counts, in order: a peeked counter refuses once spent, a counted one
+//     refuses once over its limit (the refused event counted, as ulule's
+//     stores count it), and counters after a refusal are not touched;
+//  4. the Op: OpCreate stores Flow; OpResend replaces the code (the interval
+//     checked again); OpAttempt counts an attempt, deleting a flow over
+//     MaxAttempts (recovery.ErrNotFound, Exhausted); OpFinish consumes the
+//     flow (Won), and a flow already gone ends the plan unchanged;
+//  5. Strikes, in order, each in one step with its key's lock: a lock in
+//     force, or no room for a new record, refuses, and the strikes this plan
+//     counted before it are forgiven, since no code will be compared;
+//  6. Ends, in order: a run ended or a strike forgiven;
+//  7. for OpFinish, Token stored.
+type PlanStore interface {
+	LockStore
+	// RunPlan runs p in one atomic step at the store's time.
+	RunPlan(ctx context.Context, p *Plan) (Outcome, error)
+}
+
+// Op is the change to a flow or token that a plan makes once its checks pass.
+type Op uint8
+
+// Ops of a Plan.
+const (
+	OpNone    Op = iota // checks and counts only
+	OpCreate            // store Plan.Flow
+	OpResend            // replace the code of Plan.FlowID
+	OpAttempt           // count an attempt on Plan.FlowID
+	OpFinish            // consume Plan.FlowID and store Plan.Token
+)
+
+// Plan is one request's work for a PlanStore. A key with OfFlow set is the
+// account of the plan's flow, which the store reads: the caller of /resend
+// and /verify knows only the flow ID.
+type Plan struct {
+	Locks   []LockCheck
+	Counts  []Count
+	Op      Op
+	Strikes []StrikeStep
+	Ends    []EndStep
+
+	Flow        recovery.Flow // OpCreate
+	FlowID      string        // OpResend, OpAttempt, OpFinish
+	MaxAttempts int           // OpAttempt
+	// OpResend: the new code's hash, the time the caller read, the least
+	// time between codes and the new code's expiry.
+	CodeHash  []byte
+	Now       time.Time
+	Interval  time.Duration
+	ExpiresAt time.Time
+	Token     recovery.Token // OpFinish
+}
+
+// LockCheck refuses the plan while the lock of Kind on Key is in force.
+type LockCheck struct {
+	Kind, Key string
+	OfFlow    bool
+}
+
+// Count is one fixed-window counter: Limit events per Window, the window
+// opening at the first event of Key under Scope. Peek reads it without
+// counting and refuses once Limit events were counted.
+type Count struct {
+	Scope, Key string
+	OfFlow     bool
+	Limit      int64
+	Window     time.Duration
+	Peek       bool
+}
+
+// StrikeStep counts a strike against Kind and Key under Policy.
+type StrikeStep struct {
+	Kind, Key string
+	OfFlow    bool
+	Policy    Policy
+}
+
+// EndStep ends the run of Kind and Key, or with Forgive takes one strike
+// back under Policy.
+type EndStep struct {
+	Kind, Key string
+	OfFlow    bool
+	Forgive   bool
+	Policy    Policy
+}
+
+// Step names the step of a plan that refused it.
+type Step uint8
+
+// Steps that refuse.
+const (
+	StepNone   Step = iota
+	StepLock        // Outcome.Lock is in force
+	StepCount       // Outcome.Counter is spent
+	StepStrike      // Outcome.Lock is in force, or Outcome.Full
+)
+
+// Outcome is what a plan did.
+type Outcome struct {
+	// Refused is the step that refused the plan, and Index its place in
+	// that step's list; StepNone when nothing refused.
+	Refused Step
+	Index   int
+	Lock    Lock          // the lock that refused (StepLock, StepStrike)
+	Full    bool          // StepStrike: no room for a new record
+	Counter CounterState  // the counter that refused (StepCount)
+	Strikes []Strike      // the strikes counted, in order (none forgiven since)
+	Flow    recovery.Flow // the plan's flow: as read, or after its change
+	// FlowErr is recovery.ErrNotFound for a missing, expired or exhausted
+	// flow, recovery.ErrTooEarly for a resend inside the interval.
+	FlowErr   error
+	Exhausted bool // OpAttempt deleted the flow: its attempts ran out
+	Won       bool // OpFinish consumed the flow
+}
+
+// CounterState is a counter as a plan left it.
+type CounterState struct {
+	Count int64
+	Limit int64
+	Reset time.Time // the end of the window, to the second (rounded down)
+}
+
+// CountWindow counts n events (0 to read) in the window w of a counter at
+// now and returns its state: the fixed-window step every PlanStore takes,
+// like LRUStore. A window that has ended starts afresh.
+func CountWindow(w *Window, c Count, n int64, now time.Time) CounterState {
+	if now.UnixNano() >= w.End {
+		w.N, w.End = 0, now.Add(c.Window).UnixNano()
+	}
+	w.N += n
+	return CounterState{Count: w.N, Limit: c.Limit, Reset: time.Unix(0, w.End).Truncate(time.Second)}
+}
+
+// Refuses reports whether the counter in state s refuses c's event.
+func (c Count) Refuses(s CounterState) bool {
+	if c.Peek {
+		return s.Count >= c.Limit
+	}
+	return s.Count > c.Limit
+}

@@ -1,0 +1,336 @@
+package storage
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// planScript is limiter.PlanStore.RunPlan on the server: the whole of one
+// request in one script, so one round trip, atomic like every script.
+// Keys it derives (from the plan, or the account of the flow it reads) share
+// the deployment's hash tag with KEYS[1], so they are in its Cluster slot.
+//
+// ARGV: now (ms), the key base, the op, the flow ID; then the count of
+// lock checks and for each kind, key, of-flow; the count of counters and
+// for each scope, key, of-flow, limit, window (ms), peek; the count of
+// strikes and for each kind, key, of-flow, threshold, window (ms), duration
+// (ms), longest (ms), keep-run, permanent; the count of ends and for each
+// kind, key, of-flow, forgive; then the op's arguments (see RunPlan).
+//
+// It returns {refused step, index, full, lock fields, count, reset (ms),
+// flow state (0 ok, 1 not found, 2 too early), flow fields, exhausted, won,
+// strikes}, each strike {set, lock fields}.
+var planScript = redis.NewScript(`
+local now, base, op = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local fkey = base .. 'flow:' .. ARGV[4]
+local i = 5
+local function steps(width)
+	local n, t = tonumber(ARGV[i]), {}
+	i = i + 1
+	for j = 1, n do
+		local s = {}
+		for k = 1, width do s[k] = ARGV[i + k - 1] end
+		t[j], i = s, i + width
+	end
+	return t
+end
+local locks, counts, strikes, ends = steps(3), steps(6), steps(9), steps(4)
+
+local flow, account, missing = false, false, false
+local function result(step, index, lock, count, reset, state, exhausted, won, struck)
+	return {step, index, 0, lock or {}, count or 0, reset or 0, state or 0, flow or {}, exhausted or 0, won or 0, struck or {}}
+end
+local function keyof(key, offlow)
+	if offlow == '1' then return account end
+	return key
+end
+
+if op >= 2 then
+	local at = now
+	if op == 2 then at = tonumber(ARGV[i]) end
+	local f = redis.call('HMGET', fkey, 'data', 'attempts', 'sends', 'code_hash', 'sent_at', 'expires_at', 'account')
+	if f[1] and tonumber(f[6]) <= at then
+		redis.call('DEL', fkey)
+		f[1] = false
+	end
+	if f[1] and f[7] then
+		flow, account = {f[1], f[2], f[3], f[4], f[5], f[6]}, f[7]
+	elseif op ~= 3 then
+		return result(0, 0, nil, 0, 0, 1)
+	else
+		missing = true
+	end
+	if op == 2 and at - tonumber(flow[5]) < tonumber(ARGV[i + 1]) then return result(0, 0, nil, 0, 0, 2) end
+end
+
+for j, l in ipairs(locks) do
+	local key = keyof(l[2], l[3])
+	if key then
+		local r = redis.call('HMGET', base .. 'lock:' .. l[1] .. ':' .. key, 'since', 'until', 'perm', 'strikes', 'locks', 'inwin', 'winend')
+		if r[2] and (r[3] == '1' or tonumber(r[2]) > now) then
+			return result(1, j - 1, {l[1], key, r[1] or 0, r[2] or 0, r[3] or 0, r[4] or 0, r[5] or 0, r[6] or 0, r[7] or 0})
+		end
+	end
+end
+
+for j, c in ipairs(counts) do
+	local key = keyof(c[2], c[3])
+	if key then
+		local k = base .. 'count:' .. c[1] .. ':' .. key
+		local limit, window = tonumber(c[4]), tonumber(c[5])
+		local n, ttl
+		if c[6] == '1' then
+			n, ttl = tonumber(redis.call('GET', k) or '0'), redis.call('PTTL', k)
+			if ttl < 0 then n, ttl = 0, window end
+			if n >= limit then return result(2, j - 1, nil, n, now + ttl) end
+		else
+			n, ttl = redis.call('INCR', k), redis.call('PTTL', k)
+			if ttl < 0 then
+				redis.call('PEXPIRE', k, window)
+				ttl = window
+			end
+			if n > limit then return result(2, j - 1, nil, n, now + ttl) end
+		end
+	end
+end
+
+if op == 1 then
+	redis.call('DEL', fkey)
+	if tonumber(ARGV[i + 6]) > 0 then
+		redis.call('HSET', fkey, 'data', ARGV[i], 'attempts', ARGV[i + 1], 'sends', ARGV[i + 2],
+			'code_hash', ARGV[i + 3], 'sent_at', ARGV[i + 4], 'expires_at', ARGV[i + 5], 'account', ARGV[i + 7])
+		redis.call('PEXPIRE', fkey, ARGV[i + 6])
+	end
+elseif op == 2 then
+	local sends = tostring(tonumber(flow[3]) + 1)
+	if tonumber(ARGV[i + 4]) > 0 then
+		redis.call('HSET', fkey, 'code_hash', ARGV[i + 2], 'sent_at', ARGV[i], 'expires_at', ARGV[i + 3], 'sends', sends)
+		redis.call('PEXPIRE', fkey, ARGV[i + 4])
+	else
+		redis.call('DEL', fkey)
+	end
+	flow = {flow[1], flow[2], sends, ARGV[i + 2], ARGV[i], ARGV[i + 3]}
+elseif op == 3 then
+	if missing then return result(0, 0, nil, 0, 0, 1) end
+	local n = redis.call('HINCRBY', fkey, 'attempts', 1)
+	if n > tonumber(ARGV[i]) then
+		redis.call('DEL', fkey)
+		return result(0, 0, nil, 0, 0, 1, 1)
+	end
+	flow[2] = tostring(n)
+elseif op == 4 then
+	redis.call('DEL', fkey)
+end
+
+local function record(kind, key)
+	local k = base .. 'lock:' .. kind .. ':' .. key
+	local r = redis.call('HMGET', k, 'since', 'until', 'perm', 'strikes', 'locks', 'inwin', 'winend')
+	return k, {since = tonumber(r[1]) or 0, untilms = tonumber(r[2]) or 0, perm = r[3] == '1',
+		strikes = tonumber(r[4]) or 0, locks = tonumber(r[5]) or 0, inwin = tonumber(r[6]) or 0,
+		winend = tonumber(r[7]) or 0, exists = r[4] ~= false}
+end
+local function fields(kind, key, r)
+	return {kind, key, r.since, r.untilms, r.perm and 1 or 0, r.strikes, r.locks, r.inwin, r.winend}
+end
+-- limiter.Policy.Strike, as strikeScript.
+local function strike(s, key)
+	local kind = s[1]
+	local threshold, window, duration, longest = tonumber(s[4]), tonumber(s[5]), tonumber(s[6]), tonumber(s[7])
+	local run, permanent = s[8] == '1', tonumber(s[9])
+	local k, r = record(kind, key)
+	if r.perm or r.untilms > now then return true, false, fields(kind, key, r) end
+	if now >= r.winend then
+		r.inwin, r.winend = 0, now + window
+		if not run then r.strikes, r.locks = 0, 0 end
+	end
+	r.inwin, r.strikes = r.inwin + 1, r.strikes + 1
+	local set = false
+	if run and permanent > 0 and r.strikes >= permanent then
+		r.perm, r.untilms, set = true, 0, true
+	elseif r.inwin >= threshold then
+		local d, n = duration, 1
+		while n < r.locks + 1 and d < longest do d, n = d * 2, n + 1 end
+		r.untilms, set = now + math.min(d, math.max(longest, duration)), true
+	end
+	if set then r.locks, r.since, r.inwin, r.winend = r.locks + 1, now, 0, now end
+	redis.call('HSET', k, 'kind', kind, 'key', key, 'since', r.since, 'until', r.untilms,
+		'perm', r.perm and 1 or 0, 'strikes', r.strikes, 'locks', r.locks, 'inwin', r.inwin, 'winend', r.winend)
+	if run or r.perm then
+		redis.call('PERSIST', k)
+	else
+		redis.call('PEXPIRE', k, math.max(1, math.max(r.untilms, r.winend) - now))
+	end
+	if set then
+		local idx = base .. 'locks:' .. kind
+		redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
+		redis.call('ZADD', idx, r.perm and '+inf' or r.untilms, k)
+	end
+	return false, set, fields(kind, key, r)
+end
+-- limiter.Policy.Forgive, as forgiveScript.
+local function forgive(kind, key)
+	local k, r = record(kind, key)
+	if not r.exists or r.perm or r.untilms > now then return end
+	if now < r.winend and r.inwin > 0 then r.inwin = r.inwin - 1 end
+	if r.strikes > 0 then r.strikes = r.strikes - 1 end
+	if r.strikes == 0 and r.locks == 0 then
+		redis.call('DEL', k)
+	else
+		redis.call('HSET', k, 'strikes', r.strikes, 'inwin', r.inwin)
+	end
+end
+
+local struck = {}
+for j, s in ipairs(strikes) do
+	local key = keyof(s[2], s[3])
+	local refused, set, f = strike(s, key)
+	if refused then
+		for m = 1, j - 1 do forgive(strikes[m][1], keyof(strikes[m][2], strikes[m][3])) end
+		return result(3, j - 1, f)
+	end
+	struck[j] = {set and 1 or 0, f}
+end
+
+for _, e in ipairs(ends) do
+	local key = keyof(e[2], e[3])
+	if e[4] == '1' then
+		forgive(e[1], key)
+	else
+		local k = base .. 'lock:' .. e[1] .. ':' .. key
+		redis.call('ZREM', base .. 'locks:' .. e[1], k)
+		redis.call('DEL', k)
+	end
+end
+
+if op == 4 then
+	local tk = base .. 'token:' .. ARGV[i]
+	redis.call('DEL', tk)
+	if tonumber(ARGV[i + 3]) > 0 then
+		redis.call('HSET', tk, 'data', ARGV[i + 1], 'expires_at', ARGV[i + 2], 'held_until', 0)
+		redis.call('PEXPIRE', tk, ARGV[i + 3])
+	end
+	return result(0, 0, nil, 0, 0, 0, 0, 1, struck)
+end
+return result(0, 0, nil, 0, 0, 0, 0, 0, struck)
+`)
+
+// RunPlan runs p as one script, so in one round trip; see planScript.
+func (r *Redis) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, error) {
+	now := r.clock.Now()
+	args := make([]any, 0, 48)
+	args = append(args, now.UnixMilli(), r.base, int(p.Op), p.FlowID, len(p.Locks))
+	for _, l := range p.Locks {
+		args = append(args, l.Kind, l.Key, flag(l.OfFlow))
+	}
+	args = append(args, len(p.Counts))
+	for _, c := range p.Counts {
+		args = append(args, c.Scope, c.Key, flag(c.OfFlow), c.Limit, c.Window.Milliseconds(), flag(c.Peek))
+	}
+	args = append(args, len(p.Strikes))
+	for _, s := range p.Strikes {
+		q := s.Policy
+		args = append(args, s.Kind, s.Key, flag(s.OfFlow), q.Threshold, q.Window.Milliseconds(),
+			q.Duration.Milliseconds(), q.MaxDuration.Milliseconds(), flag(q.Run), q.Permanent)
+	}
+	args = append(args, len(p.Ends))
+	for _, e := range p.Ends {
+		args = append(args, e.Kind, e.Key, flag(e.OfFlow), flag(e.Forgive))
+	}
+	route := r.base + "count:"
+	switch p.Op {
+	case limiter.OpCreate:
+		f := p.Flow
+		data, err := json.Marshal(f)
+		if err != nil {
+			return limiter.Outcome{}, fmt.Errorf("encoding flow: %w", err)
+		}
+		args = append(args, data, f.Attempts, f.Sends, f.CodeHash, f.SentAt.UnixMilli(),
+			f.ExpiresAt.UnixMilli(), f.ExpiresAt.Sub(now).Milliseconds(), f.Account)
+		route = r.flowKey(f.ID)
+		args[3] = f.ID
+	case limiter.OpResend:
+		args = append(args, p.Now.UnixMilli(), p.Interval.Milliseconds(), p.CodeHash,
+			p.ExpiresAt.UnixMilli(), p.ExpiresAt.Sub(p.Now).Milliseconds())
+		route = r.flowKey(p.FlowID)
+	case limiter.OpAttempt:
+		args = append(args, p.MaxAttempts)
+		route = r.flowKey(p.FlowID)
+	case limiter.OpFinish:
+		data, err := json.Marshal(p.Token)
+		if err != nil {
+			return limiter.Outcome{}, fmt.Errorf("encoding token: %w", err)
+		}
+		args = append(args, hex.EncodeToString(p.Token.Hash), data, p.Token.ExpiresAt.UnixMilli(),
+			p.Token.ExpiresAt.Sub(now).Milliseconds())
+		route = r.flowKey(p.FlowID)
+	}
+	res, err := r.run(ctx, planScript, []string{route}, args...).Slice()
+	if err != nil {
+		return limiter.Outcome{}, redisError("plan", err)
+	}
+	return decodeOutcome(res)
+}
+
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// decodeOutcome reads planScript's reply.
+func decodeOutcome(res []any) (limiter.Outcome, error) {
+	if len(res) != 11 {
+		return limiter.Outcome{}, errors.New("plan: malformed reply from redis")
+	}
+	n := func(v any) int64 { i, _ := v.(int64); return i }
+	var o limiter.Outcome
+	o.Refused, o.Index, o.Full = limiter.Step(n(res[0])), int(n(res[1])), n(res[2]) == 1
+	if lock, _ := res[3].([]any); len(lock) > 0 {
+		rec, err := decodeRecord(lock)
+		if err != nil {
+			return limiter.Outcome{}, err
+		}
+		o.Lock = rec.Lock
+	}
+	if o.Refused == limiter.StepCount {
+		o.Counter = limiter.CounterState{Count: n(res[4]), Reset: time.UnixMilli(n(res[5])).Truncate(time.Second)}
+	}
+	switch n(res[6]) {
+	case 1:
+		o.FlowErr = recovery.ErrNotFound
+	case 2:
+		o.FlowErr = recovery.ErrTooEarly
+	}
+	if vals, _ := res[7].([]any); len(vals) > 0 {
+		f, err := decodeFlow(vals)
+		if err != nil {
+			return limiter.Outcome{}, err
+		}
+		o.Flow = f
+	}
+	o.Exhausted, o.Won = n(res[8]) == 1, n(res[9]) == 1
+	struck, _ := res[10].([]any)
+	for _, s := range struck {
+		pair, _ := s.([]any)
+		if len(pair) != 2 {
+			return limiter.Outcome{}, errors.New("plan: malformed strike from redis")
+		}
+		fields, _ := pair[1].([]any)
+		rec, err := decodeRecord(fields)
+		if err != nil {
+			return limiter.Outcome{}, err
+		}
+		o.Strikes = append(o.Strikes, limiter.Strike{Set: n(pair[0]) == 1, Lock: rec.Lock})
+	}
+	return o, nil
+}

@@ -1,0 +1,306 @@
+package storagetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// planConfig is a guard's config whose windows and locks outlast a test
+// by far, with every limit high but those a test lowers.
+func planConfig(u time.Duration, change func(*limiter.Config)) limiter.Config {
+	long := 1000 * u
+	high := limiter.Rate{Events: 1 << 30, Window: long}
+	c := limiter.DefaultConfig()
+	c.StartIP, c.StartAccount, c.StartPhone, c.VerifyIP, c.SMSGlobal = high, high, high, high, high
+	c.Lockout = limiter.Threshold{Failures: 1 << 30, Window: long, Duration: long}
+	c.IPBlock = c.Lockout
+	if change != nil {
+		change(&c)
+	}
+	return c
+}
+
+// newPlanGuard returns a guard over the store h builds, which must be a
+// limiter.PlanStore, and the store.
+func newPlanGuard(t *testing.T, h Harness, change func(*limiter.Config)) (*limiter.Guard, Store, Clock) {
+	t.Helper()
+	s, clk := h.New(t)
+	if _, ok := s.(limiter.PlanStore); !ok {
+		t.Skip("the store runs no plans")
+	}
+	g, err := limiter.New(planConfig(h.Unit, change), nil, s, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.Keeps(s) {
+		t.Fatal("the guard does not keep its own store")
+	}
+	return g, s, clk
+}
+
+func scopeOf(err error) string {
+	var d *recovery.Denial
+	if errors.As(err, &d) {
+		return d.Scope
+	}
+	return ""
+}
+
+// runPlans checks the store's plans through a limiter.Guard: each request
+// in one step, with every invariant of the calls it replaces.
+func runPlans(t *testing.T, h Harness) {
+	u := h.Unit
+	ctx := context.Background()
+	const ipA, ipB = "192.0.2.1", "192.0.2.2"
+
+	t.Run("StartFlowCountsAndStores", func(t *testing.T) {
+		t.Parallel()
+		g, s, clk := newPlanGuard(t, h, func(c *limiter.Config) {
+			c.StartIP = limiter.Rate{Events: 2, Window: 1000 * u}
+			c.StartAccount = limiter.Rate{Events: 2, Window: 1000 * u}
+		})
+		for i := range 3 {
+			f := newFlow(fmt.Sprintf("start-%d", i), clk, 100*u)
+			f.Account = fmt.Sprintf("user%d@example.com", i)
+			err := g.StartFlow(ctx, ipA, f)
+			_, ferr := s.Flow(ctx, f.ID)
+			if i < 2 {
+				if err != nil || ferr != nil {
+					t.Fatalf("start %d: %v, flow %v; want allowed and stored", i, err, ferr)
+				}
+				continue
+			}
+			if !errors.Is(err, recovery.ErrRateLimited) || scopeOf(err) != limiter.ScopeStartIP {
+				t.Fatalf("third start from one client: %v, want start_ip", err)
+			}
+			if !errors.Is(ferr, recovery.ErrNotFound) {
+				t.Fatalf("a refused start stored its flow: %v", ferr)
+			}
+		}
+		// The refused start did not count against its account.
+		for i := range 2 {
+			f := newFlow(fmt.Sprintf("again-%d", i), clk, 100*u)
+			f.Account = "user2@example.com"
+			if err := g.StartFlow(ctx, ipB, f); err != nil {
+				t.Fatalf("start %d for the account a refusal named: %v", i, err)
+			}
+		}
+		f := newFlow("again-2", clk, 100*u)
+		f.Account = "user2@example.com"
+		if err := g.StartFlow(ctx, "192.0.2.3", f); scopeOf(err) != limiter.ScopeStartAccount {
+			t.Fatalf("third start for one account: %v, want start_account", err)
+		}
+	})
+
+	t.Run("SMSBudget", func(t *testing.T) {
+		t.Parallel()
+		g, _, _ := newPlanGuard(t, h, func(c *limiter.Config) {
+			c.StartPhone = limiter.Rate{Events: 1, Window: 1000 * u}
+			c.SMSGlobal = limiter.Rate{Events: 2, Window: 1000 * u}
+		})
+		if err := g.SMS(ctx, "p1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.SMS(ctx, "p1"); scopeOf(err) != limiter.ScopeStartPhone {
+			t.Fatalf("second code to one phone: %v, want start_phone", err)
+		}
+		if err := g.SMS(ctx, "p2"); err != nil {
+			t.Fatalf("a refused phone spent the budget: %v", err)
+		}
+		if err := g.SMS(ctx, "p3"); scopeOf(err) != limiter.ScopeSMSGlobal {
+			t.Fatalf("past the budget: %v, want sms_global", err)
+		}
+		if err := g.Start(ctx, ipA, "someone"); scopeOf(err) != limiter.ScopeSMSGlobal {
+			t.Fatalf("start with the budget spent: %v, want sms_global", err)
+		}
+	})
+
+	t.Run("ResendFlow", func(t *testing.T) {
+		t.Parallel()
+		g, s, clk := newPlanGuard(t, h, func(c *limiter.Config) {
+			c.StartIP = limiter.Rate{Events: 2, Window: 1000 * u}
+		})
+		f := newFlow("resend", clk, 100*u)
+		if err := g.StartFlow(ctx, ipA, f); err != nil {
+			t.Fatal(err)
+		}
+		now := clk.Now()
+		got, err := g.ResendFlow(ctx, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u))
+		if !errors.Is(err, recovery.ErrTooEarly) || got.Sends != 1 {
+			t.Fatalf("resend inside the interval: %v, %d sends; want ErrTooEarly, 1", err, got.Sends)
+		}
+		clk.Advance(3 * u)
+		now = clk.Now().UTC().Truncate(time.Millisecond)
+		got, err = g.ResendFlow(ctx, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u))
+		if err != nil || got.Sends != 2 || string(got.CodeHash) != "new" || !got.SentAt.Equal(now) {
+			t.Fatalf("resend after the interval: %v, %+v", err, got)
+		}
+		stored, err := s.Flow(ctx, f.ID)
+		if err != nil || stored.Sends != 2 || string(stored.CodeHash) != "new" {
+			t.Fatalf("stored after resend: %v, %+v", err, stored)
+		}
+		// The early one was not counted: this is the client's third.
+		clk.Advance(3 * u)
+		now = clk.Now()
+		if _, err := g.ResendFlow(ctx, ipA, f.ID, []byte("newer"), now, 2*u, now.Add(100*u)); scopeOf(err) != limiter.ScopeStartIP {
+			t.Fatalf("third start or resend from a client: %v, want start_ip", err)
+		}
+		if stored, _ := s.Flow(ctx, f.ID); string(stored.CodeHash) != "new" {
+			t.Fatalf("a refused resend changed the code")
+		}
+		if _, err := g.ResendFlow(ctx, ipB, "missing", []byte("x"), now, 2*u, now.Add(100*u)); !errors.Is(err, recovery.ErrNotFound) {
+			t.Fatalf("resend of a missing flow: %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("VerifyFlowOfMissingFlowCounts", func(t *testing.T) {
+		t.Parallel()
+		g, _, _ := newPlanGuard(t, h, func(c *limiter.Config) {
+			c.VerifyIP = limiter.Rate{Events: 2, Window: 1000 * u}
+		})
+		for range 2 {
+			if _, _, err := g.VerifyFlow(ctx, ipA, "nothing", 5); !errors.Is(err, recovery.ErrNotFound) || errors.Is(err, recovery.ErrExhausted) {
+				t.Fatalf("verify of a missing flow: %v, want ErrNotFound", err)
+			}
+		}
+		if _, _, err := g.VerifyFlow(ctx, ipA, "nothing", 5); scopeOf(err) != limiter.ScopeVerifyIP {
+			t.Fatalf("third verify from a client: %v, want verify_ip", err)
+		}
+	})
+
+	t.Run("ConcurrentAttemptsAreCountedFirst", func(t *testing.T) {
+		t.Parallel()
+		g, _, clk := newPlanGuard(t, h, nil)
+		f := newFlow("attempts", clk, 100*u)
+		if err := g.StartFlow(ctx, ipA, f); err != nil {
+			t.Fatal(err)
+		}
+		var ok, exhausted, gone atomic.Int64
+		var seen [6]atomic.Int64
+		concurrently(200, func(i int) {
+			got, _, err := g.VerifyFlow(ctx, fmt.Sprintf("198.51.100.%d", i%50), f.ID, 5)
+			switch {
+			case err == nil:
+				ok.Add(1)
+				if got.Attempts >= 1 && got.Attempts <= 5 {
+					seen[got.Attempts].Add(1)
+				}
+			case errors.Is(err, recovery.ErrExhausted):
+				exhausted.Add(1)
+			case errors.Is(err, recovery.ErrNotFound):
+				gone.Add(1)
+			default:
+				t.Errorf("verify %d: %v", i, err)
+			}
+		})
+		if ok.Load() != 5 || exhausted.Load() != 1 || gone.Load() != 194 {
+			t.Fatalf("200 concurrent attempts at 5: %d counted, %d exhausted, %d gone; want 5, 1, 194", ok.Load(), exhausted.Load(), gone.Load())
+		}
+		for n := 1; n <= 5; n++ {
+			if seen[n].Load() != 1 {
+				t.Errorf("attempt %d seen %d times, want once", n, seen[n].Load())
+			}
+		}
+	})
+
+	t.Run("ConcurrentGuessesNeverPassLockout", func(t *testing.T) {
+		t.Parallel()
+		g, _, clk := newPlanGuard(t, h, func(c *limiter.Config) {
+			c.Lockout = limiter.Threshold{Failures: 5, Window: 1000 * u, Duration: 1000 * u}
+		})
+		const n = 200
+		ids := make([]string, n)
+		for i := range ids {
+			f := newFlow(fmt.Sprintf("guess-%d", i), clk, 100*u)
+			f.Account = "target@example.com"
+			if err := g.StartFlow(ctx, fmt.Sprintf("203.0.113.%d", i%50), f); err != nil {
+				t.Fatal(err)
+			}
+			ids[i] = f.ID
+		}
+		var counted, locks, refused atomic.Int64
+		concurrently(n, func(i int) {
+			_, guess, err := g.VerifyFlow(ctx, fmt.Sprintf("203.0.113.%d", i%50), ids[i], 5)
+			switch {
+			case errors.Is(err, recovery.ErrLocked):
+				refused.Add(1)
+			case err != nil:
+				t.Errorf("guess %d: %v", i, err)
+			default:
+				counted.Add(1)
+				if guess.LockedAccount() {
+					locks.Add(1)
+				}
+			}
+		})
+		if counted.Load() != 5 || locks.Load() != 1 || refused.Load() != n-5 {
+			t.Fatalf("%d concurrent guesses at lockout 5: %d counted, %d locked, %d refused; want 5, 1, %d",
+				n, counted.Load(), locks.Load(), refused.Load(), n-5)
+		}
+		f := newFlow("after-lock", clk, 100*u)
+		f.Account = "target@example.com"
+		if err := g.StartFlow(ctx, ipB, f); !errors.Is(err, recovery.ErrLocked) {
+			t.Fatalf("start for a locked account: %v, want ErrLocked", err)
+		}
+	})
+
+	t.Run("RightFlowOnce", func(t *testing.T) {
+		t.Parallel()
+		g, s, clk := newPlanGuard(t, h, func(c *limiter.Config) {
+			c.Lockout = limiter.Threshold{Failures: 3, Window: 1000 * u, Duration: 1000 * u}
+		})
+		flows := make([]recovery.Flow, 4)
+		for i := range flows {
+			flows[i] = newFlow(fmt.Sprintf("right-%d", i), clk, 100*u)
+			if err := g.StartFlow(ctx, ipA, flows[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Two guesses counted, the second being right.
+		for _, f := range flows[:2] {
+			if _, _, err := g.VerifyFlow(ctx, ipA, f.ID, 5); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tok := newToken("right", clk, 100*u)
+		var won atomic.Int64
+		concurrently(50, func(int) {
+			ok, err := g.RightFlow(ctx, ipA, flows[1].ID, tok)
+			if err != nil {
+				t.Errorf("RightFlow: %v", err)
+			}
+			if ok {
+				won.Add(1)
+			}
+		})
+		if won.Load() != 1 {
+			t.Fatalf("50 concurrent RightFlow: %d consumed the flow, want 1", won.Load())
+		}
+		if _, err := s.Flow(ctx, flows[1].ID); !errors.Is(err, recovery.ErrNotFound) {
+			t.Fatalf("flow after RightFlow: %v, want gone", err)
+		}
+		if got, err := s.BeginSpend(ctx, tok.Hash, u); err != nil || got.Account != tok.Account {
+			t.Fatalf("token after RightFlow: %v, %+v", err, got)
+		}
+		// The run ended: two more guesses set no lock at a threshold of 3.
+		for _, f := range flows[2:] {
+			_, guess, err := g.VerifyFlow(ctx, ipA, f.ID, 5)
+			if err != nil || guess.Set != nil {
+				t.Fatalf("guess after a right code: %v, set %v; want counted, no lock", err, guess.Set)
+			}
+		}
+		if ok, err := g.RightFlow(ctx, ipA, "missing", newToken("other", clk, 100*u)); ok || err != nil {
+			t.Fatalf("RightFlow of a missing flow: %v, %v; want false", ok, err)
+		}
+		if _, err := s.BeginSpend(ctx, newToken("other", clk, 100*u).Hash, u); !errors.Is(err, recovery.ErrNotFound) {
+			t.Fatalf("a RightFlow that lost stored its token: %v", err)
+		}
+	})
+}
