@@ -47,7 +47,6 @@ const (
 	pageTestReset    = "/api/reset-password"
 )
 
-
 // pageEnv is a provisioned gateway behind an httptest server, with a fake
 // upstream as its next handler.
 type pageEnv struct {
