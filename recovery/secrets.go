@@ -8,9 +8,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"math/big"
 	"strings"
+	"sync"
 )
 
 // MinSecretLen is the shortest secret accepted for keying hashes.
@@ -26,6 +28,33 @@ const MinSecretLen = 32
 type Keyring struct {
 	secrets [][]byte
 	realm   string
+	// macs holds, for each secret, HMACs keyed with it to reuse: keying one
+	// costs more than the hash, and /start hashes several times.
+	macs []*sync.Pool
+}
+
+// keyedMAC is an HMAC-SHA256 under one secret and the buffer its input is
+// gathered in, so that a hash is one Write and allocates nothing.
+type keyedMAC struct {
+	h   hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
+}
+
+// mac returns the reusable HMAC of secret i, reset, with an empty buffer.
+func (k *Keyring) mac(i int) *keyedMAC {
+	return k.macs[i].Get().(*keyedMAC)
+}
+
+// done hashes what was gathered in m and returns m to its pool; the sum
+// is returned by value, so nothing of m escapes.
+func (k *Keyring) done(i int, m *keyedMAC) [sha256.Size]byte {
+	m.h.Write(m.buf)
+	sum := [sha256.Size]byte(m.h.Sum(m.sum[:0]))
+	m.h.Reset()
+	m.buf = m.buf[:0]
+	k.macs[i].Put(m)
+	return sum
 }
 
 // NewKeyring returns a keyring over secrets, newest first.
@@ -38,42 +67,51 @@ func NewKeyring(secrets ...[]byte) (*Keyring, error) {
 			return nil, fmt.Errorf("secret %d is %d bytes, need at least %d", i+1, len(s), MinSecretLen)
 		}
 	}
-	return &Keyring{secrets: secrets}, nil
+	macs := make([]*sync.Pool, len(secrets))
+	for i, secret := range secrets {
+		macs[i] = &sync.Pool{New: func() any {
+			return &keyedMAC{h: hmac.New(sha256.New, secret), buf: make([]byte, 0, 128)}
+		}}
+	}
+	return &Keyring{secrets: secrets, macs: macs}, nil
 }
 
 // InRealm returns a keyring with the same secrets whose code and token
 // hashes are bound to realm.
 func (k *Keyring) InRealm(realm string) *Keyring {
-	return &Keyring{secrets: k.secrets, realm: realm}
+	return &Keyring{secrets: k.secrets, realm: realm, macs: k.macs}
 }
 
-func (k *Keyring) codeHash(secret []byte, flowID, code string) []byte {
-	m := hmac.New(sha256.New, secret)
-	io.WriteString(m, "sms-recovery code\x00")
-	io.WriteString(m, k.realm)
-	io.WriteString(m, "\x00")
-	io.WriteString(m, flowID)
-	io.WriteString(m, "\x00")
-	io.WriteString(m, code)
-	return m.Sum(nil)
+func (k *Keyring) codeHash(i int, flowID, code string) []byte {
+	m := k.mac(i)
+	m.buf = append(m.buf, "sms-recovery code\x00"...)
+	m.buf = append(m.buf, k.realm...)
+	m.buf = append(m.buf, 0)
+	m.buf = append(m.buf, flowID...)
+	m.buf = append(m.buf, 0)
+	m.buf = append(m.buf, code...)
+	sum := k.done(i, m)
+	return sum[:]
 }
 
-func (k *Keyring) tokenHash(secret []byte, token string) []byte {
-	m := hmac.New(sha256.New, secret)
-	io.WriteString(m, "sms-recovery token\x00")
-	io.WriteString(m, k.realm)
-	io.WriteString(m, "\x00")
-	io.WriteString(m, token)
-	return m.Sum(nil)
+func (k *Keyring) tokenHash(i int, token string) []byte {
+	m := k.mac(i)
+	m.buf = append(m.buf, "sms-recovery token\x00"...)
+	m.buf = append(m.buf, k.realm...)
+	m.buf = append(m.buf, 0)
+	m.buf = append(m.buf, token...)
+	sum := k.done(i, m)
+	return sum[:]
 }
 
 // PhoneKey returns a keyed hash of a phone number, so that counters kept
 // per phone (in Redis, say) do not hold the number itself.
 func (k *Keyring) PhoneKey(phone string) string {
-	m := hmac.New(sha256.New, k.secrets[0])
-	io.WriteString(m, "sms-recovery phone\x00")
-	io.WriteString(m, phone)
-	return hex.EncodeToString(m.Sum(nil)[:16])
+	m := k.mac(0)
+	m.buf = append(m.buf, "sms-recovery phone\x00"...)
+	m.buf = append(m.buf, phone...)
+	sum := k.done(0, m)
+	return hex.EncodeToString(sum[:16])
 }
 
 // StandInPhone returns a made-up Dutch mobile number for an account that
@@ -81,25 +119,31 @@ func (k *Keyring) PhoneKey(phone string) string {
 // unknown account's number costs the phone policy what a real one does.
 // It is never texted.
 func (k *Keyring) StandInPhone(account string) string {
-	m := hmac.New(sha256.New, k.secrets[0])
-	io.WriteString(m, "sms-recovery stand-in\x00")
-	io.WriteString(m, account)
-	sum := m.Sum(nil)
+	m := k.mac(0)
+	m.buf = append(m.buf, "sms-recovery stand-in\x00"...)
+	m.buf = append(m.buf, account...)
+	sum := k.done(0, m)
 	n := (uint64(sum[0])<<24 | uint64(sum[1])<<16 | uint64(sum[2])<<8 | uint64(sum[3])) % 100_000_000
-	return fmt.Sprintf("+316%08d", n)
+	var b [12]byte
+	copy(b[:], "+316")
+	for i := len(b) - 1; i >= 4; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[:])
 }
 
 // HashCode returns the keyed hash of a code for a flow, with the newest secret.
 func (k *Keyring) HashCode(flowID, code string) []byte {
-	return k.codeHash(k.secrets[0], flowID, code)
+	return k.codeHash(0, flowID, code)
 }
 
 // MatchCode reports whether code hashes to stored under any secret, in time
 // that does not depend on where the two differ.
 func (k *Keyring) MatchCode(flowID, code string, stored []byte) bool {
 	match := 0
-	for _, s := range k.secrets {
-		match |= subtle.ConstantTimeCompare(k.codeHash(s, flowID, code), stored)
+	for i := range k.secrets {
+		match |= subtle.ConstantTimeCompare(k.codeHash(i, flowID, code), stored)
 	}
 	return match == 1
 }
@@ -108,15 +152,15 @@ func (k *Keyring) MatchCode(flowID, code string, stored []byte) bool {
 // first: the store is asked for each in turn.
 func (k *Keyring) TokenHashes(token string) [][]byte {
 	hs := make([][]byte, len(k.secrets))
-	for i, s := range k.secrets {
-		hs[i] = k.tokenHash(s, token)
+	for i := range k.secrets {
+		hs[i] = k.tokenHash(i, token)
 	}
 	return hs
 }
 
 // HashToken returns the keyed hash of a token with the newest secret.
 func (k *Keyring) HashToken(token string) []byte {
-	return k.tokenHash(k.secrets[0], token)
+	return k.tokenHash(0, token)
 }
 
 const (

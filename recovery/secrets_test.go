@@ -1,0 +1,70 @@
+package recovery
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// hmacOf is the keyed hash of the parts joined, computed afresh.
+func hmacOf(secret []byte, parts ...string) []byte {
+	m := hmac.New(sha256.New, secret)
+	for _, p := range parts {
+		m.Write([]byte(p))
+	}
+	return m.Sum(nil)
+}
+
+// TestKeyringHashesAreHMACs checks the reused HMACs against fresh ones,
+// under every secret and from many goroutines at once: a reused HMAC that
+// kept input from an earlier hash, or was shared between two, differs.
+func TestKeyringHashesAreHMACs(t *testing.T) {
+	old, cur := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 40)
+	k, err := NewKeyring(cur, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k = k.InRealm("realm")
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				flow, code := fmt.Sprintf("flow-%d-%d", g, i), fmt.Sprintf("%06d", i)
+				want := hmacOf(cur, "sms-recovery code\x00", "realm", "\x00", flow, "\x00", code)
+				if got := k.HashCode(flow, code); !bytes.Equal(got, want) {
+					t.Errorf("HashCode(%q, %q) = %x, want %x", flow, code, got, want)
+					return
+				}
+				if !k.MatchCode(flow, code, hmacOf(old, "sms-recovery code\x00", "realm", "\x00", flow, "\x00", code)) {
+					t.Errorf("MatchCode misses the hash under the older secret")
+					return
+				}
+				if k.MatchCode(flow, code, hmacOf(old, "sms-recovery code\x00", "other", "\x00", flow, "\x00", code)) {
+					t.Errorf("MatchCode accepts the hash of another realm")
+					return
+				}
+				hs := k.TokenHashes(flow)
+				if !bytes.Equal(hs[0], hmacOf(cur, "sms-recovery token\x00", "realm", "\x00", flow)) ||
+					!bytes.Equal(hs[1], hmacOf(old, "sms-recovery token\x00", "realm", "\x00", flow)) {
+					t.Errorf("TokenHashes(%q) differ from fresh HMACs", flow)
+					return
+				}
+				if got, want := k.PhoneKey(flow), hex.EncodeToString(hmacOf(cur, "sms-recovery phone\x00", flow)[:16]); got != want {
+					t.Errorf("PhoneKey(%q) = %s, want %s", flow, got, want)
+					return
+				}
+				sum := hmacOf(cur, "sms-recovery stand-in\x00", flow)
+				n := (uint64(sum[0])<<24 | uint64(sum[1])<<16 | uint64(sum[2])<<8 | uint64(sum[3])) % 100_000_000
+				if got, want := k.StandInPhone(flow), fmt.Sprintf("+316%08d", n); got != want {
+					t.Errorf("StandInPhone(%q) = %s, want %s", flow, got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
