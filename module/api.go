@@ -97,7 +97,12 @@ func isForm(r *http.Request) bool {
 }
 
 func mediaType(r *http.Request) string {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	switch ct { // what ParseMediaType gives back unchanged, without parsing
+	case "application/json", "application/x-www-form-urlencoded":
+		return ct
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
 	return mt
 }
 
@@ -162,7 +167,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, startResponse{Flow: started.FlowID, ExpiresIn: int64(started.ExpiresIn.Seconds())})
+	writeStarted(w, started.FlowID, int64(started.ExpiresIn.Seconds()))
 }
 
 func (h *Handler) resend(w http.ResponseWriter, r *http.Request) {
@@ -176,7 +181,7 @@ func (h *Handler) resend(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, startResponse{Flow: started.FlowID, ExpiresIn: int64(started.ExpiresIn.Seconds())})
+	writeStarted(w, started.FlowID, int64(started.ExpiresIn.Seconds()))
 }
 
 func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {

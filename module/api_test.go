@@ -2,8 +2,11 @@ package module
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -85,6 +88,39 @@ func TestProvisionRefusesNoPublicURL(t *testing.T) {
 	for _, want := range []string{"public_url: required", "no single host", "forged Host header"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Provision() = %v, want it to say %q", err, want)
+		}
+	}
+}
+
+// TestWriteStartedIsWriteJSON checks the hand-written answer to /start
+// against what writeJSON makes of a startResponse: same status, headers
+// and bytes.
+func TestWriteStartedIsWriteJSON(t *testing.T) {
+	for _, c := range []struct {
+		flow string
+		secs int64
+	}{{"AbCd-_0123456789abcdef", 600}, {"x", 0}, {"", -1}, {"Zz_-", 1 << 40}} {
+		body, err := json.Marshal(startResponse{Flow: c.flow, ExpiresIn: c.secs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := http.Header{
+			"Content-Type":           {"application/json; charset=utf-8"},
+			"Cache-Control":          {"no-store"},
+			"X-Content-Type-Options": {"nosniff"},
+		}
+		got := httptest.NewRecorder()
+		writeStarted(got, c.flow, c.secs)
+		if got.Code != http.StatusAccepted || got.Body.String() != string(body)+"\n" || !reflect.DeepEqual(got.Header(), want) {
+			t.Errorf("writeStarted(%q, %d) = %d %v %q, want 202 %v %q", c.flow, c.secs,
+				got.Code, got.Header(), got.Body, want, string(body)+"\n")
+		}
+		// A header added to one answer is not added to the next.
+		got.Header().Add("Cache-Control", "private")
+		next := httptest.NewRecorder()
+		writeStarted(next, c.flow, c.secs)
+		if !reflect.DeepEqual(next.Header(), want) {
+			t.Fatalf("after an Add to an earlier answer, headers are %v, want %v", next.Header(), want)
 		}
 	}
 }
