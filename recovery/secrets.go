@@ -2,7 +2,6 @@ package recovery
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -10,8 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"math/big"
-	"strings"
+	"math/bits"
 	"sync"
 )
 
@@ -182,16 +180,41 @@ func randomID(r io.Reader, n int) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// randomCode returns a code of length decimal digits, uniformly distributed:
-// rand.Int draws by rejection, so no value is likelier than another.
+// randomCode returns a code of length decimal digits, uniformly distributed.
+// It draws as crypto/rand.Int does, by rejection, so that no value is
+// likelier than another, and from the same bytes gives the same code, in
+// machine words rather than big numbers: a code has at most 10 digits.
 func randomCode(r io.Reader, length int) (string, error) {
-	max := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(length)), nil)
-	n, err := rand.Int(r, max)
-	if err != nil {
-		return "", fmt.Errorf("reading randomness: %w", err)
+	limit := uint64(1)
+	for range length {
+		limit *= 10
 	}
-	s := n.String()
-	return strings.Repeat("0", length-len(s)) + s, nil
+	bitLen := bits.Len64(limit - 1)
+	k := (bitLen + 7) / 8   // bytes drawn for a candidate
+	top := uint(bitLen % 8) // bits kept of the first of them
+	if top == 0 {
+		top = 8
+	}
+	buf := make([]byte, 8+length)
+	draw := buf[:k]
+	for {
+		if _, err := io.ReadFull(r, draw); err != nil {
+			return "", fmt.Errorf("reading randomness: %w", err)
+		}
+		draw[0] &= uint8(int(1<<top) - 1)
+		var n uint64
+		for _, b := range draw {
+			n = n<<8 | uint64(b)
+		}
+		if n < limit {
+			digits := buf[8:]
+			for i := length - 1; i >= 0; i-- {
+				digits[i] = byte('0' + n%10)
+				n /= 10
+			}
+			return string(digits), nil
+		}
+	}
 }
 
 // validID reports whether s has the shape of an ID of n random bytes.

@@ -3,9 +3,11 @@ package recovery
 import (
 	"bytes"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math/big"
 	"sync"
 	"testing"
 )
@@ -67,4 +69,36 @@ func TestKeyringHashesAreHMACs(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestRandomCodeIsRandInt checks that randomCode draws what crypto/rand.Int
+// draws from the same bytes, rejections included, for every code length.
+func TestRandomCodeIsRandInt(t *testing.T) {
+	for length := 6; length <= 10; length++ {
+		stream := make([]byte, 1<<16)
+		if _, err := rand.Read(stream); err != nil {
+			t.Fatal(err)
+		}
+		limit := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(length)), nil)
+		want, got := bytes.NewReader(stream), bytes.NewReader(stream)
+		for range 2000 {
+			n, err := rand.Int(want, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, err := randomCode(got, length)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := fmt.Sprintf("%0*s", length, n.String()); code != w {
+				t.Fatalf("length %d: randomCode = %s, rand.Int gives %s", length, code, w)
+			}
+			if want.Len() != got.Len() {
+				t.Fatalf("length %d: randomCode read %d bytes more than rand.Int", length, want.Len()-got.Len())
+			}
+		}
+	}
+	if _, err := randomCode(bytes.NewReader([]byte{1, 2}), 6); err == nil {
+		t.Error("randomCode from a short reader: no error")
+	}
 }
