@@ -102,3 +102,27 @@ func TestRandomCodeIsRandInt(t *testing.T) {
 		t.Error("randomCode from a short reader: no error")
 	}
 }
+
+// TestLinkRemembersOnlyItsOwnURL alternates public URLs, a bad one among
+// them: each gets its own link, whatever was parsed before it.
+func TestLinkRemembersOnlyItsOwnURL(t *testing.T) {
+	s := &Service{cfg: Config{PathPrefix: "/recovery/"}}
+	for range 3 {
+		for _, c := range []struct{ url, link, host string }{
+			{"https://mail.example.com", "https://mail.example.com/recovery/?flow=", "mail.example.com"},
+			{"http://other.example:8080/base/", "http://other.example:8080/base/recovery/?flow=", "other.example"},
+			{"ftp://mail.example.com", "", ""},
+		} {
+			link, host, err := s.link(c.url)
+			if c.link == "" {
+				if err == nil {
+					t.Errorf("link(%q): no error", c.url)
+				}
+				continue
+			}
+			if err != nil || link != c.link || host != c.host {
+				t.Errorf("link(%q) = %q, %q, %v; want %q, %q", c.url, link, host, err, c.link, c.host)
+			}
+		}
+	}
+}
