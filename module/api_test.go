@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -122,5 +123,56 @@ func TestWriteStartedIsWriteJSON(t *testing.T) {
 		if !reflect.DeepEqual(next.Header(), want) {
 			t.Fatalf("after an Add to an earlier answer, headers are %v, want %v", next.Header(), want)
 		}
+	}
+}
+
+// TestJSONBodies sends /start bodies that are too large, malformed or
+// trailed by more, between good ones: each bad one gets its 4xx, and the
+// good one after it, decoded from a reused buffer, is read as sent.
+func TestJSONBodies(t *testing.T) {
+	t.Parallel()
+	e := newPageEnv(t, func(h *Handler) {
+		h.Limits = map[string]Limit{}
+		for _, scope := range limitScopes {
+			h.Limits[scope] = Limit{Events: 1 << 20, Window: caddy.Duration(time.Hour)}
+		}
+	})
+	post := func(body string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(e.url("/start"), "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Flow  string `json:"flow"`
+			Error string `json:"error"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatalf("answer to %.40q: %v", body, err)
+		}
+		return resp.StatusCode, out.Flow + out.Error
+	}
+	good := func() {
+		t.Helper()
+		if status, flow := post(`{"account":"alice@example.com"}`); status != http.StatusAccepted || len(flow) != 22 {
+			t.Fatalf("good body after a bad one: %d %q", status, flow)
+		}
+	}
+	good()
+	for _, c := range []struct {
+		body   string
+		status int
+		code   string
+	}{
+		{`{"account":"` + strings.Repeat("a", 70<<10) + `"}`, http.StatusRequestEntityTooLarge, "too_large"},
+		{`{"account":"alice@example.com"`, http.StatusBadRequest, "invalid_request"},
+		{`{"account":"alice@example.com"} {}`, http.StatusBadRequest, "invalid_request"},
+		{`{"account":"` + strings.Repeat("b", 8<<10) + `"`, http.StatusBadRequest, "invalid_request"},
+	} {
+		if status, code := post(c.body); status != c.status || code != c.code {
+			t.Errorf("body %.40q: %d %q, want %d %q", c.body, status, code, c.status, c.code)
+		}
+		good()
 	}
 }
