@@ -106,7 +106,8 @@ func (g *Guard) startPlan(client, account string, ofFlow bool) Plan {
 // lockChecks checks the client's block and then the account's lock; an
 // account that is neither given nor the flow's is not checked.
 func (g *Guard) lockChecks(client, account string, ofFlow bool) []LockCheck {
-	checks := []LockCheck{{Kind: g.ipBlock.kind, Key: client}}
+	checks := make([]LockCheck, 1, 2)
+	checks[0] = LockCheck{Kind: g.ipBlock.kind, Key: client}
 	if account != "" || ofFlow {
 		checks = append(checks, LockCheck{Kind: g.lockout.kind, Key: account, OfFlow: ofFlow})
 	}

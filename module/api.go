@@ -1,12 +1,14 @@
 package module
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -97,32 +99,55 @@ func isForm(r *http.Request) bool {
 }
 
 func mediaType(r *http.Request) string {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	switch ct { // what ParseMediaType gives back unchanged, without parsing
+	case "application/json", "application/x-www-form-urlencoded":
+		return ct
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
 	return mt
 }
 
 // readBody reads at most maxBodyBytes of the request body.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return nil, errTooLarge
-	case err != nil:
-		return nil, errBadJSON
+	if err != nil {
+		return nil, bodyError(err)
 	}
 	return body, nil
 }
 
+// bodyError is the answer to a body that could not be read.
+func bodyError(err error) *apiError {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return errTooLarge
+	}
+	return errBadJSON
+}
+
+// bodyBuffers hold JSON bodies while they are decoded. One that grew past
+// maxPooledBody, for a large body, is not kept.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBody = 4 << 10
+
 // decode reads a JSON object of string fields into v.
 func decode(w http.ResponseWriter, r *http.Request, v any) *apiError {
-	body, e := readBody(w, r)
-	if e != nil {
-		return e
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledBody {
+			buf.Reset()
+			bodyBuffers.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBodyBytes)); err != nil {
+		return bodyError(err)
 	}
 	// One object and nothing after it, decoded from the bytes read: no
-	// copy into a string, no decoder buffer.
-	if err := json.Unmarshal(body, v); err != nil {
+	// copy into a string, no decoder buffer. The strings decoded are
+	// copies, so the buffer can be used again.
+	if err := json.Unmarshal(buf.Bytes(), v); err != nil {
 		return errBadJSON
 	}
 	return nil
@@ -162,7 +187,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, startResponse{Flow: started.FlowID, ExpiresIn: int64(started.ExpiresIn.Seconds())})
+	writeStarted(w, started.FlowID, int64(started.ExpiresIn.Seconds()))
 }
 
 func (h *Handler) resend(w http.ResponseWriter, r *http.Request) {
@@ -176,7 +201,7 @@ func (h *Handler) resend(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, startResponse{Flow: started.FlowID, ExpiresIn: int64(started.ExpiresIn.Seconds())})
+	writeStarted(w, started.FlowID, int64(started.ExpiresIn.Seconds()))
 }
 
 func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {

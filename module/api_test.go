@@ -2,10 +2,14 @@ package module
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -86,5 +90,89 @@ func TestProvisionRefusesNoPublicURL(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Provision() = %v, want it to say %q", err, want)
 		}
+	}
+}
+
+// TestWriteStartedIsWriteJSON checks the hand-written answer to /start
+// against what writeJSON makes of a startResponse: same status, headers
+// and bytes.
+func TestWriteStartedIsWriteJSON(t *testing.T) {
+	for _, c := range []struct {
+		flow string
+		secs int64
+	}{{"AbCd-_0123456789abcdef", 600}, {"x", 0}, {"", -1}, {"Zz_-", 1 << 40}} {
+		body, err := json.Marshal(startResponse{Flow: c.flow, ExpiresIn: c.secs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := http.Header{
+			"Content-Type":           {"application/json; charset=utf-8"},
+			"Cache-Control":          {"no-store"},
+			"X-Content-Type-Options": {"nosniff"},
+		}
+		got := httptest.NewRecorder()
+		writeStarted(got, c.flow, c.secs)
+		if got.Code != http.StatusAccepted || got.Body.String() != string(body)+"\n" || !reflect.DeepEqual(got.Header(), want) {
+			t.Errorf("writeStarted(%q, %d) = %d %v %q, want 202 %v %q", c.flow, c.secs,
+				got.Code, got.Header(), got.Body, want, string(body)+"\n")
+		}
+		// A header added to one answer is not added to the next.
+		got.Header().Add("Cache-Control", "private")
+		next := httptest.NewRecorder()
+		writeStarted(next, c.flow, c.secs)
+		if !reflect.DeepEqual(next.Header(), want) {
+			t.Fatalf("after an Add to an earlier answer, headers are %v, want %v", next.Header(), want)
+		}
+	}
+}
+
+// TestJSONBodies sends /start bodies that are too large, malformed or
+// trailed by more, between good ones: each bad one gets its 4xx, and the
+// good one after it, decoded from a reused buffer, is read as sent.
+func TestJSONBodies(t *testing.T) {
+	t.Parallel()
+	e := newPageEnv(t, func(h *Handler) {
+		h.Limits = map[string]Limit{}
+		for _, scope := range limitScopes {
+			h.Limits[scope] = Limit{Events: 1 << 20, Window: caddy.Duration(time.Hour)}
+		}
+	})
+	post := func(body string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(e.url("/start"), "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Flow  string `json:"flow"`
+			Error string `json:"error"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatalf("answer to %.40q: %v", body, err)
+		}
+		return resp.StatusCode, out.Flow + out.Error
+	}
+	good := func() {
+		t.Helper()
+		if status, flow := post(`{"account":"alice@example.com"}`); status != http.StatusAccepted || len(flow) != 22 {
+			t.Fatalf("good body after a bad one: %d %q", status, flow)
+		}
+	}
+	good()
+	for _, c := range []struct {
+		body   string
+		status int
+		code   string
+	}{
+		{`{"account":"` + strings.Repeat("a", 70<<10) + `"}`, http.StatusRequestEntityTooLarge, "too_large"},
+		{`{"account":"alice@example.com"`, http.StatusBadRequest, "invalid_request"},
+		{`{"account":"alice@example.com"} {}`, http.StatusBadRequest, "invalid_request"},
+		{`{"account":"` + strings.Repeat("b", 8<<10) + `"`, http.StatusBadRequest, "invalid_request"},
+	} {
+		if status, code := post(c.body); status != c.status || code != c.code {
+			t.Errorf("body %.40q: %d %q, want %d %q", c.body, status, code, c.status, c.code)
+		}
+		good()
 	}
 }

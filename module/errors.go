@@ -103,11 +103,25 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	writeJSON(w, e.status, e)
 }
 
+// The values of the headers every JSON answer carries. Each is one value
+// with no room after it: a later Add to the header copies rather than
+// writes into the shared array, and nothing sets a value in place.
+var (
+	jsonContentType = []string{"application/json; charset=utf-8"}[:1:1]
+	noStore         = []string{"no-store"}[:1:1]
+	noSniff         = []string{"nosniff"}[:1:1]
+)
+
+// setJSONHeaders sets the headers of a JSON answer. The keys are in
+// canonical form, as Set would make them.
+func setJSONHeaders(hdr http.Header) {
+	hdr["Content-Type"] = jsonContentType
+	hdr["Cache-Control"] = noStore
+	hdr["X-Content-Type-Options"] = noSniff
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json; charset=utf-8")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
+	setJSONHeaders(w.Header())
 	w.WriteHeader(status)
 	// Marshalled and written at once, with the newline an Encoder adds.
 	body, err := json.Marshal(v)
@@ -115,4 +129,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		return
 	}
 	_, _ = w.Write(append(body, '\n'))
+}
+
+// writeStarted writes the answer to /start and /resend, startResponse as
+// json.Marshal and writeJSON would, without reflection: a flow ID is
+// base64url, which JSON needs no escape for.
+func writeStarted(w http.ResponseWriter, flow string, expiresIn int64) {
+	setJSONHeaders(w.Header())
+	w.WriteHeader(http.StatusAccepted)
+	b := make([]byte, 0, len(`{"flow":"","expires_in":}`)+len(flow)+21)
+	b = append(b, `{"flow":"`...)
+	b = append(b, flow...)
+	b = append(b, `","expires_in":`...)
+	b = strconv.AppendInt(b, expiresIn, 10)
+	b = append(b, "}\n"...)
+	_, _ = w.Write(b)
 }

@@ -137,31 +137,68 @@ func eventLevel(e recovery.Event) zapcore.Level {
 	return zapcore.InfoLevel
 }
 
+// prefixed returns prefix+name, from names made once when name is one of
+// the fixed set, so that an event does not build its names again.
+func prefixed(names map[string]string, prefix, name string) string {
+	if n, ok := names[name]; ok {
+		return n
+	}
+	return prefix + name
+}
+
+// eventNames and smsNames hold the Caddy event names of the security events
+// and the SMS outcomes; smsLogNames the event field of an outcome's log line.
+var eventNames, smsNames, smsLogNames = func() (ev, smsEv, logs map[string]string) {
+	ev, smsEv, logs = map[string]string{}, map[string]string{}, map[string]string{}
+	for _, n := range []string{
+		recovery.EventFlowStarted, recovery.EventCodeResent, recovery.EventSMSRefused, recovery.EventSMSFailed,
+		recovery.EventWrongCode, recovery.EventFlowExhausted, recovery.EventCodeVerified, recovery.EventRateLimited,
+		recovery.EventAccountLocked, recovery.EventIPBlocked, recovery.EventRefused, recovery.EventResetForwarded,
+		recovery.EventResetFailed, recovery.EventStateFull, recovery.EventLockNotice,
+	} {
+		ev[n] = "sms_recovery_" + n
+	}
+	for _, r := range []sms.Result{
+		sms.ResultSent, sms.ResultRejected, sms.ResultExhausted, sms.ResultExpired, sms.ResultDropped, sms.ResultRefused,
+	} {
+		smsEv[string(r)] = "sms_recovery_sms_" + string(r)
+		logs[string(r)] = "sms_" + string(r)
+	}
+	return ev, smsEv, logs
+}()
+
 // Observe logs, counts and emits one security event.
 func (o *observer) Observe(_ context.Context, e recovery.Event) {
 	// The scope names one of a fixed set of limits. The reason is free text
 	// (an error's message, say) and would make a new series of every
 	// variant, so it goes to the log and the Caddy event only.
 	o.metrics.events.WithLabelValues(o.site, e.Name, e.Scope).Inc()
-	fields := []zap.Field{
-		zap.String("event", e.Name), zap.String("site", o.site),
-		zap.String("account", e.Account), zap.String("client_ip", e.ClientIP),
-	}
-	data := map[string]any{"account": e.Account, "client_ip": e.ClientIP, "site": o.site}
-	add := func(key, v string) {
-		if v != "" {
-			fields = append(fields, zap.String(key, v))
-			data[key] = v
-		}
-	}
-	add("flow", e.FlowRef)
-	add("phone", e.Phone)
-	add("reason", e.Reason)
-	add("scope", e.Scope)
 	if ce := o.logger.Check(eventLevel(e), "security event"); ce != nil {
+		fields := make([]zap.Field, 0, 8)
+		fields = append(fields,
+			zap.String("event", e.Name), zap.String("site", o.site),
+			zap.String("account", e.Account), zap.String("client_ip", e.ClientIP))
+		for _, f := range [...]struct{ key, v string }{
+			{"flow", e.FlowRef}, {"phone", e.Phone}, {"reason", e.Reason}, {"scope", e.Scope},
+		} {
+			if f.v != "" {
+				fields = append(fields, zap.String(f.key, f.v))
+			}
+		}
 		ce.Write(fields...)
 	}
-	if name := "sms_recovery_" + e.Name; o.events != nil && o.events.ShouldEmit(name) {
+	if o.events == nil {
+		return
+	}
+	if name := prefixed(eventNames, "sms_recovery_", e.Name); o.events.ShouldEmit(name) {
+		data := map[string]any{"account": e.Account, "client_ip": e.ClientIP, "site": o.site}
+		for _, f := range [...]struct{ key, v string }{
+			{"flow", e.FlowRef}, {"phone", e.Phone}, {"reason", e.Reason}, {"scope", e.Scope},
+		} {
+			if f.v != "" {
+				data[f.key] = f.v
+			}
+		}
 		o.events.Emit(o.ctx, name, data)
 	}
 }
@@ -175,32 +212,32 @@ func (o *observer) unavailable() {
 // deliveryOutcome reports what became of a queued SMS.
 func (o *observer) deliveryOutcome(out sms.Outcome) {
 	o.metrics.sms.WithLabelValues(o.site, out.Kind, string(out.Result)).Inc()
-	fields := []zap.Field{
-		zap.String("event", "sms_"+string(out.Result)),
-		zap.String("site", o.site),
-		zap.String("kind", out.Kind),
-		zap.String("phone", out.Phone),
-		zap.String("reference", out.Reference),
-		zap.Int("attempts", out.Attempts),
-	}
-	if out.Status != 0 {
-		fields = append(fields, zap.Int("provider_status", out.Status))
-	}
-	if out.Code != 0 {
-		fields = append(fields, zap.Int("provider_code", out.Code))
-	}
-	if out.Err != nil {
-		fields = append(fields, zap.Error(out.Err))
-	}
 	level := zapcore.InfoLevel
 	if out.Result != sms.ResultSent {
 		level = zapcore.WarnLevel
 	}
 	if ce := o.logger.Check(level, "sms delivery"); ce != nil {
+		fields := make([]zap.Field, 0, 9)
+		fields = append(fields,
+			zap.String("event", prefixed(smsLogNames, "sms_", string(out.Result))),
+			zap.String("site", o.site),
+			zap.String("kind", out.Kind),
+			zap.String("phone", out.Phone),
+			zap.String("reference", out.Reference),
+			zap.Int("attempts", out.Attempts))
+		if out.Status != 0 {
+			fields = append(fields, zap.Int("provider_status", out.Status))
+		}
+		if out.Code != 0 {
+			fields = append(fields, zap.Int("provider_code", out.Code))
+		}
+		if out.Err != nil {
+			fields = append(fields, zap.Error(out.Err))
+		}
 		ce.Write(fields...)
 	}
 	if o.events != nil {
-		name := "sms_recovery_sms_" + string(out.Result)
+		name := prefixed(smsNames, "sms_recovery_sms_", string(out.Result))
 		if !o.events.ShouldEmit(name) {
 			return
 		}

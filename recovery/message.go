@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"text/template"
 	"text/template/parse"
 	"unicode/utf8"
@@ -202,12 +203,24 @@ func primaryLang(tag string) string {
 	return strings.ToLower(primary)
 }
 
+// renderBuffers hold the text of messages being rendered. A message is
+// short; a buffer that grew past maxRenderBuffer is not kept.
+var renderBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxRenderBuffer = 4 << 10
+
 func render(t *template.Template, d MessageData) (string, error) {
-	var b bytes.Buffer
-	if err := t.Execute(&b, d); err != nil {
+	b := renderBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if b.Cap() <= maxRenderBuffer {
+			b.Reset()
+			renderBuffers.Put(b)
+		}
+	}()
+	if err := t.Execute(b, d); err != nil {
 		return "", fmt.Errorf("rendering %s message: %w", t.Name(), err)
 	}
-	return strings.TrimRight(b.String(), " \t\r\n"), nil
+	return string(bytes.TrimRight(b.Bytes(), " \t\r\n")), nil
 }
 
 // sampleData is what a code template is rendered with at load, to check that

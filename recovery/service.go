@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,6 +55,14 @@ type Service struct {
 	// lookup costs less than the round trip it saves. Otherwise the guard
 	// refuses first, and a flood it refuses never reaches the directory.
 	lookupFirst bool
+	// links remembers the last public URL link parsed, with what it gave:
+	// a gateway has one, and every code message links to it.
+	links atomic.Pointer[parsedLink]
+}
+
+// parsedLink is what link made of one public URL.
+type parsedLink struct {
+	publicURL, link, host string
 }
 
 // InProcess is implemented by a Directory or Store that answers from this
@@ -594,12 +603,17 @@ func (s *Service) lang(e Entry) string {
 // link returns the start of the SMS link (up to "?flow=") and the host for
 // the origin-bound line.
 func (s *Service) link(publicURL string) (string, string, error) {
+	if l := s.links.Load(); l != nil && l.publicURL == publicURL {
+		return l.link, l.host, nil
+	}
 	u, err := url.Parse(publicURL)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return "", "", fmt.Errorf("%w: bad public URL", ErrInvalidRequest)
 	}
 	base := strings.TrimSuffix(u.Scheme+"://"+u.Host+strings.TrimSuffix(u.Path, "/"), "/")
-	return base + strings.TrimSuffix(s.cfg.PathPrefix, "/") + "/?flow=", u.Hostname(), nil
+	l := &parsedLink{publicURL: publicURL, link: base + strings.TrimSuffix(s.cfg.PathPrefix, "/") + "/?flow=", host: u.Hostname()}
+	s.links.Store(l)
+	return l.link, l.host, nil
 }
 
 // denied reports a request the guard refused and passes the refusal on;
