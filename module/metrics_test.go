@@ -260,13 +260,9 @@ func TestSMSCircuitOpenMetric(t *testing.T) {
 	if q == nil {
 		t.Fatal("no SMS queue hears from the handler")
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !q.CircuitOpen() {
-		if time.Now().After(deadline) {
-			t.Fatal("the breaker did not open while the provider failed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// The try that opens the breaker is the last try of some message, whose
+	// outcome event is emitted after it: asking at each event cannot miss it.
+	g.events.await(t, "open breaker while the provider failed", q.CircuitOpen)
 	// Other tests' queues can only add to the process-wide count.
 	if n := gauge(t, reg, circuitOpenMetric); n < 1 {
 		t.Errorf("%s = %v with this queue's breaker open, want at least 1", circuitOpenMetric, n)
