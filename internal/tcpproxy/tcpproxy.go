@@ -26,10 +26,11 @@ type Proxy struct {
 	ln     net.Listener
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	down  bool              // cut: new connections are closed at once
-	epoch int               // cuts so far; a relay begun before one ends
-	conns map[net.Conn]bool // relayed connections, both sides
+	mu      sync.Mutex
+	down    bool              // cut: new connections are closed at once
+	epoch   int               // cuts so far; a relay begun before one ends
+	conns   map[net.Conn]bool // relayed connections, both sides
+	relayed chan struct{}     // closed and replaced at each connection relayed
 }
 
 // Start relays a free port of 127.0.0.1 to target until tb ends.
@@ -39,7 +40,7 @@ func Start(tb testing.TB, target string) *Proxy {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &Proxy{target: target, ln: ln, conns: map[net.Conn]bool{}}
+	p := &Proxy{target: target, ln: ln, conns: map[net.Conn]bool{}, relayed: make(chan struct{})}
 	p.wg.Go(p.serve)
 	tb.Cleanup(func() {
 		p.ln.Close()
@@ -123,7 +124,19 @@ func (p *Proxy) track(epoch int, conns ...net.Conn) bool {
 	for _, c := range conns {
 		p.conns[c] = true
 	}
+	close(p.relayed)
+	p.relayed = make(chan struct{})
 	return true
+}
+
+// NextRelay returns a channel that is closed when the proxy next relays a
+// connection to the target. A test that waits for a client to come back
+// after Restore takes it, tries, and on failure waits for it: the client
+// has reached the server again when it is closed.
+func (p *Proxy) NextRelay() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.relayed
 }
 
 // Cut closes every relayed connection, with a reset, and refuses new ones

@@ -102,3 +102,44 @@ func startEcho(t *testing.T) string {
 	}()
 	return echo.Addr().String()
 }
+
+// TestNextRelay: the channel closes when a connection is relayed, and not
+// for one refused while cut.
+func TestNextRelay(t *testing.T) {
+	t.Parallel()
+	p := Start(t, startEcho(t))
+	echo := func() error {
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("ping\n")); err != nil {
+			return err
+		}
+		_, err = bufio.NewReader(c).ReadString('\n')
+		return err
+	}
+	p.Cut()
+	refused := p.NextRelay()
+	if echo() == nil {
+		t.Fatal("cut: a new connection answers")
+	}
+	p.Restore()
+	relayed := p.NextRelay()
+	if refused != relayed {
+		t.Fatal("a refused connection counted as relayed")
+	}
+	if err := echo(); err != nil {
+		t.Fatalf("restored: %v", err)
+	}
+	select {
+	case <-relayed: // the echo could only answer once relayed
+	default:
+		t.Fatal("NextRelay's channel is still open after a relayed connection")
+	}
+	if p.NextRelay() == relayed {
+		t.Error("NextRelay did not move on to the next connection")
+	}
+}
