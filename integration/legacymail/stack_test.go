@@ -320,15 +320,19 @@ var (
 func (s *stack) codeFor(t *testing.T, flow string) string {
 	t.Helper()
 	path := filepath.Join(s.state, "gateway", "sms-outbox.jsonl")
+	written := watchDir(t, filepath.Dir(path)) // before the first look
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if code := codeIn(t, path, flow); code != "" {
 			return code
 		}
-		if time.Now().After(deadline) {
+		changed, err := written.wait(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("waiting for the outbox: %v", err)
+		}
+		if !changed {
 			t.Fatalf("no SMS for flow %s in %s within 10s", flow, path)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
