@@ -57,40 +57,6 @@ type Window struct {
 	End int64 // Unix nanoseconds; the window has ended once now >= End
 }
 
-// Counters is the bounded table of fixed-window counters behind LRUStore,
-// without a lock, for a PlanStore that holds its own: at most its bound of
-// keys, the least recently used dropped first.
-type Counters struct {
-	cache *simplelru.LRU[string, Window]
-}
-
-// NewCounters returns a table of at most maxKeys counters.
-func NewCounters(maxKeys int) (*Counters, error) {
-	if maxKeys < 1 {
-		return nil, errors.New("counters: max keys must be at least 1")
-	}
-	cache, err := simplelru.NewLRU[string, Window](maxKeys, nil)
-	if err != nil {
-		return nil, err
-	}
-	return &Counters{cache: cache}, nil
-}
-
-// Count counts n events (0 to read) for c's key at now, marking the key as
-// recently used, and returns the counter's state. A read of a key the table
-// does not hold adds none.
-func (t *Counters) Count(key string, c Count, n int64, now time.Time) CounterState {
-	w, _ := t.cache.Get(key)
-	s := CountWindow(&w, c, n, now)
-	if n > 0 || w.N > 0 {
-		t.cache.Add(key, w)
-	}
-	return s
-}
-
-// Len returns how many counters the table holds, expired ones included.
-func (t *Counters) Len() int { return t.cache.Len() }
-
 // NewLRUStore returns a store that holds at most maxKeys counters and reads
 // the time from clock.
 func NewLRUStore(maxKeys int, clock recovery.Clock) (*LRUStore, error) {

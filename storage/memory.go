@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -31,8 +31,8 @@ import (
 //     full, a strike for a key it does not hold is refused with
 //     recovery.ErrFull (see lockTable).
 //   - Rate counters, which RunPlan keeps, in a table of CounterBound(maxEntries)
-//     that drops the least recently used (see limiter.LRUStore): evicting
-//     one resets it, and touches nothing else.
+//     that drops the least recently used (see counterTable): evicting one
+//     resets it, and touches nothing else.
 //
 // Records expire against the injected clock when they are read; an expired
 // record behaves as missing and is dropped then. Memory starts no
@@ -45,13 +45,13 @@ type Memory struct {
 	flows    *flowTable
 	tokens   *simplelru.LRU[string, memToken] // keyed by the token's hash
 	locks    *lockTable
-	counters *limiter.Counters // of RunPlan
+	counters *counterTable // of RunPlan
 }
 
 // CounterBound is how many rate counters a Memory of maxEntries keeps:
 // limiter.DefaultMaxKeys at DefaultMaxEntries, and in proportion to it.
 func CounterBound(maxEntries int) int {
-	return max(1, int(int64(limiter.DefaultMaxKeys)*int64(maxEntries)/DefaultMaxEntries))
+	return int(min(max(1, int64(limiter.DefaultMaxKeys)*int64(maxEntries)/DefaultMaxEntries), math.MaxInt32))
 }
 
 // memToken is a stored token and the end of the hold BeginSpend put on it.
@@ -71,10 +71,7 @@ func NewMemory(maxEntries int, clock recovery.Clock) (*Memory, error) {
 	}
 	// NewLRU fails only for a size below one, refused above.
 	tokens, _ := simplelru.NewLRU[string, memToken](maxEntries, nil)
-	counters, err := limiter.NewCounters(CounterBound(maxEntries))
-	if err != nil {
-		return nil, fmt.Errorf("creating memory storage: %w", err)
-	}
+	counters := newCounterTable(CounterBound(maxEntries))
 	return &Memory{clock: clock, flows: newFlowTable(maxEntries), tokens: tokens, locks: newLockTable(maxEntries), counters: counters}, nil
 }
 
@@ -82,8 +79,7 @@ func NewMemory(maxEntries int, clock recovery.Clock) (*Memory, error) {
 func (m *Memory) CreateFlow(_ context.Context, f recovery.Flow) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.flows.add(cloneFlow(f), m.clock.Now())
-	return nil
+	return m.flows.add(&f, m.clock.Now())
 }
 
 // Flow returns the flow with that ID, or recovery.ErrNotFound.
@@ -94,7 +90,7 @@ func (m *Memory) Flow(_ context.Context, id string) (recovery.Flow, error) {
 	if e == nil {
 		return recovery.Flow{}, recovery.ErrNotFound
 	}
-	return cloneFlow(e.flow), nil
+	return e.flow(id), nil
 }
 
 // Attempt counts one attempt on the flow and returns it; a flow whose count
@@ -106,12 +102,12 @@ func (m *Memory) Attempt(_ context.Context, id string, maxAttempts int) (recover
 	if e == nil {
 		return recovery.Flow{}, recovery.ErrNotFound
 	}
-	e.flow.Attempts++
-	if e.flow.Attempts > maxAttempts {
+	e.attempts++
+	if int(e.attempts) > maxAttempts {
 		m.flows.remove(e)
 		return recovery.Flow{}, recovery.ErrNotFound
 	}
-	return cloneFlow(e.flow), nil
+	return e.flow(id), nil
 }
 
 // ConsumeFlow deletes the flow and reports whether it was there.
@@ -136,15 +132,11 @@ func (m *Memory) Resend(_ context.Context, id string, codeHash []byte, now time.
 	if e == nil {
 		return recovery.Flow{}, recovery.ErrNotFound
 	}
-	f := &e.flow
-	if now.Sub(f.SentAt) < interval {
-		return cloneFlow(*f), recovery.ErrTooEarly
+	if now.Sub(fromNanos(e.sentAt)) < interval {
+		return e.flow(id), recovery.ErrTooEarly
 	}
-	f.CodeHash = bytes.Clone(codeHash)
-	f.SentAt = now
-	f.ExpiresAt = expiresAt
-	f.Sends++
-	return cloneFlow(*f), nil
+	e.setCode(codeHash, now, expiresAt)
+	return e.flow(id), nil
 }
 
 // flow returns the live flow with that ID, dropping it if it has expired.
@@ -154,7 +146,7 @@ func (m *Memory) flow(id string, now time.Time) *flowEntry {
 	if e == nil {
 		return nil
 	}
-	if !now.Before(e.flow.ExpiresAt) {
+	if e.expired(now) {
 		m.flows.remove(e)
 		return nil
 	}
@@ -269,13 +261,6 @@ func (m *Memory) ListLocks(_ context.Context, kind string) ([]limiter.Lock, erro
 	return out, nil
 }
 
-// cloneFlow copies the one slice of a flow, so that no caller can change a
-// stored flow through the value it passed or got.
-func cloneFlow(f recovery.Flow) recovery.Flow {
-	f.CodeHash = bytes.Clone(f.CodeHash)
-	return f
-}
-
 func cloneToken(t recovery.Token) recovery.Token {
 	t.Hash = bytes.Clone(t.Hash)
 	return t
@@ -293,7 +278,7 @@ func (m *Memory) InProcess() bool { return true }
 
 // RunPlan runs p under the mutex, so that it is one atomic step with every
 // other method. Counters live in a table of their own, which drops the
-// least recently used beyond its bound (see limiter.LRUStore): evicting a
+// least recently used beyond its bound (see counterTable): evicting a
 // counter resets it, and never touches a flow, a token or security state.
 func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, error) {
 	m.mu.Lock()
@@ -309,15 +294,18 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 			at = p.Now
 		}
 		if e = m.flow(p.FlowID, at); e != nil {
-			o.Flow, account = cloneFlow(e.flow), e.flow.Account
+			o.Flow, account = e.flow(p.FlowID), e.account()
 		} else if p.Op != limiter.OpAttempt {
 			o.FlowErr = recovery.ErrNotFound
 			return o, nil
 		}
-		if e != nil && p.Op == limiter.OpResend && p.Now.Sub(e.flow.SentAt) < p.Interval {
+		if e != nil && p.Op == limiter.OpResend && p.Now.Sub(fromNanos(e.sentAt)) < p.Interval {
 			o.FlowErr = recovery.ErrTooEarly
 			return o, nil
 		}
+	}
+	if p.Op == limiter.OpCreate && !fits(&p.Flow) {
+		return o, errTooLong
 	}
 	missing := p.Op == limiter.OpAttempt && e == nil
 	key := func(k string, ofFlow bool) (string, bool) {
@@ -345,7 +333,7 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 		if c.Peek {
 			n = 0
 		}
-		s := m.counters.Count(c.Scope+":"+k, c, n, now)
+		s := m.counters.count(m.flows.keys.scoped(c.Scope, k), c, n, now)
 		if c.Refuses(s) {
 			o.Refused, o.Index, o.Counter = limiter.StepCount, i, s
 			return o, nil
@@ -353,25 +341,24 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 	}
 	switch p.Op {
 	case limiter.OpCreate:
-		m.flows.add(cloneFlow(p.Flow), now)
+		if err := m.flows.add(&p.Flow, now); err != nil {
+			return o, err
+		}
 	case limiter.OpResend:
-		f := &e.flow
-		f.CodeHash = bytes.Clone(p.CodeHash)
-		f.SentAt, f.ExpiresAt = p.Now, p.ExpiresAt
-		f.Sends++
-		o.Flow = cloneFlow(*f)
+		e.setCode(p.CodeHash, p.Now, p.ExpiresAt)
+		o.Flow = e.flow(p.FlowID)
 	case limiter.OpAttempt:
 		if missing {
 			o.FlowErr = recovery.ErrNotFound
 			return o, nil
 		}
-		e.flow.Attempts++
-		if e.flow.Attempts > p.MaxAttempts {
+		e.attempts++
+		if int(e.attempts) > p.MaxAttempts {
 			m.flows.remove(e)
 			o.FlowErr, o.Exhausted = recovery.ErrNotFound, true
 			return o, nil
 		}
-		o.Flow.Attempts = e.flow.Attempts
+		o.Flow.Attempts = int(e.attempts)
 	case limiter.OpFinish:
 		m.flows.remove(e)
 		o.Won = true

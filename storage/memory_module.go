@@ -7,7 +7,6 @@ import (
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -50,23 +49,14 @@ func (m *MemoryModule) Provision(caddy.Context) error {
 	return nil
 }
 
-// Open makes the tables and the rate limiter's counters.
+// Open makes the tables, which hold the rate counters too: Memory runs
+// every request as one plan (limiter.PlanStore).
 func (m *MemoryModule) Open() (*Opened, error) {
 	mem, err := NewMemory(m.MaxEntries, recovery.SystemClock{})
 	if err != nil {
 		return nil, fmt.Errorf("storage memory: %w", err)
 	}
-	counters, err := limiter.NewLRUStore(counterBound(m.MaxEntries), recovery.SystemClock{})
-	if err != nil {
-		return nil, fmt.Errorf("storage memory: %w", err)
-	}
-	return &Opened{Backend: mem, Counters: counters}, nil
-}
-
-// counterBound is how many rate-limit counters the memory store keeps: the
-// limiter's default at the default max_entries, and in proportion to it.
-func counterBound(maxEntries int) int {
-	return int(int64(limiter.DefaultMaxKeys) * int64(maxEntries) / DefaultMaxEntries)
+	return &Opened{Backend: mem}, nil
 }
 
 // UnmarshalCaddyfile reads

@@ -32,7 +32,8 @@ type Backend interface {
 type Opened struct {
 	// Backend holds flows, tokens, locks and blocks.
 	Backend Backend
-	// Counters holds the rate limiter's counters.
+	// Counters holds the rate limiter's counters; nil when Backend is a
+	// limiter.PlanStore, which keeps its own.
 	Counters ulimiter.Store
 	// Close, if set, frees what Open took once no handler uses the state.
 	Close func() error

@@ -1,0 +1,82 @@
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// BenchmarkMemoryFlood measures what a memory store at its defaults holds
+// once a flood of /start from distinct clients for distinct accounts has
+// filled every table: the live heap after a collection, and its cost per
+// record (flows and rate counters together). It runs the plans /start and
+// the SMS check run, with the account, phone and SMS budgets lifted as the
+// compare harness lifts them, so every start stores a flow and counts three
+// keys. Run it with -benchtime 1x.
+func BenchmarkMemoryFlood(b *testing.B) {
+	const starts = 400_000 // past both bounds: 100,000 flows, 250,000 counters
+	ctx := context.Background()
+	clock := recovery.SystemClock{}
+	cfg := limiter.DefaultConfig()
+	high := limiter.Rate{Events: 1 << 40, Window: time.Hour}
+	cfg.StartAccount, cfg.StartPhone, cfg.SMSGlobal = high, high, high
+	var live, perRecord float64
+	for range b.N {
+		b.StopTimer()
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		m, err := NewMemory(DefaultMaxEntries, clock)
+		if err != nil {
+			b.Fatal(err)
+		}
+		g, err := limiter.New(cfg, nil, m, clock)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		for i := range starts {
+			f := floodFlow(i)
+			if err := g.StartFlow(ctx, f.ClientIP, f); err != nil {
+				b.Fatal(err)
+			}
+			if err := g.SMS(ctx, fmt.Sprintf("+316%08d", 20_000_000+i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		records := m.flows.Len() + m.counters.Len()
+		live = float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
+		perRecord = float64(after.HeapAlloc-before.HeapAlloc) / float64(records)
+		runtime.KeepAlive(m)
+	}
+	b.ReportMetric(live, "live-MiB")
+	b.ReportMetric(perRecord, "B/record")
+}
+
+// floodFlow is the flow the i-th start of a flood stores, shaped as the
+// service makes it: a random ID, a distinct account and client.
+func floodFlow(i int) recovery.Flow {
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	code := make([]byte, 32)
+	_, _ = rand.Read(code)
+	now := time.Now()
+	return recovery.Flow{
+		ID: base64.RawURLEncoding.EncodeToString(id), Account: fmt.Sprintf("nobody%d@load.example", i),
+		CodeHash: code, Sends: 1, SentAt: now, CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute),
+		ClientIP:  net.IPv4(10, byte(i>>16), byte(i>>8), byte(i)).String(),
+		PublicURL: "https://mail.example.com/recovery/", PhoneMasked: "+31 6 ••••••78",
+	}
+}
