@@ -50,13 +50,15 @@ func (m *MemoryModule) Provision(caddy.Context) error {
 }
 
 // Open makes the tables, which hold the rate counters too: Memory runs
-// every request as one plan (limiter.PlanStore).
+// every request as one plan (limiter.PlanStore). It reserves their
+// Footprint in the soft memory limit until Close.
 func (m *MemoryModule) Open() (*Opened, error) {
 	mem, err := NewMemory(m.MaxEntries, recovery.SystemClock{})
 	if err != nil {
 		return nil, fmt.Errorf("storage memory: %w", err)
 	}
-	return &Opened{Backend: mem}, nil
+	release := ReserveMemory(Footprint(m.MaxEntries))
+	return &Opened{Backend: mem, Close: func() error { release(); return nil }}, nil
 }
 
 // UnmarshalCaddyfile reads

@@ -55,6 +55,7 @@ func TestMemoryModule(t *testing.T) {
 	if err != nil || st.Backend == nil {
 		t.Fatalf("Open = %+v, %v", st, err)
 	}
+	defer st.Close()
 	if _, ok := st.Backend.(limiter.PlanStore); !ok {
 		t.Fatalf("the memory store runs no plans: the guard would need counters, and Open gave none")
 	}
@@ -80,6 +81,7 @@ func TestRedisModule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
 	if err := st.Backend.(*Redis).Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}

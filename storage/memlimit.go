@@ -1,0 +1,129 @@
+package storage
+
+import (
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+)
+
+// The soft memory limit.
+//
+// Left to itself, Go's collector lets the heap grow to twice what is live,
+// so a flood that fills a memory store's tables would double the process's
+// memory for nothing. Every open memory store therefore reserves the most
+// heap its tables can hold at their bounds (Footprint), a file directory
+// what its entries take (ReserveMemory), and the runtime's soft memory
+// limit (runtime/debug.SetMemoryLimit) is kept at
+//
+//	memLimitBase + the reservations
+//
+// so that the collector works harder, rather than the heap growing, once
+// the process nears what its bounds need. At the defaults that is 64 MiB
+// and 130 MiB for the tables: about 194 MiB of Go memory, which with the
+// binary's own pages keeps the process under 256 MiB however it is
+// flooded (README, "Performance").
+//
+// The limit is never lower than one the operator set: with GOMEMLIMIT in
+// the environment nothing here changes it. It never raises a limit in
+// force before the first reservation (Caddy derives one from the cgroup or
+// the machine's memory), nor goes below twice the heap live at the last
+// collection, so that a heap bigger than expected (a large directory of
+// another kind, say) makes the collector run at most as often as it would
+// without a limit. When the last reservation is released the limit in
+// force before it comes back.
+var softLimit struct {
+	sync.Mutex
+	reserved int64
+	before   int64 // the limit before the first reservation
+	active   bool  // some reservation is held
+}
+
+// memLimitBase is the Go memory the process needs besides the tables: Caddy
+// and its config, the phone metadata, the SMS workers and the requests in
+// flight.
+const memLimitBase = 64 << 20
+
+// ReserveMemory adds n bytes to what the soft memory limit allows and
+// returns the function that takes them back. It is safe for concurrent use.
+func ReserveMemory(n int64) (release func()) {
+	if n <= 0 || operatorLimit() {
+		return func() {}
+	}
+	softLimit.Lock()
+	defer softLimit.Unlock()
+	if !softLimit.active {
+		softLimit.before = debug.SetMemoryLimit(-1)
+		softLimit.active = true
+	}
+	softLimit.reserved += n
+	applyLimit()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			softLimit.Lock()
+			defer softLimit.Unlock()
+			softLimit.reserved -= n
+			if softLimit.reserved <= 0 {
+				softLimit.reserved, softLimit.active = 0, false
+				debug.SetMemoryLimit(softLimit.before)
+				return
+			}
+			applyLimit()
+		})
+	}
+}
+
+// SoftMemoryLimit returns the limit the reservations ask for, and whether
+// they set it (false with GOMEMLIMIT set, or with nothing reserved).
+func SoftMemoryLimit() (int64, bool) {
+	softLimit.Lock()
+	defer softLimit.Unlock()
+	if !softLimit.active {
+		return 0, false
+	}
+	return limitFor(softLimit.reserved), true
+}
+
+// operatorLimit reports whether the operator set the limit.
+func operatorLimit() bool {
+	_, ok := os.LookupEnv("GOMEMLIMIT")
+	return ok
+}
+
+// applyLimit sets the limit for the reservations; softLimit is held.
+func applyLimit() {
+	debug.SetMemoryLimit(limitFor(softLimit.reserved))
+}
+
+// limitFor is the limit for reserved bytes; softLimit is held.
+func limitFor(reserved int64) int64 {
+	limit := max(memLimitBase+reserved, 2*liveHeap())
+	return min(limit, softLimit.before)
+}
+
+// liveHeap returns the heap found live by the last collection.
+func liveHeap() int64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(min(s[0].Value.Uint64(), 1<<62))
+}
+
+// Bytes a record of each of Memory's tables takes at most, with its share
+// of the table's index, as TestMemoryFootprint measures them.
+const (
+	flowRecordBytes    = 430
+	tokenRecordBytes   = 370
+	lockRecordBytes    = 290
+	counterRecordBytes = 110
+)
+
+// Footprint returns the most heap the tables of a Memory of maxEntries hold
+// once every one is full: 130 MiB at DefaultMaxEntries.
+func Footprint(maxEntries int) int64 {
+	n := int64(maxEntries)
+	return n*(flowRecordBytes+tokenRecordBytes+lockRecordBytes) + int64(CounterBound(maxEntries))*counterRecordBytes
+}
