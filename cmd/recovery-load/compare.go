@@ -1,9 +1,10 @@
 package main
 
 // The compare subcommand measures the gateway against plain Caddy on this
-// machine. It builds one Caddy binary from ./cmd/caddy, runs a baseline
-// site (respond) and the gateway site in two processes that are up at the
-// same time on free loopback ports, with the same logging (Caddy's default
+// machine. It builds one Caddy binary from ./cmd/recovery-load/caddy (the
+// gateway and caddy-ratelimit), runs a baseline site (respond, or
+// caddy-ratelimit's 429) and the gateway site in two processes that are up
+// at the same time on free loopback ports, with the same logging (Caddy's default
 // runtime log, no access log), and drives them in turn: A, B, A, B. Each row
 // prints the ratio of the medians and the range of the per-pair ratios, so
 // that a noisy neighbour shows as a wide range rather than a wrong figure.
@@ -68,7 +69,7 @@ func parseCompareFlags(args []string, stderr io.Writer) (compareConfig, error) {
 	fs.StringVar(&c.redis, "redis", "redis://127.0.0.1:6379/15", "Redis for the start-redis row")
 	fs.IntVar(&c.floodIPs, "flood-ips", 1_000_000, "distinct client IPs in the flood-ips row")
 	fs.IntVar(&c.floodAccounts, "flood-accounts", 200_000, "distinct accounts in the flood-accounts row")
-	fs.StringVar(&c.caddy, "caddy", "", "Caddy binary to use instead of building ./cmd/caddy")
+	fs.StringVar(&c.caddy, "caddy", "", "Caddy binary to use instead of building ./cmd/recovery-load/caddy (it needs caddy-ratelimit for the 429 row)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory (configs and logs)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -102,11 +103,11 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if cfg.caddy == "" {
 		cfg.caddy = filepath.Join(dir, "caddy")
-		fmt.Fprintln(stderr, "building ./cmd/caddy ...")
-		build := exec.CommandContext(ctx, "go", "build", "-o", cfg.caddy, "./cmd/caddy")
+		fmt.Fprintln(stderr, "building ./cmd/recovery-load/caddy ...")
+		build := exec.CommandContext(ctx, "go", "build", "-o", cfg.caddy, "./cmd/recovery-load/caddy")
 		build.Stdout, build.Stderr = stderr, stderr
 		if err := build.Run(); err != nil {
-			return fmt.Errorf("building ./cmd/caddy (run compare from the repository root): %w", err)
+			return fmt.Errorf("building ./cmd/recovery-load/caddy (run compare from the repository root): %w", err)
 		}
 	}
 	h := &harness{cfg: cfg, dir: dir, stderr: stderr}
@@ -485,7 +486,7 @@ func (h *harness) row(ctx context.Context, row string) (rowResult, error) {
 	wantGW, wantBase := 0, 0
 	c := h.cfg.c
 	metric := throughput
-	var warm func(gw *proc) func(int) error
+	var warm func(gw, base *proc) func(int) error
 	switch row {
 	case "pass":
 		gwSite, err = h.gatewaySite("pass", "", false, `respond "ok" 200`)
@@ -496,15 +497,30 @@ func (h *harness) row(ctx context.Context, row string) (rowResult, error) {
 		mkGW, mkBase, wantGW, wantBase = get, get, 200, 200
 	case "429":
 		gwSite, err = h.gatewaySite("429", "limit start_ip 1 1h", false, `respond 404`)
-		baseSite = `	respond /recovery/start "{\"error\":\"rate_limited\"}" 429`
+		// caddy-ratelimit, one event an hour per client: the limiter a
+		// site would otherwise put in front of the route.
+		baseSite = `	route /recovery/start {
+		rate_limit {
+			zone start_ip {
+				key {http.request.remote.host}
+				events 1
+				window 1h
+			}
+		}
+		respond "{\"flow\":\"x\"}" 202
+	}`
 		mk := post("/recovery/start", accountBody, nil)
 		mkGW, mkBase, wantGW, wantBase = mk, mk, 429, 429
-		warm = func(gw *proc) func(int) error {
+		warm = func(gw, base *proc) func(int) error {
 			return func(run int) error {
 				if run > 0 {
 					return nil
 				}
-				_, err := drive(ctx, gw, 1, 1, mk, 202) // spends the one start this client has
+				// Spend the one start this client has on each side.
+				if _, err := drive(ctx, gw, 1, 1, mk, 202); err != nil {
+					return err
+				}
+				_, err := drive(ctx, base, 1, 1, mk, 202)
 				return err
 			}
 		}
@@ -540,7 +556,7 @@ func (h *harness) row(ctx context.Context, row string) (rowResult, error) {
 		}
 		mkBase = post("/recovery/verify", func(int) any { return map[string]string{"flow": "x", "code": "000000"} }, nil)
 		wantGW, wantBase = 400, 400
-		warm = func(gw *proc) func(int) error {
+		warm = func(gw, _ *proc) func(int) error {
 			return func(int) error {
 				var err error
 				flows, err = startFlows(ctx, gw, (h.cfg.n+18)/19, h.accounts)
@@ -563,7 +579,7 @@ func (h *harness) row(ctx context.Context, row string) (rowResult, error) {
 	defer base.stop()
 	var w func(int) error
 	if warm != nil {
-		w = warm(gw)
+		w = warm(gw, base)
 	}
 	med, lo, hi, samples, err := h.pair(ctx, gw, base, c, mkGW, mkBase, wantGW, wantBase, metric, w)
 	if err != nil {
