@@ -65,6 +65,11 @@ func (m *FileModule) Lookup(ctx context.Context, account string) (recovery.Entry
 	return m.file.Lookup(ctx, account)
 }
 
+// InProcess reports that a lookup costs no round trip (recovery.InProcess),
+// so that /start on a store across the network makes its checks and its new
+// flow one plan, after the lookup.
+func (m *FileModule) InProcess() bool { return true }
+
 // UnmarshalCaddyfile reads
 //
 //	directory file <path>
@@ -88,4 +93,5 @@ var (
 	_ caddy.Provisioner  = (*FileModule)(nil)
 	_ cf.Unmarshaler     = (*FileModule)(nil)
 	_ recovery.Directory = (*FileModule)(nil)
+	_ recovery.InProcess = (*FileModule)(nil)
 )

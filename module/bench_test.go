@@ -90,7 +90,7 @@ type benchGateway struct {
 
 // newBenchGateway provisions a gateway on storage whose limits are far
 // above what a benchmark reaches, so that it measures the flow, not 429s.
-func newBenchGateway(b *testing.B, storage json.RawMessage) *benchGateway {
+func newBenchGateway(b testing.TB, storage json.RawMessage) *benchGateway {
 	b.Helper()
 	if err := benchConfig(); err != nil {
 		b.Fatal(err)
@@ -130,7 +130,7 @@ func newBenchGateway(b *testing.B, storage json.RawMessage) *benchGateway {
 }
 
 // benchRandom returns the base64 of n random bytes.
-func benchRandom(b *testing.B, n int) string {
+func benchRandom(b testing.TB, n int) string {
 	buf := make([]byte, n)
 	if _, err := rand.Read(buf); err != nil {
 		b.Fatal(err)
