@@ -127,6 +127,7 @@ type Redis struct {
 	prefix      string
 	base        string // the prefix and the deployment's hash tag: every key starts so
 	clock       recovery.Clock
+	batches     batcher
 }
 
 // NewRedis returns a Redis store for cfg, reading the time from clock. It
@@ -149,14 +150,16 @@ func NewRedis(cfg RedisConfig, clock recovery.Clock) (*Redis, error) {
 	if minReplicas > 0 && opts.IsClusterMode {
 		return nil, errors.New("creating redis storage: min replicas is not for a cluster")
 	}
-	return &Redis{
+	r := &Redis{
 		client:      redis.NewUniversalClient(opts),
 		minReplicas: minReplicas,
 		waitFor:     opts.ReadTimeout / 2,
 		prefix:      cfg.Prefix,
 		base:        keyBase(cfg.Prefix),
 		clock:       clock,
-	}, nil
+	}
+	r.batches.send = r.sendBatch
+	return r, nil
 }
 
 // keyBase is how every key of a deployment starts: its prefix and then its
@@ -671,34 +674,62 @@ func decodeRecord(vals []any) (limiter.Record, error) {
 // run runs script as EVALSHA, and as EVAL when the server does not hold
 // it. With MinReplicas, WAIT follows on the same connection in the same
 // round trip, and a write the replicas do not confirm in time is an error.
+//
+// Scripts of concurrent requests share round trips (see batcher): a batch
+// is one pipeline, and with MinReplicas one WAIT at its end covers every
+// write in it.
 func (r *Redis) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
-	if r.minReplicas == 0 {
-		return script.Run(ctx, r.client, keys, args...)
-	}
-	cmd := r.replicated(ctx, func(p redis.Pipeliner) *redis.Cmd { return script.EvalSha(ctx, p, keys, args...) })
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		cmd = r.replicated(ctx, func(p redis.Pipeliner) *redis.Cmd { return script.Eval(ctx, p, keys, args...) })
-	}
-	return cmd
+	return r.batches.run(ctx, script, keys, args)
 }
 
 // errNotReplicated is a write that too few replicas confirmed.
 var errNotReplicated = errors.New("too few replicas confirmed the write")
 
-func (r *Redis) replicated(ctx context.Context, send func(redis.Pipeliner) *redis.Cmd) *redis.Cmd {
-	p := r.client.Pipeline()
-	cmd := send(p)
-	wait := redis.NewIntCmd(ctx, "wait", r.minReplicas, r.waitFor.Milliseconds())
-	_ = p.Process(ctx, wait)
-	_, _ = p.Exec(ctx) // the errors are the commands'
-	switch {
-	case cmd.Err() != nil:
-	case wait.Err() != nil:
-		cmd.SetErr(wait.Err())
-	case wait.Val() < int64(r.minReplicas):
-		cmd.SetErr(errNotReplicated)
+// sendBatch runs the scripts of batch in one pipeline, as EVALSHA, and those
+// the server does not hold again as EVAL, in a second one.
+func (r *Redis) sendBatch(ctx context.Context, batch []*scriptCall) {
+	if len(batch) == 1 && r.minReplicas == 0 {
+		c := batch[0]
+		c.cmd = c.script.Run(ctx, r.client, c.keys, c.args...)
+		return
 	}
-	return cmd
+	r.pipeline(ctx, batch, (*redis.Script).EvalSha)
+	var missing []*scriptCall
+	for _, c := range batch {
+		if redis.HasErrorPrefix(c.cmd.Err(), "NOSCRIPT") {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		r.pipeline(ctx, missing, (*redis.Script).Eval)
+	}
+}
+
+// pipeline sends the scripts of calls by way of send, followed with
+// MinReplicas by one WAIT, whose answer each script's reply then carries.
+func (r *Redis) pipeline(ctx context.Context, calls []*scriptCall, send func(*redis.Script, context.Context, redis.Scripter, []string, ...any) *redis.Cmd) {
+	p := r.client.Pipeline()
+	for _, c := range calls {
+		c.cmd = send(c.script, ctx, p, c.keys, c.args...)
+	}
+	var wait *redis.IntCmd
+	if r.minReplicas > 0 {
+		wait = redis.NewIntCmd(ctx, "wait", r.minReplicas, r.waitFor.Milliseconds())
+		_ = p.Process(ctx, wait)
+	}
+	_, _ = p.Exec(ctx) // the errors are the commands'
+	if wait == nil {
+		return
+	}
+	for _, c := range calls {
+		switch {
+		case c.cmd.Err() != nil:
+		case wait.Err() != nil:
+			c.cmd.SetErr(wait.Err())
+		case wait.Val() < int64(r.minReplicas):
+			c.cmd.SetErr(errNotReplicated)
+		}
+	}
 }
 
 // redisError maps redis.Nil to recovery.ErrNotFound and marks the errors

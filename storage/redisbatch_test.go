@@ -1,0 +1,176 @@
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// TestBatcher checks how scripts share round trips: a lone call goes out at
+// once, the calls that arrive while a batch is out go together in the next
+// one, each gets its own reply, and a batch that fails fails each of its
+// calls.
+func TestBatcher(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan error)
+		var mu sync.Mutex
+		var sizes []int
+		b := &batcher{send: func(ctx context.Context, batch []*scriptCall) {
+			mu.Lock()
+			sizes = append(sizes, len(batch))
+			mu.Unlock()
+			err := <-release
+			for _, c := range batch {
+				c.cmd = redis.NewCmd(ctx)
+				if err != nil {
+					c.cmd.SetErr(err)
+				} else {
+					c.cmd.SetVal(fmt.Sprint("reply to ", c.args[0]))
+				}
+			}
+		}}
+		script := redis.NewScript("return 1")
+		replies := make(chan string, 32)
+		call := func(i int) {
+			cmd := b.run(context.Background(), script, nil, []any{i})
+			if cmd.Err() != nil {
+				replies <- fmt.Sprintf("%d: %v", i, cmd.Err())
+				return
+			}
+			replies <- fmt.Sprintf("%d: %v", i, cmd.Val())
+		}
+		go call(0)
+		synctest.Wait() // 0's batch is out
+		for i := 1; i <= 10; i++ {
+			go call(i)
+		}
+		synctest.Wait() // 1 to 10 are queued behind it
+		release <- nil  // 0's batch comes back
+		if got := <-replies; got != "0: reply to 0" {
+			t.Fatalf("first reply: %q", got)
+		}
+		synctest.Wait() // 1 to 10 are out, in one batch
+		release <- nil
+		got := map[string]bool{}
+		for range 10 {
+			got[<-replies] = true
+		}
+		for i := 1; i <= 10; i++ {
+			if want := fmt.Sprintf("%d: reply to %d", i, i); !got[want] {
+				t.Errorf("no %q among %v", want, got)
+			}
+		}
+		mu.Lock()
+		if fmt.Sprint(sizes) != "[1 10]" {
+			t.Errorf("batches of %v, want [1 10]", sizes)
+		}
+		mu.Unlock()
+
+		// A batch that fails fails each of its calls; the next goes alone.
+		go call(11)
+		synctest.Wait()
+		go call(12)
+		go call(13)
+		synctest.Wait()
+		down := errors.New("connection refused")
+		release <- down
+		release <- down
+		failed := map[string]bool{}
+		for range 3 {
+			failed[<-replies] = true
+		}
+		for _, i := range []int{11, 12, 13} {
+			if want := fmt.Sprintf("%d: connection refused", i); !failed[want] {
+				t.Errorf("no %q among %v", want, failed)
+			}
+		}
+		go call(14)
+		synctest.Wait()
+		release <- nil
+		if got := <-replies; got != "14: reply to 14" {
+			t.Fatalf("after a failed batch: %q", got)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if fmt.Sprint(sizes) != "[1 10 1 2 1]" {
+			t.Errorf("batches of %v, want [1 10 1 2 1]", sizes)
+		}
+	})
+}
+
+// TestRedisBatch runs batches on a real server: three scripts in one round
+// trip, and a script the server does not hold (after SCRIPT FLUSH, or a
+// restart) sent again as EVAL within the batch, each call with its reply.
+func TestRedisBatch(t *testing.T) {
+	r := newTestRedis(t, recovery.SystemClock{})
+	trips := &scriptTrips{}
+	r.Client().AddHook(trips)
+	ctx := context.Background()
+	// A script of its own, which no other test has loaded.
+	script := redis.NewScript("-- " + t.Name() + rand.Text() + "\nreturn ARGV[1]")
+	batch := func(n int) []*scriptCall {
+		calls := make([]*scriptCall, n)
+		for i := range calls {
+			calls[i] = &scriptCall{ctx: ctx, script: script, args: []any{fmt.Sprint("call ", i)}}
+		}
+		return calls
+	}
+	check := func(what string, calls []*scriptCall, wantTrips int64) {
+		t.Helper()
+		before := trips.n.Load()
+		r.sendBatch(ctx, calls)
+		if got := trips.n.Load() - before; got != wantTrips {
+			t.Errorf("%s: %d round trips, want %d", what, got, wantTrips)
+		}
+		for i, c := range calls {
+			if v, err := c.cmd.Text(); err != nil || v != fmt.Sprint("call ", i) {
+				t.Errorf("%s: call %d got %q, %v", what, i, v, err)
+			}
+		}
+	}
+	check("not loaded", batch(3), 2) // EVALSHA, NOSCRIPT, then EVAL
+	check("loaded", batch(3), 1)
+	check("alone", batch(1), 1)
+	if err := r.Client().ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	check("flushed", batch(3), 2)
+}
+
+// scriptTrips counts the round trips that carry scripts, leaving out those
+// a new connection makes to set itself up.
+type scriptTrips struct{ n atomic.Int64 }
+
+func (h *scriptTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *scriptTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.count([]redis.Cmder{cmd})
+		return next(ctx, cmd)
+	}
+}
+
+func (h *scriptTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.count(cmds)
+		return next(ctx, cmds)
+	}
+}
+
+func (h *scriptTrips) count(cmds []redis.Cmder) {
+	for _, c := range cmds {
+		if n := c.Name(); n == "eval" || n == "evalsha" {
+			h.n.Add(1)
+			return
+		}
+	}
+}
