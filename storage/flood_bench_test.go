@@ -80,3 +80,31 @@ func floodFlow(i int) recovery.Flow {
 		PublicURL: "https://mail.example.com/recovery/", PhoneMasked: "+31 6 ••••••78",
 	}
 }
+
+// BenchmarkMemoryFlowsOneClient starts flows from one address into a full
+// table, as a site behind one proxy address does: each start displaces that
+// client's oldest flow, and must cost the same however many it holds.
+func BenchmarkMemoryFlowsOneClient(b *testing.B) {
+	ctx := context.Background()
+	m, err := NewMemory(DefaultMaxEntries, recovery.SystemClock{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	flows := make([]recovery.Flow, DefaultMaxEntries+b.N)
+	for i := range flows {
+		flows[i] = floodFlow(i)
+		flows[i].ClientIP = "192.0.2.1"
+	}
+	for _, f := range flows[:DefaultMaxEntries] {
+		if err := m.CreateFlow(ctx, f); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := m.CreateFlow(ctx, flows[DefaultMaxEntries+i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -293,8 +293,10 @@ func (t *flowTable) recount(c *clientFlows, n int) {
 		}
 		t.byCount[n].push(c)
 	}
+	// Raise top first: c's bucket is not empty, so the walk down stops
+	// there at the latest, after at most one step when c left the top.
+	t.top = max(t.top, n)
 	for t.top > 0 && t.byCount[t.top].first == nil {
 		t.top--
 	}
-	t.top = max(t.top, n)
 }
