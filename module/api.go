@@ -132,25 +132,147 @@ var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 const maxPooledBody = 4 << 10
 
+// putBodyBuffer empties buf and puts it back in the pool, unless it grew
+// too large to keep.
+func putBodyBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledBody {
+		clear(buf.Bytes()) // a body may hold a code
+		buf.Reset()
+		bodyBuffers.Put(buf)
+	}
+}
+
 // decode reads a JSON object of string fields into v.
-func decode(w http.ResponseWriter, r *http.Request, v any) *apiError {
+func decode(w http.ResponseWriter, r *http.Request, v stringFields) *apiError {
 	buf := bodyBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= maxPooledBody {
-			buf.Reset()
-			bodyBuffers.Put(buf)
-		}
-	}()
+	defer putBodyBuffer(buf)
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBodyBytes)); err != nil {
 		return bodyError(err)
 	}
 	// One object and nothing after it, decoded from the bytes read: no
 	// copy into a string, no decoder buffer. The strings decoded are
 	// copies, so the buffer can be used again.
+	if decodePlain(buf.Bytes(), v) {
+		return nil
+	}
 	if err := json.Unmarshal(buf.Bytes(), v); err != nil {
 		return errBadJSON
 	}
 	return nil
+}
+
+// stringFields is a request of string fields, which decodePlain fills
+// without reflection: field returns the field a JSON key names exactly, or
+// nil.
+type stringFields interface {
+	field(key []byte) *string
+}
+
+func (r *startRequest) field(key []byte) *string {
+	if string(key) == "account" {
+		return &r.Account
+	}
+	return nil
+}
+
+func (r *flowRequest) field(key []byte) *string {
+	switch string(key) {
+	case "flow":
+		return &r.Flow
+	case "code":
+		return &r.Code
+	}
+	return nil
+}
+
+// maxPlainFields bounds the keys decodePlain takes in one object.
+const maxPlainFields = 4
+
+// decodePlain fills v from data and reports true when data is what
+// clients send: one JSON object, keys that are v's field names exactly,
+// and values that are strings of printable ASCII with no escape. For any
+// other body it changes nothing and reports false, and json.Unmarshal
+// decodes it; for the bodies it takes, the two give the same: a repeated
+// key's last value wins, and "{}" sets nothing.
+func decodePlain(data []byte, v stringFields) bool {
+	var set [maxPlainFields]struct {
+		to  *string
+		val []byte
+	}
+	n := 0
+	i := skipJSONSpace(data, 0)
+	if i == len(data) || data[i] != '{' {
+		return false
+	}
+	i = skipJSONSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return skipJSONSpace(data, i+1) == len(data)
+	}
+	for {
+		key, next, ok := plainJSONString(data, i)
+		if !ok {
+			return false
+		}
+		to := v.field(key)
+		if to == nil || n == maxPlainFields {
+			return false
+		}
+		i = skipJSONSpace(data, next)
+		if i == len(data) || data[i] != ':' {
+			return false
+		}
+		val, next, ok := plainJSONString(data, skipJSONSpace(data, i+1))
+		if !ok {
+			return false
+		}
+		set[n].to, set[n].val = to, val
+		n++
+		i = skipJSONSpace(data, next)
+		if i == len(data) {
+			return false
+		}
+		if data[i] == '}' {
+			break
+		}
+		if data[i] != ',' {
+			return false
+		}
+		i = skipJSONSpace(data, i+1)
+	}
+	if skipJSONSpace(data, i+1) != len(data) {
+		return false
+	}
+	for _, s := range set[:n] {
+		*s.to = string(s.val)
+	}
+	return true
+}
+
+// skipJSONSpace returns the index of the first byte of data at or after i
+// that is not JSON white space.
+func skipJSONSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainJSONString reads the JSON string at data[i:] when it holds only
+// printable ASCII and no escape, and returns its content and the index
+// after its closing quote.
+func plainJSONString(data []byte, i int) ([]byte, int, bool) {
+	if i == len(data) || data[i] != '"' {
+		return nil, 0, false
+	}
+	for j := i + 1; j < len(data); j++ {
+		switch c := data[j]; {
+		case c == '"':
+			return data[i+1 : j], j + 1, true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
 }
 
 type startRequest struct {

@@ -1,6 +1,7 @@
 package module
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
@@ -137,7 +138,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeStarted(w http.ResponseWriter, flow string, expiresIn int64) {
 	setJSONHeaders(w.Header())
 	w.WriteHeader(http.StatusAccepted)
-	b := make([]byte, 0, len(`{"flow":"","expires_in":}`)+len(flow)+21)
+	// Gathered in a pooled buffer's array: a writer keeps nothing of what
+	// it is given.
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer putBodyBuffer(buf)
+	buf.Grow(len(`{"flow":"","expires_in":}`+"\n") + len(flow) + 20)
+	b := buf.AvailableBuffer()
 	b = append(b, `{"flow":"`...)
 	b = append(b, flow...)
 	b = append(b, `","expires_in":`...)

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/template"
@@ -112,6 +113,9 @@ type Messages struct {
 	code        map[string]*template.Template
 	notice      map[string]*template.Template
 	lock        map[string]*template.Template
+	// plain holds, for each template of only text and fields (the built-in
+	// code messages are), its parts, to render without text/template.
+	plain map[*template.Template][]plainPart
 }
 
 // NewMessages parses the built-in texts and the operator's template, if any.
@@ -124,6 +128,7 @@ func NewMessages(cfg MessageConfig) (*Messages, error) {
 		code:        make(map[string]*template.Template, len(builtinTexts)),
 		notice:      make(map[string]*template.Template, len(builtinTexts)),
 		lock:        make(map[string]*template.Template, len(builtinTexts)),
+		plain:       make(map[*template.Template][]plainPart),
 	}
 	if _, ok := builtinTexts[m.defaultLang]; !ok {
 		return nil, fmt.Errorf("loading messages: no built-in texts for default language %q (built in: %s)",
@@ -151,6 +156,13 @@ func NewMessages(cfg MessageConfig) (*Messages, error) {
 		}
 		m.custom = t
 	}
+	for _, ts := range []map[string]*template.Template{m.code, m.notice, m.lock, {"": m.custom}} {
+		for _, t := range ts {
+			if parts, ok := plainParts(t); ok {
+				m.plain[t] = parts
+			}
+		}
+	}
 	return m, nil
 }
 
@@ -171,20 +183,20 @@ func (m *Messages) Code(lang string, d MessageData) (string, error) {
 	if t == nil {
 		t = m.code[m.lang(lang)]
 	}
-	return render(t, d)
+	return m.render(t, d)
 }
 
 // Notice renders the message sent after a successful reset, in lang if there
 // are built-in texts for it and in the default language otherwise.
 func (m *Messages) Notice(lang string, d MessageData) (string, error) {
-	return render(m.notice[m.lang(lang)], d)
+	return m.render(m.notice[m.lang(lang)], d)
 }
 
 // LockNotice renders the message that tells an account's phone its
 // recovery was locked after wrong codes, in lang if there are built-in texts
 // for it and in the default language otherwise.
 func (m *Messages) LockNotice(lang string, d MessageData) (string, error) {
-	return render(m.lock[m.lang(lang)], d)
+	return m.render(m.lock[m.lang(lang)], d)
 }
 
 // lang returns the built-in language to use for a BCP 47 tag.
@@ -208,6 +220,107 @@ func primaryLang(tag string) string {
 var renderBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 const maxRenderBuffer = 4 << 10
+
+// render renders t with d: by appending its parts when it is plain, else
+// with text/template. The two give the same text.
+func (m *Messages) render(t *template.Template, d MessageData) (string, error) {
+	parts, ok := m.plain[t]
+	if !ok {
+		return render(t, d)
+	}
+	b := renderBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if b.Cap() <= maxRenderBuffer {
+			b.Reset()
+			renderBuffers.Put(b)
+		}
+	}()
+	for _, p := range parts {
+		switch p.field {
+		case fieldNone:
+			b.WriteString(p.text)
+		case fieldMinutes:
+			b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(d.Minutes), 10))
+		default:
+			b.WriteString(*p.field.string(&d))
+		}
+	}
+	return string(bytes.TrimRight(b.Bytes(), " \t\r\n")), nil
+}
+
+// plainPart is literal text, or a field of MessageData.
+type plainPart struct {
+	text  string
+	field dataField
+}
+
+// dataField names a field of MessageData in a plain template.
+type dataField int
+
+const (
+	fieldNone dataField = iota
+	fieldSiteName
+	fieldCode
+	fieldMinutes
+	fieldLink
+	fieldHost
+	fieldSupport
+)
+
+var dataFields = map[string]dataField{
+	"SiteName": fieldSiteName, "Code": fieldCode, "Minutes": fieldMinutes,
+	"Link": fieldLink, "Host": fieldHost, "Support": fieldSupport,
+}
+
+// string returns the string field f of d.
+func (f dataField) string(d *MessageData) *string {
+	switch f {
+	case fieldSiteName:
+		return &d.SiteName
+	case fieldCode:
+		return &d.Code
+	case fieldLink:
+		return &d.Link
+	case fieldHost:
+		return &d.Host
+	default:
+		return &d.Support
+	}
+}
+
+// plainParts returns the parts of a template that holds nothing but
+// literal text and actions that print one field, {{.Code}}, and false for
+// any other (a nil one too). Printing a string or an int field, Execute
+// writes what fmt.Fprint does: the string, the decimal number.
+func plainParts(t *template.Template) ([]plainPart, bool) {
+	if t == nil || t.Tree == nil || len(t.Templates()) != 1 {
+		return nil, false
+	}
+	var parts []plainPart
+	for _, n := range t.Tree.Root.Nodes {
+		switch n := n.(type) {
+		case *parse.TextNode:
+			parts = append(parts, plainPart{text: string(n.Text)})
+		case *parse.ActionNode:
+			p := n.Pipe
+			if p == nil || len(p.Decl) != 0 || len(p.Cmds) != 1 || len(p.Cmds[0].Args) != 1 {
+				return nil, false
+			}
+			f, ok := p.Cmds[0].Args[0].(*parse.FieldNode)
+			if !ok || len(f.Ident) != 1 {
+				return nil, false
+			}
+			field, ok := dataFields[f.Ident[0]]
+			if !ok {
+				return nil, false
+			}
+			parts = append(parts, plainPart{field: field})
+		default:
+			return nil, false
+		}
+	}
+	return parts, true
+}
 
 func render(t *template.Template, d MessageData) (string, error) {
 	b := renderBuffers.Get().(*bytes.Buffer)

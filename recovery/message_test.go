@@ -290,3 +290,47 @@ func BenchmarkCode(b *testing.B) {
 		}
 	})
 }
+
+// TestPlainRender holds the templates rendered without text/template to
+// the text text/template gives them.
+func TestPlainRender(t *testing.T) {
+	t.Parallel()
+	custom := "{{.SiteName}} {{ .Code }} {{.Minutes}}min\n{{.Link}} {{.Support}}\n\n@{{.Host}} #{{.Code}}  \n \n"
+	m, err := NewMessages(MessageConfig{CodeTemplate: custom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasKey(m.plain, m.custom) {
+		t.Fatal("the custom template of fields only is not rendered plainly")
+	}
+	for _, lang := range Languages() {
+		if !hasKey(m.plain, m.code[lang]) {
+			t.Errorf("the %s code message is not rendered plainly", lang)
+		}
+	}
+	if len(m.plain) != len(Languages())+1 {
+		// The notices use {{with}}: text/template renders them.
+		t.Errorf("%d plain templates, want the %d code messages", len(m.plain), len(Languages())+1)
+	}
+	data := []MessageData{realistic, sampleData, {Code: "0", Host: "h", Minutes: -3}, {Code: "123456", Host: "x", Support: " <&> \n"}}
+	for tmpl := range m.plain {
+		for _, d := range data {
+			got, err := m.render(tmpl, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := render(tmpl, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("%s: plain render\n%q\nwant\n%q", tmpl.Name(), got, want)
+			}
+		}
+	}
+}
+
+func hasKey[K comparable, V any](m map[K]V, k K) bool {
+	_, ok := m[k]
+	return ok
+}

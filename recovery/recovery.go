@@ -152,10 +152,13 @@ type PhonePolicy interface {
 
 // Message is one SMS.
 type Message struct {
-	Kind      string        // "code" or "notice"
-	To        string        // E.164
-	Body      string        // exact text
-	Reference string        // traces the message without the phone number
+	Kind      string // "code" or "notice"
+	To        string // E.164
+	Body      string // exact text
+	Reference string // traces the message without the phone number
+	// Masked is To masked with MaskPhone, when the caller has it already;
+	// otherwise the sender masks To for its reports.
+	Masked    string
 	Validity  time.Duration // how long the text is useful; 0 for no limit
 	ExpiresAt time.Time     // after this there is no point in delivering it
 	// Admit, when set, is asked once just before the first delivery

@@ -172,11 +172,26 @@ var (
 
 // randomID returns n random bytes from r, base64url-encoded without padding.
 func randomID(r io.Reader, n int) (string, error) {
-	b := make([]byte, n)
+	buf := randBuffers.Get().(*[randBufferLen]byte)
+	defer putRandBuffer(buf)
+	b := buf[:n]
 	if _, err := io.ReadFull(r, b); err != nil {
 		return "", fmt.Errorf("reading randomness: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// randBuffers hold the bytes drawn for an ID or a code while it is made:
+// passed to a Reader, they would otherwise be allocated each time. They
+// are cleared before they go back.
+var randBuffers = sync.Pool{New: func() any { return new([randBufferLen]byte) }}
+
+// randBufferLen holds a token's bytes, and a code's draw and digits.
+const randBufferLen = 64
+
+func putRandBuffer(b *[randBufferLen]byte) {
+	clear(b[:])
+	randBuffers.Put(b)
 }
 
 // randomCode returns a code of length decimal digits, uniformly distributed.
@@ -194,7 +209,9 @@ func randomCode(r io.Reader, length int) (string, error) {
 	if top == 0 {
 		top = 8
 	}
-	buf := make([]byte, 8+length)
+	pooled := randBuffers.Get().(*[randBufferLen]byte)
+	defer putRandBuffer(pooled)
+	buf := pooled[:8+length]
 	draw := buf[:k]
 	for {
 		if _, err := io.ReadFull(r, draw); err != nil {

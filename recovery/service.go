@@ -228,6 +228,7 @@ func (s *Service) compose(f *Flow, to recipient, code, link, host string, ev Eve
 	m := Message{
 		Kind:      "code",
 		To:        to.phone,
+		Masked:    f.PhoneMasked,
 		Body:      body,
 		Reference: ev.FlowRef,
 		Validity:  f.ExpiresAt.Sub(f.SentAt),
@@ -245,9 +246,12 @@ func (s *Service) compose(f *Flow, to recipient, code, link, host string, ev Eve
 // refuseSMS returns the check of a message to a number that must not get
 // one: it reports why, when the queue comes to it, and drops the message.
 func (s *Service) refuseSMS(why error, ev Event) func(context.Context) error {
+	// The closure changes a copy of ev, so that it holds ev by value: one
+	// allocation, not two.
 	return func(ctx context.Context) error {
-		ev.Name, ev.Reason = EventSMSRefused, why.Error()
-		s.Observer.Observe(ctx, ev)
+		e := ev
+		e.Name, e.Reason = EventSMSRefused, why.Error()
+		s.Observer.Observe(ctx, e)
 		return why
 	}
 }
@@ -261,14 +265,15 @@ func (s *Service) admitSMS(phone string, ev Event) func(context.Context) error {
 		if err == nil {
 			return nil
 		}
-		ev.Name, ev.Reason = EventSMSRefused, "rate limited"
+		e := ev // as in refuseSMS: ev is held by value
+		e.Name, e.Reason = EventSMSRefused, "rate limited"
 		var d *Denial
 		if errors.As(err, &d) {
-			ev.Scope = d.Scope
+			e.Scope = d.Scope
 		} else {
-			ev.Reason = "sms limits unavailable"
+			e.Reason = "sms limits unavailable"
 		}
-		s.Observer.Observe(ctx, ev)
+		s.Observer.Observe(ctx, e)
 		return err
 	}
 }
@@ -278,7 +283,10 @@ func (s *Service) admitSMS(phone string, ev Event) func(context.Context) error {
 // real account's answer slower than a decoy's.
 func (s *Service) send(ctx context.Context, m Message, ev Event) {
 	if err := s.Sender.Send(ctx, m); err != nil && !m.Decoy {
-		ev.Name, ev.Reason, ev.Phone = EventSMSFailed, err.Error(), MaskPhone(m.To)
+		ev.Name, ev.Reason, ev.Phone = EventSMSFailed, err.Error(), m.Masked
+		if ev.Phone == "" {
+			ev.Phone = MaskPhone(m.To)
+		}
 		s.Observer.Observe(ctx, ev)
 	}
 }

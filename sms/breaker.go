@@ -47,6 +47,12 @@ func newBreaker(threshold int, cooldown time.Duration) *breaker {
 // providerAnswered reports whether err, the result of a try, shows the
 // provider up: it accepted the message, or refused it for good.
 func providerAnswered(err error) bool {
+	return err == nil || permanent(err)
+}
+
+// permanent reports whether err is an *Error with Permanent set. Its
+// target lives here, so that a caller with no error allocates none.
+func permanent(err error) bool {
 	var perr *Error
-	return err == nil || errors.As(err, &perr) && perr.Permanent
+	return errors.As(err, &perr) && perr.Permanent
 }

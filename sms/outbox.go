@@ -27,6 +27,12 @@ type Outbox struct {
 	mu sync.Mutex
 	f  *os.File    // the file at path when it was opened; nil once closed
 	fi os.FileInfo // f's identity, to tell when path names another file
+
+	// line, enc and rec encode one line at a time, under mu, into the
+	// same buffer.
+	line bytes.Buffer
+	enc  *json.Encoder
+	rec  outboxLine
 }
 
 type outboxLine struct {
@@ -46,6 +52,8 @@ func NewOutbox(path string, clock recovery.Clock) (*Outbox, error) {
 		clock = recovery.SystemClock{}
 	}
 	o := &Outbox{path: path, clock: clock}
+	o.enc = json.NewEncoder(&o.line)
+	o.enc.SetEscapeHTML(false) // keep links readable: the body is written as sent
 	if _, err := o.file(); err != nil {
 		return nil, fmt.Errorf("sms outbox: %w", err)
 	}
@@ -58,29 +66,33 @@ func NewOutbox(path string, clock recovery.Clock) (*Outbox, error) {
 // Writes are appends, so several Outboxes (old and new configuration
 // during a reload) can share a path.
 func (o *Outbox) Deliver(_ context.Context, m recovery.Message) error {
-	var line bytes.Buffer
-	enc := json.NewEncoder(&line)
-	enc.SetEscapeHTML(false) // keep links readable: the body is written as sent
-	err := enc.Encode(outboxLine{
-		To:   m.To,
-		Body: m.Body,
-		Time: o.clock.Now().UTC().Format(time.RFC3339),
-	})
+	now := o.clock.Now().UTC().Format(time.RFC3339)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.rec = outboxLine{To: m.To, Body: m.Body, Time: now}
+	o.line.Reset()
+	err := o.enc.Encode(&o.rec)
+	o.rec = outboxLine{} // the line holds a code: keep it no longer than needed
 	if err != nil {
 		return fmt.Errorf("encoding sms outbox line: %w", err)
 	}
-
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	defer func() { // the line too: zeroed, not just emptied
+		clear(o.line.Bytes())
+		o.line.Reset()
+	}()
 	f, err := o.file()
 	if err != nil {
 		return fmt.Errorf("writing sms outbox: %w", err)
 	}
-	if _, err := f.Write(line.Bytes()); err != nil {
+	if _, err := f.Write(o.line.Bytes()); err != nil {
 		return fmt.Errorf("writing sms outbox: %w", err)
 	}
 	return nil
 }
+
+// InProcess reports that a delivery is a write to a local file, with no
+// request to a provider to bound (recovery.InProcess).
+func (o *Outbox) InProcess() bool { return true }
 
 // Close closes the file. A later Deliver opens it again.
 func (o *Outbox) Close() error {

@@ -151,7 +151,8 @@ type QueueConfig struct {
 	// Default: recovery.SystemClock.
 	Clock recovery.Clock
 	// Sleep waits d or until ctx ends, whichever is first, and returns
-	// ctx.Err() in the latter case. Default: a timer.
+	// ctx.Err() in the latter case. Default: a timer of each worker's own,
+	// reset for every wait.
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Rand is the source of backoff jitter; it need not be safe for
 	// concurrent use. Default: crypto/rand.Reader.
@@ -192,9 +193,6 @@ func (c *QueueConfig) setDefaults() {
 	if c.Clock == nil {
 		c.Clock = recovery.SystemClock{}
 	}
-	if c.Sleep == nil {
-		c.Sleep = sleep
-	}
 	if c.Rand == nil {
 		c.Rand = rand.Reader
 	}
@@ -209,10 +207,13 @@ const DefaultWorkers = 512
 // jitter until the message expires or its tries run out. Every message
 // taken is reported exactly once to QueueConfig.Observe.
 type Queue struct {
-	d       Deliverer
-	cfg     QueueConfig
-	breaker *breaker
-	ch      chan queued
+	d   Deliverer
+	cfg QueueConfig
+	// inProcess is a deliverer that answers in this process: its
+	// attempts need no timeout of their own.
+	inProcess bool
+	breaker   *breaker
+	ch        chan queued
 
 	ctx    context.Context // ends when Close gives up draining
 	cancel context.CancelFunc
@@ -238,8 +239,12 @@ func NewQueue(d Deliverer, cfg QueueConfig) *Queue {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	q := &Queue{
-		d:       d,
-		cfg:     cfg,
+		d:   d,
+		cfg: cfg,
+		inProcess: func() bool {
+			ip, ok := d.(recovery.InProcess)
+			return ok && ip.InProcess()
+		}(),
 		breaker: newBreaker(cfg.BreakerThreshold, cfg.BreakerCooldown),
 		ch:      make(chan queued, cfg.Size),
 		ctx:     ctx,
@@ -324,19 +329,54 @@ func (q *Queue) Close(ctx context.Context) error {
 
 func (q *Queue) work() {
 	defer q.wg.Done()
+	w := worker{sleep: q.cfg.Sleep}
+	defer w.stop()
 	for it := range q.ch {
-		q.deliver(it)
+		q.deliver(&w, it)
+	}
+}
+
+// worker is what one worker keeps between messages: the timer it waits
+// on, made at its first wait and reset for each one after, rather than a
+// timer per holdback and per backoff.
+type worker struct {
+	sleep func(ctx context.Context, d time.Duration) error // QueueConfig.Sleep, if set
+	timer *time.Timer
+}
+
+// wait waits d or until ctx ends, as QueueConfig.Sleep does.
+func (w *worker) wait(ctx context.Context, d time.Duration) error {
+	if w.sleep != nil {
+		return w.sleep(ctx, d)
+	}
+	if w.timer == nil {
+		w.timer = time.NewTimer(d)
+	} else {
+		w.timer.Reset(d) // a stopped or fired timer: nothing stale is received
+	}
+	select {
+	case <-w.timer.C:
+		return nil
+	case <-ctx.Done():
+		w.timer.Stop()
+		return ctx.Err()
+	}
+}
+
+func (w *worker) stop() {
+	if w.timer != nil {
+		w.timer.Stop()
 	}
 }
 
 // deliver tries it until it is sent, refused for good, expired or out of
 // tries, and reports the outcome.
-func (q *Queue) deliver(it queued) {
+func (q *Queue) deliver(w *worker, it queued) {
 	if it.m.Decoy {
 		return // queued only so that its account cost the same; never sent
 	}
 	if wait := it.at.Add(q.cfg.Holdback).Sub(q.cfg.Clock.Now()); wait > 0 {
-		_ = q.cfg.Sleep(q.ctx, wait) // a cancelled wait ends in the loop below
+		_ = w.wait(q.ctx, wait) // a cancelled wait ends in the loop below
 	}
 	if it.m.Admit != nil && !expired(it.m, q.cfg.Clock.Now()) {
 		if err := it.m.Admit(q.ctx); err != nil {
@@ -358,10 +398,7 @@ func (q *Queue) deliver(it queued) {
 		var err error
 		if done, refused := q.breaker.Allow(); refused == nil {
 			attempts++
-			ctx, cancel := context.WithTimeout(q.ctx, q.cfg.AttemptTimeout)
-			err = q.d.Deliver(ctx, it.m)
-			cancel()
-			var perr *Error
+			err = q.attempt(it.m)
 			switch {
 			case err == nil:
 				done(nil)
@@ -371,7 +408,7 @@ func (q *Queue) deliver(it queued) {
 				done(errAbandoned)
 				q.drop(it, attempts, err)
 				return
-			case errors.As(err, &perr) && perr.Permanent:
+			case permanent(err):
 				done(err)
 				q.report(it, ResultRejected, attempts, err)
 				return
@@ -394,11 +431,23 @@ func (q *Queue) deliver(it queued) {
 			q.report(it, ResultExpired, attempts, err)
 			return
 		}
-		if q.cfg.Sleep(q.ctx, delay) != nil {
+		if w.wait(q.ctx, delay) != nil {
 			q.drop(it, attempts, err)
 			return
 		}
 	}
+}
+
+// attempt hands m to the deliverer once, within AttemptTimeout; a
+// deliverer that answers in this process (recovery.InProcess), such as the
+// outbox, sends no request to bound and gets the queue's context as it is.
+func (q *Queue) attempt(m recovery.Message) error {
+	if q.inProcess {
+		return q.d.Deliver(q.ctx, m)
+	}
+	ctx, cancel := context.WithTimeout(q.ctx, q.cfg.AttemptTimeout)
+	defer cancel()
+	return q.d.Deliver(ctx, m)
 }
 
 // backoff returns the wait after the given failed try: uniform in
@@ -433,14 +482,19 @@ func (q *Queue) report(it queued, r Result, attempts int, err error) {
 		Result:    r,
 		Kind:      it.m.Kind,
 		Reference: it.m.Reference,
-		Phone:     recovery.MaskPhone(it.m.To),
+		Phone:     it.m.Masked,
 		Attempts:  attempts,
 		Err:       err,
 		Latency:   q.cfg.Clock.Now().Sub(it.at),
 	}
-	var perr *Error
-	if errors.As(err, &perr) {
-		o.Status, o.Code = perr.Status, perr.Code
+	if o.Phone == "" {
+		o.Phone = recovery.MaskPhone(it.m.To)
+	}
+	if err != nil {
+		var perr *Error
+		if errors.As(err, &perr) {
+			o.Status, o.Code = perr.Status, perr.Code
+		}
 	}
 	q.cfg.Observe(o)
 }
