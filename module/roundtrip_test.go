@@ -29,7 +29,7 @@ func TestStartOnRedisIsOneRoundTrip(t *testing.T) {
 	rs.Client().AddHook(trips)
 	for _, account := range []string{"nobody@example.com", "nobody2@example.com"} {
 		before := trips.n.Load()
-		if w := g.post("/recovery/start", `{"account":"`+account+`"}`); w.Code != http.StatusAccepted {
+		if w := g.post("/recovery/start", []byte(`{"account":"`+account+`"}`)); w.Code != http.StatusAccepted {
 			t.Fatalf("start: %d %s", w.Code, w.Body)
 		}
 		if got := trips.n.Load() - before; got != 1 {
