@@ -89,14 +89,16 @@ func (m *RedisModule) config() RedisConfig {
 	}
 }
 
-// Open makes the client, the store and the rate limiter's counters on it.
+// Open makes the client and the store, which keeps the rate counters too:
+// Redis runs every request as one plan (limiter.PlanStore). It does not
+// connect, so a Redis that is down fails the recovery routes (503) and not
+// the config.
 func (m *RedisModule) Open() (*Opened, error) {
 	rs, err := NewRedis(m.config(), recovery.SystemClock{})
 	if err != nil {
 		return nil, fmt.Errorf("storage redis: %w", err)
 	}
-	counters := newRedisCounters(rs.Client(), m.Prefix+"limit")
-	return &Opened{Backend: rs, Counters: counters, Close: rs.Close}, nil
+	return &Opened{Backend: rs, Close: rs.Close}, nil
 }
 
 // SharedAcrossProcesses implements Shared: every instance on the server

@@ -5,85 +5,14 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
-	ulimiter "github.com/ulule/limiter/v3"
-	uredis "github.com/ulule/limiter/v3/drivers/store/redis"
 	"go.uber.org/zap"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
-
-// redisCounters is the rate limiter's counter store on Redis, made on first
-// use. ulule's store loads its Lua scripts when it is made, which fails
-// while Redis is down; making it at provision would refuse the whole config,
-// and with it every other route of the site, where SPEC §7 wants only the
-// recovery routes to fail closed until Redis is back.
-type redisCounters struct {
-	client  uredis.Client
-	options ulimiter.StoreOptions
-	store   atomic.Pointer[ulimiter.Store]
-}
-
-// newRedisCounters returns the counter store on client, with keys under
-// prefix.
-func newRedisCounters(client uredis.Client, prefix string) *redisCounters {
-	return &redisCounters{client: client, options: ulimiter.StoreOptions{Prefix: prefix}}
-}
-
-// get returns the ulule store, making it if no call has yet. Concurrent
-// first calls may each load the scripts, which is harmless; none waits on
-// another's attempt.
-func (c *redisCounters) get() (ulimiter.Store, error) {
-	if s := c.store.Load(); s != nil {
-		return *s, nil
-	}
-	s, err := uredis.NewStoreWithOptions(c.client, c.options)
-	if err != nil {
-		return nil, fmt.Errorf("redis rate limit counters: %w", err)
-	}
-	c.store.CompareAndSwap(nil, &s)
-	return *c.store.Load(), nil
-}
-
-// Get counts one event for key and returns the count.
-func (c *redisCounters) Get(ctx context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
-	s, err := c.get()
-	if err != nil {
-		return ulimiter.Context{}, err
-	}
-	return s.Get(ctx, key, rate)
-}
-
-// Peek returns the count for key without counting.
-func (c *redisCounters) Peek(ctx context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
-	s, err := c.get()
-	if err != nil {
-		return ulimiter.Context{}, err
-	}
-	return s.Peek(ctx, key, rate)
-}
-
-// Reset sets the count for key to zero.
-func (c *redisCounters) Reset(ctx context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
-	s, err := c.get()
-	if err != nil {
-		return ulimiter.Context{}, err
-	}
-	return s.Reset(ctx, key, rate)
-}
-
-// Increment counts count events for key and returns the count.
-func (c *redisCounters) Increment(ctx context.Context, key string, count int64, rate ulimiter.Rate) (ulimiter.Context, error) {
-	s, err := c.get()
-	if err != nil {
-		return ulimiter.Context{}, err
-	}
-	return s.Increment(ctx, key, count, rate)
-}
 
 // redisPingTimeout bounds the ping at provision when dial_timeout is unset.
 const redisPingTimeout = 2 * time.Second

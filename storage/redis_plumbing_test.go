@@ -3,7 +3,6 @@ package storage
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -11,12 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	ulimiter "github.com/ulule/limiter/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	zapobs "go.uber.org/zap/zaptest/observer"
@@ -239,91 +235,4 @@ func TestCheckRedis(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestRedisCounters(t *testing.T) {
-	t.Parallel()
-	rate := ulimiter.Rate{Limit: 10, Period: time.Hour}
-
-	t.Run("fails while redis is down and works once it answers", func(t *testing.T) {
-		t.Parallel()
-		prefix := newTestRedis(t, recovery.SystemClock{}).prefix
-		opts, err := redis.ParseURL(testRedisURL())
-		if err != nil {
-			t.Skipf("skipping: needs a redis:// URL: %v", err)
-		}
-		var down atomic.Bool
-		down.Store(true)
-		var failedDials atomic.Int64
-		var d net.Dialer
-		opts.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if down.Load() {
-				failedDials.Add(1)
-				return nil, errors.New("connection refused")
-			}
-			return d.DialContext(ctx, network, addr)
-		}
-		// go-redis refuses at once, without dialling, once as many dials
-		// in a row have failed as the pool has room for, until a probe in
-		// the background (once a second) gets through. One dial per call,
-		// without retries, and a pool larger than the calls below keep
-		// it dialling: the first call once Redis is up connects.
-		calls := []struct {
-			name string
-			call func(c *redisCounters) error
-		}{
-			{"Get", func(c *redisCounters) error { _, err := c.Get(context.Background(), "k", rate); return err }},
-			{"Peek", func(c *redisCounters) error { _, err := c.Peek(context.Background(), "k", rate); return err }},
-			{"Reset", func(c *redisCounters) error { _, err := c.Reset(context.Background(), "k", rate); return err }},
-			{"Increment", func(c *redisCounters) error { _, err := c.Increment(context.Background(), "k", 1, rate); return err }},
-		}
-		opts.MaxRetries, opts.DialerRetries, opts.PoolSize = -1, 1, len(calls)+1
-		client := redis.NewClient(opts)
-		t.Cleanup(func() { client.Close() })
-		c := newRedisCounters(client, prefix+"limit")
-		for _, tt := range calls {
-			if err := tt.call(c); err == nil {
-				t.Errorf("%s while redis is down succeeded", tt.name)
-			}
-		}
-		if n := failedDials.Load(); n < 1 || n >= int64(opts.PoolSize) {
-			t.Fatalf("%d dials failed while redis was down, want 1 to %d: the pool would stop dialling", n, opts.PoolSize-1)
-		}
-		down.Store(false)
-		got, err := c.Get(context.Background(), "k", rate)
-		if err != nil {
-			t.Fatalf("first Get once redis is up: %v", err)
-		}
-		if got.Remaining != rate.Limit-1 {
-			t.Errorf("first Get once up: %d remaining, want %d", got.Remaining, rate.Limit-1)
-		}
-	})
-
-	t.Run("counts on redis", func(t *testing.T) {
-		t.Parallel()
-		rs := newTestRedis(t, recovery.SystemClock{})
-		c := newRedisCounters(rs.Client(), rs.prefix+"limit")
-		ctx := context.Background()
-		for want := int64(1); want <= 3; want++ {
-			got, err := c.Get(ctx, "k", rate)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if used := rate.Limit - got.Remaining; used != want {
-				t.Errorf("after %d Get: %d used, want %d", want, used, want)
-			}
-		}
-		if got, err := c.Increment(ctx, "k", 2, rate); err != nil || got.Remaining != 5 {
-			t.Errorf("Increment by 2 = %d remaining, %v; want 5", got.Remaining, err)
-		}
-		if got, err := c.Peek(ctx, "k", rate); err != nil || got.Remaining != 5 {
-			t.Errorf("Peek = %d remaining, %v; want 5", got.Remaining, err)
-		}
-		if _, err := c.Reset(ctx, "k", rate); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := c.Peek(ctx, "k", rate); err != nil || got.Remaining != 10 {
-			t.Errorf("Peek after Reset = %d remaining, %v; want 10", got.Remaining, err)
-		}
-	})
 }
