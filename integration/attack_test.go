@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -294,6 +295,25 @@ func liftAccount(t *testing.T, account string) {
 func metrics(t *testing.T) string {
 	t.Helper()
 	return adminGet(t, "/metrics")
+}
+
+// metricValue returns the value of one series (its name and labels, as
+// Prometheus writes them) in a /metrics body, or 0 when it is not there
+// yet. Counters are process-wide and outlive a test's Caddy config, so
+// tests compare values before and after, which also holds when the suite
+// runs more than once in a process (go test -count=2).
+func metricValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	for line := range strings.Lines(body) {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", series, err)
+			}
+			return v
+		}
+	}
+	return 0
 }
 
 func adminGet(t *testing.T, path string) string {

@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
@@ -35,9 +37,13 @@ func (smsSignal) CaddyModule() caddy.ModuleInfo {
 }
 
 func (smsSignal) Handle(context.Context, caddy.Event) error {
+	outcomes.Add(1)
 	delivered.broadcast()
 	return nil
 }
+
+// outcomes counts the SMS outcomes of every gateway of the run.
+var outcomes atomic.Int64
 
 var _ caddyevents.Handler = (*smsSignal)(nil)
 
@@ -62,4 +68,22 @@ func (s *signal) broadcast() {
 	defer s.mu.Unlock()
 	close(s.ch)
 	s.ch = make(chan struct{})
+}
+
+// await calls done at once and again after every broadcast until it
+// reports true, and reports false if timeout passes first.
+func (s *signal) await(timeout time.Duration, done func() bool) bool {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		woken := s.next()
+		if done() {
+			return true
+		}
+		select {
+		case <-woken:
+		case <-timer.C:
+			return false
+		}
+	}
 }
