@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 // TestForgedHostNeverReachesSMS starts flows through the JSON API and the
@@ -174,5 +176,21 @@ func TestJSONBodies(t *testing.T) {
 			t.Errorf("body %.40q: %d %q, want %d %q", c.body, status, code, c.status, c.code)
 		}
 		good()
+	}
+}
+
+// TestWriteInvalidCodeIsWriteJSON holds the answer to a wrong code, written
+// without reflection, to what writeJSON writes for it.
+func TestWriteInvalidCodeIsWriteJSON(t *testing.T) {
+	h := &Handler{}
+	for _, left := range []int{0, 1, 4, 19, 1 << 40} {
+		want := httptest.NewRecorder()
+		e := h.errorFor(&recovery.CodeError{AttemptsLeft: left})
+		writeJSON(want, e.status, e)
+		got := httptest.NewRecorder()
+		writeError(got, e)
+		if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
+			t.Errorf("%d left: got %d %v %q, want %d %v %q", left, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+		}
 	}
 }

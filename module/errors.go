@@ -49,7 +49,7 @@ func (h *Handler) errorFor(err error) *apiError {
 	switch {
 	case errors.As(err, &ce):
 		left := ce.AttemptsLeft
-		out = newError(http.StatusBadRequest, "invalid_code", "That code is not right.")
+		out = newError(http.StatusBadRequest, codeInvalidCode, msgInvalidCode)
 		out.Attempts = &left
 	case errors.As(err, &d):
 		switch {
@@ -101,7 +101,39 @@ func writeError(w http.ResponseWriter, e *apiError) {
 		hdr.Set("RateLimit-Remaining", strconv.FormatInt(max(0, d.Remaining), 10))
 		hdr.Set("RateLimit-Reset", strconv.FormatInt(retrySeconds(time.Until(d.Reset)), 10))
 	}
+	if e.Code == codeInvalidCode && e.Attempts != nil && e.RetryAfter == nil && e.Support == "" && e.Message == msgInvalidCode {
+		writeInvalidCode(w, *e.Attempts)
+		return
+	}
 	writeJSON(w, e.status, e)
+}
+
+// The answer to a wrong code, the most frequent refusal.
+const (
+	codeInvalidCode = "invalid_code"
+	msgInvalidCode  = "That code is not right."
+)
+
+// invalidCodePrefix is the answer to a wrong code up to its count of
+// attempts left, as json.Marshal writes an apiError.
+var invalidCodePrefix = func() string {
+	b, _ := json.Marshal(apiError{Code: codeInvalidCode, Message: msgInvalidCode})
+	return string(b[:len(b)-1]) + `,"attempts_left":`
+}()
+
+// writeInvalidCode writes the answer to a wrong code as writeJSON would,
+// without reflection.
+func writeInvalidCode(w http.ResponseWriter, left int) {
+	setJSONHeaders(w.Header())
+	w.WriteHeader(http.StatusBadRequest)
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer putBodyBuffer(buf)
+	buf.Grow(len(invalidCodePrefix) + 24)
+	b := buf.AvailableBuffer()
+	b = append(b, invalidCodePrefix...)
+	b = strconv.AppendInt(b, int64(left), 10)
+	b = append(b, "}\n"...)
+	_, _ = w.Write(b)
 }
 
 // The values of the headers every JSON answer carries. Each is one value
