@@ -21,6 +21,7 @@ package main
 // defaults.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -581,17 +582,32 @@ func (h *harness) row(ctx context.Context, row string) (rowResult, error) {
 	if warm != nil {
 		w = warm(gw, base)
 	}
+	var redis0 time.Duration
+	if row == "start-redis" {
+		if redis0, err = redisCPU(h.cfg.redis); err != nil {
+			return res, err
+		}
+	}
 	med, lo, hi, samples, err := h.pair(ctx, gw, base, c, mkGW, mkBase, wantGW, wantBase, metric, w)
 	if err != nil {
 		return res, err
+	}
+	redisNote := ""
+	if row == "start-redis" {
+		redis1, err := redisCPU(h.cfg.redis)
+		if err != nil {
+			return res, err
+		}
+		// Redis is idle during the baseline's runs: its CPU is the gateway's.
+		redisNote = fmt.Sprintf(", and Redis %s", ((redis1 - redis0) / time.Duration(h.cfg.runs*h.cfg.n)).Round(time.Microsecond))
 	}
 	gs, bs := medianSample(samples[:h.cfg.runs]), medianSample(samples[h.cfg.runs:])
 	res.value, res.spread = fmt.Sprintf("%.2f ×", med), fmt.Sprintf("%.2f–%.2f", lo, hi)
 	if row == "p99" {
 		res.note = fmt.Sprintf("p99 %s vs %s, c=%d", gs.p99.Round(10*time.Microsecond), bs.p99.Round(10*time.Microsecond), c)
 	} else {
-		res.note = fmt.Sprintf("%.0f vs %.0f req/s; Caddy CPU %s vs %s per request", gs.rps, bs.rps,
-			gs.cpuPerOp.Round(time.Microsecond), bs.cpuPerOp.Round(time.Microsecond))
+		res.note = fmt.Sprintf("%.0f vs %.0f req/s; Caddy CPU %s vs %s per request%s", gs.rps, bs.rps,
+			gs.cpuPerOp.Round(time.Microsecond), bs.cpuPerOp.Round(time.Microsecond), redisNote)
 	}
 	return res, nil
 }
@@ -685,6 +701,55 @@ func (h *harness) flood(ctx context.Context, row string) (rowResult, error) {
 	res.spread = "–"
 	res.note = fmt.Sprintf("%d starts (%s) at %.0f req/s; %.0f MiB before the flood", n, statusList(s.statuses), s.rps, idle)
 	return res, nil
+}
+
+// redisCPU returns the CPU time the Redis server at a redis:// URL has
+// used (INFO cpu: used_cpu_sys and used_cpu_user).
+func redisCPU(raw string) (time.Duration, error) {
+	host := strings.TrimPrefix(raw, "redis://")
+	host, _, _ = strings.Cut(host, "/")
+	if at := strings.LastIndexByte(host, '@'); at >= 0 {
+		host = host[at+1:]
+	}
+	c, err := net.DialTimeout("tcp", host, 2*time.Second)
+	if err != nil {
+		return 0, fmt.Errorf("no Redis at %s: %w", host, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("INFO cpu\r\n")); err != nil {
+		return 0, err
+	}
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(head, "$") {
+		return 0, fmt.Errorf("redis at %s: INFO cpu answered %q %v", host, head, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	if err != nil {
+		return 0, fmt.Errorf("redis at %s: INFO cpu answered %q", host, head)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, err
+	}
+	var total float64
+	found := 0
+	for line := range strings.Lines(string(body)) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("redis at %s: %s: %w", host, line, err)
+			}
+			total += f
+			found++
+		}
+	}
+	if found != 2 {
+		return 0, fmt.Errorf("redis at %s: INFO cpu has no used_cpu_sys and used_cpu_user", host)
+	}
+	return time.Duration(total * float64(time.Second)), nil
 }
 
 // redisReachable checks that something answers PING at a redis:// URL.

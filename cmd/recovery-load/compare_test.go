@@ -60,3 +60,26 @@ func TestProcReadings(t *testing.T) {
 		t.Errorf("peakRSS() = %v MiB, %v", rss, err)
 	}
 }
+
+// TestRedisCPU reads the CPU time of the machine's Redis, when there is
+// one, and checks that it only grows.
+func TestRedisCPU(t *testing.T) {
+	url := "redis://127.0.0.1:6379/15"
+	if err := redisReachable(url); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no Redis under CI: %v", err)
+		}
+		t.Skipf("no Redis: %v", err)
+	}
+	a, err := redisCPU(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := redisCPU(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a <= 0 || b < a {
+		t.Fatalf("Redis CPU %v then %v", a, b)
+	}
+}
