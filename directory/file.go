@@ -33,6 +33,10 @@ type FileConfig struct {
 	// read or parsed; lookups keep answering from the last good copy. The
 	// error names the file and the problem, never a phone number.
 	OnReloadError func(error)
+	// Prepare, if set, is given the phone numbers of every version of the
+	// file that loads, before its entries answer a lookup: the gateway
+	// checks them there (PhonePolicy.Pin), once, rather than at a /start.
+	Prepare func(numbers []string)
 }
 
 // File is a recovery.Directory read from a JSON file. It notices when the
@@ -42,6 +46,7 @@ type File struct {
 	path    string
 	clock   recovery.Clock
 	onError func(error)
+	prepare func([]string)
 
 	entries   atomic.Pointer[map[string]recovery.Entry]
 	nextCheck atomic.Int64 // unix nanoseconds; lookups before it do not stat
@@ -66,7 +71,7 @@ func NewFile(cfg FileConfig) (*File, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("directory file: no path")
 	}
-	f := &File{path: cfg.Path, clock: cfg.Clock, onError: cfg.OnReloadError}
+	f := &File{path: cfg.Path, clock: cfg.Clock, onError: cfg.OnReloadError, prepare: cfg.Prepare}
 	if f.clock == nil {
 		f.clock = recovery.SystemClock{}
 	}
@@ -169,6 +174,15 @@ func (f *File) load() error {
 	entries, err := parseFile(data)
 	if err != nil {
 		return fmt.Errorf("loading directory file %q: %w", f.path, err)
+	}
+	if f.prepare != nil {
+		numbers := make([]string, 0, len(entries))
+		for _, e := range entries {
+			if e.Phone != "" {
+				numbers = append(numbers, e.Phone)
+			}
+		}
+		f.prepare(numbers)
 	}
 	f.entries.Store(&entries)
 	return nil

@@ -26,7 +26,8 @@ type FileModule struct {
 	// expanded. Required.
 	Path string `json:"path,omitempty"`
 
-	file *File
+	file    *File
+	checked bool // every number loaded went through the gateway's PhonePin
 }
 
 // CaddyModule returns the Caddy module information.
@@ -46,9 +47,11 @@ func (m *FileModule) Provision(ctx caddy.Context) error {
 		return errors.New("directory file: a path is required")
 	}
 	logger := ctx.Logger()
+	pin := PhonePinFrom(ctx)
 	f, err := NewFile(FileConfig{
-		Path:  m.Path,
-		Clock: recovery.SystemClock{},
+		Path:    m.Path,
+		Clock:   recovery.SystemClock{},
+		Prepare: pin,
 		OnReloadError: func(err error) {
 			logger.Error("phone directory changed but cannot be read; keeping the last good copy", zap.Error(err))
 		},
@@ -56,7 +59,7 @@ func (m *FileModule) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("directory file: %w", err)
 	}
-	m.file = f
+	m.file, m.checked = f, pin != nil
 	return nil
 }
 
@@ -64,6 +67,11 @@ func (m *FileModule) Provision(ctx caddy.Context) error {
 func (m *FileModule) Lookup(ctx context.Context, account string) (recovery.Entry, error) {
 	return m.file.Lookup(ctx, account)
 }
+
+// PhonesChecked reports whether every number the file holds was checked
+// when it loaded (recovery.PhonesChecked): so when the gateway gave the
+// module its PhonePin.
+func (m *FileModule) PhonesChecked() bool { return m.checked }
 
 // InProcess reports that a lookup costs no round trip (recovery.InProcess),
 // so that /start on a store across the network makes its checks and its new
@@ -90,8 +98,9 @@ func (m *FileModule) UnmarshalCaddyfile(d *cf.Dispenser) error {
 
 // Interface guards
 var (
-	_ caddy.Provisioner  = (*FileModule)(nil)
-	_ cf.Unmarshaler     = (*FileModule)(nil)
-	_ recovery.Directory = (*FileModule)(nil)
-	_ recovery.InProcess = (*FileModule)(nil)
+	_ caddy.Provisioner      = (*FileModule)(nil)
+	_ cf.Unmarshaler         = (*FileModule)(nil)
+	_ recovery.Directory     = (*FileModule)(nil)
+	_ recovery.InProcess     = (*FileModule)(nil)
+	_ recovery.PhonesChecked = (*FileModule)(nil)
 )

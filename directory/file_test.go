@@ -3,8 +3,10 @@ package directory
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -444,4 +446,43 @@ func BenchmarkFileLookup(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestFilePreparesEveryVersion checks that each version of the file that
+// loads hands its numbers to Prepare before any lookup sees it, and that a
+// version that does not parse hands none.
+func TestFilePreparesEveryVersion(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "phones.json")
+	writeFile(t, path, `{"alice": "+31612345678", "bob": {"phone": "+31687654321", "lang": "nl"}, "carol": {"lang": "nl"}}`, 1)
+	var mu sync.Mutex
+	var got [][]string
+	prepare := func(numbers []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, slices.Sorted(slices.Values(numbers)))
+	}
+	f, err := NewFile(FileConfig{Path: path, Prepare: prepare})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(want ...[]string) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("prepared %v, want %v", got, want)
+		}
+	}
+	check([]string{"+31612345678", "+31687654321"})
+	writeFile(t, path, `{"dave": "+31611111111"}`, 2)
+	if err := f.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	check([]string{"+31612345678", "+31687654321"}, []string{"+31611111111"})
+	writeFile(t, path, `{"dave": `, 3)
+	if err := f.Reload(); err == nil {
+		t.Fatal("a broken file loaded")
+	}
+	check([]string{"+31612345678", "+31687654321"}, []string{"+31611111111"})
 }

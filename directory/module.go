@@ -37,3 +37,24 @@ func RequestSignerFrom(ctx context.Context) RequestSigner {
 	s, _ := ctx.Value(signerKey{}).(RequestSigner)
 	return s
 }
+
+// PhonePin checks phone numbers ahead and keeps the answers, as
+// PhonePolicy.Pin does.
+type PhonePin func(numbers []string)
+
+type pinKey struct{}
+
+// WithPhonePin returns a copy of ctx that carries pin. The gateway loads its
+// directory module through it; a directory that holds all its numbers
+// (file) hands them to pin whenever it loads them, and then says so with
+// PhonesChecked (recovery.PhonesChecked).
+func WithPhonePin(ctx caddy.Context, pin PhonePin) caddy.Context {
+	ctx.Context = context.WithValue(ctx.Context, pinKey{}, pin)
+	return ctx
+}
+
+// PhonePinFrom returns the pin that WithPhonePin put in ctx, or nil.
+func PhonePinFrom(ctx context.Context) PhonePin {
+	p, _ := ctx.Value(pinKey{}).(PhonePin)
+	return p
+}

@@ -3,7 +3,9 @@ package directory
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nyaruka/phonenumbers"
@@ -55,6 +57,9 @@ const checkCacheSize = 10_000
 type PhonePolicy struct {
 	allowed map[string]bool // ISO 3166 alpha-2 region codes; nil allows all
 	checked *lru.Cache[string, checkResult]
+	// pinned holds the answers for numbers checked ahead (Pin), which the
+	// cache of recent ones never pushes out.
+	pinned atomic.Pointer[map[string]checkResult]
 }
 
 // checkResult is what Check answered for one number.
@@ -100,6 +105,11 @@ func (p *PhonePolicy) Check(phone string) (string, error) {
 	if err := checkSyntax(phone); err != nil {
 		return "", err
 	}
+	if pinned := p.pinned.Load(); pinned != nil {
+		if r, ok := (*pinned)[phone]; ok {
+			return r.e164, r.err
+		}
+	}
 	if r, ok := p.checked.Get(phone); ok {
 		return r.e164, r.err
 	}
@@ -107,6 +117,28 @@ func (p *PhonePolicy) Check(phone string) (string, error) {
 	// A clone, so that the key does not keep a longer input alive.
 	p.checked.Add(strings.Clone(phone), checkResult{e164: e164, err: err})
 	return e164, err
+}
+
+// Pin checks numbers now and keeps the answers for good, beside the cache
+// of recent ones, which a flood of new numbers would churn: the gateway pins
+// the stand-in numbers of unknown accounts (recovery.Keyring.StandInPhones)
+// when it loads, so that an unknown account's /start never waits on the
+// parser, while its answers stay the same as Check's. Numbers of invalid
+// syntax are left out. It is safe to call while Check runs.
+func (p *PhonePolicy) Pin(numbers []string) {
+	next := make(map[string]checkResult, len(numbers))
+	if old := p.pinned.Load(); old != nil {
+		maps.Copy(next, *old)
+	}
+	for _, n := range numbers {
+		n = strings.TrimSpace(n)
+		if _, ok := next[n]; ok || checkSyntax(n) != nil {
+			continue
+		}
+		e164, err := p.classify(n)
+		next[strings.Clone(n)] = checkResult{e164: e164, err: err}
+	}
+	p.pinned.Store(&next)
 }
 
 // classify does the work of Check for a number of valid syntax.

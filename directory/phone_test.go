@@ -344,3 +344,44 @@ func BenchmarkPhonePolicyCheck(b *testing.B) {
 		})
 	})
 }
+
+// TestPhonePolicyPin checks pinned numbers: Check answers them as it would
+// have, from the pinned answers (no cache entry, no parse), after a flood
+// of other numbers has churned the cache; numbers of invalid syntax are not
+// pinned; a later Pin keeps the earlier numbers.
+func TestPhonePolicyPin(t *testing.T) {
+	// Not parallel: AllocsPerRun counts the whole process.
+	numbers := []string{"+31612345678", "+31900123456", "+31101234567", "+3161234567", " +31 6 1234 5679 "}
+	fresh, err := NewPhonePolicy(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPhonePolicy(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Pin(append([]string{"0612345678", "+31 6 CALL ME"}, numbers...))
+	if n := len(*p.pinned.Load()); n != len(numbers) {
+		t.Fatalf("%d numbers pinned, want the %d of valid syntax", n, len(numbers))
+	}
+	for i := range checkCacheSize + 10 { // a flood of new numbers through the cache
+		_, _ = p.Check(fmt.Sprintf("+316%08d", 30_000_000+i))
+	}
+	for _, n := range numbers {
+		want, wantErr := fresh.Check(n)
+		got, err := p.Check(n)
+		if got != want || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Errorf("pinned Check(%q) = %q, %v; want %q, %v", n, got, err, want, wantErr)
+		}
+		if _, cached := p.checked.Peek(strings.TrimSpace(n)); cached {
+			t.Errorf("Check(%q) went to the cache, not to the pinned answers", n)
+		}
+		if allocs := testing.AllocsPerRun(10, func() { _, _ = p.Check(n) }); allocs != 0 {
+			t.Errorf("Check(%q) of a pinned number allocates %.0f times: it parsed", n, allocs)
+		}
+	}
+	p.Pin([]string{"+31612345670"})
+	if _, err := p.Check("+31612345678"); err != nil || len(*p.pinned.Load()) != len(numbers)+1 {
+		t.Errorf("a second Pin lost the first: %v, %d pinned", err, len(*p.pinned.Load()))
+	}
+}

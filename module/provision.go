@@ -63,12 +63,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.closers = append(h.closers, admin.Register(h.store.key, h.guard, h.observer))
-	if err := h.loadDirectory(ctx); err != nil {
-		return err
-	}
 	phones, err := directory.NewPhonePolicy(h.AllowedCountries)
 	if err != nil {
 		return fmt.Errorf("allowed_countries: %w", err)
+	}
+	// A directory that holds all its numbers (file) has the policy check
+	// them as it loads them, and unknown accounts then draw stand-ins from
+	// a set checked here: neither kind parses a number at /start.
+	if err := h.loadDirectory(directory.WithPhonePin(ctx, phones.Pin)); err != nil {
+		return err
+	}
+	if c, ok := h.dir.(recovery.PhonesChecked); ok && c.PhonesChecked() {
+		phones.Pin(keys.StandInPhones())
 	}
 	sender, err := h.sender(ctx)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
@@ -55,5 +56,16 @@ func (h *commandTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		h.n.Add(1)
 		return next(ctx, cmds)
+	}
+}
+
+// TestFileDirectoryChecksNumbersAhead checks that the gateway hands the
+// file directory its phone policy, so that the file's numbers are checked
+// as it loads and unknown accounts draw pre-checked stand-ins.
+func TestFileDirectoryChecksNumbersAhead(t *testing.T) {
+	g := newBenchGateway(t, memoryStorage(1000))
+	c, ok := g.h.dir.(recovery.PhonesChecked)
+	if !ok || !c.PhonesChecked() {
+		t.Fatalf("directory %T: its numbers were not checked as it loaded", g.h.dir)
 	}
 }

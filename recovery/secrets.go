@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -29,7 +30,18 @@ type Keyring struct {
 	// macs holds, for each secret, HMACs keyed with it to reuse: keying one
 	// costs more than the hash, and /start hashes several times.
 	macs []*sync.Pool
+	// standIns is made once, on first use, and shared with InRealm's copies.
+	standIns *standInSet
 }
+
+// standInSet is the stand-in numbers of a keyring.
+type standInSet struct {
+	once    sync.Once
+	numbers []string
+}
+
+// StandIns is how many stand-in numbers a keyring draws from.
+const StandIns = 1024
 
 // keyedMAC is an HMAC-SHA256 under one secret and the buffer its input is
 // gathered in, so that a hash is one Write and allocates nothing.
@@ -71,13 +83,13 @@ func NewKeyring(secrets ...[]byte) (*Keyring, error) {
 			return &keyedMAC{h: hmac.New(sha256.New, secret), buf: make([]byte, 0, 128)}
 		}}
 	}
-	return &Keyring{secrets: secrets, macs: macs}, nil
+	return &Keyring{secrets: secrets, macs: macs, standIns: &standInSet{}}, nil
 }
 
 // InRealm returns a keyring with the same secrets whose code and token
 // hashes are bound to realm.
 func (k *Keyring) InRealm(realm string) *Keyring {
-	return &Keyring{secrets: k.secrets, realm: realm, macs: k.macs}
+	return &Keyring{secrets: k.secrets, realm: realm, macs: k.macs, standIns: k.standIns}
 }
 
 func (k *Keyring) codeHash(i int, flowID, code string) []byte {
@@ -112,22 +124,56 @@ func (k *Keyring) PhoneKey(phone string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
+// StandInPhones returns the numbers StandInFromSet draws from: StandIns
+// made-up Dutch mobile numbers, derived from the newest secret, which are
+// never texted. They are fixed once the keyring exists, so that the phone
+// policy can check them all before the first request (PhonePolicy.Pin in
+// package directory) instead of parsing a new number for every unknown
+// account. The slice must not be changed.
+func (k *Keyring) StandInPhones() []string {
+	k.standIns.once.Do(func() {
+		numbers := make([]string, StandIns)
+		var i [8]byte
+		for n := range numbers {
+			binary.BigEndian.PutUint64(i[:], uint64(n))
+			m := hmac.New(sha256.New, k.secrets[0])
+			io.WriteString(m, "sms-recovery stand-in set\x00")
+			m.Write(i[:])
+			sum := m.Sum(nil)
+			numbers[n] = fmt.Sprintf("+316%08d", binary.BigEndian.Uint32(sum)%100_000_000)
+		}
+		k.standIns.numbers = numbers
+	})
+	return k.standIns.numbers
+}
+
 // StandInPhone returns a made-up Dutch mobile number for an account that
 // has none, different for each account and stable for one, so that an
-// unknown account's number costs the phone policy what a real one does.
-// It is never texted.
+// unknown account's number costs the phone policy what a real one does,
+// parsed when first seen. It is never texted. With a directory whose
+// numbers were all checked ahead, StandInFromSet is used instead.
 //
 // It keys an HMAC of its own, as it did before the keyring kept reusable
 // ones: what it costs is part of what balances an unknown account's /start
 // against a known one's (README, "The same time for every kind of
 // account"), and the reused HMAC made unknown accounts measurably faster.
 func (k *Keyring) StandInPhone(account string) string {
+	sum := k.standInSum(account)
+	return fmt.Sprintf("+316%08d", binary.BigEndian.Uint32(sum)%100_000_000)
+}
+
+// StandInFromSet returns the stand-in number of an account from
+// StandInPhones, picked by the same keyed hash as StandInPhone: stable for
+// one account, and saying nothing about it.
+func (k *Keyring) StandInFromSet(account string) string {
+	return k.StandInPhones()[binary.BigEndian.Uint32(k.standInSum(account))%StandIns]
+}
+
+func (k *Keyring) standInSum(account string) []byte {
 	m := hmac.New(sha256.New, k.secrets[0])
 	io.WriteString(m, "sms-recovery stand-in\x00")
 	io.WriteString(m, account)
-	sum := m.Sum(nil)
-	n := (uint64(sum[0])<<24 | uint64(sum[1])<<16 | uint64(sum[2])<<8 | uint64(sum[3])) % 100_000_000
-	return fmt.Sprintf("+316%08d", n)
+	return m.Sum(nil)
 }
 
 // HashCode returns the keyed hash of a code for a flow, with the newest secret.

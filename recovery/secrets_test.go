@@ -60,9 +60,13 @@ func TestKeyringHashesAreHMACs(t *testing.T) {
 					return
 				}
 				sum := hmacOf(cur, "sms-recovery stand-in\x00", flow)
-				n := (uint64(sum[0])<<24 | uint64(sum[1])<<16 | uint64(sum[2])<<8 | uint64(sum[3])) % 100_000_000
-				if got, want := k.StandInPhone(flow), fmt.Sprintf("+316%08d", n); got != want {
+				n := uint32(sum[0])<<24 | uint32(sum[1])<<16 | uint32(sum[2])<<8 | uint32(sum[3])
+				if got, want := k.StandInPhone(flow), fmt.Sprintf("+316%08d", n%100_000_000); got != want {
 					t.Errorf("StandInPhone(%q) = %s, want %s", flow, got, want)
+					return
+				}
+				if got, want := k.StandInFromSet(flow), k.StandInPhones()[n%StandIns]; got != want {
+					t.Errorf("StandInFromSet(%q) = %s, want %s", flow, got, want)
 					return
 				}
 			}
@@ -124,5 +128,38 @@ func TestLinkRemembersOnlyItsOwnURL(t *testing.T) {
 				t.Errorf("link(%q) = %q, %q, %v; want %q, %q", c.url, link, host, err, c.link, c.host)
 			}
 		}
+	}
+}
+
+// TestStandInPhones checks the set stand-in numbers come from: StandIns
+// Dutch mobile numbers, each an HMAC of its index under the newest secret,
+// the same on every call and for every realm, and another set under
+// another secret.
+func TestStandInPhones(t *testing.T) {
+	t.Parallel()
+	cur, old := bytes.Repeat([]byte("c"), MinSecretLen), bytes.Repeat([]byte("o"), MinSecretLen)
+	k, err := NewKeyring(cur, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := k.StandInPhones()
+	if len(set) != StandIns {
+		t.Fatalf("%d stand-in numbers, want %d", len(set), StandIns)
+	}
+	for i, n := range set {
+		var idx [8]byte
+		idx[7], idx[6] = byte(i), byte(i>>8)
+		sum := hmacOf(cur, "sms-recovery stand-in set\x00", string(idx[:]))
+		want := fmt.Sprintf("+316%08d", (uint32(sum[0])<<24|uint32(sum[1])<<16|uint32(sum[2])<<8|uint32(sum[3]))%100_000_000)
+		if n != want {
+			t.Fatalf("stand-in %d = %s, want %s", i, n, want)
+		}
+	}
+	if again := k.InRealm("other").StandInPhones(); &again[0] != &set[0] {
+		t.Error("a realm's keyring made a set of its own")
+	}
+	other, _ := NewKeyring(old)
+	if other.StandInPhones()[0] == set[0] && other.StandInPhones()[1] == set[1] {
+		t.Error("another secret gives the same stand-in numbers")
 	}
 }

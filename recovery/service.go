@@ -55,6 +55,9 @@ type Service struct {
 	// lookup costs less than the round trip it saves. Otherwise the guard
 	// refuses first, and a flood it refuses never reaches the directory.
 	lookupFirst bool
+	// standInSet draws unknown accounts' stand-ins from the checked set
+	// (see PhonesChecked).
+	standInSet bool
 	// links remembers the last public URL link parsed, with what it gave:
 	// a gateway has one, and every code message links to it.
 	links atomic.Pointer[parsedLink]
@@ -69,6 +72,21 @@ type parsedLink struct {
 // process, without a round trip to a server.
 type InProcess interface {
 	InProcess() bool
+}
+
+// PhonesChecked is a Directory whose every number the phone policy checked
+// ahead, when it loaded (a file). An unknown account then takes its
+// stand-in number from the keyring's set, which the policy checked ahead as
+// well (Keyring.StandInFromSet): both kinds find their answer ready. Any
+// other directory's numbers are checked at the request that finds them, and
+// an unknown account's stand-in, its own number, is checked there too.
+type PhonesChecked interface {
+	PhonesChecked() bool
+}
+
+func phonesChecked(v any) bool {
+	c, ok := v.(PhonesChecked)
+	return ok && c.PhonesChecked()
 }
 
 func inProcess(v any) bool {
@@ -90,7 +108,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Observer == nil {
 		d.Observer = nopObserver{}
 	}
-	svc := &Service{cfg: cfg, Deps: d}
+	svc := &Service{cfg: cfg, Deps: d, standInSet: phonesChecked(d.Directory)}
 	if fg, ok := d.Guard.(FlowGuard); ok && fg.Keeps(d.Store) {
 		svc.flows = fg
 		svc.lookupFirst = inProcess(d.Directory) && !inProcess(d.Store)
@@ -173,6 +191,14 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 	return Started{FlowID: id, ExpiresIn: s.cfg.CodeTTL}, nil
 }
 
+// standIn is the number that stands in for an account without one.
+func (s *Service) standIn(account string) string {
+	if s.standInSet {
+		return s.Keys.StandInFromSet(account)
+	}
+	return s.Keys.StandInPhone(account)
+}
+
 // recipient is the number a message goes to, as resolve found it.
 type recipient struct {
 	phone   string
@@ -197,7 +223,7 @@ func (s *Service) resolve(ctx context.Context, f *Flow) (recipient, error) {
 	}
 	unknown := err != nil
 	if unknown {
-		entry.Phone = s.Keys.StandInPhone(f.Account)
+		entry.Phone = s.standIn(f.Account)
 	}
 	f.Lang = s.lang(entry)
 	phone, perr := s.Phones.Check(entry.Phone)
@@ -580,7 +606,7 @@ func (s *Service) notifyLock(ctx context.Context, account string, ev Event) {
 	entry, err := s.Directory.Lookup(ctx, account)
 	unknown := err != nil
 	if unknown {
-		entry.Phone = s.Keys.StandInPhone(account)
+		entry.Phone = s.standIn(account)
 	}
 	body, err := s.Messages.LockNotice(s.lang(entry), MessageData{SiteName: s.cfg.SiteName, Support: s.cfg.Support})
 	if err != nil {

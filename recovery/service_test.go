@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -762,6 +763,9 @@ func TestUnknownAccountsCostThePhonePolicyAlike(t *testing.T) {
 	if a == b || a != keys.StandInPhone("nobody@example.com") {
 		t.Fatalf("stand-in numbers %q, %q: want distinct per account and stable", a, b)
 	}
+	if s := keys.StandInFromSet("nobody@example.com"); !slices.Contains(keys.StandInPhones(), s) || s != keys.StandInFromSet("nobody@example.com") {
+		t.Fatalf("stand-in %q from the set: not in it, or not stable", s)
+	}
 	if !regexp.MustCompile(`^\+316\d{8}$`).MatchString(a) {
 		t.Fatalf("stand-in %q is not a Dutch mobile number", a)
 	}
@@ -890,4 +894,58 @@ func TestConcurrentGuessesAreComparedAtMostLockout(t *testing.T) {
 	if locked.Load() != guesses-lockout+1 {
 		t.Errorf("%d guesses met or set the lock, want %d", locked.Load(), guesses-lockout+1)
 	}
+}
+
+// checkedBook is a phone book whose numbers were all checked when it
+// loaded (recovery.PhonesChecked), as a file directory's are.
+type checkedBook struct{ *phonebook }
+
+func (checkedBook) PhonesChecked() bool { return true }
+
+// TestStandInsFollowTheDirectory checks which stand-in an unknown account
+// gets: from the keyring's checked set when the directory checked all its
+// numbers ahead, so that neither kind of account parses at /start, and an
+// account's own made-up number otherwise, parsed like a real one is when
+// first seen.
+func TestStandInsFollowTheDirectory(t *testing.T) {
+	t.Parallel()
+	for _, checkedAhead := range []bool{false, true} {
+		f := newFixture(t, nil)
+		seen := &recordingPolicy{PhonePolicy: plusOnly{}}
+		f.deps.Phones = seen
+		if checkedAhead {
+			f.deps.Directory = checkedBook{f.dir}
+		}
+		var err error
+		if f.svc, err = recovery.New(f.cfg, f.deps); err != nil {
+			t.Fatal(err)
+		}
+		f.start(t, "nobody@example.com")
+		want := f.keys.StandInPhone("nobody@example.com")
+		if checkedAhead {
+			want = f.keys.StandInFromSet("nobody@example.com")
+		}
+		if got := seen.last(); got != want {
+			t.Errorf("checked ahead %v: the policy was asked for %q, want the stand-in %q", checkedAhead, got, want)
+		}
+	}
+}
+
+type recordingPolicy struct {
+	recovery.PhonePolicy
+	mu    sync.Mutex
+	phone string
+}
+
+func (r *recordingPolicy) Check(phone string) (string, error) {
+	r.mu.Lock()
+	r.phone = phone
+	r.mu.Unlock()
+	return r.PhonePolicy.Check(phone)
+}
+
+func (r *recordingPolicy) last() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.phone
 }
