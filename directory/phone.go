@@ -124,19 +124,41 @@ func (p *PhonePolicy) Check(phone string) (string, error) {
 // the stand-in numbers of unknown accounts (recovery.Keyring.StandInPhones)
 // when it loads, so that an unknown account's /start never waits on the
 // parser, while its answers stay the same as Check's. Numbers of invalid
-// syntax are left out. It is safe to call while Check runs.
+// syntax are left out, and numbers pinned before stay: a policy shared by
+// configs (the gateway keeps one per set of allowed countries across
+// reloads) holds every number its directories ever loaded. It is safe to
+// call while Check runs.
 func (p *PhonePolicy) Pin(numbers []string) {
-	next := make(map[string]checkResult, len(numbers))
-	if old := p.pinned.Load(); old != nil {
-		maps.Copy(next, *old)
-	}
+	old := p.pinned.Load()
+	var fresh []string
 	for _, n := range numbers {
 		n = strings.TrimSpace(n)
-		if _, ok := next[n]; ok || checkSyntax(n) != nil {
+		if old != nil {
+			if _, ok := (*old)[n]; ok {
+				continue
+			}
+		}
+		if checkSyntax(n) == nil {
+			fresh = append(fresh, n)
+		}
+	}
+	if len(fresh) == 0 {
+		return // a reload of the same numbers: nothing to check or copy
+	}
+	next := make(map[string]checkResult, len(fresh))
+	if old != nil {
+		next = maps.Clone(*old)
+	}
+	for _, n := range fresh {
+		if _, ok := next[n]; ok {
 			continue
 		}
 		e164, err := p.classify(n)
-		next[strings.Clone(n)] = checkResult{e164: e164, err: err}
+		if e164 == n {
+			e164 = n // one string for both, as a directory's number usually is
+		}
+		// The key is the caller's string: a directory keeps its numbers.
+		next[n] = checkResult{e164: e164, err: err}
 	}
 	p.pinned.Store(&next)
 }

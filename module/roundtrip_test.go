@@ -69,3 +69,34 @@ func TestFileDirectoryChecksNumbersAhead(t *testing.T) {
 		t.Fatalf("directory %T: its numbers were not checked as it loaded", g.h.dir)
 	}
 }
+
+// TestPhonePoliciesArePooled checks that handlers with the same allowed
+// countries, in any order and case, share one phone policy (and so the
+// numbers it checked) while one of them holds it, and that other countries
+// get another.
+func TestPhonePoliciesArePooled(t *testing.T) {
+	a, b, c := &Handler{AllowedCountries: []string{"NL", "de"}}, &Handler{AllowedCountries: []string{" DE", "nl"}}, &Handler{AllowedCountries: []string{"BE"}}
+	pa, err := a.loadPhonePolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := b.loadPhonePolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := c.loadPhonePolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pa != pb || pa == pc {
+		t.Fatalf("NL,de and DE,nl share: %v; NL,de and BE share: %v", pa == pb, pa == pc)
+	}
+	for _, h := range []*Handler{a, b, c} {
+		if err := h.Cleanup(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := phonePolicies.References("phones:DE,NL"); ok {
+		t.Fatal("the pooled policy outlived its handlers")
+	}
+}
