@@ -19,8 +19,8 @@ import (
 //	memLimitBase + the reservations
 //
 // so that the collector works harder, rather than the heap growing, once
-// the process nears what its bounds need. At the defaults that is 64 MiB
-// and 130 MiB for the tables: about 194 MiB of Go memory, which with the
+// the process nears what its bounds need. At the defaults that is 48 MiB
+// and 130 MiB for the tables: about 178 MiB of Go memory, which with the
 // binary's own pages keeps the process under 256 MiB however it is
 // flooded (README, "Performance").
 //
@@ -42,7 +42,7 @@ var softLimit struct {
 // memLimitBase is the Go memory the process needs besides the tables: Caddy
 // and its config, the phone metadata, the SMS workers and the requests in
 // flight.
-const memLimitBase = 64 << 20
+const memLimitBase = 48 << 20
 
 // ReserveMemory adds n bytes to what the soft memory limit allows and
 // returns the function that takes them back. It is safe for concurrent use.
