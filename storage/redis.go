@@ -693,15 +693,64 @@ func (r *Redis) sendBatch(ctx context.Context, batch []*scriptCall) {
 		c.cmd = c.script.Run(ctx, r.client, c.keys, c.args...)
 		return
 	}
-	r.pipeline(ctx, batch, (*redis.Script).EvalSha)
+	calls, plans, joined := joinPlans(ctx, batch)
+	r.pipeline(ctx, calls, (*redis.Script).EvalSha)
 	var missing []*scriptCall
-	for _, c := range batch {
+	for _, c := range calls {
 		if redis.HasErrorPrefix(c.cmd.Err(), "NOSCRIPT") {
 			missing = append(missing, c)
 		}
 	}
 	if len(missing) > 0 {
 		r.pipeline(ctx, missing, (*redis.Script).Eval)
+	}
+	if joined != nil {
+		splitPlans(ctx, joined, plans)
+	}
+}
+
+// joinPlans makes the plans of batch, when there are several, one call of
+// plansScript, and returns the calls to send, the plans joined (in order)
+// and the joined call, or nil.
+func joinPlans(ctx context.Context, batch []*scriptCall) (calls, plans []*scriptCall, joined *scriptCall) {
+	for _, c := range batch {
+		if c.script == planScript {
+			plans = append(plans, c)
+		}
+	}
+	if len(plans) < 2 {
+		return batch, nil, nil
+	}
+	joined = &scriptCall{ctx: ctx, script: plansScript, args: []any{len(plans)}}
+	calls = make([]*scriptCall, 0, len(batch)-len(plans)+1)
+	for _, c := range batch {
+		if c.script != planScript {
+			calls = append(calls, c)
+			continue
+		}
+		if joined.keys == nil {
+			calls = append(calls, joined) // where the first plan was
+		}
+		joined.keys = append(joined.keys, c.keys...)
+		joined.args = append(append(joined.args, len(c.args)), c.args...)
+	}
+	return calls, plans, joined
+}
+
+// splitPlans gives each plan its own result from the joined call's reply,
+// or the joined call's error.
+func splitPlans(ctx context.Context, joined *scriptCall, plans []*scriptCall) {
+	results, err := joined.cmd.Slice()
+	if err == nil && len(results) != len(plans) {
+		err = fmt.Errorf("redis plans: %d results for %d plans", len(results), len(plans))
+	}
+	for i, c := range plans {
+		c.cmd = redis.NewCmd(ctx)
+		if err != nil {
+			c.cmd.SetErr(err)
+			continue
+		}
+		c.cmd.SetVal(results[i])
 	}
 }
 

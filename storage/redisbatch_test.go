@@ -9,9 +9,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -148,7 +150,7 @@ func TestRedisBatch(t *testing.T) {
 
 // scriptTrips counts the round trips that carry scripts, leaving out those
 // a new connection makes to set itself up.
-type scriptTrips struct{ n atomic.Int64 }
+type scriptTrips struct{ n, scripts atomic.Int64 }
 
 func (h *scriptTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 
@@ -167,10 +169,75 @@ func (h *scriptTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 }
 
 func (h *scriptTrips) count(cmds []redis.Cmder) {
+	carried := false
 	for _, c := range cmds {
 		if n := c.Name(); n == "eval" || n == "evalsha" {
-			h.n.Add(1)
-			return
+			h.scripts.Add(1)
+			carried = true
 		}
+	}
+	if carried {
+		h.n.Add(1)
+	}
+}
+
+// TestRedisBatchJoinsPlans sends plans of one batch as one script, and
+// checks that each gets the outcome it would alone, in order: three counts
+// of one counter of limit 2 are 1, 2 and a refusal; a script that is not a
+// plan goes beside them; all in one round trip.
+func TestRedisBatchJoinsPlans(t *testing.T) {
+	r := newTestRedis(t, recovery.SystemClock{})
+	trips := &scriptTrips{}
+	r.Client().AddHook(trips)
+	ctx := context.Background()
+	count := limiter.Plan{Counts: []limiter.Count{{Scope: limiter.ScopeStartPhone, Key: "phone-" + rand.Text(), Limit: 2, Window: time.Hour}}}
+	other := redis.NewScript("return 'not a plan'")
+	if err := other.Load(ctx, r.Client()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := planScript.Load(ctx, r.Client()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := plansScript.Load(ctx, r.Client()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var batch []*scriptCall
+	for i := range 4 {
+		if i == 1 {
+			batch = append(batch, &scriptCall{ctx: ctx, script: other})
+			continue
+		}
+		route, args, err := r.planArgs(&count)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, &scriptCall{ctx: ctx, script: planScript, keys: []string{route}, args: args})
+	}
+	before, scripts := trips.n.Load(), trips.scripts.Load()
+	r.sendBatch(ctx, batch)
+	if n := trips.n.Load() - before; n != 1 {
+		t.Errorf("%d round trips for a batch of three plans and a script, want 1", n)
+	}
+	if n := trips.scripts.Load() - scripts; n != 2 {
+		t.Errorf("%d scripts sent for three plans and a script, want 2: the plans joined", n)
+	}
+	if v, err := batch[1].cmd.Text(); err != nil || v != "not a plan" {
+		t.Errorf("the other script: %q, %v", v, err)
+	}
+	var got []string
+	for _, c := range []*scriptCall{batch[0], batch[2], batch[3]} {
+		res, err := c.cmd.Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := decodeOutcome(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d/%d", o.Refused, o.Counter.Count))
+	}
+	// Counts of a counter that did not refuse leave o.Counter empty.
+	if want := fmt.Sprintf("[%d/0 %d/0 %d/3]", limiter.StepNone, limiter.StepNone, limiter.StepCount); fmt.Sprint(got) != want {
+		t.Errorf("outcomes %v, want %s", got, want)
 	}
 }

@@ -29,16 +29,38 @@ import (
 // It returns {refused step, index, full, lock fields, count, reset (ms),
 // flow state (0 ok, 1 not found, 2 too early), flow fields, exhausted, won,
 // strikes}, each strike {set, lock fields}.
-var planScript = redis.NewScript(`
-local now, base, op = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local fkey = base .. 'flow:' .. ARGV[4]
+var (
+	planScript  = redis.NewScript("local function plan(A)" + planBody + "end\nreturn plan(ARGV)\n")
+	plansScript = redis.NewScript("local function plan(A)" + planBody + "end\n" + plansLoop)
+)
+
+// plansScript runs several plans, one after the other, as one script:
+// ARGV is their count and then, for each, the count of its arguments and
+// the arguments; it returns the result of each. A batch of plans (see
+// batcher) is one script on the server rather than one each, which is most
+// of what a plan costs there.
+const plansLoop = `
+local out, at = {}, 2
+for p = 1, tonumber(ARGV[1]) do
+	local n, A = tonumber(ARGV[at]), {}
+	for j = 1, n do A[j] = ARGV[at + j] end
+	out[p] = plan(A)
+	at = at + n + 1
+end
+return out
+`
+
+// planBody is the plan on arguments A, as planScript describes ARGV.
+const planBody = `
+local now, base, op = tonumber(A[1]), A[2], tonumber(A[3])
+local fkey = base .. 'flow:' .. A[4]
 local i = 5
 local function steps(width)
-	local n, t = tonumber(ARGV[i]), {}
+	local n, t = tonumber(A[i]), {}
 	i = i + 1
 	for j = 1, n do
 		local s = {}
-		for k = 1, width do s[k] = ARGV[i + k - 1] end
+		for k = 1, width do s[k] = A[i + k - 1] end
 		t[j], i = s, i + width
 	end
 	return t
@@ -56,7 +78,7 @@ end
 
 if op >= 2 then
 	local at = now
-	if op == 2 then at = tonumber(ARGV[i]) end
+	if op == 2 then at = tonumber(A[i]) end
 	local f = redis.call('HMGET', fkey, 'data', 'attempts', 'sends', 'code_hash', 'sent_at', 'expires_at', 'account')
 	if f[1] and tonumber(f[6]) <= at then
 		redis.call('DEL', fkey)
@@ -69,7 +91,7 @@ if op >= 2 then
 	else
 		missing = true
 	end
-	if op == 2 and at - tonumber(flow[5]) < tonumber(ARGV[i + 1]) then return result(0, 0, nil, 0, 0, 2) end
+	if op == 2 and at - tonumber(flow[5]) < tonumber(A[i + 1]) then return result(0, 0, nil, 0, 0, 2) end
 end
 
 for j, l in ipairs(locks) do
@@ -105,24 +127,24 @@ end
 
 if op == 1 then
 	redis.call('DEL', fkey)
-	if tonumber(ARGV[i + 6]) > 0 then
-		redis.call('HSET', fkey, 'data', ARGV[i], 'attempts', ARGV[i + 1], 'sends', ARGV[i + 2],
-			'code_hash', ARGV[i + 3], 'sent_at', ARGV[i + 4], 'expires_at', ARGV[i + 5], 'account', ARGV[i + 7])
-		redis.call('PEXPIRE', fkey, ARGV[i + 6])
+	if tonumber(A[i + 6]) > 0 then
+		redis.call('HSET', fkey, 'data', A[i], 'attempts', A[i + 1], 'sends', A[i + 2],
+			'code_hash', A[i + 3], 'sent_at', A[i + 4], 'expires_at', A[i + 5], 'account', A[i + 7])
+		redis.call('PEXPIRE', fkey, A[i + 6])
 	end
 elseif op == 2 then
 	local sends = tostring(tonumber(flow[3]) + 1)
-	if tonumber(ARGV[i + 4]) > 0 then
-		redis.call('HSET', fkey, 'code_hash', ARGV[i + 2], 'sent_at', ARGV[i], 'expires_at', ARGV[i + 3], 'sends', sends)
-		redis.call('PEXPIRE', fkey, ARGV[i + 4])
+	if tonumber(A[i + 4]) > 0 then
+		redis.call('HSET', fkey, 'code_hash', A[i + 2], 'sent_at', A[i], 'expires_at', A[i + 3], 'sends', sends)
+		redis.call('PEXPIRE', fkey, A[i + 4])
 	else
 		redis.call('DEL', fkey)
 	end
-	flow = {flow[1], flow[2], sends, ARGV[i + 2], ARGV[i], ARGV[i + 3]}
+	flow = {flow[1], flow[2], sends, A[i + 2], A[i], A[i + 3]}
 elseif op == 3 then
 	if missing then return result(0, 0, nil, 0, 0, 1) end
 	local n = redis.call('HINCRBY', fkey, 'attempts', 1)
-	if n > tonumber(ARGV[i]) then
+	if n > tonumber(A[i]) then
 		redis.call('DEL', fkey)
 		return result(0, 0, nil, 0, 0, 1, 1)
 	end
@@ -212,19 +234,32 @@ for _, e in ipairs(ends) do
 end
 
 if op == 4 then
-	local tk = base .. 'token:' .. ARGV[i]
+	local tk = base .. 'token:' .. A[i]
 	redis.call('DEL', tk)
-	if tonumber(ARGV[i + 3]) > 0 then
-		redis.call('HSET', tk, 'data', ARGV[i + 1], 'expires_at', ARGV[i + 2], 'held_until', 0)
-		redis.call('PEXPIRE', tk, ARGV[i + 3])
+	if tonumber(A[i + 3]) > 0 then
+		redis.call('HSET', tk, 'data', A[i + 1], 'expires_at', A[i + 2], 'held_until', 0)
+		redis.call('PEXPIRE', tk, A[i + 3])
 	end
 	return result(0, 0, nil, 0, 0, 0, 0, 1, struck)
 end
 return result(0, 0, nil, 0, 0, 0, 0, 0, struck)
-`)
+`
 
 // RunPlan runs p as one script, so in one round trip; see planScript.
 func (r *Redis) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, error) {
+	route, args, err := r.planArgs(p)
+	if err != nil {
+		return limiter.Outcome{}, err
+	}
+	res, err := r.run(ctx, planScript, []string{route}, args...).Slice()
+	if err != nil {
+		return limiter.Outcome{}, redisError("plan", err)
+	}
+	return decodeOutcome(res)
+}
+
+// planArgs returns the key a plan's script is routed by and its arguments.
+func (r *Redis) planArgs(p *limiter.Plan) (string, []any, error) {
 	now := r.clock.Now()
 	args := make([]any, 0, 48)
 	args = append(args, now.UnixMilli(), r.base, int(p.Op), p.FlowID, len(p.Locks))
@@ -251,7 +286,7 @@ func (r *Redis) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, 
 		f := p.Flow
 		data, err := json.Marshal(f)
 		if err != nil {
-			return limiter.Outcome{}, fmt.Errorf("encoding flow: %w", err)
+			return "", nil, fmt.Errorf("encoding flow: %w", err)
 		}
 		args = append(args, data, f.Attempts, f.Sends, f.CodeHash, f.SentAt.UnixMilli(),
 			f.ExpiresAt.UnixMilli(), f.ExpiresAt.Sub(now).Milliseconds(), f.Account)
@@ -267,17 +302,13 @@ func (r *Redis) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, 
 	case limiter.OpFinish:
 		data, err := json.Marshal(p.Token)
 		if err != nil {
-			return limiter.Outcome{}, fmt.Errorf("encoding token: %w", err)
+			return "", nil, fmt.Errorf("encoding token: %w", err)
 		}
 		args = append(args, hex.EncodeToString(p.Token.Hash), data, p.Token.ExpiresAt.UnixMilli(),
 			p.Token.ExpiresAt.Sub(now).Milliseconds())
 		route = r.flowKey(p.FlowID)
 	}
-	res, err := r.run(ctx, planScript, []string{route}, args...).Slice()
-	if err != nil {
-		return limiter.Outcome{}, redisError("plan", err)
-	}
-	return decodeOutcome(res)
+	return route, args, nil
 }
 
 func flag(b bool) int {
