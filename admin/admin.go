@@ -69,6 +69,9 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	for _, e := range gateways.current() {
 		for _, kind := range []string{limiter.KindAccount, limiter.KindIP} {
 			l, err := e.guard.Locks(r.Context(), kind)
+			if err != nil && !gateways.holds(e) {
+				break // unloaded meanwhile: nothing of it to list
+			}
 			if err != nil {
 				return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
 			}
@@ -103,6 +106,9 @@ func (a *API) lift(w http.ResponseWriter, r *http.Request) error {
 	lifted := false
 	for _, e := range gateways.current() {
 		ok, err := e.guard.Lift(r.Context(), kind, key)
+		if err != nil && !gateways.holds(e) {
+			continue // unloaded meanwhile: nothing of it to lift
+		}
 		if err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
 		}

@@ -90,3 +90,17 @@ func (r *guardRegistry) current() []*guardEntry {
 	}
 	return out
 }
+
+// holds reports whether e is still registered: a store whose last handler
+// left while a request was using it (a config reload) is gone, and its
+// errors (a closed client) are not the answer's.
+func (r *guardRegistry) holds(e *guardEntry) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, list := range r.byStore {
+		if slices.Contains(list, e) {
+			return true
+		}
+	}
+	return false
+}

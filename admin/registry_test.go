@@ -1,9 +1,17 @@
 package admin
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 func TestGuardRegistry(t *testing.T) {
@@ -81,5 +89,72 @@ func TestGuardRegistry(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// leavingStore is the lock store of a handler whose config unloads while a
+// request uses it: the first call unregisters the handler (its last user
+// leaving) and then fails, as a closed client does.
+type leavingStore struct {
+	limiter.LockStore
+	leave func() error
+}
+
+var errClosed = errors.New("redis: client is closed")
+
+func (s *leavingStore) ListLocks(context.Context, string) ([]limiter.Lock, error) {
+	if s.leave != nil {
+		_ = s.leave()
+	}
+	return nil, errClosed
+}
+
+func (s *leavingStore) EndRun(context.Context, string, string) (bool, error) {
+	if s.leave != nil {
+		_ = s.leave()
+	}
+	return false, errClosed
+}
+
+// TestStoreUnloadedDuringRequest checks that a store whose handlers all
+// left while the admin API was asking it is left out of the answer, and
+// that a store still in use that fails makes the answer 503.
+func TestStoreUnloadedDuringRequest(t *testing.T) {
+	clock := recovery.SystemClock{}
+	counters, err := limiter.NewLRUStore(100, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, leaves := range []bool{true, false} {
+		store := &leavingStore{}
+		g, err := limiter.New(limiter.DefaultConfig(), counters, store, clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := fmt.Sprintf("test-leaving/%v/%s", leaves, t.Name())
+		unregister := Register(key, g, nil)
+		if leaves {
+			store.leave = unregister
+		} else {
+			defer unregister()
+		}
+		api := new(API)
+		w := httptest.NewRecorder()
+		err = api.list(w, httptest.NewRequest(http.MethodGet, LocksPath, nil))
+		var ae caddy.APIError
+		switch {
+		case leaves && err != nil:
+			t.Errorf("listing with a store unloaded meanwhile: %v", err)
+		case !leaves && (!errors.As(err, &ae) || ae.HTTPStatus != http.StatusServiceUnavailable):
+			t.Errorf("listing with a failing store in use: %v, want 503", err)
+		}
+		if !leaves {
+			continue
+		}
+		store.leave = Register(key, g, nil)
+		w = httptest.NewRecorder()
+		if err := api.lift(w, httptest.NewRequest(http.MethodDelete, LocksPath+"/account/alice@example.com", nil)); err != nil || w.Code != http.StatusNotFound {
+			t.Errorf("lifting with a store unloaded meanwhile: %v, %d %s; want 404, nothing lifted", err, w.Code, w.Body)
+		}
 	}
 }
