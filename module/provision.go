@@ -23,6 +23,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
 
@@ -127,14 +128,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // logReady says, once per provisioned handler, which release serves the
 // recovery routes and which limits they enforce: a person trying the demo
 // who meets a 429 or a 423 learns here why, and how to lift a lock.
+// With memory storage it also gives the soft memory limit the storage's
+// bounds set (storage.ReserveMemory), in bytes.
 func (h *Handler) logReady() {
-	h.logger.Info("sms recovery ready",
+	fields := []zap.Field{
 		zap.String("version", version.Version),
 		zap.String("site", h.SiteName),
 		zap.String("path_prefix", h.PathPrefix),
 		zap.String("limits", limitsSummary(h.limits())),
 		zap.String("hint", "a 429 or 423 comes from these limits: raise them with limit, lockout and ip_block; "+
-			"list and lift locks with 'caddy sms-recovery locks' and 'caddy sms-recovery unlock <account>'"))
+			"list and lift locks with 'caddy sms-recovery locks' and 'caddy sms-recovery unlock <account>'"),
+	}
+	if limit, ok := storage.SoftMemoryLimit(); ok {
+		fields = append(fields, zap.Int64("go_memory_limit", limit))
+	}
+	h.logger.Info("sms recovery ready", fields...)
 }
 
 // limitsSummary writes the limits of c on one line.

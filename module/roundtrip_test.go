@@ -100,3 +100,21 @@ func TestPhonePoliciesArePooled(t *testing.T) {
 		t.Fatal("the pooled policy outlived its handlers")
 	}
 }
+
+// TestReadyLogGivesMemoryLimit checks that the line a gateway logs when it
+// is ready gives the soft memory limit its memory storage set.
+func TestReadyLogGivesMemoryLimit(t *testing.T) {
+	g := newOpsGateway(t, map[string]string{}, nil)
+	g.h.logReady()
+	want, ok := storage.SoftMemoryLimit()
+	if !ok {
+		t.Skip("GOMEMLIMIT is set: the storage leaves the limit alone")
+	}
+	lines := g.logs.FilterMessage("sms recovery ready").All()
+	if len(lines) != 1 {
+		t.Fatalf("%d ready lines", len(lines))
+	}
+	if got, ok := lines[0].ContextMap()["go_memory_limit"]; !ok || got != want {
+		t.Fatalf("go_memory_limit = %v (%v), want %d", got, ok, want)
+	}
+}
