@@ -353,7 +353,7 @@ func (c *client) messages(want int) []outboxLine {
 	timeout := time.NewTimer(5 * time.Second)
 	defer timeout.Stop()
 	for {
-		written := delivered.next() // before reading, so no line slips between
+		written := delivered.Next() // before reading, so no line slips between
 		var lines []outboxLine
 		if f, err := os.Open(c.outbox); err == nil {
 			sc := bufio.NewScanner(f)

@@ -291,7 +291,7 @@ func TestStartFloodWhileMessageBirdIsDown(t *testing.T) {
 	// Nothing is left for the next config (the next test's, or the next
 	// pass's under go test -count) to wait out when this one drains.
 	back()
-	if !delivered.await(60*time.Second, func() bool { return outcomes.Load()-outcomes0 >= n }) {
+	if !delivered.Await(60*time.Second, func() bool { return outcomes.Load()-outcomes0 >= n }) {
 		t.Errorf("%d of %d starts had an SMS outcome within 60s of MessageBird coming back", outcomes.Load()-outcomes0, n)
 	}
 }

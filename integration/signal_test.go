@@ -2,12 +2,12 @@ package integration
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/wake"
 )
 
 func init() {
@@ -38,7 +38,7 @@ func (smsSignal) CaddyModule() caddy.ModuleInfo {
 
 func (smsSignal) Handle(context.Context, caddy.Event) error {
 	outcomes.Add(1)
-	delivered.broadcast()
+	delivered.Broadcast()
 	return nil
 }
 
@@ -47,43 +47,5 @@ var outcomes atomic.Int64
 
 var _ caddyevents.Handler = (*smsSignal)(nil)
 
-// delivered is closed-and-replaced on every SMS outcome: a waiter takes
-// next(), checks what it waits for, and then waits for the channel.
-var delivered = &signal{ch: make(chan struct{})}
-
-type signal struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-// next returns a channel that is closed at the next broadcast.
-func (s *signal) next() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ch
-}
-
-func (s *signal) broadcast() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	close(s.ch)
-	s.ch = make(chan struct{})
-}
-
-// await calls done at once and again after every broadcast until it
-// reports true, and reports false if timeout passes first.
-func (s *signal) await(timeout time.Duration, done func() bool) bool {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		woken := s.next()
-		if done() {
-			return true
-		}
-		select {
-		case <-woken:
-		case <-timer.C:
-			return false
-		}
-	}
-}
+// delivered is broadcast on every SMS outcome.
+var delivered = wake.New()

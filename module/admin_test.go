@@ -29,6 +29,7 @@ import (
 	zapobs "go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/admin"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/wake"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
@@ -266,7 +267,7 @@ type opsEvents struct {
 	// recorded wakes the tests waiting for what an event reports, such as
 	// the outbox line of an SMS, which is written before its outcome is
 	// emitted (module/observe.go, deliveryOutcome).
-	recorded *signal
+	recorded *wake.Signal
 
 	mu     sync.Mutex
 	events []caddy.Event
@@ -274,7 +275,7 @@ type opsEvents struct {
 
 func newOpsEvents(t testing.TB, ctx caddy.Context) *opsEvents {
 	t.Helper()
-	e := &opsEvents{app: new(caddyevents.App), recorded: newSignal()}
+	e := &opsEvents{app: new(caddyevents.App), recorded: wake.New()}
 	if err := e.app.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +293,7 @@ func (e *opsEvents) Handle(_ context.Context, ev caddy.Event) error {
 	e.mu.Lock()
 	e.events = append(e.events, ev)
 	e.mu.Unlock()
-	e.recorded.broadcast()
+	e.recorded.Broadcast()
 	return nil
 }
 
@@ -301,7 +302,7 @@ func (e *opsEvents) Handle(_ context.Context, ev caddy.Event) error {
 // timer; the timeout only ends a test that would otherwise hang.
 func (e *opsEvents) await(t testing.TB, what string, done func() bool) {
 	t.Helper()
-	if !e.recorded.await(awaitTimeout, done) {
+	if !e.recorded.Await(awaitTimeout, done) {
 		t.Fatalf("no %s within %v", what, awaitTimeout)
 	}
 }

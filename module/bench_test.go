@@ -21,6 +21,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/wake"
 )
 
 // benchConfig loads, once per test binary, a Caddy config like the one a
@@ -49,7 +51,7 @@ const benchSentHandler = "sms_recovery_bench_sent"
 
 // benchSent is broadcast whenever a benchmark gateway has sent an SMS: its
 // line is in the outbox by then.
-var benchSent = newSignal()
+var benchSent = wake.New()
 
 // benchSentCount counts the SMS every benchmark gateway has sent.
 var benchSentCount atomic.Int64
@@ -65,7 +67,7 @@ func (benchSentEvents) CaddyModule() caddy.ModuleInfo {
 
 func (benchSentEvents) Handle(context.Context, caddy.Event) error {
 	benchSentCount.Add(1)
-	benchSent.broadcast()
+	benchSent.Broadcast()
 	return nil
 }
 
@@ -250,7 +252,7 @@ func (g *benchGateway) flows(b *testing.B, n int) []benchFlow {
 		}
 		for _, id := range ids {
 			var code string
-			ok := benchSent.await(30*time.Second, func() bool {
+			ok := benchSent.Await(30*time.Second, func() bool {
 				var ok bool
 				code, ok = g.outbox.code(b, id)
 				return ok
@@ -376,7 +378,7 @@ func BenchmarkStartDelivered(b *testing.B) {
 	const batch = 1024 // well within benchQueue
 	sent0 := benchSentCount.Load()
 	wait := func(n int) {
-		if !benchSent.await(30*time.Second, func() bool { return benchSentCount.Load()-sent0 >= int64(n) }) {
+		if !benchSent.Await(30*time.Second, func() bool { return benchSentCount.Load()-sent0 >= int64(n) }) {
 			b.Fatalf("%d of %d SMS sent within 30s", benchSentCount.Load()-sent0, n)
 		}
 	}

@@ -279,7 +279,7 @@ func (e *pageEnv) messages() []outboxSMS {
 func (e *pageEnv) waitMessages(n int) []outboxSMS {
 	e.t.Helper()
 	var ms []outboxSMS
-	if !e.events.recorded.await(awaitTimeout, func() bool {
+	if !e.events.recorded.Await(awaitTimeout, func() bool {
 		ms = e.messages()
 		return len(ms) >= n
 	}) {
