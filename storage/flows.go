@@ -92,12 +92,15 @@ func newFlowEntry(id hkey, f *recovery.Flow) (*flowEntry, bool) {
 }
 
 // fits reports whether f's strings fit a flowEntry.
-func fits(f *recovery.Flow) bool {
-	return len(f.Account) <= maxText && len(f.CodeHash) <= maxText && len(f.ClientIP) <= maxText
+func fits(f *recovery.Flow) bool { return fitText(f.Account, f.CodeHash, f.ClientIP) }
+
+// fitText reports whether the strings whose lengths a flowEntry counts fit.
+func fitText(account string, codeHash []byte, ip string) bool {
+	return len(account) <= maxText && len(codeHash) <= maxText && len(ip) <= maxText
 }
 
 func (e *flowEntry) setText(account string, codeHash []byte, ip, phone string) bool {
-	if !fits(&recovery.Flow{Account: account, CodeHash: codeHash, ClientIP: ip}) {
+	if !fitText(account, codeHash, ip) {
 		return false
 	}
 	b := make([]byte, 0, len(account)+len(codeHash)+len(ip)+len(phone))

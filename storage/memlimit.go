@@ -36,6 +36,7 @@ var softLimit struct {
 	sync.Mutex
 	reserved int64
 	before   int64 // the limit before the first reservation
+	set      int64 // the limit last set for the reservations
 	active   bool  // some reservation is held
 }
 
@@ -65,7 +66,7 @@ func ReserveMemory(n int64) (release func()) {
 			defer softLimit.Unlock()
 			softLimit.reserved -= n
 			if softLimit.reserved <= 0 {
-				softLimit.reserved, softLimit.active = 0, false
+				softLimit.reserved, softLimit.set, softLimit.active = 0, 0, false
 				debug.SetMemoryLimit(softLimit.before)
 				return
 			}
@@ -74,15 +75,12 @@ func ReserveMemory(n int64) (release func()) {
 	}
 }
 
-// SoftMemoryLimit returns the limit the reservations ask for, and whether
-// they set it (false with GOMEMLIMIT set, or with nothing reserved).
+// SoftMemoryLimit returns the limit the reservations set, and whether they
+// set it (false with GOMEMLIMIT set, or with nothing reserved).
 func SoftMemoryLimit() (int64, bool) {
 	softLimit.Lock()
 	defer softLimit.Unlock()
-	if !softLimit.active {
-		return 0, false
-	}
-	return limitFor(softLimit.reserved), true
+	return softLimit.set, softLimit.active
 }
 
 // operatorLimit reports whether the operator set the limit.
@@ -93,7 +91,8 @@ func operatorLimit() bool {
 
 // applyLimit sets the limit for the reservations; softLimit is held.
 func applyLimit() {
-	debug.SetMemoryLimit(limitFor(softLimit.reserved))
+	softLimit.set = limitFor(softLimit.reserved)
+	debug.SetMemoryLimit(softLimit.set)
 }
 
 // limitFor is the limit for reserved bytes; softLimit is held.
