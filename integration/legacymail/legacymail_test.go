@@ -32,14 +32,11 @@ func TestPasswordResetReachesDovecot(t *testing.T) {
 	if err := s.login(alice, alicePassword); err != nil {
 		t.Fatalf("IMAP login with alice's first password: %v\n%s", err, s.logs())
 	}
-	lastLookup := time.Now()
 
 	token := s.tokenFor(t, alice)
-	// Dovecot looks at its passwd-file at most once per second of its
-	// clock: a file replaced in the second of the lookup the login above
-	// made would go unseen until another second's login. The reset must
-	// land in a later second, as it does when a person types.
-	waitPastSecond(lastLookup)
+	// The reset lands in a later second of Dovecot's clock than the login
+	// above, as it does when a person types (see nextDovecotSecond).
+	s.nextDovecotSecond(t)
 	a := s.api(t, "reset", map[string]string{"reset_token": token, "password": newAlicePassword})
 	if a.Status != http.StatusOK || a.str("changed") != alice {
 		t.Fatalf("reset through the gateway = %v, want 200 {\"changed\":%q}\n%s", a, alice, s.logs())
@@ -130,8 +127,7 @@ func TestConcurrentUseOfOneSignedReset(t *testing.T) {
 	if err := s.login(bob, bobPassword); err != nil {
 		t.Fatalf("IMAP login with bob's first password: %v", err)
 	}
-	lastLookup := time.Now()
-	waitPastSecond(lastLookup) // see TestPasswordResetReachesDovecot
+	s.nextDovecotSecond(t) // see TestPasswordResetReachesDovecot
 	replays := s.refusals(t, "nonce replayed")
 
 	const n = 8
@@ -261,9 +257,4 @@ func replaceOnce(s, old, new string) string {
 func authFailed(err error) bool {
 	var e *imap.Error
 	return errors.As(err, &e) && e.Code == imap.ResponseCodeAuthenticationFailed
-}
-
-// waitPastSecond returns once the wall clock is in a later second than t.
-func waitPastSecond(t time.Time) {
-	time.Sleep(time.Until(t.Truncate(time.Second).Add(time.Second)))
 }

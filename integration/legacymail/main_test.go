@@ -80,6 +80,9 @@ func needStack(t *testing.T) {
 	if !found("openssl", "openssl") {
 		missing = append(missing, "openssl")
 	}
+	if m, _ := filepath.Glob("/usr/lib/*/faketime/libfaketime.so.1"); len(m) == 0 {
+		missing = append(missing, "libfaketime")
+	}
 	if os.Geteuid() == 0 && !found("setpriv", "setpriv") {
 		missing = append(missing, "util-linux")
 	}

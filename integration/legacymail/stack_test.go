@@ -59,6 +59,29 @@ type stack struct {
 	cmd    *exec.Cmd
 	out    *watchedOutput
 	exited chan struct{}
+
+	// clock is the file that sets Dovecot's clock ahead of the real one
+	// (DOVECOT_CLOCK), by ahead seconds.
+	clock string
+	ahead int
+}
+
+// nextDovecotSecond moves Dovecot's clock on by a second. Dovecot looks at
+// its passwd-file at most once a second of its clock: a file replaced in
+// the second of its last lookup goes unseen until a lookup in a later
+// second, which a person typing their new password always makes. Moving
+// the clock stands in for that wait.
+func (s *stack) nextDovecotSecond(t *testing.T) {
+	t.Helper()
+	s.ahead++
+	// Written whole and renamed in, so that Dovecot never reads half a file.
+	tmp := s.clock + ".new"
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("+%d\n", s.ahead)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, s.clock); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startStack runs the example's run script with free ports and waits until
@@ -96,10 +119,15 @@ func startStack(t *testing.T) *stack {
 	}
 	s.tap = startTap(t, s.webmail)
 
+	s.clock = filepath.Join(state, "dovecot-clock")
+	if err := os.WriteFile(s.clock, []byte("+0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s.cmd = exec.Command("bash", filepath.Join(root, "examples", "legacy-mail", "run"))
 	s.cmd.Dir = root
 	s.cmd.Env = append(os.Environ(),
 		"LEGACY_MAIL_STATE="+state,
+		"DOVECOT_CLOCK="+s.clock,
 		"CADDY_BIN="+caddyBin,
 		fmt.Sprintf("GATEWAY_PORT=%d", ports[0]),
 		fmt.Sprintf("GATEWAY_BIND=fd/%d", gatewayFD),
