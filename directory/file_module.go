@@ -9,6 +9,7 @@ import (
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -83,17 +84,7 @@ func (m *FileModule) InProcess() bool { return true }
 //	directory file <path>
 func (m *FileModule) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	d.Next() // the module name
-	if !d.NextArg() {
-		return d.Err("directory file: a path is required (directory file <path>)")
-	}
-	m.Path = d.Val()
-	if d.NextArg() {
-		return d.Errf("directory file: one path, not '%s' too", d.Val())
-	}
-	for d.NextBlock(0) {
-		return d.Errf("directory file: unrecognized subdirective '%s'", d.Val())
-	}
-	return nil
+	return cfparse.OnePath(d, "directory file", &m.Path)
 }
 
 // Interface guards

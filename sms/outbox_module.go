@@ -7,6 +7,7 @@ import (
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -64,17 +65,7 @@ func (m *OutboxModule) NewDeliverer() (Deliverer, func(), error) {
 //	sms outbox <path>
 func (m *OutboxModule) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	d.Next() // the module name
-	if !d.NextArg() {
-		return d.Err("sms outbox: a path is required (sms outbox <path>)")
-	}
-	m.Path = d.Val()
-	if d.NextArg() {
-		return d.Errf("sms outbox: one path, not '%s' too", d.Val())
-	}
-	for d.NextBlock(0) {
-		return d.Errf("sms outbox: unrecognized subdirective '%s'", d.Val())
-	}
-	return nil
+	return cfparse.OnePath(d, "sms outbox", &m.Path)
 }
 
 // Interface guards

@@ -81,3 +81,20 @@ func (s Seen) Once(d *cf.Dispenser, what string) error {
 	s[name] = true
 	return nil
 }
+
+// OnePath reads the rest of "<what> <path>", a module that takes one path
+// and no block, into path: what names the directive in errors, such as
+// "directory file". d is at the module's name.
+func OnePath(d *cf.Dispenser, what string, path *string) error {
+	if !d.NextArg() {
+		return d.Errf("%s: a path is required (%s <path>)", what, what)
+	}
+	*path = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s: one path, not '%s' too", what, d.Val())
+	}
+	for d.NextBlock(0) {
+		return d.Errf("%s: unrecognized subdirective '%s'", what, d.Val())
+	}
+	return nil
+}
