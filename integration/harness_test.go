@@ -175,6 +175,10 @@ func (s site) caddyfile(t *testing.T) string {
 	if s.PublicURL != "" {
 		publicURL = "public_url " + s.PublicURL
 	}
+	global := s.Global
+	if !strings.Contains(global, "log {") {
+		global += fmt.Sprintf("\n\tlog {\n\t\toutput file %s {\n\t\t\troll_disabled\n\t\t}\n\t\tformat json\n\t}", runLog)
+	}
 	return fmt.Sprintf(`{
 	skip_install_trust
 	admin localhost:%d
@@ -203,7 +207,7 @@ func (s site) caddyfile(t *testing.T) string {
 	respond /health "ok" 200
 	reverse_proxy %s
 }
-`, adminPort, httpPort, httpsPort, s.Global, address, name, publicURL, dirLine, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
+`, adminPort, httpPort, httpsPort, global, address, name, publicURL, dirLine, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
 }
 
 // config adapts s's Caddyfile to JSON, as Caddy's /load does, and
@@ -243,12 +247,57 @@ func start(t *testing.T, s *site) *client {
 	if err != nil {
 		t.Fatalf("adapting the Caddyfile: %v", err)
 	}
+	showLogOnFailure(t)
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
 	tester.InitServer(string(cfg), "json")
 	if t.Failed() {
 		t.FailNow()
 	}
 	return &client{t: t, http: tester.Client, outbox: s.Outbox}
+}
+
+// failed names the tests with a gateway that failed, for the run's last line.
+var (
+	failedMu sync.Mutex
+	failed   []string
+)
+
+// showLogOnFailure has t, if it fails, show the last lines of the gateway's
+// log written since now.
+func showLogOnFailure(t *testing.T) {
+	t.Helper()
+	var from int64
+	if fi, err := os.Stat(runLog); err == nil {
+		from = fi.Size()
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		failedMu.Lock()
+		failed = append(failed, t.Name())
+		failedMu.Unlock()
+		f, err := os.Open(runLog)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		if _, err := f.Seek(from, io.SeekStart); err != nil {
+			return
+		}
+		const keep = 10
+		var last []string
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			last = append(last, sc.Text())
+			if len(last) > keep {
+				last = last[1:]
+			}
+		}
+		t.Logf("the gateway's last %d log lines during this test (all in %s while the run lasts):\n%s",
+			len(last), runLog, strings.Join(last, "\n"))
+	})
 }
 
 // reload loads s into the running Caddy, as `caddy reload` does.

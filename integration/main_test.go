@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -14,6 +15,10 @@ import (
 // into a removed directory would hold up the next test's config load for
 // the whole drain timeout. TestMain removes it when every test is done.
 var outboxes string
+
+// runLog is the file the gateway logs to for the whole run, so that the
+// tests' own output is what go test prints; a failing test shows its part.
+var runLog string
 
 func TestMain(m *testing.M) {
 	runAsCaddy()
@@ -28,6 +33,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	outboxes = dir
+	runLog = filepath.Join(dir, "caddy.log")
 	ports, err := freePorts(3)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "choosing ports:", err)
@@ -36,7 +42,13 @@ func run(m *testing.M) int {
 	httpPort, httpsPort, adminPort = ports[0], ports[1], ports[2]
 	gateway = fmt.Sprintf("http://localhost:%d", httpPort)
 	admin = fmt.Sprintf("http://localhost:%d", adminPort)
-	return m.Run()
+	code := m.Run()
+	if len(failed) > 0 {
+		// Last, where a reader of the run's tail sees it: the caddytest
+		// config dumps of a failing test can run to hundreds of lines.
+		fmt.Fprintf(os.Stderr, "integration: failed: %s\n", strings.Join(failed, ", "))
+	}
+	return code
 }
 
 // freePorts returns n loopback TCP ports that were free a moment ago. Caddy

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
@@ -36,14 +37,27 @@ func (smsSignal) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-func (smsSignal) Handle(context.Context, caddy.Event) error {
-	outcomes.Add(1)
+func (smsSignal) Handle(_ context.Context, e caddy.Event) error {
+	site, _ := e.Data["site"].(string)
+	n, _ := outcomes.LoadOrStore(site, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
 	delivered.Broadcast()
 	return nil
 }
 
-// outcomes counts the SMS outcomes of every gateway of the run.
-var outcomes atomic.Int64
+// outcomes counts the SMS outcomes of the run by the site_name of the
+// gateway that queued them: a test counts those of its own site, not the
+// late ones of a test before it.
+var outcomes sync.Map // site name → *atomic.Int64
+
+// outcomesOf returns how many SMS of site have had an outcome so far.
+func outcomesOf(site string) int64 {
+	n, ok := outcomes.Load(site)
+	if !ok {
+		return 0
+	}
+	return n.(*atomic.Int64).Load()
+}
 
 var _ caddyevents.Handler = (*smsSignal)(nil)
 
