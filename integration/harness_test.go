@@ -394,12 +394,12 @@ type outboxLine struct {
 	Time time.Time `json:"time"`
 }
 
-// messages reads the outbox, waiting up to a few seconds for want lines,
+// messages reads the outbox, waiting up to 30 seconds for want lines,
 // since SMS go out in the background: it reads again at each SMS outcome
 // the gateway reports, never on a timer.
 func (c *client) messages(want int) []outboxLine {
 	c.t.Helper()
-	timeout := time.NewTimer(5 * time.Second)
+	timeout := time.NewTimer(30 * time.Second)
 	defer timeout.Stop()
 	for {
 		written := delivered.Next() // before reading, so no line slips between

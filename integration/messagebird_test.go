@@ -194,7 +194,7 @@ func TestMessageBirdWrongKey(t *testing.T) {
 	c := start(t, s)
 	rejectedBefore := metricValue(t, metrics(t), `caddy_sms_recovery_sms_total{kind="code",result="rejected",site="Wrong Key Mail"}`)
 	c.startFlow(alice)
-	mb.waitRequests(1, 5*time.Second)
+	mb.waitRequests(1, 30*time.Second)
 	settleMessageBird(t, s) // a retry storm, were there one, would be over
 	if n := len(mb.requests()); n != 1 {
 		t.Fatalf("MessageBird got %d requests for one SMS with a wrong key, want 1", n)
