@@ -555,3 +555,57 @@ func BenchmarkRedis(b *testing.B) {
 	requireRedis(b)
 	storagetest.Benchmark(b, redisHarness())
 }
+
+// TestRedisCounterTimeToLive checks the windows of counters: the first count
+// opens the window, a count within the limit leaves it as it is, and a
+// counter whose key lost its time to live (PERSIST by hand) gets a whole
+// window back at its first refusal, which reports when that window ends,
+// rather than counting for good.
+func TestRedisCounterTimeToLive(t *testing.T) {
+	t.Parallel()
+	clock := storagetest.NewManualClock(time.Unix(1_800_000_000, 0))
+	r := newTestRedis(t, clock)
+	ctx := context.Background()
+	count := limiter.Plan{Counts: []limiter.Count{{Scope: limiter.ScopeStartPhone, Key: "p-" + rand.Text(), Limit: 2, Window: time.Hour}}}
+	key := r.base + "count:" + limiter.ScopeStartPhone + ":" + count.Counts[0].Key
+	run := func(what string) limiter.Outcome {
+		t.Helper()
+		o, err := r.RunPlan(ctx, &count)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return o
+	}
+	ttl := func() time.Duration {
+		t.Helper()
+		d, err := r.Client().PTTL(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	if o := run("first count"); o.Refused != limiter.StepNone {
+		t.Fatalf("first count refused: %+v", o)
+	}
+	if d := ttl(); d <= 59*time.Minute || d > time.Hour {
+		t.Errorf("after the first count the window has %v left, want about an hour", d)
+	}
+	if err := r.Client().Persist(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if o := run("second count"); o.Refused != limiter.StepNone {
+		t.Fatalf("second count, within the limit, refused: %+v", o)
+	}
+	o := run("third count")
+	if o.Refused != limiter.StepCount || o.Counter.Count != 3 {
+		t.Fatalf("third count of a limit of 2: %+v, want refused at 3", o)
+	}
+	// Reset is the clock's now and the server's time to live, in seconds.
+	if left := o.Counter.Reset.Sub(clock.Now()); left < time.Hour-2*time.Second || left > time.Hour {
+		t.Errorf("refusal resets %v from now, want an hour", left)
+	}
+	if d := ttl(); d <= 59*time.Minute || d > time.Hour {
+		t.Errorf("after the refusal the window has %v left, want about an hour", d)
+	}
+}

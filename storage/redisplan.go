@@ -109,28 +109,38 @@ for j, c in ipairs(counts) do
 	if key then
 		local k = base .. 'count:' .. c[1] .. ':' .. key
 		local limit, window = tonumber(c[4]), tonumber(c[5])
-		local n, ttl
+		-- The time to live is read only for a refusal, which reports when
+		-- the window ends; a key that lost it (PERSIST) gets it back then.
 		if c[6] == '1' then
-			n, ttl = tonumber(redis.call('GET', k) or '0'), redis.call('PTTL', k)
-			if ttl < 0 then n, ttl = 0, window end
-			if n >= limit then return result(2, j - 1, nil, n, now + ttl) end
-		else
-			n, ttl = redis.call('INCR', k), redis.call('PTTL', k)
-			if ttl < 0 then
-				redis.call('PEXPIRE', k, window)
-				ttl = window
+			local n = tonumber(redis.call('GET', k) or '0')
+			if n >= limit then
+				local ttl = redis.call('PTTL', k)
+				if ttl >= 0 then return result(2, j - 1, nil, n, now + ttl) end
 			end
-			if n > limit then return result(2, j - 1, nil, n, now + ttl) end
+		else
+			local n = redis.call('INCR', k)
+			if n == 1 then
+				redis.call('PEXPIRE', k, window)
+			elseif n > limit then
+				local ttl = redis.call('PTTL', k)
+				if ttl < 0 then
+					redis.call('PEXPIRE', k, window)
+					ttl = window
+				end
+				return result(2, j - 1, nil, n, now + ttl)
+			end
 		end
 	end
 end
 
 if op == 1 then
-	redis.call('DEL', fkey)
+	-- Every field of a flow is written, so HSET replaces one whole.
 	if tonumber(A[i + 6]) > 0 then
 		redis.call('HSET', fkey, 'data', A[i], 'attempts', A[i + 1], 'sends', A[i + 2],
 			'code_hash', A[i + 3], 'sent_at', A[i + 4], 'expires_at', A[i + 5], 'account', A[i + 7])
 		redis.call('PEXPIRE', fkey, A[i + 6])
+	else
+		redis.call('DEL', fkey)
 	end
 elseif op == 2 then
 	local sends = tostring(tonumber(flow[3]) + 1)
