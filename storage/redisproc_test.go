@@ -324,14 +324,18 @@ func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
 	defer sc.Close()
 	// The old primary keeps nothing on disk: restarted while the replica
 	// still follows it, it would hand the replica its empty data set. So it
-	// comes back only once the sentinel has named a new primary and that
-	// server says it is one, as an operator must wait too.
+	// comes back only once the sentinel has ended the failover, its master
+	// being the promoted server with no failover in progress, and that
+	// server says it is a primary, as an operator must wait too. The
+	// address alone is not enough: the sentinel gives the promoted one's
+	// while it is still reconfiguring.
 	waitFor(t, "a replica promoted", func() bool {
-		addr, err := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
-		if err != nil || net.JoinHostPort(addr[0], addr[1]) == set.primary.addr {
+		m, err := sc.Master(ctx, sentinelMaster).Result()
+		addr := net.JoinHostPort(m["ip"], m["port"])
+		if err != nil || addr == set.primary.addr || m["flags"] != "master" {
 			return false
 		}
-		c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(addr[0], addr[1])})
+		c := redis.NewClient(&redis.Options{Addr: addr})
 		defer c.Close()
 		role, err := c.Do(ctx, "ROLE").Slice()
 		return err == nil && len(role) > 0 && role[0] == "master"
@@ -357,4 +361,9 @@ func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d starts confirmed (%d after the failover), %d refused as unavailable, %d lost", len(acked), ackedAfter.Load(), unavailable.Load(), lost)
+	if lost > 0 {
+		for _, p := range append([]*redisProc{set.sentinel, set.primary}, set.replicas...) {
+			t.Logf("%s:\n%s", p.addr, p.log())
+		}
+	}
 }
