@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/wake"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
@@ -57,17 +59,23 @@ func freePort(tb testing.TB) int {
 	}
 }
 
-// redisProc is a redis-server (or sentinel) this test started.
+// redisProc is a redis-server (or sentinel) this test started. Its output
+// is read as it comes, kept for waits on what it reports and written to
+// out.log in its directory.
 type redisProc struct {
 	addr string
 	cmd  *exec.Cmd
 	dir  string
 	args []string
 	out  *os.File
+
+	mu    sync.Mutex
+	lines []string     // every line the process has written, restarts included
+	grew  *wake.Signal // broadcast at each line
 }
 
 // startRedis starts redis-server on a free port in a temp dir with the
-// given config lines, waits until it answers PING and stops it when tb ends.
+// given config lines, waits until it is ready and stops it when tb ends.
 func startRedis(tb testing.TB, conf ...string) *redisProc {
 	tb.Helper()
 	bin := redisServer(tb)
@@ -92,7 +100,7 @@ func startRedis(tb testing.TB, conf ...string) *redisProc {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &redisProc{addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir, args: append([]string{bin}, args...), out: out}
+	p := &redisProc{addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir, args: append([]string{bin}, args...), out: out, grew: wake.New()}
 	tb.Cleanup(func() {
 		p.stop()
 		out.Close()
@@ -101,20 +109,71 @@ func startRedis(tb testing.TB, conf ...string) *redisProc {
 	return p
 }
 
-// start starts the process, as startRedis configured it, and waits until
-// it answers PING.
+// start starts the process, as startRedis configured it, and waits until it
+// reports that it takes connections: a server when it says it is ready, a
+// sentinel when it has begun to monitor its master.
 func (p *redisProc) start(tb testing.TB) {
 	tb.Helper()
-	p.cmd = exec.Command(p.args[0], p.args[1:]...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
+	ready := "Ready to accept connections"
+	if slices.Contains(p.args, "--sentinel") {
+		ready = "+monitor master"
+	}
+	since := p.mark()
+	r, w, err := os.Pipe()
+	if err != nil {
 		tb.Fatal(err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: p.addr, MaxRetries: -1})
-	defer c.Close()
-	waitFor(tb, "redis-server on "+p.addr+" answers", func() bool {
-		return c.Ping(context.Background()).Err() == nil
-	}, p)
+	p.cmd = exec.Command(p.args[0], p.args[1:]...)
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	err = p.cmd.Start()
+	w.Close() // the child holds its own end
+	if err != nil {
+		r.Close()
+		tb.Fatal(err)
+	}
+	go p.read(r)
+	p.await(tb, since, ready)
+}
+
+// read keeps each line the process writes until it exits.
+func (p *redisProc) read(r *os.File) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(p.out, line)
+		p.mu.Lock()
+		p.lines = append(p.lines, line)
+		p.mu.Unlock()
+		p.grew.Broadcast()
+	}
+}
+
+// mark returns how many lines the process has written so far, for await.
+func (p *redisProc) mark() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.lines)
+}
+
+// await waits until a line written after the first since contains what:
+// the servers say in their logs when they are ready, in sync, or failed
+// over. It fails tb, with the process's last lines, after 60s without one.
+func (p *redisProc) await(tb testing.TB, since int, what string) {
+	tb.Helper()
+	seen := func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, l := range p.lines[min(since, len(p.lines)):] {
+			if strings.Contains(l, what) {
+				return true
+			}
+		}
+		return false
+	}
+	if !p.grew.Await(60*time.Second, seen) {
+		tb.Fatalf("%s did not report %q within 60s:\n%s", p.addr, what, p.log())
+	}
 }
 
 func (p *redisProc) stop() {
@@ -124,35 +183,12 @@ func (p *redisProc) stop() {
 	}
 }
 
-// log returns the server's output, for a failure message.
+// log returns the last lines of the process's output, for a failure
+// message.
 func (p *redisProc) log() string {
-	b, _ := os.ReadFile(filepath.Join(p.dir, "out.log"))
-	var tail []string
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	for sc.Scan() {
-		tail = append(tail, sc.Text())
-		if len(tail) > 20 {
-			tail = tail[1:]
-		}
-	}
-	return strings.Join(tail, "\n")
-}
-
-// waitFor waits until cond holds: the servers report their state only when
-// asked, so it asks again each time it yields, for at most 30s.
-func waitFor(tb testing.TB, what string, cond func() bool, procs ...*redisProc) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			var logs []string
-			for _, p := range procs {
-				logs = append(logs, p.addr+":\n"+p.log())
-			}
-			tb.Fatalf("waiting for %s: gave up after 30s\n%s", what, strings.Join(logs, "\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines[max(0, len(p.lines)-20):], "\n")
 }
 
 // startCluster starts a Redis Cluster of three masters without replicas,
@@ -180,13 +216,9 @@ func startCluster(tb testing.TB) string {
 		}
 		c.Close()
 	}
+	// A node says so when it sees every slot served, by the three of them.
 	for _, n := range nodes {
-		c := redis.NewClient(&redis.Options{Addr: n.addr})
-		waitFor(tb, "cluster state ok on "+n.addr, func() bool {
-			info, err := c.ClusterInfo(ctx).Result()
-			return err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:3")
-		}, nodes...)
-		c.Close()
+		n.await(tb, 0, "Cluster state changed: ok")
 	}
 	return "redis-cluster://" + nodes[0].addr + "," + nodes[1].addr
 }
@@ -205,29 +237,20 @@ const sentinelMaster = "smsrec"
 // fails over after a second without the primary.
 func startSentinel(tb testing.TB) *sentinelSet {
 	tb.Helper()
-	ctx := context.Background()
 	set := &sentinelSet{primary: startRedis(tb)}
 	host, port, _ := net.SplitHostPort(set.primary.addr)
 	for range 1 {
 		r := startRedis(tb, "replicaof "+host+" "+port)
-		rc := redis.NewClient(&redis.Options{Addr: r.addr})
-		waitFor(tb, "a replica in sync", func() bool {
-			info, err := rc.Info(ctx, "replication").Result()
-			return err == nil && strings.Contains(info, "master_link_status:up")
-		}, set.primary, r)
-		rc.Close()
+		r.await(tb, 0, "MASTER <-> REPLICA sync: Finished with success")
 		set.replicas = append(set.replicas, r)
 	}
 	set.sentinel = startRedis(tb,
 		"sentinel monitor "+sentinelMaster+" "+host+" "+port+" 1",
 		"sentinel down-after-milliseconds "+sentinelMaster+" 1000",
 		"sentinel failover-timeout "+sentinelMaster+" 5000")
-	sc := redis.NewSentinelClient(&redis.Options{Addr: set.sentinel.addr})
-	defer sc.Close()
-	waitFor(tb, "the sentinel knows the replicas", func() bool {
-		rs, err := sc.Replicas(ctx, sentinelMaster).Result()
-		return err == nil && len(rs) == 1
-	}, set.primary, set.sentinel)
+	for _, r := range set.replicas {
+		set.sentinel.await(tb, 0, "+slave slave "+r.addr)
+	}
 	set.url = "redis-sentinel://" + set.sentinel.addr + "?master=" + sentinelMaster
 	return set
 }
@@ -279,6 +302,7 @@ func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
 		mu           sync.Mutex
 		acked        []string
 		ackedAfter   atomic.Int64 // confirmed once the failover was seen
+		ackedNow     = wake.New() // broadcast at each of those
 		unavailable  atomic.Int64
 		failedOver   atomic.Bool
 		next         atomic.Int64
@@ -309,6 +333,7 @@ func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
 					}
 					if failedOver.Load() {
 						ackedAfter.Add(1)
+						ackedNow.Broadcast()
 					}
 				case errors.Is(err, recovery.ErrUnavailable):
 					unavailable.Add(1)
@@ -318,33 +343,32 @@ func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	<-firstAcks
+	// A wait below that gives up ends the test: the workers stop first.
+	stopWorkers := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	t.Cleanup(stopWorkers)
+	select {
+	case <-firstAcks:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("fewer than 50 starts confirmed within 60s, before any failover\n%s", set.primary.log())
+	}
+	switched := set.sentinel.mark()
 	set.primary.stop()
-	sc := redis.NewSentinelClient(&redis.Options{Addr: set.sentinel.addr})
-	defer sc.Close()
 	// The old primary keeps nothing on disk: restarted while the replica
 	// still follows it, it would hand the replica its empty data set. So it
-	// comes back only once the sentinel has ended the failover, its master
-	// being the promoted server with no failover in progress, and that
-	// server says it is a primary, as an operator must wait too. The
-	// address alone is not enough: the sentinel gives the promoted one's
-	// while it is still reconfiguring.
-	waitFor(t, "a replica promoted", func() bool {
-		m, err := sc.Master(ctx, sentinelMaster).Result()
-		addr := net.JoinHostPort(m["ip"], m["port"])
-		if err != nil || addr == set.primary.addr || m["flags"] != "master" {
-			return false
-		}
-		c := redis.NewClient(&redis.Options{Addr: addr})
-		defer c.Close()
-		role, err := c.Do(ctx, "ROLE").Slice()
-		return err == nil && len(role) > 0 && role[0] == "master"
-	}, set.sentinel)
+	// comes back only once the sentinel has ended the failover, as an
+	// operator must wait too: +switch-master, when its master is the
+	// promoted server. The address alone is not enough: the sentinel gives
+	// the promoted one's while it is still reconfiguring.
+	set.sentinel.await(t, switched, "+switch-master "+sentinelMaster+" ")
 	failedOver.Store(true)
 	set.primary.start(t) // the sentinel makes it the new primary's replica
-	waitFor(t, "starts confirmed after the failover", func() bool { return ackedAfter.Load() >= 20 }, append(set.replicas, set.primary)...)
-	close(stop)
-	wg.Wait()
+	if !ackedNow.Await(60*time.Second, func() bool { return ackedAfter.Load() >= 20 }) {
+		t.Fatalf("%d starts confirmed within 60s of the failover, want 20\n%s\n%s", ackedAfter.Load(), set.sentinel.log(), set.primary.log())
+	}
+	stopWorkers()
 
 	if unavailable.Load() == 0 {
 		t.Errorf("no start failed while the primary was gone: the test saw no outage")
