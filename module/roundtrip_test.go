@@ -3,13 +3,11 @@ package module
 import (
 	"context"
 	"net/http"
-	"sync/atomic"
 	"testing"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
 
 // TestStartOnRedisIsOneRoundTrip checks that, with a directory that answers
@@ -26,36 +24,16 @@ func TestStartOnRedisIsOneRoundTrip(t *testing.T) {
 	if err := rs.Ping(context.Background()); err != nil { // a connection, set up
 		t.Fatal(err)
 	}
-	trips := &commandTrips{}
+	trips := &storagetest.RedisTrips{}
 	rs.Client().AddHook(trips)
 	for _, account := range []string{"nobody@example.com", "nobody2@example.com"} {
-		before := trips.n.Load()
+		before := trips.All.Load()
 		if w := g.post("/recovery/start", []byte(`{"account":"`+account+`"}`)); w.Code != http.StatusAccepted {
 			t.Fatalf("start: %d %s", w.Code, w.Body)
 		}
-		if got := trips.n.Load() - before; got != 1 {
+		if got := trips.All.Load() - before; got != 1 {
 			t.Errorf("/start for %s: %d round trips to Redis, want 1", account, got)
 		}
-	}
-}
-
-// commandTrips counts the commands and pipelines a client sends: each is one
-// round trip. A new connection's own setup does not pass through it.
-type commandTrips struct{ n atomic.Int64 }
-
-func (h *commandTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *commandTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *commandTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmds)
 	}
 }
 

@@ -4,39 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	ulimiter "github.com/ulule/limiter/v3"
 	uredis "github.com/ulule/limiter/v3/drivers/store/redis"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
-
-// roundTrips counts the commands and pipelines a client sends: each is one
-// round trip to the server.
-type roundTrips struct{ n atomic.Int64 }
-
-func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmds)
-	}
-}
-
-var _ redis.Hook = (*roundTrips)(nil)
 
 // guardBench is a guard and the store its requests change, in one of two
 // ways: "steps" is the guard over a counter store of its own and the store's
@@ -49,7 +26,7 @@ type guardBench struct {
 		recovery.Store
 		limiter.LockStore
 	}
-	trips *roundTrips // nil for memory
+	trips *storagetest.RedisTrips // nil for memory
 }
 
 func benchGuardConfig() limiter.Config {
@@ -79,7 +56,7 @@ func newGuardBench(b *testing.B, backend, mode string) *guardBench {
 		}
 	case "redis":
 		r := newTestRedis(b, clock)
-		gb.trips = &roundTrips{}
+		gb.trips = &storagetest.RedisTrips{}
 		r.Client().AddHook(gb.trips)
 		gb.store = r
 		var err error
@@ -163,7 +140,7 @@ func BenchmarkGuard(b *testing.B) {
 					do := op(gb)
 					var trips0 int64
 					if gb.trips != nil {
-						trips0 = gb.trips.n.Load()
+						trips0 = gb.trips.All.Load()
 					}
 					b.ReportAllocs()
 					b.ResetTimer()
@@ -174,7 +151,7 @@ func BenchmarkGuard(b *testing.B) {
 					}
 					b.StopTimer()
 					if gb.trips != nil {
-						b.ReportMetric(float64(gb.trips.n.Load()-trips0)/float64(b.N), "round-trips/op")
+						b.ReportMetric(float64(gb.trips.All.Load()-trips0)/float64(b.N), "round-trips/op")
 					}
 				})
 			}

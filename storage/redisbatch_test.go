@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
 
 // TestBatcher checks how scripts share round trips: a lone call goes out at
@@ -114,7 +114,7 @@ func TestBatcher(t *testing.T) {
 // restart) sent again as EVAL within the batch, each call with its reply.
 func TestRedisBatch(t *testing.T) {
 	r := newTestRedis(t, recovery.SystemClock{})
-	trips := &scriptTrips{}
+	trips := &storagetest.RedisTrips{}
 	r.Client().AddHook(trips)
 	ctx := context.Background()
 	// A script of its own, which no other test has loaded.
@@ -128,9 +128,9 @@ func TestRedisBatch(t *testing.T) {
 	}
 	check := func(what string, calls []*scriptCall, wantTrips int64) {
 		t.Helper()
-		before := trips.n.Load()
+		before := trips.Scripted.Load()
 		r.sendBatch(ctx, calls)
-		if got := trips.n.Load() - before; got != wantTrips {
+		if got := trips.Scripted.Load() - before; got != wantTrips {
 			t.Errorf("%s: %d round trips, want %d", what, got, wantTrips)
 		}
 		for i, c := range calls {
@@ -148,46 +148,13 @@ func TestRedisBatch(t *testing.T) {
 	check("flushed", batch(3), 2)
 }
 
-// scriptTrips counts the round trips that carry scripts, leaving out those
-// a new connection makes to set itself up.
-type scriptTrips struct{ n, scripts atomic.Int64 }
-
-func (h *scriptTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *scriptTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.count([]redis.Cmder{cmd})
-		return next(ctx, cmd)
-	}
-}
-
-func (h *scriptTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.count(cmds)
-		return next(ctx, cmds)
-	}
-}
-
-func (h *scriptTrips) count(cmds []redis.Cmder) {
-	carried := false
-	for _, c := range cmds {
-		if n := c.Name(); n == "eval" || n == "evalsha" {
-			h.scripts.Add(1)
-			carried = true
-		}
-	}
-	if carried {
-		h.n.Add(1)
-	}
-}
-
 // TestRedisBatchJoinsPlans sends plans of one batch as one script, and
 // checks that each gets the outcome it would alone, in order: three counts
 // of one counter of limit 2 are 1, 2 and a refusal; a script that is not a
 // plan goes beside them; all in one round trip.
 func TestRedisBatchJoinsPlans(t *testing.T) {
 	r := newTestRedis(t, recovery.SystemClock{})
-	trips := &scriptTrips{}
+	trips := &storagetest.RedisTrips{}
 	r.Client().AddHook(trips)
 	ctx := context.Background()
 	count := limiter.Plan{Counts: []limiter.Count{{Scope: limiter.ScopeStartPhone, Key: "phone-" + rand.Text(), Limit: 2, Window: time.Hour}}}
@@ -213,12 +180,12 @@ func TestRedisBatchJoinsPlans(t *testing.T) {
 		}
 		batch = append(batch, &scriptCall{ctx: ctx, script: planScript, keys: []string{route}, args: args})
 	}
-	before, scripts := trips.n.Load(), trips.scripts.Load()
+	before, scripts := trips.Scripted.Load(), trips.Scripts.Load()
 	r.sendBatch(ctx, batch)
-	if n := trips.n.Load() - before; n != 1 {
+	if n := trips.Scripted.Load() - before; n != 1 {
 		t.Errorf("%d round trips for a batch of three plans and a script, want 1", n)
 	}
-	if n := trips.scripts.Load() - scripts; n != 2 {
+	if n := trips.Scripts.Load() - scripts; n != 2 {
 		t.Errorf("%d scripts sent for three plans and a script, want 2: the plans joined", n)
 	}
 	if v, err := batch[1].cmd.Text(); err != nil || v != "not a plan" {
