@@ -21,7 +21,6 @@ package main
 // defaults.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -42,6 +41,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // compareConfig is what the compare flags ask for.
@@ -703,74 +704,57 @@ func (h *harness) flood(ctx context.Context, row string) (rowResult, error) {
 	return res, nil
 }
 
+// redisClient returns a client of its own for the Redis at a redis:// URL,
+// quick to give up.
+func redisClient(raw string) (*redis.Client, error) {
+	opts, err := redis.ParseURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("redis URL %q: %w", raw, err)
+	}
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.MaxRetries = 2*time.Second, 2*time.Second, 2*time.Second, -1
+	return redis.NewClient(opts), nil
+}
+
 // redisCPU returns the CPU time the Redis server at a redis:// URL has
 // used (INFO cpu: used_cpu_sys and used_cpu_user).
 func redisCPU(raw string) (time.Duration, error) {
-	host := strings.TrimPrefix(raw, "redis://")
-	host, _, _ = strings.Cut(host, "/")
-	if at := strings.LastIndexByte(host, '@'); at >= 0 {
-		host = host[at+1:]
-	}
-	c, err := net.DialTimeout("tcp", host, 2*time.Second)
+	c, err := redisClient(raw)
 	if err != nil {
-		return 0, fmt.Errorf("no Redis at %s: %w", host, err)
+		return 0, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("INFO cpu\r\n")); err != nil {
-		return 0, err
-	}
-	r := bufio.NewReader(c)
-	head, err := r.ReadString('\n')
-	if err != nil || !strings.HasPrefix(head, "$") {
-		return 0, fmt.Errorf("redis at %s: INFO cpu answered %q %v", host, head, err)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	info, err := c.Info(context.Background(), "cpu").Result()
 	if err != nil {
-		return 0, fmt.Errorf("redis at %s: INFO cpu answered %q", host, head)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("redis at %s: INFO cpu: %w", c.Options().Addr, err)
 	}
 	var total float64
 	found := 0
-	for line := range strings.Lines(string(body)) {
+	for line := range strings.Lines(info) {
 		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
-				return 0, fmt.Errorf("redis at %s: %s: %w", host, line, err)
+				return 0, fmt.Errorf("redis at %s: %s: %w", c.Options().Addr, line, err)
 			}
 			total += f
 			found++
 		}
 	}
 	if found != 2 {
-		return 0, fmt.Errorf("redis at %s: INFO cpu has no used_cpu_sys and used_cpu_user", host)
+		return 0, fmt.Errorf("redis at %s: INFO cpu has no used_cpu_sys and used_cpu_user", c.Options().Addr)
 	}
 	return time.Duration(total * float64(time.Second)), nil
 }
 
 // redisReachable checks that something answers PING at a redis:// URL.
 func redisReachable(raw string) error {
-	host := strings.TrimPrefix(raw, "redis://")
-	host, _, _ = strings.Cut(host, "/")
-	if at := strings.LastIndexByte(host, '@'); at >= 0 {
-		host = host[at+1:]
-	}
-	c, err := net.DialTimeout("tcp", host, 2*time.Second)
+	c, err := redisClient(raw)
 	if err != nil {
-		return fmt.Errorf("no Redis at %s: %w", host, err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
 		return err
 	}
-	buf := make([]byte, 7)
-	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "+PONG\r\n" {
-		return fmt.Errorf("redis at %s does not answer PING: %q %v", host, buf, err)
+	defer c.Close()
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		return fmt.Errorf("no Redis answers PING at %s: %w", c.Options().Addr, err)
 	}
 	return nil
 }
