@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,6 +67,10 @@ func TestLockSurvivesFloodOfSmallStore(t *testing.T) {
 		ip := fmt.Sprintf("198.51.%d.%d", 100+i/200, i%200+1)
 		decoy := fmt.Sprintf("decoy%d@example.com", i)
 		f := c.startFrom(ip, decoy)
+		if f.Status == http.StatusServiceUnavailable && f.Header.Get("Retry-After") != "" {
+			refused++ // the flow table is full: new starts wait
+			continue
+		}
 		if f.Status != http.StatusAccepted {
 			t.Fatalf("flood start %d: %d %s", i, f.Status, f.Raw)
 		}
@@ -96,7 +101,8 @@ func TestLockSurvivesFloodOfSmallStore(t *testing.T) {
 }
 
 // TestPendingFlowSurvivesFlood starts a person's flow, then floods a flow
-// table of 100 nine times over from 300 addresses: the person's code still
+// table of 101 nine times over from 300 addresses: the starts past its
+// room are refused with 503 and Retry-After, and the person's code still
 // verifies.
 func TestPendingFlowSurvivesFlood(t *testing.T) {
 	up := startUpstream(t, "127.0.0.1:0")
@@ -106,6 +112,7 @@ func TestPendingFlowSurvivesFlood(t *testing.T) {
 	flow := c.startFrom(me, alice).str("flow")
 	code := c.codeFor(1)
 	// Eight at a time, as a few connections of a botnet's proxy would.
+	var refused atomic.Int64
 	addrs := make(chan int)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -116,7 +123,10 @@ func TestPendingFlowSurvivesFlood(t *testing.T) {
 					ip = fmt.Sprintf("2001:db8:%x::1", a)
 				}
 				for i := range 3 {
-					if r := c.startFrom(ip, fmt.Sprintf("flood%d-%d@example.com", a, i)); r.Status != http.StatusAccepted {
+					r := c.startFrom(ip, fmt.Sprintf("flood%d-%d@example.com", a, i))
+					if r.Status == http.StatusServiceUnavailable && r.Header.Get("Retry-After") != "" {
+						refused.Add(1)
+					} else if r.Status != http.StatusAccepted {
 						t.Errorf("flood start: %d %s", r.Status, r.Raw)
 					}
 				}
@@ -128,6 +138,9 @@ func TestPendingFlowSurvivesFlood(t *testing.T) {
 	}
 	close(addrs)
 	wg.Wait()
+	if n := refused.Load(); n != 900-100 {
+		t.Errorf("flood starts refused: %d, want %d (all past the table's room)", n, 900-100)
+	}
 	a := c.verifyFrom(me, flow, code)
 	if a.Status != http.StatusOK || a.str("reset_token") == "" {
 		t.Fatalf("the person's code after the flood: %d %s, want 200 and a token", a.Status, a.Raw)

@@ -34,12 +34,12 @@ func (g *Guard) StartFlow(ctx context.Context, ip string, f recovery.Flow) error
 
 // ResendFlow is Start for the flow's account and then the flow's resend, in
 // one plan.
-func (g *Guard) ResendFlow(ctx context.Context, ip, id string, codeHash []byte, now time.Time, interval time.Duration, expiresAt time.Time) (recovery.Flow, error) {
+func (g *Guard) ResendFlow(ctx context.Context, ip, id string, codeHash []byte, now time.Time, interval time.Duration, expiresAt time.Time, maxAttempts int) (recovery.Flow, error) {
 	if g.plans == nil {
 		return recovery.Flow{}, errNoPlans
 	}
 	p := g.startPlan(ClientKey(ip), "", true)
-	p.Op, p.FlowID, p.CodeHash, p.Now, p.Interval, p.ExpiresAt = OpResend, id, codeHash, now, interval, expiresAt
+	p.Op, p.FlowID, p.CodeHash, p.Now, p.Interval, p.ExpiresAt, p.MaxAttempts = OpResend, id, codeHash, now, interval, expiresAt, maxAttempts
 	o, err := g.run(ctx, &p)
 	if err != nil {
 		return o.Flow, err
@@ -70,7 +70,11 @@ func (g *Guard) VerifyFlow(ctx context.Context, ip, id string, maxAttempts int) 
 	case o.FlowErr != nil:
 		return o.Flow, recovery.Guess{}, o.FlowErr
 	}
-	return o.Flow, g.guess(o), nil
+	guess := g.guess(o)
+	if o.Full {
+		guess.Uncounted = &recovery.Denial{Reason: recovery.ErrFull, Scope: ScopeLockout, RetryAfter: fullRetry}
+	}
+	return o.Flow, guess, nil
 }
 
 // RightFlow consumes the flow and, if this call did, is Right and stores t,
@@ -155,6 +159,8 @@ func (g *Guard) run(ctx context.Context, p *Plan) (Outcome, error) {
 			Reset:     c.Reset.Unix(),
 			Reached:   true,
 		})
+	case StepFull:
+		return o, &recovery.Denial{Reason: recovery.ErrFull, Scope: ScopeFlows, RetryAfter: max(time.Second, o.RetryAt.Sub(now))}
 	case StepStrike:
 		t, err := g.threshold(p.Strikes[o.Index].Kind)
 		if err != nil {
@@ -201,7 +207,7 @@ func (g *Guard) limitOf(scope string) limit {
 
 // count is l's counter for key, peeked or counted.
 func (l limit) count(key string, peek bool) Count {
-	return Count{Scope: l.scope, Key: key, Limit: l.rate.Limit, Window: l.rate.Period, Peek: peek}
+	return Count{Scope: l.scope, Key: key, Limit: l.rate.Limit, Window: l.rate.Period, Peek: peek, Keep: l.keep}
 }
 
 // countOf is l's counted counter for key, or for the flow's account.

@@ -22,6 +22,9 @@ const (
 	ScopeSMSGlobal    = "sms_global"
 	ScopeLockout      = "lockout"
 	ScopeIPBlock      = "ip_block"
+	// ScopeFlows names a refusal for want of room in a store's tables: of
+	// flows, or of counters that are never dropped.
+	ScopeFlows = recovery.ScopeRoom
 )
 
 // Rate allows Events events in each fixed Window.
@@ -167,6 +170,7 @@ type limit struct {
 	scope  string
 	prefix string // of the scope's counter keys
 	rate   ulimiter.Rate
+	keep   bool // Count.Keep
 }
 
 // threshold is a lock policy with the kind of lock it sets and the refusal
@@ -190,7 +194,10 @@ func New(cfg Config, counters ulimiter.Store, locks LockStore, clock recovery.Cl
 		return nil, errors.New("limiter: counter store, lock store and clock are required")
 	}
 	newLimit := func(scope string, r Rate) limit {
-		return limit{scope: scope, prefix: scope + ":", rate: ulimiter.Rate{Limit: r.Events, Period: r.Window}}
+		// Budgets that span clients are kept through any churn of a
+		// bounded store; a client's own counters may be dropped.
+		keep := scope != ScopeStartIP && scope != ScopeVerifyIP
+		return limit{scope: scope, prefix: scope + ":", rate: ulimiter.Rate{Limit: r.Events, Period: r.Window}, keep: keep}
 	}
 	return &Guard{
 		counters:     counters,
@@ -227,6 +234,7 @@ func New(cfg Config, counters ulimiter.Store, locks LockStore, clock recovery.Cl
 func (g *Guard) Start(ctx context.Context, ip, account string) error {
 	if g.plans != nil {
 		p := g.startPlan(ClientKey(ip), account, false)
+		p.NewFlowFrom = ip
 		_, err := g.run(ctx, &p)
 		return err
 	}

@@ -19,9 +19,13 @@ import (
 //  1. the flow (OpResend, OpAttempt, OpFinish): a missing or expired flow
 //     ends the plan with recovery.ErrNotFound, except for OpAttempt, which
 //     still runs the lock checks and counters that do not name the flow's
-//     account before it ends so; OpResend inside the interval ends with
+//     account before it ends so; OpResend of a flow whose MaxAttempts are
+//     spent ends with recovery.ErrNotFound, and inside the interval with
 //     recovery.ErrTooEarly and the flow, nothing counted;
-//  2. Locks, in order: a lock in force refuses;
+//  2. Locks, in order: a lock in force refuses; then room: a store of
+//     bounded tables refuses an OpCreate (or a plan with NewFlowFrom) with
+//     no room for the flow, and any plan with no room for a counter that
+//     Keep marks (StepFull), before anything is counted;
 //  3. Counts, in order: a peeked counter refuses once spent, a counted one
 //     refuses once over its limit (the refused event counted, as ulule's
 //     stores count it), and counters after a refusal are not touched;
@@ -32,6 +36,10 @@ import (
 //  5. Strikes, in order, each in one step with its key's lock: a lock in
 //     force, or no room for a new record, refuses, and the strikes this plan
 //     counted before it are forgiven, since no code will be compared;
+//     except that for OpAttempt a strike that finds no room is not counted
+//     and does not refuse (Outcome.Full): the code is compared, so that no
+//     flood of security state refuses a right code, and the caller refuses
+//     a wrong one;
 //  6. Ends, in order: a run ended or a strike forgiven;
 //  7. for OpFinish, Token stored.
 type PlanStore interface {
@@ -62,9 +70,15 @@ type Plan struct {
 	Strikes []StrikeStep
 	Ends    []EndStep
 
+	// NewFlowFrom is the client IP of a start whose flow is stored after
+	// the plan (Guard.Start): a store of bounded flows refuses the plan
+	// with StepFull, before anything is counted, when it would refuse
+	// that flow, as it does an OpCreate's.
+	NewFlowFrom string
+
 	Flow        recovery.Flow // OpCreate
 	FlowID      string        // OpResend, OpAttempt, OpFinish
-	MaxAttempts int           // OpAttempt
+	MaxAttempts int           // OpAttempt, OpResend (a flow with as many attempts is spent)
 	// OpResend: the new code's hash, the time the caller read, the least
 	// time between codes and the new code's expiry.
 	CodeHash  []byte
@@ -89,6 +103,11 @@ type Count struct {
 	Limit      int64
 	Window     time.Duration
 	Peek       bool
+	// Keep marks a budget that no churn of a bounded store may hand back
+	// (start_account, start_phone, sms_global): such a store never drops
+	// the counter while its window is open, and refuses the plan (StepFull)
+	// when it has no room for it.
+	Keep bool
 }
 
 // StrikeStep counts a strike against Kind and Key under Policy.
@@ -116,6 +135,10 @@ const (
 	StepLock        // Outcome.Lock is in force
 	StepCount       // Outcome.Counter is spent
 	StepStrike      // Outcome.Lock is in force, or Outcome.Full
+	// StepFull: no room for the flow of an OpCreate, or for a counter that
+	// is never dropped (Count.Keep), before anything was counted; the
+	// store holds every one it has until Outcome.RetryAt at least.
+	StepFull
 )
 
 // Outcome is what a plan did.
@@ -125,8 +148,9 @@ type Outcome struct {
 	Refused Step
 	Index   int
 	Lock    Lock          // the lock that refused (StepLock, StepStrike)
-	Full    bool          // StepStrike: no room for a new record
+	Full    bool          // StepStrike, or OpAttempt: no room for a new record
 	Counter CounterState  // the counter that refused (StepCount)
+	RetryAt time.Time     // StepFull: when the store may have room again
 	Strikes []Strike      // the strikes counted, in order (none forgiven since)
 	Flow    recovery.Flow // the plan's flow: as read, or after its change
 	// FlowErr is recovery.ErrNotFound for a missing, expired or exhausted

@@ -8,6 +8,10 @@ import (
 )
 
 // Outcomes that callers branch on.
+// ScopeRoom is the Denial.Scope of an ErrFull for want of room for a new
+// flow or budget, rather than for security state.
+const ScopeRoom = "room"
+
 var (
 	// ErrInvalidRequest is a malformed account, flow ID, code or token.
 	ErrInvalidRequest = errors.New("invalid request")
@@ -218,10 +222,10 @@ type FlowGuard interface {
 	// when the start is allowed.
 	StartFlow(ctx context.Context, ip string, f Flow) error
 	// ResendFlow is Start for the account of the flow and then
-	// Store.Resend: ErrNotFound for a missing or expired flow, ErrTooEarly
-	// with the flow inside the interval (neither counted), a *Denial, or
-	// the flow with its new code.
-	ResendFlow(ctx context.Context, ip, id string, codeHash []byte, now time.Time, interval time.Duration, expiresAt time.Time) (Flow, error)
+	// Store.Resend: ErrNotFound for a missing or expired flow or one with
+	// maxAttempts attempts spent, ErrTooEarly with the flow inside the
+	// interval (neither counted), a *Denial, or the flow with its new code.
+	ResendFlow(ctx context.Context, ip, id string, codeHash []byte, now time.Time, interval time.Duration, expiresAt time.Time, maxAttempts int) (Flow, error)
 	// VerifyFlow is Verify (for the flow's account, or for none when the
 	// flow is missing), then Store.Attempt and Guess: ErrNotFound for a
 	// missing or expired flow, ErrExhausted (with the flow as it was) when
@@ -239,6 +243,11 @@ type Guess struct {
 	// Set holds the block and the lock this guess set, as *Denial errors
 	// (joined when both), or nil.
 	Set error
+	// Uncounted holds the *Denial (ErrFull) of a strike that found no room
+	// in the security state, which is full of locks: the code may still be
+	// compared, so that a person's right code is never refused for room,
+	// but a wrong one is answered with Uncounted, since it was not counted.
+	Uncounted error
 }
 
 // LockedAccount reports whether g set a lock on the account.

@@ -181,7 +181,13 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 		return Started{}, err
 	}
 	if !s.lookupFirst {
-		if err := s.Store.CreateFlow(ctx, f); err != nil {
+		err := s.Store.CreateFlow(ctx, f)
+		if errors.Is(err, ErrFull) {
+			// Another start took the last room since the guard looked.
+			full := &Denial{Reason: ErrFull, Scope: ScopeRoom, RetryAfter: time.Minute}
+			return Started{}, s.denied(ctx, full, account, req.ClientIP, "")
+		}
+		if err != nil {
 			return Started{}, unavailable("storing flow", err)
 		}
 	}
@@ -327,6 +333,11 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 	if err != nil {
 		return Started{}, notFound(err, ErrExpired)
 	}
+	if f.Attempts >= s.cfg.MaxAttempts {
+		// Its attempts are spent: a new code could only ever be refused.
+		// (The plan checks again, in its one step with the resend.)
+		return Started{}, ErrExpired
+	}
 	now := s.Clock.Now()
 	if wait := f.SentAt.Add(s.cfg.ResendInterval).Sub(now); wait > 0 {
 		return Started{}, tooEarly(wait, f.SentAt.Add(s.cfg.ResendInterval))
@@ -356,7 +367,7 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 	}
 	hash := s.Keys.HashCode(flowID, code)
 	if s.lookupFirst {
-		f, err = s.flows.ResendFlow(ctx, clientIP, flowID, hash, now, s.cfg.ResendInterval, next.ExpiresAt)
+		f, err = s.flows.ResendFlow(ctx, clientIP, flowID, hash, now, s.cfg.ResendInterval, next.ExpiresAt, s.cfg.MaxAttempts)
 		var d *Denial
 		if errors.As(err, &d) {
 			return Started{}, s.denied(ctx, err, f.Account, clientIP, FlowRef(flowID))
@@ -490,6 +501,9 @@ func (s *Service) verifyFlow(ctx context.Context, flowID, code, clientIP string)
 func (s *Service) wrongCode(ctx context.Context, f Flow, guess Guess, ev Event) error {
 	ev.Name = EventWrongCode
 	s.Observer.Observe(ctx, ev)
+	if guess.Uncounted != nil {
+		return s.denied(ctx, guess.Uncounted, f.Account, ev.ClientIP, ev.FlowRef)
+	}
 	if guess.Set != nil {
 		if guess.LockedAccount() && s.cfg.NotifyOnLock {
 			s.notifyLock(ctx, f.Account, ev)

@@ -179,7 +179,7 @@ func testConfig() recovery.Config {
 func newFixture(t *testing.T, mutate func(*recovery.Config, *limiter.Config)) *fixture {
 	t.Helper()
 	c := &clock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
-	mem, err := storage.NewMemory(1000, c)
+	mem, err := storage.NewMemory(4096, c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,21 +6,24 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
-// counterTable is the bounded table of fixed-window rate counters that
+// counterTable is a bounded table of fixed-window rate counters that
 // Memory's plans count in: at most bound counters, keyed by the hkey of
-// their scope and key, the least recently used dropped first.
+// their scope and key. It runs in one of two modes.
 //
-// Evicting a counter resets it, and that is all an attacker gains by
-// churning the bound: every use moves a counter to the front, so one goes
-// only after bound other counters were made or used since its own last
-// use, and locks, blocks and wrong codes live in the lock table, which
-// never evicts. Through the default limits a client (an IPv4 address or an
-// IPv6 /64) makes at most about 33 counters an hour and at most three per
-// request, so flushing the default 250,000 takes some 7,600 addresses and
-// over 80,000 requests; each flush buys a targeted account start_account
-// more starts, within start_phone and sms_global, and no guess. Since a
-// peek counts as a use, the global SMS budget, read on every start, is
-// never the counter evicted.
+// A table of client counters (start_ip, verify_ip) drops the least
+// recently used counter to make room. Evicting one resets it, which hands
+// a client back its own budget and nothing else: every use moves a counter
+// to the front, so one goes only after bound other counters were made or
+// used since its own last use, and no account, phone or global budget is
+// kept here.
+//
+// A table that keeps (keep set; start_account, start_phone, sms_global)
+// never drops a counter whose window is open, so that no churn of the
+// table hands back a start or an SMS (SPEC §4). Its counters are listed in
+// the order their windows opened, so that the ones whose windows ended,
+// which alone may make room, are at its front; when none has ended a new
+// counter is refused (see room) and the plan asking for it with it, before
+// anything is counted.
 //
 // The counters sit in one slice, linked by index in order of use, with a
 // map from key to index: about 80 bytes a counter, where a general LRU
@@ -28,10 +31,11 @@ import (
 // safe for concurrent use; Memory guards it with its mutex.
 type counterTable struct {
 	bound int
+	keep  bool
 	index map[hkey]int32
 	slots []counterSlot
-	// newest and oldest are the most and least recently used slots, or
-	// none when the table is empty.
+	// newest and oldest are the most and least recently used (or opened)
+	// slots, or none when the table is empty.
 	newest, oldest int32
 }
 
@@ -46,17 +50,24 @@ type counterSlot struct {
 // none marks the end of the list of slots.
 const none int32 = -1
 
-func newCounterTable(bound int) *counterTable {
-	return &counterTable{bound: max(1, bound), index: make(map[hkey]int32), newest: none, oldest: none}
+func newCounterTable(bound int, keep bool) *counterTable {
+	return &counterTable{bound: max(1, bound), keep: keep, index: make(map[hkey]int32), newest: none, oldest: none}
 }
 
-// count counts n events (0 to read) for c at now in the counter of key,
-// marking it as recently used, and returns its state. A read of a counter
-// the table does not hold makes none.
+// count counts n events (0 to read) for c at now in the counter of key and
+// returns its state. In a table of client counters that marks it as
+// recently used; in a table that keeps, a window that opens afresh moves
+// it to the newest. A read of a counter the table does not hold makes none.
+// A table that keeps must have room for a counter it does not hold (room).
 func (t *counterTable) count(key hkey, c limiter.Count, n int64, now time.Time) limiter.CounterState {
 	if i, ok := t.index[key]; ok {
-		t.touch(i)
-		return limiter.CountWindow(&t.slots[i].w, c, n, now)
+		w := &t.slots[i].w
+		end := w.End
+		s := limiter.CountWindow(w, c, n, now)
+		if !t.keep || w.End != end {
+			t.touch(i)
+		}
+		return s
 	}
 	var w limiter.Window
 	s := limiter.CountWindow(&w, c, n, now)
@@ -66,8 +77,55 @@ func (t *counterTable) count(key hkey, c limiter.Count, n int64, now time.Time) 
 	return s
 }
 
+// holds reports whether the table holds a counter for key.
+func (t *counterTable) holds(key hkey) bool {
+	_, ok := t.index[key]
+	return ok
+}
+
+// room makes room in a table that keeps for need new counters beside
+// spare free slots, dropping counters whose windows have ended. If there is
+// not enough, it returns false and the end of the oldest window.
+func (t *counterTable) room(need, spare int, now time.Time) (time.Time, bool) {
+	for len(t.index)+need+spare > t.bound {
+		o := t.oldest
+		if o == none || now.UnixNano() < t.slots[o].w.End {
+			at := now
+			if o != none {
+				at = time.Unix(0, t.slots[o].w.End)
+			}
+			return at, false
+		}
+		t.drop(o)
+	}
+	return time.Time{}, true
+}
+
+// drop takes slot i out of the table, moving the last slot into its place.
+func (t *counterTable) drop(i int32) {
+	t.unlink(i)
+	delete(t.index, t.slots[i].key)
+	last := int32(len(t.slots) - 1)
+	if i != last {
+		moved := t.slots[last]
+		t.slots[i] = moved
+		t.index[moved.key] = i
+		if moved.newer != none {
+			t.slots[moved.newer].older = i
+		} else {
+			t.newest = i
+		}
+		if moved.older != none {
+			t.slots[moved.older].newer = i
+		} else {
+			t.oldest = i
+		}
+	}
+	t.slots = t.slots[:last]
+}
+
 // add stores a counter the table does not hold, as the newest, evicting
-// the oldest when the table is full.
+// the oldest when the table is full (a table that keeps made room first).
 func (t *counterTable) add(key hkey, w limiter.Window) {
 	var i int32
 	if len(t.slots) < t.bound {

@@ -17,7 +17,7 @@ func TestCounterTable(t *testing.T) {
 	key := func(i int) hkey { return keys.scoped(limiter.ScopeStartIP, fmt.Sprint(i)) }
 	c := limiter.Count{Limit: 3, Window: time.Minute}
 	now := time.Unix(1_800_000_000, 0)
-	tab := newCounterTable(3)
+	tab := newCounterTable(3, false)
 
 	if s := tab.count(key(0), c, 0, now); s.Count != 0 || tab.Len() != 0 {
 		t.Fatalf("a read of a missing counter: %+v, %d held", s, tab.Len())
@@ -64,5 +64,58 @@ func TestCounterTable(t *testing.T) {
 		if seen != tab.Len() || tab.Len() > 3 {
 			t.Fatalf("step %d: %d on the list, %d held", i, seen, tab.Len())
 		}
+	}
+}
+
+// TestCounterTableKeeps checks a table of budgets: no churn drops a counter
+// whose window is open; a counter whose window ended makes room, and a new
+// one is refused, with the end of the oldest window, when none has.
+func TestCounterTableKeeps(t *testing.T) {
+	t.Parallel()
+	keys := newHasher()
+	key := func(i int) hkey { return keys.scoped(limiter.ScopeStartAccount, fmt.Sprint(i)) }
+	c := limiter.Count{Limit: 3, Window: time.Minute, Keep: true}
+	now := time.Unix(1_800_000_000, 0)
+	tab := newCounterTable(3, true)
+	add := func(i int, at time.Time) {
+		t.Helper()
+		if _, ok := tab.room(1, 0, at); !ok {
+			t.Fatalf("no room for counter %d", i)
+		}
+		tab.count(key(i), c, 1, at)
+	}
+	add(0, now)
+	add(1, now.Add(10*time.Second))
+	add(2, now.Add(20*time.Second))
+	// A churn of new keys: refused, with the end of the oldest window.
+	for i := 3; i < 100; i++ {
+		if at, ok := tab.room(1, 0, now.Add(30*time.Second)); ok || !at.Equal(now.Add(time.Minute)) {
+			t.Fatalf("room for counter %d in a full table: %v %v, want none until %v", i, at, ok, now.Add(time.Minute))
+		}
+	}
+	if s := tab.count(key(0), c, 1, now.Add(30*time.Second)); s.Count != 2 {
+		t.Fatalf("the oldest budget after the churn: %+v, want its count kept", s)
+	}
+	// 0's window ends; it is counted again, opening a new window: it moves
+	// behind 2, and 1 is the oldest.
+	tab.count(key(0), c, 1, now.Add(61*time.Second))
+	if at, ok := tab.room(1, 0, now.Add(75*time.Second)); !ok || tab.holds(key(1)) || !tab.holds(key(0)) || !tab.holds(key(2)) {
+		t.Fatalf("room once 1's window ended: %v %v; held 0 %v, 1 %v, 2 %v", at, ok, tab.holds(key(0)), tab.holds(key(1)), tab.holds(key(2)))
+	}
+	tab.count(key(3), c, 1, now.Add(75*time.Second))
+	// At 90s 2's window has ended and goes for a new counter; with 0 and 3
+	// open there is no room for one more and a spare slot.
+	if _, ok := tab.room(1, 0, now.Add(90*time.Second)); !ok || tab.holds(key(2)) {
+		t.Fatal("room for one, once 2's window ended")
+	}
+	if _, ok := tab.room(1, 1, now.Add(90*time.Second)); ok {
+		t.Fatal("room for one and a spare in a table of three holding two open windows")
+	}
+	seen := 0
+	for s := tab.newest; s != none; s = tab.slots[s].older {
+		seen++
+	}
+	if seen != tab.Len() {
+		t.Fatalf("%d on the list, %d held", seen, tab.Len())
 	}
 }

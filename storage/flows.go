@@ -9,16 +9,17 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-// flowTable holds at most max flows. When it is full, a new flow displaces
-// the oldest flow of the client (an IPv4 address or an IPv6 /64, as
-// limiter.ClientKey groups them) that holds the most, unless the oldest
-// flow of all has expired and can go instead. Of clients holding equally
-// many, the one that came to hold that many last gives first. So a flood
-// from many addresses pushes out its own flows: it takes from its biggest
-// holders, and among equals from its newest, while a person who started a
-// flow before it holds no more than any flooder and came first. What is
-// evicted depends only on who started the flows and when, never on
-// whether their account exists.
+// flowTable holds at most max flows, and never drops a live one to make
+// room: a flow acknowledged with 202 lives its whole code_ttl, whatever
+// traffic comes after it (SPEC §4). When the table is full, a new flow is
+// refused (ErrFull, with the time the soonest flow ends) once the expired
+// flows are gone; from highWater on, a client (an IPv4 address or an IPv6
+// /64, as limiter.ClientKey groups them) that holds as many flows as the
+// client holding the most, one or more, is refused too. So a flood of many
+// addresses meets refusals at its biggest holders first, and the last
+// eighth of the table stays for clients that hold none, as a person who has
+// not started yet does. What is refused depends only on who started the
+// flows and when, never on whether their account exists.
 //
 // A flow is kept as a compact record (flowEntry): flows and clients are
 // keyed by hkeys of their ID and client key, and a flow's own strings share
@@ -35,8 +36,10 @@ type flowTable struct {
 	// to hold n; top is the largest n in use.
 	byCount []clientList
 	top     int
-	// all lists every flow, oldest first.
+	// all lists every flow, the soonest to end first.
 	oldest, newest *flowEntry
+	// refused counts the flows refused for room.
+	refused uint64
 }
 
 // errTooLong refuses a flow with a string too long for its record.
@@ -201,8 +204,9 @@ func (t *flowTable) Len() int { return len(t.byID) }
 // get returns the entry of a flow, or nil.
 func (t *flowTable) get(id string) *flowEntry { return t.byID[t.keys.of(id)] }
 
-// add stores f, replacing any flow with its ID, after making room. A flow
-// whose account, code hash or client IP is over 64 KiB is refused.
+// add stores f, replacing any flow with its ID. A flow whose account, code
+// hash or client IP is over 64 KiB is refused, and so is one that finds no
+// room (see room).
 func (t *flowTable) add(f *recovery.Flow, now time.Time) error {
 	id := t.keys.of(f.ID)
 	e, ok := newFlowEntry(id, f)
@@ -212,10 +216,10 @@ func (t *flowTable) add(f *recovery.Flow, now time.Time) error {
 	if old := t.byID[id]; old != nil {
 		t.remove(old)
 	}
-	for len(t.byID) >= t.max {
-		t.evict(now)
-	}
 	key := t.keys.of(limiter.ClientKey(f.ClientIP))
+	if _, ok := t.room(key, now); !ok {
+		return recovery.ErrFull
+	}
 	c := t.clients[key]
 	if c == nil {
 		c = &clientFlows{key: key}
@@ -223,14 +227,7 @@ func (t *flowTable) add(f *recovery.Flow, now time.Time) error {
 	}
 	e.client = c
 	t.byID[id] = e
-	// Append to the list of all flows and to the client's.
-	e.prev = t.newest
-	if t.newest != nil {
-		t.newest.next = e
-	} else {
-		t.oldest = e
-	}
-	t.newest = e
+	t.link(e)
 	e.prevMine = c.newest
 	if c.newest != nil {
 		c.newest.nextMine = e
@@ -242,9 +239,46 @@ func (t *flowTable) add(f *recovery.Flow, now time.Time) error {
 	return nil
 }
 
-// remove deletes an entry.
-func (t *flowTable) remove(e *flowEntry) {
-	delete(t.byID, e.id)
+// highWater is the share of the table past which clients holding the most
+// flows are refused: the last eighth is kept for clients holding none.
+func (t *flowTable) highWater() int { return t.max - t.max/8 }
+
+// room reports whether the client of key may add a flow at now, after
+// dropping the flows that have expired; if not, it also returns when the
+// soonest flow ends. The list of all flows is kept in order of expiry, so
+// the expired ones are at its front.
+func (t *flowTable) room(key hkey, now time.Time) (time.Time, bool) {
+	for o := t.oldest; o != nil && o.expired(now); o = t.oldest {
+		t.remove(o)
+	}
+	n := len(t.byID)
+	if n < t.highWater() {
+		return time.Time{}, true
+	}
+	held := 0
+	if c := t.clients[key]; c != nil {
+		held = c.n
+	}
+	if n < t.max && (held == 0 || held < t.top) {
+		return time.Time{}, true
+	}
+	t.refused++
+	return fromNanos(t.oldest.expiresAt), false
+}
+
+// link appends e to the list of all flows, as the one that ends last.
+func (t *flowTable) link(e *flowEntry) {
+	e.prev, e.next = t.newest, nil
+	if t.newest != nil {
+		t.newest.next = e
+	} else {
+		t.oldest = e
+	}
+	t.newest = e
+}
+
+// unlink takes e out of the list of all flows.
+func (t *flowTable) unlink(e *flowEntry) {
 	if e.prev != nil {
 		e.prev.next = e.next
 	} else {
@@ -255,6 +289,22 @@ func (t *flowTable) remove(e *flowEntry) {
 	} else {
 		t.newest = e.prev
 	}
+	e.prev, e.next = nil, nil
+}
+
+// renewed moves e, whose expiry a resend pushed back, to the end of the
+// list of all flows, which keeps it in order of expiry (flows of one
+// code_ttl; a table shared by sites of different code_ttl is in that order
+// within each, and an expired flow behind a live one waits for it).
+func (t *flowTable) renewed(e *flowEntry) {
+	t.unlink(e)
+	t.link(e)
+}
+
+// remove deletes an entry.
+func (t *flowTable) remove(e *flowEntry) {
+	delete(t.byID, e.id)
+	t.unlink(e)
 	c := e.client
 	if e.prevMine != nil {
 		e.prevMine.nextMine = e.nextMine
@@ -269,18 +319,6 @@ func (t *flowTable) remove(e *flowEntry) {
 	t.recount(c, c.n-1)
 	if c.n == 0 {
 		delete(t.clients, c.key)
-	}
-}
-
-// evict removes one flow: the oldest of all if it has expired, otherwise
-// the oldest of a client holding the most.
-func (t *flowTable) evict(now time.Time) {
-	if o := t.oldest; o != nil && o.expired(now) {
-		t.remove(o)
-		return
-	}
-	if c := t.byCount[t.top].last; c != nil {
-		t.remove(c.oldest)
 	}
 }
 

@@ -116,7 +116,7 @@ func liveHeap() int64 {
 const (
 	flowRecordBytes    = 430
 	tokenRecordBytes   = 370
-	lockRecordBytes    = 290
+	lockRecordBytes    = 320
 	counterRecordBytes = 110
 )
 
@@ -124,5 +124,6 @@ const (
 // once every one is full: 130 MiB at DefaultMaxEntries.
 func Footprint(maxEntries int) int64 {
 	n := int64(maxEntries)
-	return n*(flowRecordBytes+tokenRecordBytes+lockRecordBytes) + int64(CounterBound(maxEntries))*counterRecordBytes
+	// Two tables of counters: the clients' and the budgets.
+	return n*(flowRecordBytes+tokenRecordBytes+lockRecordBytes) + 2*int64(CounterBound(maxEntries))*counterRecordBytes
 }

@@ -45,7 +45,8 @@ type Memory struct {
 	flows    *flowTable
 	tokens   *simplelru.LRU[string, memToken] // keyed by the token's hash
 	locks    *lockTable
-	counters *counterTable // of RunPlan
+	counters *counterTable // of RunPlan: clients' own, dropped least recently used first
+	budgets  *counterTable // of RunPlan: Count.Keep, never dropped while their window is open
 }
 
 // CounterBound is how many rate counters a Memory of maxEntries keeps:
@@ -71,8 +72,14 @@ func NewMemory(maxEntries int, clock recovery.Clock) (*Memory, error) {
 	}
 	// NewLRU fails only for a size below one, refused above.
 	tokens, _ := simplelru.NewLRU[string, memToken](maxEntries, nil)
-	counters := newCounterTable(CounterBound(maxEntries))
-	return &Memory{clock: clock, flows: newFlowTable(maxEntries), tokens: tokens, locks: newLockTable(maxEntries), counters: counters}, nil
+	return &Memory{
+		clock:    clock,
+		flows:    newFlowTable(maxEntries),
+		tokens:   tokens,
+		locks:    newLockTable(maxEntries),
+		counters: newCounterTable(CounterBound(maxEntries), false),
+		budgets:  newCounterTable(CounterBound(maxEntries), true),
+	}, nil
 }
 
 // CreateFlow stores f until f.ExpiresAt, replacing any flow with its ID.
@@ -136,6 +143,7 @@ func (m *Memory) Resend(_ context.Context, id string, codeHash []byte, now time.
 		return e.flow(id), recovery.ErrTooEarly
 	}
 	e.setCode(codeHash, now, expiresAt)
+	m.flows.renewed(e)
 	return e.flow(id), nil
 }
 
@@ -224,10 +232,13 @@ func (m *Memory) Forgive(_ context.Context, kind, key string, p limiter.Policy) 
 func (m *Memory) EndRun(_ context.Context, kind, key string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	id := lockID{kind, key}
-	r := m.locks.get(id, m.clock.Now())
-	delete(m.locks.records, id)
-	return r != nil && r.InForce(m.clock.Now()), nil
+	now := m.clock.Now()
+	r := m.locks.get(lockID{kind, key}, now)
+	if r == nil {
+		return false, nil
+	}
+	m.locks.delete(r)
+	return r.InForce(now), nil
 }
 
 // GetLock returns the lock of that kind and key if one is in force.
@@ -299,6 +310,11 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 			o.FlowErr = recovery.ErrNotFound
 			return o, nil
 		}
+		if e != nil && p.Op == limiter.OpResend && int(e.attempts) >= p.MaxAttempts {
+			// Its attempts are spent: no code of it can be entered.
+			o.FlowErr = recovery.ErrNotFound
+			return o, nil
+		}
 		if e != nil && p.Op == limiter.OpResend && p.Now.Sub(fromNanos(e.sentAt)) < p.Interval {
 			o.FlowErr = recovery.ErrTooEarly
 			return o, nil
@@ -324,6 +340,22 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 			return o, nil
 		}
 	}
+	if p.Op == limiter.OpCreate || p.NewFlowFrom != "" {
+		ip := p.NewFlowFrom
+		if p.Op == limiter.OpCreate {
+			ip = p.Flow.ClientIP
+		}
+		// After the locks, before anything is counted: a start refused
+		// for room costs the client and the account none of their limits.
+		if at, ok := m.flows.room(m.flows.keys.of(limiter.ClientKey(ip)), now); !ok {
+			o.Refused, o.RetryAt = limiter.StepFull, at
+			return o, nil
+		}
+	}
+	if at, ok := m.budgetRoom(p, key, now); !ok {
+		o.Refused, o.RetryAt = limiter.StepFull, at
+		return o, nil
+	}
 	for i, c := range p.Counts {
 		k, ok := key(c.Key, c.OfFlow)
 		if !ok {
@@ -333,7 +365,11 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 		if c.Peek {
 			n = 0
 		}
-		s := m.counters.count(m.flows.keys.scoped(c.Scope, k), c, n, now)
+		t := m.counters
+		if c.Keep {
+			t = m.budgets
+		}
+		s := t.count(m.flows.keys.scoped(c.Scope, k), c, n, now)
 		if c.Refuses(s) {
 			o.Refused, o.Index, o.Counter = limiter.StepCount, i, s
 			return o, nil
@@ -346,6 +382,7 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 		}
 	case limiter.OpResend:
 		e.setCode(p.CodeHash, p.Now, p.ExpiresAt)
+		m.flows.renewed(e)
 		o.Flow = e.flow(p.FlowID)
 	case limiter.OpAttempt:
 		if missing {
@@ -366,6 +403,11 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 	for i, st := range p.Strikes {
 		k, _ := key(st.Key, st.OfFlow)
 		s, err := m.strike(st.Kind, k, st.Policy, now)
+		if err != nil && p.Op == limiter.OpAttempt {
+			// Compared all the same: a right code needs no room.
+			o.Full = true
+			continue
+		}
 		if err != nil || s.Refused {
 			o.Refused, o.Index, o.Full, o.Lock = limiter.StepStrike, i, err != nil, s.Lock
 			for _, done := range p.Strikes[:i] {
@@ -381,14 +423,39 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 		k, _ := key(end.Key, end.OfFlow)
 		if end.Forgive {
 			m.forgive(end.Kind, k, end.Policy, now)
-		} else {
-			delete(m.locks.records, lockID{end.Kind, k})
+		} else if r := m.locks.get(lockID{end.Kind, k}, now); r != nil {
+			m.locks.delete(r)
 		}
 	}
 	if p.Op == limiter.OpFinish {
 		m.tokens.Add(string(p.Token.Hash), memToken{token: cloneToken(p.Token)})
 	}
 	return o, nil
+}
+
+// budgetRoom makes room for the counters of p that are kept and new, and
+// reports whether there is. A plan that starts or resends a flow leaves an
+// eighth of the table spare, for the SMS of starts already acknowledged:
+// their phone's counter must find room, or a person would wait for a code
+// that never comes. m.mu is held.
+func (m *Memory) budgetRoom(p *limiter.Plan, key func(string, bool) (string, bool), now time.Time) (time.Time, bool) {
+	need := 0
+	for _, c := range p.Counts {
+		if !c.Keep || c.Peek {
+			continue
+		}
+		if k, ok := key(c.Key, c.OfFlow); ok && !m.budgets.holds(m.flows.keys.scoped(c.Scope, k)) {
+			need++
+		}
+	}
+	if need == 0 {
+		return time.Time{}, true
+	}
+	spare := 0
+	if p.Op == limiter.OpCreate || p.Op == limiter.OpResend || p.NewFlowFrom != "" {
+		spare = m.budgets.bound / 8
+	}
+	return m.budgets.room(need, spare, now)
 }
 
 // strike is Strike with m.mu held.
@@ -399,18 +466,24 @@ func (m *Memory) strike(kind, key string, p limiter.Policy, now time.Time) (limi
 		if !m.locks.room(now) {
 			return limiter.Strike{}, recovery.ErrFull
 		}
-		r = &lockRecord{Record: limiter.Record{Lock: limiter.Lock{Kind: kind, Key: key}}}
-		m.locks.records[id] = r
+		r = m.locks.add(id)
 	}
 	s := p.Strike(&r.Record, now)
 	r.expires = p.Expiry(r.Record)
+	m.locks.changed(r)
 	return s, nil
 }
 
 // forgive is Forgive with m.mu held.
 func (m *Memory) forgive(kind, key string, p limiter.Policy, now time.Time) {
 	id := lockID{kind, key}
-	if r := m.locks.get(id, now); r != nil && p.Forgive(&r.Record, now) {
-		delete(m.locks.records, id)
+	r := m.locks.get(id, now)
+	if r == nil {
+		return
 	}
+	if p.Forgive(&r.Record, now) {
+		m.locks.delete(r)
+		return
+	}
+	m.locks.changed(r)
 }

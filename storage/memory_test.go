@@ -56,8 +56,9 @@ func TestNewMemoryRefuses(t *testing.T) {
 }
 
 // TestMemoryFlowFlood floods a small flow table many times over from
-// hundreds of addresses: the flow a person started before it stays, since
-// every flooder holds more flows than the person.
+// hundreds of addresses, after a person started and before another does:
+// the first person's flow stays, the flood is refused once the table is
+// full, and the second person gets room as soon as a flow ends.
 func TestMemoryFlowFlood(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -76,16 +77,20 @@ func TestMemoryFlowFlood(t *testing.T) {
 	if err := m.PutToken(ctx, token); err != nil {
 		t.Fatal(err)
 	}
-	// 300 addresses, a sixth of them IPv6 /64s, each starting ten flows: the
-	// table fills 30 times over.
+	// 300 addresses, a sixth of them IPv6 /64s, each starting ten flows: 30
+	// times what the table holds.
+	refused := 0
 	for round := range 10 {
 		for a := range 300 {
 			ip := fmt.Sprintf("203.0.%d.%d", a/250, a%250)
 			if a%6 == 0 {
 				ip = fmt.Sprintf("2001:db8:%x::%x", a, round+1) // a new address in the same /64
 			}
-			f := recovery.Flow{ID: fmt.Sprintf("flood-%d-%d", a, round), ClientIP: ip, ExpiresAt: live}
-			if err := m.CreateFlow(ctx, f); err != nil {
+			f := recovery.Flow{ID: fmt.Sprintf("flood-%d-%d", a, round), ClientIP: ip, ExpiresAt: live.Add(-time.Minute)}
+			switch err := m.CreateFlow(ctx, f); {
+			case errors.Is(err, recovery.ErrFull):
+				refused++
+			case err != nil:
 				t.Fatal(err)
 			}
 		}
@@ -93,69 +98,104 @@ func TestMemoryFlowFlood(t *testing.T) {
 	if n := m.flows.Len(); n != max {
 		t.Errorf("flows held: got %d, want %d", n, max)
 	}
+	if want := 3000 - (max - 1); refused != want {
+		t.Errorf("flood flows refused: %d, want %d", refused, want)
+	}
 	if _, err := m.Flow(ctx, mine.ID); err != nil {
 		t.Errorf("the person's flow after the flood: %v", err)
 	}
 	if _, err := m.BeginSpend(ctx, token.Hash, time.Minute); err != nil {
 		t.Errorf("BeginSpend after the flood: %v", err)
 	}
+	// A second person, after the flood: refused, not given someone's place.
+	late := recovery.Flow{ID: "late", ClientIP: "192.0.2.200", ExpiresAt: live.Add(time.Hour)}
+	if err := m.CreateFlow(ctx, late); !errors.Is(err, recovery.ErrFull) {
+		t.Fatalf("a start into a full table: %v, want ErrFull", err)
+	}
+	// A flow that ends makes room for her.
+	if won, err := m.ConsumeFlow(ctx, "flood-1-0"); err != nil || !won {
+		t.Fatalf("consuming a flood flow: %v %v", won, err)
+	}
+	if err := m.CreateFlow(ctx, late); err != nil {
+		t.Fatalf("a start once a flow ended: %v", err)
+	}
+	// Once the flood's flows expire, starts find room again.
+	clk.Advance(time.Hour)
+	if err := m.CreateFlow(ctx, recovery.Flow{ID: "after", ClientIP: "192.0.2.201", ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
+		t.Fatalf("a start once the flood expired: %v", err)
+	}
+	if _, err := m.Flow(ctx, late.ID); err != nil {
+		t.Errorf("the second person's flow: %v", err)
+	}
 }
 
-// TestMemoryFlowEviction checks whom a full flow table takes from.
-func TestMemoryFlowEviction(t *testing.T) {
+// TestMemoryFlowRoom checks whom a filling flow table refuses: past the
+// high water mark, clients holding the most; at the top, everyone; never a
+// flow already held.
+func TestMemoryFlowRoom(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clk := storagetest.NewManualClock(epoch)
-	m, err := NewMemory(4, clk)
+	m, err := NewMemory(16, clk) // high water: 14
 	if err != nil {
 		t.Fatal(err)
 	}
-	create := func(id, ip string, ttl time.Duration) {
+	create := func(id, ip string, ttl time.Duration) error {
 		t.Helper()
-		if err := m.CreateFlow(ctx, recovery.Flow{ID: id, ClientIP: ip, ExpiresAt: clk.Now().Add(ttl)}); err != nil {
+		return m.CreateFlow(ctx, recovery.Flow{ID: id, ClientIP: ip, ExpiresAt: clk.Now().Add(ttl)})
+	}
+	must := func(id, ip string, ttl time.Duration) {
+		t.Helper()
+		if err := create(id, ip, ttl); err != nil {
+			t.Fatalf("flow %s from %s: %v", id, ip, err)
+		}
+	}
+	refused := func(id, ip string) {
+		t.Helper()
+		if err := create(id, ip, time.Hour); !errors.Is(err, recovery.ErrFull) {
+			t.Fatalf("flow %s from %s: %v, want ErrFull", id, ip, err)
+		}
+	}
+	must("short", "192.0.2.1", time.Minute)
+	for i := range 6 {
+		must(fmt.Sprintf("big%d", i), "192.0.2.2", time.Hour)
+	}
+	for i := range 7 {
+		must(fmt.Sprintf("one%d", i), fmt.Sprintf("198.51.100.%d", i), time.Hour)
+	}
+	// 14 flows: the client holding six is refused, one holding one is not.
+	refused("big6", "192.0.2.2")
+	must("one-more", "198.51.100.100", time.Hour)
+	must("second", "198.51.100.0", time.Hour)
+	// 16: full. Nobody gets in, and nothing held goes.
+	refused("new", "203.0.113.1")
+	// The oldest flow expires: it goes, and a client holding none gets in.
+	clk.Advance(2 * time.Minute)
+	must("new", "203.0.113.1", time.Hour)
+	for _, id := range []string{"big0", "big5", "one0", "one6", "one-more", "second", "new"} {
+		if m.flows.get(id) == nil {
+			t.Errorf("flow %s was dropped", id)
+		}
+	}
+	// Whether the account exists plays no part: a decoy is a flow like any,
+	// and the IPv6 addresses of one /64 are one client.
+	m2, _ := NewMemory(8, clk) // high water: 7
+	for i := range 7 {
+		if err := m2.CreateFlow(ctx, recovery.Flow{ID: fmt.Sprintf("v6-%d", i), ClientIP: fmt.Sprintf("2001:db8::%x", i+1), Decoy: i%2 == 0, ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	held := func(ids ...string) {
-		t.Helper()
-		for _, id := range ids {
-			if m.flows.get(id) == nil {
-				t.Errorf("flow %s was evicted", id)
-			}
-		}
-		if n := m.flows.Len(); n != len(ids) {
-			t.Errorf("flows held: got %d, want %d", n, len(ids))
-		}
+	if err := m2.CreateFlow(ctx, recovery.Flow{ID: "v6-7", ClientIP: "2001:db8::ff", ExpiresAt: clk.Now().Add(time.Hour)}); !errors.Is(err, recovery.ErrFull) {
+		t.Errorf("the /64 holding the most past high water: %v, want ErrFull", err)
 	}
-	create("short", "192.0.2.1", time.Minute)
-	create("b1", "192.0.2.2", time.Hour)
-	create("b2", "192.0.2.2", time.Hour)
-	create("c1", "192.0.2.3", time.Hour)
-	clk.Advance(2 * time.Minute)
-	// The oldest flow of all has expired: it goes first.
-	create("d1", "192.0.2.4", time.Hour)
-	held("b1", "b2", "c1", "d1")
-	// Then the oldest flow of the client holding the most.
-	create("d2", "192.0.2.4", time.Hour)
-	held("b2", "c1", "d1", "d2")
-	create("c2", "192.0.2.3", time.Hour)
-	if m.flows.get("c2") == nil || m.flows.get("c1") == nil {
-		t.Error("a client holding one flow lost it to one holding two")
-	}
-	// Whether the account exists plays no part: a decoy is a flow like any.
-	create("e1", "2001:db8::1", time.Hour)
-	create("e2", "2001:db8::2", time.Hour) // the same /64
-	if m.flows.get("e1") == nil && m.flows.get("e2") == nil {
-		t.Error("the /64 lost both its flows")
-	}
-	if n := m.flows.Len(); n != 4 {
-		t.Errorf("flows held: got %d, want 4", n)
+	if err := m2.CreateFlow(ctx, recovery.Flow{ID: "person", ClientIP: "2001:db8:1::1", ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
+		t.Errorf("another /64 past high water: %v", err)
 	}
 }
 
-// TestMemoryLocksNeverEvicted fills the security state: a full table refuses
-// new keys rather than forget one, keeps counting the keys it holds, and
-// makes room only as clients' records end.
+// TestMemoryLocksNeverEvicted fills the security state: a full table lets
+// go of the cheapest run to make room, never a lock or the run behind one,
+// and refuses a new key only once every record is a lock.
 func TestMemoryLocksNeverEvicted(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -166,7 +206,7 @@ func TestMemoryLocksNeverEvicted(t *testing.T) {
 		t.Fatal(err)
 	}
 	account := limiter.Policy{Threshold: 1, Window: time.Hour, Duration: time.Minute, MaxDuration: time.Hour, Run: true, Permanent: 100}
-	client := limiter.Policy{Threshold: 20, Window: time.Hour, Duration: time.Hour, MaxDuration: time.Hour}
+	client := limiter.Policy{Threshold: 2, Window: time.Hour, Duration: time.Hour, MaxDuration: time.Hour}
 	if st, err := m.Strike(ctx, limiter.KindAccount, "target@example.com", account); err != nil || !st.Set {
 		t.Fatalf("locking the target: %+v, %v", st, err)
 	}
@@ -175,27 +215,154 @@ func TestMemoryLocksNeverEvicted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Full: a new key is refused, however often it is tried.
+	// Full of one-strike runs and a lock: a new key takes the place of the
+	// run struck least recently, however often it comes.
+	for i := range 3 * max {
+		if _, err := m.Strike(ctx, limiter.KindIP, fmt.Sprintf("203.0.113.%d", i), client); err != nil {
+			t.Fatalf("strike %d for a new key in a table full of cheap runs: %v", i, err)
+		}
+	}
+	if _, ok, _ := m.GetLock(ctx, limiter.KindAccount, "target@example.com"); !ok {
+		t.Fatal("the lock was let go to make room")
+	}
+	if n := m.locks.Len(); n != max {
+		t.Errorf("records held: %d, want %d", n, max)
+	}
+	// Now lock every client the table holds: no record may go.
+	for i := 3*max - (max - 1); i < 3*max; i++ {
+		if st, err := m.Strike(ctx, limiter.KindIP, fmt.Sprintf("203.0.113.%d", i), client); err != nil || !st.Set {
+			t.Fatalf("blocking client %d: %+v, %v", i, st, err)
+		}
+	}
 	for range 3 {
-		if _, err := m.Strike(ctx, limiter.KindIP, "203.0.113.1", client); !errors.Is(err, recovery.ErrFull) {
-			t.Fatalf("strike for a new key in a full table: got %v, want ErrFull", err)
+		if _, err := m.Strike(ctx, limiter.KindIP, "198.51.100.1", client); !errors.Is(err, recovery.ErrFull) {
+			t.Fatalf("strike for a new key in a table of locks: got %v, want ErrFull", err)
 		}
 		clk.Advance(2 * sweepEvery)
 	}
 	if _, ok, _ := m.GetLock(ctx, limiter.KindAccount, "target@example.com"); !ok {
 		t.Fatal("the lock was forgotten")
 	}
-	if st, err := m.Strike(ctx, limiter.KindIP, "192.0.2.0", client); err != nil || st.Lock.Strikes != 2 {
-		t.Errorf("strike for a key the full table holds: %+v, %v, want counted", st, err)
-	}
-	// The clients' windows end; the account's run does not.
+	// The clients' blocks end; the account's run does not.
 	clk.Advance(2 * time.Hour)
-	if _, err := m.Strike(ctx, limiter.KindIP, "203.0.113.1", client); err != nil {
+	if _, err := m.Strike(ctx, limiter.KindIP, "198.51.100.1", client); err != nil {
 		t.Errorf("strike once clients' records ended: %v", err)
 	}
 	if st, err := m.Strike(ctx, limiter.KindAccount, "target@example.com", account); err != nil || st.Lock.Strikes != 2 || st.Lock.Locks != 2 {
 		t.Errorf("the target's run after the lock ended: %+v, %v, want 2 strikes in a row and a second lock", st, err)
 	}
+}
+
+// TestMemoryCheapestRunGoesFirst floods a full table with one-strike runs
+// of made-up accounts: a person's run of three wrong codes outlives them
+// all, and of equal runs the one struck least recently goes first.
+func TestMemoryCheapestRunGoesFirst(t *testing.T) {
+	t.Parallel()
+	const max = 50
+	clk := storagetest.NewManualClock(epoch)
+	m, err := NewMemory(max, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	account := limiter.Policy{Threshold: 5, Window: time.Hour, Duration: time.Minute, MaxDuration: time.Hour, Run: true, Permanent: 100}
+	for range 3 {
+		mustStrike(t, m, limiter.KindAccount, "person@example.com", account)
+	}
+	mustStrike(t, m, limiter.KindAccount, "old@example.com", account)
+	clk.Advance(time.Second)
+	mustStrike(t, m, limiter.KindAccount, "recent@example.com", account)
+	for i := range max - 3 {
+		mustStrike(t, m, limiter.KindAccount, fmt.Sprintf("made-up-%d@example.com", i), account)
+	}
+	// One more new key: "old" goes, being the one-strike run struck first.
+	mustStrike(t, m, limiter.KindAccount, "one-more@example.com", account)
+	if m.locks.records[lockID{limiter.KindAccount, "old@example.com"}] != nil {
+		t.Error("the least recently struck one-strike run was kept")
+	}
+	if m.locks.records[lockID{limiter.KindAccount, "recent@example.com"}] == nil {
+		t.Error("a more recent one-strike run went before the oldest")
+	}
+	// A flood ten times the table's size.
+	for i := range 10 * max {
+		mustStrike(t, m, limiter.KindAccount, fmt.Sprintf("flood-%d@example.com", i), account)
+	}
+	st := mustStrike(t, m, limiter.KindAccount, "person@example.com", account)
+	if st.Lock.Strikes != 4 {
+		t.Errorf("the person's run after the flood: %d strikes, want 4 (3 kept and this one)", st.Lock.Strikes)
+	}
+}
+
+// TestMemoryChurnHandsBackNoBudget spends an account's start_account and a
+// phone's start_phone, then churns a small store with 300 starts and
+// codes for made-up accounts and phones from 75 addresses, the flows
+// expiring as they go: both budgets hold, since budgets are never dropped
+// for room; the churn is refused instead once the budgets fill the table.
+func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := storagetest.NewManualClock(epoch)
+	m, err := NewMemory(10, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := limiter.DefaultConfig()
+	cfg.StartIP = limiter.Rate{Events: 1000, Window: time.Hour}
+	cfg.SMSGlobal = limiter.Rate{Events: 100000, Window: time.Hour}
+	g, err := limiter.New(cfg, nil, m, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flow := func(id, account, ip string) recovery.Flow {
+		return recovery.Flow{ID: id, Account: account, ClientIP: ip, ExpiresAt: clk.Now().Add(time.Minute)}
+	}
+	for i := range 3 {
+		if err := g.StartFlow(ctx, "192.0.2.1", flow(fmt.Sprint("mine", i), "alice@example.com", "192.0.2.1")); err != nil {
+			t.Fatalf("her start %d: %v", i, err)
+		}
+		if err := g.SMS(ctx, "+31612345678"); err != nil {
+			t.Fatalf("her SMS %d: %v", i, err)
+		}
+	}
+	full := 0
+	for i := range 300 {
+		if i%8 == 0 {
+			clk.Advance(61 * time.Second) // the flood's flows expire
+		}
+		ip := fmt.Sprintf("198.51.%d.%d", i/4/250, i/4%250)
+		err := g.StartFlow(ctx, ip, flow(fmt.Sprint("churn", i), fmt.Sprintf("churn-%d@example.com", i), ip))
+		if err == nil {
+			err = g.SMS(ctx, fmt.Sprintf("+3161%07d", i))
+		}
+		var d *recovery.Denial
+		switch {
+		case errors.As(err, &d) && errors.Is(d, recovery.ErrFull):
+			full++
+		case err != nil:
+			t.Fatalf("churn %d: %v", i, err)
+		}
+	}
+	if clk.Now().Sub(epoch) >= time.Hour {
+		t.Fatal("the churn outlasted the budgets' window")
+	}
+	var d *recovery.Denial
+	if err := g.StartFlow(ctx, "192.0.2.9", flow("mine-after", "alice@example.com", "192.0.2.9")); !errors.As(err, &d) || d.Scope != limiter.ScopeStartAccount {
+		t.Errorf("her start after the churn: %v, want start_account refused", err)
+	}
+	if err := g.SMS(ctx, "+31612345678"); !errors.As(err, &d) || d.Scope != limiter.ScopeStartPhone {
+		t.Errorf("a code to her phone after the churn: %v, want start_phone refused", err)
+	}
+	if full == 0 {
+		t.Error("the churn met no full table: it did not try the bound")
+	}
+}
+
+func mustStrike(t *testing.T, m *Memory, kind, key string, p limiter.Policy) limiter.Strike {
+	t.Helper()
+	st, err := m.Strike(context.Background(), kind, key, p)
+	if err != nil {
+		t.Fatalf("strike %s %s: %v", kind, key, err)
+	}
+	return st
 }
 
 func BenchmarkMemory(b *testing.B) {

@@ -91,6 +91,8 @@ if op >= 2 then
 	else
 		missing = true
 	end
+	-- A flow whose attempts are spent is dead to a resend as well.
+	if op == 2 and tonumber(flow[2]) >= tonumber(A[i + 5]) then return result(0, 0, nil, 0, 0, 1) end
 	if op == 2 and at - tonumber(flow[5]) < tonumber(A[i + 1]) then return result(0, 0, nil, 0, 0, 2) end
 end
 
@@ -304,7 +306,7 @@ func (r *Redis) planArgs(p *limiter.Plan) (string, []any, error) {
 		args[3] = f.ID
 	case limiter.OpResend:
 		args = append(args, p.Now.UnixMilli(), p.Interval.Milliseconds(), p.CodeHash,
-			p.ExpiresAt.UnixMilli(), p.ExpiresAt.Sub(p.Now).Milliseconds())
+			p.ExpiresAt.UnixMilli(), p.ExpiresAt.Sub(p.Now).Milliseconds(), p.MaxAttempts)
 		route = r.flowKey(p.FlowID)
 	case limiter.OpAttempt:
 		args = append(args, p.MaxAttempts)

@@ -132,13 +132,13 @@ func runPlans(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		now := clk.Now()
-		got, err := g.ResendFlow(ctx, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u))
+		got, err := g.ResendFlow(ctx, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u), 5)
 		if !errors.Is(err, recovery.ErrTooEarly) || got.Sends != 1 {
 			t.Fatalf("resend inside the interval: %v, %d sends; want ErrTooEarly, 1", err, got.Sends)
 		}
 		clk.Advance(3 * u)
 		now = clk.Now().UTC().Truncate(time.Millisecond)
-		got, err = g.ResendFlow(ctx, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u))
+		got, err = g.ResendFlow(ctx, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u), 5)
 		if err != nil || got.Sends != 2 || string(got.CodeHash) != "new" || !got.SentAt.Equal(now) {
 			t.Fatalf("resend after the interval: %v, %+v", err, got)
 		}
@@ -149,14 +149,42 @@ func runPlans(t *testing.T, h Harness) {
 		// The early one was not counted: this is the client's third.
 		clk.Advance(3 * u)
 		now = clk.Now()
-		if _, err := g.ResendFlow(ctx, ipA, f.ID, []byte("newer"), now, 2*u, now.Add(100*u)); scopeOf(err) != limiter.ScopeStartIP {
+		if _, err := g.ResendFlow(ctx, ipA, f.ID, []byte("newer"), now, 2*u, now.Add(100*u), 5); scopeOf(err) != limiter.ScopeStartIP {
 			t.Fatalf("third start or resend from a client: %v, want start_ip", err)
 		}
 		if stored, _ := s.Flow(ctx, f.ID); string(stored.CodeHash) != "new" {
 			t.Fatalf("a refused resend changed the code")
 		}
-		if _, err := g.ResendFlow(ctx, ipB, "missing", []byte("x"), now, 2*u, now.Add(100*u)); !errors.Is(err, recovery.ErrNotFound) {
+		if _, err := g.ResendFlow(ctx, ipB, "missing", []byte("x"), now, 2*u, now.Add(100*u), 5); !errors.Is(err, recovery.ErrNotFound) {
 			t.Fatalf("resend of a missing flow: %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("ResendOfSpentFlow", func(t *testing.T) {
+		t.Parallel()
+		g, s, clk := newPlanGuard(t, h, func(c *limiter.Config) {
+			c.StartIP = limiter.Rate{Events: 2, Window: 1000 * u}
+		})
+		f := newFlow("spent", clk, 100*u)
+		if err := g.StartFlow(ctx, ipA, f); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if _, _, err := g.VerifyFlow(ctx, ipB, f.ID, 3); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clk.Advance(3 * u)
+		now := clk.Now()
+		if _, err := g.ResendFlow(ctx, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u), 3); !errors.Is(err, recovery.ErrNotFound) {
+			t.Fatalf("resend of a flow whose 3 attempts are spent: %v, want ErrNotFound", err)
+		}
+		if stored, err := s.Flow(ctx, f.ID); err != nil || stored.Sends != 1 || string(stored.CodeHash) == "new" {
+			t.Fatalf("the spent flow after the refused resend: %+v, %v; want it unchanged", stored, err)
+		}
+		// Nothing was counted: the client has its second start left.
+		if err := g.StartFlow(ctx, ipA, newFlow("next", clk, 100*u)); err != nil {
+			t.Fatalf("a start after the refused resend: %v", err)
 		}
 	})
 
