@@ -22,6 +22,8 @@ func TestRightCodeAfterSecurityFlood(t *testing.T) {
 	const me = "203.0.113.50"
 	flow := c.startFrom(me, alice).str("flow")
 	code := c.codeOf(flow)
+	letGo := `caddy_sms_recovery_store_let_go_total{table="security"}`
+	before := metricValue(t, metrics(t), letGo)
 	struck := 0
 	for i := range 400 {
 		ip := fmt.Sprintf("198.51.100.%d", i%4+1)
@@ -42,6 +44,9 @@ func TestRightCodeAfterSecurityFlood(t *testing.T) {
 	}
 	if struck < 2*102 {
 		t.Fatalf("%d one-strike runs: under twice the table's 102", struck)
+	}
+	if after := metricValue(t, metrics(t), letGo); after-before < float64(struck-102) {
+		t.Errorf("%s went from %v to %v, want at least %d more", letGo, before, after, struck-102)
 	}
 	if a := c.verifyFrom(me, flow, code); a.Status != http.StatusOK || a.str("reset_token") == "" {
 		t.Fatalf("her right code after the flood: %d %s, want 200 and a token", a.Status, a.Raw)
@@ -103,6 +108,8 @@ func TestFlowTableFullRefusesNewStarts(t *testing.T) {
 	const me = "203.0.113.52"
 	flow := c.startFrom(me, alice).str("flow")
 	code := c.codeFor(1)
+	refusedFlows := `caddy_sms_recovery_store_refused_total{table="flows"}`
+	before := metricValue(t, metrics(t), refusedFlows)
 	var flood []string
 	refused := 0
 	for i := range 300 {
@@ -124,6 +131,9 @@ func TestFlowTableFullRefusesNewStarts(t *testing.T) {
 	}
 	if len(flood) != 103 || refused != 300-103 {
 		t.Fatalf("flood: %d started, %d refused; want 103 and %d", len(flood), refused, 300-103)
+	}
+	if after := metricValue(t, metrics(t), refusedFlows); after-before != float64(refused) {
+		t.Errorf("%s went from %v to %v, want %d more", refusedFlows, before, after, refused)
 	}
 	// One more start, after the flood: refused, not given her place.
 	late := c.startFrom("203.0.113.53", alice)

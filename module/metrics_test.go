@@ -125,6 +125,11 @@ var processGauges = map[string]bool{
 	queueLengthMetric:               true,
 	circuitOpenMetric:               true,
 	"caddy_sms_recovery_build_info": true,
+	// The memory stores' tables, summed over the stores of the process.
+	"caddy_sms_recovery_store_entries":       true,
+	"caddy_sms_recovery_store_capacity":      true,
+	"caddy_sms_recovery_store_refused_total": true,
+	"caddy_sms_recovery_store_let_go_total":  true,
 }
 
 // series names a series by its metric, without the common prefix, and its

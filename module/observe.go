@@ -25,6 +25,7 @@ type metrics struct {
 	unavailable *prometheus.CounterVec
 	circuitOpen prometheus.GaugeFunc
 	buildInfo   *prometheus.GaugeVec
+	tables      tablesCollector
 }
 
 var processMetrics = sync.OnceValue(func() *metrics {
@@ -68,6 +69,7 @@ var processMetrics = sync.OnceValue(func() *metrics {
 			})
 			return float64(n)
 		}),
+		tables: newTablesCollector(ns, sub),
 		buildInfo: func() *prometheus.GaugeVec {
 			g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 				Namespace: ns, Subsystem: sub, Name: "build_info",
@@ -80,7 +82,7 @@ var processMetrics = sync.OnceValue(func() *metrics {
 })
 
 func (m *metrics) register(reg *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{m.events, m.sms, m.queued, m.unavailable, m.circuitOpen, m.buildInfo} {
+	for _, c := range []prometheus.Collector{m.events, m.sms, m.queued, m.unavailable, m.circuitOpen, m.buildInfo, m.tables} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

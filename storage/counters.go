@@ -37,6 +37,9 @@ type counterTable struct {
 	// newest and oldest are the most and least recently used (or opened)
 	// slots, or none when the table is empty.
 	newest, oldest int32
+	// refused counts the plans refused for room (keep); letGo, the
+	// counters dropped for room (clients').
+	refused, letGo uint64
 }
 
 // counterSlot is one counter and its neighbours in order of use: newer
@@ -90,6 +93,7 @@ func (t *counterTable) room(need, spare int, now time.Time) (time.Time, bool) {
 	for len(t.index)+need+spare > t.bound {
 		o := t.oldest
 		if o == none || now.UnixNano() < t.slots[o].w.End {
+			t.refused++
 			at := now
 			if o != none {
 				at = time.Unix(0, t.slots[o].w.End)
@@ -135,6 +139,7 @@ func (t *counterTable) add(key hkey, w limiter.Window) {
 		i = t.oldest
 		t.unlink(i)
 		delete(t.index, t.slots[i].key)
+		t.letGo++
 	}
 	t.slots[i].key, t.slots[i].w = key, w
 	t.index[key] = i

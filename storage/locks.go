@@ -35,6 +35,9 @@ type lockTable struct {
 	max       int
 	records   map[lockID]*lockRecord
 	lastSweep time.Time
+	// refused counts the strikes that found no room; letGo, the runs let
+	// go to make room.
+	refused, letGo uint64
 	// cheap[n] lists the records that may make room and hold n strikes
 	// (the last holds cheapBuckets or more), least recently struck first.
 	cheap [cheapBuckets + 1]recordList
@@ -150,9 +153,11 @@ func (t *lockTable) room(now time.Time) bool {
 	for n := 1; n <= cheapBuckets; n++ {
 		if r := t.cheap[n].first; r != nil {
 			t.delete(r)
+			t.letGo++
 			return true
 		}
 	}
+	t.refused++
 	return false
 }
 

@@ -17,22 +17,21 @@ import (
 // Memory is a recovery.Store and limiter.LockStore held in this process.
 //
 // It keeps at most maxEntries flows, maxEntries tokens and maxEntries
-// records of security state, each kind in a table of its own, so that a
-// flood of started flows can push out only other flows: never a token
-// someone is about to spend, nor a lock, a block or the wrong codes behind
-// them.
+// records of security state, each kind in a table of its own, and rate
+// counters in two tables of CounterBound(maxEntries). No flood of one kind
+// pushes out another kind, and none makes a person's right code fail
+// (SPEC §4):
 //
-//   - Flows: when the table is full, a new flow displaces the oldest flow of
-//     the client holding the most (see flowTable), so a flood displaces its
-//     own flows rather than a person's.
+//   - Flows: a live flow is never dropped; a start that finds no room is
+//     refused, the clients holding the most first (see flowTable).
 //   - Tokens: the least recently used goes first; a token exists only after
 //     a correct code, which no flood can make.
-//   - Security state is never dropped while it counts: when the table is
-//     full, a strike for a key it does not hold is refused with
-//     recovery.ErrFull (see lockTable).
-//   - Rate counters, which RunPlan keeps, in a table of CounterBound(maxEntries)
-//     that drops the least recently used (see counterTable): evicting one
-//     resets it, and touches nothing else.
+//   - Security state: a lock or a run behind one is never dropped; when
+//     the table is full the cheapest run of wrong codes makes room (see
+//     lockTable), and a right code needs no room at all (RunPlan).
+//   - Budgets (Count.Keep: start_account, start_phone, sms_global) are
+//     never dropped while their window is open; clients' own counters are
+//     dropped least recently used first (see counterTable).
 //
 // Records expire against the injected clock when they are read; an expired
 // record behaves as missing and is dropped then. Memory starts no
@@ -47,6 +46,9 @@ type Memory struct {
 	locks    *lockTable
 	counters *counterTable // of RunPlan: clients' own, dropped least recently used first
 	budgets  *counterTable // of RunPlan: Count.Keep, never dropped while their window is open
+
+	maxEntries  int
+	tokensLetGo uint64
 }
 
 // CounterBound is how many rate counters a Memory of maxEntries keeps:
@@ -70,16 +72,17 @@ func NewMemory(maxEntries int, clock recovery.Clock) (*Memory, error) {
 	if clock == nil {
 		return nil, errors.New("creating memory storage: no clock")
 	}
+	m := &Memory{
+		clock:      clock,
+		maxEntries: maxEntries,
+		flows:      newFlowTable(maxEntries),
+		locks:      newLockTable(maxEntries),
+		counters:   newCounterTable(CounterBound(maxEntries), false),
+		budgets:    newCounterTable(CounterBound(maxEntries), true),
+	}
 	// NewLRU fails only for a size below one, refused above.
-	tokens, _ := simplelru.NewLRU[string, memToken](maxEntries, nil)
-	return &Memory{
-		clock:    clock,
-		flows:    newFlowTable(maxEntries),
-		tokens:   tokens,
-		locks:    newLockTable(maxEntries),
-		counters: newCounterTable(CounterBound(maxEntries), false),
-		budgets:  newCounterTable(CounterBound(maxEntries), true),
-	}, nil
+	m.tokens, _ = simplelru.NewLRU[string, memToken](maxEntries, nil)
+	return m, nil
 }
 
 // CreateFlow stores f until f.ExpiresAt, replacing any flow with its ID.
@@ -165,7 +168,7 @@ func (m *Memory) flow(id string, now time.Time) *flowEntry {
 func (m *Memory) PutToken(_ context.Context, t recovery.Token) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.tokens.Add(string(t.Hash), memToken{token: cloneToken(t)})
+	m.putToken(t)
 	return nil
 }
 
@@ -272,6 +275,14 @@ func (m *Memory) ListLocks(_ context.Context, kind string) ([]limiter.Lock, erro
 	return out, nil
 }
 
+// putToken stores t, counting the token it lets go if the table is full.
+// The caller holds m.mu.
+func (m *Memory) putToken(t recovery.Token) {
+	if m.tokens.Add(string(t.Hash), memToken{token: cloneToken(t)}) {
+		m.tokensLetGo++
+	}
+}
+
 func cloneToken(t recovery.Token) recovery.Token {
 	t.Hash = bytes.Clone(t.Hash)
 	return t
@@ -282,6 +293,34 @@ var (
 	_ recovery.Store    = (*Memory)(nil)
 	_ limiter.PlanStore = (*Memory)(nil)
 )
+
+// TableStats is how full one of Memory's tables is, and what it did for
+// room since it was made.
+type TableStats struct {
+	Table string // flows, tokens, security, budgets or counters
+	Held  int    // records held now, ended ones not yet swept included
+	Bound int    // records it holds at most
+	// Refused counts what it turned away for room: starts (flows,
+	// budgets) and wrong codes it could not count (security).
+	Refused uint64
+	// LetGo counts records dropped to make room: the cheapest runs of
+	// wrong codes (security), the least recently used client counters, the
+	// least recently used tokens.
+	LetGo uint64
+}
+
+// Tables reports the state of each table, for metrics.
+func (m *Memory) Tables() []TableStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return []TableStats{
+		{Table: "flows", Held: m.flows.Len(), Bound: m.flows.max, Refused: m.flows.refused},
+		{Table: "tokens", Held: m.tokens.Len(), Bound: m.maxEntries, LetGo: m.tokensLetGo},
+		{Table: "security", Held: m.locks.Len(), Bound: m.locks.max, Refused: m.locks.refused, LetGo: m.locks.letGo},
+		{Table: "budgets", Held: m.budgets.Len(), Bound: m.budgets.bound, Refused: m.budgets.refused},
+		{Table: "counters", Held: m.counters.Len(), Bound: m.counters.bound, LetGo: m.counters.letGo},
+	}
+}
 
 // InProcess reports that Memory answers without a round trip
 // (recovery.InProcess).
@@ -428,7 +467,7 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 		}
 	}
 	if p.Op == limiter.OpFinish {
-		m.tokens.Add(string(p.Token.Hash), memToken{token: cloneToken(p.Token)})
+		m.putToken(p.Token)
 	}
 	return o, nil
 }

@@ -23,10 +23,12 @@ const DefaultMaxEntries = 100_000
 // {"backend": "memory", "max_entries": 100000}.
 type MemoryModule struct {
 	// MaxEntries bounds flows, tokens and security records (locks, blocks
-	// and the wrong codes behind them), each kind apart. A full flow table
-	// evicts from the client holding the most flows; a full security table
-	// refuses new keys (503) rather than forget a lock. At least 100.
-	// Default: 100000.
+	// and the wrong codes behind them), each kind apart, and the rate
+	// counters in proportion (2.5 per entry). A full flow table refuses new
+	// starts (503 with Retry-After), the clients holding the most first,
+	// and never drops a pending flow; a full security table lets go of the
+	// cheapest run of wrong codes, never a lock, and never refuses a right
+	// code. At least 100. Default: 100000.
 	MaxEntries int `json:"max_entries,omitempty"`
 }
 
