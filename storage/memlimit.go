@@ -20,7 +20,7 @@ import (
 //
 // so that the collector works harder, rather than the heap growing, once
 // the process nears what its bounds need. At the defaults that is 48 MiB
-// and 130 MiB for the tables: about 178 MiB of Go memory, which with the
+// and 159 MiB for the tables: about 207 MiB of Go memory, which with the
 // binary's own pages keeps the process under 256 MiB however it is
 // flooded (README, "Performance").
 //
@@ -121,7 +121,7 @@ const (
 )
 
 // Footprint returns the most heap the tables of a Memory of maxEntries hold
-// once every one is full: 130 MiB at DefaultMaxEntries.
+// once every one is full: 159 MiB at DefaultMaxEntries.
 func Footprint(maxEntries int) int64 {
 	n := int64(maxEntries)
 	// Two tables of counters: the clients' and the budgets.
