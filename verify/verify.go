@@ -262,7 +262,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	method, path := verifyTarget(r)
-	account, err := h.verifier.Verify(r.Header, method, path, body, h.clock.Now())
+	account, err := h.verifier.Verify(r.Context(), r.Header, method, path, body, h.clock.Now())
 	if err != nil {
 		// The error names the reason and holds no key, signature or body.
 		fields := []zap.Field{
