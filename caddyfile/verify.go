@@ -24,11 +24,17 @@ func init() {
 //	    ed25519_public_key <path to PEM>
 //	    key <key_id> hmac_key|ed25519_public_key <base64 or path>
 //	    max_skew           <duration>
+//	    nonce_store memory                      # the default: this process
+//	    nonce_store redis <url> [{ prefix <p> }]  # shared by instances, kept across restarts
+//	    nonce_store <name> ...                  # any module http.handlers.sms_recovery_verify.nonce_stores.<name>
 //	}
 //
 // key_id and one of hmac_key and ed25519_public_key are required; Validate
 // checks that when the configuration loads. Each key line, which may repeat,
 // adds one more key to accept, for a rotation of the gateway's key.
+// nonce_store hands the rest of its line and block to the module it names;
+// the redis URL, placeholders expanded, is checked when the configuration
+// loads.
 func verifyParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m verify.Handler
 	if err := UnmarshalVerify(h.Dispenser, &m); err != nil {
@@ -63,6 +69,8 @@ func UnmarshalVerify(d *cf.Dispenser, m *verify.Handler) error {
 			err = oneString(d, &m.Ed25519PublicKey)
 		case "max_skew":
 			err = oneDuration(d, &m.MaxSkew)
+		case "nonce_store":
+			m.NonceStoreRaw, err = guest(d, verify.NonceStoreNamespace, "store", "nonce store")
 		default:
 			return d.Errf("unrecognized subdirective '%s'", name)
 		}

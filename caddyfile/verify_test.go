@@ -97,6 +97,15 @@ func TestUnmarshalVerifyErrors(t *testing.T) {
 		{"unknown subdirective", "sms_recovery_verify {\n keyid gw1\n}", "unrecognized subdirective 'keyid'"},
 		{"key with too few values", "sms_recovery_verify {\n key gw2 hmac_key\n}", "wrong argument count"},
 		{"key of an unknown kind", "sms_recovery_verify {\n key gw2 rsa_key k.pem\n}", "key: 'rsa_key' must be hmac_key or ed25519_public_key"},
+		{"nonce_store without a store", "sms_recovery_verify {\n nonce_store\n}", "wrong argument count"},
+		{"nonce_store of an unknown kind", "sms_recovery_verify {\n nonce_store etcd\n}", "nonce_store: unknown nonce store 'etcd'"},
+		{"duplicate nonce_store", "sms_recovery_verify {\n nonce_store memory\n nonce_store redis redis://127.0.0.1:6379\n}", "duplicate subdirective 'nonce_store'"},
+		{"nonce_store memory with an argument", "sms_recovery_verify {\n nonce_store memory 1000\n}", "nonce_store memory: takes no argument"},
+		{"nonce_store memory with a block", "sms_recovery_verify {\n nonce_store memory {\n size 10\n }\n}", "nonce_store memory: unrecognized subdirective 'size'"},
+		{"nonce_store redis without url", "sms_recovery_verify {\n nonce_store redis\n}", "nonce_store redis: a url is required"},
+		{"nonce_store redis with two urls", "sms_recovery_verify {\n nonce_store redis redis://a:6379 redis://u:hunter2@b:6379\n}", "nonce_store redis: one url, and nothing after it"},
+		{"nonce_store redis prefix twice", "sms_recovery_verify {\n nonce_store redis redis://a:6379 {\n prefix a:\n prefix b:\n }\n}", "nonce_store redis: duplicate subdirective 'prefix'"},
+		{"nonce_store redis prefix without value", "sms_recovery_verify {\n nonce_store redis redis://a:6379 {\n prefix\n }\n}", "wrong argument count"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,6 +114,43 @@ func TestUnmarshalVerifyErrors(t *testing.T) {
 			err := UnmarshalVerify(cf.NewTestDispenser(tt.input), &got)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("UnmarshalVerify = %v, want error containing %q", err, tt.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q shows a password", err)
+			}
+		})
+	}
+}
+
+func TestUnmarshalVerifyNonceStore(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, input string
+		want        map[string]any // the nonce_store JSON; nil for none
+	}{
+		{"default", "sms_recovery_verify {\n key_id gw1\n}", nil},
+		{"memory", "sms_recovery_verify {\n nonce_store memory\n}", map[string]any{"store": "memory"}},
+		{"redis", "sms_recovery_verify {\n nonce_store redis redis://127.0.0.1:6379/0\n}",
+			map[string]any{"store": "redis", "url": "redis://127.0.0.1:6379/0"}},
+		{"redis with a prefix and a placeholder", "sms_recovery_verify {\n nonce_store redis {env.REDIS_URL} {\n prefix mail:\n }\n}",
+			map[string]any{"store": "redis", "url": "{env.REDIS_URL}", "prefix": "mail:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got verify.Handler
+			if err := UnmarshalVerify(cf.NewTestDispenser(tt.input), &got); err != nil {
+				t.Fatalf("UnmarshalVerify: %v", err)
+			}
+			if tt.want == nil {
+				if got.NonceStoreRaw != nil {
+					t.Errorf("nonce_store = %s, want none", got.NonceStoreRaw)
+				}
+				return
+			}
+			var store map[string]any
+			if err := json.Unmarshal(got.NonceStoreRaw, &store); err != nil || !reflect.DeepEqual(store, tt.want) {
+				t.Errorf("nonce_store = %s (%v), want %v", got.NonceStoreRaw, err, tt.want)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package httpsig_test
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -32,10 +33,10 @@ func Example() {
 	fmt.Println(h.Get("Content-Digest"))
 
 	// Upstream side, a second later.
-	account, err := verifier.Verify(h, http.MethodPost, "/api/reset-password", body, now.Add(time.Second))
+	account, err := verifier.Verify(context.Background(), h, http.MethodPost, "/api/reset-password", body, now.Add(time.Second))
 	fmt.Println(account, err)
 
-	_, err = verifier.Verify(h, http.MethodPost, "/api/reset-password", body, now.Add(2*time.Second))
+	_, err = verifier.Verify(context.Background(), h, http.MethodPost, "/api/reset-password", body, now.Add(2*time.Second))
 	fmt.Println(errors.Is(err, httpsig.ErrReplay))
 	// Output:
 	// sha-256=:CFctwq1O4OyY2N07Cv+SoWEx2jDGAGy8rXdEzsYhnTk=:

@@ -25,7 +25,7 @@ func FuzzVerify(f *testing.F) {
 			HeaderSignature:      {sig},
 			HeaderContentDigest:  {digest},
 		}
-		_, err := v.Verify(r.h, r.method, r.path, r.body, specNow)
+		_, err := v.Verify(t.Context(), r.h, r.method, r.path, r.body, specNow)
 		if err == nil && !strings.Contains(sig, strings.TrimPrefix(specSignature, "recovery=")) {
 			t.Fatalf("accepted a request that is not the vector: %q %q %q", input, sig, digest)
 		}

@@ -63,9 +63,15 @@ var (
 	// ErrReplay is a nonce that was already accepted and is still in its
 	// validity window.
 	ErrReplay = errors.New("nonce replayed")
-	// ErrNonceCacheFull is a valid request refused because every slot of
-	// the NonceCache holds a nonce still in its window; accepting it would
-	// mean forgetting one, which would allow its replay.
+	// ErrNonceStore is a valid request refused because the NonceStore
+	// could not say whether its nonce is new: a Redis server that does not
+	// answer, or a full NonceCache. The request is not let through; the
+	// same request may pass once the store answers again.
+	ErrNonceStore = errors.New("nonce store unavailable")
+	// ErrNonceCacheFull is what a NonceCache answers, wrapped in
+	// ErrNonceStore by Verify, when every slot holds a nonce still in its
+	// window; accepting another would mean forgetting one, which would
+	// allow its replay.
 	ErrNonceCacheFull = errors.New("nonce cache full")
 )
 

@@ -189,23 +189,23 @@ func TestInteropTheirSignatureOurVerifier(t *testing.T) {
 			}
 
 			v := c.verifier(t)
-			account, err := v.Verify(r.Header, r.Method, r.URL.EscapedPath(), []byte(body), time.Now())
+			account, err := v.Verify(t.Context(), r.Header, r.Method, r.URL.EscapedPath(), []byte(body), time.Now())
 			if err != nil {
 				t.Fatalf("our verifier refused the independent signature: %v (Signature-Input %s)", err, r.Header.Get("Signature-Input"))
 			}
 			if account != "alice@example.com" {
 				t.Errorf("account %q, want alice@example.com", account)
 			}
-			if _, err := v.Verify(r.Header, r.Method, r.URL.EscapedPath(), []byte(body), time.Now()); !errors.Is(err, httpsig.ErrReplay) {
+			if _, err := v.Verify(t.Context(), r.Header, r.Method, r.URL.EscapedPath(), []byte(body), time.Now()); !errors.Is(err, httpsig.ErrReplay) {
 				t.Errorf("second use: %v, want ErrReplay", err)
 			}
 
 			fresh := interopRequest(t, body, "alice@example.com")
 			sign(t, fresh)
-			if _, err := c.verifier(t).Verify(fresh.Header, fresh.Method, fresh.URL.EscapedPath(), []byte(`{"password":"other"}`), time.Now()); err == nil {
+			if _, err := c.verifier(t).Verify(t.Context(), fresh.Header, fresh.Method, fresh.URL.EscapedPath(), []byte(`{"password":"other"}`), time.Now()); err == nil {
 				t.Error("our verifier accepted an independent signature over another body")
 			}
-			if _, err := c.verifier(t).Verify(fresh.Header, http.MethodPut, fresh.URL.EscapedPath(), []byte(body), time.Now()); err == nil {
+			if _, err := c.verifier(t).Verify(t.Context(), fresh.Header, http.MethodPut, fresh.URL.EscapedPath(), []byte(body), time.Now()); err == nil {
 				t.Error("our verifier accepted an independent signature under another method")
 			}
 		})

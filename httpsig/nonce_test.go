@@ -1,6 +1,7 @@
 package httpsig
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -10,6 +11,9 @@ func TestNonceCache(t *testing.T) {
 	t.Parallel()
 	t0 := time.Unix(specCreated, 0)
 	until := t0.Add(2 * time.Minute)
+	// want is nil for a claim that passes, errReplayed for one that
+	// reports false, or the error Claim must return.
+	errReplayed := errors.New("claimed before")
 	type use struct {
 		keyID, nonce string
 		until, now   time.Time
@@ -26,12 +30,12 @@ func TestNonceCache(t *testing.T) {
 		}},
 		{"replay inside the window", 3, []use{
 			{"gw1", "a", until, t0, nil},
-			{"gw1", "a", until, until, ErrReplay},
+			{"gw1", "a", until, until, errReplayed},
 		}},
 		{"reuse after the window", 3, []use{
 			{"gw1", "a", until, t0, nil},
 			{"gw1", "a", until.Add(time.Minute), until.Add(time.Nanosecond), nil},
-			{"gw1", "a", until, until.Add(time.Second), ErrReplay},
+			{"gw1", "a", until, until.Add(time.Second), errReplayed},
 		}},
 		{"same nonce under another key", 3, []use{
 			{"gw1", "a", until, t0, nil},
@@ -45,7 +49,7 @@ func TestNonceCache(t *testing.T) {
 			{"gw1", "a", until, t0, nil},
 			{"gw1", "b", until, t0, nil},
 			{"gw1", "c", until, t0, ErrNonceCacheFull},
-			{"gw1", "a", until, t0, ErrReplay},
+			{"gw1", "a", until, t0, errReplayed},
 		}},
 		{"expired entries make room", 2, []use{
 			{"gw1", "a", t0.Add(time.Second), t0, nil},
@@ -53,7 +57,7 @@ func TestNonceCache(t *testing.T) {
 			{"gw1", "c", until, t0.Add(3 * time.Second), nil},
 			{"gw1", "d", until, t0.Add(3 * time.Second), nil},
 			{"gw1", "e", until, t0.Add(3 * time.Second), ErrNonceCacheFull},
-			{"gw1", "c", until, t0.Add(3 * time.Second), ErrReplay},
+			{"gw1", "c", until, t0.Add(3 * time.Second), errReplayed},
 		}},
 	}
 	for _, tt := range tests {
@@ -64,8 +68,12 @@ func TestNonceCache(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, u := range tt.uses {
-				if err := c.use(u.keyID, u.nonce, u.until, u.now); !errors.Is(err, u.want) {
-					t.Fatalf("use %d (%s %s) = %v, want %v", i, u.keyID, u.nonce, err, u.want)
+				fresh, err := c.Claim(context.Background(), u.keyID, u.nonce, u.until, u.now)
+				if err == nil && !fresh {
+					err = errReplayed
+				}
+				if !errors.Is(err, u.want) || (err != nil && fresh) {
+					t.Fatalf("claim %d (%s %s) = %v, %v; want %v", i, u.keyID, u.nonce, fresh, err, u.want)
 				}
 			}
 		})

@@ -1,6 +1,7 @@
 package httpsig
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,7 +12,7 @@ import (
 // keys its keyid names, so that the gateway's key can rotate without a
 // moment in which resets fail: the upstream accepts the old and the new key
 // while the gateway switches, then drops the old one. Give its Verifiers
-// one NonceCache, so that a request accepted under one key is a replay
+// one NonceStore, so that a request accepted under one key is a replay
 // under every other. It is safe for concurrent use.
 type VerifierSet struct {
 	verifiers []*Verifier
@@ -36,14 +37,14 @@ func NewVerifierSet(verifiers ...*Verifier) (*VerifierSet, error) {
 // Verify checks the request with the verifier of its keyid and returns the
 // account, as Verifier.Verify does. A keyid that no verifier has is
 // ErrKeyID.
-func (s *VerifierSet) Verify(h http.Header, method, path string, body []byte, now time.Time) (string, error) {
+func (s *VerifierSet) Verify(ctx context.Context, h http.Header, method, path string, body []byte, now time.Time) (string, error) {
 	var err error
 	for _, v := range s.verifiers {
 		var account string
 		// A verifier refuses another key's signature at its keyid check,
 		// before the window, the digest, the signature or the nonce: only
 		// the verifier of the request's key gets that far.
-		if account, err = v.Verify(h, method, path, body, now); err == nil || !errors.Is(err, ErrKeyID) {
+		if account, err = v.Verify(ctx, h, method, path, body, now); err == nil || !errors.Is(err, ErrKeyID) {
 			return account, err
 		}
 	}

@@ -43,19 +43,19 @@ func TestVerifierSet(t *testing.T) {
 		"old key": signed(t, sOld, specCreated, specCreated+60, "bm9uY2UtMTAx"),
 		"new key": signed(t, sNew, specCreated, specCreated+60, "bm9uY2UtMTAy"),
 	} {
-		if account, err := set.Verify(r.h, r.method, r.path, r.body, specNow); err != nil || account != specAccount {
+		if account, err := set.Verify(t.Context(), r.h, r.method, r.path, r.body, specNow); err != nil || account != specAccount {
 			t.Errorf("%s: %q, %v; want accepted", name, account, err)
 		}
-		if _, err := set.Verify(r.h, r.method, r.path, r.body, specNow); !errors.Is(err, ErrReplay) {
+		if _, err := set.Verify(t.Context(), r.h, r.method, r.path, r.body, specNow); !errors.Is(err, ErrReplay) {
 			t.Errorf("%s replayed: %v, want ErrReplay", name, err)
 		}
 	}
 	r := signed(t, sWrongKey, specCreated, specCreated+60, "bm9uY2UtMTAz")
-	if _, err := set.Verify(r.h, r.method, r.path, r.body, specNow); !errors.Is(err, ErrSignature) {
+	if _, err := set.Verify(t.Context(), r.h, r.method, r.path, r.body, specNow); !errors.Is(err, ErrSignature) {
 		t.Errorf("gw1 signed with another key: %v, want ErrSignature", err)
 	}
 	r = signed(t, sUnknown, specCreated, specCreated+60, "bm9uY2UtMTA0")
-	if _, err := set.Verify(r.h, r.method, r.path, r.body, specNow); !errors.Is(err, ErrKeyID) {
+	if _, err := set.Verify(t.Context(), r.h, r.method, r.path, r.body, specNow); !errors.Is(err, ErrKeyID) {
 		t.Errorf("unknown keyid: %v, want ErrKeyID", err)
 	}
 	if _, err := NewVerifierSet(vOld, vOld); err == nil {

@@ -280,7 +280,7 @@ func TestVectors(t *testing.T) {
 		for name, value := range v.Headers {
 			h.Set(name, value)
 		}
-		account, err := verifier.Verify(h, v.Method, v.Path, []byte(v.Body), time.Unix(v.Now, 0))
+		account, err := verifier.Verify(t.Context(), h, v.Method, v.Path, []byte(v.Body), time.Unix(v.Now, 0))
 		if v.Expect == "ok" {
 			if err != nil || account != v.Account {
 				t.Errorf("%s: Verify = %q, %v; want %q", v.Name, account, err, v.Account)

@@ -1,6 +1,7 @@
 package httpsig
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"errors"
@@ -16,7 +17,7 @@ import (
 // a Verifier tolerates unless told otherwise.
 const DefaultMaxSkew = 60 * time.Second
 
-// maxNonceLen bounds what one NonceCache entry can cost.
+// maxNonceLen bounds what one nonce store entry can cost.
 const maxNonceLen = 128
 
 // requiredComponents are the components SPEC §6 says every signature covers.
@@ -37,11 +38,13 @@ type VerifierConfig struct {
 	// expires time. Zero means DefaultMaxSkew. A longer skew keeps a
 	// captured request usable for longer, though never twice.
 	MaxSkew time.Duration
-	// Nonces remembers accepted nonces. Nil means a new cache of
-	// DefaultNonceCacheSize for this Verifier alone; share one cache between
-	// Verifiers that must not accept each other's replays, such as the old
-	// and new ones across a configuration reload.
-	Nonces *NonceCache
+	// Nonces remembers accepted nonces. Nil means a new NonceCache of
+	// DefaultNonceCacheSize for this Verifier alone, which a replay to
+	// another process, or to this one after a restart, gets past once
+	// more. Share one store between Verifiers that must not accept each
+	// other's replays: the old and new ones across a configuration reload,
+	// and, with a store such as redisnonce, every instance of the upstream.
+	Nonces NonceStore
 }
 
 // Verifier checks signed forwards from one gateway key. It is safe for
@@ -51,7 +54,7 @@ type Verifier struct {
 	alg     string
 	verify  func(base, sig []byte) bool
 	maxSkew time.Duration
-	nonces  *NonceCache
+	nonces  NonceStore
 }
 
 // NewVerifier returns a Verifier for c.
@@ -101,7 +104,8 @@ func NewVerifier(c VerifierConfig) (*Verifier, error) {
 }
 
 // Verify checks the "recovery" signature of a request and returns the
-// account it vouches for. h, method and path are the request's header,
+// account it vouches for. ctx bounds the call to the nonce store. h, method
+// and path are the request's header,
 // method and path as received (percent-encoded, without the query, like
 // url.URL.EscapedPath); body is the whole body. now is the time to judge
 // created and expires by.
@@ -109,10 +113,11 @@ func NewVerifier(c VerifierConfig) (*Verifier, error) {
 // Verify checks, in this order: the signature fields, tag, keyid, alg, the
 // covered components, the validity window, the Content-Digest against body,
 // the signature itself, and last that the nonce is new, so that only
-// requests with a valid signature take a place in the nonce cache. Each
+// requests with a valid signature take a place in the nonce store. Each
 // failure wraps one of the Err* values of this package; the messages hold
-// no key, signature or body.
-func (v *Verifier) Verify(h http.Header, method, path string, body []byte, now time.Time) (string, error) {
+// no key, signature or body. A store that cannot answer fails the request
+// with ErrNonceStore: it is refused, never let through unchecked.
+func (v *Verifier) Verify(ctx context.Context, h http.Header, method, path string, body []byte, now time.Time) (string, error) {
 	input, err := labelled(h, HeaderSignatureInput)
 	if err != nil {
 		return "", err
@@ -173,8 +178,12 @@ func (v *Verifier) Verify(h http.Header, method, path string, body []byte, now t
 	if !v.verify(base, sig) {
 		return "", fmt.Errorf("%w with key %q", ErrSignature, v.keyID)
 	}
-	if err := v.nonces.use(v.keyID, nonce, expires.Add(v.maxSkew), now); err != nil {
-		return "", fmt.Errorf("%w: nonce %q", err, nonce)
+	fresh, err := v.nonces.Claim(ctx, v.keyID, nonce, expires.Add(v.maxSkew), now)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%w: %w", ErrNonceStore, err)
+	case !fresh:
+		return "", fmt.Errorf("%w: nonce %q", ErrReplay, nonce)
 	}
 	return account, nil
 }

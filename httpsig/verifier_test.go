@@ -2,9 +2,11 @@ package httpsig
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,14 +66,14 @@ func TestVerifySpecVector(t *testing.T) {
 	t.Parallel()
 	v := newSpecVerifier(t)
 	r := specRequest()
-	account, err := v.Verify(r.h, r.method, r.path, r.body, specNow)
+	account, err := v.Verify(t.Context(), r.h, r.method, r.path, r.body, specNow)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 	if account != specAccount {
 		t.Errorf("account = %q, want %q", account, specAccount)
 	}
-	if _, err := v.Verify(r.h, r.method, r.path, r.body, specNow); !errors.Is(err, ErrReplay) {
+	if _, err := v.Verify(t.Context(), r.h, r.method, r.path, r.body, specNow); !errors.Is(err, ErrReplay) {
 		t.Errorf("second Verify = %v, want ErrReplay", err)
 	}
 }
@@ -96,7 +98,7 @@ func TestVerifyEd25519RoundTrip(t *testing.T) {
 	if err := s.Sign(h, "POST", "/reset", body, "bob@example.com", now); err != nil {
 		t.Fatal(err)
 	}
-	account, err := v.Verify(h, "POST", "/reset", body, now.Add(30*time.Second))
+	account, err := v.Verify(t.Context(), h, "POST", "/reset", body, now.Add(30*time.Second))
 	if err != nil || account != "bob@example.com" {
 		t.Fatalf("Verify = %q, %v; want bob@example.com", account, err)
 	}
@@ -109,7 +111,7 @@ func TestVerifyEd25519RoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v2.Verify(h, "POST", "/reset", body, now); !errors.Is(err, ErrSignature) {
+	if _, err := v2.Verify(t.Context(), h, "POST", "/reset", body, now); !errors.Is(err, ErrSignature) {
 		t.Errorf("Verify with another public key = %v, want ErrSignature", err)
 	}
 }
@@ -240,7 +242,7 @@ func TestVerifyRejects(t *testing.T) {
 			t.Parallel()
 			v := newSpecVerifier(t)
 			r := tt.req(t)
-			account, err := v.Verify(r.h, r.method, r.path, r.body, tt.now)
+			account, err := v.Verify(t.Context(), r.h, r.method, r.path, r.body, tt.now)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Verify = %q, %v; want %v", account, err, tt.want)
 			}
@@ -249,7 +251,7 @@ func TestVerifyRejects(t *testing.T) {
 			}
 			// A refused request must not use up its nonce.
 			good := specRequest()
-			if _, err := v.Verify(good.h, good.method, good.path, good.body, specNow); err != nil {
+			if _, err := v.Verify(t.Context(), good.h, good.method, good.path, good.body, specNow); err != nil {
 				t.Errorf("valid request after the refused one: %v", err)
 			}
 		})
@@ -291,7 +293,7 @@ func TestVerifyAccepts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			r := tt.req(t)
-			account, err := newSpecVerifier(t).Verify(r.h, r.method, r.path, r.body, tt.now)
+			account, err := newSpecVerifier(t).Verify(t.Context(), r.h, r.method, r.path, r.body, tt.now)
 			if err != nil || account != specAccount {
 				t.Fatalf("Verify = %q, %v; want %q", account, err, specAccount)
 			}
@@ -306,13 +308,13 @@ func TestVerifyMaxSkew(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := specRequest()
-	if _, err := v.Verify(r.h, r.method, r.path, r.body, time.Unix(specExpires+6, 0)); !errors.Is(err, ErrExpired) {
+	if _, err := v.Verify(t.Context(), r.h, r.method, r.path, r.body, time.Unix(specExpires+6, 0)); !errors.Is(err, ErrExpired) {
 		t.Errorf("6s after expires: %v, want ErrExpired", err)
 	}
-	if _, err := v.Verify(r.h, r.method, r.path, r.body, time.Unix(specCreated-6, 0)); !errors.Is(err, ErrNotYetValid) {
+	if _, err := v.Verify(t.Context(), r.h, r.method, r.path, r.body, time.Unix(specCreated-6, 0)); !errors.Is(err, ErrNotYetValid) {
 		t.Errorf("6s before created: %v, want ErrNotYetValid", err)
 	}
-	if _, err := v.Verify(r.h, r.method, r.path, r.body, time.Unix(specExpires+5, 0)); err != nil {
+	if _, err := v.Verify(t.Context(), r.h, r.method, r.path, r.body, time.Unix(specExpires+5, 0)); err != nil {
 		t.Errorf("5s after expires: %v", err)
 	}
 }
@@ -325,7 +327,7 @@ func TestVerifyConcurrentReplay(t *testing.T) {
 	for range 16 {
 		wg.Go(func() {
 			r := specRequest()
-			_, err := v.Verify(r.h, r.method, r.path, r.body, specNow)
+			_, err := v.Verify(t.Context(), r.h, r.method, r.path, r.body, specNow)
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -356,10 +358,10 @@ func TestVerifierSharedNonceCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := specRequest()
-	if _, err := v1.Verify(r.h, r.method, r.path, r.body, specNow); err != nil {
+	if _, err := v1.Verify(t.Context(), r.h, r.method, r.path, r.body, specNow); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v2.Verify(r.h, r.method, r.path, r.body, specNow); !errors.Is(err, ErrReplay) {
+	if _, err := v2.Verify(t.Context(), r.h, r.method, r.path, r.body, specNow); !errors.Is(err, ErrReplay) {
 		t.Errorf("replay on a verifier sharing the cache: %v, want ErrReplay", err)
 	}
 }
@@ -377,17 +379,58 @@ func TestVerifyNonceCacheFull(t *testing.T) {
 	s := specSigner(t)
 	first := signed(t, s, specCreated, specExpires, "n1")
 	second := signed(t, s, specCreated, specExpires, "n2")
-	if _, err := v.Verify(first.h, first.method, first.path, first.body, specNow); err != nil {
+	if _, err := v.Verify(t.Context(), first.h, first.method, first.path, first.body, specNow); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(second.h, second.method, second.path, second.body, specNow); !errors.Is(err, ErrNonceCacheFull) {
-		t.Fatalf("second request with a full cache: %v, want ErrNonceCacheFull", err)
+	if _, err := v.Verify(t.Context(), second.h, second.method, second.path, second.body, specNow); !errors.Is(err, ErrNonceCacheFull) || !errors.Is(err, ErrNonceStore) {
+		t.Fatalf("second request with a full cache: %v, want ErrNonceCacheFull within ErrNonceStore", err)
 	}
 	// Once the first nonce's window has closed, its slot is free again.
 	later := time.Unix(specExpires+61, 0)
 	third := signed(t, s, later.Unix(), later.Unix()+60, "n3")
-	if _, err := v.Verify(third.h, third.method, third.path, third.body, later); err != nil {
+	if _, err := v.Verify(t.Context(), third.h, third.method, third.path, third.body, later); err != nil {
 		t.Fatalf("request after the window closed: %v", err)
+	}
+}
+
+// downStore is a NonceStore whose server does not answer. It records the
+// claims it was asked for.
+type downStore struct {
+	mu     sync.Mutex
+	claims []string
+}
+
+var errStoreDown = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+
+func (s *downStore) Claim(_ context.Context, keyID, nonce string, _, _ time.Time) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.claims = append(s.claims, keyID+" "+nonce)
+	return false, errStoreDown
+}
+
+// TestVerifyNonceStoreDown: a store that cannot answer fails the request
+// closed, with ErrNonceStore and not ErrReplay, and only requests whose
+// signature verified reach the store.
+func TestVerifyNonceStoreDown(t *testing.T) {
+	t.Parallel()
+	store := &downStore{}
+	v, err := NewVerifier(VerifierConfig{KeyID: specKeyID, HMACKey: specKey(t), Nonces: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := specRequest()
+	account, err := v.Verify(t.Context(), r.h, r.method, r.path, r.body, specNow)
+	if account != "" || !errors.Is(err, ErrNonceStore) || !errors.Is(err, errStoreDown) || errors.Is(err, ErrReplay) {
+		t.Fatalf("Verify = %q, %v; want ErrNonceStore wrapping the store's error", account, err)
+	}
+	forged := specRequest()
+	forged.h.Set(HeaderAccount, "mallory@example.com")
+	if _, err := v.Verify(t.Context(), forged.h, forged.method, forged.path, forged.body, specNow); !errors.Is(err, ErrSignature) {
+		t.Fatalf("forged request: %v, want ErrSignature", err)
+	}
+	if want := []string{specKeyID + " " + specNonce}; !slices.Equal(store.claims, want) {
+		t.Errorf("store was asked for %q, want only %q", store.claims, want)
 	}
 }
 
@@ -425,7 +468,7 @@ func TestVerifyErrorsHoldNoSecrets(t *testing.T) {
 	t.Parallel()
 	r := specRequest()
 	r.h.Set(HeaderSignature, "recovery=:/jkLS3WANVWmYoE0n5izAmxVkAS2CSaBYrJi/ryOAsI=:")
-	_, err := newSpecVerifier(t).Verify(r.h, r.method, r.path, r.body, specNow)
+	_, err := newSpecVerifier(t).Verify(t.Context(), r.h, r.method, r.path, r.body, specNow)
 	if err == nil {
 		t.Fatal("Verify succeeded")
 	}
@@ -445,7 +488,7 @@ func BenchmarkVerify(b *testing.B) {
 		for pb.Next() {
 			// All but the first call go through every check and stop at
 			// the nonce, so this measures the full cost.
-			if _, err := v.Verify(r.h, r.method, r.path, body, specNow); err != nil && !errors.Is(err, ErrReplay) {
+			if _, err := v.Verify(b.Context(), r.h, r.method, r.path, body, specNow); err != nil && !errors.Is(err, ErrReplay) {
 				b.Fatal(err)
 			}
 		}

@@ -97,7 +97,7 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "webmail")
 		return
 	}
-	account, err := u.verifier.Verify(r.Header, r.Method, r.URL.EscapedPath(), body, time.Now())
+	account, err := u.verifier.Verify(r.Context(), r.Header, r.Method, r.URL.EscapedPath(), body, time.Now())
 	if err != nil {
 		u.rejects++
 		http.Error(w, "bad signature: "+err.Error(), http.StatusUnauthorized)

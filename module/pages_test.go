@@ -357,7 +357,7 @@ func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	account, err := u.verifier.Verify(r.Header, r.Method, r.URL.EscapedPath(), body, time.Now())
+	account, err := u.verifier.Verify(r.Context(), r.Header, r.Method, r.URL.EscapedPath(), body, time.Now())
 	if err != nil {
 		http.Error(w, "bad signature: "+err.Error(), http.StatusUnauthorized)
 		return nil

@@ -57,8 +57,19 @@ type Handler struct {
 	// request usable for longer, though never twice. Default: 60s.
 	MaxSkew caddy.Duration `json:"max_skew,omitempty"`
 
+	// NonceStoreRaw is where the nonces of accepted signatures are kept, so
+	// that each signed request is accepted once: a module of the namespace
+	// http.handlers.sms_recovery_verify.nonce_stores, named by its
+	// "store". Default: {"store": "memory"}, this process alone, which a
+	// captured request replayed to another instance, or to this one after
+	// a restart, gets past once more while its window is open (60 s after
+	// signing, plus max_skew). Several instances behind a load balancer,
+	// or one whose restarts matter, need {"store": "redis", "url":
+	// "redis://127.0.0.1:6379/0"}, shared by all of them; while Redis does
+	// not answer, signed requests get 503.
+	NonceStoreRaw json.RawMessage `json:"nonce_store,omitempty" caddy:"namespace=http.handlers.sms_recovery_verify.nonce_stores inline_key=store"`
+
 	verifier *httpsig.VerifierSet
-	pooled   bool // holds a reference to verifyNoncePool
 	clock    recovery.Clock
 	logger   *zap.Logger
 }
@@ -84,19 +95,6 @@ func (h *Handler) keys() []Key {
 	return append([]Key{{KeyID: h.KeyID, HMACKey: h.HMACKey, Ed25519PublicKey: h.Ed25519PublicKey}}, h.Keys...)
 }
 
-// verifyNoncePool holds the one nonce cache that every sms_recovery_verify
-// handler of the process shares, so that a config reload, which provisions
-// new handlers, does not forget the nonces already accepted.
-var verifyNoncePool = caddy.NewUsagePool()
-
-const verifyNoncePoolKey = "nonces"
-
-// verifyNonceCache lets the cache live in a caddy.UsagePool.
-type verifyNonceCache struct{ *httpsig.NonceCache }
-
-// Destruct has nothing to free: the cache holds no goroutine or connection.
-func (verifyNonceCache) Destruct() error { return nil }
-
 // verifyDefaultMaxSkew is the default of max_skew.
 const verifyDefaultMaxSkew = caddy.Duration(httpsig.DefaultMaxSkew)
 
@@ -119,6 +117,9 @@ var (
 	errVerifyBusy = problem{status: http.StatusServiceUnavailable, Code: "unavailable",
 		Message:    "Too many signed requests to check right now. Try again in a minute.",
 		RetryAfter: int64(httpsig.MaxValidity / time.Second)}
+	errNonceStoreDown = problem{status: http.StatusServiceUnavailable, Code: "unavailable",
+		Message:    "The store of used signatures does not answer, so this request cannot be checked. Try again shortly.",
+		RetryAfter: 5}
 	errTooLarge = problem{status: http.StatusRequestEntityTooLarge, Code: "too_large",
 		Message: "The request body is larger than 64 KiB."}
 )
@@ -150,8 +151,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision fills defaults, checks the configuration and builds the
-// verifier on the process's shared nonce cache.
+// Provision fills defaults, checks the configuration, loads the nonce store
+// and builds the verifier on it.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.clock == nil {
@@ -171,18 +172,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	val, _, err := verifyNoncePool.LoadOrNew(verifyNoncePoolKey, func() (caddy.Destructor, error) {
-		c, err := httpsig.NewNonceCache(httpsig.DefaultNonceCacheSize)
-		if err != nil {
-			return nil, err
-		}
-		return verifyNonceCache{c}, nil
-	})
-	if err != nil {
-		return fmt.Errorf("creating nonce cache: %w", err)
+	if h.NonceStoreRaw == nil {
+		h.NonceStoreRaw = json.RawMessage(`{"store": "memory"}`)
 	}
-	h.pooled = true
-	nonces := val.(verifyNonceCache).NonceCache
+	// The context cleans the store up with the config that loaded it.
+	mod, err := ctx.LoadModule(h, "NonceStoreRaw")
+	if err != nil {
+		return fmt.Errorf("loading nonce_store: %w", err)
+	}
+	nonces, ok := mod.(httpsig.NonceStore)
+	if !ok {
+		return fmt.Errorf("nonce_store: module %T is not a nonce store", mod)
+	}
 
 	var verifiers []*httpsig.Verifier
 	for _, k := range h.keys() {
@@ -238,16 +239,6 @@ func (h *Handler) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Cleanup releases the shared nonce cache.
-func (h *Handler) Cleanup() error {
-	if !h.pooled {
-		return nil
-	}
-	h.pooled = false
-	_, err := verifyNoncePool.Delete(verifyNoncePoolKey)
-	return err
-}
-
 // ServeHTTP reads the body, verifies the signature and, if it holds, passes
 // the request with its body intact to next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -262,7 +253,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	method, path := verifyTarget(r)
-	account, err := h.verifier.Verify(r.Header, method, path, body, h.clock.Now())
+	account, err := h.verifier.Verify(r.Context(), r.Header, method, path, body, h.clock.Now())
 	if err != nil {
 		// The error names the reason and holds no key, signature or body.
 		fields := []zap.Field{
@@ -271,9 +262,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			zap.String("method", method),
 			zap.String("path", path),
 		}
-		if errors.Is(err, httpsig.ErrNonceCacheFull) {
+		switch {
+		case errors.Is(err, httpsig.ErrNonceCacheFull):
 			h.logger.Error("refused a signed request: every nonce cache slot is in use", fields...)
 			refuse(w, errVerifyBusy)
+			return nil
+		case errors.Is(err, httpsig.ErrNonceStore):
+			// Fail closed: a request whose nonce cannot be recorded may
+			// be a replay.
+			h.logger.Error("refused a signed request: the nonce store does not answer", fields...)
+			refuse(w, errNonceStoreDown)
 			return nil
 		}
 		h.logger.Warn("refused a request without a valid gateway signature", fields...)
@@ -300,6 +298,5 @@ func verifyTarget(r *http.Request) (method, path string) {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
-	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

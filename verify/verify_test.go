@@ -38,20 +38,25 @@ func (c verifyFixedClock) Now() time.Time { return time.Time(c) }
 // newVerifyTestHandler provisions h with a fixed clock and a log observer.
 func newVerifyTestHandler(t *testing.T, h *Handler) *zapobs.ObservedLogs {
 	t.Helper()
+	logs, _ := loadVerifyTestHandler(t, h)
+	return logs
+}
+
+// loadVerifyTestHandler provisions h as newVerifyTestHandler does, in a
+// config context of its own, and returns unload, which ends that context
+// as Caddy does when the config is replaced or the process stops: the
+// nonce store the config loaded is cleaned up. t's end unloads it too.
+func loadVerifyTestHandler(t *testing.T, h *Handler) (logs *zapobs.ObservedLogs, unload func()) {
+	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	h.clock = verifyFixedClock(verifyTestNow)
 	if err := h.Provision(ctx); err != nil {
 		t.Fatalf("Provision: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := h.Cleanup(); err != nil {
-			t.Errorf("Cleanup: %v", err)
-		}
-	})
 	core, logs := zapobs.New(zapcore.DebugLevel)
 	h.logger = zap.New(core)
-	return logs
+	return logs, cancel
 }
 
 // verifyTestRequest returns a request signed by s as the gateway forwards it.
@@ -225,7 +230,7 @@ func TestHandlerReplay(t *testing.T) {
 	}
 	cfg := Handler{KeyID: "gw-replay", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey)}
 	old := cfg
-	newVerifyTestHandler(t, &old)
+	_, unloadOld := loadVerifyTestHandler(t, &old)
 	if code := send(&old); code != http.StatusNoContent {
 		t.Fatalf("first request: status %d", code)
 	}
@@ -237,9 +242,7 @@ func TestHandlerReplay(t *testing.T) {
 	// nonce cache must survive it.
 	reloaded := cfg
 	newVerifyTestHandler(t, &reloaded)
-	if err := old.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
+	unloadOld()
 	if code := send(&reloaded); code != http.StatusUnauthorized {
 		t.Errorf("replay after reload: status %d, want 401", code)
 	}
@@ -388,11 +391,6 @@ func TestHandlerProvision(t *testing.T) {
 			defer cancel()
 			h := tt.h
 			err := h.Provision(ctx)
-			t.Cleanup(func() {
-				if err := h.Cleanup(); err != nil {
-					t.Errorf("Cleanup: %v", err)
-				}
-			})
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("Provision: %v", err)

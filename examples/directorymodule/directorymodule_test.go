@@ -52,7 +52,7 @@ func TestThirdPartyDirectory(t *testing.T) {
 	resets := make(chan string, 1)
 	upstream := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		account, err := v.Verify(r.Header, r.Method, r.URL.EscapedPath(), body, time.Now())
+		account, err := v.Verify(r.Context(), r.Header, r.Method, r.URL.EscapedPath(), body, time.Now())
 		if err != nil {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return

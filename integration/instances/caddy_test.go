@@ -133,6 +133,9 @@ type nodeSpec struct {
 	slot  slot
 	redis string // storage URL; default redisURL()
 	extra string // more sms_recovery subdirectives
+	// config, when set, replaces the gateway's Caddyfile: it gets the
+	// HTTP port the instance serves on, as caddyfile does.
+	config func(httpPort int) string
 }
 
 // start runs one instance per spec, waits until all answer and stops them
@@ -187,7 +190,11 @@ func (d *deployment) launch(t *testing.T, s nodeSpec) *instance {
 		client: &http.Client{Timeout: 10 * time.Second},
 	}
 	config := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(config, []byte(d.caddyfile(httpPort, s.redis, n.outbox, s.extra)), 0o600); err != nil {
+	text := d.caddyfile(httpPort, s.redis, n.outbox, s.extra)
+	if s.config != nil {
+		text = s.config(httpPort)
+	}
+	if err := os.WriteFile(config, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logFile, err := os.Create(n.log)

@@ -3,7 +3,10 @@
 // checks that a flow started on one instance verifies and resets on the
 // other, that limits count the requests made to both, and that an instance
 // that loses Redis answers its recovery routes with 503 while its other
-// routes keep working, and recovers without a restart.
+// routes keep working, and recovers without a restart. It also runs the
+// upstream's verifier, sms_recovery_verify, as two processes sharing a
+// nonce store in Redis: a signed reset passes once across both and across
+// their restarts.
 //
 // TestMain builds ./cmd/caddy once; every test starts its own `caddy run`
 // processes. Each gets its HTTP and admin listeners from the test, on free

@@ -59,7 +59,7 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	account, err := u.verifier.Verify(r.Header, r.Method, r.URL.EscapedPath(), body, time.Now())
+	account, err := u.verifier.Verify(r.Context(), r.Header, r.Method, r.URL.EscapedPath(), body, time.Now())
 	if r.URL.Path != resetPath || err != nil {
 		u.refused = append(u.refused, fmt.Sprintf("%s %s: %v", r.Method, r.URL.Path, err))
 		http.Error(w, "no valid gateway signature", http.StatusUnauthorized)
