@@ -155,7 +155,7 @@ func (k *Keyring) StandInPhones() []string {
 //
 // It keys an HMAC of its own, as it did before the keyring kept reusable
 // ones: what it costs is part of what balances an unknown account's /start
-// against a known one's (README, "The same time for every kind of
+// against a known one's (docs/performance.md, "The same time for every kind of
 // account"), and the reused HMAC made unknown accounts measurably faster.
 func (k *Keyring) StandInPhone(account string) string {
 	sum := k.standInSum(account)

@@ -3,9 +3,10 @@
 // the wrong codes behind them (limiter.LockStore).
 //
 // Memory keeps them in this process, each kind in a table of its own bound:
-// a full flow table takes from the client holding the most flows, a full
-// token table drops the least recently used, and a full security table
-// refuses new keys rather than forget one. Redis keeps them on a Redis
+// a full flow table refuses new flows (the clients holding the most first)
+// and never drops a pending one, a full token table drops the least
+// recently used, and a full security table lets the cheapest run of wrong
+// codes go but never a lock or a run behind one. Redis keeps them on a Redis
 // server shared by every instance behind a load balancer, so that a flow
 // started on one verifies on another.
 //
@@ -16,7 +17,8 @@
 // This package must never hold a code or a token in the clear (it only ever
 // sees their keyed hashes), never put a record on a server without a time to
 // live (but an account's run of wrong codes, which lasts until a correct
-// code or support ends it), never drop security state to make room, never
+// code or support ends it), never drop a lock or a run that set one to make
+// room, never
 // log but the Redis module's load-time warnings and go-redis's routed lines. Its
 // storagetest subpackage is the one contract suite every backend passes.
 //

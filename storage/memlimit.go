@@ -22,7 +22,7 @@ import (
 // the process nears what its bounds need. At the defaults that is 48 MiB
 // and 159 MiB for the tables: about 207 MiB of Go memory, which with the
 // binary's own pages keeps the process under 256 MiB however it is
-// flooded (README, "Performance").
+// flooded (docs/performance.md).
 //
 // The limit is never lower than one the operator set: with GOMEMLIMIT in
 // the environment nothing here changes it. It never raises a limit in

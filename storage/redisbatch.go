@@ -13,7 +13,7 @@ import (
 // as one pipeline. A lone request goes out at once, with no added wait, and
 // under load n requests cost one write and one read on one connection
 // rather than n of each: that is most of what a request costs the gateway
-// on Redis (README, "Performance"). Each script still runs on its own,
+// on Redis (docs/performance.md). Each script still runs on its own,
 // atomically, on the server: a batch only shares the round trip.
 //
 // No goroutine is started: the caller whose script leads a batch sends it,
