@@ -48,6 +48,14 @@ func checkRedis(ctx context.Context, logger *zap.Logger, rs *Redis, timeout time
 		}
 		logger.Warn("cannot read the redis storage's epoch; the first request tries again", zap.Error(err))
 	}
+	// The plan scripts are loaded now, so that the first request after a
+	// load or a server restart is one round trip (EVALSHA), not two.
+	for _, sc := range []*redis.Script{planScript, plansScript} {
+		if err := sc.Load(ctx, rs.client).Err(); err != nil {
+			logger.Warn("cannot load the redis storage's scripts; the first requests load them", zap.Error(err))
+			break
+		}
+	}
 	for _, risk := range rs.guard.risks() {
 		logger.Warn("redis storage uses a server that can forget state, as its settings allow", zap.String("risk", risk))
 	}

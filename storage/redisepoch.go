@@ -249,8 +249,9 @@ return {1, string.format('%d', seq)}
 
 // AcknowledgeLoss is an operator's word that the state the server has now
 // is to be trusted: plans run again, on this instance at once and on the
-// others at their next request. It reports whether there was a loss to
-// acknowledge. Locks and counts that were lost stay lost: support may
+// others at their next request (which raise AlarmLossAcknowledged; this
+// one raises none: its caller reports who acknowledged). It reports
+// whether there was a loss to acknowledge. Locks and counts that were lost stay lost: support may
 // impose locks again on accounts it knows were under attack.
 func (r *Redis) AcknowledgeLoss(ctx context.Context) (bool, error) {
 	id := rand.Text()
@@ -270,7 +271,8 @@ func (r *Redis) AcknowledgeLoss(ctx context.Context) (bool, error) {
 	e := &epochState{id: id}
 	e.floor.Store(seq)
 	r.epoch.Store(e)
-	r.clearLoss("acknowledged through this instance")
+	// The caller reports it, saying who acknowledged.
+	r.lost.Store(nil)
 	return true, nil
 }
 
