@@ -25,22 +25,26 @@ import (
 // one more key, P{Precovery}:epoch, a hash with no time to live:
 //
 //	id     random, written when the key is first made and at each acknowledgement
-//	seq    counted up by every plan
+//	seq    counted up by every plan that strikes (counts a wrong code)
 //	lost   the time (ms) a loss was noticed; present while it is not acknowledged
 //	acked  1 once an operator has acknowledged a loss and set this id
 //
 // Each store remembers the id it found and the highest seq a reply of the
 // server has shown it (its floor). Every plan (one per request, see
-// planScript) first reads the hash and counts seq up, in the same script:
-// a server that still has the deployment's state answers the same id and a
-// seq above the floor, since seq only grows and the floor was a reply that
+// planScript) first reads the hash, and a plan that strikes counts seq up,
+// in the same script: a server that still has the deployment's state
+// answers the same id and a seq no lower than the floor (above it, for a
+// plan that counted), since seq only grows and the floor was a reply that
 // came before the plan was sent. A missing or other id (a restart without
-// data, a flush, a failover to an empty replica) or a seq at or below the
-// floor (a restore or a replica that lacks writes the store was told of)
-// is a loss: the script sets lost and refuses the plan, and so does every
-// later plan of every instance until an operator acknowledges the loss.
-// The check costs one HMGET and one HINCRBY inside the script the request
-// runs anyway: no round trip.
+// data, a flush, a failover to an empty replica) or a seq below the floor
+// (a restore, or a replica that lacks strikes the store was told of) is a
+// loss: the script sets lost and refuses the plan, and so does every later
+// plan of every instance until an operator acknowledges the loss. The
+// check costs one HMGET inside the script the request runs anyway, and one
+// HINCRBY in a plan that strikes: no round trip. Starts and counters lost
+// to a server gone back in time are not noticed until a strike's count is
+// found lost with them; that only refuses a person or hands out a few more
+// starts, while a strike lost would hand out guesses.
 //
 // An acknowledgement writes a new id, marked acked, and moves seq past any
 // floor (to the time in ms times 1000). An instance that finds such an id

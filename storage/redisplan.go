@@ -79,13 +79,21 @@ end
 -- The epoch: a server that lost the deployment's state refuses the plan
 -- before it reads or changes anything, and from then on every plan, until
 -- an operator acknowledges the loss (redisepoch.go).
+-- A plan that strikes counts seq up, since a strike is what a server that
+-- went back in time must not forget; any other plan only reads it, which
+-- costs no write to the AOF or the replicas.
 do
-	local ek = base .. 'epoch'
-	local e = redis.call('HMGET', ek, 'id', 'lost', 'acked')
-	seq = redis.call('HINCRBY', ek, 'seq', 1)
-	if not e[2] and e[1] ~= A[5] and e[3] == '1' and seq > tonumber(A[6]) then
+	local ek, floor = base .. 'epoch', tonumber(A[6])
+	local e = redis.call('HMGET', ek, 'id', 'lost', 'acked', 'seq')
+	seq = tonumber(e[4]) or 0
+	local back = seq < floor
+	if #strikes > 0 then
+		seq = redis.call('HINCRBY', ek, 'seq', 1)
+		back = seq <= floor
+	end
+	if not e[2] and e[1] ~= A[5] and e[3] == '1' and seq > floor then
 		estate = e[1]
-	elseif e[2] or e[1] ~= A[5] or seq <= tonumber(A[6]) then
+	elseif e[2] or e[1] ~= A[5] or back then
 		if not e[2] then redis.call('HSET', ek, 'lost', now) end
 		estate = 1
 		return result(0, 0)
