@@ -19,8 +19,8 @@ import (
 // TestStoreStateLost locks an account on a Redis store and then takes the
 // deployment's state away, as a restart without data or a flush would: the
 // gateway logs the loss as an error, counts it and emits a Caddy event,
-// and answers /start and /verify with 503, Retry-After and the support
-// text, for the locked account and for any other, so that no one gets the
+// and answers /start, /verify and /reset with 503, Retry-After and the
+// support text, for the locked account and for any other, so that no one gets the
 // fresh guesses the lost lock would have denied; until an operator
 // acknowledges the loss through the admin API.
 func TestStoreStateLost(t *testing.T) {
@@ -60,6 +60,7 @@ func TestStoreStateLost(t *testing.T) {
 		{"/start", map[string]string{"account": "bob@example.com"}},
 		{"/verify", map[string]string{"flow": bobFlow, "code": "000000"}},
 		{"/start", map[string]string{"account": "alice@example.com"}},
+		{"/reset", map[string]string{"reset_token": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "password": "N3w-s3cret!"}},
 	} {
 		w := g.post(req.route, "192.0.2.12", req.body)
 		var body apiError

@@ -416,7 +416,16 @@ return t[1]
 // BeginSpend holds the token until now+lease and returns it:
 // recovery.ErrNotFound if it is unknown, expired or spent,
 // recovery.ErrBusy while an earlier hold lasts.
+//
+// While this store knows of a loss of state that no one acknowledged, it
+// refuses (recovery.ErrStateLost): a server gone back in time may hold a
+// token that was spent.
 func (r *Redis) BeginSpend(ctx context.Context, hash []byte, lease time.Duration) (recovery.Token, error) {
+	if lost, err := r.stillLost(ctx); err != nil {
+		return recovery.Token{}, err
+	} else if lost {
+		return recovery.Token{}, fmt.Errorf("redis begin spend: %w: %w", recovery.ErrUnavailable, recovery.ErrStateLost)
+	}
 	now := r.clock.Now()
 	v, err := r.run(ctx, beginSpendScript, []string{r.tokenKey(hash)},
 		now.UnixMilli(), now.Add(lease).UnixMilli()).Result()

@@ -268,8 +268,9 @@ func (r *Redis) AcknowledgeLoss(ctx context.Context) (bool, error) {
 	}
 	if done, _ := res[0].(int64); done != 1 {
 		// Nothing lost on the server: another instance may have
-		// acknowledged it already, which the next plan adopts.
-		return false, nil
+		// acknowledged it already.
+		_, err := r.stillLost(ctx)
+		return false, err
 	}
 	seq, _ := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
 	e := &epochState{id: id}
@@ -278,6 +279,32 @@ func (r *Redis) AcknowledgeLoss(ctx context.Context) (bool, error) {
 	// The caller reports it, saying who acknowledged.
 	r.lost.Store(nil)
 	return true, nil
+}
+
+// stillLost reports whether the loss this store knows of still waits for
+// an acknowledgement, adopting one made through another instance: for the
+// calls that run no plan, which would otherwise learn of it only at the
+// next plan. It asks the server only while this store knows of a loss.
+func (r *Redis) stillLost(ctx context.Context) (bool, error) {
+	if r.lost.Load() == nil {
+		return false, nil
+	}
+	e := r.epoch.Load()
+	vals, err := r.client.HMGet(ctx, r.epochKey(), "id", "lost", "acked", "seq").Result()
+	if err != nil {
+		return true, redisError("read epoch", err)
+	}
+	id, _ := vals[0].(string)
+	acked, _ := vals[2].(string)
+	seq, _ := strconv.ParseInt(fmt.Sprint(vals[3]), 10, 64)
+	if e == nil || vals[1] != nil || id == "" || id == e.id || acked != "1" || seq <= e.floor.Load() {
+		return true, nil
+	}
+	n := &epochState{id: id}
+	n.floor.Store(seq)
+	r.epoch.CompareAndSwap(e, n)
+	r.clearLoss("acknowledged through another instance")
+	return false, nil
 }
 
 // epochReply handles the epoch part of a plan's reply: the seq the plan

@@ -161,6 +161,8 @@ func TestRedisRestartWithoutData(t *testing.T) {
 	if n := count(otherAlarms.lost); n != 1 {
 		t.Errorf("%d state-lost alarms on the other instance, want 1", n)
 	}
+	_, err = other.BeginSpend(ctx, []byte("token"), time.Second)
+	refusedForLoss(t, "a token spent after the loss", err)
 	// An instance that starts now finds the loss where the server keeps it.
 	late := sameDeployment(t, r, url)
 	lateAlarms := alarmsOf(t, late)
@@ -175,6 +177,11 @@ func TestRedisRestartWithoutData(t *testing.T) {
 	if ok, err := r.AcknowledgeLoss(ctx); err != nil || !ok {
 		t.Fatalf("AcknowledgeLoss = %v, %v; want it acknowledged", ok, err)
 	}
+	// A reset spends no token on a server that lost its state, and does
+	// once the loss is acknowledged, though no plan ran in between.
+	if _, err := late.BeginSpend(ctx, []byte("token"), time.Second); !errors.Is(err, recovery.ErrNotFound) {
+		t.Errorf("BeginSpend on an instance that saw the loss, after the acknowledgement: %v, want the token unknown", err)
+	}
 	if ok, err := other.AcknowledgeLoss(ctx); err != nil || ok {
 		t.Fatalf("second AcknowledgeLoss = %v, %v; want nothing left to acknowledge", ok, err)
 	}
@@ -187,8 +194,8 @@ func TestRedisRestartWithoutData(t *testing.T) {
 	if _, lost := other.StateLoss(); lost {
 		t.Error("the other instance still reports the loss after the acknowledgement")
 	}
-	if count(alarms.acked) != 0 || count(otherAlarms.acked) != 1 {
-		t.Error("want one acknowledged alarm on the instance that adopted the acknowledgement, none on the one that made it")
+	if count(alarms.acked) != 0 || count(otherAlarms.acked) != 1 || count(lateAlarms.acked) != 1 {
+		t.Error("want one acknowledged alarm on each instance that adopted the acknowledgement, none on the one that made it")
 	}
 	// The new epoch is watched like the first.
 	p.stop()
