@@ -93,6 +93,10 @@ type RedisConfig struct {
 	// noeviction. The cost: a full server drops locks, counters and flows.
 	// Default: false, such a server is refused.
 	AllowEviction bool
+	// LossHold, when above 0, acknowledges a loss of state by itself once
+	// this long has passed since the store noticed it, instead of waiting
+	// for an operator (redisepoch.go). Default: 0, wait for an operator.
+	LossHold time.Duration
 }
 
 // Redis is a recovery.Store and limiter.LockStore on a Redis server, shared
@@ -144,6 +148,7 @@ type Redis struct {
 	// guard checks each connection's server (redissafety.go); epoch, lost
 	// and learning keep the deployment's epoch (redisepoch.go).
 	guard    *serverGuard
+	lossHold time.Duration
 	alarms   alarms
 	epoch    atomic.Pointer[epochState]
 	lost     atomic.Pointer[Loss]
@@ -178,6 +183,7 @@ func NewRedis(cfg RedisConfig, clock recovery.Clock) (*Redis, error) {
 		prefix:      cfg.Prefix,
 		base:        keyBase(cfg.Prefix),
 		clock:       clock,
+		lossHold:    cfg.LossHold,
 	}
 	r.guard = &serverGuard{allowVolatile: cfg.AllowVolatile, allowEviction: cfg.AllowEviction, alarm: r.raise}
 	opts.OnConnect = r.guard.onConnect

@@ -67,6 +67,19 @@ type RedisModule struct {
 	// A flood can fill it on purpose. Default: false.
 	AllowEviction bool `json:"allow_eviction,omitempty"`
 
+	// StateLossHold, when set, lets recovery work again by itself this
+	// long after the server was found to have lost its state (a restart
+	// without data, a flush, a failover to a replica without it), instead
+	// of answering 503 until an operator acknowledges the loss through the
+	// admin API (DELETE /sms-recovery/store-loss, or caddy sms-recovery
+	// acknowledge-loss). The cost: once it has passed, every account whose
+	// lock or run of wrong codes was lost starts afresh. Set it no shorter
+	// than the longest lock (lockout's longest, 24h by default), so that
+	// temporary locks that were lost would have ended anyway; locks for
+	// good (100 wrong codes in a row) that were lost stay lost either way.
+	// Default: 0, wait for an operator.
+	StateLossHold caddy.Duration `json:"state_loss_hold,omitempty"`
+
 	// checked is the store Provision checked the server with: the store
 	// Open makes expects the epoch it read.
 	checked *Redis
@@ -121,6 +134,7 @@ func (m *RedisModule) config() RedisConfig {
 
 		AllowVolatile: m.AllowVolatile,
 		AllowEviction: m.AllowEviction,
+		LossHold:      time.Duration(m.StateLossHold),
 	}
 }
 
@@ -152,6 +166,7 @@ func (m *RedisModule) SharedAcrossProcesses() bool { return true }
 //	    pool_size    <n>          # default 32
 //	    allow_volatile            # accept a server that keeps nothing on disk
 //	    allow_eviction            # accept a maxmemory-policy other than noeviction
+//	    state_loss_hold <duration> # after a loss of state, work again by itself after this long
 //	}
 func (m *RedisModule) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	d.Next() // the module name
@@ -181,6 +196,8 @@ func (m *RedisModule) UnmarshalCaddyfile(d *cf.Dispenser) error {
 			err = switchOn(d, &m.AllowVolatile)
 		case "allow_eviction":
 			err = switchOn(d, &m.AllowEviction)
+		case "state_loss_hold":
+			err = cfparse.Duration(d, &m.StateLossHold)
 		default:
 			return d.Errf("storage redis: unrecognized subdirective '%s'", d.Val())
 		}

@@ -281,6 +281,24 @@ func (r *Redis) AcknowledgeLoss(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// holdOver acknowledges the loss this store knows of once it has waited
+// RedisConfig.LossHold since noticing it, and reports whether it did.
+func (r *Redis) holdOver(ctx context.Context) bool {
+	l := r.lost.Load()
+	if r.lossHold <= 0 || l == nil || r.clock.Now().Sub(l.Since) < r.lossHold {
+		return false
+	}
+	ok, err := r.AcknowledgeLoss(ctx)
+	if err != nil {
+		return false
+	}
+	if ok {
+		r.raise(Alarm{Kind: AlarmLossAcknowledged,
+			Detail: fmt.Sprintf("acknowledged by the store itself, %s after it noticed the loss (state_loss_hold)", r.lossHold)})
+	}
+	return true
+}
+
 // stillLost reports whether the loss this store knows of still waits for
 // an acknowledgement, adopting one made through another instance: for the
 // calls that run no plan, which would otherwise learn of it only at the

@@ -18,12 +18,18 @@ import (
 // limits high enough to stay out of the way.
 func lossGuard(t *testing.T, r *Redis) *limiter.Guard {
 	t.Helper()
+	return lossGuardAt(t, r, recovery.SystemClock{})
+}
+
+// lossGuardAt is lossGuard reading the time from clock.
+func lossGuardAt(t *testing.T, r *Redis, clock recovery.Clock) *limiter.Guard {
+	t.Helper()
 	cfg := limiter.DefaultConfig()
 	high := limiter.Rate{Events: 1 << 40, Window: time.Hour}
 	cfg.StartIP, cfg.StartAccount, cfg.StartPhone, cfg.VerifyIP, cfg.SMSGlobal = high, high, high, high, high
 	cfg.Lockout = limiter.Threshold{Failures: 5, Window: time.Hour, Duration: 30 * time.Minute}
 	cfg.IPBlock = limiter.Threshold{Failures: 1000, Window: time.Hour, Duration: time.Hour}
-	g, err := limiter.New(cfg, nil, r, recovery.SystemClock{})
+	g, err := limiter.New(cfg, nil, r, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,5 +335,53 @@ func TestRedisCheckReachesSentinelAndCluster(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRedisStateLossHold: with a hold, a loss is acknowledged by the store
+// itself once the hold has passed since it noticed the loss, and not before.
+func TestRedisStateLossHold(t *testing.T) {
+	t.Parallel()
+	p := startRedis(t)
+	clock := &redisTestClock{now: time.Now()}
+	r, err := NewRedis(RedisConfig{URL: "redis://" + p.addr + "/0", Prefix: "smsrec-hold:", AllowVolatile: true, LossHold: time.Hour}, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	alarms := alarmsOf(t, r)
+	g := lossGuardAt(t, r, clock)
+	ctx := context.Background()
+	start := func(id string) error {
+		now := clock.Now()
+		return g.StartFlow(ctx, "192.0.2.1", recovery.Flow{ID: id, Account: "bob@example.com", CodeHash: []byte("h"),
+			Sends: 1, SentAt: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	}
+	if err := start("before"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Client().FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	refusedForLoss(t, "a start after FLUSHALL", start("lost"))
+	clock.advance(59 * time.Minute)
+	refusedForLoss(t, "a start within the hold", start("held"))
+	if n := count(alarms.acked); n != 0 {
+		t.Fatalf("%d acknowledgements within the hold", n)
+	}
+	clock.advance(2 * time.Minute)
+	if err := start("after"); err != nil {
+		t.Fatalf("start once the hold has passed: %v", err)
+	}
+	select {
+	case al := <-alarms.acked:
+		if !strings.Contains(al.Detail, "state_loss_hold") {
+			t.Errorf("acknowledgement %q does not say it came from the hold", al.Detail)
+		}
+	default:
+		t.Error("no alarm for the acknowledgement the hold made")
+	}
+	if _, lost := r.StateLoss(); lost {
+		t.Error("the store still reports the loss")
 	}
 }

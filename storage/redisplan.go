@@ -287,6 +287,14 @@ return result(0, 0, nil, 0, 0, 0, 0, 0, struck)
 // A server that lost the deployment's state refuses it with an error that
 // is both recovery.ErrUnavailable and recovery.ErrStateLost.
 func (r *Redis) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, error) {
+	o, err := r.runPlan(ctx, p)
+	if errors.Is(err, recovery.ErrStateLost) && r.holdOver(ctx) {
+		return r.runPlan(ctx, p)
+	}
+	return o, err
+}
+
+func (r *Redis) runPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, error) {
 	e, err := r.learnEpoch(ctx)
 	if err != nil {
 		return limiter.Outcome{}, err
