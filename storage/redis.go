@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -145,14 +144,13 @@ type Redis struct {
 	clock       recovery.Clock
 	batches     batcher
 
-	// guard checks each connection's server (redissafety.go); epoch, lost
-	// and learning keep the deployment's epoch (redisepoch.go).
+	// guard checks each connection's server (redissafety.go); epoch and
+	// lost keep the deployment's epoch (redisepoch.go).
 	guard    *serverGuard
 	lossHold time.Duration
 	alarms   alarms
 	epoch    atomic.Pointer[epochState]
 	lost     atomic.Pointer[Loss]
-	learning sync.Mutex
 }
 
 // NewRedis returns a Redis store for cfg, reading the time from clock. It

@@ -193,11 +193,9 @@ return f
 // unless the store knows it already: at load, and before the first plan of
 // a store that could not reach the server then.
 func (r *Redis) learnEpoch(ctx context.Context) (*epochState, error) {
-	if e := r.epoch.Load(); e != nil {
-		return e, nil
-	}
-	r.learning.Lock()
-	defer r.learning.Unlock()
+	// Requests that come before the epoch is known each ask, with no lock
+	// held: while the server is down, none waits on another's timeout. The
+	// script is atomic, so they all find the same id.
 	if e := r.epoch.Load(); e != nil {
 		return e, nil
 	}
@@ -212,7 +210,9 @@ func (r *Redis) learnEpoch(ctx context.Context) (*epochState, error) {
 	seq, _ := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
 	e := &epochState{id: id}
 	e.floor.Store(seq)
-	r.epoch.Store(e)
+	if !r.epoch.CompareAndSwap(nil, e) {
+		return r.epoch.Load(), nil
+	}
 	if res[2] != nil {
 		r.noticeLoss("the store's state was found lost and not yet acknowledged")
 	}
