@@ -5,6 +5,7 @@ package admin
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
 func init() {
@@ -31,12 +33,18 @@ const EventLockLifted = "lock_lifted"
 // LocksPath is where the admin API serves the locks.
 const LocksPath = "/sms-recovery/locks"
 
+// LossPath is where the admin API serves the losses of state that stores
+// noticed and that are not acknowledged yet.
+const LossPath = "/sms-recovery/store-loss"
+
 // API lets support list and lift account locks and IP blocks through
 // Caddy's admin endpoint:
 //
 //	GET    /sms-recovery/locks                   every lock in force, as JSON
 //	DELETE /sms-recovery/locks/account/<account>  lifts the lock and gives fresh tries
 //	DELETE /sms-recovery/locks/ip/<ip or /64>     lifts the block and gives fresh tries
+//	GET    /sms-recovery/store-loss               losses of state not acknowledged yet
+//	DELETE /sms-recovery/store-loss               acknowledges them: recovery works again
 //
 // Caddy loads every admin.api module it knows of, so this needs no
 // configuration: it is on wherever the admin endpoint is. It sees the locks
@@ -56,7 +64,71 @@ func (a *API) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: LocksPath, Handler: caddy.AdminHandlerFunc(a.list)},
 		{Pattern: LocksPath + "/", Handler: caddy.AdminHandlerFunc(a.lift)},
+		{Pattern: LossPath, Handler: caddy.AdminHandlerFunc(a.losses)},
 	}
+}
+
+// lossList is the answer to GET LossPath: the losses of state that the
+// stores in this process noticed and that no one acknowledged yet.
+type lossList struct {
+	Lost []storage.Loss `json:"lost"`
+}
+
+// acknowledged is the answer to DELETE LossPath.
+type acknowledged struct {
+	Acknowledged int `json:"acknowledged"`
+}
+
+// losses answers GET LossPath with the losses not acknowledged yet, and
+// DELETE LossPath by acknowledging them in every store whose server holds
+// one: the operator's word that the state the server has now is to be
+// trusted. Until then the recovery routes answer 503 (see package
+// storage, redisepoch.go). It answers 404 when there was nothing to
+// acknowledge.
+func (a *API) losses(w http.ResponseWriter, r *http.Request) error {
+	switch r.Method {
+	case http.MethodGet:
+		out := lossList{Lost: []storage.Loss{}}
+		for _, e := range gateways.current() {
+			if e.losses == nil {
+				continue
+			}
+			if l, lost := e.losses.StateLoss(); lost {
+				out.Lost = append(out.Lost, l)
+			}
+		}
+		return writeAdminJSON(w, http.StatusOK, out)
+	case http.MethodDelete:
+	default:
+		w.Header().Set("Allow", "GET, DELETE")
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("method not allowed; use GET or DELETE")}
+	}
+	by := requester(r)
+	n := 0
+	for _, e := range gateways.current() {
+		if e.losses == nil {
+			continue
+		}
+		ok, err := e.losses.AcknowledgeLoss(r.Context())
+		if err != nil && !gateways.holds(e) {
+			continue // unloaded meanwhile
+		}
+		if err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+		}
+		if !ok {
+			continue
+		}
+		n++
+		if e.observer != nil {
+			e.observer.Observe(r.Context(), recovery.Event{Name: storage.AlarmLossAcknowledged,
+				Reason: "acknowledged through the admin API by " + by})
+		}
+	}
+	if n == 0 {
+		return writeAdminJSON(w, http.StatusNotFound, map[string]string{"error": "no loss of state to acknowledge"})
+	}
+	return writeAdminJSON(w, http.StatusOK, acknowledged{Acknowledged: n})
 }
 
 // list answers every lock in force: account locks first, then IP blocks,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
 // gateways holds the abuse guards of the gateway handlers running in this
@@ -21,13 +22,22 @@ type Observer interface {
 	Observe(ctx context.Context, ev recovery.Event)
 }
 
+// LossKeeper is a store that notices when its server loses its state and
+// then refuses work until an operator acknowledges the loss (the Redis
+// store).
+type LossKeeper interface {
+	StateLoss() (storage.Loss, bool)
+	AcknowledgeLoss(ctx context.Context) (bool, error)
+}
+
 // Register makes the locks of a gateway handler using the store with
-// storeKey visible to the admin API, reporting lifts to o. Handlers on one
-// store share its locks, so the admin API lists and lifts them once per
-// store, through the newest handler. The handler calls the returned
-// function from its Cleanup; calling it again does nothing.
-func Register(storeKey string, g *limiter.Guard, o Observer) (unregister func() error) {
-	return gateways.register(storeKey, g, o)
+// storeKey visible to the admin API, reporting lifts to o; and, when store
+// is a LossKeeper, its losses of state. Handlers on one store share its
+// locks, so the admin API lists and lifts them once per store, through the
+// newest handler. The handler calls the returned function from its
+// Cleanup; calling it again does nothing.
+func Register(storeKey string, g *limiter.Guard, o Observer, store any) (unregister func() error) {
+	return gateways.register(storeKey, g, o, store)
 }
 
 // guardRegistry maps the key of a store to the
@@ -50,6 +60,7 @@ type guardRegistry struct {
 type guardEntry struct {
 	guard    *limiter.Guard
 	observer Observer
+	losses   LossKeeper // nil for a store that does not keep them
 }
 
 func newGuardRegistry() *guardRegistry {
@@ -59,8 +70,9 @@ func newGuardRegistry() *guardRegistry {
 // register adds the guard and observer of a handler using the store with
 // storeKey. The handler calls the returned function from Cleanup; calling it
 // again does nothing.
-func (r *guardRegistry) register(storeKey string, g *limiter.Guard, o Observer) (unregister func() error) {
+func (r *guardRegistry) register(storeKey string, g *limiter.Guard, o Observer, store any) (unregister func() error) {
 	e := &guardEntry{guard: g, observer: o}
+	e.losses, _ = store.(LossKeeper)
 	r.mu.Lock()
 	r.byStore[storeKey] = append(r.byStore[storeKey], e)
 	r.mu.Unlock()

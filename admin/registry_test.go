@@ -71,7 +71,7 @@ func TestGuardRegistry(t *testing.T) {
 			var undo []func() error
 			for _, s := range tt.steps {
 				if s.register != "" {
-					undo = append(undo, r.register(s.register, next[0], nil))
+					undo = append(undo, r.register(s.register, next[0], nil, nil))
 					next = next[1:]
 					continue
 				}
@@ -132,7 +132,7 @@ func TestStoreUnloadedDuringRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 		key := fmt.Sprintf("test-leaving/%v/%s", leaves, t.Name())
-		unregister := Register(key, g, nil)
+		unregister := Register(key, g, nil, nil)
 		if leaves {
 			store.leave = unregister
 		} else {
@@ -151,7 +151,7 @@ func TestStoreUnloadedDuringRequest(t *testing.T) {
 		if !leaves {
 			continue
 		}
-		store.leave = Register(key, g, nil)
+		store.leave = Register(key, g, nil, nil)
 		w = httptest.NewRecorder()
 		if err := api.lift(w, httptest.NewRequest(http.MethodDelete, LocksPath+"/account/alice@example.com", nil)); err != nil || w.Code != http.StatusNotFound {
 			t.Errorf("lifting with a store unloaded meanwhile: %v, %d %s; want 404, nothing lifted", err, w.Code, w.Body)

@@ -66,7 +66,7 @@ func init() {
 //	    support  <text>
 //	    secret   <base64> [<older base64> ...]
 //	    storage memory [{ max_entries <n> }]
-//	    storage redis <url> [{ prefix <p>; dial_timeout <d>; timeout <d>; pool_size <n> }]
+//	    storage redis <url> [{ prefix <p>; dial_timeout <d>; timeout <d>; pool_size <n>; allow_volatile; allow_eviction; state_loss_hold <d> }]
 //	    storage <name> ...                                     # any module http.handlers.sms_recovery.storage.<name>
 //	    forward {
 //	        path        <path>

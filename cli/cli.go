@@ -3,6 +3,7 @@
 //	caddy sms-recovery locks [--kind account|ip] [--json]
 //	caddy sms-recovery unlock <account>
 //	caddy sms-recovery unblock <ip or IPv6 /64>
+//	caddy sms-recovery acknowledge-loss
 //
 // It talks to the admin API of a running Caddy as caddy reload and caddy
 // stop do: at --address if given, else at the admin address of the config
@@ -32,7 +33,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "sms-recovery",
-		Usage: "locks|unlock|unblock [--address <admin>] [--config <path> [--adapter <name>]]",
+		Usage: "locks|unlock|unblock|acknowledge-loss [--address <admin>] [--config <path> [--adapter <name>]]",
 		Short: "Lists and lifts the account locks and IP blocks of SMS recovery",
 		Long: `
 Lists and lifts the account locks and IP blocks of the sms_recovery handlers
@@ -41,8 +42,15 @@ of a running Caddy, through its admin API:
   caddy sms-recovery locks [--kind account|ip] [--json]
   caddy sms-recovery unlock <account>
   caddy sms-recovery unblock <ip address or IPv6 /64>
+  caddy sms-recovery acknowledge-loss
 
 Lifting also gives fresh tries: the count of wrong codes starts again.
+
+When the Redis storage has lost its state (a restart without data, a
+failover to a replica without it, a flush), recovery answers 503 until an
+operator acknowledges the loss with acknowledge-loss: the locks and counts
+that were lost stay lost, so re-impose locks on accounts known to be under
+attack.
 
 The admin endpoint is found as caddy reload and caddy stop find it: the
 --address flag if given; otherwise the admin address of the config named by
@@ -80,7 +88,27 @@ func attach(cmd *cobra.Command, now func() time.Time) {
 		Short: "Lifts the block on a client IP address or IPv6 /64 and gives it fresh tries",
 		Args:  cobra.ExactArgs(1),
 		RunE:  run(now, lift(limiter.KindIP)),
+	}, &cobra.Command{
+		Use:   "acknowledge-loss",
+		Short: "Lets recovery work again after the storage lost its state",
+		Args:  cobra.NoArgs,
+		RunE:  run(now, acknowledgeLoss),
 	})
+}
+
+// lossPath is where the admin API serves the storage's losses of state.
+const lossPath = "/sms-recovery/store-loss"
+
+// acknowledgeLoss acknowledges the storage's loss of state.
+func acknowledgeLoss(cmd *cobra.Command, c *client, _ []string) error {
+	var got struct {
+		Acknowledged int `json:"acknowledged"`
+	}
+	if err := c.do(http.MethodDelete, lossPath, &got); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "Acknowledged the loss of state of %d storage(s); recovery works again. Locks and counts that were lost stay lost.\n", got.Acknowledged)
+	return nil
 }
 
 // locksPath is where the admin API serves the locks.

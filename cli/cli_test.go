@@ -153,6 +153,25 @@ func TestUnlock(t *testing.T) {
 	}
 }
 
+func TestAcknowledgeLoss(t *testing.T) {
+	a := newFakeAdmin(t, http.StatusOK, `{"acknowledged":1}`)
+	out, _, err := execute(t, "acknowledge-loss", "--address", a.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "Acknowledged the loss of state of 1 storage(s); recovery works again.") {
+		t.Errorf("output %q", out)
+	}
+	if got := a.requests(); len(got) != 1 || got[0] != "DELETE /sms-recovery/store-loss" {
+		t.Errorf("asked %v", got)
+	}
+	none := newFakeAdmin(t, http.StatusNotFound, `{"error":"no loss of state to acknowledge"}`)
+	if _, stderr, err := execute(t, "acknowledge-loss", "--address", none.addr()); err == nil ||
+		!strings.Contains(stderr, "no loss of state to acknowledge") {
+		t.Errorf("nothing to acknowledge: %v, %q", err, stderr)
+	}
+}
+
 func TestUnblock(t *testing.T) {
 	for key, path := range map[string]string{
 		"203.0.113.7":       "/sms-recovery/locks/ip/203.0.113.7",

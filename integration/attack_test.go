@@ -378,5 +378,7 @@ func redisStorage(t *testing.T) string {
 	})
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	return fmt.Sprintf("storage redis %s {\n\t\t\tprefix %s\n\t\t}\n\t\tsecret %s", u, prefix, base64.StdEncoding.EncodeToString(secret))
+	// The test server keeps nothing on disk, and is meant to: the opt-in
+	// says so.
+	return fmt.Sprintf("storage redis %s {\n\t\t\tprefix %s\n\t\t\tallow_volatile\n\t\t}\n\t\tsecret %s", u, prefix, base64.StdEncoding.EncodeToString(secret))
 }

@@ -17,7 +17,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	m := processMetrics()
 	names := map[string]bool{}
 	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
-	for _, c := range []prometheus.Collector{m.events, m.sms, m.queued, m.unavailable, m.circuitOpen, m.buildInfo, m.tables} {
+	for _, c := range m.collectors() {
 		ch := make(chan *prometheus.Desc, 1)
 		go func() { c.Describe(ch); close(ch) }()
 		for d := range ch {

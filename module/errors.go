@@ -76,6 +76,15 @@ func (h *Handler) errorFor(err error) *apiError {
 		out = newError(http.StatusGone, "expired", "This code has expired or was used up. Start again to get a new one.")
 	case errors.Is(err, recovery.ErrInvalidToken):
 		return errInvalidToken
+	case errors.Is(err, recovery.ErrStateLost):
+		// The locks and counts that were lost cannot be told from none:
+		// until an operator acknowledges the loss, nothing is decided on
+		// them, for any account (see storage, redisepoch.go).
+		out = newError(http.StatusServiceUnavailable, "unavailable",
+			"Recovery is paused while its records are checked after a storage failure. Try again later, or contact support.")
+		out.Support = h.Support
+		secs := int64(stateLostRetry / time.Second)
+		out.RetryAfter = &secs
 	case errors.Is(err, recovery.ErrUnavailable):
 		out = newError(http.StatusServiceUnavailable, "unavailable", "Recovery is unavailable right now. Try again in a minute.")
 		secs := int64(30)
@@ -85,6 +94,10 @@ func (h *Handler) errorFor(err error) *apiError {
 	}
 	return out
 }
+
+// stateLostRetry is the Retry-After of a refusal while the store's lost
+// state waits for an operator: long, since it needs a person.
+const stateLostRetry = 5 * time.Minute
 
 func retrySeconds(d time.Duration) int64 {
 	return max(1, int64(math.Ceil(d.Seconds())))

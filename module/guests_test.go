@@ -65,7 +65,8 @@ func redisTestURL() string {
 func redisTestStorage(tb testing.TB) json.RawMessage {
 	tb.Helper()
 	prefix := "smsrec-test-" + rand.Text() + ":"
-	rs, err := storage.NewRedis(storage.RedisConfig{URL: redisTestURL(), Prefix: prefix}, recovery.SystemClock{})
+	// The test server keeps nothing on disk, and is meant to.
+	rs, err := storage.NewRedis(storage.RedisConfig{URL: redisTestURL(), Prefix: prefix, AllowVolatile: true}, recovery.SystemClock{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -86,5 +87,5 @@ func redisTestStorage(tb testing.TB) json.RawMessage {
 		}
 		rs.Close()
 	})
-	return guest(&storage.RedisModule{URL: redisTestURL(), Prefix: prefix}, "backend")
+	return guest(&storage.RedisModule{URL: redisTestURL(), Prefix: prefix, AllowVolatile: true}, "backend")
 }

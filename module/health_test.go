@@ -71,7 +71,7 @@ func TestHealthRedis(t *testing.T) {
 	addr := strings.TrimPrefix(strings.TrimSuffix(redisTestURL(), "/0"), "redis://")
 	proxy := tcpproxy.Start(t, addr)
 	g := newOpsGateway(t, map[string]string{}, func(h *Handler) {
-		h.StorageRaw = guest(&storage.RedisModule{URL: "redis://" + proxy.Addr() + "/0", Prefix: "smsrec-health-test:"}, "backend")
+		h.StorageRaw = guest(&storage.RedisModule{URL: "redis://" + proxy.Addr() + "/0", Prefix: "smsrec-health-test:", AllowVolatile: true}, "backend")
 	})
 	wantHealth(t, g.probe(http.MethodGet), http.StatusOK, "ok")
 

@@ -118,6 +118,9 @@ var wantLabels = map[string][]string{
 	"caddy_sms_recovery_sms_total":         {"kind", "result", "site"},
 	"caddy_sms_recovery_responses_total":   {"code", "route", "site"},
 	"caddy_sms_recovery_unavailable_total": {"site"},
+
+	"caddy_sms_recovery_store_state_lost_total":    {"site"},
+	"caddy_sms_recovery_store_unsafe_server_total": {"site"},
 }
 
 // processGauges are the gauges of the whole process, with no site label.
@@ -130,6 +133,7 @@ var processGauges = map[string]bool{
 	"caddy_sms_recovery_store_capacity":      true,
 	"caddy_sms_recovery_store_refused_total": true,
 	"caddy_sms_recovery_store_let_go_total":  true,
+	storeLostMetric:                          true,
 }
 
 // series names a series by its metric, without the common prefix, and its
@@ -147,6 +151,7 @@ func series(name string, labels map[string]string) string {
 const (
 	queueLengthMetric = "caddy_sms_recovery_sms_queue_length"
 	circuitOpenMetric = "caddy_sms_recovery_sms_circuit_open"
+	storeLostMetric   = "caddy_sms_recovery_store_state_lost"
 )
 
 // TestSMSQueueLengthMetric holds a provider's answers back so that messages

@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
 
@@ -26,6 +27,9 @@ type metrics struct {
 	circuitOpen prometheus.GaugeFunc
 	buildInfo   *prometheus.GaugeVec
 	tables      tablesCollector
+	stateLost   *prometheus.CounterVec
+	unsafe      *prometheus.CounterVec
+	lostNow     prometheus.GaugeFunc
 }
 
 var processMetrics = sync.OnceValue(func() *metrics {
@@ -70,6 +74,31 @@ var processMetrics = sync.OnceValue(func() *metrics {
 			return float64(n)
 		}),
 		tables: newTablesCollector(ns, sub),
+		stateLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "store_state_lost_total",
+			Help: "Times the storage's server was found to have lost its state (restart without data, failover to a replica without it, flush, restore); recovery answers 503 until an operator acknowledges it.",
+		}, []string{"site"}),
+		unsafe: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "store_unsafe_server_total",
+			Help: "Times the storage refused its server on connecting because it would forget state (no persistence, an evicting maxmemory-policy); recovery answers 503 meanwhile.",
+		}, []string{"site"}),
+		// Stores are shared by every handler with the same storage
+		// settings, so this is one number for the process.
+		lostNow: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "store_state_lost",
+			Help: "Stores of this process whose server lost its state and that wait for an operator to acknowledge it (admin API DELETE /sms-recovery/store-loss).",
+		}, func() float64 {
+			n := 0
+			stores.Range(func(_, v any) bool {
+				if l, ok := v.(*pooledStore).backend.(alarmWatcher); ok {
+					if _, lost := l.StateLoss(); lost {
+						n++
+					}
+				}
+				return true
+			})
+			return float64(n)
+		}),
 		buildInfo: func() *prometheus.GaugeVec {
 			g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 				Namespace: ns, Subsystem: sub, Name: "build_info",
@@ -81,8 +110,14 @@ var processMetrics = sync.OnceValue(func() *metrics {
 	}
 })
 
+// collectors are every metric of the handler.
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.events, m.sms, m.queued, m.unavailable, m.circuitOpen, m.buildInfo,
+		m.stateLost, m.unsafe, m.lostNow, m.tables}
+}
+
 func (m *metrics) register(reg *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{m.events, m.sms, m.queued, m.unavailable, m.circuitOpen, m.buildInfo, m.tables} {
+	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -129,6 +164,10 @@ func newObserver(ctx caddy.Context, site string, logger *zap.Logger) (*observer,
 // eventLevel says how loud each event is in the log.
 func eventLevel(e recovery.Event) zapcore.Level {
 	switch e.Name {
+	case storage.AlarmStateLost, storage.AlarmUnsafeServer:
+		return zapcore.ErrorLevel
+	case storage.AlarmLossAcknowledged:
+		return zapcore.WarnLevel
 	case recovery.EventAccountLocked, recovery.EventIPBlocked, recovery.EventRefused,
 		recovery.EventSMSFailed, recovery.EventResetFailed:
 		return zapcore.WarnLevel
@@ -218,6 +257,26 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 		}
 		o.events.Emit(o.ctx, name, data)
 	}
+}
+
+// alarmWatcher is a store that reports what it notices about its server
+// (the Redis store): see storage.Alarm.
+type alarmWatcher interface {
+	Watch(fn func(storage.Alarm)) (stop func() error)
+	StateLoss() (storage.Loss, bool)
+}
+
+// storeAlarm logs, counts and emits what the store noticed about its
+// server, as a security event: a loss of state, a server refused, a loss
+// acknowledged through another instance. Nothing in it names an account.
+func (o *observer) storeAlarm(a storage.Alarm) {
+	switch a.Kind {
+	case storage.AlarmStateLost:
+		o.metrics.stateLost.WithLabelValues(o.site).Inc()
+	case storage.AlarmUnsafeServer:
+		o.metrics.unsafe.WithLabelValues(o.site).Inc()
+	}
+	o.Observe(o.ctx, recovery.Event{Name: a.Kind, Reason: a.Detail})
 }
 
 // unavailable counts a request answered 503 because a dependency could not

@@ -64,7 +64,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.closers = append(h.closers, admin.Register(h.store.key, h.guard, h.observer))
+	h.closers = append(h.closers, admin.Register(h.store.key, h.guard, h.observer, h.store.backend))
+	if w, ok := h.store.backend.(alarmWatcher); ok {
+		h.closers = append(h.closers, w.Watch(h.observer.storeAlarm))
+	}
 	phones, err := h.loadPhonePolicy()
 	if err != nil {
 		return fmt.Errorf("allowed_countries: %w", err)

@@ -34,6 +34,11 @@ var (
 	// ErrUnavailable is a dependency (storage, directory) that cannot answer.
 	// The request may or may not have taken effect, and retrying it is safe.
 	ErrUnavailable = errors.New("service unavailable")
+	// ErrStateLost is a store whose server lost its state (locks, runs of
+	// wrong codes, counts) and that refuses work until an operator
+	// acknowledges it: what was lost cannot be trusted to be gone. A store
+	// returns it together with ErrUnavailable.
+	ErrStateLost = errors.New("storage lost its state")
 
 	// ErrNotFound is returned by a Store for a missing or expired record.
 	ErrNotFound = errors.New("not found")

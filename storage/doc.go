@@ -8,7 +8,10 @@
 // recently used, and a full security table lets the cheapest run of wrong
 // codes go but never a lock or a run behind one. Redis keeps them on a Redis
 // server shared by every instance behind a load balancer, so that a flow
-// started on one verifies on another.
+// started on one verifies on another. It refuses a server that would
+// forget (redissafety.go) and notices one that did, refusing work until an
+// operator acknowledges the loss (redisepoch.go): lost security state is
+// never taken for a clean slate.
 //
 // Every Store method is atomic with respect to the others, across processes
 // for Redis: concurrent callers never both consume a flow, both spend a
@@ -17,9 +20,10 @@
 // This package must never hold a code or a token in the clear (it only ever
 // sees their keyed hashes), never put a record on a server without a time to
 // live (but an account's run of wrong codes, which lasts until a correct
-// code or support ends it), never drop a lock or a run that set one to make
-// room, never
-// log but the Redis module's load-time warnings and go-redis's routed lines. Its
+// code or support ends it, and the deployment's epoch), never drop a lock
+// or a run that set one to make room, never log but the Redis module's
+// load-time warnings and go-redis's routed lines (what it notices at run
+// time it reports as an Alarm, which the gateway logs). Its
 // storagetest subpackage is the one contract suite every backend passes.
 //
 // MemoryModule and RedisModule are the Caddy guest modules of the

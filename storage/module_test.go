@@ -66,7 +66,8 @@ func TestMemoryModule(t *testing.T) {
 
 func TestRedisModule(t *testing.T) {
 	requireRedis(t)
-	o, err := loadStorage(t, "redis", `{"url": "`+testRedisURL()+`"}`)
+	// The test server keeps nothing on disk, and is meant to.
+	o, err := loadStorage(t, "redis", `{"url": "`+testRedisURL()+`", "allow_volatile": true}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +101,9 @@ func TestStorageUnmarshalCaddyfile(t *testing.T) {
 		{"memory argument", &MemoryModule{}, "memory 5000", "error: storage memory: takes no argument"},
 		{"redis", &RedisModule{}, "redis redis://127.0.0.1:6379/0 {\nprefix app:\npool_size 4\n}", `{"url":"redis://127.0.0.1:6379/0","prefix":"app:","pool_size":4}`},
 		{"redis unknown", &RedisModule{}, "redis redis://x {\ndb 2\n}", "error: storage redis: unrecognized subdirective 'db'"},
+		{"redis opt-ins", &RedisModule{}, "redis redis://x {\nallow_volatile\nallow_eviction\n}", `{"url":"redis://x","allow_volatile":true,"allow_eviction":true}`},
+		{"redis hold", &RedisModule{}, "redis redis://x {\nstate_loss_hold 24h\n}", `{"url":"redis://x","state_loss_hold":86400000000000}`},
+		{"redis opt-in with argument", &RedisModule{}, "redis redis://x {\nallow_volatile yes\n}", "error: storage redis: allow_volatile takes no argument, not 'yes'"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -82,6 +83,19 @@ type RedisConfig struct {
 	// replica), writes fail closed. Not for a Cluster. Default: 0, or the
 	// Sentinel URL's min_replicas.
 	MinReplicas int
+	// AllowVolatile accepts a server that keeps nothing on disk (no AOF, no
+	// RDB save point), or one that does not say: see redissafety.go. The
+	// cost: a restart of it forgets every lock and count. Default: false,
+	// such a server is refused.
+	AllowVolatile bool
+	// AllowEviction accepts a server whose maxmemory-policy is not
+	// noeviction. The cost: a full server drops locks, counters and flows.
+	// Default: false, such a server is refused.
+	AllowEviction bool
+	// LossHold, when above 0, acknowledges a loss of state by itself once
+	// this long has passed since the store noticed it, instead of waiting
+	// for an operator (redisepoch.go). Default: 0, wait for an operator.
+	LossHold time.Duration
 }
 
 // Redis is a recovery.Store and limiter.LockStore on a Redis server, shared
@@ -110,6 +124,7 @@ type RedisConfig struct {
 //	P{Precovery}:locks:<kind>         sorted set of the kind's locked records, scored
 //	                                  by Until (+inf: permanent)
 //	P{Precovery}:count:<scope>:<key>  a rate counter; its window is its time to live
+//	P{Precovery}:epoch                hash: id, seq, lost, acked; no time to live (redisepoch.go)
 //
 // One request touches the client's keys, the account's, the flow's and the
 // global SMS budget at once, and the script that does it must find them all
@@ -128,10 +143,20 @@ type Redis struct {
 	base        string // the prefix and the deployment's hash tag: every key starts so
 	clock       recovery.Clock
 	batches     batcher
+
+	// guard checks each connection's server (redissafety.go); epoch and
+	// lost keep the deployment's epoch (redisepoch.go).
+	guard    *serverGuard
+	lossHold time.Duration
+	alarms   alarms
+	epoch    atomic.Pointer[epochState]
+	lost     atomic.Pointer[Loss]
 }
 
 // NewRedis returns a Redis store for cfg, reading the time from clock. It
-// does not connect: use Ping to check the server.
+// does not connect: use Ping to check the server. Each connection it opens
+// first checks that the server keeps its data (redissafety.go), and fails
+// with an *UnsafeServerError when it would not.
 func NewRedis(cfg RedisConfig, clock recovery.Clock) (*Redis, error) {
 	if clock == nil {
 		return nil, errors.New("creating redis storage: no clock")
@@ -151,13 +176,16 @@ func NewRedis(cfg RedisConfig, clock recovery.Clock) (*Redis, error) {
 		return nil, errors.New("creating redis storage: min replicas is not for a cluster")
 	}
 	r := &Redis{
-		client:      redis.NewUniversalClient(opts),
 		minReplicas: minReplicas,
 		waitFor:     opts.ReadTimeout / 2,
 		prefix:      cfg.Prefix,
 		base:        keyBase(cfg.Prefix),
 		clock:       clock,
+		lossHold:    cfg.LossHold,
 	}
+	r.guard = &serverGuard{allowVolatile: cfg.AllowVolatile, allowEviction: cfg.AllowEviction, alarm: r.raise}
+	opts.OnConnect = r.guard.onConnect
+	r.client = redis.NewUniversalClient(opts)
 	r.batches.send = r.sendBatch
 	return r, nil
 }
@@ -176,22 +204,6 @@ func (r *Redis) Client() redis.UniversalClient { return r.client }
 // Ping checks that the server answers.
 func (r *Redis) Ping(ctx context.Context) error {
 	return redisError("ping", r.client.Ping(ctx).Err())
-}
-
-// EvictionPolicy returns the server's maxmemory-policy, read from INFO
-// (which managed servers that refuse CONFIG GET still answer). Any policy
-// but noeviction lets a full server drop keys, locks among them.
-func (r *Redis) EvictionPolicy(ctx context.Context) (string, error) {
-	info, err := r.client.Info(ctx, "memory").Result()
-	if err != nil {
-		return "", redisError("info", err)
-	}
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "maxmemory_policy:"); ok {
-			return v, nil
-		}
-	}
-	return "", errors.New("redis info: no maxmemory_policy")
 }
 
 // Close closes the client and its connections, for every user of Client.
@@ -408,7 +420,16 @@ return t[1]
 // BeginSpend holds the token until now+lease and returns it:
 // recovery.ErrNotFound if it is unknown, expired or spent,
 // recovery.ErrBusy while an earlier hold lasts.
+//
+// While this store knows of a loss of state that no one acknowledged, it
+// refuses (recovery.ErrStateLost): a server gone back in time may hold a
+// token that was spent.
 func (r *Redis) BeginSpend(ctx context.Context, hash []byte, lease time.Duration) (recovery.Token, error) {
+	if lost, err := r.stillLost(ctx); err != nil {
+		return recovery.Token{}, err
+	} else if lost {
+		return recovery.Token{}, fmt.Errorf("redis begin spend: %w: %w", recovery.ErrUnavailable, recovery.ErrStateLost)
+	}
 	now := r.clock.Now()
 	v, err := r.run(ctx, beginSpendScript, []string{r.tokenKey(hash)},
 		now.UnixMilli(), now.Add(lease).UnixMilli()).Result()

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -18,18 +19,49 @@ import (
 const redisPingTimeout = 2 * time.Second
 
 // checkRedis pings rs so that an operator learns at load time, not at the
-// first recovery request, that the recovery routes will answer 503, and
-// warns when the server evicts keys. A failed ping only warns: the rest of
-// the site must load, and Redis may come back.
-func checkRedis(ctx context.Context, logger *zap.Logger, rs *Redis, timeout time.Duration) {
+// first recovery request, whether the recovery routes will work. A server
+// that would forget state is refused (redissafety.go): the error says why
+// and names the option that accepts it. A server that does not answer only
+// warns: the rest of the site must load, and Redis may come back; the
+// store's first connection then checks the server, refusing one that would
+// forget (503) with an alarm. checkRedis also reads the deployment's epoch,
+// making it on a new deployment (redisepoch.go), and says when the state
+// was found lost.
+func checkRedis(ctx context.Context, logger *zap.Logger, rs *Redis, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = redisPingTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := rs.Ping(ctx); err != nil {
+		if u, ok := errors.AsType[*UnsafeServerError](err); ok {
+			return u
+		}
 		logger.Warn("redis storage does not answer: the recovery routes answer 503 until it does", zap.Error(err))
-		return
+		return nil
+	}
+	// The epoch's key is in the deployment's slot: in a Cluster, reading it
+	// checks the node that holds the state, which the ping may not have.
+	if err := rs.Epoch(ctx); err != nil {
+		if u, ok := errors.AsType[*UnsafeServerError](err); ok {
+			return u
+		}
+		logger.Warn("cannot read the redis storage's epoch; the first request tries again", zap.Error(err))
+	}
+	// The plan scripts are loaded now, so that the first request after a
+	// load or a server restart is one round trip (EVALSHA), not two.
+	for _, sc := range []*redis.Script{planScript, plansScript} {
+		if err := sc.Load(ctx, rs.client).Err(); err != nil {
+			logger.Warn("cannot load the redis storage's scripts; the first requests load them", zap.Error(err))
+			break
+		}
+	}
+	for _, risk := range rs.guard.risks() {
+		logger.Warn("redis storage uses a server that can forget state, as its settings allow", zap.String("risk", risk))
+	}
+	if l, lost := rs.StateLoss(); lost {
+		logger.Error("redis storage lost its state and no operator has acknowledged the loss: the recovery routes answer 503 until one does",
+			zap.String("detail", l.Detail))
 	}
 	// Locks kept under the key layout of earlier versions move, so that an
 	// upgrade forgets none.
@@ -38,13 +70,7 @@ func checkRedis(ctx context.Context, logger *zap.Logger, rs *Redis, timeout time
 	} else if n > 0 {
 		logger.Info("moved locks from the earlier redis key layout", zap.Int("records", n))
 	}
-	switch policy, err := rs.EvictionPolicy(ctx); {
-	case err != nil:
-		logger.Warn("cannot read redis maxmemory-policy; it must be noeviction, or a full server forgets locks", zap.Error(err))
-	case policy != "noeviction":
-		logger.Warn("redis evicts keys when full: set maxmemory-policy noeviction, or locks and blocks can be forgotten under a flood",
-			zap.String("maxmemory_policy", policy))
-	}
+	return nil
 }
 
 // redisLogInterval is the least time between two go-redis log lines of one

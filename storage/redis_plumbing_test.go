@@ -1,13 +1,9 @@
 package storage
 
 import (
-	"bufio"
 	"context"
-	"io"
+	"errors"
 	"net"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,61 +15,6 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
-
-// evictingRedis starts a redis-server of its own whose maxmemory-policy
-// evicts keys, on a free port, and returns its URL. It skips t when there is
-// no redis-server to run (fails it when CI=true).
-func evictingRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no redis-server and CI=true: %v", err)
-		}
-		t.Skipf("skipping: no redis-server to start (%v)", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
-		"--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	// It says when it listens.
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "Ready to accept connections") {
-				ready <- true
-				io.Copy(io.Discard, out)
-				return
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatalf("redis-server on port %s ended before it was ready", port)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("redis-server on port %s is not ready after 10s", port)
-	}
-	return "redis://127.0.0.1:" + port + "/0"
-}
 
 // redisTestDownURL returns the URL of a local port where nothing listens.
 func redisTestDownURL(t *testing.T) string {
@@ -183,56 +124,90 @@ func TestRedisLogger(t *testing.T) {
 	}
 }
 
+// TestCheckRedis loads the store's check against real servers: one that
+// does not answer only warns (the site must load); one that keeps its data
+// passes in silence; one that would forget is refused with the option that
+// accepts it named, and with that option set it loads with a warning.
 func TestCheckRedis(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name     string
-		store    func(t *testing.T) *Redis
-		wantWarn bool
+		name    string
+		conf    []string // for startRedis; nil: no server
+		cfg     RedisConfig
+		refused string // the option the error names; "" loads
+		warn    bool
 	}{
-		{
-			name: "redis that does not answer",
-			store: func(t *testing.T) *Redis {
-				rs, err := NewRedis(RedisConfig{URL: redisTestDownURL(t)}, recovery.SystemClock{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { rs.Close() })
-				return rs
-			},
-			wantWarn: true,
-		},
-		{
-			name:  "redis that answers",
-			store: func(t *testing.T) *Redis { return newTestRedis(t, recovery.SystemClock{}) },
-		},
-		{
-			name: "redis that evicts keys when full",
-			store: func(t *testing.T) *Redis {
-				rs, err := NewRedis(RedisConfig{URL: evictingRedis(t)}, recovery.SystemClock{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { rs.Close() })
-				return rs
-			},
-			wantWarn: true,
-		},
+		{name: "redis that does not answer", warn: true},
+		{name: "AOF", conf: []string{"appendonly yes"}},
+		{name: "RDB save points", conf: []string{"save 900 1"}},
+		{name: "nothing on disk", conf: []string{}, refused: optAllowVolatile},
+		{name: "nothing on disk, allowed", conf: []string{}, cfg: RedisConfig{AllowVolatile: true}, warn: true},
+		{name: "evicting", conf: []string{"appendonly yes", "maxmemory 64mb", "maxmemory-policy allkeys-lru"}, refused: optAllowEviction},
+		{name: "evicting keys with a time to live", conf: []string{"appendonly yes", "maxmemory-policy volatile-lru"}, refused: optAllowEviction},
+		{name: "evicting, allowed", conf: []string{"appendonly yes", "maxmemory-policy allkeys-lru"}, cfg: RedisConfig{AllowEviction: true}, warn: true},
+		{name: "evicting and nothing on disk, eviction allowed", conf: []string{"maxmemory-policy allkeys-lru"}, cfg: RedisConfig{AllowEviction: true}, refused: optAllowVolatile},
+		// A managed server without CONFIG: INFO says AOF is on, and the policy.
+		{name: "no CONFIG, AOF", conf: []string{"appendonly yes", `rename-command CONFIG ""`}},
+		{name: "no CONFIG, evicting", conf: []string{"appendonly yes", "maxmemory-policy allkeys-lfu", `rename-command CONFIG ""`}, refused: optAllowEviction},
+		// INFO does not show RDB save points: with AOF off, it cannot be told.
+		{name: "no CONFIG, AOF off", conf: []string{"save 900 1", `rename-command CONFIG ""`}, refused: optAllowVolatile},
+		{name: "no CONFIG, AOF off, allowed", conf: []string{"save 900 1", `rename-command CONFIG ""`}, cfg: RedisConfig{AllowVolatile: true}, warn: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			rs := tt.store(t)
+			tt.cfg.URL = redisTestDownURL(t)
+			if tt.conf != nil {
+				tt.cfg.URL = "redis://" + startRedis(t, tt.conf...).addr + "/0"
+			}
+			rs, err := NewRedis(tt.cfg, recovery.SystemClock{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { rs.Close() })
 			core, logs := zapobs.New(zapcore.DebugLevel)
 			began := time.Now()
-			checkRedis(context.Background(), zap.New(core), rs, time.Second)
+			err = checkRedis(context.Background(), zap.New(core), rs, time.Second)
 			if took := time.Since(began); took > 3*time.Second {
 				t.Errorf("checkRedis took %v, want it bounded by the dial timeout", took)
 			}
+			switch u, ok := errors.AsType[*UnsafeServerError](err); {
+			case tt.refused == "" && err != nil:
+				t.Fatalf("checkRedis: %v, want the server accepted", err)
+			case tt.refused != "" && !ok:
+				t.Fatalf("checkRedis: %v, want the server refused naming %s", err, tt.refused)
+			case tt.refused != "" && (u.Option != tt.refused || !strings.Contains(err.Error(), "set "+tt.refused+" to accept")):
+				t.Fatalf("checkRedis: %v, want the option %s named", err, tt.refused)
+			}
 			warned := logs.FilterLevelExact(zapcore.WarnLevel).Len() > 0
-			if warned != tt.wantWarn {
-				t.Errorf("warned = %v, want %v: %v", warned, tt.wantWarn, logs.All())
+			if tt.refused == "" && warned != tt.warn {
+				t.Errorf("warned = %v, want %v: %v", warned, tt.warn, logs.All())
 			}
 		})
+	}
+}
+
+// TestRedisModuleRefusesVolatile loads the storage module as a config
+// would: a server that keeps nothing on disk fails the load with a message
+// that names allow_volatile, and loads with it.
+func TestRedisModuleRefusesVolatile(t *testing.T) {
+	t.Parallel()
+	url := "redis://" + startRedis(t).addr + "/0"
+	_, err := loadStorage(t, "redis", `{"url": "`+url+`"}`)
+	if err == nil || !strings.Contains(err.Error(), "storage redis: redis keeps nothing on disk") ||
+		!strings.Contains(err.Error(), "set allow_volatile to accept this") {
+		t.Fatalf("load of a server that keeps nothing on disk: %v, want it refused naming allow_volatile", err)
+	}
+	o, err := loadStorage(t, "redis", `{"url": "`+url+`", "allow_volatile": true}`)
+	if err != nil {
+		t.Fatalf("load with allow_volatile: %v", err)
+	}
+	st, err := o.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Backend.(*Redis).Ping(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

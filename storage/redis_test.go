@@ -32,7 +32,7 @@ func testRedisURL() string {
 
 // pingTestRedis checks once whether the test server answers.
 var pingTestRedis = sync.OnceValue(func() error {
-	r, err := NewRedis(RedisConfig{URL: testRedisURL()}, recovery.SystemClock{})
+	r, err := NewRedis(RedisConfig{URL: testRedisURL(), AllowVolatile: true}, recovery.SystemClock{})
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,8 @@ func newTestRedis(tb testing.TB, clock recovery.Clock) *Redis {
 func newTestRedisAt(tb testing.TB, url string, clock recovery.Clock) *Redis {
 	tb.Helper()
 	prefix := "smsrec-test:" + rand.Text() + ":"
-	r, err := NewRedis(RedisConfig{URL: url, Prefix: prefix}, clock)
+	// The test servers keep nothing on disk, and are meant to.
+	r, err := NewRedis(RedisConfig{URL: url, Prefix: prefix, AllowVolatile: true}, clock)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -184,14 +185,16 @@ func TestRedisKeysExpire(t *testing.T) {
 	}
 	// A flow, a token and two client records live as long as they count;
 	// an account's run of wrong codes and the lock indexes are kept until
-	// a correct code or support ends them, by design.
+	// a correct code or support ends them, and the epoch for as long as the
+	// deployment, by design.
 	kept := map[string]bool{
 		r.lockKey(limiter.KindAccount, "alice"): true,
 		r.lockIndex(limiter.KindAccount):        true,
 		r.lockIndex(limiter.KindIP):             true,
+		r.epochKey():                            true,
 	}
-	if len(keys) != 7 {
-		t.Errorf("keys written: got %d %q, want 7", len(keys), keys)
+	if len(keys) != 8 {
+		t.Errorf("keys written: got %d %q, want 8", len(keys), keys)
 	}
 	for _, k := range keys {
 		ttl, err := r.Client().PTTL(ctx, k).Result()
@@ -642,7 +645,11 @@ func BenchmarkRedisPlanLua(b *testing.B) {
 	loop := redis.NewScript("local function plan(A)" + planBody + "end\nfor n = 1, tonumber(KEYS[2]) do plan(ARGV) end\nreturn 0\n")
 	for _, p := range plans {
 		b.Run(p.name, func(b *testing.B) {
-			route, args, err := r.planArgs(&p.plan)
+			e, err := r.learnEpoch(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			route, args, err := r.planArgs(&p.plan, e)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -19,7 +19,8 @@ import (
 // Keys it derives (from the plan, or the account of the flow it reads) share
 // the deployment's hash tag with KEYS[1], so they are in its Cluster slot.
 //
-// ARGV: now (ms), the key base, the op, the flow ID; then the count of
+// ARGV: now (ms), the key base, the op, the flow ID, the epoch's id and
+// the store's floor of it (see redisepoch.go); then the count of
 // lock checks and for each kind, key, of-flow; the count of counters and
 // for each scope, key, of-flow, limit, window (ms), peek; the count of
 // strikes and for each kind, key, of-flow, threshold, window (ms), duration
@@ -28,7 +29,9 @@ import (
 //
 // It returns {refused step, index, full, lock fields, count, reset (ms),
 // flow state (0 ok, 1 not found, 2 too early), flow fields, exhausted, won,
-// strikes}, each strike {set, lock fields}.
+// strikes, epoch seq, epoch state}, each strike {set, lock fields}; the
+// epoch state is 0, 1 when the plan was refused because the server lost
+// the deployment's state, or the id of an acknowledged epoch it adopted.
 var (
 	planScript  = redis.NewScript("local function plan(A)" + planBody + "end\nreturn plan(ARGV)\n")
 	plansScript = redis.NewScript("local function plan(A)" + planBody + "end\n" + plansLoop)
@@ -54,7 +57,7 @@ return out
 const planBody = `
 local now, base, op = tonumber(A[1]), A[2], tonumber(A[3])
 local fkey = base .. 'flow:' .. A[4]
-local i = 5
+local i = 7
 local function steps(width)
 	local n, t = tonumber(A[i]), {}
 	i = i + 1
@@ -68,8 +71,33 @@ end
 local locks, counts, strikes, ends = steps(3), steps(6), steps(9), steps(4)
 
 local flow, account, missing = false, false, false
+local seq, estate = 0, 0
 local function result(step, index, lock, count, reset, state, exhausted, won, struck)
-	return {step, index, 0, lock or {}, count or 0, reset or 0, state or 0, flow or {}, exhausted or 0, won or 0, struck or {}}
+	return {step, index, 0, lock or {}, count or 0, reset or 0, state or 0, flow or {}, exhausted or 0, won or 0, struck or {}, seq, estate}
+end
+
+-- The epoch: a server that lost the deployment's state refuses the plan
+-- before it reads or changes anything, and from then on every plan, until
+-- an operator acknowledges the loss (redisepoch.go).
+-- A plan that strikes counts seq up, since a strike is what a server that
+-- went back in time must not forget; any other plan only reads it, which
+-- costs no write to the AOF or the replicas.
+do
+	local ek, floor = base .. 'epoch', tonumber(A[6])
+	local e = redis.call('HMGET', ek, 'id', 'lost', 'acked', 'seq')
+	seq = tonumber(e[4]) or 0
+	local back = seq < floor
+	if #strikes > 0 then
+		seq = redis.call('HINCRBY', ek, 'seq', 1)
+		back = seq <= floor
+	end
+	if not e[2] and e[1] ~= A[5] and e[3] == '1' and seq > floor then
+		estate = e[1]
+	elseif e[2] or e[1] ~= A[5] or back then
+		if not e[2] then redis.call('HSET', ek, 'lost', now) end
+		estate = 1
+		return result(0, 0)
+	end
 end
 local function keyof(key, offlow)
 	if offlow == '1' then return account end
@@ -258,8 +286,22 @@ return result(0, 0, nil, 0, 0, 0, 0, 0, struck)
 `
 
 // RunPlan runs p as one script, so in one round trip; see planScript.
+// A server that lost the deployment's state refuses it with an error that
+// is both recovery.ErrUnavailable and recovery.ErrStateLost.
 func (r *Redis) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, error) {
-	route, args, err := r.planArgs(p)
+	o, err := r.runPlan(ctx, p)
+	if errors.Is(err, recovery.ErrStateLost) && r.holdOver(ctx) {
+		return r.runPlan(ctx, p)
+	}
+	return o, err
+}
+
+func (r *Redis) runPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, error) {
+	e, err := r.learnEpoch(ctx)
+	if err != nil {
+		return limiter.Outcome{}, err
+	}
+	route, args, err := r.planArgs(p, e)
 	if err != nil {
 		return limiter.Outcome{}, err
 	}
@@ -267,14 +309,21 @@ func (r *Redis) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, 
 	if err != nil {
 		return limiter.Outcome{}, redisError("plan", err)
 	}
-	return decodeOutcome(res)
+	if len(res) != 13 {
+		return limiter.Outcome{}, errors.New("plan: malformed reply from redis")
+	}
+	if err := r.epochReply(e, res[11], res[12]); err != nil {
+		return limiter.Outcome{}, err
+	}
+	return decodeOutcome(res[:11])
 }
 
-// planArgs returns the key a plan's script is routed by and its arguments.
-func (r *Redis) planArgs(p *limiter.Plan) (string, []any, error) {
+// planArgs returns the key a plan's script is routed by and its arguments,
+// under the epoch e.
+func (r *Redis) planArgs(p *limiter.Plan, e *epochState) (string, []any, error) {
 	now := r.clock.Now()
 	args := make([]any, 0, 48)
-	args = append(args, now.UnixMilli(), r.base, int(p.Op), p.FlowID, len(p.Locks))
+	args = append(args, now.UnixMilli(), r.base, int(p.Op), p.FlowID, e.id, e.floor.Load(), len(p.Locks))
 	for _, l := range p.Locks {
 		args = append(args, l.Kind, l.Key, flag(l.OfFlow))
 	}

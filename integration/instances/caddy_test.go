@@ -113,6 +113,7 @@ http://localhost:%[2]d {
 		secret %[5]s
 		storage redis %[6]q {
 			prefix %[7]s
+			allow_volatile
 		}
 		%[8]s
 		forward {

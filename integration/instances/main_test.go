@@ -88,7 +88,8 @@ func redactedRedisURL() string {
 // newRedis returns a client of the server under test, through the project's
 // own storage package so that every URL form it accepts works here too.
 func newRedis() (*storage.Redis, error) {
-	return storage.NewRedis(storage.RedisConfig{URL: redisURL()}, recovery.SystemClock{})
+	// The test server keeps nothing on disk, and is meant to.
+	return storage.NewRedis(storage.RedisConfig{URL: redisURL(), AllowVolatile: true}, recovery.SystemClock{})
 }
 
 func pingRedis() error {

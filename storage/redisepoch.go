@@ -1,0 +1,348 @@
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// How the store notices a server that lost its state.
+//
+// A persistent server can still come back without its data: a restart
+// whose files were lost, a Sentinel failover to a replica that was empty or
+// behind, a FLUSHALL, a restore of an older snapshot. The locks, the runs
+// of wrong codes and the counters are then gone, and a gateway that went on
+// would hand every locked account fresh guesses. So the deployment keeps
+// one more key, P{Precovery}:epoch, a hash with no time to live:
+//
+//	id     random, written when the key is first made and at each acknowledgement
+//	seq    counted up by every plan that strikes (counts a wrong code)
+//	lost   the time (ms) a loss was noticed; present while it is not acknowledged
+//	acked  1 once an operator has acknowledged a loss and set this id
+//
+// Each store remembers the id it found and the highest seq a reply of the
+// server has shown it (its floor). Every plan (one per request, see
+// planScript) first reads the hash, and a plan that strikes counts seq up,
+// in the same script: a server that still has the deployment's state
+// answers the same id and a seq no lower than the floor (above it, for a
+// plan that counted), since seq only grows and the floor was a reply that
+// came before the plan was sent. A missing or other id (a restart without
+// data, a flush, a failover to an empty replica) or a seq below the floor
+// (a restore, or a replica that lacks strikes the store was told of) is a
+// loss: the script sets lost and refuses the plan, and so does every later
+// plan of every instance until an operator acknowledges the loss. The
+// check costs one HMGET inside the script the request runs anyway, and one
+// HINCRBY in a plan that strikes: no round trip. Starts and counters lost
+// to a server gone back in time are not noticed until a strike's count is
+// found lost with them; that only refuses a person or hands out a few more
+// starts, while a strike lost would hand out guesses.
+//
+// An acknowledgement writes a new id, marked acked, and moves seq past any
+// floor (to the time in ms times 1000). An instance that finds such an id
+// where it expected another adopts it: the operator has decided the state
+// is to be trusted again. An id that is not marked acked is adopted by no
+// store that knew another: a restarted instance that found the key gone
+// made it, and the others call that a loss.
+//
+// Limits: a store that starts (a process, not a reload) when the key is
+// already gone cannot tell a loss from a new deployment, and makes the key
+// afresh; any other instance that knew the old id calls it a loss, but a
+// lone instance restarted with its Redis (a host reboot) does not. That is
+// why the server must persist its data (see redissafety.go). A loss while
+// no request comes is noticed at the next request.
+
+// Alarm kinds, also the names of the security events the gateway emits for
+// them (with the sms_recovery_ prefix for Caddy's events).
+const (
+	// AlarmStateLost: the server lost the deployment's state; plans are
+	// refused until an operator acknowledges the loss.
+	AlarmStateLost = "store_state_lost"
+	// AlarmLossAcknowledged: an operator acknowledged a loss, here or
+	// through another instance; plans run again.
+	AlarmLossAcknowledged = "store_loss_acknowledged"
+	// AlarmUnsafeServer: a connection was refused because the server would
+	// forget state (see UnsafeServerError).
+	AlarmUnsafeServer = "store_unsafe_server"
+)
+
+// Alarm is something about its server that the store reports to the
+// gateway, which logs it as an error, counts it and emits a Caddy event.
+// Detail holds no secret.
+type Alarm struct {
+	Kind   string
+	Detail string
+}
+
+// Loss is a loss of state that is not acknowledged yet.
+type Loss struct {
+	// Since is when this process noticed it.
+	Since time.Time `json:"since"`
+	// Detail says how it was noticed.
+	Detail string `json:"detail"`
+}
+
+// epochState is the deployment's epoch as one store knows it.
+type epochState struct {
+	id    string
+	floor atomic.Int64
+}
+
+// raise sees the highest seq a reply has shown.
+func (e *epochState) raise(seq int64) {
+	for {
+		f := e.floor.Load()
+		if seq <= f || e.floor.CompareAndSwap(f, seq) {
+			return
+		}
+	}
+}
+
+// alarms keeps the watchers of a store.
+type alarms struct {
+	mu       sync.Mutex
+	next     int
+	watchers map[int]func(Alarm)
+}
+
+// Watch calls fn with each alarm the store raises, until the returned
+// function is called. Watchers are called one after the other, on the
+// goroutine that noticed; they must not block.
+func (r *Redis) Watch(fn func(Alarm)) (stop func() error) {
+	a := &r.alarms
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.watchers == nil {
+		a.watchers = map[int]func(Alarm){}
+	}
+	id := a.next
+	a.next++
+	a.watchers[id] = fn
+	return func() error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		delete(a.watchers, id)
+		return nil
+	}
+}
+
+func (r *Redis) raise(al Alarm) {
+	a := &r.alarms
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, fn := range a.watchers {
+		fn(al)
+	}
+}
+
+// StateLoss returns the loss this store has noticed and that is not
+// acknowledged yet, if any.
+func (r *Redis) StateLoss() (Loss, bool) {
+	if l := r.lost.Load(); l != nil {
+		return *l, true
+	}
+	return Loss{}, false
+}
+
+// noticeLoss records a loss and raises its alarm, once per loss.
+func (r *Redis) noticeLoss(detail string) {
+	l := &Loss{Since: r.clock.Now(), Detail: detail}
+	if r.lost.CompareAndSwap(nil, l) {
+		r.raise(Alarm{Kind: AlarmStateLost, Detail: detail})
+	}
+}
+
+// clearLoss forgets a loss that an operator acknowledged.
+func (r *Redis) clearLoss(detail string) {
+	if r.lost.Swap(nil) != nil {
+		r.raise(Alarm{Kind: AlarmLossAcknowledged, Detail: detail})
+	}
+}
+
+func (r *Redis) epochKey() string { return r.base + "epoch" }
+
+// learnScript makes the epoch hash when there is none, and returns its id,
+// seq and lost. A hash without an id was made by a plan's count after the
+// key was lost, and is marked lost. KEYS[1] epoch; ARGV[1] a new id,
+// ARGV[2] now (ms).
+var learnScript = redis.NewScript(`
+local f = redis.call('HMGET', KEYS[1], 'id', 'seq', 'lost')
+if not f[1] then
+	if redis.call('EXISTS', KEYS[1]) == 1 then
+		if not f[3] then
+			redis.call('HSET', KEYS[1], 'lost', ARGV[2])
+			f[3] = ARGV[2]
+		end
+	else
+		redis.call('HSET', KEYS[1], 'id', ARGV[1], 'seq', 0)
+		f = {ARGV[1], '0', false}
+	end
+end
+return f
+`)
+
+// learnEpoch reads the deployment's epoch, making it on a new deployment,
+// unless the store knows it already: at load, and before the first plan of
+// a store that could not reach the server then.
+func (r *Redis) learnEpoch(ctx context.Context) (*epochState, error) {
+	// Requests that come before the epoch is known each ask, with no lock
+	// held: while the server is down, none waits on another's timeout. The
+	// script is atomic, so they all find the same id.
+	if e := r.epoch.Load(); e != nil {
+		return e, nil
+	}
+	res, err := r.run(ctx, learnScript, []string{r.epochKey()}, rand.Text(), r.clock.Now().UnixMilli()).Slice()
+	if err != nil {
+		return nil, redisError("read epoch", err)
+	}
+	if len(res) != 3 {
+		return nil, errors.New("read epoch: malformed reply from redis")
+	}
+	id, _ := res[0].(string)
+	seq, _ := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
+	e := &epochState{id: id}
+	e.floor.Store(seq)
+	if !r.epoch.CompareAndSwap(nil, e) {
+		return r.epoch.Load(), nil
+	}
+	if res[2] != nil {
+		r.noticeLoss("the store's state was found lost and not yet acknowledged")
+	}
+	return e, nil
+}
+
+// Epoch reads (or, on a new deployment, makes) the deployment's epoch, so
+// that a loss from now on is noticed. The module calls it at load.
+func (r *Redis) Epoch(ctx context.Context) error {
+	_, err := r.learnEpoch(ctx)
+	return err
+}
+
+// inheritEpoch makes r expect the epoch that from knows, so that a store
+// opened after the check at load notices a loss from then on.
+func (r *Redis) inheritEpoch(from *Redis) {
+	if e := from.epoch.Load(); e != nil {
+		n := &epochState{id: e.id}
+		n.floor.Store(e.floor.Load())
+		r.epoch.CompareAndSwap(nil, n)
+	}
+	if l := from.lost.Load(); l != nil {
+		r.lost.CompareAndSwap(nil, l)
+	}
+}
+
+// ackScript acknowledges a loss: it replaces the epoch with a new id,
+// marked acked, and moves seq past every store's floor. It returns 0 when
+// there was no loss to acknowledge. KEYS[1] epoch; ARGV[1] the new id,
+// ARGV[2] now (ms).
+var ackScript = redis.NewScript(`
+if not redis.call('HGET', KEYS[1], 'lost') then return {0, 0} end
+local seq = math.max(tonumber(redis.call('HGET', KEYS[1], 'seq') or '0'), tonumber(ARGV[2]) * 1000)
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'seq', string.format('%d', seq), 'acked', 1)
+return {1, string.format('%d', seq)}
+`)
+
+// AcknowledgeLoss is an operator's word that the state the server has now
+// is to be trusted: plans run again, on this instance at once and on the
+// others at their next request (which raise AlarmLossAcknowledged; this
+// one raises none: its caller reports who acknowledged). It reports
+// whether there was a loss to acknowledge. Locks and counts that were lost stay lost: support may
+// impose locks again on accounts it knows were under attack.
+func (r *Redis) AcknowledgeLoss(ctx context.Context) (bool, error) {
+	id := rand.Text()
+	res, err := r.run(ctx, ackScript, []string{r.epochKey()}, id, r.clock.Now().UnixMilli()).Slice()
+	if err != nil {
+		return false, redisError("acknowledge loss", err)
+	}
+	if len(res) != 2 {
+		return false, errors.New("acknowledge loss: malformed reply from redis")
+	}
+	if done, _ := res[0].(int64); done != 1 {
+		// Nothing lost on the server: another instance may have
+		// acknowledged it already.
+		_, err := r.stillLost(ctx)
+		return false, err
+	}
+	seq, _ := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
+	e := &epochState{id: id}
+	e.floor.Store(seq)
+	r.epoch.Store(e)
+	// The caller reports it, saying who acknowledged.
+	r.lost.Store(nil)
+	return true, nil
+}
+
+// holdOver acknowledges the loss this store knows of once it has waited
+// RedisConfig.LossHold since noticing it, and reports whether it did.
+func (r *Redis) holdOver(ctx context.Context) bool {
+	l := r.lost.Load()
+	if r.lossHold <= 0 || l == nil || r.clock.Now().Sub(l.Since) < r.lossHold {
+		return false
+	}
+	ok, err := r.AcknowledgeLoss(ctx)
+	if err != nil {
+		return false
+	}
+	if ok {
+		r.raise(Alarm{Kind: AlarmLossAcknowledged,
+			Detail: fmt.Sprintf("acknowledged by the store itself, %s after it noticed the loss (state_loss_hold)", r.lossHold)})
+	}
+	return true
+}
+
+// stillLost reports whether the loss this store knows of still waits for
+// an acknowledgement, adopting one made through another instance: for the
+// calls that run no plan, which would otherwise learn of it only at the
+// next plan. It asks the server only while this store knows of a loss.
+func (r *Redis) stillLost(ctx context.Context) (bool, error) {
+	if r.lost.Load() == nil {
+		return false, nil
+	}
+	e := r.epoch.Load()
+	vals, err := r.client.HMGet(ctx, r.epochKey(), "id", "lost", "acked", "seq").Result()
+	if err != nil {
+		return true, redisError("read epoch", err)
+	}
+	id, _ := vals[0].(string)
+	acked, _ := vals[2].(string)
+	seq, _ := strconv.ParseInt(fmt.Sprint(vals[3]), 10, 64)
+	if e == nil || vals[1] != nil || id == "" || id == e.id || acked != "1" || seq <= e.floor.Load() {
+		return true, nil
+	}
+	n := &epochState{id: id}
+	n.floor.Store(seq)
+	r.epoch.CompareAndSwap(e, n)
+	r.clearLoss("acknowledged through another instance")
+	return false, nil
+}
+
+// epochReply handles the epoch part of a plan's reply: the seq the plan
+// counted and the epoch's state (0 as expected, 1 lost, or the id of an
+// acknowledged epoch the plan adopted). It returns recovery.ErrStateLost,
+// as unavailability, when the plan was refused for a loss.
+func (r *Redis) epochReply(e *epochState, seqv, state any) error {
+	seq, _ := seqv.(int64)
+	switch s := state.(type) {
+	case int64:
+		if s == 1 {
+			r.noticeLoss("the server's state does not match what this instance saw (restart without data, failover to a replica that lacks it, flush, or restore)")
+			return fmt.Errorf("redis plan: %w: %w", recovery.ErrUnavailable, recovery.ErrStateLost)
+		}
+		e.raise(seq)
+	case string:
+		n := &epochState{id: s}
+		n.floor.Store(seq)
+		r.epoch.CompareAndSwap(e, n)
+		r.clearLoss("acknowledged through another instance")
+	}
+	return nil
+}
