@@ -148,9 +148,10 @@ func (e *pageEnv) url(path string) string {
 // browser is an HTTP client with a cookie jar that does not follow
 // redirects, so that tests see every answer.
 type browser struct {
-	t    testing.TB
-	c    *http.Client
-	lang string
+	t      testing.TB
+	c      *http.Client
+	lang   string
+	header http.Header // sent with every request, unless the request sets it
 }
 
 func (e *pageEnv) browser() *browser {
@@ -174,6 +175,11 @@ func (b *browser) do(req *http.Request) page {
 	b.t.Helper()
 	if b.lang != "" {
 		req.Header.Set("Accept-Language", b.lang)
+	}
+	for name, v := range b.header {
+		if _, set := req.Header[name]; !set {
+			req.Header[name] = v
+		}
 	}
 	resp, err := b.c.Do(req)
 	if err != nil {
@@ -310,10 +316,11 @@ func (e *pageEnv) code(flow string, n int) string {
 type fakeUpstream struct {
 	verifier *httpsig.Verifier
 
-	mu     sync.Mutex
-	status int   // the answer to a reset; 0 means 200
-	err    error // returned instead of answering, as when it is unreachable
-	resets []upstreamReset
+	mu      sync.Mutex
+	status  int   // the answer to a reset; 0 means 200
+	err     error // returned instead of answering, as when it is unreachable
+	resets  []upstreamReset
+	headers []http.Header // of each reset
 }
 
 type upstreamReset struct {
@@ -334,6 +341,13 @@ func (u *fakeUpstream) got() []upstreamReset {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return slices.Clone(u.resets)
+}
+
+// gotHeaders returns the headers of the resets the upstream took.
+func (u *fakeUpstream) gotHeaders() []http.Header {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.headers)
 }
 
 // queryOf returns the query string r carries in its URL or its request
@@ -374,6 +388,7 @@ func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		Cookie:      r.Header.Get("Cookie"),
 		Query:       queryOf(r),
 	})
+	u.headers = append(u.headers, r.Header.Clone())
 	status := u.status
 	if status == 0 {
 		status = http.StatusOK
