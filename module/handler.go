@@ -149,8 +149,8 @@ type Handler struct {
 	Forward *Forward `json:"forward,omitempty"`
 
 	pages         *pages.Set
-	pageRand      io.Reader // for CSRF tokens
-	secureCookies bool      // public_url is https: cookies are Secure even behind a TLS-terminating proxy
+	pageRand      io.Reader   // for CSRF tokens
+	cookieOptions pageCookies // the pages' cookie names and attributes, from public_url
 	svc           *recovery.Service
 	guard         *limiter.Guard
 	signer        *httpsig.Signer
