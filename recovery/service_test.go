@@ -984,8 +984,9 @@ func TestNotifyImposedLock(t *testing.T) {
 				}
 				return
 			}
-			if len(msgs) != 1 || msgs[0].Kind != "lock_notice" || msgs[0].To != alicePhone || !strings.Contains(msgs[0].Body, "Call +1 555 0100") {
-				t.Fatalf("sent %+v, want one lock notice with the support text to %s", msgs, alicePhone)
+			if len(msgs) != 1 || msgs[0].Kind != "lock_notice" || msgs[0].To != alicePhone ||
+				!strings.Contains(msgs[0].Body, "support has locked") || !strings.Contains(msgs[0].Body, "Call +1 555 0100") {
+				t.Fatalf("sent %+v, want one notice to %s that support locked its recovery, with the support text", msgs, alicePhone)
 			}
 		})
 	}
