@@ -15,19 +15,27 @@ import (
 // how the admin API reaches the locks.
 var gateways = newGuardRegistry()
 
-// Observer hears of the locks lifted through the admin API: the gateway's
-// logs, metrics and events.
+// Observer hears of the locks lifted and imposed through the admin API:
+// the gateway's logs, metrics and events.
 type Observer interface {
 	Observe(ctx context.Context, ev recovery.Event)
 }
 
+// Notifier tells the phone of an account that support locked its
+// recovery, and reports whether a notice went to a real phone: the
+// gateway's recovery.Service.
+type Notifier interface {
+	NotifyImposedLock(ctx context.Context, account string, ev recovery.Event) bool
+}
+
 // Register makes the locks of a gateway handler using the store with
-// storeKey visible to the admin API, reporting lifts to o. Handlers on one
-// store share its locks, so the admin API lists and lifts them once per
+// storeKey visible to the admin API, reporting lifts and imposed locks to
+// o and telling phones of imposed locks through n. Handlers on one store
+// share its locks, so the admin API lists, lifts and imposes them once per
 // store, through the newest handler. The handler calls the returned
 // function from its Cleanup; calling it again does nothing.
-func Register(storeKey string, g *limiter.Guard, o Observer) (unregister func() error) {
-	return gateways.register(storeKey, g, o)
+func Register(storeKey string, g *limiter.Guard, o Observer, n Notifier) (unregister func() error) {
+	return gateways.register(storeKey, g, o, n)
 }
 
 // guardRegistry maps the key of a store to the
@@ -45,22 +53,23 @@ type guardRegistry struct {
 	byStore map[string][]*guardEntry
 }
 
-// guardEntry is one handler's view of a store: its guard, and its observer,
-// which reports the locks lifted through it.
+// guardEntry is one handler's view of a store: its guard, its observer,
+// which reports the locks lifted and imposed through it, and its notifier.
 type guardEntry struct {
 	guard    *limiter.Guard
 	observer Observer
+	notifier Notifier
 }
 
 func newGuardRegistry() *guardRegistry {
 	return &guardRegistry{byStore: make(map[string][]*guardEntry)}
 }
 
-// register adds the guard and observer of a handler using the store with
-// storeKey. The handler calls the returned function from Cleanup; calling it
-// again does nothing.
-func (r *guardRegistry) register(storeKey string, g *limiter.Guard, o Observer) (unregister func() error) {
-	e := &guardEntry{guard: g, observer: o}
+// register adds the guard, observer and notifier of a handler using the
+// store with storeKey. The handler calls the returned function from
+// Cleanup; calling it again does nothing.
+func (r *guardRegistry) register(storeKey string, g *limiter.Guard, o Observer, n Notifier) (unregister func() error) {
+	e := &guardEntry{guard: g, observer: o, notifier: n}
 	r.mu.Lock()
 	r.byStore[storeKey] = append(r.byStore[storeKey], e)
 	r.mu.Unlock()

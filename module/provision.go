@@ -64,7 +64,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.closers = append(h.closers, admin.Register(h.store.key, h.guard, h.observer))
 	phones, err := h.loadPhonePolicy()
 	if err != nil {
 		return fmt.Errorf("allowed_countries: %w", err)
@@ -118,6 +117,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	h.closers = append(h.closers, admin.Register(h.store.key, h.guard, h.observer, h.svc))
 	if err := h.provisionPages(); err != nil {
 		return err
 	}
