@@ -1,9 +1,11 @@
 // Package admin holds admin.api.sms_recovery, the routes of Caddy's admin
 // endpoint through which support lists and lifts the account locks and IP
-// blocks of every sms_recovery gateway running in the process.
+// blocks of every sms_recovery gateway running in the process, and locks
+// an account's recovery.
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -30,6 +33,11 @@ func init() {
 // API. Its Caddy event is sms_recovery_lock_lifted.
 const EventLockLifted = "lock_lifted"
 
+// EventLockImposed is the security event of a lock imposed on an account's
+// recovery through the admin API. Its Caddy event is
+// sms_recovery_lock_imposed.
+const EventLockImposed = "lock_imposed"
+
 // LocksPath is where the admin API serves the locks.
 const LocksPath = "/sms-recovery/locks"
 
@@ -37,10 +45,14 @@ const LocksPath = "/sms-recovery/locks"
 // noticed and that are not acknowledged yet.
 const LossPath = "/sms-recovery/store-loss"
 
-// API lets support list and lift account locks and IP blocks through
-// Caddy's admin endpoint:
+// API lets support list and lift account locks and IP blocks, and lock an
+// account's recovery, through Caddy's admin endpoint:
 //
-//	GET    /sms-recovery/locks                   every lock in force, as JSON
+//	GET    /sms-recovery/locks[?clear=1]          every lock in force, as JSON; accounts
+//	                                              and addresses masked unless clear
+//	PUT    /sms-recovery/locks/account/<account>[?for=<duration>]
+//	                                              locks the account's recovery, until
+//	                                              lifted unless for is given
 //	DELETE /sms-recovery/locks/account/<account>  lifts the lock and gives fresh tries
 //	DELETE /sms-recovery/locks/ip/<ip or /64>     lifts the block and gives fresh tries
 //	GET    /sms-recovery/store-loss               losses of state not acknowledged yet
@@ -63,9 +75,20 @@ func (API) CaddyModule() caddy.ModuleInfo {
 func (a *API) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: LocksPath, Handler: caddy.AdminHandlerFunc(a.list)},
-		{Pattern: LocksPath + "/", Handler: caddy.AdminHandlerFunc(a.lift)},
+		{Pattern: LocksPath + "/", Handler: caddy.AdminHandlerFunc(a.lock)},
 		{Pattern: LossPath, Handler: caddy.AdminHandlerFunc(a.losses)},
 	}
+}
+
+// lock answers the requests on one lock: PUT imposes it, DELETE lifts it.
+func (a *API) lock(w http.ResponseWriter, r *http.Request) error {
+	switch r.Method {
+	case http.MethodPut:
+		return a.impose(w, r)
+	case http.MethodDelete:
+		return a.lift(w, r)
+	}
+	return methodNotAllowed(w, "PUT, DELETE")
 }
 
 // lossList is the answer to GET LossPath: the losses of state that the
@@ -132,10 +155,17 @@ func (a *API) losses(w http.ResponseWriter, r *http.Request) error {
 }
 
 // list answers every lock in force: account locks first, then IP blocks,
-// each ordered by when they end.
+// each ordered by when they end. Accounts and client addresses are masked
+// (recovery.MaskAccount, recovery.MaskClient) unless the request asks for
+// them in clear with ?clear=1: a listing shown on a screen or pasted into
+// a ticket names no one unless support needs the names.
 func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, http.MethodGet)
+	}
+	inClear, err := clearParam(r.URL.Query())
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
 	}
 	locks := []limiter.Lock{}
 	for _, e := range gateways.current() {
@@ -153,7 +183,137 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	// "account" sorts before "ip"; within a kind, as the store lists them.
 	limiter.SortLocks(locks)
 	slices.SortStableFunc(locks, func(x, y limiter.Lock) int { return strings.Compare(x.Kind, y.Kind) })
+	if !inClear {
+		for i := range locks {
+			locks[i].Key = maskKey(locks[i].Kind, locks[i].Key)
+		}
+	}
 	return writeAdminJSON(w, http.StatusOK, locks)
+}
+
+// clearParam reads ?clear: absent or false masks the listing; present
+// without a value, or true, shows it in clear.
+func clearParam(q url.Values) (bool, error) {
+	if !q.Has("clear") {
+		return false, nil
+	}
+	v := q.Get("clear")
+	if v == "" {
+		return true, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("clear: %q is neither true nor false", v)
+	}
+	return b, nil
+}
+
+// maskKey masks the key of a lock of kind for a listing.
+func maskKey(kind, key string) string {
+	if kind == limiter.KindIP {
+		return recovery.MaskClient(key)
+	}
+	return recovery.MaskAccount(key)
+}
+
+// imposeResult is the answer to an imposed lock: the account, normalised,
+// and when the lock ends, or that support lifts it.
+type imposeResult struct {
+	Kind      string    `json:"kind"`
+	Key       string    `json:"key"`
+	Until     time.Time `json:"until,omitzero"`
+	Permanent bool      `json:"permanent,omitempty"`
+}
+
+// minImposed is the shortest lock support may impose: anything shorter is
+// a typing slip, not a decision.
+const minImposed = time.Second
+
+// impose answers PUT <LocksPath>/account/<account>[?for=<duration>]. It
+// locks the account's recovery in every storage, for the duration or
+// until support lifts it, as a lockout locks it: every route of the
+// account answers 423 and a lift ends it. A lock in force is never
+// shortened. Where the lock is new, the account's phone gets one notice,
+// through the first gateway whose directory has a phone for it: a second
+// call finds the lock in force and sends nothing. The answer is the same
+// whether or not the directory knows the account.
+func (a *API) impose(w http.ResponseWriter, r *http.Request) error {
+	kind, key, err := lockTarget(r.URL)
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+	}
+	if kind != limiter.KindAccount {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest,
+			Err: fmt.Errorf("support locks accounts only: PUT %s/%s/<account>", LocksPath, limiter.KindAccount)}
+	}
+	d, err := forParam(r.URL.Query())
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+	}
+	// Once begun, the locks and the notice are made even if the caller
+	// goes away: a retry would find the locks in force and tell no one.
+	ctx := context.WithoutCancel(r.Context())
+	how := "until lifted"
+	if d > 0 {
+		how = "for " + d.String()
+	}
+	ev := recovery.Event{Name: EventLockImposed, Account: key, Scope: limiter.ScopeLockout,
+		Reason: "imposed through the admin API by " + requester(r) + ", " + how}
+	res := imposeResult{Kind: kind, Key: key, Permanent: true}
+	locked := false
+	var fresh []*guardEntry // where the lock is new
+	for _, e := range gateways.current() {
+		l, set, err := e.guard.Impose(ctx, key, d)
+		if err != nil && !gateways.holds(e) {
+			continue // unloaded meanwhile: nothing of it to lock
+		}
+		if errors.Is(err, recovery.ErrFull) {
+			w.Header().Set("Retry-After", "60")
+			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable,
+				Err: fmt.Errorf("the storage has no room for another lock now: %w", err)}
+		}
+		if err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+		}
+		locked = true
+		if !l.Permanent {
+			res.Permanent = false
+			if res.Until.IsZero() || l.Until.Before(res.Until) {
+				res.Until = l.Until
+			}
+		}
+		if e.observer != nil {
+			e.observer.Observe(ctx, ev)
+		}
+		if set {
+			fresh = append(fresh, e)
+		}
+	}
+	if !locked {
+		return writeAdminJSON(w, http.StatusNotFound, map[string]string{
+			"error": "no sms_recovery handler runs in this process: nothing to lock",
+		})
+	}
+	for _, e := range fresh {
+		if e.notifier != nil && e.notifier.NotifyImposedLock(ctx, key, recovery.Event{Account: key, Reason: ev.Reason}) {
+			break
+		}
+	}
+	return writeAdminJSON(w, http.StatusOK, res)
+}
+
+// forParam reads ?for, the length of an imposed lock in Caddy's duration
+// syntax (30m, 24h, 7d); absent, the lock holds until support lifts it.
+func forParam(q url.Values) (time.Duration, error) {
+	if !q.Has("for") {
+		return 0, nil
+	}
+	v := q.Get("for")
+	d, err := caddy.ParseDuration(v)
+	if err != nil || d < minImposed {
+		return 0, fmt.Errorf("for: %q is not a duration of at least %s (such as 30m, 24h or 7d); leave it out for a lock until support lifts it", v, minImposed)
+	}
+	return d, nil
 }
 
 // liftResult is the answer to a lifted lock: its kind and normalised key.
@@ -167,9 +327,6 @@ type liftResult struct {
 // so a person close to a lockout also gets a fresh set of tries; it answers
 // 404 when no storage had the lock.
 func (a *API) lift(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodDelete {
-		return methodNotAllowed(w, http.MethodDelete)
-	}
 	kind, key, err := lockTarget(r.URL)
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"testing"
+	"time"
 )
 
 func TestRequester(t *testing.T) {
@@ -74,5 +75,57 @@ func TestLockTarget(t *testing.T) {
 				t.Fatalf("lockTarget(%s) = %q %q %v, want %q %q", tt.path, kind, key, err, tt.kind, tt.key)
 			}
 		})
+	}
+}
+
+func TestForParam(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		query string
+		want  time.Duration
+		bad   bool
+	}{
+		{query: "", want: 0},
+		{query: "for=30m", want: 30 * time.Minute},
+		{query: "for=7d", want: 7 * 24 * time.Hour},
+		{query: "for=1s", want: time.Second},
+		{query: "for=", bad: true},
+		{query: "for=0", bad: true},
+		{query: "for=500ms", bad: true},
+		{query: "for=-1h", bad: true},
+		{query: "for=soon", bad: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			t.Parallel()
+			q, err := url.ParseQuery(tt.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := forParam(q)
+			if tt.bad {
+				if err == nil {
+					t.Fatalf("forParam(%s) = %s, want an error", tt.query, d)
+				}
+				return
+			}
+			if err != nil || d != tt.want {
+				t.Fatalf("forParam(%s) = %s, %v; want %s", tt.query, d, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestClearParam(t *testing.T) {
+	t.Parallel()
+	for query, want := range map[string]bool{"": false, "clear": true, "clear=1": true, "clear=true": true, "clear=0": false, "clear=false": false} {
+		q, _ := url.ParseQuery(query)
+		if got, err := clearParam(q); err != nil || got != want {
+			t.Errorf("clearParam(%q) = %v, %v; want %v", query, got, err, want)
+		}
+	}
+	q, _ := url.ParseQuery("clear=please")
+	if _, err := clearParam(q); err == nil {
+		t.Error("clearParam(clear=please): no error")
 	}
 }

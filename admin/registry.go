@@ -16,8 +16,8 @@ import (
 // how the admin API reaches the locks.
 var gateways = newGuardRegistry()
 
-// Observer hears of the locks lifted through the admin API: the gateway's
-// logs, metrics and events.
+// Observer hears of the locks lifted and imposed through the admin API:
+// the gateway's logs, metrics and events.
 type Observer interface {
 	Observe(ctx context.Context, ev recovery.Event)
 }
@@ -30,14 +30,22 @@ type LossKeeper interface {
 	AcknowledgeLoss(ctx context.Context) (bool, error)
 }
 
+// Notifier tells the phone of an account that support locked its
+// recovery, and reports whether a notice went to a real phone: the
+// gateway's recovery.Service.
+type Notifier interface {
+	NotifyImposedLock(ctx context.Context, account string, ev recovery.Event) bool
+}
+
 // Register makes the locks of a gateway handler using the store with
-// storeKey visible to the admin API, reporting lifts to o; and, when store
-// is a LossKeeper, its losses of state. Handlers on one store share its
-// locks, so the admin API lists and lifts them once per store, through the
-// newest handler. The handler calls the returned function from its
+// storeKey visible to the admin API, reporting lifts and imposed locks to
+// o and telling phones of imposed locks through n; and, when store is a
+// LossKeeper, its losses of state. Handlers on one store share its locks,
+// so the admin API lists, lifts and imposes them once per store, through
+// the newest handler. The handler calls the returned function from its
 // Cleanup; calling it again does nothing.
-func Register(storeKey string, g *limiter.Guard, o Observer, store any) (unregister func() error) {
-	return gateways.register(storeKey, g, o, store)
+func Register(storeKey string, g *limiter.Guard, o Observer, n Notifier, store any) (unregister func() error) {
+	return gateways.register(storeKey, g, o, n, store)
 }
 
 // guardRegistry maps the key of a store to the
@@ -55,23 +63,24 @@ type guardRegistry struct {
 	byStore map[string][]*guardEntry
 }
 
-// guardEntry is one handler's view of a store: its guard, and its observer,
-// which reports the locks lifted through it.
+// guardEntry is one handler's view of a store: its guard, its observer,
+// which reports the locks lifted and imposed through it, and its notifier.
 type guardEntry struct {
 	guard    *limiter.Guard
 	observer Observer
 	losses   LossKeeper // nil for a store that does not keep them
+	notifier Notifier
 }
 
 func newGuardRegistry() *guardRegistry {
 	return &guardRegistry{byStore: make(map[string][]*guardEntry)}
 }
 
-// register adds the guard and observer of a handler using the store with
-// storeKey. The handler calls the returned function from Cleanup; calling it
-// again does nothing.
-func (r *guardRegistry) register(storeKey string, g *limiter.Guard, o Observer, store any) (unregister func() error) {
-	e := &guardEntry{guard: g, observer: o}
+// register adds the guard, observer and notifier of a handler using the
+// store with storeKey. The handler calls the returned function from
+// Cleanup; calling it again does nothing.
+func (r *guardRegistry) register(storeKey string, g *limiter.Guard, o Observer, n Notifier, store any) (unregister func() error) {
+	e := &guardEntry{guard: g, observer: o, notifier: n}
 	e.losses, _ = store.(LossKeeper)
 	r.mu.Lock()
 	r.byStore[storeKey] = append(r.byStore[storeKey], e)

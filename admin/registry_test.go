@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -71,7 +72,7 @@ func TestGuardRegistry(t *testing.T) {
 			var undo []func() error
 			for _, s := range tt.steps {
 				if s.register != "" {
-					undo = append(undo, r.register(s.register, next[0], nil, nil))
+					undo = append(undo, r.register(s.register, next[0], nil, nil, nil))
 					next = next[1:]
 					continue
 				}
@@ -109,6 +110,13 @@ func (s *leavingStore) ListLocks(context.Context, string) ([]limiter.Lock, error
 	return nil, errClosed
 }
 
+func (s *leavingStore) Impose(context.Context, string, string, time.Duration) (limiter.Lock, bool, error) {
+	if s.leave != nil {
+		_ = s.leave()
+	}
+	return limiter.Lock{}, false, errClosed
+}
+
 func (s *leavingStore) EndRun(context.Context, string, string) (bool, error) {
 	if s.leave != nil {
 		_ = s.leave()
@@ -132,7 +140,7 @@ func TestStoreUnloadedDuringRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 		key := fmt.Sprintf("test-leaving/%v/%s", leaves, t.Name())
-		unregister := Register(key, g, nil, nil)
+		unregister := Register(key, g, nil, nil, nil)
 		if leaves {
 			store.leave = unregister
 		} else {
@@ -149,12 +157,21 @@ func TestStoreUnloadedDuringRequest(t *testing.T) {
 			t.Errorf("listing with a failing store in use: %v, want 503", err)
 		}
 		if !leaves {
+			err := api.impose(httptest.NewRecorder(), httptest.NewRequest(http.MethodPut, LocksPath+"/account/alice@example.com", nil))
+			if !errors.As(err, &ae) || ae.HTTPStatus != http.StatusServiceUnavailable {
+				t.Errorf("imposing with a failing store in use: %v, want 503", err)
+			}
 			continue
 		}
-		store.leave = Register(key, g, nil, nil)
+		store.leave = Register(key, g, nil, nil, nil)
 		w = httptest.NewRecorder()
 		if err := api.lift(w, httptest.NewRequest(http.MethodDelete, LocksPath+"/account/alice@example.com", nil)); err != nil || w.Code != http.StatusNotFound {
 			t.Errorf("lifting with a store unloaded meanwhile: %v, %d %s; want 404, nothing lifted", err, w.Code, w.Body)
+		}
+		store.leave = Register(key, g, nil, nil, nil)
+		w = httptest.NewRecorder()
+		if err := api.impose(w, httptest.NewRequest(http.MethodPut, LocksPath+"/account/alice@example.com", nil)); err != nil || w.Code != http.StatusNotFound {
+			t.Errorf("imposing with a store unloaded meanwhile: %v, %d %s; want 404, nothing locked", err, w.Code, w.Body)
 		}
 	}
 }

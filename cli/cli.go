@@ -1,6 +1,7 @@
 // Package cli adds the support subcommand to the caddy command:
 //
-//	caddy sms-recovery locks [--kind account|ip] [--json]
+//	caddy sms-recovery locks [--kind account|ip] [--clear] [--json]
+//	caddy sms-recovery lock <account> [--for <duration>]
 //	caddy sms-recovery unlock <account>
 //	caddy sms-recovery unblock <ip or IPv6 /64>
 //	caddy sms-recovery acknowledge-loss
@@ -12,6 +13,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,17 +35,21 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "sms-recovery",
-		Usage: "locks|unlock|unblock|acknowledge-loss [--address <admin>] [--config <path> [--adapter <name>]]",
-		Short: "Lists and lifts the account locks and IP blocks of SMS recovery",
+		Usage: "locks|lock|unlock|unblock|acknowledge-loss [--address <admin>] [--config <path> [--adapter <name>]]",
+		Short: "Lists, imposes and lifts the account locks and IP blocks of SMS recovery",
 		Long: `
 Lists and lifts the account locks and IP blocks of the sms_recovery handlers
-of a running Caddy, through its admin API:
+of a running Caddy, and locks an account's recovery, through its admin API:
 
-  caddy sms-recovery locks [--kind account|ip] [--json]
+  caddy sms-recovery locks [--kind account|ip] [--clear] [--json]
+  caddy sms-recovery lock <account> [--for <duration>]
   caddy sms-recovery unlock <account>
   caddy sms-recovery unblock <ip address or IPv6 /64>
   caddy sms-recovery acknowledge-loss
 
+The listing masks accounts and addresses (a*****@example.com, 192.0.2.*)
+unless --clear asks for them whole. A lock support imposes holds until it
+is lifted, or for --for (30m, 24h, 7d); the account's phone is told once.
 Lifting also gives fresh tries: the count of wrong codes starts again.
 
 When the Redis storage has lost its state (a restart without data, a
@@ -60,8 +66,8 @@ The admin endpoint is found as caddy reload and caddy stop find it: the
 	})
 }
 
-// attach makes cmd the parent of the locks, unlock and unblock commands,
-// which tell the time left on a lock by now.
+// attach makes cmd the parent of the locks, lock, unlock and unblock
+// commands, which tell the time left on a lock by now.
 func attach(cmd *cobra.Command, now func() time.Time) {
 	f := cmd.PersistentFlags()
 	f.String("address", "", "Address of the administration endpoint, if different from the config")
@@ -78,7 +84,15 @@ func attach(cmd *cobra.Command, now func() time.Time) {
 	}
 	locks.Flags().String("kind", "", "Only locks of this kind: account or ip")
 	locks.Flags().Bool("json", false, "Print the admin API's JSON instead of a table")
-	cmd.AddCommand(locks, &cobra.Command{
+	locks.Flags().Bool("clear", false, "Show accounts and addresses whole instead of masked")
+	lock := &cobra.Command{
+		Use:   "lock <account>",
+		Short: "Locks an account's recovery until it is lifted, or for --for; its phone is told once",
+		Args:  cobra.ExactArgs(1),
+		RunE:  run(now, impose),
+	}
+	lock.Flags().String("for", "", "How long the lock holds (e.g. 30m, 24h, 7d); default: until lifted")
+	cmd.AddCommand(locks, lock, &cobra.Command{
 		Use:   "unlock <account>",
 		Short: "Lifts the lock on an account's recovery and gives it fresh tries",
 		Args:  cobra.ExactArgs(1),
@@ -210,8 +224,13 @@ func listLocks(cmd *cobra.Command, c *client, _ []string) error {
 	if kind != "" && kind != limiter.KindAccount && kind != limiter.KindIP {
 		return fmt.Errorf("--kind %q: want %s or %s", kind, limiter.KindAccount, limiter.KindIP)
 	}
+	inClear, _ := cmd.Flags().GetBool("clear")
+	uri := locksPath
+	if inClear {
+		uri += "?clear=1"
+	}
 	var all []limiter.Lock
-	if err := c.do(http.MethodGet, locksPath, &all); err != nil {
+	if err := c.do(http.MethodGet, uri, &all); err != nil {
 		if r, ok := errors.AsType[*refusal](err); ok && r.status == http.StatusNotFound {
 			return fmt.Errorf("the admin endpoint at %s has no %s: its Caddy lacks the sms_recovery module", c.addr, locksPath)
 		}
@@ -242,21 +261,36 @@ func listLocks(cmd *cobra.Command, c *client, _ []string) error {
 	}
 	now := c.now()
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tKEY\tUNTIL\tSTRIKES\tPERMANENT")
+	fmt.Fprintln(tw, "KIND\tKEY\tREASON\tUNTIL\tSTRIKES\tPERMANENT")
 	for _, l := range locks {
-		until, permanent := "-", "no"
-		if l.Permanent {
-			until, permanent = "until lifted", "yes"
-		} else if !l.Until.IsZero() {
-			until = fmt.Sprintf("%s (in %s)", l.Until.UTC().Format(time.RFC3339), remaining(l.Until.Sub(now)))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", l.Kind, l.Key, until, l.Strikes, permanent)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", l.Kind, l.Key, cmp.Or(l.Reason, "-"), until(l.Until, l.Permanent, now), l.Strikes, yesNo(l.Permanent))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "\nLift one with: caddy sms-recovery unlock <account>  or  caddy sms-recovery unblock <ip>\n")
+	if !inClear {
+		fmt.Fprintf(out, "Accounts and addresses are masked: list them whole with --clear.\n")
+	}
 	return nil
+}
+
+// until says when a lock ends, for a person.
+func until(t time.Time, permanent bool, now time.Time) string {
+	switch {
+	case permanent:
+		return "until lifted"
+	case t.IsZero():
+		return "-"
+	}
+	return fmt.Sprintf("%s (in %s)", t.UTC().Format(time.RFC3339), remaining(t.Sub(now)))
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 // remaining rounds a time left to what a person reads: minutes, or seconds
@@ -292,6 +326,34 @@ func lift(kind string) func(*cobra.Command, *client, []string) error {
 		fmt.Fprintf(cmd.OutOrStdout(), "Lifted %s %s; it has a fresh set of tries.\n", what, got.Key)
 		return nil
 	}
+}
+
+// impose is the lock command: it locks an account's recovery until it is
+// lifted, or for --for.
+func impose(cmd *cobra.Command, c *client, args []string) error {
+	account := strings.TrimSpace(args[0])
+	if account == "" {
+		return errors.New("give the account to lock")
+	}
+	uri := locksPath + "/" + limiter.KindAccount + "/" + url.PathEscape(account)
+	if d, _ := cmd.Flags().GetString("for"); cmd.Flags().Changed("for") {
+		uri += "?for=" + url.QueryEscape(d)
+	}
+	var got struct {
+		Key       string    `json:"key"`
+		Until     time.Time `json:"until"`
+		Permanent bool      `json:"permanent"`
+	}
+	if err := c.do(http.MethodPut, uri, &got); err != nil {
+		return err
+	}
+	when := "until support lifts it"
+	if !got.Permanent {
+		when = "until " + until(got.Until, false, c.now())
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "Locked the recovery of account %s %s; if the directory has its phone, the phone is told once.\n"+
+		"Lift it with: caddy sms-recovery unlock %s\n", got.Key, when, got.Key)
+	return nil
 }
 
 // escapeKey escapes a key for the admin path, keeping the / of a /64 as the

@@ -28,7 +28,7 @@ type fakeAdmin struct {
 	srv *httptest.Server
 
 	mu     sync.Mutex
-	asked  []string // "METHOD escaped-path"
+	asked  []string // "METHOD escaped-path[?query]"
 	origin []string
 	status int
 	body   string
@@ -40,7 +40,11 @@ func newFakeAdmin(t *testing.T, status int, body string) *fakeAdmin {
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		a.asked = append(a.asked, r.Method+" "+r.URL.EscapedPath())
+		asked := r.Method + " " + r.URL.EscapedPath()
+		if r.URL.RawQuery != "" {
+			asked += "?" + r.URL.RawQuery
+		}
+		a.asked = append(a.asked, asked)
 		a.origin = append(a.origin, r.Header.Get("Origin"))
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(a.status)
@@ -72,21 +76,49 @@ func execute(t *testing.T, args ...string) (stdout, stderr string, err error) {
 }
 
 const twoLocks = `[
- {"kind":"account","key":"alice@example.com","until":"2026-12-01T22:29:40Z","since":"2026-12-01T21:59:40Z","strikes":5,"locks":1},
- {"kind":"ip","key":"2001:db8:1:2::/64","since":"2026-11-30T10:00:00Z","permanent":true,"strikes":100,"locks":7}
+ {"kind":"account","key":"alice@example.com","until":"2026-12-01T22:29:40Z","since":"2026-12-01T21:59:40Z","strikes":5,"locks":1,"reason":"wrong_codes"},
+ {"kind":"ip","key":"2001:db8:1:2::/64","since":"2026-11-30T10:00:00Z","permanent":true,"strikes":100,"locks":7,"reason":"wrong_codes"}
 ]`
 
 func TestLocksTable(t *testing.T) {
 	a := newFakeAdmin(t, http.StatusOK, twoLocks)
-	out, errOut, err := execute(t, "locks", "--address", a.addr())
+	out, errOut, err := execute(t, "locks", "--clear", "--address", a.addr())
 	if err != nil {
 		t.Fatalf("locks: %v (stderr %q)", err, errOut)
 	}
-	want := `KIND     KEY                UNTIL                          STRIKES  PERMANENT
-account  alice@example.com  2026-12-01T22:29:40Z (in 30m)  5        no
-ip       2001:db8:1:2::/64  until lifted                   100      yes
+	want := `KIND     KEY                REASON       UNTIL                          STRIKES  PERMANENT
+account  alice@example.com  wrong_codes  2026-12-01T22:29:40Z (in 30m)  5        no
+ip       2001:db8:1:2::/64  wrong_codes  until lifted                   100      yes
 
 Lift one with: caddy sms-recovery unlock <account>  or  caddy sms-recovery unblock <ip>
+`
+	if out != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+	if got := a.requests(); len(got) != 1 || got[0] != "GET /sms-recovery/locks?clear=1" {
+		t.Errorf("asked %v, want one GET /sms-recovery/locks?clear=1", got)
+	}
+	// The admin endpoint refuses a request without the Origin it expects.
+	if got := a.origin[0]; got != "http://"+a.addr() {
+		t.Errorf("Origin %q, want http://%s", got, a.addr())
+	}
+}
+
+// TestLocksMasked: without --clear the listing asks for the masked keys
+// the admin API gives by default, and says how to see them whole.
+func TestLocksMasked(t *testing.T) {
+	a := newFakeAdmin(t, http.StatusOK, `[
+ {"kind":"account","key":"a*****@example.com","since":"2026-12-01T21:00:00Z","permanent":true,"strikes":0,"locks":0,"reason":"support"}
+]`)
+	out, _, err := execute(t, "locks", "--address", a.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `KIND     KEY                 REASON   UNTIL         STRIKES  PERMANENT
+account  a*****@example.com  support  until lifted  0        yes
+
+Lift one with: caddy sms-recovery unlock <account>  or  caddy sms-recovery unblock <ip>
+Accounts and addresses are masked: list them whole with --clear.
 `
 	if out != want {
 		t.Errorf("output:\n%s\nwant:\n%s", out, want)
@@ -94,9 +126,45 @@ Lift one with: caddy sms-recovery unlock <account>  or  caddy sms-recovery unblo
 	if got := a.requests(); len(got) != 1 || got[0] != "GET /sms-recovery/locks" {
 		t.Errorf("asked %v, want one GET /sms-recovery/locks", got)
 	}
-	// The admin endpoint refuses a request without the Origin it expects.
-	if got := a.origin[0]; got != "http://"+a.addr() {
-		t.Errorf("Origin %q, want http://%s", got, a.addr())
+}
+
+// TestLock imposes a lock: until lifted without --for, for a time with it,
+// the account escaped in the path, and the admin API's refusal of a bad
+// duration said in words.
+func TestLock(t *testing.T) {
+	a := newFakeAdmin(t, http.StatusOK, `{"kind":"account","key":"alice@example.com","permanent":true}`)
+	out, _, err := execute(t, "lock", "Alice@Example.COM", "--address", a.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "Locked the recovery of account alice@example.com until support lifts it; if the directory has its phone, the phone is told once.\n" +
+		"Lift it with: caddy sms-recovery unlock alice@example.com\n"
+	if out != want {
+		t.Errorf("output %q, want %q", out, want)
+	}
+	if got := a.requests(); len(got) != 1 || got[0] != "PUT /sms-recovery/locks/account/Alice@Example.COM" {
+		t.Errorf("asked %v", got)
+	}
+
+	b := newFakeAdmin(t, http.StatusOK, `{"kind":"account","key":"bob+x@example.com","until":"2026-12-02T00:00:00Z"}`)
+	out, _, err = execute(t, "lock", "bob+x@example.com", "--for", "2h", "--address", b.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "Locked the recovery of account bob+x@example.com until 2026-12-02T00:00:00Z (in 2h0m);") {
+		t.Errorf("output %q", out)
+	}
+	if got := b.requests(); len(got) != 1 || got[0] != "PUT /sms-recovery/locks/account/bob+x@example.com?for=2h" {
+		t.Errorf("asked %v", got)
+	}
+
+	c := newFakeAdmin(t, http.StatusBadRequest, `{"error":"for: \"soon\" is not a duration of at least 1s (such as 30m, 24h or 7d); leave it out for a lock until support lifts it"}`)
+	_, errOut, err := execute(t, "lock", "alice@example.com", "--for", "soon", "--address", c.addr())
+	if err == nil || !strings.Contains(errOut, `refused (400 Bad Request): for: "soon" is not a duration`) {
+		t.Errorf("lock --for soon: %v, stderr %q", err, errOut)
+	}
+	if _, _, err := execute(t, "lock", " ", "--address", c.addr()); err == nil || !strings.Contains(err.Error(), "give the account to lock") {
+		t.Errorf("lock of a blank account: %v", err)
 	}
 }
 
@@ -268,7 +336,7 @@ func TestAdminAddressFromConfig(t *testing.T) {
 }
 
 func TestArguments(t *testing.T) {
-	for _, args := range [][]string{{"unlock"}, {"unlock", "a", "b"}, {"unblock"}, {"locks", "extra"}} {
+	for _, args := range [][]string{{"unlock"}, {"unlock", "a", "b"}, {"unblock"}, {"locks", "extra"}, {"lock"}, {"lock", "a", "b"}} {
 		if _, _, err := execute(t, args...); err == nil {
 			t.Errorf("%v: no error", args)
 		}

@@ -1,5 +1,6 @@
-// Package examples holds configs a newcomer can run as they are, and the
-// test that keeps caddy.json equal to what caddy adapt makes of Caddyfile.
+// Package examples holds configs a newcomer can run as they are, the test
+// that keeps caddy.json equal to what caddy adapt makes of Caddyfile, and
+// the test that keeps the production example adapting with its timeouts.
 package examples
 
 import (
@@ -7,8 +8,13 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -57,5 +63,98 @@ func TestJSONIsAdaptedCaddyfile(t *testing.T) {
 	}
 	if !bytes.Equal(have, pretty.Bytes()) {
 		t.Errorf("examples/caddy.json is not the adapted Caddyfile; refresh it with: go test ./examples -update\nwant:\n%s", pretty.Bytes())
+	}
+}
+
+// TestProductionCaddyfile adapts examples/production/Caddyfile as caddy
+// adapt does, so that it cannot rot: it must adapt without a warning, keep
+// the server timeouts that cut off slow and silent clients on every server
+// it makes, keep every secret out of the file ({env.NAME} placeholders
+// only), and name only variables that the systemd unit's environment file
+// lists.
+func TestProductionCaddyfile(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("production", "Caddyfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": "examples/production/Caddyfile"})
+	if err != nil {
+		t.Fatalf("adapting the production Caddyfile: %v", err)
+	}
+	for _, w := range warnings {
+		t.Errorf("adapting the production Caddyfile warns: %s:%d: %s %s", w.File, w.Line, w.Directive, w.Message)
+	}
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Listen            []string       `json:"listen"`
+					ReadTimeout       caddy.Duration `json:"read_timeout"`
+					ReadHeaderTimeout caddy.Duration `json:"read_header_timeout"`
+					ReadIdleTimeout   caddy.Duration `json:"read_idle_timeout"`
+					ReadMinRate       int64          `json:"read_min_rate"`
+					WriteTimeout      caddy.Duration `json:"write_timeout"`
+					WriteIdleTimeout  caddy.Duration `json:"write_idle_timeout"`
+					IdleTimeout       caddy.Duration `json:"idle_timeout"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(adapted, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	servers := cfg.Apps.HTTP.Servers
+	if len(servers) == 0 {
+		t.Fatal("the production Caddyfile makes no server")
+	}
+	for name, s := range servers {
+		for _, tm := range []struct {
+			what     string
+			got      caddy.Duration
+			min, max time.Duration
+		}{
+			// Each bound: at least what a real client on a slow line
+			// needs, at most what leaves a slow client holding a
+			// connection for long.
+			{"read_header", s.ReadHeaderTimeout, 2 * time.Second, 30 * time.Second},
+			{"read_body", s.ReadTimeout, 30 * time.Second, 15 * time.Minute},
+			{"read_body_idle", s.ReadIdleTimeout, 5 * time.Second, time.Minute},
+			{"write", s.WriteTimeout, 30 * time.Second, 15 * time.Minute},
+			{"write_idle", s.WriteIdleTimeout, 5 * time.Second, time.Minute},
+			{"idle", s.IdleTimeout, 30 * time.Second, 5 * time.Minute},
+		} {
+			if d := time.Duration(tm.got); d < tm.min || d > tm.max {
+				t.Errorf("server %s %v: timeouts %s is %v, want between %v and %v", name, s.Listen, tm.what, d, tm.min, tm.max)
+			}
+		}
+		if s.ReadMinRate <= 0 {
+			t.Errorf("server %s %v: read_body_idle sets no least rate, so a trickling body is never cut off", name, s.Listen)
+		}
+	}
+
+	// The handler is there, with every secret from the environment.
+	text := string(adapted)
+	if !strings.Contains(text, `"handler":"sms_recovery"`) {
+		t.Fatal("the production Caddyfile has no sms_recovery handler")
+	}
+	for _, field := range []string{"secrets", "hmac_key", "access_key", "url", "dsn"} {
+		m := regexp.MustCompile(`"`+field+`":\[?"([^"]*)"`).FindAllStringSubmatch(text, -1)
+		if len(m) == 0 {
+			t.Errorf("no %q in the adapted production config", field)
+		}
+		for _, v := range m {
+			if !strings.HasPrefix(v[1], "{env.") {
+				t.Errorf("%s is %q in the production Caddyfile: give secrets as {env.NAME}", field, v[1])
+			}
+		}
+	}
+	env, err := os.ReadFile(filepath.Join("..", "deploy", "systemd", "caddy-sms-recovery.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`\{env\.([A-Z0-9_]+)\}`).FindAllStringSubmatch(text, -1) {
+		if !regexp.MustCompile(`(?m)^` + m[1] + `=`).Match(env) {
+			t.Errorf("the production Caddyfile names {env.%s}, which deploy/systemd/caddy-sms-recovery.env does not list", m[1])
+		}
 	}
 }

@@ -93,23 +93,35 @@ func TestCLILiftsLockEndToEnd(t *testing.T) {
 		t.Fatalf("start while locked: %d %s", a.Status, a.Raw)
 	}
 
-	r := runCaddy(t, "sms-recovery", "locks", "--config", config)
-	lines := strings.Split(r.stdout, "\n")
-	if r.status != 0 || len(lines) < 2 || !strings.HasPrefix(lines[0], "KIND") {
-		t.Fatalf("locks: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
-	}
-	if f := strings.Fields(lines[1]); len(f) != 7 || f[0] != "account" || f[1] != alice || f[5] != "3" || f[6] != "no" {
-		t.Fatalf("locks: row %q, want account %s, until in 30m, 3 strikes, not permanent", lines[1], alice)
-	}
-	if !strings.Contains(lines[1], "(in 30m)") {
-		t.Errorf("locks: row %q does not say the lock ends in 30m", lines[1])
+	// Masked by default, whole with --clear.
+	for _, tc := range []struct {
+		args []string
+		key  string
+	}{
+		{[]string{"--config", config}, "a*****@example.com"},
+		{[]string{"--config", config, "--clear"}, alice},
+	} {
+		r := runCaddy(t, append([]string{"sms-recovery", "locks"}, tc.args...)...)
+		lines := strings.Split(r.stdout, "\n")
+		if r.status != 0 || len(lines) < 2 || !strings.HasPrefix(lines[0], "KIND") {
+			t.Fatalf("locks %v: status %d, stdout %q, stderr %q", tc.args, r.status, r.stdout, r.stderr)
+		}
+		if f := strings.Fields(lines[1]); len(f) != 8 || f[0] != "account" || f[1] != tc.key || f[2] != "wrong_codes" || f[6] != "3" || f[7] != "no" {
+			t.Fatalf("locks %v: row %q, want account %s, wrong codes, until in 30m, 3 strikes, not permanent", tc.args, lines[1], tc.key)
+		}
+		if !strings.Contains(lines[1], "(in 30m)") {
+			t.Errorf("locks %v: row %q does not say the lock ends in 30m", tc.args, lines[1])
+		}
+		if strings.Contains(r.stdout, alice) != (tc.key == alice) {
+			t.Errorf("locks %v: the account is whole in %q only with --clear", tc.args, r.stdout)
+		}
 	}
 	if r := runCaddy(t, "sms-recovery", "locks", "--kind", "ip", "--address", adminHost()); r.status != 0 || r.stdout != "No IP blocks in force.\n" {
 		t.Errorf("locks --kind ip: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
 	}
 
 	// Support lifts it, named as the person gives it.
-	r = runCaddy(t, "sms-recovery", "unlock", "Alice@Example.COM", "--address", adminHost())
+	r := runCaddy(t, "sms-recovery", "unlock", "Alice@Example.COM", "--address", adminHost())
 	if want := "Lifted the lock on account alice@example.com; it has a fresh set of tries.\n"; r.status != 0 || r.stdout != want {
 		t.Fatalf("unlock: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
 	}
@@ -140,5 +152,85 @@ func TestCLILiftsLockEndToEnd(t *testing.T) {
 	r = runCaddy(t, "sms-recovery", "locks", "--address", dead)
 	if r.status == 0 || !strings.Contains(r.stderr, "cannot reach Caddy's admin endpoint at "+dead) {
 		t.Errorf("locks at %s: status %d, stderr %q", dead, r.status, r.stderr)
+	}
+}
+
+// TestCLIImposesLockEndToEnd has support lock bob's recovery with caddy
+// sms-recovery lock: his right code then answers 423 account_locked, his
+// phone is told once however often support asks, the listing shows the
+// lock as support's, and caddy sms-recovery unlock gives him his code back.
+// A lock for a time says when it ends, and an account the directory does
+// not know gets the same answer and no SMS.
+func TestCLIImposesLockEndToEnd(t *testing.T) {
+	const bob = "bob@example.com"
+	up := startUpstream(t, "127.0.0.1:0")
+	name := fmt.Sprintf("Imposed Mail %d", stores.Add(1)) // counters outlive a run
+	c := start(t, &site{Upstream: up.addr, SiteName: name})
+	flow := c.startFlow(bob)
+	_, code := c.codeForFlow(flow)
+	notices := func() float64 {
+		t.Helper()
+		return metricValue(t, metrics(t), `caddy_sms_recovery_events_total{event="lock_notice",scope="",site="`+name+`"}`)
+	}
+	before := notices()
+
+	for range 2 {
+		r := runCaddy(t, "sms-recovery", "lock", "Bob@Example.COM", "--address", adminHost())
+		if want := "Locked the recovery of account bob@example.com until support lifts it; if the directory has its phone, the phone is told once.\n" +
+			"Lift it with: caddy sms-recovery unlock bob@example.com\n"; r.status != 0 || r.stdout != want {
+			t.Fatalf("lock: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
+		}
+	}
+	// The notice is counted before the admin API answers: this count is final.
+	if n := notices() - before; n != 1 {
+		t.Fatalf("lock notices after two lock commands: %v, want 1", n)
+	}
+	if a := c.post("/recovery/verify", fmt.Sprintf(`{"flow":%q,"code":%q}`, flow, code)); a.Status != http.StatusLocked || a.str("error") != "account_locked" {
+		t.Fatalf("the right code while locked: %d %s, want 423 account_locked", a.Status, a.Raw)
+	}
+	msgs := c.messages(2)
+	if len(msgs) != 2 {
+		t.Fatalf("outbox has %d messages, want the code and one notice", len(msgs))
+	}
+	notice := msgs[1]
+	if codeLine.MatchString(notice.Body) {
+		notice = msgs[0]
+	}
+	if notice.To != "+4915123456789" || !strings.Contains(notice.Body, "Der Support hat") || !strings.Contains(notice.Body, "Call +1 555 0100") {
+		t.Fatalf("notice to %s: %q, want German, saying support locked it, with the support text", notice.To, notice.Body)
+	}
+
+	r := runCaddy(t, "sms-recovery", "locks", "--clear", "--address", adminHost())
+	lines := strings.Split(r.stdout, "\n")
+	if f := strings.Fields(lines[1]); r.status != 0 || len(f) != 7 || f[1] != bob || f[2] != "support" || f[3] != "until" || f[6] != "yes" {
+		t.Fatalf("locks --clear: status %d, stdout %q, want bob's lock by support, until lifted", r.status, r.stdout)
+	}
+
+	r = runCaddy(t, "sms-recovery", "lock", "nobody@example.com", "--address", adminHost())
+	if r.status != 0 || !strings.HasPrefix(r.stdout, "Locked the recovery of account nobody@example.com until support lifts it;") {
+		t.Fatalf("lock of an unknown account: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
+	}
+	r = runCaddy(t, "sms-recovery", "lock", alice, "--for", "2h", "--address", adminHost())
+	if r.status != 0 || !strings.Contains(r.stdout, "(in 2h0m);") {
+		t.Fatalf("lock --for 2h: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
+	}
+	r = runCaddy(t, "sms-recovery", "lock", alice, "--for", "soon", "--address", adminHost())
+	if r.status == 0 || !strings.Contains(r.stderr, `for: "soon" is not a duration`) {
+		t.Errorf("lock --for soon: status %d, stderr %q", r.status, r.stderr)
+	}
+
+	r = runCaddy(t, "sms-recovery", "unlock", bob, "--address", adminHost())
+	if r.status != 0 {
+		t.Fatalf("unlock: status %d, stderr %q", r.status, r.stderr)
+	}
+	if a := c.post("/recovery/verify", fmt.Sprintf(`{"flow":%q,"code":%q}`, flow, code)); a.Status != http.StatusOK {
+		t.Fatalf("the right code after the lift: %d %s", a.Status, a.Raw)
+	}
+	// Alice's notice, and none for the unknown account.
+	if msgs := c.messages(3); len(msgs) != 3 {
+		t.Fatalf("outbox has %d messages, want bob's code, bob's notice and alice's notice", len(msgs))
+	}
+	if n := notices() - before; n != 2 {
+		t.Errorf("lock notices: %v, want 2 (bob once, alice once, the unknown account none)", n)
 	}
 }

@@ -85,6 +85,18 @@ func (m *memLocks) GetLock(_ context.Context, kind, key string) (Lock, bool, err
 	return r.Lock, true, nil
 }
 
+func (m *memLocks) Impose(_ context.Context, kind, key string, d time.Duration) (Lock, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.records[[2]string{kind, key}]
+	if r == nil {
+		r = &Record{Lock: Lock{Kind: kind, Key: key}}
+		m.records[[2]string{kind, key}] = r
+	}
+	set := Impose(r, m.clock.Now(), d)
+	return r.Lock, set, nil
+}
+
 func (m *memLocks) ListLocks(_ context.Context, kind string) ([]Lock, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -135,3 +147,7 @@ func (brokenLocks) GetLock(context.Context, string, string) (Lock, bool, error) 
 }
 
 func (brokenLocks) ListLocks(context.Context, string) ([]Lock, error) { return nil, errDown }
+
+func (brokenLocks) Impose(context.Context, string, string, time.Duration) (Lock, bool, error) {
+	return Lock{}, false, errDown
+}

@@ -382,7 +382,30 @@ func (g *Guard) Locks(ctx context.Context, kind string) ([]Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing %s locks: %w", kind, err)
 	}
+	for i := range locks {
+		if locks[i].Reason == "" {
+			locks[i].Reason = ReasonWrongCodes
+		}
+	}
 	return locks, nil
+}
+
+// Impose locks the recovery of account, which must be normalised, for d,
+// or until support lifts it when d is 0: the lock support imposes. It is
+// an account lock like a lockout's, which every check refuses and Lift
+// ends, and it never shortens a lock in force. It returns the lock now in
+// force and whether it is new (no lock was in force before), when the
+// owner is told. When the store has no room for the account's record, the
+// error wraps recovery.ErrFull.
+func (g *Guard) Impose(ctx context.Context, account string, d time.Duration) (Lock, bool, error) {
+	if d < 0 {
+		return Lock{}, false, fmt.Errorf("imposing %s lock: negative duration %s", KindAccount, d)
+	}
+	l, set, err := g.locks.Impose(ctx, g.lockout.kind, account, d)
+	if err != nil {
+		return Lock{}, false, fmt.Errorf("imposing %s lock: %w", KindAccount, err)
+	}
+	return l, set, nil
 }
 
 // Lift removes the lock of kind on key and ends its run of wrong codes, so

@@ -358,7 +358,7 @@ func TestLocksAndLift(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := Lock{Kind: KindAccount, Key: "alice", Since: t0, Until: t0.Add(cfg.Lockout.Duration), Strikes: 3, Locks: 1}
+		want := Lock{Kind: KindAccount, Key: "alice", Since: t0, Until: t0.Add(cfg.Lockout.Duration), Strikes: 3, Locks: 1, Reason: ReasonWrongCodes}
 		if len(locks) != 1 || locks[0] != want {
 			t.Fatalf("Locks = %+v, want [%+v]", locks, want)
 		}
@@ -424,6 +424,157 @@ func TestLocksAndLift(t *testing.T) {
 			t.Fatal("Locks of an unknown kind succeeded")
 		}
 	})
+}
+
+// TestImposedLock: a lock support imposes refuses every route of the
+// account, like a lockout, for its time or until lifted; it is listed as
+// support's, never shortens a lock in force, gives no fresh tries, and is
+// new only once.
+func TestImposedLock(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	const ip, account = "192.0.2.1", "alice@example.com"
+
+	t.Run("for a time", func(t *testing.T) {
+		t.Parallel()
+		g := newTestGuard(t, cfg)
+		l, set, err := g.Impose(ctx, account, 2*time.Hour)
+		want := Lock{Kind: KindAccount, Key: account, Since: t0, Until: t0.Add(2 * time.Hour), Reason: ReasonSupport}
+		if err != nil || !set || l != want {
+			t.Fatalf("Impose = %+v, %v, %v; want %+v, set", l, set, err, want)
+		}
+		if l, set, err := g.Impose(ctx, account, 2*time.Hour); err != nil || set || l != want {
+			t.Fatalf("Impose again = %+v, %v, %v; want the same lock, not new", l, set, err)
+		}
+		wantDenial(t, g.Start(ctx, ip, account), recovery.ErrLocked, ScopeLockout, 2*time.Hour)
+		wantDenial(t, g.Verify(ctx, ip, account), recovery.ErrLocked, ScopeLockout, 2*time.Hour)
+		if _, err := g.Guess(ctx, ip, account); !errors.Is(err, recovery.ErrLocked) {
+			t.Fatalf("Guess = %v, want ErrLocked", err)
+		}
+		wantAllowed(t, "another account", g.Start(ctx, ip, "bob@example.com"))
+		locks, err := g.Locks(ctx, KindAccount)
+		if err != nil || len(locks) != 1 || locks[0] != want {
+			t.Fatalf("Locks = %+v, %v; want [%+v]", locks, err, want)
+		}
+		g.clock.Advance(2 * time.Hour)
+		wantAllowed(t, "start once the lock ran out", g.Start(ctx, ip, account))
+	})
+
+	t.Run("until lifted", func(t *testing.T) {
+		t.Parallel()
+		g := newTestGuard(t, cfg)
+		if _, set, err := g.Impose(ctx, account, 0); err != nil || !set {
+			t.Fatalf("Impose = %v, %v", set, err)
+		}
+		g.clock.Advance(365 * 24 * time.Hour)
+		d := wantDenial(t, g.Verify(ctx, ip, account), recovery.ErrLocked, ScopeLockout, cfg.MaxLockDuration)
+		if !d.Permanent {
+			t.Errorf("denial %+v, want it to say support lifts it", d)
+		}
+		if lifted, err := g.Lift(ctx, KindAccount, account); err != nil || !lifted {
+			t.Fatalf("Lift = %v, %v", lifted, err)
+		}
+		wantAllowed(t, "verify after the lift", g.Verify(ctx, ip, account))
+	})
+
+	t.Run("never shortens a lock in force, keeps the strikes", func(t *testing.T) {
+		t.Parallel()
+		g := newTestGuard(t, cfg)
+		for range cfg.Lockout.Failures {
+			_ = g.fail(ctx, ip, account)
+		}
+		lockout, err := g.Locks(ctx, KindAccount)
+		if err != nil || len(lockout) != 1 {
+			t.Fatalf("Locks = %+v, %v", lockout, err)
+		}
+		l, set, err := g.Impose(ctx, account, time.Minute)
+		if err != nil || set {
+			t.Fatalf("Impose on a locked account = %v, %v; want no new lock", set, err)
+		}
+		if !l.Until.Equal(lockout[0].Until) || !l.Since.Equal(t0) || l.Strikes != cfg.Lockout.Failures || l.Locks != 1 || l.Reason != ReasonSupport {
+			t.Fatalf("Impose for 1m on a 30m lockout = %+v, want the lockout's end, strikes and count, held by support", l)
+		}
+		if l, _, _ := g.Impose(ctx, account, 0); !l.Permanent {
+			t.Fatalf("Impose until lifted = %+v, want permanent", l)
+		}
+		if l, _, _ := g.Impose(ctx, account, time.Hour); !l.Permanent {
+			t.Fatalf("Impose for 1h on a lasting lock = %+v, want it to stay permanent", l)
+		}
+	})
+
+	t.Run("gives no fresh tries", func(t *testing.T) {
+		t.Parallel()
+		g := newTestGuard(t, cfg)
+		for range cfg.Lockout.Failures - 1 {
+			wantAllowed(t, "a wrong code", g.fail(ctx, ip, account))
+		}
+		if _, _, err := g.Impose(ctx, account, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		g.clock.Advance(time.Minute)
+		// The window of the wrong codes is still open: one more locks.
+		wantDenial(t, g.fail(ctx, ip, account), recovery.ErrLocked, ScopeLockout, cfg.Lockout.Duration)
+		locks, err := g.Locks(ctx, KindAccount)
+		if err != nil || len(locks) != 1 || locks[0].Reason != ReasonWrongCodes || locks[0].Locks != 1 {
+			t.Fatalf("Locks = %+v, %v; want the lockout, the first of its run, set by wrong codes", locks, err)
+		}
+	})
+
+	t.Run("refusals", func(t *testing.T) {
+		t.Parallel()
+		g := newTestGuard(t, cfg)
+		if _, _, err := g.Impose(ctx, account, -time.Second); err == nil {
+			t.Error("Impose for a negative time succeeded")
+		}
+		broken, err := New(cfg, brokenStore{}, brokenLocks{}, newFakeClock())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := broken.Impose(ctx, account, 0); !errors.Is(err, errDown) {
+			t.Errorf("Impose on a broken store = %v, want %v", err, errDown)
+		}
+	})
+}
+
+// TestImposeRecord is Impose, the step every LockStore takes, on records.
+func TestImposeRecord(t *testing.T) {
+	t.Parallel()
+	now := t0
+	tests := []struct {
+		name    string
+		r       Record
+		d       time.Duration
+		want    Record
+		wantSet bool
+	}{
+		{"no record", Record{}, time.Hour,
+			Record{Lock: Lock{Since: now, Until: now.Add(time.Hour), Reason: ReasonSupport}}, true},
+		{"until lifted", Record{}, 0,
+			Record{Lock: Lock{Since: now, Permanent: true, Reason: ReasonSupport}}, true},
+		{"strikes and window stay", Record{Lock: Lock{Strikes: 4, Locks: 2, Since: now.Add(-time.Hour), Until: now.Add(-time.Minute)}, InWindow: 3, WindowEnd: now.Add(time.Minute)}, time.Hour,
+			Record{Lock: Lock{Strikes: 4, Locks: 2, Since: now, Until: now.Add(time.Hour), Reason: ReasonSupport}, InWindow: 3, WindowEnd: now.Add(time.Minute)}, true},
+		{"a later end stays", Record{Lock: Lock{Since: now.Add(-time.Minute), Until: now.Add(2 * time.Hour), Locks: 1}}, time.Hour,
+			Record{Lock: Lock{Since: now.Add(-time.Minute), Until: now.Add(2 * time.Hour), Locks: 1, Reason: ReasonSupport}}, false},
+		{"an earlier end is pushed back", Record{Lock: Lock{Since: now.Add(-time.Minute), Until: now.Add(time.Minute), Locks: 1}}, time.Hour,
+			Record{Lock: Lock{Since: now.Add(-time.Minute), Until: now.Add(time.Hour), Locks: 1, Reason: ReasonSupport}}, false},
+		{"a lasting lock stays", Record{Lock: Lock{Since: now.Add(-time.Minute), Permanent: true, Strikes: 100}}, time.Hour,
+			Record{Lock: Lock{Since: now.Add(-time.Minute), Permanent: true, Strikes: 100, Reason: ReasonSupport}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.r
+			if set := Impose(&r, now, tt.d); set != tt.wantSet || r != tt.want {
+				t.Errorf("Impose = %v, %+v; want %v, %+v", set, r, tt.wantSet, tt.want)
+			}
+		})
+	}
+	// A lock that wrong codes set later is theirs, not support's.
+	r := Record{}
+	Impose(&r, now, time.Minute)
+	p := Policy{Threshold: 1, Window: time.Hour, Duration: time.Hour, MaxDuration: time.Hour, Run: true}
+	if st := p.Strike(&r, now.Add(time.Minute)); !st.Set || st.Lock.Reason != "" {
+		t.Errorf("a strike after an imposed lock = %+v, want a lock set by wrong codes", st)
+	}
 }
 
 func TestStartIPGroupsIPv6By64(t *testing.T) {

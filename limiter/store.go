@@ -25,9 +25,20 @@ type Lock struct {
 	// Strikes counts the wrong codes behind the lock: in a row, for an
 	// account; in the current window, for a client.
 	Strikes int64 `json:"strikes"`
-	// Locks counts the locks set in a row, this one included.
+	// Locks counts the locks set in a row, this one included. A lock
+	// support imposed is not counted: it lengthens no lock after it.
 	Locks int64 `json:"locks"`
+	// Reason says what set the lock: ReasonSupport for one imposed through
+	// LockStore.Impose, which stores keep; ReasonWrongCodes, which
+	// Guard.Locks fills in, for the rest.
+	Reason string `json:"reason,omitempty"`
 }
+
+// Reasons of a lock.
+const (
+	ReasonWrongCodes = "wrong_codes" // a lockout or an IP block, set by wrong codes
+	ReasonSupport    = "support"     // imposed by support, through the admin API
+)
 
 // InForce reports whether l holds at now.
 func (l Lock) InForce(now time.Time) bool {
@@ -94,6 +105,12 @@ type LockStore interface {
 	// ListLocks returns the locks of a kind in force now, ordered by Until
 	// (permanent locks last) and then Key.
 	ListLocks(ctx context.Context, kind string) ([]Lock, error)
+	// Impose locks kind and key for d, or until EndRun when d is 0, as
+	// Impose does, in one atomic step: of concurrent calls on a key with
+	// no lock in force, exactly one reports the lock set. It returns the
+	// lock now in force. A key the store does not hold needs room: when
+	// there is none, recovery.ErrFull.
+	Impose(ctx context.Context, kind, key string, d time.Duration) (lock Lock, set bool, err error)
 }
 
 // Record is what a LockStore keeps for one key: its lock, if any, and the
@@ -130,8 +147,30 @@ func (p Policy) Strike(r *Record, now time.Time) Strike {
 	// The lock closes the window: counting starts afresh after it.
 	r.Locks++
 	r.Since = now
+	r.Reason = ""
 	r.InWindow, r.WindowEnd = 0, now
 	return Strike{Set: true, Lock: r.Lock}
+}
+
+// Impose locks r at now for d, or until support lifts it when d is 0:
+// how every LockStore imposes a lock, Memory under its mutex and Redis in
+// a script. It never shortens a lock in force (a later end stays, a
+// permanent lock stays permanent) and keeps the strikes and the window:
+// only a lift gives fresh tries. It reports whether no lock was in force
+// before, which makes this a new lock, whose owner is told.
+func Impose(r *Record, now time.Time, d time.Duration) (set bool) {
+	set = !r.InForce(now)
+	if set {
+		r.Since = now
+	}
+	switch {
+	case d <= 0:
+		r.Permanent, r.Until = true, time.Time{}
+	case !r.Permanent && r.Until.Before(now.Add(d)):
+		r.Until = now.Add(d)
+	}
+	r.Reason = ReasonSupport
+	return set
 }
 
 // Forgive takes one strike back from r, unless r is locked. It reports

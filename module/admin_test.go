@@ -360,10 +360,10 @@ func opsAdmin(t *testing.T, method, target string) (int, http.Header, []byte) {
 	return w.Code, w.Header(), w.Body.Bytes()
 }
 
-// listLocks returns the locks the admin API lists.
+// listLocks returns the locks the admin API lists, in clear.
 func listLocks(t *testing.T) []limiter.Lock {
 	t.Helper()
-	status, _, body := opsAdmin(t, http.MethodGet, admin.LocksPath)
+	status, _, body := opsAdmin(t, http.MethodGet, admin.LocksPath+"?clear=1")
 	if status != http.StatusOK {
 		t.Fatalf("GET %s: status %d %s", admin.LocksPath, status, body)
 	}
@@ -479,7 +479,9 @@ func TestAdminListAndLift(t *testing.T) {
 		{"prefix other than /64", http.MethodDelete, "/sms-recovery/locks/ip/2001:db8::/48", http.StatusBadRequest, `"error":"ip: `},
 		{"ipv4 prefix", http.MethodDelete, "/sms-recovery/locks/ip/192.0.2.0/24", http.StatusBadRequest, `"error":"ip: `},
 		{"list takes only GET", http.MethodPost, admin.LocksPath, http.StatusMethodNotAllowed, `"error"`},
-		{"a lock takes only DELETE", http.MethodGet, "/sms-recovery/locks/account/" + account, http.StatusMethodNotAllowed, `"error"`},
+		{"a lock takes only PUT and DELETE", http.MethodGet, "/sms-recovery/locks/account/" + account, http.StatusMethodNotAllowed, `"error"`},
+		{"only accounts are locked by support", http.MethodPut, "/sms-recovery/locks/ip/" + ipKey, http.StatusBadRequest, `support locks accounts only`},
+		{"listing asked in clear by a bad word", http.MethodGet, admin.LocksPath + "?clear=please", http.StatusBadRequest, `"error":"clear: `},
 	}
 	for _, tt := range tests {
 		// In order: each case sees what the ones before it lifted.

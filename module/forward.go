@@ -18,6 +18,53 @@ import (
 
 const tokenField = "reset_token"
 
+// routingHeaders are the headers with which common web frameworks and the
+// proxies in front of them let a request name another method, path or host
+// than the one it has. The signature covers the method and the path (and the
+// account), so none of them may reach the upstream on a signed forward: they
+// would make it run a signed POST to the reset path as another method, at
+// another path or for another virtual host.
+//
+//   - Method: X-HTTP-Method-Override (Symfony and Laravel, Rack and so Rails
+//     and Sinatra, Express's method-override, ASP.NET Core's
+//     HttpMethodOverride, Jersey, gorilla/handlers), X-HTTP-Method
+//     (Microsoft's OData and WCF services), X-Method-Override (an Express
+//     method-override getter), X-Original-Method and X-Forwarded-Method
+//     (nginx auth_request and Traefik forwardAuth, read by the services
+//     behind them).
+//   - Path: X-Original-URL and X-Rewrite-URL (IIS URL Rewrite, honoured by
+//     Zend Framework and Laminas, older Symfony and what runs on them, a
+//     well-known access-control bypass), X-Original-URI (nginx
+//     auth_request), X-Forwarded-URI (Traefik), X-Forwarded-Prefix (Spring's
+//     ForwardedHeaderFilter, Symfony, Werkzeug's ProxyFix, Traefik and Kong),
+//     X-Forwarded-Path (Kong), X-Envoy-Original-Path (Envoy).
+//   - Host: X-Forwarded-Host (host-based routes of Laravel, Symfony, Django,
+//     Rails and Spring behind a trusted proxy) and Forwarded (RFC 7239, whose
+//     host= Spring, Symfony and Rack read). Caddy's reverse_proxy sets its own
+//     X-Forwarded-Host after this handler, from the request's Host or a
+//     trusted proxy's value, but passes Forwarded through as it comes.
+//
+// Kept: X-Forwarded-For and X-Forwarded-Proto, which say who asked and over
+// what, route nothing, and which reverse_proxy rewrites from what Caddy knows
+// (trusted_proxies); dropping X-Forwarded-Proto would make a TLS-terminating
+// load balancer's https look like http to the upstream.
+var routingHeaders = []string{
+	"X-HTTP-Method-Override",
+	"X-HTTP-Method",
+	"X-Method-Override",
+	"X-Original-Method",
+	"X-Forwarded-Method",
+	"X-Original-URL",
+	"X-Rewrite-URL",
+	"X-Original-URI",
+	"X-Forwarded-URI",
+	"X-Forwarded-Prefix",
+	"X-Forwarded-Path",
+	"X-Envoy-Original-Path",
+	"X-Forwarded-Host",
+	"Forwarded",
+}
+
 // reset answers a JSON reset: it takes the reset token out of the body,
 // forwards the rest and streams the upstream's answer back.
 func (h *Handler) reset(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -74,6 +121,9 @@ func (h *Handler) forwardReset(w http.ResponseWriter, r *http.Request, next cadd
 	// reach the upstream unsigned: nothing of it is passed on.
 	r.URL.RawQuery, r.URL.ForceQuery = "", false
 	r.RequestURI = r.URL.RequestURI()
+	for _, name := range routingHeaders {
+		r.Header.Del(name)
+	}
 	r.Body = http.NoBody
 	if len(body) > 0 {
 		r.Body = readCloser{bytes.NewReader(body)}

@@ -145,3 +145,72 @@ func TestTakeToken(t *testing.T) {
 		})
 	}
 }
+
+// TestResetDropsRoutingHeaders sends valid resets, from the JSON API, a
+// form and the pages, with every header that re-routes a request inside a
+// common framework: the signature covers the method and the path, and none
+// of these may make the upstream run the signed request as another method
+// or at another path. It failed before forwardReset dropped them.
+func TestResetDropsRoutingHeaders(t *testing.T) {
+	t.Parallel()
+	sent := http.Header{}
+	for _, name := range routingHeaders {
+		sent.Set(name, "/admin/delete-account")
+	}
+	// A few by the spelling a client might use, which Go canonicalises.
+	sent.Set("x-http-method-override", "DELETE")
+	sent.Set("X-HTTP-METHOD", "PUT")
+	sent.Set("Forwarded", `for=192.0.2.1;host=evil.example;proto=https`)
+	post := func(e *pageEnv, contentType, body string) int {
+		r, err := http.NewRequest(http.MethodPost, e.url("/reset"), strings.NewReader(body))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		r.Header = sent.Clone()
+		r.Header.Set("Content-Type", contentType)
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	tests := []struct {
+		name  string
+		reset func(e *pageEnv) int
+	}{
+		{"json", func(e *pageEnv) int {
+			return post(e, "application/json", fmt.Sprintf(`{"reset_token":%q,"password":%q}`, e.jsonToken(), pageTestPassword))
+		}},
+		{"form", func(e *pageEnv) int {
+			return post(e, "application/x-www-form-urlencoded",
+				url.Values{"reset_token": {e.jsonToken()}, "password": {pageTestPassword}}.Encode())
+		}},
+		{"pages", func(e *pageEnv) int {
+			b := e.browser()
+			b.header = sent
+			p, flow := e.startFlow(b, pageTestAccount)
+			p = e.verifyFlow(b, p, flow, 1)
+			return b.post(e.url("/reset"), url.Values{"csrf": {p.field("csrf")}, "password": {pageTestPassword}, "password_again": {pageTestPassword}}).StatusCode
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newPageEnv(t, nil)
+			if status := tt.reset(e); status != http.StatusOK {
+				t.Fatalf("reset answered %d, want 200", status)
+			}
+			got := e.upstream.got()
+			if len(got) != 1 || got[0].Account != pageTestAccount {
+				t.Fatalf("upstream got %+v, want one reset for %s", got, pageTestAccount)
+			}
+			hdr := e.upstream.gotHeaders()[0]
+			for name := range sent {
+				if v, ok := hdr[name]; ok {
+					t.Errorf("the upstream got %s: %q", name, v)
+				}
+			}
+		})
+	}
+}

@@ -80,9 +80,9 @@ type Handler struct {
 	NotifyOnReset *bool `json:"notify_on_reset,omitempty"`
 
 	// NotifyOnLock sends the phone a short notice, with the support text,
-	// when wrong codes lock its account's recovery: at most one per lock,
-	// within the SMS limits, so that the owner learns someone is trying.
-	// Default: true.
+	// when wrong codes or support (through the admin API) lock its
+	// account's recovery: at most one per lock, within the SMS limits, so
+	// that the owner learns someone is trying. Default: true.
 	NotifyOnLock *bool `json:"notify_on_lock,omitempty"`
 
 	// CodeLength is the number of digits in a code, 6 to 10. Default: 6.
@@ -149,8 +149,8 @@ type Handler struct {
 	Forward *Forward `json:"forward,omitempty"`
 
 	pages         *pages.Set
-	pageRand      io.Reader // for CSRF tokens
-	secureCookies bool      // public_url is https: cookies are Secure even behind a TLS-terminating proxy
+	pageRand      io.Reader   // for CSRF tokens
+	cookieOptions pageCookies // the pages' cookie names and attributes, from public_url
 	svc           *recovery.Service
 	guard         *limiter.Guard
 	signer        *httpsig.Signer

@@ -1,10 +1,14 @@
 package module
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +16,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
 
@@ -73,9 +78,12 @@ func TestHealthRedis(t *testing.T) {
 	g := newOpsGateway(t, map[string]string{}, func(h *Handler) {
 		h.StorageRaw = guest(&storage.RedisModule{URL: "redis://" + proxy.Addr() + "/0", Prefix: "smsrec-health-test:", AllowVolatile: true}, "backend")
 	})
+	clock := storagetest.NewManualClock(time.Now())
+	g.h.store.health.clock = clock
 	wantHealth(t, g.probe(http.MethodGet), http.StatusOK, "ok")
 
 	proxy.Cut()
+	clock.Advance(healthEvery) // the last answer is a second old
 	w := g.probe(http.MethodGet)
 	wantHealth(t, w, http.StatusServiceUnavailable, "unavailable")
 	if w.Header().Get("Retry-After") == "" {
@@ -92,6 +100,7 @@ func TestHealthRedis(t *testing.T) {
 	}
 
 	proxy.Restore()
+	clock.Advance(healthEvery)
 	wantHealth(t, g.probe(http.MethodGet), http.StatusOK, "ok")
 }
 
@@ -159,5 +168,179 @@ func TestLimitsSummary(t *testing.T) {
 		if got := shortDuration(d); got != want {
 			t.Errorf("shortDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestHealthRedisOneRoundTripPerSecond floods the readiness route, which a
+// load balancer may probe often and anyone may call: the storage is asked
+// once, however many probes come at once or one after another, and once
+// more when a second has passed. It failed before the probe's answer was
+// cached, with a PING per probe.
+func TestHealthRedisOneRoundTripPerSecond(t *testing.T) {
+	t.Parallel()
+	g := newOpsGateway(t, map[string]string{}, func(h *Handler) { h.StorageRaw = redisTestStorage(t) })
+	rs, ok := g.h.store.backend.(*storage.Redis)
+	if !ok {
+		t.Fatalf("backend is %T, not Redis", g.h.store.backend)
+	}
+	if err := rs.Ping(context.Background()); err != nil { // a connection, set up
+		t.Fatal(err)
+	}
+	clock := storagetest.NewManualClock(time.Now())
+	g.h.store.health.clock = clock
+	trips := &storagetest.RedisTrips{}
+	rs.Client().AddHook(trips)
+	flood := func() {
+		t.Helper()
+		var wg sync.WaitGroup
+		codes := make(chan int, 100)
+		for range cap(codes) {
+			wg.Go(func() {
+				r := httptest.NewRequest(http.MethodGet, "https://"+opsHost+"/recovery/healthz", nil)
+				w := httptest.NewRecorder()
+				if err := g.h.ServeHTTP(w, r, g.upstream); err != nil {
+					t.Errorf("healthz: %v", err)
+				}
+				codes <- w.Code
+			})
+		}
+		wg.Wait()
+		close(codes)
+		for c := range codes {
+			if c != http.StatusOK {
+				t.Fatalf("healthz answered %d, want 200", c)
+			}
+		}
+	}
+	flood()
+	if n := trips.All.Load(); n != 1 {
+		t.Fatalf("100 probes at once: %d round trips to Redis, want 1", n)
+	}
+	for range 50 {
+		wantHealth(t, g.probe(http.MethodGet), http.StatusOK, "ok")
+	}
+	if n := trips.All.Load(); n != 1 {
+		t.Fatalf("50 more probes within the second: %d round trips to Redis, want 1", n)
+	}
+	clock.Advance(healthEvery - time.Millisecond)
+	wantHealth(t, g.probe(http.MethodGet), http.StatusOK, "ok")
+	if n := trips.All.Load(); n != 1 {
+		t.Fatalf("a probe just short of a second later: %d round trips to Redis, want 1", n)
+	}
+	clock.Advance(time.Millisecond)
+	flood()
+	if n := trips.All.Load(); n != 2 {
+		t.Fatalf("100 probes a second later: %d round trips to Redis, want 2", n)
+	}
+}
+
+// pingFunc is a storage that answers a Ping as the function does.
+type pingFunc func(context.Context) error
+
+func (f pingFunc) Ping(ctx context.Context) error { return f(ctx) }
+
+// TestHealthCheckAtMostOncePerSecond drives the readiness check with a
+// storage that counts its pings and answers only when told, on the manual
+// clock: probes that come while a check is under way wait for it, probes
+// within a second of its start get its answer, good or bad, and a probe
+// that gives up waiting does not end the check for the others.
+func TestHealthCheckAtMostOncePerSecond(t *testing.T) {
+	t.Parallel()
+	clock := storagetest.NewManualClock(time.Date(2026, 12, 1, 22, 0, 0, 0, time.UTC))
+	var (
+		pings   atomic.Int64
+		mu      sync.Mutex
+		answer  error         // what the next ping answers
+		gate    chan struct{} // a ping waits until it is closed; nil: it answers at once
+		started = make(chan struct{}, 1)
+	)
+	c := newHealthCheck(pingFunc(func(ctx context.Context) error {
+		pings.Add(1)
+		mu.Lock()
+		g, a := gate, answer
+		mu.Unlock()
+		if g != nil {
+			started <- struct{}{}
+			select {
+			case <-g:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return a
+	}), clock)
+	ctx := context.Background()
+	wantPings := func(want int64, when string) {
+		t.Helper()
+		if n := pings.Load(); n != want {
+			t.Fatalf("%s: %d pings, want %d", when, n, want)
+		}
+	}
+
+	// A slow check: 50 probes come while it is under way, or just after.
+	mu.Lock()
+	gate = make(chan struct{})
+	mu.Unlock()
+	errs := make(chan error, 51)
+	go func() { errs <- c.check(ctx) }()
+	<-started
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() { errs <- c.check(ctx) })
+	}
+	// A probe that gives up waiting answers at once, and the check goes on.
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := c.check(gone); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a probe that gave up: %v, want context.Canceled", err)
+	}
+	mu.Lock()
+	close(gate)
+	gate = nil
+	mu.Unlock()
+	wg.Wait()
+	for range 51 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a probe of a storage that answers: %v", err)
+		}
+	}
+	wantPings(1, "51 probes during one check")
+
+	for range 100 {
+		if err := c.check(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantPings(1, "100 probes within the second")
+	clock.Advance(healthEvery - time.Millisecond)
+	if err := c.check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantPings(1, "a probe just short of a second after the check began")
+
+	// A failing storage: its answer is kept for a second too.
+	down := errors.New("storage down")
+	mu.Lock()
+	answer = down
+	mu.Unlock()
+	clock.Advance(time.Millisecond)
+	for range 20 {
+		if err := c.check(ctx); !errors.Is(err, down) {
+			t.Fatalf("probe of a storage that is down: %v, want %v", err, down)
+		}
+	}
+	wantPings(2, "20 probes a second later")
+	mu.Lock()
+	answer = nil
+	mu.Unlock()
+	clock.Advance(healthEvery)
+	if err := c.check(ctx); err != nil {
+		t.Fatalf("probe once the storage is back: %v", err)
+	}
+	wantPings(3, "a probe another second later")
+
+	// A storage of this process is never asked.
+	if err := newHealthCheck(struct{}{}, clock).check(ctx); err != nil {
+		t.Errorf("check of a storage without Ping: %v", err)
 	}
 }

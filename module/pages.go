@@ -49,6 +49,42 @@ const (
 	csrfBytes   = 32
 )
 
+// hostCookiePrefix starts the names of the pages' cookies when public_url
+// is https. A browser keeps a cookie so named only if it is Secure, has
+// Path=/ and no Domain (RFC 6265bis §4.1.3.2), and so no sibling subdomain
+// and no plain-http page of the host can plant or overwrite one: such a
+// page could otherwise fix a person's CSRF token to one it knows, or slip
+// in a reset token of its own. The price of Path=/ is that the browser
+// sends the cookies to every path of the host while they live (the CSRF
+// token for the browser session, the reset token for token_ttl at most):
+// they are HttpOnly and SameSite=Strict, and never forwarded to the
+// upstream with a reset.
+const hostCookiePrefix = "__Host-"
+
+// ownCookies are every name the pages' cookies have had, which a forwarded
+// reset never carries: a browser may hold both kinds across a change of
+// public_url.
+var ownCookies = []string{csrfCookie, resetCookie, hostCookiePrefix + csrfCookie, hostCookiePrefix + resetCookie}
+
+// pageCookies are the names of the pages' cookies and what they are set
+// with.
+type pageCookies struct {
+	csrf, reset string
+	path        string
+	secure      bool // whatever the request came over: public_url is https
+}
+
+// cookiesFor returns the cookies of pages under prefix at publicURL: with
+// the __Host- prefix, Secure and Path=/ when it is https, so that they stay
+// Secure behind a TLS-terminating proxy; otherwise (http://localhost, say)
+// under prefix, Secure only on requests that came over TLS.
+func cookiesFor(publicURL, prefix string) pageCookies {
+	if u, err := url.Parse(publicURL); err == nil && u.Scheme == "https" {
+		return pageCookies{csrf: hostCookiePrefix + csrfCookie, reset: hostCookiePrefix + resetCookie, path: "/", secure: true}
+	}
+	return pageCookies{csrf: csrfCookie, reset: resetCookie, path: cmp.Or(prefix, "/")}
+}
+
 // provisionPages parses the page templates, with any the Templates
 // directory replaces, and renders every page once in every language, so
 // that a broken template is refused at load.
@@ -59,9 +95,7 @@ func (h *Handler) provisionPages() error {
 	}
 	h.pages = set
 	h.pageRand = rand.Reader
-	if u, err := url.Parse(h.PublicURL); err == nil && u.Scheme == "https" {
-		h.secureCookies = true
-	}
+	h.cookieOptions = cookiesFor(h.PublicURL, h.prefix)
 	return set.Try(func(lang string) *pages.View { return h.baseView(lang, "trial") })
 }
 
@@ -124,7 +158,7 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case q.Get("step") == "password":
-		if _, err := r.Cookie(resetCookie); err != nil {
+		if _, err := r.Cookie(h.cookieOptions.reset); err != nil {
 			return h.problem(w, r, v, recovery.ErrInvalidToken)
 		}
 		v.Name = "password"
@@ -163,29 +197,29 @@ func (h *Handler) serveStyle(w http.ResponseWriter, r *http.Request, version str
 // newView starts a page in the language the browser prefers, with the
 // CSRF token of the browser, which it sets when the browser has none.
 func (h *Handler) newView(w http.ResponseWriter, r *http.Request) (*pages.View, error) {
-	token := csrfFromCookie(r)
+	token := h.csrfFromCookie(r)
 	if token == "" {
 		b := make([]byte, csrfBytes)
 		if _, err := io.ReadFull(h.pageRand, b); err != nil {
 			return nil, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("reading randomness: %w", err))
 		}
 		token = base64.RawURLEncoding.EncodeToString(b)
-		http.SetCookie(w, h.cookie(r, csrfCookie, token, 0))
+		http.SetCookie(w, h.cookie(r, h.cookieOptions.csrf, token, 0))
 	}
 	return h.baseView(h.pages.Language(r.Header.Get("Accept-Language")), token), nil
 }
 
-// cookie is a cookie only this handler's pages see, and only from
-// same-site requests, and over TLS only when public_url is https or the
-// request came over TLS. A maxAge of 0 makes a session cookie; below 0
-// deletes it.
+// cookie is a cookie that scripts cannot read, sent only with same-site
+// requests: below the path prefix, or with the __Host- prefix at / (see
+// cookiesFor); over TLS only when public_url is https or the request came
+// over TLS. A maxAge of 0 makes a session cookie; below 0 deletes it.
 func (h *Handler) cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
 		Name:     name,
 		Value:    value,
-		Path:     cmp.Or(h.prefix, "/"),
+		Path:     h.cookieOptions.path,
 		MaxAge:   maxAge,
-		Secure:   h.secureCookies || r.TLS != nil,
+		Secure:   h.cookieOptions.secure || r.TLS != nil,
 		HttpOnly: true,
 		SameSite: http.SameSiteStrictMode,
 	}
@@ -193,8 +227,8 @@ func (h *Handler) cookie(r *http.Request, name, value string, maxAge int) *http.
 
 // csrfFromCookie returns the browser's CSRF token, or "" if it has none of
 // the right shape.
-func csrfFromCookie(r *http.Request) string {
-	c, err := r.Cookie(csrfCookie)
+func (h *Handler) csrfFromCookie(r *http.Request) string {
+	c, err := r.Cookie(h.cookieOptions.csrf)
 	if err != nil || len(c.Value) != base64.RawURLEncoding.EncodedLen(csrfBytes) || !plausibleID(c.Value) {
 		return ""
 	}
@@ -250,7 +284,7 @@ func (h *Handler) serveForm(w http.ResponseWriter, r *http.Request, route string
 		return h.problemState(w, r, v, "invalid")
 	}
 	sent := form.Get(csrfField)
-	if csrfFromCookie(r) == "" || subtle.ConstantTimeCompare([]byte(sent), []byte(v.CSRF)) != 1 {
+	if h.csrfFromCookie(r) == "" || subtle.ConstantTimeCompare([]byte(sent), []byte(v.CSRF)) != 1 {
 		v.Status = http.StatusForbidden
 		return h.problemState(w, r, v, "csrf")
 	}
@@ -337,7 +371,7 @@ func (h *Handler) formVerify(w http.ResponseWriter, r *http.Request, v *pages.Vi
 	case err != nil:
 		return h.problem(w, r, v, err)
 	}
-	http.SetCookie(w, h.cookie(r, resetCookie, verified.Token, int(verified.ExpiresIn.Seconds())))
+	http.SetCookie(w, h.cookie(r, h.cookieOptions.reset, verified.Token, int(verified.ExpiresIn.Seconds())))
 	return seeOther(w, r, h.prefix+"/?step=password")
 }
 
@@ -358,7 +392,7 @@ func compactCode(s string) string {
 // else says the mail service is not answering; the token stays valid for
 // another try unless the upstream took the reset.
 func (h *Handler) formReset(w http.ResponseWriter, r *http.Request, v *pages.View, form url.Values, next caddyhttp.Handler) error {
-	c, err := r.Cookie(resetCookie)
+	c, err := r.Cookie(h.cookieOptions.reset)
 	if err != nil {
 		return h.problem(w, r, v, recovery.ErrInvalidToken)
 	}
@@ -373,7 +407,7 @@ func (h *Handler) formReset(w http.ResponseWriter, r *http.Request, v *pages.Vie
 		return h.writePage(w, r, v)
 	}
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	dropCookies(r.Header, csrfCookie, resetCookie)
+	dropCookies(r.Header, ownCookies...)
 	body := url.Values{"password": {password}}.Encode()
 	answer := &discardWriter{header: make(http.Header)}
 	status, nextErr, err := h.forwardReset(answer, r, next, c.Value, []byte(body))
@@ -381,7 +415,7 @@ func (h *Handler) formReset(w http.ResponseWriter, r *http.Request, v *pages.Vie
 	case err != nil:
 		return h.problem(w, r, v, err)
 	case nextErr == nil && status >= 200 && status < 300:
-		http.SetCookie(w, h.cookie(r, resetCookie, "", -1))
+		http.SetCookie(w, h.cookie(r, h.cookieOptions.reset, "", -1))
 		v.Name, v.Status = "done", http.StatusOK
 		return h.writePage(w, r, v)
 	case nextErr == nil && (status == http.StatusBadRequest || status == http.StatusConflict || status == http.StatusUnprocessableEntity):

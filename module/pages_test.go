@@ -148,9 +148,10 @@ func (e *pageEnv) url(path string) string {
 // browser is an HTTP client with a cookie jar that does not follow
 // redirects, so that tests see every answer.
 type browser struct {
-	t    testing.TB
-	c    *http.Client
-	lang string
+	t      testing.TB
+	c      *http.Client
+	lang   string
+	header http.Header // sent with every request, unless the request sets it
 }
 
 func (e *pageEnv) browser() *browser {
@@ -174,6 +175,11 @@ func (b *browser) do(req *http.Request) page {
 	b.t.Helper()
 	if b.lang != "" {
 		req.Header.Set("Accept-Language", b.lang)
+	}
+	for name, v := range b.header {
+		if _, set := req.Header[name]; !set {
+			req.Header[name] = v
+		}
 	}
 	resp, err := b.c.Do(req)
 	if err != nil {
@@ -310,10 +316,11 @@ func (e *pageEnv) code(flow string, n int) string {
 type fakeUpstream struct {
 	verifier *httpsig.Verifier
 
-	mu     sync.Mutex
-	status int   // the answer to a reset; 0 means 200
-	err    error // returned instead of answering, as when it is unreachable
-	resets []upstreamReset
+	mu      sync.Mutex
+	status  int   // the answer to a reset; 0 means 200
+	err     error // returned instead of answering, as when it is unreachable
+	resets  []upstreamReset
+	headers []http.Header // of each reset
 }
 
 type upstreamReset struct {
@@ -334,6 +341,13 @@ func (u *fakeUpstream) got() []upstreamReset {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return slices.Clone(u.resets)
+}
+
+// gotHeaders returns the headers of the resets the upstream took.
+func (u *fakeUpstream) gotHeaders() []http.Header {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.headers)
 }
 
 // queryOf returns the query string r carries in its URL or its request
@@ -374,6 +388,7 @@ func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		Cookie:      r.Header.Get("Cookie"),
 		Query:       queryOf(r),
 	})
+	u.headers = append(u.headers, r.Header.Clone())
 	status := u.status
 	if status == 0 {
 		status = http.StatusOK
@@ -628,17 +643,81 @@ func TestPagesCookiesSecureBehindTLSTerminator(t *testing.T) {
 			t.Errorf("cookie %q is not Secure, though public_url is https", c.String())
 		}
 	}
-	if !names[csrfCookie] || !names[resetCookie] {
-		t.Errorf("the pages set cookies %v, want %s and %s", slices.Sorted(maps.Keys(names)), csrfCookie, resetCookie)
+	if !names[hostCookiePrefix+csrfCookie] || !names[hostCookiePrefix+resetCookie] {
+		t.Errorf("the pages set cookies %v, want %s and %s", slices.Sorted(maps.Keys(names)), hostCookiePrefix+csrfCookie, hostCookiePrefix+resetCookie)
+	}
+}
+
+// TestPagesHostPrefixedCookies walks the pages with an https public_url
+// through a jar that keeps a __Host- cookie only as a browser does (RFC
+// 6265bis §4.1.3.2: Secure, Path=/, no Domain), so that the walk ends at
+// the done page only if every cookie the pages set satisfies the prefix.
+// Each cookie must carry the prefix, which no sibling subdomain and no
+// plain-http page can then plant or overwrite, and none may reach the
+// upstream. With an http public_url (localhost) the names and the path stay
+// as they were: the prefix needs Secure, which plain HTTP cannot keep. It
+// failed before the names took the prefix from an https public_url.
+func TestPagesHostPrefixedCookies(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		publicURL    string
+		csrf, reset  string
+		path         string
+		secure, host bool
+	}{
+		{"https://mail.example.com", "__Host-smsrec_csrf", "__Host-smsrec_reset", "/", true, true},
+		{"http://localhost:8080", "smsrec_csrf", "smsrec_reset", "/recovery", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.publicURL, func(t *testing.T) {
+			t.Parallel()
+			e := newPageEnv(t, func(h *Handler) { h.PublicURL = tt.publicURL })
+			b := e.browser()
+			jar := &anySchemeJar{hostPrefix: true}
+			b.c.Jar = jar
+
+			p := b.get(e.url("/"))
+			csrf := p.field("csrf")
+			p = b.post(e.url("/start"), url.Values{"csrf": {csrf}, "account": {pageTestAccount}})
+			p = b.follow(p)
+			flow := p.field("flow")
+			p = b.post(e.url("/verify"), url.Values{"csrf": {csrf}, "flow": {flow}, "code": {e.code(flow, 1)}})
+			b.follow(p).want(t, http.StatusOK, "Choose a new password")
+			p = b.post(e.url("/reset"), url.Values{"csrf": {csrf}, "password": {pageTestPassword}, "password_again": {pageTestPassword}})
+			p.want(t, http.StatusOK, "Your password has been changed")
+
+			names := map[string]bool{}
+			for _, c := range jar.set {
+				names[c.Name] = true
+				if c.Path != tt.path || c.Domain != "" || c.Secure != tt.secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+					t.Errorf("cookie %q, want Path=%s, no Domain, Secure %v, HttpOnly, SameSite=Strict", c.String(), tt.path, tt.secure)
+				}
+			}
+			if want := []string{tt.csrf, tt.reset}; !slices.Equal(slices.Sorted(maps.Keys(names)), want) {
+				t.Errorf("the pages set cookies %v, want %v", slices.Sorted(maps.Keys(names)), want)
+			}
+			if len(jar.refused) > 0 {
+				t.Errorf("a browser refuses the cookies %q", jar.refused)
+			}
+			got := e.upstream.got()
+			if len(got) != 1 || strings.Contains(got[0].Cookie, "smsrec_") {
+				t.Errorf("upstream got %+v, want one reset without the pages' cookies", got)
+			}
+		})
 	}
 }
 
 // anySchemeJar keeps the cookies it is given whatever the scheme, and
 // remembers every one it was given.
 type anySchemeJar struct {
-	mu   sync.Mutex
-	set  []*http.Cookie
-	live map[string]*http.Cookie
+	// hostPrefix refuses a __Host- cookie that is not Secure, has a Domain
+	// or a Path other than /, as browsers do.
+	hostPrefix bool
+
+	mu      sync.Mutex
+	set     []*http.Cookie
+	refused []string
+	live    map[string]*http.Cookie
 }
 
 func (j *anySchemeJar) SetCookies(_ *url.URL, cs []*http.Cookie) {
@@ -648,6 +727,10 @@ func (j *anySchemeJar) SetCookies(_ *url.URL, cs []*http.Cookie) {
 		j.live = map[string]*http.Cookie{}
 	}
 	for _, c := range cs {
+		if j.hostPrefix && strings.HasPrefix(c.Name, "__Host-") && (!c.Secure || c.Domain != "" || c.Path != "/") {
+			j.refused = append(j.refused, c.String())
+			continue
+		}
 		j.set = append(j.set, c)
 		if c.MaxAge < 0 {
 			delete(j.live, c.Name)
@@ -1355,13 +1438,15 @@ func TestDropCookies(t *testing.T) {
 		{"smsrec_csrf=a; smsrec_reset=b", ""},
 		{"a=1; smsrec_reset=b; c=2", "a=1; c=2"},
 		{"smsrec_csrf=a", ""},
+		{"__Host-smsrec_csrf=a; b=2; __Host-smsrec_reset=c", "b=2"},
+		{"__Host-other=a; smsrec_reset=b", "__Host-other=a"},
 	}
 	for _, tt := range tests {
 		hdr := http.Header{}
 		if tt.in != "" {
 			hdr.Set("Cookie", tt.in)
 		}
-		dropCookies(hdr, csrfCookie, resetCookie)
+		dropCookies(hdr, ownCookies...)
 		if got := hdr.Get("Cookie"); got != tt.want {
 			t.Errorf("dropCookies(%q) left %q, want %q", tt.in, got, tt.want)
 		}

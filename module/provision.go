@@ -64,7 +64,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.closers = append(h.closers, admin.Register(h.store.key, h.guard, h.observer, h.store.backend))
 	if w, ok := h.store.backend.(alarmWatcher); ok {
 		h.closers = append(h.closers, w.Watch(h.observer.storeAlarm))
 	}
@@ -121,6 +120,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	h.closers = append(h.closers, admin.Register(h.store.key, h.guard, h.observer, h.svc, h.store.backend))
 	if err := h.provisionPages(); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	ulimiter "github.com/ulule/limiter/v3"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
@@ -19,6 +20,7 @@ type pooledStore struct {
 	key      string
 	backend  storage.Backend
 	counters ulimiter.Store
+	health   *healthCheck // of the readiness route
 	close    func() error
 }
 
@@ -55,7 +57,8 @@ func (h *Handler) loadStore(ctx caddy.Context) (*pooledStore, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &pooledStore{key: key, backend: o.Backend, counters: o.Counters, close: o.Close}, nil
+		return &pooledStore{key: key, backend: o.Backend, counters: o.Counters, close: o.Close,
+			health: newHealthCheck(o.Backend, recovery.SystemClock{})}, nil
 	})
 	if err != nil {
 		return nil, err

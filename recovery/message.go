@@ -44,7 +44,7 @@ const DefaultLang = "en"
 // code and a 70-character link, fits in two SMS segments; the tests hold them
 // to that. Support goes on a line of its own so that a long text stays
 // readable and an empty one leaves no dangling colon.
-var builtinTexts = map[string]struct{ code, notice, lock string }{
+var builtinTexts = map[string]struct{ code, notice, lock, imposed string }{
 	"en": {
 		code: `{{.SiteName}} password reset code: {{.Code}}
 Valid for {{.Minutes}} min. Enter it at {{.Link}}
@@ -54,6 +54,8 @@ Never share it. If you did not ask for it, ignore this SMS.
 		notice: `{{.SiteName}}: your password was just changed. If this was not you, contact support now.{{with .Support}}
 {{.}}{{end}}`,
 		lock: `{{.SiteName}}: password recovery for your account is locked after too many wrong codes. If this was not you, someone may be trying to get in.{{with .Support}}
+{{.}}{{end}}`,
+		imposed: `{{.SiteName}}: support has locked password recovery for your account. If you did not ask for this, contact support.{{with .Support}}
 {{.}}{{end}}`,
 	},
 	"de": {
@@ -66,6 +68,8 @@ Code nie weitergeben. Nicht angefordert? Dann diese SMS ignorieren.
 {{.}}{{end}}`,
 		lock: `{{.SiteName}}: Die Passwort-Wiederherstellung Ihres Kontos ist nach zu vielen falschen Codes gesperrt. Waren Sie das nicht, versucht jemand einzudringen.{{with .Support}}
 {{.}}{{end}}`,
+		imposed: `{{.SiteName}}: Der Support hat die Passwort-Wiederherstellung Ihres Kontos gesperrt. Haben Sie das nicht veranlasst, wenden Sie sich an den Support.{{with .Support}}
+{{.}}{{end}}`,
 	},
 	"nl": {
 		code: `Uw {{.SiteName}} code om uw wachtwoord te herstellen: {{.Code}}
@@ -77,6 +81,8 @@ Deel deze code nooit. Niet aangevraagd? Negeer dan dit bericht.
 {{.}}{{end}}`,
 		lock: `{{.SiteName}}: wachtwoordherstel voor uw account is geblokkeerd na te veel foute codes. Was u dit niet, dan probeert iemand binnen te komen.{{with .Support}}
 {{.}}{{end}}`,
+		imposed: `{{.SiteName}}: support heeft wachtwoordherstel voor uw account geblokkeerd. Heeft u hier niet om gevraagd, neem dan contact op met support.{{with .Support}}
+{{.}}{{end}}`,
 	},
 	"fr": {
 		code: `Votre code {{.SiteName}} pour réinitialiser votre mot de passe : {{.Code}}
@@ -87,6 +93,8 @@ Ne le partagez jamais. Pas demandé ? Ignorez ce SMS.
 		notice: `{{.SiteName}} : votre mot de passe a été modifié. Si ce n'était pas vous, contactez immédiatement le support.{{with .Support}}
 {{.}}{{end}}`,
 		lock: `{{.SiteName}} : la récupération du mot de passe de votre compte est bloquée après trop de codes erronés. Si ce n'était pas vous, quelqu'un tente d'y accéder.{{with .Support}}
+{{.}}{{end}}`,
+		imposed: `{{.SiteName}} : le support a bloqué la récupération du mot de passe de votre compte. Si vous ne l'avez pas demandé, contactez le support.{{with .Support}}
 {{.}}{{end}}`,
 	},
 }
@@ -113,6 +121,7 @@ type Messages struct {
 	code        map[string]*template.Template
 	notice      map[string]*template.Template
 	lock        map[string]*template.Template
+	imposed     map[string]*template.Template
 	// plain holds, for each template of only text and fields (the built-in
 	// code messages are), its parts, to render without text/template.
 	plain map[*template.Template][]plainPart
@@ -128,6 +137,7 @@ func NewMessages(cfg MessageConfig) (*Messages, error) {
 		code:        make(map[string]*template.Template, len(builtinTexts)),
 		notice:      make(map[string]*template.Template, len(builtinTexts)),
 		lock:        make(map[string]*template.Template, len(builtinTexts)),
+		imposed:     make(map[string]*template.Template, len(builtinTexts)),
 		plain:       make(map[*template.Template][]plainPart),
 	}
 	if _, ok := builtinTexts[m.defaultLang]; !ok {
@@ -147,7 +157,11 @@ func NewMessages(cfg MessageConfig) (*Messages, error) {
 		if err != nil {
 			return nil, fmt.Errorf("loading messages: %w", err)
 		}
-		m.code[lang], m.notice[lang], m.lock[lang] = code, notice, lock
+		imposed, err := parseMessage("imposed_"+lang, texts.imposed, false)
+		if err != nil {
+			return nil, fmt.Errorf("loading messages: %w", err)
+		}
+		m.code[lang], m.notice[lang], m.lock[lang], m.imposed[lang] = code, notice, lock, imposed
 	}
 	if cfg.CodeTemplate != "" {
 		t, err := parseMessage("message_template", cfg.CodeTemplate, true)
@@ -156,7 +170,7 @@ func NewMessages(cfg MessageConfig) (*Messages, error) {
 		}
 		m.custom = t
 	}
-	for _, ts := range []map[string]*template.Template{m.code, m.notice, m.lock, {"": m.custom}} {
+	for _, ts := range []map[string]*template.Template{m.code, m.notice, m.lock, m.imposed, {"": m.custom}} {
 		for _, t := range ts {
 			if parts, ok := plainParts(t); ok {
 				m.plain[t] = parts
@@ -197,6 +211,13 @@ func (m *Messages) Notice(lang string, d MessageData) (string, error) {
 // for it and in the default language otherwise.
 func (m *Messages) LockNotice(lang string, d MessageData) (string, error) {
 	return m.render(m.lock[m.lang(lang)], d)
+}
+
+// ImposedNotice renders the message that tells an account's phone support
+// locked its recovery, in lang if there are built-in texts for it and in
+// the default language otherwise.
+func (m *Messages) ImposedNotice(lang string, d MessageData) (string, error) {
+	return m.render(m.imposed[m.lang(lang)], d)
 }
 
 // lang returns the built-in language to use for a BCP 47 tag.

@@ -64,6 +64,7 @@ func TestBuiltinMessages(t *testing.T) {
 		}{
 			{"notice", m.Notice, "changed"},
 			{"lock notice", m.LockNotice, "locked"},
+			{"imposed lock notice", m.ImposedNotice, "support has locked"},
 		} {
 			t.Run(lang+" "+n.name, func(t *testing.T) {
 				t.Parallel()

@@ -506,7 +506,7 @@ func (s *Service) wrongCode(ctx context.Context, f Flow, guess Guess, ev Event) 
 	}
 	if guess.Set != nil {
 		if guess.LockedAccount() && s.cfg.NotifyOnLock {
-			s.notifyLock(ctx, f.Account, ev)
+			s.notifyLock(ctx, f.Account, ev, s.Messages.LockNotice)
 		}
 		return s.locked(ctx, guess.Set, f.Account, ev.ClientIP, ev.FlowRef)
 	}
@@ -610,21 +610,37 @@ func (s *Service) notify(ctx context.Context, account string, ev Event) {
 		ExpiresAt: s.Clock.Now().Add(24 * time.Hour)}, ev)
 }
 
+// NotifyImposedLock tells the phone of an account whose recovery support
+// has just locked, by the path of a lockout's notice: one short notice,
+// saying that support locked it, with the support text, within the SMS limits, and nothing for an account the
+// directory does not know or whose number must not be texted. The caller
+// calls it once per new lock. It reports whether a notice was queued for
+// a real phone, so that a lock imposed on several stores at once texts the
+// phone once. Nothing is sent when the operator turned lock notices off.
+func (s *Service) NotifyImposedLock(ctx context.Context, account string, ev Event) bool {
+	if !s.cfg.NotifyOnLock {
+		return false
+	}
+	return s.notifyLock(ctx, account, ev, s.Messages.ImposedNotice)
+}
+
 // notifyLock tells the phone of an account whose recovery a wrong code has
 // just locked, so that its owner learns someone is trying. The guard sets
 // a lock once, so this runs once per lock. The notice goes through the same
 // SMS limits as a code: a flood of locks cannot spend more than the budget.
 // An account without a usable phone is looked up and rendered for all the
-// same, so that locking it costs no less.
-func (s *Service) notifyLock(ctx context.Context, account string, ev Event) {
+// same, so that locking it costs no less. render is the text: why the
+// recovery is locked. It reports whether the notice is for a real phone
+// (not a decoy).
+func (s *Service) notifyLock(ctx context.Context, account string, ev Event, render func(string, MessageData) (string, error)) bool {
 	entry, err := s.Directory.Lookup(ctx, account)
 	unknown := err != nil
 	if unknown {
 		entry.Phone = s.standIn(account)
 	}
-	body, err := s.Messages.LockNotice(s.lang(entry), MessageData{SiteName: s.cfg.SiteName, Support: s.cfg.Support})
+	body, err := render(s.lang(entry), MessageData{SiteName: s.cfg.SiteName, Support: s.cfg.Support})
 	if err != nil {
-		return
+		return false
 	}
 	phone, perr := s.Phones.Check(entry.Phone)
 	if perr != nil {
@@ -638,6 +654,7 @@ func (s *Service) notifyLock(ctx context.Context, account string, ev Event) {
 		s.Observer.Observe(ctx, ev)
 	}
 	s.send(ctx, m, ev)
+	return !m.Decoy
 }
 
 // lang is the language of messages to an entry.

@@ -949,3 +949,57 @@ func (r *recordingPolicy) last() string {
 	defer r.mu.Unlock()
 	return r.phone
 }
+
+// TestNotifyImposedLock: the owner of an account whose recovery support
+// locked gets the lock notice, with the support text, within the SMS
+// limits; an account the directory does not know, or whose number must
+// not be texted, gets nothing; and nothing goes out when lock notices are
+// off.
+func TestNotifyImposedLock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ev := recovery.Event{Account: alice, Reason: "imposed by support"}
+	tests := []struct {
+		name    string
+		account string
+		on      bool
+		want    bool
+	}{
+		{"known account", alice, true, true},
+		{"unknown account", "nobody@example.com", true, false},
+		{"number that must not be texted", bob, true, false},
+		{"lock notices off", alice, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, func(c *recovery.Config, _ *limiter.Config) { c.NotifyOnLock = tt.on })
+			if got := f.svc.NotifyImposedLock(ctx, tt.account, ev); got != tt.want {
+				t.Fatalf("NotifyImposedLock = %v, want %v", got, tt.want)
+			}
+			msgs := f.sent.all()
+			if !tt.want {
+				if len(msgs) != 0 {
+					t.Fatalf("sent %+v, want nothing", msgs)
+				}
+				return
+			}
+			if len(msgs) != 1 || msgs[0].Kind != "lock_notice" || msgs[0].To != alicePhone ||
+				!strings.Contains(msgs[0].Body, "support has locked") || !strings.Contains(msgs[0].Body, "Call +1 555 0100") {
+				t.Fatalf("sent %+v, want one notice to %s that support locked its recovery, with the support text", msgs, alicePhone)
+			}
+		})
+	}
+
+	// The notice spends the phone's SMS limit like a code: once it is
+	// spent, the notice is refused.
+	f := newFixture(t, func(c *recovery.Config, l *limiter.Config) {
+		c.NotifyOnLock = true
+		l.StartPhone = limiter.Rate{Events: 1, Window: time.Hour}
+	})
+	f.start(t, alice)
+	f.svc.NotifyImposedLock(ctx, alice, ev)
+	if msgs := f.sent.all(); len(msgs) != 1 || msgs[0].Kind != "code" || f.sent.refused != 1 {
+		t.Errorf("sent %+v with %d refused, want the code alone and the notice refused by start_phone", msgs, f.sent.refused)
+	}
+}

@@ -118,14 +118,16 @@ func (t *lockTable) delete(r *lockRecord) {
 	delete(t.records, lockID{r.Kind, r.Key})
 }
 
-// changed files r again after a strike or a forgiven one: as the most
-// recently struck of its bucket, or in none once it has set a lock.
+// changed files r again after a strike, a forgiven one or a lock support
+// imposed: as the most recently struck of its bucket, or in none once a
+// lock was ever set on it.
 func (t *lockTable) changed(r *lockRecord) {
 	if r.bucket > 0 {
 		t.cheap[r.bucket].unlink(r)
 		r.bucket = 0
 	}
-	if r.Locks > 0 || r.Permanent || r.Strikes <= 0 {
+	// A lock ever set (by wrong codes or by support) leaves Until behind.
+	if r.Locks > 0 || r.Permanent || !r.Until.IsZero() || r.Strikes <= 0 {
 		return
 	}
 	r.bucket = int(min(r.Strikes, cheapBuckets))

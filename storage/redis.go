@@ -599,14 +599,14 @@ func (r *Redis) EndRun(ctx context.Context, kind, key string) (bool, error) {
 
 // GetLock returns the lock of that kind and key if one is in force.
 func (r *Redis) GetLock(ctx context.Context, kind, key string) (limiter.Lock, bool, error) {
-	vals, err := r.client.HMGet(ctx, r.lockKey(kind, key), lockFields...).Result()
+	vals, err := r.client.HMGet(ctx, r.lockKey(kind, key), recordFields...).Result()
 	if err != nil {
 		return limiter.Lock{}, false, redisError("get lock", err)
 	}
 	if vals[0] == nil {
 		return limiter.Lock{}, false, nil
 	}
-	rec, err := decodeRecord(vals)
+	rec, err := decodeImposed(vals)
 	if err != nil || !rec.InForce(r.clock.Now()) {
 		return limiter.Lock{}, false, err
 	}
@@ -628,7 +628,7 @@ func (r *Redis) ListLocks(ctx context.Context, kind string) ([]limiter.Lock, err
 	// between: those come back empty and are left out.
 	cmds, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
-			p.HMGet(ctx, k, lockFields...)
+			p.HMGet(ctx, k, recordFields...)
 		}
 		return nil
 	})
@@ -641,7 +641,7 @@ func (r *Redis) ListLocks(ctx context.Context, kind string) ([]limiter.Lock, err
 		if len(vals) == 0 || vals[0] == nil {
 			continue
 		}
-		rec, err := decodeRecord(vals)
+		rec, err := decodeImposed(vals)
 		if err != nil {
 			return nil, err
 		}

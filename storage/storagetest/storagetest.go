@@ -60,6 +60,10 @@ func Run(t *testing.T, h Harness) {
 		t.Parallel()
 		runPlans(t, h)
 	})
+	t.Run("Impose", func(t *testing.T) {
+		t.Parallel()
+		runImpose(t, h)
+	})
 }
 
 // newFlow returns a flow sent now that lives for ttl. Times are whole
@@ -746,7 +750,7 @@ func assertLocks(t *testing.T, s Store, kind string, want ...limiter.Lock) {
 
 func sameLock(a, b limiter.Lock) bool {
 	return a.Kind == b.Kind && a.Key == b.Key && a.Since.Equal(b.Since) && a.Until.Equal(b.Until) &&
-		a.Permanent == b.Permanent && a.Strikes == b.Strikes && a.Locks == b.Locks
+		a.Permanent == b.Permanent && a.Strikes == b.Strikes && a.Locks == b.Locks && a.Reason == b.Reason
 }
 
 // ManualClock is a Clock that moves only when told.
