@@ -12,9 +12,9 @@ import (
 )
 
 // TestMemoryImposeInFullTable: an imposed lock needs a record like a
-// strike does, and a full table forgets none to make room: a lock on a new
-// key is refused with ErrFull and changes nothing, while a key the table
-// holds can still be locked.
+// strike does. A full table lets the cheapest run that never locked go to
+// make room for it, and forgets no lock: once it holds nothing but locks, a
+// lock on a new key is refused with ErrFull and changes nothing.
 func TestMemoryImposeInFullTable(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -24,24 +24,33 @@ func TestMemoryImposeInFullTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := limiter.Policy{Threshold: 5, Window: time.Hour, Duration: time.Hour, MaxDuration: time.Hour, Run: true, Permanent: 100}
-	for _, a := range []string{"a@example.com", "b@example.com"} {
-		if _, err := m.Strike(ctx, limiter.KindAccount, a, run); err != nil {
-			t.Fatal(err)
-		}
+	lockNow := run
+	lockNow.Threshold = 1
+	if st, err := m.Strike(ctx, limiter.KindAccount, "a@example.com", lockNow); err != nil || !st.Set {
+		t.Fatalf("locking a: %+v, %v", st, err)
 	}
-	if _, _, err := m.Impose(ctx, limiter.KindAccount, "c@example.com", 0); !errors.Is(err, recovery.ErrFull) {
-		t.Fatalf("Impose on a new key in a full table: %v, want ErrFull", err)
+	if _, err := m.Strike(ctx, limiter.KindAccount, "b@example.com", run); err != nil {
+		t.Fatal(err)
 	}
-	if _, ok, _ := m.GetLock(ctx, limiter.KindAccount, "c@example.com"); ok {
+	l, set, err := m.Impose(ctx, limiter.KindAccount, "c@example.com", 0)
+	if err != nil || !set || !l.Permanent {
+		t.Fatalf("Impose on a new key, the table full of a lock and a cheap run: %+v, %v, %v; want a lasting lock", l, set, err)
+	}
+	if m.locks.records[lockID{limiter.KindAccount, "b@example.com"}] != nil {
+		t.Error("the cheap run was kept, and the table over its bound")
+	}
+	if _, _, err := m.Impose(ctx, limiter.KindAccount, "d@example.com", 0); !errors.Is(err, recovery.ErrFull) {
+		t.Fatalf("Impose on a new key in a table of locks: %v, want ErrFull", err)
+	}
+	if _, ok, _ := m.GetLock(ctx, limiter.KindAccount, "d@example.com"); ok {
 		t.Error("a refused Impose left a lock")
 	}
-	l, set, err := m.Impose(ctx, limiter.KindAccount, "a@example.com", 0)
-	if err != nil || !set || !l.Permanent || l.Strikes != 1 {
-		t.Fatalf("Impose on a key the full table holds: %+v, %v, %v; want a lasting lock keeping its strike", l, set, err)
-	}
-	// Years later the runs are still there, and the lock still holds.
-	clk.Advance(5 * 365 * 24 * time.Hour)
 	if _, ok, _ := m.GetLock(ctx, limiter.KindAccount, "a@example.com"); !ok {
+		t.Error("a lock was let go to make room")
+	}
+	// Years later the imposed lock still holds.
+	clk.Advance(5 * 365 * 24 * time.Hour)
+	if _, ok, _ := m.GetLock(ctx, limiter.KindAccount, "c@example.com"); !ok {
 		t.Error("the lasting lock ended by itself")
 	}
 }
