@@ -20,7 +20,7 @@ import (
 //
 // so that the collector works harder, rather than the heap growing, once
 // the process nears what its bounds need. At the defaults that is 48 MiB
-// and 159 MiB for the tables: about 207 MiB of Go memory, which with the
+// and 147 MiB for the tables: about 195 MiB of Go memory, which with the
 // binary's own pages keeps the process under 256 MiB however it is
 // flooded (docs/performance.md).
 //
@@ -114,14 +114,14 @@ func liveHeap() int64 {
 // Bytes a record of each of Memory's tables takes at most, with its share
 // of the table's index, as TestMemoryFootprint measures them.
 const (
-	flowRecordBytes    = 430
-	tokenRecordBytes   = 370
-	lockRecordBytes    = 320
-	counterRecordBytes = 110
+	flowRecordBytes    = 410
+	tokenRecordBytes   = 350
+	lockRecordBytes    = 330
+	counterRecordBytes = 90
 )
 
 // Footprint returns the most heap the tables of a Memory of maxEntries hold
-// once every one is full: 159 MiB at DefaultMaxEntries.
+// once every one is full: 147 MiB at DefaultMaxEntries.
 func Footprint(maxEntries int) int64 {
 	n := int64(maxEntries)
 	// Two tables of counters: the clients' and the budgets.
