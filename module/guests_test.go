@@ -13,7 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
@@ -66,7 +66,7 @@ func redisTestStorage(tb testing.TB) json.RawMessage {
 	tb.Helper()
 	prefix := "smsrec-test-" + rand.Text() + ":"
 	// The test server keeps nothing on disk, and is meant to.
-	rs, err := storage.NewRedis(storage.RedisConfig{URL: redisTestURL(), Prefix: prefix, AllowVolatile: true}, recovery.SystemClock{})
+	rs, err := storage.NewRedis(storage.RedisConfig{URL: redisTestURL(), Prefix: prefix, AllowVolatile: true}, clock.Real{})
 	if err != nil {
 		tb.Fatal(err)
 	}

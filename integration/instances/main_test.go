@@ -16,7 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
@@ -89,7 +89,7 @@ func redactedRedisURL() string {
 // own storage package so that every URL form it accepts works here too.
 func newRedis() (*storage.Redis, error) {
 	// The test server keeps nothing on disk, and is meant to.
-	return storage.NewRedis(storage.RedisConfig{URL: redisURL(), AllowVolatile: true}, recovery.SystemClock{})
+	return storage.NewRedis(storage.RedisConfig{URL: redisURL(), AllowVolatile: true}, clock.Real{})
 }
 
 func pingRedis() error {
