@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
@@ -74,7 +75,7 @@ func TestHealthMemory(t *testing.T) {
 func TestHealthRedis(t *testing.T) {
 	t.Parallel()
 	redisTestStorage(t) // skips without Redis, fails under CI
-	addr := strings.TrimPrefix(strings.TrimSuffix(redisTestURL(), "/0"), "redis://")
+	addr := strings.TrimPrefix(strings.TrimSuffix(redistest.URL(), "/0"), "redis://")
 	proxy := tcpproxy.Start(t, addr)
 	g := newOpsGateway(t, map[string]string{}, func(h *Handler) {
 		h.StorageRaw = guest(&storage.RedisModule{URL: "redis://" + proxy.Addr() + "/0", Prefix: "smsrec-health-test:", AllowVolatile: true}, "backend")

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,22 +16,16 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
 
-// testRedisURL is the server the Redis tests use: $REDIS_URL, or a local one.
-func testRedisURL() string {
-	if u := os.Getenv("REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
-
-// pingTestRedis checks once whether the test server answers.
+// pingTestRedis checks once whether the test server answers, through the
+// project's own client so that every URL form it accepts works here too.
 var pingTestRedis = sync.OnceValue(func() error {
-	r, err := NewRedis(RedisConfig{URL: testRedisURL(), AllowVolatile: true}, clock.Real{})
+	r, err := NewRedis(RedisConfig{URL: redistest.URL(), AllowVolatile: true}, clock.Real{})
 	if err != nil {
 		return err
 	}
@@ -44,21 +36,10 @@ var pingTestRedis = sync.OnceValue(func() error {
 })
 
 // requireRedis skips the test when the test server does not answer, or
-// fails it when CI=true, where a missing server is a broken pipeline.
+// fails it when CI=true.
 func requireRedis(tb testing.TB) {
 	tb.Helper()
-	err := pingTestRedis()
-	if err == nil {
-		return
-	}
-	where := testRedisURL()
-	if u, perr := url.Parse(where); perr == nil {
-		where = u.Redacted()
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatalf("redis at %s is unreachable and CI=true: %v", where, err)
-	}
-	tb.Skipf("redis at %s is unreachable, skipping (set REDIS_URL to run these tests): %v", where, err)
+	redistest.Require(tb, pingTestRedis())
 }
 
 // newTestRedis returns a store on the test server under a prefix of its
@@ -66,59 +47,21 @@ func requireRedis(tb testing.TB) {
 func newTestRedis(tb testing.TB, clock recovery.Clock) *Redis {
 	tb.Helper()
 	requireRedis(tb)
-	return newTestRedisAt(tb, testRedisURL(), clock)
+	return newTestRedisAt(tb, redistest.URL(), clock)
 }
 
 // newTestRedisAt is newTestRedis on the server at url.
 func newTestRedisAt(tb testing.TB, url string, clock recovery.Clock) *Redis {
 	tb.Helper()
-	prefix := "smsrec-test:" + rand.Text() + ":"
+	prefix := redistest.NewPrefix()
 	// The test servers keep nothing on disk, and are meant to.
 	r, err := NewRedis(RedisConfig{URL: url, Prefix: prefix, AllowVolatile: true}, clock)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() {
-		defer r.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		keys, err := testKeys(ctx, r)
-		if err == nil {
-			// One DEL per key, since in a cluster keys sit in many slots.
-			_, err = r.Client().Pipelined(ctx, func(p redis.Pipeliner) error {
-				for _, k := range keys {
-					p.Del(ctx, k)
-				}
-				return nil
-			})
-		}
-		if err != nil {
-			tb.Errorf("deleting the test's keys: %v", err)
-		}
-	})
+	tb.Cleanup(func() { r.Close() })
+	redistest.Sweep(tb, r.Client(), prefix)
 	return r
-}
-
-// testKeys lists the keys under r's prefix, on every master of a cluster.
-func testKeys(ctx context.Context, r *Redis) ([]string, error) {
-	var (
-		mu   sync.Mutex
-		keys []string
-	)
-	scan := func(ctx context.Context, c redis.Cmdable) error {
-		iter := c.Scan(ctx, 0, r.prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			mu.Lock()
-			keys = append(keys, iter.Val())
-			mu.Unlock()
-		}
-		return iter.Err()
-	}
-	if cc, ok := r.Client().(*redis.ClusterClient); ok {
-		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
-		return keys, err
-	}
-	return keys, scan(ctx, r.Client())
 }
 
 // serverTime is the wall clock for the contract suite against a real Redis
@@ -189,7 +132,7 @@ func TestRedisKeysExpire(t *testing.T) {
 		}
 	}
 
-	keys, err := testKeys(ctx, r)
+	keys, err := redistest.Keys(ctx, r.Client(), r.prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
