@@ -11,8 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 func TestGuardRegistry(t *testing.T) {
@@ -128,14 +128,14 @@ func (s *leavingStore) EndRun(context.Context, string, string) (bool, error) {
 // left while the admin API was asking it is left out of the answer, and
 // that a store still in use that fails makes the answer 503.
 func TestStoreUnloadedDuringRequest(t *testing.T) {
-	clock := recovery.SystemClock{}
-	counters, err := limiter.NewLRUStore(100, clock)
+	clk := clock.Real{}
+	counters, err := limiter.NewLRUStore(100, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, leaves := range []bool{true, false} {
 		store := &leavingStore{}
-		g, err := limiter.New(limiter.DefaultConfig(), counters, store, clock)
+		g, err := limiter.New(limiter.DefaultConfig(), counters, store, clk)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -73,7 +74,7 @@ func NewFile(cfg FileConfig) (*File, error) {
 	}
 	f := &File{path: cfg.Path, clock: cfg.Clock, onError: cfg.OnReloadError, prepare: cfg.Prepare}
 	if f.clock == nil {
-		f.clock = recovery.SystemClock{}
+		f.clock = clock.Real{}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -51,7 +52,7 @@ func (m *FileModule) Provision(ctx caddy.Context) error {
 	pin := PhonePinFrom(ctx)
 	f, err := NewFile(FileConfig{
 		Path:    m.Path,
-		Clock:   recovery.SystemClock{},
+		Clock:   clock.Real{},
 		Prepare: pin,
 		OnReloadError: func(err error) {
 			logger.Error("phone directory changed but cannot be read; keeping the last good copy", zap.Error(err))

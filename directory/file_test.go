@@ -12,30 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-// fakeClock is a recovery.Clock that moves only when told.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// fileTestStart is where the tests' manual clocks start.
+var fileTestStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // writeFile writes a directory file and gives it a modification time of its
 // own, so that tests do not depend on the file system's timestamp
@@ -68,7 +50,7 @@ func TestFileLookup(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "directory.json")
 	writeFile(t, path, directoryJSON, 1)
-	f, err := NewFile(FileConfig{Path: path, Clock: newFakeClock()})
+	f, err := NewFile(FileConfig{Path: path, Clock: clock.NewManual(fileTestStart)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +143,7 @@ func TestFileKeysFollowTheAccountRule(t *testing.T) {
 	"JU\u0308RGEN@example.de": "+4915123456780",
 	"kelvin@example.com": "+31612345670"
 }`, 1)
-	f, err := NewFile(FileConfig{Path: path, Clock: newFakeClock()})
+	f, err := NewFile(FileConfig{Path: path, Clock: clock.NewManual(fileTestStart)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,14 +236,14 @@ func TestNewFileNoPath(t *testing.T) {
 type reloadFixture struct {
 	t      *testing.T
 	path   string
-	clock  *fakeClock
+	clock  *clock.Manual
 	file   *File
 	mu     sync.Mutex
 	errors []error
 }
 
 func newReloadFixture(t *testing.T) *reloadFixture {
-	fx := &reloadFixture{t: t, path: filepath.Join(t.TempDir(), "directory.json"), clock: newFakeClock()}
+	fx := &reloadFixture{t: t, path: filepath.Join(t.TempDir(), "directory.json"), clock: clock.NewManual(fileTestStart)}
 	writeFile(t, fx.path, `{"alice": "+31612345678"}`, 1)
 	f, err := NewFile(FileConfig{Path: fx.path, Clock: fx.clock, OnReloadError: func(err error) {
 		fx.mu.Lock()

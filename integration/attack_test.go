@@ -1,23 +1,19 @@
 package integration
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 )
 
 // Each test here is an attack on one promise of the gateway, as an attacker
@@ -348,37 +344,10 @@ func adminGet(t *testing.T, path string) string {
 // answer (fails it when CI=true).
 func redisStorage(t *testing.T) string {
 	t.Helper()
-	u := os.Getenv("REDIS_URL")
-	if u == "" {
-		u = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := redis.ParseURL(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { client.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := client.Ping(ctx).Err(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Redis does not answer and CI=true: %v", err)
-		}
-		t.Skipf("skipping: Redis does not answer (%v); start one or set REDIS_URL", err)
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	prefix := "smsrec-it-" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := client.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			client.Unlink(ctx, iter.Val())
-		}
-	})
+	prefix := redistest.Prefix(t, redistest.Client(t))
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	// The test server keeps nothing on disk, and is meant to: the opt-in
 	// says so.
-	return fmt.Sprintf("storage redis %s {\n\t\t\tprefix %s\n\t\t\tallow_volatile\n\t\t}\n\t\tsecret %s", u, prefix, base64.StdEncoding.EncodeToString(secret))
+	return fmt.Sprintf("storage redis %s {\n\t\t\tprefix %s\n\t\t\tallow_volatile\n\t\t}\n\t\tsecret %s", redistest.URL(), prefix, base64.StdEncoding.EncodeToString(secret))
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -96,12 +97,12 @@ func BenchmarkStartParallel(b *testing.B) {
 		{"refused", DefaultConfig()},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			clock := recovery.SystemClock{}
-			store, err := NewLRUStore(DefaultMaxKeys, clock)
+			clk := clock.Real{}
+			store, err := NewLRUStore(DefaultMaxKeys, clk)
 			if err != nil {
 				b.Fatal(err)
 			}
-			g, err := New(bc.cfg, store, newMemLocks(clock), clock)
+			g, err := New(bc.cfg, store, newMemLocks(clk), clk)
 			if err != nil {
 				b.Fatal(err)
 			}

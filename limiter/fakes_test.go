@@ -14,26 +14,6 @@ import (
 // t0 is a whole second, so that window ends in Unix seconds are exact.
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
-// fakeClock is a recovery.Clock that tests set and advance.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: t0} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // memLocks is an in-memory LockStore whose records never go, counting
 // under Policy.Strike like the real stores.
 type memLocks struct {

@@ -8,28 +8,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 type testGuard struct {
 	*Guard
-	clock *fakeClock
+	clock *clock.Manual
 	locks *memLocks
 }
 
 func newTestGuard(t testing.TB, cfg Config) testGuard {
 	t.Helper()
-	clock := newFakeClock()
-	store, err := NewLRUStore(DefaultMaxKeys, clock)
+	clk := clock.NewManual(t0)
+	store, err := NewLRUStore(DefaultMaxKeys, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	locks := newMemLocks(clock)
-	g, err := New(cfg, store, locks, clock)
+	locks := newMemLocks(clk)
+	g, err := New(cfg, store, locks, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testGuard{Guard: g, clock: clock, locks: locks}
+	return testGuard{Guard: g, clock: clk, locks: locks}
 }
 
 // wantDenial fails unless err is a Denial for reason and scope that says to
@@ -111,7 +112,7 @@ func TestConfigValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Validate() = %v, want it to say %q", err, tc.want)
 			}
-			if _, err := New(cfg, brokenStore{}, brokenLocks{}, newFakeClock()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := New(cfg, brokenStore{}, brokenLocks{}, clock.NewManual(t0)); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New() = %v, want it to say %q", err, tc.want)
 			}
 		})
@@ -120,13 +121,13 @@ func TestConfigValidate(t *testing.T) {
 
 func TestNewRequiresCollaborators(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
+	clk := clock.NewManual(t0)
 	for _, tc := range []struct {
 		name  string
 		build func() (*Guard, error)
 	}{
-		{"counters", func() (*Guard, error) { return New(DefaultConfig(), nil, brokenLocks{}, clock) }},
-		{"locks", func() (*Guard, error) { return New(DefaultConfig(), brokenStore{}, nil, clock) }},
+		{"counters", func() (*Guard, error) { return New(DefaultConfig(), nil, brokenLocks{}, clk) }},
+		{"locks", func() (*Guard, error) { return New(DefaultConfig(), brokenStore{}, nil, clk) }},
 		{"clock", func() (*Guard, error) { return New(DefaultConfig(), brokenStore{}, brokenLocks{}, nil) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -526,7 +527,7 @@ func TestImposedLock(t *testing.T) {
 		if _, _, err := g.Impose(ctx, account, -time.Second); err == nil {
 			t.Error("Impose for a negative time succeeded")
 		}
-		broken, err := New(cfg, brokenStore{}, brokenLocks{}, newFakeClock())
+		broken, err := New(cfg, brokenStore{}, brokenLocks{}, clock.NewManual(t0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -590,7 +591,7 @@ func TestStartIPGroupsIPv6By64(t *testing.T) {
 
 func TestFailsClosed(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
+	clk := clock.NewManual(t0)
 	strict := DefaultConfig()
 	strict.Lockout.Failures, strict.IPBlock.Failures = 1, 1
 	for _, tc := range []struct {
@@ -611,15 +612,15 @@ func TestFailsClosed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			store, err := NewLRUStore(10, clock)
+			store, err := NewLRUStore(10, clk)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var g *Guard
 			if tc.counters {
-				g, err = New(strict, brokenStore{}, newMemLocks(clock), clock)
+				g, err = New(strict, brokenStore{}, newMemLocks(clk), clk)
 			} else {
-				g, err = New(strict, store, brokenLocks{}, clock)
+				g, err = New(strict, store, brokenLocks{}, clk)
 			}
 			if err != nil {
 				t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -165,12 +166,12 @@ func TestGuessRefusedByLockIsNotAStrike(t *testing.T) {
 // refused with ErrFull rather than counted nowhere.
 func TestFullLockStoreRefuses(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
-	store, err := NewLRUStore(10, clock)
+	clk := clock.NewManual(t0)
+	store, err := NewLRUStore(10, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := New(DefaultConfig(), store, fullLocks{newMemLocks(clock)}, clock)
+	g, err := New(DefaultConfig(), store, fullLocks{newMemLocks(clk)}, clk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,17 +10,18 @@ import (
 	ulimiter "github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/store/memory"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-func newTestLRU(t testing.TB, maxKeys int) (*LRUStore, *fakeClock) {
+func newTestLRU(t testing.TB, maxKeys int) (*LRUStore, *clock.Manual) {
 	t.Helper()
-	clock := newFakeClock()
-	s, err := NewLRUStore(maxKeys, clock)
+	clk := clock.NewManual(t0)
+	s, err := NewLRUStore(maxKeys, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, clock
+	return s, clk
 }
 
 func TestNewLRUStoreRefuses(t *testing.T) {
@@ -30,8 +31,8 @@ func TestNewLRUStoreRefuses(t *testing.T) {
 		maxKeys int
 		clock   recovery.Clock
 	}{
-		{"zero bound", 0, recovery.SystemClock{}},
-		{"negative bound", -1, recovery.SystemClock{}},
+		{"zero bound", 0, clock.Real{}},
+		{"negative bound", -1, clock.Real{}},
 		{"nil clock", 10, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,7 +50,7 @@ func TestLRUStoreMatchesUlule(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rate := ulimiter.Rate{Limit: 3, Period: time.Hour}
-	ours, err := NewLRUStore(10, recovery.SystemClock{})
+	ours, err := NewLRUStore(10, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,9 +113,9 @@ func TestLRUStoreWindow(t *testing.T) {
 		{"reset opens a new window", 0, "get", ulimiter.Context{Limit: 3, Remaining: 2, Reset: end + 90}},
 	}
 
-	s, clock := newTestLRU(t, 10)
+	s, clk := newTestLRU(t, 10)
 	for _, st := range steps {
-		clock.Advance(st.advance)
+		clk.Advance(st.advance)
 		var got ulimiter.Context
 		var err error
 		switch st.call {

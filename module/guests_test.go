@@ -2,9 +2,7 @@ package module
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,7 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
@@ -50,42 +49,22 @@ func ownMemoryStorage() json.RawMessage {
 	return memoryStorage(200_000 + int(ownStores.Add(1)))
 }
 
-// redisTestURL is the Redis the tests of this package use: $REDIS_URL, or
-// a local server.
-func redisTestURL() string {
-	if u := os.Getenv("REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
-
-// redisTestStorage returns a Redis storage module on redisTestURL under a
-// prefix of its own, or skips tb when Redis does not answer (fails it when
-// CI=true). The keys under the prefix are removed when tb ends.
+// redisTestStorage returns a Redis storage module on the test server under
+// a prefix of its own, or skips tb when Redis does not answer (fails it
+// when CI=true). The keys under the prefix are removed when tb ends.
 func redisTestStorage(tb testing.TB) json.RawMessage {
 	tb.Helper()
-	prefix := "smsrec-test-" + rand.Text() + ":"
-	// The test server keeps nothing on disk, and is meant to.
-	rs, err := storage.NewRedis(storage.RedisConfig{URL: redisTestURL(), Prefix: prefix, AllowVolatile: true}, recovery.SystemClock{})
+	// Through the project's own client, so that every URL form the
+	// storage accepts works here too. The test server keeps nothing on
+	// disk, and is meant to.
+	rs, err := storage.NewRedis(storage.RedisConfig{URL: redistest.URL(), AllowVolatile: true}, clock.Real{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	tb.Cleanup(func() { rs.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if err := rs.Ping(ctx); err != nil {
-		rs.Close()
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("Redis does not answer and CI=true: %v", err)
-		}
-		tb.Skipf("skipping: Redis does not answer (%v); start one or set REDIS_URL", err)
-	}
-	tb.Cleanup(func() {
-		ctx := context.Background()
-		iter := rs.Client().Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rs.Client().Unlink(ctx, iter.Val())
-		}
-		rs.Close()
-	})
-	return guest(&storage.RedisModule{URL: redisTestURL(), Prefix: prefix, AllowVolatile: true}, "backend")
+	redistest.Require(tb, rs.Ping(ctx))
+	prefix := redistest.Prefix(tb, rs.Client())
+	return guest(&storage.RedisModule{URL: redistest.URL(), Prefix: prefix, AllowVolatile: true}, "backend")
 }

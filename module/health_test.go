@@ -14,6 +14,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
@@ -73,17 +75,17 @@ func TestHealthMemory(t *testing.T) {
 func TestHealthRedis(t *testing.T) {
 	t.Parallel()
 	redisTestStorage(t) // skips without Redis, fails under CI
-	addr := strings.TrimPrefix(strings.TrimSuffix(redisTestURL(), "/0"), "redis://")
+	addr := strings.TrimPrefix(strings.TrimSuffix(redistest.URL(), "/0"), "redis://")
 	proxy := tcpproxy.Start(t, addr)
 	g := newOpsGateway(t, map[string]string{}, func(h *Handler) {
 		h.StorageRaw = guest(&storage.RedisModule{URL: "redis://" + proxy.Addr() + "/0", Prefix: "smsrec-health-test:", AllowVolatile: true}, "backend")
 	})
-	clock := storagetest.NewManualClock(time.Now())
-	g.h.store.health.clock = clock
+	clk := clock.NewManual(time.Now())
+	g.h.store.health.clock = clk
 	wantHealth(t, g.probe(http.MethodGet), http.StatusOK, "ok")
 
 	proxy.Cut()
-	clock.Advance(healthEvery) // the last answer is a second old
+	clk.Advance(healthEvery) // the last answer is a second old
 	w := g.probe(http.MethodGet)
 	wantHealth(t, w, http.StatusServiceUnavailable, "unavailable")
 	if w.Header().Get("Retry-After") == "" {
@@ -100,7 +102,7 @@ func TestHealthRedis(t *testing.T) {
 	}
 
 	proxy.Restore()
-	clock.Advance(healthEvery)
+	clk.Advance(healthEvery)
 	wantHealth(t, g.probe(http.MethodGet), http.StatusOK, "ok")
 }
 
@@ -186,8 +188,8 @@ func TestHealthRedisOneRoundTripPerSecond(t *testing.T) {
 	if err := rs.Ping(context.Background()); err != nil { // a connection, set up
 		t.Fatal(err)
 	}
-	clock := storagetest.NewManualClock(time.Now())
-	g.h.store.health.clock = clock
+	clk := clock.NewManual(time.Now())
+	g.h.store.health.clock = clk
 	trips := &storagetest.RedisTrips{}
 	rs.Client().AddHook(trips)
 	flood := func() {
@@ -222,12 +224,12 @@ func TestHealthRedisOneRoundTripPerSecond(t *testing.T) {
 	if n := trips.All.Load(); n != 1 {
 		t.Fatalf("50 more probes within the second: %d round trips to Redis, want 1", n)
 	}
-	clock.Advance(healthEvery - time.Millisecond)
+	clk.Advance(healthEvery - time.Millisecond)
 	wantHealth(t, g.probe(http.MethodGet), http.StatusOK, "ok")
 	if n := trips.All.Load(); n != 1 {
 		t.Fatalf("a probe just short of a second later: %d round trips to Redis, want 1", n)
 	}
-	clock.Advance(time.Millisecond)
+	clk.Advance(time.Millisecond)
 	flood()
 	if n := trips.All.Load(); n != 2 {
 		t.Fatalf("100 probes a second later: %d round trips to Redis, want 2", n)
@@ -246,7 +248,7 @@ func (f pingFunc) Ping(ctx context.Context) error { return f(ctx) }
 // that gives up waiting does not end the check for the others.
 func TestHealthCheckAtMostOncePerSecond(t *testing.T) {
 	t.Parallel()
-	clock := storagetest.NewManualClock(time.Date(2026, 12, 1, 22, 0, 0, 0, time.UTC))
+	clk := clock.NewManual(time.Date(2026, 12, 1, 22, 0, 0, 0, time.UTC))
 	var (
 		pings   atomic.Int64
 		mu      sync.Mutex
@@ -268,7 +270,7 @@ func TestHealthCheckAtMostOncePerSecond(t *testing.T) {
 			}
 		}
 		return a
-	}), clock)
+	}), clk)
 	ctx := context.Background()
 	wantPings := func(want int64, when string) {
 		t.Helper()
@@ -312,7 +314,7 @@ func TestHealthCheckAtMostOncePerSecond(t *testing.T) {
 		}
 	}
 	wantPings(1, "100 probes within the second")
-	clock.Advance(healthEvery - time.Millisecond)
+	clk.Advance(healthEvery - time.Millisecond)
 	if err := c.check(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +325,7 @@ func TestHealthCheckAtMostOncePerSecond(t *testing.T) {
 	mu.Lock()
 	answer = down
 	mu.Unlock()
-	clock.Advance(time.Millisecond)
+	clk.Advance(time.Millisecond)
 	for range 20 {
 		if err := c.check(ctx); !errors.Is(err, down) {
 			t.Fatalf("probe of a storage that is down: %v, want %v", err, down)
@@ -333,14 +335,14 @@ func TestHealthCheckAtMostOncePerSecond(t *testing.T) {
 	mu.Lock()
 	answer = nil
 	mu.Unlock()
-	clock.Advance(healthEvery)
+	clk.Advance(healthEvery)
 	if err := c.check(ctx); err != nil {
 		t.Fatalf("probe once the storage is back: %v", err)
 	}
 	wantPings(3, "a probe another second later")
 
 	// A storage of this process is never asked.
-	if err := newHealthCheck(struct{}{}, clock).check(ctx); err != nil {
+	if err := newHealthCheck(struct{}{}, clk).check(ctx); err != nil {
 		t.Errorf("check of a storage without Ping: %v", err)
 	}
 }

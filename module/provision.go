@@ -20,6 +20,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/admin"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
@@ -60,7 +61,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.closers = append(h.closers, func() error { return releaseStore(h.store) })
 
-	h.guard, err = limiter.New(h.limits(), h.store.counters, h.store.backend, recovery.SystemClock{})
+	h.guard, err = limiter.New(h.limits(), h.store.counters, h.store.backend, clock.Real{})
 	if err != nil {
 		return err
 	}
@@ -114,7 +115,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Observer:  h.observer,
 		Messages:  msgs,
 		Keys:      keys,
-		Clock:     recovery.SystemClock{},
+		Clock:     clock.Real{},
 		Rand:      rand.Reader,
 	})
 	if err != nil {

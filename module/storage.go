@@ -6,7 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	ulimiter "github.com/ulule/limiter/v3"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
@@ -58,7 +58,7 @@ func (h *Handler) loadStore(ctx caddy.Context) (*pooledStore, error) {
 			return nil, err
 		}
 		return &pooledStore{key: key, backend: o.Backend, counters: o.Counters, close: o.Close,
-			health: newHealthCheck(o.Backend, recovery.SystemClock{})}, nil
+			health: newHealthCheck(o.Backend, clock.Real{})}, nil
 	})
 	if err != nil {
 		return nil, err

@@ -312,9 +312,3 @@ type Observer interface {
 type Clock interface {
 	Now() time.Time
 }
-
-// SystemClock is the wall clock.
-type SystemClock struct{}
-
-// Now returns time.Now().
-func (SystemClock) Now() time.Time { return time.Now() }

@@ -15,23 +15,11 @@ import (
 
 	ulimiter "github.com/ulule/limiter/v3"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
-
-// clock is a settable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // seeded is a deterministic randomness source, safe for concurrent use.
 type seeded struct {
@@ -145,7 +133,7 @@ type fixture struct {
 	cfg   recovery.Config
 	deps  recovery.Deps
 	svc   *recovery.Service
-	clock *clock
+	clock *clock.Manual
 	sent  *outbox
 	dir   *phonebook
 	store remoteStore
@@ -178,7 +166,7 @@ func testConfig() recovery.Config {
 
 func newFixture(t *testing.T, mutate func(*recovery.Config, *limiter.Config)) *fixture {
 	t.Helper()
-	c := &clock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	c := clock.NewManual(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
 	mem, err := storage.NewMemory(4096, c)
 	if err != nil {
 		t.Fatal(err)
@@ -666,7 +654,7 @@ func TestFailingDependencies(t *testing.T) {
 
 func TestGuardThatCannotDecideFailsClosed(t *testing.T) {
 	t.Parallel()
-	c := &clock{now: time.Now()}
+	c := clock.NewManual(time.Now())
 	store, _ := storage.NewMemory(100, c)
 	// Its locks alone, so that the guard counts in the store that is down.
 	locks := struct{ limiter.LockStore }{store}

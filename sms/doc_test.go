@@ -7,13 +7,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 )
-
-type clock struct{}
-
-func (clock) Now() time.Time { return time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC) }
 
 // A Queue in front of an Outbox, as in development: Send returns at once,
 // the outcome is reported without the body or the full number, and Close
@@ -26,12 +23,13 @@ func Example() {
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "outbox.jsonl")
 
-	outbox, err := sms.NewOutbox(path, clock{})
+	clk := clock.NewManual(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
+	outbox, err := sms.NewOutbox(path, clk)
 	if err != nil {
 		panic(err)
 	}
 	q := sms.NewQueue(outbox, sms.QueueConfig{
-		Clock: clock{},
+		Clock: clk,
 		Observe: func(o sms.Outcome) {
 			fmt.Println(o.Result, o.Kind, o.Reference, o.Phone, o.Attempts)
 		},

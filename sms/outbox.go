@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -43,15 +44,15 @@ type outboxLine struct {
 
 // NewOutbox returns an Outbox writing to path. It creates the file (mode
 // 0600) if needed, so that a path that cannot be written is refused now
-// rather than at the first message. A nil clock means the system clock.
-func NewOutbox(path string, clock recovery.Clock) (*Outbox, error) {
+// rather than at the first message. A nil clk means the wall clock.
+func NewOutbox(path string, clk recovery.Clock) (*Outbox, error) {
 	if path == "" {
 		return nil, errors.New("sms outbox: a file path is required")
 	}
-	if clock == nil {
-		clock = recovery.SystemClock{}
+	if clk == nil {
+		clk = clock.Real{}
 	}
-	o := &Outbox{path: path, clock: clock}
+	o := &Outbox{path: path, clock: clk}
 	o.enc = json.NewEncoder(&o.line)
 	o.enc.SetEscapeHTML(false) // keep links readable: the body is written as sent
 	if _, err := o.file(); err != nil {

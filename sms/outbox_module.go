@@ -8,8 +8,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 func init() {
@@ -53,7 +53,7 @@ func (m *OutboxModule) Provision(ctx caddy.Context) error {
 
 // NewDeliverer opens the outbox file.
 func (m *OutboxModule) NewDeliverer() (Deliverer, func(), error) {
-	o, err := NewOutbox(m.Path, recovery.SystemClock{})
+	o, err := NewOutbox(m.Path, clock.Real{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("sms outbox: %w", err)
 	}

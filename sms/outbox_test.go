@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -67,7 +68,7 @@ func TestOutboxWritesExactBody(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "outbox.jsonl")
-			o, err := NewOutbox(path, fixedClock(outboxTime))
+			o, err := NewOutbox(path, clock.NewManual(outboxTime))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,7 +114,7 @@ func TestOutboxFile(t *testing.T) {
 		if err := os.WriteFile(path, []byte(earlier), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		o, err := NewOutbox(path, fixedClock(outboxTime))
+		o, err := NewOutbox(path, clock.NewManual(outboxTime))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +131,7 @@ func TestOutboxFile(t *testing.T) {
 	t.Run("recreated after removal", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "outbox.jsonl")
-		o, err := NewOutbox(path, fixedClock(outboxTime))
+		o, err := NewOutbox(path, clock.NewManual(outboxTime))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +148,7 @@ func TestOutboxFile(t *testing.T) {
 	t.Run("follows rotation", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "outbox.jsonl")
-		o, err := NewOutbox(path, fixedClock(outboxTime))
+		o, err := NewOutbox(path, clock.NewManual(outboxTime))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +226,7 @@ func TestNewOutboxErrors(t *testing.T) {
 func TestOutboxConcurrentLinesDoNotInterleave(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "outbox.jsonl")
-	o, err := NewOutbox(path, fixedClock(outboxTime))
+	o, err := NewOutbox(path, clock.NewManual(outboxTime))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,8 +263,3 @@ func TestOutboxConcurrentLinesDoNotInterleave(t *testing.T) {
 		t.Errorf("got %d distinct messages, want %d", len(seen), writers*each)
 	}
 }
-
-// fixedClock is a recovery.Clock that always tells the same time.
-type fixedClock time.Time
-
-func (c fixedClock) Now() time.Time { return time.Time(c) }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -148,7 +149,7 @@ type QueueConfig struct {
 	// from the goroutine that decided it. It must not block. Default: none.
 	Observe func(Outcome)
 	// Clock tells the time for expiry; the circuit breaker reads time.Now.
-	// Default: recovery.SystemClock.
+	// Default: the wall clock (clock.Real).
 	Clock recovery.Clock
 	// Sleep waits d or until ctx ends, whichever is first, and returns
 	// ctx.Err() in the latter case. Default: a timer of each worker's own,
@@ -191,7 +192,7 @@ func (c *QueueConfig) setDefaults() {
 		c.Observe = func(Outcome) {}
 	}
 	if c.Clock == nil {
-		c.Clock = recovery.SystemClock{}
+		c.Clock = clock.Real{}
 	}
 	if c.Rand == nil {
 		c.Rand = rand.Reader

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -24,32 +25,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// fakeClock is a recovery.Clock that moves only when told to.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // fakeSleeper records the waits asked of it and moves the clock instead of
 // waiting.
 type fakeSleeper struct {
-	clock *fakeClock
+	clock *clock.Manual
 	mu    sync.Mutex
 	waits []time.Duration
 }
@@ -112,12 +91,12 @@ var errDown = errors.New("connection refused")
 
 // testQueue returns a Queue with a fake clock and sleep, the longest
 // backoff, and a breaker that stays closed unless the test says otherwise.
-func testQueue(t *testing.T, d Deliverer, cfg QueueConfig) (*Queue, outcomes, *fakeClock, *fakeSleeper) {
+func testQueue(t *testing.T, d Deliverer, cfg QueueConfig) (*Queue, outcomes, *clock.Manual, *fakeSleeper) {
 	t.Helper()
-	clock := newFakeClock()
-	sleeper := &fakeSleeper{clock: clock}
+	clk := clock.NewManual(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
+	sleeper := &fakeSleeper{clock: clk}
 	out := make(outcomes, 100)
-	cfg.Clock, cfg.Sleep, cfg.Observe = clock, sleeper.Sleep, out.observe
+	cfg.Clock, cfg.Sleep, cfg.Observe = clk, sleeper.Sleep, out.observe
 	if cfg.Rand == nil {
 		cfg.Rand = constReader(0xff)
 	}
@@ -133,7 +112,7 @@ func testQueue(t *testing.T, d Deliverer, cfg QueueConfig) (*Queue, outcomes, *f
 			t.Error(err)
 		}
 	})
-	return q, out, clock, sleeper
+	return q, out, clk, sleeper
 }
 
 func TestQueueDelivers(t *testing.T) {
@@ -272,9 +251,9 @@ func TestQueueExpiry(t *testing.T) {
 		t.Parallel()
 		var calls atomic.Int32
 		d := delivererFunc(func(context.Context, recovery.Message) error { calls.Add(1); return nil })
-		q, out, clock, _ := testQueue(t, d, QueueConfig{})
+		q, out, clk, _ := testQueue(t, d, QueueConfig{})
 		m := testMessage
-		m.ExpiresAt = clock.Now()
+		m.ExpiresAt = clk.Now()
 		if err := q.Send(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}
@@ -289,9 +268,9 @@ func TestQueueExpiry(t *testing.T) {
 		t.Parallel()
 		var calls atomic.Int32
 		d := delivererFunc(func(context.Context, recovery.Message) error { calls.Add(1); return errDown })
-		q, out, clock, sleeper := testQueue(t, d, QueueConfig{})
+		q, out, clk, sleeper := testQueue(t, d, QueueConfig{})
 		m := testMessage
-		m.ExpiresAt = clock.Now().Add(2500 * time.Millisecond)
+		m.ExpiresAt = clk.Now().Add(2500 * time.Millisecond)
 		if err := q.Send(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}
@@ -719,7 +698,7 @@ func TestQueueDropsDecoysUnseen(t *testing.T) {
 func TestQueueHoldsBack(t *testing.T) {
 	t.Parallel()
 	delivering, release := make(chan string), make(chan struct{})
-	q, out, clock, sleeper := testQueue(t, delivererFunc(func(_ context.Context, m recovery.Message) error {
+	q, out, clk, sleeper := testQueue(t, delivererFunc(func(_ context.Context, m recovery.Message) error {
 		delivering <- m.Body
 		if m.Body == "first" {
 			<-release // hold the one worker while the second message ages
@@ -737,7 +716,7 @@ func TestQueueHoldsBack(t *testing.T) {
 		t.Fatalf("delivering %q first", b)
 	}
 	send("second")
-	clock.Advance(time.Second) // the second message waits in the queue meanwhile
+	clk.Advance(time.Second) // the second message waits in the queue meanwhile
 	close(release)
 	if b := <-delivering; b != "second" {
 		t.Fatalf("delivering %q second", b)

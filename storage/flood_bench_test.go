@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -24,7 +25,7 @@ import (
 func BenchmarkMemoryFlood(b *testing.B) {
 	const starts = 400_000 // past both bounds: 100,000 flows, 250,000 counters
 	ctx := context.Background()
-	clock := recovery.SystemClock{}
+	clk := clock.Real{}
 	cfg := limiter.DefaultConfig()
 	high := limiter.Rate{Events: 1 << 40, Window: time.Hour}
 	cfg.StartAccount, cfg.StartPhone, cfg.SMSGlobal = high, high, high
@@ -34,11 +35,11 @@ func BenchmarkMemoryFlood(b *testing.B) {
 		runtime.GC()
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
-		m, err := NewMemory(DefaultMaxEntries, clock)
+		m, err := NewMemory(DefaultMaxEntries, clk)
 		if err != nil {
 			b.Fatal(err)
 		}
-		g, err := limiter.New(cfg, nil, m, clock)
+		g, err := limiter.New(cfg, nil, m, clk)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -86,7 +87,7 @@ func floodFlow(i int) recovery.Flow {
 // client's oldest flow, and must cost the same however many it holds.
 func BenchmarkMemoryFlowsOneClient(b *testing.B) {
 	ctx := context.Background()
-	m, err := NewMemory(DefaultMaxEntries, recovery.SystemClock{})
+	m, err := NewMemory(DefaultMaxEntries, clock.Real{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	ulimiter "github.com/ulule/limiter/v3"
 	uredis "github.com/ulule/limiter/v3/drivers/store/redis"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
@@ -41,21 +42,21 @@ func benchGuardConfig() limiter.Config {
 
 func newGuardBench(b *testing.B, backend, mode string) *guardBench {
 	b.Helper()
-	clock := recovery.SystemClock{}
+	clk := clock.Real{}
 	gb := &guardBench{}
 	var counters ulimiter.Store
 	switch backend {
 	case "memory":
-		m, err := NewMemory(100_000, clock)
+		m, err := NewMemory(100_000, clk)
 		if err != nil {
 			b.Fatal(err)
 		}
 		gb.store = m
-		if counters, err = limiter.NewLRUStore(limiter.DefaultMaxKeys, clock); err != nil {
+		if counters, err = limiter.NewLRUStore(limiter.DefaultMaxKeys, clk); err != nil {
 			b.Fatal(err)
 		}
 	case "redis":
-		r := newTestRedis(b, clock)
+		r := newTestRedis(b, clk)
 		gb.trips = &storagetest.RedisTrips{}
 		r.Client().AddHook(gb.trips)
 		gb.store = r
@@ -68,7 +69,7 @@ func newGuardBench(b *testing.B, backend, mode string) *guardBench {
 	if mode == "steps" {
 		locks = struct{ limiter.LockStore }{gb.store} // its locks alone: no plans
 	}
-	g, err := limiter.New(benchGuardConfig(), counters, locks, clock)
+	g, err := limiter.New(benchGuardConfig(), counters, locks, clk)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
 
 // TestMemoryImposeInFullTable: an imposed lock needs a record like a
@@ -18,7 +18,7 @@ import (
 func TestMemoryImposeInFullTable(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := storagetest.NewManualClock(epoch)
+	clk := clock.NewManual(epoch)
 	m, err := NewMemory(2, clk)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -32,7 +33,7 @@ func TestMemoryFootprint(t *testing.T) {
 	}
 	const n = 20_000
 	ctx := context.Background()
-	m, err := NewMemory(n, recovery.SystemClock{})
+	m, err := NewMemory(n, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}

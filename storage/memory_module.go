@@ -7,7 +7,7 @@ import (
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 )
 
 func init() {
@@ -55,7 +55,7 @@ func (m *MemoryModule) Provision(caddy.Context) error {
 // every request as one plan (limiter.PlanStore). It reserves their
 // Footprint in the soft memory limit until Close.
 func (m *MemoryModule) Open() (*Opened, error) {
-	mem, err := NewMemory(m.MaxEntries, recovery.SystemClock{})
+	mem, err := NewMemory(m.MaxEntries, clock.Real{})
 	if err != nil {
 		return nil, fmt.Errorf("storage memory: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
@@ -17,7 +18,7 @@ var epoch = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 func memoryHarness(maxEntries int) storagetest.Harness {
 	return storagetest.Harness{
 		New: func(tb testing.TB) (storagetest.Store, storagetest.Clock) {
-			clk := storagetest.NewManualClock(epoch)
+			clk := clock.NewManual(epoch)
 			m, err := NewMemory(maxEntries, clk)
 			if err != nil {
 				tb.Fatal(err)
@@ -35,7 +36,7 @@ func TestMemoryContract(t *testing.T) {
 
 func TestNewMemoryRefuses(t *testing.T) {
 	t.Parallel()
-	clk := storagetest.NewManualClock(epoch)
+	clk := clock.NewManual(epoch)
 	tests := []struct {
 		name       string
 		maxEntries int
@@ -63,7 +64,7 @@ func TestMemoryFlowFlood(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const max = 100
-	clk := storagetest.NewManualClock(epoch)
+	clk := clock.NewManual(epoch)
 	m, err := NewMemory(max, clk)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +136,7 @@ func TestMemoryFlowFlood(t *testing.T) {
 func TestMemoryFlowRoom(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := storagetest.NewManualClock(epoch)
+	clk := clock.NewManual(epoch)
 	m, err := NewMemory(16, clk) // high water: 14
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +201,7 @@ func TestMemoryLocksNeverEvicted(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const max = 10
-	clk := storagetest.NewManualClock(epoch)
+	clk := clock.NewManual(epoch)
 	m, err := NewMemory(max, clk)
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +260,7 @@ func TestMemoryLocksNeverEvicted(t *testing.T) {
 func TestMemoryCheapestRunGoesFirst(t *testing.T) {
 	t.Parallel()
 	const max = 50
-	clk := storagetest.NewManualClock(epoch)
+	clk := clock.NewManual(epoch)
 	m, err := NewMemory(max, clk)
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +301,7 @@ func TestMemoryCheapestRunGoesFirst(t *testing.T) {
 func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := storagetest.NewManualClock(epoch)
+	clk := clock.NewManual(epoch)
 	m, err := NewMemory(10, clk)
 	if err != nil {
 		t.Fatal(err)

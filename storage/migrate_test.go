@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 // TestRedisMigrateLocks writes records as the layout before the hash tag
@@ -16,7 +16,7 @@ import (
 func TestRedisMigrateLocks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	r := newTestRedis(t, recovery.SystemClock{})
+	r := newTestRedis(t, clock.Real{})
 	c := r.Client()
 	now := time.Now().UnixMilli()
 	until := now + time.Hour.Milliseconds()

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
@@ -67,7 +68,7 @@ func TestMemoryModule(t *testing.T) {
 func TestRedisModule(t *testing.T) {
 	requireRedis(t)
 	// The test server keeps nothing on disk, and is meant to.
-	o, err := loadStorage(t, "redis", `{"url": "`+testRedisURL()+`", "allow_volatile": true}`)
+	o, err := loadStorage(t, "redis", `{"url": "`+redistest.URL()+`", "allow_volatile": true}`)
 	if err != nil {
 		t.Fatal(err)
 	}

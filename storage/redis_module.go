@@ -9,8 +9,8 @@ import (
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 func init() {
@@ -110,7 +110,7 @@ func (m *RedisModule) Provision(ctx caddy.Context) error {
 	if m.Prefix == "" {
 		m.Prefix = DefaultRedisPrefix
 	}
-	rs, err := NewRedis(m.config(), recovery.SystemClock{})
+	rs, err := NewRedis(m.config(), clock.Real{})
 	if err != nil {
 		return fmt.Errorf("storage redis: %w", err)
 	}
@@ -143,7 +143,7 @@ func (m *RedisModule) config() RedisConfig {
 // connect, so a Redis that is down fails the recovery routes (503) and not
 // the config.
 func (m *RedisModule) Open() (*Opened, error) {
-	rs, err := NewRedis(m.config(), recovery.SystemClock{})
+	rs, err := NewRedis(m.config(), clock.Real{})
 	if err != nil {
 		return nil, fmt.Errorf("storage redis: %w", err)
 	}

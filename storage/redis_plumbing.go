@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -88,7 +89,7 @@ func routeRedisLogs() {
 	redisLogsOnce.Do(func() {
 		redis.SetLogger(newRedisLogger(func() *zap.Logger {
 			return caddy.Log().Named("http.handlers.sms_recovery.redis")
-		}, recovery.SystemClock{}, redisLogInterval))
+		}, clock.Real{}, redisLogInterval))
 	})
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	zapobs "go.uber.org/zap/zaptest/observer"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 )
 
 // redisTestDownURL returns the URL of a local port where nothing listens.
@@ -26,24 +25,6 @@ func redisTestDownURL(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return "redis://" + addr + "/0"
-}
-
-// redisTestClock is a clock the test moves.
-type redisTestClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *redisTestClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *redisTestClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 func TestRedisLogger(t *testing.T) {
@@ -93,10 +74,10 @@ func TestRedisLogger(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			core, logs := zapobs.New(zapcore.DebugLevel)
-			clock := &redisTestClock{now: time.Unix(1767225600, 0)}
-			l := newRedisLogger(func() *zap.Logger { return zap.New(core) }, clock, 10*time.Second)
+			clk := clock.NewManual(time.Unix(1767225600, 0))
+			l := newRedisLogger(func() *zap.Logger { return zap.New(core) }, clk, 10*time.Second)
 			for _, ln := range tt.lines {
-				clock.advance(ln.after)
+				clk.Advance(ln.after)
 				if ln.arg == nil {
 					l.Printf(context.Background(), ln.format, 1)
 				} else {
@@ -160,7 +141,7 @@ func TestCheckRedis(t *testing.T) {
 			if tt.conf != nil {
 				tt.cfg.URL = "redis://" + startRedis(t, tt.conf...).addr + "/0"
 			}
-			rs, err := NewRedis(tt.cfg, recovery.SystemClock{})
+			rs, err := NewRedis(tt.cfg, clock.Real{})
 			if err != nil {
 				t.Fatal(err)
 			}

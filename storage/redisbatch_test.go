@@ -12,8 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
 
@@ -113,7 +113,7 @@ func TestBatcher(t *testing.T) {
 // trip, and a script the server does not hold (after SCRIPT FLUSH, or a
 // restart) sent again as EVAL within the batch, each call with its reply.
 func TestRedisBatch(t *testing.T) {
-	r := newTestRedis(t, recovery.SystemClock{})
+	r := newTestRedis(t, clock.Real{})
 	trips := &storagetest.RedisTrips{}
 	r.Client().AddHook(trips)
 	ctx := context.Background()
@@ -153,7 +153,7 @@ func TestRedisBatch(t *testing.T) {
 // of one counter of limit 2 are 1, 2 and a refusal; a script that is not a
 // plan goes beside them; all in one round trip.
 func TestRedisBatchJoinsPlans(t *testing.T) {
-	r := newTestRedis(t, recovery.SystemClock{})
+	r := newTestRedis(t, clock.Real{})
 	trips := &storagetest.RedisTrips{}
 	r.Client().AddHook(trips)
 	ctx := context.Background()

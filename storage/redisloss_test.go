@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -18,7 +19,7 @@ import (
 // limits high enough to stay out of the way.
 func lossGuard(t *testing.T, r *Redis) *limiter.Guard {
 	t.Helper()
-	return lossGuardAt(t, r, recovery.SystemClock{})
+	return lossGuardAt(t, r, clock.Real{})
 }
 
 // lossGuardAt is lossGuard reading the time from clock.
@@ -68,7 +69,7 @@ func lockAccount(t *testing.T, g *limiter.Guard, account string) {
 // as another instance of the gateway would have.
 func sameDeployment(t *testing.T, r *Redis, url string) *Redis {
 	t.Helper()
-	other, err := NewRedis(RedisConfig{URL: url, Prefix: r.prefix, AllowVolatile: true}, recovery.SystemClock{})
+	other, err := NewRedis(RedisConfig{URL: url, Prefix: r.prefix, AllowVolatile: true}, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func TestRedisRestartWithoutData(t *testing.T) {
 	t.Parallel()
 	p := startRedis(t)
 	url := "redis://" + p.addr + "/0"
-	r := newTestRedisAt(t, url, recovery.SystemClock{})
+	r := newTestRedisAt(t, url, clock.Real{})
 	other := sameDeployment(t, r, url)
 	alarms, otherAlarms := alarmsOf(t, r), alarmsOf(t, other)
 	g, otherGuard := lossGuard(t, r), lossGuard(t, other)
@@ -214,7 +215,7 @@ func TestRedisRestartWithoutData(t *testing.T) {
 func TestRedisFlushAll(t *testing.T) {
 	t.Parallel()
 	p := startRedis(t)
-	r := newTestRedisAt(t, "redis://"+p.addr+"/0", recovery.SystemClock{})
+	r := newTestRedisAt(t, "redis://"+p.addr+"/0", clock.Real{})
 	alarms := alarmsOf(t, r)
 	g := lossGuard(t, r)
 	ctx := context.Background()
@@ -237,7 +238,7 @@ func TestRedisFlushAll(t *testing.T) {
 func TestRedisRestoreOlderSnapshot(t *testing.T) {
 	t.Parallel()
 	p := startRedis(t)
-	r := newTestRedisAt(t, "redis://"+p.addr+"/0", recovery.SystemClock{})
+	r := newTestRedisAt(t, "redis://"+p.addr+"/0", clock.Real{})
 	alarms := alarmsOf(t, r)
 	g := lossGuard(t, r)
 	ctx := context.Background()
@@ -264,7 +265,7 @@ func TestRedisRestoreOlderSnapshot(t *testing.T) {
 func TestRedisPolicyChangedThenReconnect(t *testing.T) {
 	t.Parallel()
 	p := startRedis(t)
-	r := newTestRedisAt(t, "redis://"+p.addr+"/0", recovery.SystemClock{})
+	r := newTestRedisAt(t, "redis://"+p.addr+"/0", clock.Real{})
 	alarms := alarmsOf(t, r)
 	g := lossGuard(t, r)
 	ctx := context.Background()
@@ -320,7 +321,7 @@ func TestRedisCheckReachesSentinelAndCluster(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			for _, allow := range []bool{false, true} {
-				r, err := NewRedis(RedisConfig{URL: url, Prefix: "smsrec-check:", AllowVolatile: allow}, recovery.SystemClock{})
+				r, err := NewRedis(RedisConfig{URL: url, Prefix: "smsrec-check:", AllowVolatile: allow}, clock.Real{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -343,17 +344,17 @@ func TestRedisCheckReachesSentinelAndCluster(t *testing.T) {
 func TestRedisStateLossHold(t *testing.T) {
 	t.Parallel()
 	p := startRedis(t)
-	clock := &redisTestClock{now: time.Now()}
-	r, err := NewRedis(RedisConfig{URL: "redis://" + p.addr + "/0", Prefix: "smsrec-hold:", AllowVolatile: true, LossHold: time.Hour}, clock)
+	clk := clock.NewManual(time.Now())
+	r, err := NewRedis(RedisConfig{URL: "redis://" + p.addr + "/0", Prefix: "smsrec-hold:", AllowVolatile: true, LossHold: time.Hour}, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
 	alarms := alarmsOf(t, r)
-	g := lossGuardAt(t, r, clock)
+	g := lossGuardAt(t, r, clk)
 	ctx := context.Background()
 	start := func(id string) error {
-		now := clock.Now()
+		now := clk.Now()
 		return g.StartFlow(ctx, "192.0.2.1", recovery.Flow{ID: id, Account: "bob@example.com", CodeHash: []byte("h"),
 			Sends: 1, SentAt: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 	}
@@ -364,12 +365,12 @@ func TestRedisStateLossHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	refusedForLoss(t, "a start after FLUSHALL", start("lost"))
-	clock.advance(59 * time.Minute)
+	clk.Advance(59 * time.Minute)
 	refusedForLoss(t, "a start within the hold", start("held"))
 	if n := count(alarms.acked); n != 0 {
 		t.Fatalf("%d acknowledgements within the hold", n)
 	}
-	clock.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	if err := start("after"); err != nil {
 		t.Fatalf("start once the hold has passed: %v", err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/wake"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
@@ -258,8 +259,9 @@ func startSentinel(tb testing.TB) *sentinelSet {
 func procHarness(url string) storagetest.Harness {
 	return storagetest.Harness{
 		New: func(tb testing.TB) (storagetest.Store, storagetest.Clock) {
-			return newTestRedisAt(tb, url, storagetest.RealClock{}), storagetest.RealClock{}
+			return newTestRedisAt(tb, url, serverTime{}), serverTime{}
 		},
+		// Real time, as in redisHarness.
 		Unit: 100 * time.Millisecond,
 	}
 }
@@ -289,11 +291,11 @@ func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
 	t.Parallel()
 	set := startSentinel(t)
 	ctx := context.Background()
-	r := newTestRedisAt(t, set.url+"&min_replicas=1", recovery.SystemClock{})
+	r := newTestRedisAt(t, set.url+"&min_replicas=1", clock.Real{})
 	cfg := limiter.DefaultConfig()
 	high := limiter.Rate{Events: 1 << 40, Window: time.Hour}
 	cfg.StartIP, cfg.StartAccount, cfg.SMSGlobal = high, high, high
-	g, err := limiter.New(cfg, nil, r, recovery.SystemClock{})
+	g, err := limiter.New(cfg, nil, r, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}

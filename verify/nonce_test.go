@@ -11,73 +11,18 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
 )
-
-// nonceTestRedisURL is the server the Redis tests use: $REDIS_URL, or a
-// local one.
-func nonceTestRedisURL() string {
-	if u := os.Getenv("REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
-
-// needRedis returns a client of the test server, or skips t when it does
-// not answer (fails it when CI=true, where a missing server is a broken
-// pipeline).
-func needRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	where := nonceTestRedisURL()
-	if u, err := url.Parse(where); err == nil {
-		where = u.Redacted()
-	}
-	opts, err := redis.ParseURL(nonceTestRedisURL())
-	if err == nil {
-		c := redis.NewClient(opts)
-		t.Cleanup(func() { c.Close() })
-		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
-		defer cancel()
-		if err = c.Ping(ctx).Err(); err == nil {
-			return c
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("redis at %s is unreachable and CI=true: %v", where, err)
-	}
-	t.Skipf("redis at %s is unreachable, skipping (set REDIS_URL to a redis:// server to run these tests): %v", where, err)
-	return nil
-}
-
-// nonceTestPrefix returns a key prefix of t's own, whose keys are deleted
-// when t ends.
-func nonceTestPrefix(t *testing.T, c *redis.Client) string {
-	t.Helper()
-	prefix := "smsrec-verify-test:" + rand.Text() + ":"
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		keys, err := c.Keys(ctx, prefix+"*").Result()
-		if err == nil && len(keys) > 0 {
-			err = c.Del(ctx, keys...).Err()
-		}
-		if err != nil {
-			t.Errorf("deleting the test's keys: %v", err)
-		}
-	})
-	return prefix
-}
 
 // redisVerifyHandler is the configuration of one verifier instance with
 // its nonces on Redis at url under prefix.
@@ -121,8 +66,8 @@ func sendCopy(t *testing.T, h *Handler, r *http.Request) *httptest.ResponseRecor
 // and a third under another prefix does not see their nonces.
 func TestRedisNoncesAcrossInstances(t *testing.T) {
 	t.Parallel()
-	prefix := nonceTestPrefix(t, needRedis(t))
-	a, b := redisVerifyHandler(nonceTestRedisURL(), prefix), redisVerifyHandler(nonceTestRedisURL(), prefix)
+	prefix := redistest.Prefix(t, redistest.Client(t))
+	a, b := redisVerifyHandler(redistest.URL(), prefix), redisVerifyHandler(redistest.URL(), prefix)
 	newVerifyTestHandler(t, a)
 	newVerifyTestHandler(t, b)
 	r := newSignedReset(t)
@@ -134,7 +79,7 @@ func TestRedisNoncesAcrossInstances(t *testing.T) {
 			t.Errorf("%s: replay: status %d, want 401", name, w.Code)
 		}
 	}
-	other := redisVerifyHandler(nonceTestRedisURL(), nonceTestPrefix(t, needRedis(t)))
+	other := redisVerifyHandler(redistest.URL(), redistest.Prefix(t, redistest.Client(t)))
 	newVerifyTestHandler(t, other)
 	if w := sendCopy(t, other, r); w.Code != http.StatusNoContent {
 		t.Errorf("a verifier under another prefix: status %d, want 204", w.Code)
@@ -145,8 +90,8 @@ func TestRedisNoncesAcrossInstances(t *testing.T) {
 // once to two instances passes exactly once.
 func TestRedisNoncesConcurrentReplays(t *testing.T) {
 	t.Parallel()
-	prefix := nonceTestPrefix(t, needRedis(t))
-	instances := []*Handler{redisVerifyHandler(nonceTestRedisURL(), prefix), redisVerifyHandler(nonceTestRedisURL(), prefix)}
+	prefix := redistest.Prefix(t, redistest.Client(t))
+	instances := []*Handler{redisVerifyHandler(redistest.URL(), prefix), redisVerifyHandler(redistest.URL(), prefix)}
 	for _, h := range instances {
 		newVerifyTestHandler(t, h)
 	}
@@ -181,8 +126,8 @@ func TestRedisNoncesConcurrentReplays(t *testing.T) {
 // accepted before is still refused. Not parallel, so that no other test
 // holds the pool while it checks that nothing stayed in this process.
 func TestRedisNoncesAcrossRestart(t *testing.T) {
-	prefix := nonceTestPrefix(t, needRedis(t))
-	before := redisVerifyHandler(nonceTestRedisURL(), prefix)
+	prefix := redistest.Prefix(t, redistest.Client(t))
+	before := redisVerifyHandler(redistest.URL(), prefix)
 	_, unload := loadVerifyTestHandler(t, before)
 	r := newSignedReset(t)
 	if w := sendCopy(t, before, r); w.Code != http.StatusNoContent {
@@ -192,7 +137,7 @@ func TestRedisNoncesAcrossRestart(t *testing.T) {
 	if n, ok := noncePool.References(noncePoolKey); ok {
 		t.Fatalf("the in-process nonce cache is still held (%d references) after every handler unloaded", n)
 	}
-	after := redisVerifyHandler(nonceTestRedisURL(), prefix)
+	after := redisVerifyHandler(redistest.URL(), prefix)
 	newVerifyTestHandler(t, after)
 	if w := sendCopy(t, after, r); w.Code != http.StatusUnauthorized {
 		t.Errorf("replay after the restart: status %d, want 401", w.Code)
@@ -233,8 +178,8 @@ func TestMemoryNoncesPooled(t *testing.T) {
 // Redis is back, the same request passes, since nothing recorded it.
 func TestRedisNoncesDown(t *testing.T) {
 	t.Parallel()
-	prefix := nonceTestPrefix(t, needRedis(t))
-	u, err := url.Parse(nonceTestRedisURL())
+	prefix := redistest.Prefix(t, redistest.Client(t))
+	u, err := url.Parse(redistest.URL())
 	if err != nil || u.Scheme != "redis" {
 		t.Skipf("skipping: the outage test relays redis:// URLs only")
 	}
@@ -336,9 +281,9 @@ func TestNonceStoreProvisionErrors(t *testing.T) {
 // TestNonceStoreURLPlaceholder: the URL is read from the environment like
 // the other settings.
 func TestNonceStoreURLPlaceholder(t *testing.T) {
-	prefix := nonceTestPrefix(t, needRedis(t))
-	t.Setenv("SMSREC_TEST_NONCE_URL", nonceTestRedisURL())
-	a, b := redisVerifyHandler("{env.SMSREC_TEST_NONCE_URL}", prefix), redisVerifyHandler(nonceTestRedisURL(), prefix)
+	prefix := redistest.Prefix(t, redistest.Client(t))
+	t.Setenv("SMSREC_TEST_NONCE_URL", redistest.URL())
+	a, b := redisVerifyHandler("{env.SMSREC_TEST_NONCE_URL}", prefix), redisVerifyHandler(redistest.URL(), prefix)
 	newVerifyTestHandler(t, a)
 	newVerifyTestHandler(t, b)
 	r := newSignedReset(t)

@@ -23,6 +23,7 @@ import (
 	zapobs "go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 )
 
 // verifyTestKey is a test-only 64-byte hmac key.
@@ -30,10 +31,6 @@ var verifyTestKey = bytes.Repeat([]byte{0x5a}, 64)
 
 // verifyTestNow is the verifier's clock in these tests.
 var verifyTestNow = time.Unix(1767225600, 0)
-
-type verifyFixedClock time.Time
-
-func (c verifyFixedClock) Now() time.Time { return time.Time(c) }
 
 // newVerifyTestHandler provisions h with a fixed clock and a log observer.
 func newVerifyTestHandler(t *testing.T, h *Handler) *zapobs.ObservedLogs {
@@ -50,7 +47,7 @@ func loadVerifyTestHandler(t *testing.T, h *Handler) (logs *zapobs.ObservedLogs,
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
-	h.clock = verifyFixedClock(verifyTestNow)
+	h.clock = clock.NewManual(verifyTestNow)
 	if err := h.Provision(ctx); err != nil {
 		t.Fatalf("Provision: %v", err)
 	}

@@ -2,11 +2,8 @@ package redisnonce_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"net"
-	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,59 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig/redisnonce"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 )
-
-// testURL is the server the tests use: $REDIS_URL, or a local one.
-func testURL() string {
-	if u := os.Getenv("REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
-
-// newClient returns a client of the test server, or skips t when it does
-// not answer (fails it when CI=true, where a missing server is a broken
-// pipeline).
-func newClient(t *testing.T) *redis.Client {
-	t.Helper()
-	where := testURL()
-	if u, err := url.Parse(where); err == nil {
-		where = u.Redacted()
-	}
-	opts, err := redis.ParseURL(testURL())
-	if err == nil {
-		c := redis.NewClient(opts)
-		t.Cleanup(func() { c.Close() })
-		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
-		defer cancel()
-		if err = c.Ping(ctx).Err(); err == nil {
-			return c
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("redis at %s is unreachable and CI=true: %v", where, err)
-	}
-	t.Skipf("redis at %s is unreachable, skipping (set REDIS_URL to a redis:// server to run these tests): %v", where, err)
-	return nil
-}
-
-// newPrefix returns a prefix of t's own and deletes its keys when t ends.
-func newPrefix(t *testing.T, c *redis.Client) string {
-	t.Helper()
-	prefix := "smsrec-test:" + rand.Text() + ":"
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		keys, err := c.Keys(ctx, prefix+"*").Result()
-		if err == nil && len(keys) > 0 {
-			err = c.Del(ctx, keys...).Err()
-		}
-		if err != nil {
-			t.Errorf("deleting the test's keys: %v", err)
-		}
-	})
-	return prefix
-}
 
 // t0 is the verifiers' clock in these tests, far from the server's: the
 // store must take times to live from the caller's clock, not Redis's.
@@ -75,8 +21,8 @@ var t0 = time.Unix(1767225600, 0)
 
 func TestClaim(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
-	s := redisnonce.New(c, newPrefix(t, c))
+	c := redistest.Client(t)
+	s := redisnonce.New(c, redistest.Prefix(t, c))
 	until := t0.Add(2 * time.Minute)
 	claims := []struct {
 		keyID, nonce string
@@ -106,8 +52,8 @@ func TestClaim(t *testing.T) {
 // server's; and nothing the store writes lives forever.
 func TestClaimTimeToLive(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
-	s := redisnonce.New(c, newPrefix(t, c))
+	c := redistest.Client(t)
+	s := redisnonce.New(c, redistest.Prefix(t, c))
 	for _, tt := range []struct {
 		name       string
 		until, now time.Time
@@ -135,14 +81,9 @@ func TestClaimTimeToLive(t *testing.T) {
 // own, claim one nonce many times at once: exactly one claim wins.
 func TestClaimConcurrent(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
-	prefix := newPrefix(t, c)
-	opts, err := redis.ParseURL(testURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	other := redis.NewClient(opts)
-	t.Cleanup(func() { other.Close() })
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	other := redistest.Client(t)
 	stores := []*redisnonce.Store{redisnonce.New(c, prefix), redisnonce.New(other, prefix)}
 	for round := range 20 {
 		var (
@@ -199,14 +140,9 @@ func (h *resendHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // claim that won, and the nonce is still claimed for everyone else.
 func TestClaimRetriedSet(t *testing.T) {
 	t.Parallel()
-	c := newClient(t)
-	prefix := newPrefix(t, c)
-	opts, err := redis.ParseURL(testURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resending := redis.NewClient(opts)
-	t.Cleanup(func() { resending.Close() })
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	resending := redistest.Client(t)
 	hook := &resendHook{}
 	resending.AddHook(hook)
 	if ok, err := redisnonce.New(resending, prefix).Claim(t.Context(), "gw1", "n", t0.Add(time.Minute), t0); !ok || err != nil {

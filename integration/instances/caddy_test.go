@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 )
 
 // slot names one of the instances of a test.
@@ -132,7 +134,7 @@ http://localhost:%[2]d {
 // nodeSpec says how to start one instance.
 type nodeSpec struct {
 	slot  slot
-	redis string // storage URL; default redisURL()
+	redis string // storage URL; default redistest.URL()
 	extra string // more sms_recovery subdirectives
 	// config, when set, replaces the gateway's Caddyfile: it gets the
 	// HTTP port the instance serves on, as caddyfile does.
@@ -161,7 +163,7 @@ func (d *deployment) start(t *testing.T, specs ...nodeSpec) []*instance {
 func (d *deployment) launch(t *testing.T, s nodeSpec) *instance {
 	t.Helper()
 	if s.redis == "" {
-		s.redis = redisURL()
+		s.redis = redistest.URL()
 	}
 	files := make([]*os.File, 2) // as ExtraFiles: httpFD, then adminFD
 	var httpPort int

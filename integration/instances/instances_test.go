@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
 )
 
@@ -155,9 +156,9 @@ func TestStartLimitAcrossInstances(t *testing.T) {
 // those begun before the outage.
 func TestRedisOutage(t *testing.T) {
 	needRedis(t)
-	u, err := url.Parse(redisURL())
+	u, err := url.Parse(redistest.URL())
 	if err != nil || u.Scheme != "redis" {
-		t.Skipf("skipping: the outage test relays redis:// URLs only, not %s", redactedRedisURL())
+		t.Skipf("skipping: the outage test relays redis:// URLs only, not %s", redistest.Redacted())
 	}
 	px := tcpproxy.Start(t, u.Host)
 	u.Host = px.Addr()
@@ -285,9 +286,9 @@ func TestRedisOutage(t *testing.T) {
 // closed, and serves flows once Redis answers.
 func TestStartsWhileRedisIsDown(t *testing.T) {
 	needRedis(t)
-	u, err := url.Parse(redisURL())
+	u, err := url.Parse(redistest.URL())
 	if err != nil || u.Scheme != "redis" {
-		t.Skipf("skipping: the outage test relays redis:// URLs only, not %s", redactedRedisURL())
+		t.Skipf("skipping: the outage test relays redis:// URLs only, not %s", redistest.Redacted())
 	}
 	px := tcpproxy.Start(t, u.Host)
 	px.Cut()

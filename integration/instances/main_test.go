@@ -2,11 +2,8 @@ package instances
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,14 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
-
-// defaultRedisURL is the server the tests use when REDIS_URL is not set.
-const defaultRedisURL = "redis://127.0.0.1:6379/0"
 
 // Set once by TestMain, read by the tests.
 var (
@@ -68,28 +61,11 @@ func buildCaddy(dir string) (string, error) {
 	return bin, nil
 }
 
-// redisURL is the server under test: $REDIS_URL or defaultRedisURL.
-func redisURL() string {
-	if u := os.Getenv("REDIS_URL"); u != "" {
-		return u
-	}
-	return defaultRedisURL
-}
-
-// redactedRedisURL is redisURL without its password, for messages.
-func redactedRedisURL() string {
-	u, err := url.Parse(redisURL())
-	if err != nil {
-		return "(unparsable REDIS_URL)"
-	}
-	return u.Redacted()
-}
-
 // newRedis returns a client of the server under test, through the project's
 // own storage package so that every URL form it accepts works here too.
 func newRedis() (*storage.Redis, error) {
 	// The test server keeps nothing on disk, and is meant to.
-	return storage.NewRedis(storage.RedisConfig{URL: redisURL(), AllowVolatile: true}, recovery.SystemClock{})
+	return storage.NewRedis(storage.RedisConfig{URL: redistest.URL(), AllowVolatile: true}, clock.Real{})
 }
 
 func pingRedis() error {
@@ -116,13 +92,7 @@ func needCaddy(t *testing.T) {
 func needRedis(t *testing.T) {
 	t.Helper()
 	needCaddy(t)
-	if redisErr == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("Redis at %s does not answer and CI=true: %v", redactedRedisURL(), redisErr)
-	}
-	t.Skipf("skipping: Redis at %s does not answer (%v); start one or set REDIS_URL", redactedRedisURL(), redisErr)
+	redistest.Require(t, redisErr)
 }
 
 // newPrefix returns a key prefix of its own for t and removes the keys
@@ -130,38 +100,10 @@ func needRedis(t *testing.T) {
 // the removal only spares the server an hour of leftovers.
 func newPrefix(t *testing.T) string {
 	t.Helper()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	prefix := "smsrec-it-" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		if err := deletePrefix(prefix); err != nil {
-			t.Logf("removing keys under %s: %v", prefix, err)
-		}
-	})
-	return prefix
-}
-
-func deletePrefix(prefix string) error {
 	r, err := newRedis()
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	del := func(ctx context.Context, c redis.Cmdable) error {
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			if err := c.Unlink(ctx, iter.Val()).Err(); err != nil {
-				return err
-			}
-		}
-		return iter.Err()
-	}
-	if cc, ok := r.Client().(*redis.ClusterClient); ok {
-		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return del(ctx, c) })
-	}
-	return del(ctx, r.Client())
+	t.Cleanup(func() { r.Close() })
+	return redistest.Prefix(t, r.Client())
 }

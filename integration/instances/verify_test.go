@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 )
 
 // verifierCaddyfile is the configuration of one instance of
@@ -95,7 +96,7 @@ func (n *instance) mustSend(t *testing.T, r signedReset) int {
 func TestSignedResetOnceAcrossVerifiers(t *testing.T) {
 	needRedis(t)
 	d := newDeployment(t)
-	nonceStore := fmt.Sprintf("nonce_store redis %q {\n\t\t\tprefix %s\n\t\t}", redisURL(), d.prefix)
+	nonceStore := fmt.Sprintf("nonce_store redis %q {\n\t\t\tprefix %s\n\t\t}", redistest.URL(), d.prefix)
 	spec := func(s slot) nodeSpec {
 		return nodeSpec{slot: s, config: func(port int) string { return d.verifierCaddyfile(port, nonceStore) }}
 	}

@@ -35,9 +35,10 @@ type Harness struct {
 	// must not see each other's records.
 	New func(tb testing.TB) (Store, Clock)
 	// Unit is the suite's time scale: records live a few units and the
-	// suite advances the clock by whole units. With a ManualClock any value
-	// will do; with real time, it must be well above a round trip to the
-	// backend on a loaded machine, and above the backend's time resolution.
+	// suite advances the clock by whole units. With a clock.Manual any
+	// value will do; with real time, it must be well above a round trip to
+	// the backend on a loaded machine, and above the backend's time
+	// resolution.
 	Unit time.Duration
 }
 
@@ -752,38 +753,3 @@ func sameLock(a, b limiter.Lock) bool {
 	return a.Kind == b.Kind && a.Key == b.Key && a.Since.Equal(b.Since) && a.Until.Equal(b.Until) &&
 		a.Permanent == b.Permanent && a.Strikes == b.Strikes && a.Locks == b.Locks && a.Reason == b.Reason
 }
-
-// ManualClock is a Clock that moves only when told.
-type ManualClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// NewManualClock returns a ManualClock showing start.
-func NewManualClock(start time.Time) *ManualClock {
-	return &ManualClock{now: start}
-}
-
-// Now returns the time the clock shows.
-func (c *ManualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *ManualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// RealClock is the wall clock, for a backend whose records expire in real
-// time on a server.
-type RealClock struct{}
-
-// Now returns time.Now().
-func (RealClock) Now() time.Time { return time.Now() }
-
-// Advance sleeps for d.
-func (RealClock) Advance(d time.Duration) { time.Sleep(d) }
