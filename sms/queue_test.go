@@ -413,12 +413,22 @@ func TestQueueClose(t *testing.T) {
 	})
 	t.Run("stops a backoff wait", func(t *testing.T) {
 		t.Parallel()
-		d := delivererFunc(func(context.Context, recovery.Message) error { return errDown })
+		tried := make(chan struct{}, 1)
+		d := delivererFunc(func(context.Context, recovery.Message) error {
+			select {
+			case tried <- struct{}{}:
+			default:
+			}
+			return errDown
+		})
 		out := make(outcomes, 10)
 		q := NewQueue(d, QueueConfig{BaseDelay: time.Hour, Rand: constReader(0xff), Observe: out.observe})
 		if err := q.Send(context.Background(), testMessage); err != nil {
 			t.Fatal(err)
 		}
+		// The first attempt has failed: the message now waits an hour to
+		// be tried again, which only Close's deadline can cut short.
+		<-tried
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		if err := q.Close(ctx); err == nil {
