@@ -65,6 +65,7 @@ func init() {
 //	    ip_block <failures> <window> <duration>
 //	    support  <text>
 //	    log_accounts hashed|clear                               # default hashed: logs and events name an account by its keyed hash
+//	    handle_errors                                           # refusals go to the site's handle_errors routes, not the JSON body
 //	    secret   <base64> [<older base64> ...]
 //	    storage memory [{ max_entries <n> }]
 //	    storage redis <url> [{ prefix <p>; dial_timeout <d>; timeout <d>; pool_size <n>; allow_volatile; allow_eviction; state_loss_hold <d> }]
@@ -174,6 +175,11 @@ func UnmarshalRecovery(d *cf.Dispenser, m *module.Handler) error {
 			m.Forward, err = parseForward(d)
 		case "log_accounts":
 			err = parseLogAccounts(d, m)
+		case "handle_errors":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			m.HandleErrors = true
 		default:
 			return d.Errf("unrecognized subdirective '%s'", name)
 		}

@@ -9,23 +9,28 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/module"
 )
 
-// TestParseLogAccounts reads log_accounts: its values, its default when
-// left out, and the errors of a bad line, with the bad value quoted.
-func TestParseLogAccounts(t *testing.T) {
+// TestParseLoggingAndErrors reads log_accounts and handle_errors: their
+// values, their defaults when left out, and the errors of a bad line, with
+// the bad value quoted.
+func TestParseLoggingAndErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name         string
 		input        string
 		wantAccounts string
+		wantErrors   bool
 		wantErr      string
 	}{
 		{name: "defaults", input: "sms_recovery {\n}"},
 		{name: "hashed", input: "sms_recovery {\nlog_accounts hashed\n}", wantAccounts: "hashed"},
 		{name: "clear", input: "sms_recovery {\nlog_accounts clear\n}", wantAccounts: "clear"},
+		{name: "handle_errors", input: "sms_recovery {\nhandle_errors\n}", wantErrors: true},
 		{name: "unknown mode", input: "sms_recovery {\nlog_accounts Clear\n}", wantErr: "log_accounts: 'Clear' is neither hashed nor clear"},
 		{name: "no mode", input: "sms_recovery {\nlog_accounts\n}", wantErr: "wrong argument count"},
 		{name: "two modes", input: "sms_recovery {\nlog_accounts hashed clear\n}", wantErr: "wrong argument count"},
 		{name: "log_accounts twice", input: "sms_recovery {\nlog_accounts clear\nlog_accounts clear\n}", wantErr: "duplicate subdirective 'log_accounts'"},
+		{name: "handle_errors with a value", input: "sms_recovery {\nhandle_errors off\n}", wantErr: "wrong argument count"},
+		{name: "handle_errors twice", input: "sms_recovery {\nhandle_errors\nhandle_errors\n}", wantErr: "duplicate subdirective 'handle_errors'"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,8 +46,8 @@ func TestParseLogAccounts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.LogAccounts != tt.wantAccounts {
-				t.Errorf("log_accounts %q, want %q", m.LogAccounts, tt.wantAccounts)
+			if m.LogAccounts != tt.wantAccounts || m.HandleErrors != tt.wantErrors {
+				t.Errorf("log_accounts %q, handle_errors %v; want %q, %v", m.LogAccounts, m.HandleErrors, tt.wantAccounts, tt.wantErrors)
 			}
 		})
 	}

@@ -160,6 +160,18 @@ type Handler struct {
 	// and differs between instances. Default: hashed.
 	LogAccounts string `json:"log_accounts,omitempty"`
 
+	// HandleErrors, when true, returns the JSON API's refusals to Caddy as
+	// errors with their status (caddyhttp.Error), after setting their
+	// headers (Retry-After, RateLimit-*, Allow), instead of answering the
+	// JSON body of SPEC §4, so that the site's handle_errors routes answer
+	// them; {http.sms_recovery.error}, {http.sms_recovery.retry_after} and
+	// {http.sms_recovery.scope} say what was refused, and
+	// {http.error.message} is the body's message. Clients of the API then
+	// get whatever those routes answer, and a site without them answers
+	// the bare status. The pages keep their own problem page. Default:
+	// false, the JSON body.
+	HandleErrors bool `json:"handle_errors,omitempty"`
+
 	pages         *pages.Set
 	pageRand      io.Reader   // for CSRF tokens
 	cookieOptions pageCookies // the pages' cookie names and attributes, from public_url

@@ -92,7 +92,7 @@ func TestDefaultsAreSafe(t *testing.T) {
 		h.ResendInterval != caddy.Duration(defaultResendInterval) || h.TokenTTL != caddy.Duration(defaultTokenTTL) {
 		t.Errorf("defaults: %+v", h)
 	}
-	if !*h.NotifyOnReset || h.PathPrefix != "/recovery" || h.SMSQueue != 1000 || h.LogAccounts != "hashed" {
+	if !*h.NotifyOnReset || h.PathPrefix != "/recovery" || h.SMSQueue != 1000 || h.LogAccounts != "hashed" || h.HandleErrors {
 		t.Errorf("defaults: %+v", h)
 	}
 	l := h.limits()
