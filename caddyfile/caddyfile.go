@@ -64,6 +64,8 @@ func init() {
 //	    lockout  <failures> <window> <duration>
 //	    ip_block <failures> <window> <duration>
 //	    support  <text>
+//	    log_accounts hashed|clear                               # default hashed: logs and events name an account by its keyed hash
+//	    handle_errors                                           # refusals go to the site's handle_errors routes, not the JSON body
 //	    secret   <base64> [<older base64> ...]
 //	    storage memory [{ max_entries <n> }]
 //	    storage redis <url> [{ prefix <p>; dial_timeout <d>; timeout <d>; pool_size <n>; allow_volatile; allow_eviction; state_loss_hold <d> }]
@@ -171,6 +173,13 @@ func UnmarshalRecovery(d *cf.Dispenser, m *module.Handler) error {
 			m.StorageRaw, err = guest(d, storage.Namespace, "backend", "backend")
 		case "forward":
 			m.Forward, err = parseForward(d)
+		case "log_accounts":
+			err = parseLogAccounts(d, m)
+		case "handle_errors":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			m.HandleErrors = true
 		default:
 			return d.Errf("unrecognized subdirective '%s'", name)
 		}
@@ -227,6 +236,17 @@ func parseLimit(d *cf.Dispenser, m *module.Handler) error {
 		return d.Errf("limit: duplicate scope '%s'", args[0])
 	}
 	m.Limits[args[0]] = module.Limit{Events: events, Window: caddy.Duration(window)}
+	return nil
+}
+
+// parseLogAccounts reads log_accounts hashed|clear.
+func parseLogAccounts(d *cf.Dispenser, m *module.Handler) error {
+	if err := oneString(d, &m.LogAccounts); err != nil {
+		return err
+	}
+	if m.LogAccounts != "hashed" && m.LogAccounts != "clear" {
+		return d.Errf("log_accounts: '%s' is neither hashed nor clear", m.LogAccounts)
+	}
 	return nil
 }
 

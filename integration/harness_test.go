@@ -143,6 +143,8 @@ type site struct {
 	// Directory, when set, replaces the "directory file ..." line, e.g.
 	// with a directory ldap or sql block; Phones is then unused.
 	Directory string
+	// Site adds site directives after the gateway's, e.g. handle_errors.
+	Site string
 }
 
 var stores atomic.Int64
@@ -206,8 +208,9 @@ func (s site) caddyfile(t *testing.T) string {
 	}
 	respond /health "ok" 200
 	reverse_proxy %s
+	%s
 }
-`, adminPort, httpPort, httpsPort, global, address, name, publicURL, dirLine, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream)
+`, adminPort, httpPort, httpsPort, global, address, name, publicURL, dirLine, sms, storage, s.Extra, keyID, base64.StdEncoding.EncodeToString(hmacKey), s.Forward, s.Upstream, s.Site)
 }
 
 // config adapts s's Caddyfile to JSON, as Caddy's /load does, and

@@ -515,7 +515,7 @@ func TestAdminListAndLift(t *testing.T) {
 		t.Fatalf("%d lock_lifted log entries, want 2: %v", len(logged), logged)
 	}
 	for i, want := range []struct{ field, key, scope string }{
-		{"account", account, limiter.ScopeLockout},
+		{"account_hash", g.h.observer.keys.AccountRef(account), limiter.ScopeLockout},
 		{"client_ip", ipKey, limiter.ScopeIPBlock},
 	} {
 		f := logged[i]
@@ -524,8 +524,8 @@ func TestAdminListAndLift(t *testing.T) {
 		}
 	}
 	emitted := g.events.named("sms_recovery_" + admin.EventLockLifted)
-	if len(emitted) != 2 || emitted[0]["account"] != account || emitted[1]["client_ip"] != ipKey {
-		t.Errorf("Caddy events sms_recovery_lock_lifted = %v, want the account, then the /64", emitted)
+	if len(emitted) != 2 || emitted[0]["account_hash"] != g.h.observer.keys.AccountRef(account) || emitted[1]["client_ip"] != ipKey {
+		t.Errorf("Caddy events sms_recovery_lock_lifted = %v, want the account's hash, then the /64", emitted)
 	}
 }
 

@@ -33,29 +33,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, errMethod)
-		return nil
+		return h.refuse(w, r, errMethod)
 	}
 	if isForm(r) {
 		return h.serveForm(w, r, route, next)
 	}
 	if !isJSON(r) {
-		writeError(w, errMediaType)
-		return nil
+		return h.refuse(w, r, errMediaType)
 	}
 	switch route {
 	case "/start":
-		h.start(w, r)
+		return h.start(w, r)
 	case "/resend":
-		h.resend(w, r)
+		return h.resend(w, r)
 	case "/verify":
-		h.verify(w, r)
+		return h.verify(w, r)
 	case "/reset":
 		return h.reset(w, r, next)
-	default:
-		writeError(w, errNotFound)
 	}
-	return nil
+	return h.refuse(w, r, errNotFound)
 }
 
 // route returns the path below the prefix and whether the path is under it.
@@ -82,8 +78,7 @@ func (h *Handler) serveRoot(w http.ResponseWriter, r *http.Request, route string
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, errMethod)
-		return nil
+		return h.refuse(w, r, errMethod)
 	}
 	return h.servePage(w, r)
 }
@@ -294,11 +289,10 @@ type verifyResponse struct {
 	ExpiresIn  int64  `json:"expires_in"`
 }
 
-func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) start(w http.ResponseWriter, r *http.Request) error {
 	var req startRequest
 	if e := decode(w, r, &req); e != nil {
-		writeError(w, e)
-		return
+		return h.refuse(w, r, e)
 	}
 	started, err := h.svc.Start(r.Context(), recovery.StartRequest{
 		Account:   req.Account,
@@ -306,42 +300,40 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 		PublicURL: h.PublicURL, // never the request's Host, which a client chooses
 	})
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return h.fail(w, r, err)
 	}
 	writeStarted(w, started.FlowID, int64(started.ExpiresIn.Seconds()))
+	return nil
 }
 
-func (h *Handler) resend(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) resend(w http.ResponseWriter, r *http.Request) error {
 	var req flowRequest
 	if e := decode(w, r, &req); e != nil {
-		writeError(w, e)
-		return
+		return h.refuse(w, r, e)
 	}
 	started, err := h.svc.Resend(r.Context(), req.Flow, clientIP(r))
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return h.fail(w, r, err)
 	}
 	writeStarted(w, started.FlowID, int64(started.ExpiresIn.Seconds()))
+	return nil
 }
 
-func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 	var req flowRequest
 	if e := decode(w, r, &req); e != nil {
-		writeError(w, e)
-		return
+		return h.refuse(w, r, e)
 	}
 	v, err := h.svc.Verify(r.Context(), req.Flow, req.Code, clientIP(r))
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return h.fail(w, r, err)
 	}
 	writeJSON(w, http.StatusOK, verifyResponse{ResetToken: v.Token, ExpiresIn: int64(v.ExpiresIn.Seconds())})
+	return nil
 }
 
 // fail answers err, logging what the person is not told.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) error {
 	e := h.errorFor(err)
 	if e.status >= 500 {
 		h.outageLogger.Error("recovery request failed", zap.String("path", r.URL.Path), zap.Error(err))
@@ -349,7 +341,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, recovery.ErrUnavailable) {
 		h.observer.unavailable()
 	}
-	writeError(w, e)
+	return h.refuse(w, r, e)
 }
 
 // clientIP is Caddy's idea of the client address, which honours

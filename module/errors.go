@@ -9,10 +9,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-// apiError is the JSON body of every error answer.
+// apiError is the JSON body of every error answer, and the error a refusal
+// is returned to Caddy as with handle_errors.
 type apiError struct {
 	status     int
 	Code       string `json:"error"`
@@ -28,6 +32,10 @@ func newError(status int, code, message string) *apiError {
 	return &apiError{status: status, Code: code, Message: message}
 }
 
+// Error returns the message of the answer, which is meant for the person
+// asking: a site's handle_errors routes show it as {http.error.message}.
+func (e *apiError) Error() string { return e.Message }
+
 var (
 	errTooLarge     = newError(http.StatusRequestEntityTooLarge, "too_large", "The request body is larger than 64 KiB.")
 	errBadJSON      = newError(http.StatusBadRequest, "invalid_request", "The request body is not the JSON object this endpoint expects.")
@@ -36,6 +44,9 @@ var (
 	errMethod       = newError(http.StatusMethodNotAllowed, "method_not_allowed", "This endpoint does not take that method.")
 	errUpstream     = newError(http.StatusBadGateway, "upstream_unavailable", "The mail service could not be reached. Your reset link is still valid: try again in a minute.")
 	errInvalidToken = newError(http.StatusUnauthorized, "invalid_token", "The reset token is unknown, expired or already used. Start again.")
+	// errCSRF is a page's form post without the browser's CSRF token: the
+	// pages answer it, never the JSON API.
+	errCSRF = newError(http.StatusForbidden, "csrf", "The form has expired. Go back, reload the page and send it again.")
 )
 
 // errorFor maps an outcome of the flow onto its HTTP answer. Statuses are
@@ -103,9 +114,57 @@ func retrySeconds(d time.Duration) int64 {
 	return max(1, int64(math.Ceil(d.Seconds())))
 }
 
-// writeError answers with e as JSON, with the headers its status needs.
-func writeError(w http.ResponseWriter, e *apiError) {
+// The placeholders a refusal sets, for the site's log fields, matchers and
+// handle_errors routes: the error code of the answer, its Retry-After in
+// seconds and the limit that refused (a Denial's scope); the last two are
+// empty when the answer has none.
+const (
+	placeholderError      = "http.sms_recovery.error"
+	placeholderRetryAfter = "http.sms_recovery.retry_after"
+	placeholderScope      = "http.sms_recovery.scope"
+)
+
+// setPlaceholders sets the placeholders of the refusal e in the replacer
+// Caddy's server puts in every request's context. All three are set, the
+// empty ones too, so that a route's {http.sms_recovery.scope} never stays
+// as written.
+func setPlaceholders(r *http.Request, e *apiError) {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return
+	}
+	retry, scope := "", ""
+	if e.RetryAfter != nil {
+		retry = strconv.FormatInt(*e.RetryAfter, 10)
+	}
+	if e.denial != nil {
+		scope = e.denial.Scope
+	}
+	repl.Set(placeholderError, e.Code)
+	repl.Set(placeholderRetryAfter, retry)
+	repl.Set(placeholderScope, scope)
+}
+
+// refuse answers a refusal of the JSON API as Caddy's own handlers do: it
+// sets the headers and the placeholders, then writes e as JSON or, with
+// handle_errors, returns it as a caddyhttp.Error for the site's
+// handle_errors routes to answer. The security event, if any, was emitted
+// by the flow when it refused.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, e *apiError) error {
+	setPlaceholders(r, e)
+	if !h.HandleErrors {
+		writeError(w, e)
+		return nil
+	}
 	hdr := w.Header()
+	setRefusalHeaders(hdr, e)
+	hdr["Cache-Control"] = noStore
+	return caddyhttp.Error(e.status, e)
+}
+
+// setRefusalHeaders sets the headers the status of e needs: Retry-After,
+// and the RateLimit fields of a limit.
+func setRefusalHeaders(hdr http.Header, e *apiError) {
 	if e.RetryAfter != nil {
 		hdr.Set("Retry-After", strconv.FormatInt(*e.RetryAfter, 10))
 	}
@@ -114,6 +173,11 @@ func writeError(w http.ResponseWriter, e *apiError) {
 		hdr.Set("RateLimit-Remaining", strconv.FormatInt(max(0, d.Remaining), 10))
 		hdr.Set("RateLimit-Reset", strconv.FormatInt(retrySeconds(time.Until(d.Reset)), 10))
 	}
+}
+
+// writeError answers with e as JSON, with the headers its status needs.
+func writeError(w http.ResponseWriter, e *apiError) {
+	setRefusalHeaders(w.Header(), e)
 	if e.Code == codeInvalidCode && e.Attempts != nil && e.RetryAfter == nil && e.Support == "" && e.Message == msgInvalidCode {
 		writeInvalidCode(w, *e.Attempts)
 		return

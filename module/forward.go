@@ -70,18 +70,15 @@ var routingHeaders = []string{
 func (h *Handler) reset(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	raw, e := readBody(w, r)
 	if e != nil {
-		writeError(w, e)
-		return nil
+		return h.refuse(w, r, e)
 	}
 	token, body, err := takeToken(r.Header.Get("Content-Type"), raw, h.Forward.Fields)
 	if err != nil {
-		writeError(w, errBadJSON)
-		return nil
+		return h.refuse(w, r, errBadJSON)
 	}
 	status, nextErr, err := h.forwardReset(w, r, next, token, body)
 	if err != nil {
-		h.fail(w, r, err)
-		return nil
+		return h.fail(w, r, err)
 	}
 	if nextErr != nil {
 		if status != 0 {
@@ -92,7 +89,7 @@ func (h *Handler) reset(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		if errors.As(nextErr, &he) && he.StatusCode >= 500 {
 			ae.status = he.StatusCode
 		}
-		writeError(w, &ae)
+		return h.refuse(w, r, &ae)
 	}
 	return nil
 }

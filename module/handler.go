@@ -148,6 +148,30 @@ type Handler struct {
 	// Forward signs the verified reset passed to the next handler. Required.
 	Forward *Forward `json:"forward,omitempty"`
 
+	// LogAccounts says how the security events' log lines and Caddy events
+	// name the account: "hashed" gives only its keyed hash, in the field
+	// account_hash: 16 hex digits of an HMAC-SHA256 under the newest
+	// secret, the same on every instance that shares the secret, which
+	// support finds by hashing a known account (docs/operations.md) and
+	// which no one without the secret can tie to an account. "clear" adds
+	// the account itself, in the field account: the logs, and whatever
+	// ships or keeps them, then hold who asked to recover a password, and
+	// when, from where. Without a secret the hash changes at each restart
+	// and differs between instances. Default: hashed.
+	LogAccounts string `json:"log_accounts,omitempty"`
+
+	// HandleErrors, when true, returns the JSON API's refusals to Caddy as
+	// errors with their status (caddyhttp.Error), after setting their
+	// headers (Retry-After, RateLimit-*, Allow), instead of answering the
+	// JSON body of SPEC §4, so that the site's handle_errors routes answer
+	// them; {http.sms_recovery.error}, {http.sms_recovery.retry_after} and
+	// {http.sms_recovery.scope} say what was refused, and
+	// {http.error.message} is the body's message. Clients of the API then
+	// get whatever those routes answer, and a site without them answers
+	// the bare status. The pages keep their own problem page. Default:
+	// false, the JSON body.
+	HandleErrors bool `json:"handle_errors,omitempty"`
+
 	pages         *pages.Set
 	pageRand      io.Reader   // for CSRF tokens
 	cookieOptions pageCookies // the pages' cookie names and attributes, from public_url
@@ -188,6 +212,12 @@ const (
 	maxBodyBytes          = 64 << 10
 
 	defaultPasswordMinLength = 12
+)
+
+// The values of log_accounts.
+const (
+	logAccountsHashed = "hashed"
+	logAccountsClear  = "clear"
 )
 
 // Limit scopes, as named in the Caddyfile.
@@ -249,6 +279,9 @@ func (h *Handler) fillDefaults() {
 		on := true
 		h.NotifyOnLock = &on
 	}
+	if h.LogAccounts == "" {
+		h.LogAccounts = logAccountsHashed
+	}
 }
 
 // Validate checks the configuration; every message names the directive.
@@ -276,6 +309,8 @@ func (h *Handler) Validate() error {
 	// Provision loads the directory, which frees its raw config.
 	check(h.DirectoryRaw != nil || h.dir != nil, "directory: required (directory file <path>, directory http <url>, directory ldap <url> {...}, directory sql postgres|mysql <dsn> { query ... }, or another directory module)")
 	check(h.SMSQueue > 0, "sms_queue: must be positive")
+	check(h.LogAccounts == logAccountsHashed || h.LogAccounts == logAccountsClear,
+		"log_accounts: %q is neither %s nor %s", h.LogAccounts, logAccountsHashed, logAccountsClear)
 	for scope := range h.Limits {
 		check(contains(limitScopes, scope), "limit: unknown scope %q (want one of %s)", scope, strings.Join(limitScopes, ", "))
 	}

@@ -62,6 +62,9 @@ func TestValidate(t *testing.T) {
 		{"forward fields", func(h *Handler) { h.Forward.Fields = []string{"password", "lang"} }, ""},
 		{"empty forward field", func(h *Handler) { h.Forward.Fields = []string{"password", ""} }, "forward: fields: name 2 is empty"},
 		{"repeated forward field", func(h *Handler) { h.Forward.Fields = []string{"password", "password"} }, `forward: fields: "password" is named twice`},
+		{"log_accounts hashed", func(h *Handler) { h.LogAccounts = "hashed" }, ""},
+		{"log_accounts clear", func(h *Handler) { h.LogAccounts = "clear" }, ""},
+		{"log_accounts of another word", func(h *Handler) { h.LogAccounts = "plain" }, `log_accounts: "plain" is neither hashed nor clear`},
 		{"reset token as a forward field", func(h *Handler) { h.Forward.Fields = []string{"reset_token"} }, `forward: fields: "reset_token" never reaches the upstream`},
 	}
 	for _, c := range cases {
@@ -89,7 +92,7 @@ func TestDefaultsAreSafe(t *testing.T) {
 		h.ResendInterval != caddy.Duration(defaultResendInterval) || h.TokenTTL != caddy.Duration(defaultTokenTTL) {
 		t.Errorf("defaults: %+v", h)
 	}
-	if !*h.NotifyOnReset || h.PathPrefix != "/recovery" || h.SMSQueue != 1000 {
+	if !*h.NotifyOnReset || h.PathPrefix != "/recovery" || h.SMSQueue != 1000 || h.LogAccounts != "hashed" || h.HandleErrors {
 		t.Errorf("defaults: %+v", h)
 	}
 	l := h.limits()

@@ -43,8 +43,7 @@ type health struct {
 func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, errMethod)
-		return nil
+		return h.refuse(w, r, errMethod)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	status, body := http.StatusOK, health{Status: "ok", Version: version.Version}

@@ -22,8 +22,9 @@ import (
 // TestLogsHoldNoSecrets runs every kind of flow through two gateways, one
 // texting through an outbox and one through a MessageBird that refuses the
 // message, and checks every log line and Caddy event they produce: none may
-// hold a code, a reset token, the password, a full phone number or a flow
-// ID, while the masked phone and the security events must be there.
+// hold a code, a reset token, the password, a full phone number, a flow ID
+// or (log_accounts being hashed by default) an account, while the masked
+// phone and the security events must be there.
 func TestLogsHoldNoSecrets(t *testing.T) {
 	t.Parallel()
 	const (
@@ -43,8 +44,9 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		erin:  "+31612345674",
 	}
 	var secrets []string // everything no log line or event may hold
-	for _, p := range phones {
+	for account, p := range phones {
 		secrets = append(secrets, p, strings.TrimPrefix(p, "+31")) // also without the country code
+		secrets = append(secrets, account)                         // log_accounts is hashed by default
 	}
 	secrets = append(secrets, password)
 	g := newOpsGateway(t, phones, func(h *Handler) {
@@ -74,7 +76,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	secrets = append(secrets, flow, code, wrongCode(code), verified.Token)
 
 	// An unknown account gets a decoy flow.
-	secrets = append(secrets, g.start("nobody@example.com", "192.0.2.30"))
+	secrets = append(secrets, g.start("nobody@example.com", "192.0.2.30"), "nobody@example.com")
 
 	// A lockout, then an IP block across two accounts.
 	flow, code = g.lock(bob, "192.0.2.31", 3, http.StatusLocked)

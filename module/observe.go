@@ -129,24 +129,27 @@ func (m *metrics) register(reg *prometheus.Registry) error {
 }
 
 // observer turns security events into log lines, metrics and Caddy events.
-// Nothing it receives holds a code, a token or a full phone number.
+// Nothing it receives holds a code, a token or a full phone number; the
+// account it names by its keyed hash (log_accounts), unless clearAccounts.
 type observer struct {
-	site      string
-	siteValue any // site, boxed once for the data of every event
-	logger    *zap.Logger
-	metrics   *metrics
-	events    *caddyevents.App
-	ctx       caddy.Context
+	site          string
+	siteValue     any // site, boxed once for the data of every event
+	logger        *zap.Logger
+	metrics       *metrics
+	events        *caddyevents.App
+	ctx           caddy.Context
+	keys          *recovery.Keyring // hashes accounts: AccountRef
+	clearAccounts bool              // log_accounts clear
 }
 
-func newObserver(ctx caddy.Context, site string, logger *zap.Logger) (*observer, error) {
+func newObserver(ctx caddy.Context, site string, logger *zap.Logger, keys *recovery.Keyring, clearAccounts bool) (*observer, error) {
 	m := processMetrics()
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		if err := m.register(reg); err != nil {
 			return nil, err
 		}
 	}
-	o := &observer{site: site, siteValue: site, logger: logger, metrics: m, ctx: ctx}
+	o := &observer{site: site, siteValue: site, logger: logger, metrics: m, ctx: ctx, keys: keys, clearAccounts: clearAccounts}
 	// The http app loads the events app before it provisions any handler,
 	// so in a config this finds it. A context made without a config (tests)
 	// has no apps, where ctx.App would dereference a nil config.
@@ -229,11 +232,18 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 	// (an error's message, say) and would make a new series of every
 	// variant, so it goes to the log and the Caddy event only.
 	o.metrics.events.WithLabelValues(o.site, e.Name, e.Scope).Inc()
+	ref := "" // the account's hash, made once for the line and the event
 	if ce := o.logger.Check(eventLevel(e), "security event"); ce != nil {
-		fields := make([]zap.Field, 0, 8)
-		fields = append(fields,
-			zap.String("event", e.Name), zap.String("site", o.site),
-			zap.String("account", e.Account), zap.String("client_ip", e.ClientIP))
+		fields := make([]zap.Field, 0, 9)
+		fields = append(fields, zap.String("event", e.Name), zap.String("site", o.site))
+		if o.clearAccounts {
+			fields = append(fields, zap.String("account", e.Account))
+		}
+		if e.Account != "" {
+			ref = o.keys.AccountRef(e.Account)
+			fields = append(fields, zap.String("account_hash", ref))
+		}
+		fields = append(fields, zap.String("client_ip", e.ClientIP))
 		for _, f := range [...]struct{ key, v string }{
 			{"flow", e.FlowRef}, {"phone", e.Phone}, {"reason", e.Reason}, {"scope", e.Scope},
 		} {
@@ -247,7 +257,16 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 		return
 	}
 	if name := prefixed(eventNames, "sms_recovery_", e.Name); o.events.ShouldEmit(name) {
-		data := map[string]any{"account": e.Account, "client_ip": e.ClientIP, "site": o.site}
+		data := map[string]any{"client_ip": e.ClientIP, "site": o.siteValue}
+		if o.clearAccounts {
+			data["account"] = e.Account
+		}
+		if e.Account != "" {
+			if ref == "" {
+				ref = o.keys.AccountRef(e.Account)
+			}
+			data["account_hash"] = ref
+		}
 		for _, f := range [...]struct{ key, v string }{
 			{"flow", e.FlowRef}, {"phone", e.Phone}, {"reason", e.Reason}, {"scope", e.Scope},
 		} {

@@ -274,17 +274,21 @@ func (h *Handler) serveForm(w http.ResponseWriter, r *http.Request, route string
 	}
 	switch {
 	case route != "/start" && route != "/resend" && route != "/verify" && route != "/reset":
+		setPlaceholders(r, errNotFound)
 		v.Status = http.StatusNotFound
 		return h.problemState(w, r, v, "error")
 	case e != nil:
+		setPlaceholders(r, e)
 		v.Status = e.status
 		return h.problemState(w, r, v, "invalid")
 	case formErr != nil:
+		setPlaceholders(r, errBadJSON)
 		v.Status = http.StatusBadRequest
 		return h.problemState(w, r, v, "invalid")
 	}
 	sent := form.Get(csrfField)
 	if h.csrfFromCookie(r) == "" || subtle.ConstantTimeCompare([]byte(sent), []byte(v.CSRF)) != 1 {
+		setPlaceholders(r, errCSRF)
 		v.Status = http.StatusForbidden
 		return h.problemState(w, r, v, "csrf")
 	}
@@ -309,6 +313,7 @@ func (h *Handler) formStart(w http.ResponseWriter, r *http.Request, v *pages.Vie
 	})
 	switch {
 	case errors.Is(err, recovery.ErrInvalidRequest):
+		setPlaceholders(r, h.errorFor(err))
 		v.Name, v.Error, v.Status = "account", "account.error.empty", http.StatusBadRequest
 		if typed := strings.TrimSpace(v.Account); typed != "" {
 			v.Error = "account.error.invalid"
@@ -335,6 +340,7 @@ func (h *Handler) formResend(w http.ResponseWriter, r *http.Request, v *pages.Vi
 	var d *recovery.Denial
 	switch {
 	case errors.As(err, &d) && d.Scope == "resend_interval":
+		setPlaceholders(r, h.errorFor(err))
 		v.Name, v.Error, v.Status = "code", "code.error.too_early", http.StatusTooManyRequests
 		v.RetryAfter = retrySeconds(d.RetryAfter)
 		return h.writePage(w, r, v)
@@ -355,6 +361,7 @@ func (h *Handler) formVerify(w http.ResponseWriter, r *http.Request, v *pages.Vi
 	var ce *recovery.CodeError
 	switch {
 	case errors.As(err, &ce):
+		setPlaceholders(r, h.errorFor(err))
 		v.Name, v.Status, v.Attempts = "code", http.StatusBadRequest, ce.AttemptsLeft
 		switch ce.AttemptsLeft {
 		case 0:
@@ -366,6 +373,7 @@ func (h *Handler) formVerify(w http.ResponseWriter, r *http.Request, v *pages.Vi
 		}
 		return h.writePage(w, r, v)
 	case errors.Is(err, recovery.ErrInvalidRequest):
+		setPlaceholders(r, h.errorFor(err))
 		v.Name, v.Error, v.Status = "code", "code.error.format", http.StatusBadRequest
 		return h.writePage(w, r, v)
 	case err != nil:
@@ -425,6 +433,7 @@ func (h *Handler) formReset(w http.ResponseWriter, r *http.Request, v *pages.Vie
 	if nextErr == nil {
 		h.logger.Warn("upstream refused the reset from the page", zap.Int("status", status))
 	}
+	setPlaceholders(r, errUpstream)
 	v.Next, v.Status = h.prefix+"/?step=password", http.StatusBadGateway
 	return h.problemState(w, r, v, "upstream")
 }
@@ -458,14 +467,17 @@ func (d *discardWriter) WriteHeader(int)             {}
 // badLink answers a form whose flow is not a flow ID: the account page,
 // asking to begin again.
 func (h *Handler) badLink(w http.ResponseWriter, r *http.Request, v *pages.View) error {
+	setPlaceholders(r, h.errorFor(recovery.ErrInvalidRequest))
 	v.Name, v.Flow, v.Notice, v.Status = "account", "", "account.notice.badlink", http.StatusBadRequest
 	return h.writePage(w, r, v)
 }
 
 // problem answers an outcome of the flow with the problem page, with the
-// status, Retry-After and log line the JSON API would give it.
+// status, Retry-After, placeholders and log line the JSON API would give
+// it.
 func (h *Handler) problem(w http.ResponseWriter, r *http.Request, v *pages.View, err error) error {
 	e := h.errorFor(err)
+	setPlaceholders(r, e)
 	if e.status >= 500 {
 		h.outageLogger.Error("recovery request failed", zap.String("path", r.URL.Path), zap.Error(err))
 	}

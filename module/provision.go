@@ -44,15 +44,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.PathPrefix != "/" {
 		h.prefix = h.PathPrefix
 	}
-	var err error
-	if h.observer, err = newObserver(ctx, h.SiteName, h.logger); err != nil {
+	keys, err := h.keyring()
+	if err != nil {
+		return err
+	}
+	if h.observer, err = newObserver(ctx, h.SiteName, h.logger, keys, h.LogAccounts == logAccountsClear); err != nil {
 		return fmt.Errorf("setting up metrics and events: %w", err)
 	}
 	if err := h.provisionSigner(); err != nil {
-		return err
-	}
-	keys, err := h.keyring()
-	if err != nil {
 		return err
 	}
 	keys = keys.InRealm(h.realm)

@@ -124,6 +124,32 @@ func (k *Keyring) PhoneKey(phone string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
+// AccountRefLen is the length of an AccountRef, in hex digits.
+const AccountRefLen = 16
+
+// accountRefLabel separates the hash of an account for logs from every
+// other hash keyed with the same secret (codes, tokens, phones, stand-ins),
+// so that none can stand for another.
+const accountRefLabel = "sms-recovery account log\x00"
+
+// AccountRef returns what log lines and events name an account by: the
+// first AccountRefLen hex digits of HMAC-SHA256 under the newest secret of
+// accountRefLabel and the account as given (normalised, see
+// NormalizeAccount). It is the same on every instance that shares the
+// secret, whatever its realm, so that support can tie an account's lines
+// together across instances and find them by hashing a known account;
+// without the secret, it says nothing of the account, and names cannot be
+// tried against it. A new newest secret gives every account a new one.
+func (k *Keyring) AccountRef(account string) string {
+	m := k.mac(0)
+	m.buf = append(m.buf, accountRefLabel...)
+	m.buf = append(m.buf, account...)
+	sum := k.done(0, m)
+	var out [AccountRefLen]byte
+	hex.Encode(out[:], sum[:AccountRefLen/2])
+	return string(out[:])
+}
+
 // StandInPhones returns the numbers StandInFromSet draws from: StandIns
 // made-up Dutch mobile numbers, derived from the newest secret, which are
 // never texted. They are fixed once the keyring exists, so that the phone

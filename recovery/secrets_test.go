@@ -163,3 +163,58 @@ func TestStandInPhones(t *testing.T) {
 		t.Error("another secret gives the same stand-in numbers")
 	}
 }
+
+// TestAccountRef checks the hash that names an account in logs against the
+// recipe docs/operations.md gives support, computed with openssl:
+//
+//	printf 'sms-recovery account log\0%s' alice@example.com |
+//	  openssl dgst -sha256 -mac HMAC -macopt hexkey:4242…42 | cut -c1-16
+//
+// and that it depends on the newest secret alone: not on the realm, nor on
+// older secrets, so that every instance sharing the secret agrees.
+func TestAccountRef(t *testing.T) {
+	t.Parallel()
+	secret, other := bytes.Repeat([]byte{0x42}, 32), bytes.Repeat([]byte{0x43}, 32)
+	k, err := NewKeyring(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "672ca3a83b429e03"
+	if got := k.AccountRef("alice@example.com"); got != want {
+		t.Errorf("AccountRef = %s, want %s", got, want)
+	}
+	rotated, err := NewKeyring(secret, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rotated.InRealm("another upstream").AccountRef("alice@example.com"); got != want {
+		t.Errorf("AccountRef in another realm, with an older secret = %s, want %s", got, want)
+	}
+	newer, err := NewKeyring(other, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := newer.AccountRef("alice@example.com"); got == want || len(got) != AccountRefLen {
+		t.Errorf("AccountRef under a new newest secret = %s: want another of %d digits", got, AccountRefLen)
+	}
+	if a, b := k.AccountRef("alice@example.com"), k.AccountRef("alicf@example.com"); a == b {
+		t.Errorf("two accounts share the hash %s", a)
+	}
+	// Domain separation: the phone key of the same input is another hash.
+	if k.PhoneKey("alice@example.com")[:AccountRefLen] == want {
+		t.Error("AccountRef equals PhoneKey of the same input")
+	}
+}
+
+func BenchmarkAccountRef(b *testing.B) {
+	k, err := NewKeyring(bytes.Repeat([]byte{0x42}, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_ = k.AccountRef("alice@example.com")
+		}
+	})
+}
