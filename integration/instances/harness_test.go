@@ -243,7 +243,7 @@ func (n *instance) codes(t *testing.T) map[string]string {
 // gateway writes in the background, and returns its code.
 func (n *instance) codeFor(t *testing.T, flow string) string {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if code, ok := n.codes(t)[flow]; ok {
 			return code
