@@ -249,7 +249,7 @@ func (n *instance) codeFor(t *testing.T, flow string) string {
 			return code
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("instance %s: no SMS for flow %s within 5s", n.name, flow)
+			t.Fatalf("instance %s: no SMS for flow %s within 30s", n.name, flow)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
