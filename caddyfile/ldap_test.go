@@ -124,7 +124,7 @@ timeout soon
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var m module.Handler
-			err := UnmarshalRecovery(cf.NewTestDispenser(tt.input), &m)
+			err := m.UnmarshalCaddyfile(cf.NewTestDispenser(tt.input))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)

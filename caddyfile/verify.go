@@ -5,6 +5,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 )
 
@@ -62,15 +63,15 @@ func UnmarshalVerify(d *cf.Dispenser, m *verify.Handler) error {
 		case "key":
 			err = parseVerifyKey(d, m)
 		case "key_id":
-			err = oneString(d, &m.KeyID)
+			err = cfparse.String(d, &m.KeyID)
 		case "hmac_key":
-			err = oneString(d, &m.HMACKey)
+			err = cfparse.String(d, &m.HMACKey)
 		case "ed25519_public_key":
-			err = oneString(d, &m.Ed25519PublicKey)
+			err = cfparse.String(d, &m.Ed25519PublicKey)
 		case "max_skew":
-			err = oneDuration(d, &m.MaxSkew)
+			err = cfparse.Duration(d, &m.MaxSkew)
 		case "nonce_store":
-			m.NonceStoreRaw, err = guest(d, verify.NonceStoreNamespace, "store", "nonce store")
+			m.NonceStoreRaw, err = cfparse.Guest(d, verify.NonceStoreNamespace, "store", "nonce store")
 		default:
 			return d.Errf("unrecognized subdirective '%s'", name)
 		}

@@ -1,12 +1,16 @@
 // Package cfparse reads the one-argument subdirectives that the
 // sms_recovery Caddyfile directive and its guest modules share, with the
-// same messages everywhere: "<name>: '<value>' is not a duration".
+// same messages everywhere ("<name>: '<value>' is not a duration"), and
+// hands a directive's line and block to the guest module it names (Guest).
 package cfparse
 
 import (
+	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -97,4 +101,30 @@ func OnePath(d *cf.Dispenser, what string, path *string) error {
 		return d.Errf("%s: unrecognized subdirective '%s'", what, d.Val())
 	}
 	return nil
+}
+
+// Guest hands the rest of the current directive (directory, sms or
+// storage) to the guest module of namespace that its first argument names,
+// and returns the module's JSON with the name under key. what says what the
+// name is, for the error when no such module is registered.
+func Guest(d *cf.Dispenser, namespace, key, what string) (json.RawMessage, error) {
+	directive := d.Val()
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	name := d.Val()
+	id := namespace + "." + name
+	if _, err := caddy.GetModule(id); err != nil {
+		var have []string
+		for _, info := range caddy.GetModules(namespace) {
+			have = append(have, info.ID.Name())
+		}
+		return nil, d.Errf("%s: unknown %s '%s': no module %s is registered (this Caddy has %s; add one with xcaddy build --with <its package>)",
+			directive, what, name, id, strings.Join(have, ", "))
+	}
+	unm, err := cf.UnmarshalModule(d, id)
+	if err != nil {
+		return nil, err
+	}
+	return caddyconfig.JSONModuleObject(unm, key, name, nil), nil
 }
