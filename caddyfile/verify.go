@@ -1,11 +1,9 @@
 package caddyfile
 
 import (
-	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 )
 
@@ -17,86 +15,13 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("sms_recovery_verify", httpcaddyfile.After, "forward_auth")
 }
 
-// verifyParseCaddyfile sets up the verifier from Caddyfile tokens. Syntax:
-//
-//	sms_recovery_verify [<matcher>] {
-//	    key_id             <id>
-//	    hmac_key           <base64>
-//	    ed25519_public_key <path to PEM>
-//	    key <key_id> hmac_key|ed25519_public_key <base64 or path>
-//	    max_skew           <duration>
-//	    nonce_store memory                      # the default: this process
-//	    nonce_store redis <url> [{ prefix <p> }]  # shared by instances, kept across restarts
-//	    nonce_store <name> ...                  # any module http.handlers.sms_recovery_verify.nonce_stores.<name>
-//	}
-//
-// key_id and one of hmac_key and ed25519_public_key are required; Validate
-// checks that when the configuration loads. Each key line, which may repeat,
-// adds one more key to accept, for a rotation of the gateway's key.
-// nonce_store hands the rest of its line and block to the module it names;
-// the redis URL, placeholders expanded, is checked when the configuration
-// loads.
+// verifyParseCaddyfile sets up the verifier from Caddyfile tokens: the
+// block is the handler's own (verify.Handler.UnmarshalCaddyfile, where the
+// syntax is).
 func verifyParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m verify.Handler
-	if err := UnmarshalVerify(h.Dispenser, &m); err != nil {
+	if err := m.UnmarshalCaddyfile(h.Dispenser); err != nil {
 		return nil, err
 	}
 	return &m, nil
-}
-
-// UnmarshalVerify fills m from the tokens of one sms_recovery_verify
-// directive, whose syntax is documented on verifyParseCaddyfile.
-func UnmarshalVerify(d *cf.Dispenser, m *verify.Handler) error {
-	d.Next() // consume directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if seen[name] && name != "key" {
-			return d.Errf("duplicate subdirective '%s'", name)
-		}
-		seen[name] = true
-		var err error
-		switch name {
-		case "key":
-			err = parseVerifyKey(d, m)
-		case "key_id":
-			err = cfparse.String(d, &m.KeyID)
-		case "hmac_key":
-			err = cfparse.String(d, &m.HMACKey)
-		case "ed25519_public_key":
-			err = cfparse.String(d, &m.Ed25519PublicKey)
-		case "max_skew":
-			err = cfparse.Duration(d, &m.MaxSkew)
-		case "nonce_store":
-			m.NonceStoreRaw, err = cfparse.Guest(d, verify.NonceStoreNamespace, "store", "nonce store")
-		default:
-			return d.Errf("unrecognized subdirective '%s'", name)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// parseVerifyKey reads one key line: key <key_id> hmac_key|ed25519_public_key <value>.
-func parseVerifyKey(d *cf.Dispenser, m *verify.Handler) error {
-	args := d.RemainingArgs()
-	if len(args) != 3 {
-		return d.ArgErr()
-	}
-	k := verify.Key{KeyID: args[0]}
-	switch args[1] {
-	case "hmac_key":
-		k.HMACKey = args[2]
-	case "ed25519_public_key":
-		k.Ed25519PublicKey = args[2]
-	default:
-		return d.Errf("key: '%s' must be hmac_key or ed25519_public_key", args[1])
-	}
-	m.Keys = append(m.Keys, k)
-	return nil
 }

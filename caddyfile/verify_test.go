@@ -68,8 +68,8 @@ func TestUnmarshalVerify(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var got verify.Handler
-			if err := UnmarshalVerify(cf.NewTestDispenser(tt.input), &got); err != nil {
-				t.Fatalf("UnmarshalVerify: %v", err)
+			if err := got.UnmarshalCaddyfile(cf.NewTestDispenser(tt.input)); err != nil {
+				t.Fatalf("UnmarshalCaddyfile: %v", err)
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
@@ -111,9 +111,9 @@ func TestUnmarshalVerifyErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var got verify.Handler
-			err := UnmarshalVerify(cf.NewTestDispenser(tt.input), &got)
+			err := got.UnmarshalCaddyfile(cf.NewTestDispenser(tt.input))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("UnmarshalVerify = %v, want error containing %q", err, tt.want)
+				t.Errorf("UnmarshalCaddyfile = %v, want error containing %q", err, tt.want)
 			}
 			if err != nil && strings.Contains(err.Error(), "hunter2") {
 				t.Errorf("error %q shows a password", err)
@@ -139,8 +139,8 @@ func TestUnmarshalVerifyNonceStore(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var got verify.Handler
-			if err := UnmarshalVerify(cf.NewTestDispenser(tt.input), &got); err != nil {
-				t.Fatalf("UnmarshalVerify: %v", err)
+			if err := got.UnmarshalCaddyfile(cf.NewTestDispenser(tt.input)); err != nil {
+				t.Fatalf("UnmarshalCaddyfile: %v", err)
 			}
 			if tt.want == nil {
 				if got.NonceStoreRaw != nil {
