@@ -93,6 +93,5 @@ var (
 	_ caddy.Provisioner      = (*FileModule)(nil)
 	_ cf.Unmarshaler         = (*FileModule)(nil)
 	_ recovery.Directory     = (*FileModule)(nil)
-	_ recovery.InProcess     = (*FileModule)(nil)
 	_ recovery.PhonesChecked = (*FileModule)(nil)
 )

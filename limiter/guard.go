@@ -147,19 +147,17 @@ func (c Config) Validate() error {
 }
 
 // Guard is the recovery.Guard of rate limits, account locks and IP blocks.
-// It counts requests in a ulule limiter.Store and keeps the wrong codes and
-// the locks they set in a LockStore, apart from those counters: a store
-// that forgets counters to stay within its bound never forgets a lock.
+// It turns each request into one Plan for its PlanStore, which runs the
+// checks, the counters, the change to a flow and the strikes in one atomic
+// step, and turns the Outcome into the refusal the flow reports.
 //
 // Clients are keyed by ClientKey; accounts must arrive normalised, as
 // recovery.NormalizeAccount leaves them. Nothing a client does, right or
 // wrong, resets the counters of anyone else: only a correct code for an
 // account, or Lift, ends the account's run of wrong codes.
 type Guard struct {
-	counters ulimiter.Store
-	locks    LockStore
-	plans    PlanStore // locks, when it runs plans; nil otherwise
-	clock    recovery.Clock
+	store PlanStore
+	clock recovery.Clock
 
 	startIP, startAccount, startPhone, verifyIP, smsGlobal limit
 	lockout, ipBlock                                       threshold
@@ -167,10 +165,9 @@ type Guard struct {
 
 // limit is a Rate as the counter store takes it, under its scope's name.
 type limit struct {
-	scope  string
-	prefix string // of the scope's counter keys
-	rate   ulimiter.Rate
-	keep   bool // Count.Keep
+	scope string
+	rate  ulimiter.Rate
+	keep  bool // Count.Keep
 }
 
 // threshold is a lock policy with the kind of lock it sets and the refusal
@@ -182,27 +179,22 @@ type threshold struct {
 	policy Policy
 }
 
-// New returns a Guard over counters and locks, reading the time from clock.
-// When locks is a PlanStore, every decision is one of its plans, counters
-// included, and counters is not used (it may be nil).
-func New(cfg Config, counters ulimiter.Store, locks LockStore, clock recovery.Clock) (*Guard, error) {
+// New returns a Guard over store, reading the time from clock.
+func New(cfg Config, store PlanStore, clock recovery.Clock) (*Guard, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("limiter config: %w", err)
 	}
-	plans, _ := locks.(PlanStore)
-	if (counters == nil && plans == nil) || locks == nil || clock == nil {
-		return nil, errors.New("limiter: counter store, lock store and clock are required")
+	if store == nil || clock == nil {
+		return nil, errors.New("limiter: store and clock are required")
 	}
 	newLimit := func(scope string, r Rate) limit {
 		// Budgets that span clients are kept through any churn of a
 		// bounded store; a client's own counters may be dropped.
 		keep := scope != ScopeStartIP && scope != ScopeVerifyIP
-		return limit{scope: scope, prefix: scope + ":", rate: ulimiter.Rate{Limit: r.Events, Period: r.Window}, keep: keep}
+		return limit{scope: scope, rate: ulimiter.Rate{Limit: r.Events, Period: r.Window}, keep: keep}
 	}
 	return &Guard{
-		counters:     counters,
-		locks:        locks,
-		plans:        plans,
+		store:        store,
 		clock:        clock,
 		startIP:      newLimit(ScopeStartIP, cfg.StartIP),
 		startAccount: newLimit(ScopeStartAccount, cfg.StartAccount),
@@ -230,143 +222,217 @@ func New(cfg Config, counters ulimiter.Store, locks LockStore, clock recovery.Cl
 // global SMS budget is spent; otherwise it counts the start against the
 // client and then the account. A start the client's limit refuses does not
 // count against the account, so that one client cannot fill the store with
-// account counters.
-func (g *Guard) Start(ctx context.Context, ip, account string) error {
-	if g.plans != nil {
-		p := g.startPlan(ClientKey(ip), account, false)
+// account counters. For a new flow (not a resend) a store with no room for
+// it refuses first, before anything is counted.
+func (g *Guard) Start(ctx context.Context, ip, account string, resend bool) error {
+	client := ClientKey(ip)
+	p := Plan{
+		Locks: g.lockChecks(client, account),
+		Counts: []Count{
+			g.smsGlobal.count("", true),
+			g.startIP.count(client, false),
+			g.startAccount.count(account, false),
+		},
+	}
+	if !resend {
 		p.NewFlowFrom = ip
-		_, err := g.run(ctx, &p)
-		return err
 	}
-	now := g.clock.Now()
-	client := ClientKey(ip)
-	if err := g.checkLocks(ctx, now, client, account); err != nil {
-		return err
-	}
-	// Peeked, not counted: only SMS spends the budget. The budget is global,
-	// so this refusal says nothing about the account.
-	c, err := g.counters.Peek(ctx, g.smsGlobal.key(""), g.smsGlobal.rate)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", g.smsGlobal.scope, err)
-	}
-	if c.Remaining <= 0 {
-		return g.smsGlobal.denial(now, c)
-	}
-	if err := g.take(ctx, now, g.startIP, client); err != nil {
-		return err
-	}
-	return g.take(ctx, now, g.startAccount, account)
+	_, err := g.run(ctx, &p)
+	return err
 }
 
-// SMS counts a code for phone against its limit and then against the global
-// budget, which a refused phone does not spend.
+// CreateFlow stores f, a start that Start allowed, and counts its code
+// against the phone behind phoneKey and then the global SMS budget, in one
+// plan. A refused phone spends no global budget; a refused code is not a
+// refused flow: f is stored all the same, and the refusal, returned as sms,
+// drops the code message only. A decoy's flow peeks the same counters
+// instead of counting them, so that it costs the same and spends nothing.
+func (g *Guard) CreateFlow(ctx context.Context, f recovery.Flow, phoneKey string) (sms, err error) {
+	p := Plan{Op: OpCreate, Flow: f, Counts: g.smsCounts(phoneKey, f.Decoy)}
+	o, err := g.run(ctx, &p)
+	if err != nil {
+		return nil, err
+	}
+	return g.soft(&p, o), nil
+}
+
+// ResendFlow replaces the code of flow id, as recovery.Store.Resend
+// describes, and counts the new code as CreateFlow does, in one plan:
+// recovery.ErrNotFound for a missing or expired flow or one with
+// maxAttempts attempts spent, recovery.ErrTooEarly with the flow inside
+// the interval (nothing counted), or the flow with its new code.
+func (g *Guard) ResendFlow(ctx context.Context, r recovery.ResendOp, phoneKey string, decoy bool) (recovery.Flow, error, error) {
+	p := Plan{Op: OpResend, FlowID: r.ID, CodeHash: r.CodeHash, Now: r.Now, Interval: r.Interval,
+		ExpiresAt: r.ExpiresAt, MaxAttempts: r.MaxAttempts, Counts: g.smsCounts(phoneKey, decoy)}
+	o, err := g.run(ctx, &p)
+	switch {
+	case err != nil:
+		return o.Flow, nil, err
+	case o.FlowErr != nil:
+		return o.Flow, nil, o.FlowErr
+	}
+	return o.Flow, g.soft(&p, o), nil
+}
+
+// smsCounts counts a code against its phone and then the global budget,
+// without refusing the plan; a decoy peeks them.
+func (g *Guard) smsCounts(phoneKey string, decoy bool) []Count {
+	return []Count{g.startPhone.soft(phoneKey, decoy), g.smsGlobal.soft("", decoy)}
+}
+
+// soft is the refusal of the first soft counter that refused in o, or nil.
+func (g *Guard) soft(p *Plan, o Outcome) error {
+	if o.Soft == 0 {
+		return nil
+	}
+	c := p.Counts[o.Soft-1]
+	return g.limitOf(c.Scope).denial(g.clock.Now(), o.SoftCounter)
+}
+
+// SMS counts a message for phone against its limit and then against the
+// global budget, which a refused phone does not spend.
 func (g *Guard) SMS(ctx context.Context, phone string) error {
-	if g.plans != nil {
-		p := Plan{Counts: []Count{g.startPhone.count(phone, false), g.smsGlobal.count("", false)}}
-		_, err := g.run(ctx, &p)
-		return err
-	}
-	now := g.clock.Now()
-	if err := g.take(ctx, now, g.startPhone, phone); err != nil {
-		return err
-	}
-	return g.take(ctx, now, g.smsGlobal, "")
+	p := Plan{Counts: []Count{g.startPhone.count(phone, false), g.smsGlobal.count("", false)}}
+	_, err := g.run(ctx, &p)
+	return err
 }
 
-// Verify refuses a blocked client or a locked account, and otherwise counts
-// the check against the client.
-func (g *Guard) Verify(ctx context.Context, ip, account string) error {
+// Verify refuses a blocked client or a locked account, counts the check
+// against the client, counts the flow's attempt and then strikes the client
+// and the account, in one plan: recovery.ErrNotFound for a missing or
+// expired flow (its client still counted), recovery.ErrExhausted (with the
+// flow as it was) when this attempt was one too many, a *Denial (with the
+// flow, if it was found), or the flow with the attempt counted and the
+// Guess. Each strike is one atomic step with checking that key's lock, so
+// no number of concurrent guesses passes a threshold.
+func (g *Guard) Verify(ctx context.Context, ip, id string, maxAttempts int) (recovery.Flow, recovery.Guess, error) {
 	client := ClientKey(ip)
-	if g.plans != nil {
-		p := Plan{Locks: g.lockChecks(client, account, false), Counts: []Count{g.verifyIP.count(client, false)}}
-		_, err := g.run(ctx, &p)
-		return err
+	p := Plan{
+		Locks:       g.lockChecks(client, ""),
+		Counts:      []Count{g.verifyIP.count(client, false)},
+		Op:          OpAttempt,
+		FlowID:      id,
+		MaxAttempts: maxAttempts,
+		Strikes: []StrikeStep{
+			{Kind: g.ipBlock.kind, Key: client, Policy: g.ipBlock.policy},
+			{Kind: g.lockout.kind, OfFlow: true, Policy: g.lockout.policy},
+		},
 	}
-	now := g.clock.Now()
-	if err := g.checkLocks(ctx, now, client, account); err != nil {
-		return err
+	o, err := g.run(ctx, &p)
+	switch {
+	case err != nil:
+		return o.Flow, recovery.Guess{}, err
+	case o.Exhausted:
+		return o.Flow, recovery.Guess{}, recovery.ErrExhausted
+	case o.FlowErr != nil:
+		return o.Flow, recovery.Guess{}, o.FlowErr
 	}
-	return g.take(ctx, now, g.verifyIP, client)
+	guess := g.guess(o)
+	if o.Full {
+		guess.Uncounted = &recovery.Denial{Reason: recovery.ErrFull, Scope: ScopeLockout, RetryAfter: fullRetry}
+	}
+	return o.Flow, guess, nil
 }
 
-// Guess counts a code about to be compared against the client and then the
-// account. Each count is one atomic step with checking that key's lock, so
-// no number of concurrent guesses passes a threshold. A blocked client or
-// a locked account refuses the guess; a client's strike for a guess the
-// account's lock refuses is taken back, since no code was compared. What
-// the guess set joins the block first, as Start and Verify report them.
-func (g *Guard) Guess(ctx context.Context, ip, account string) (recovery.Guess, error) {
+// Right follows a Verify whose code was right: it consumes the flow and,
+// only if this call did, ends the account's run of wrong codes (lifting a
+// lock its last guess set), takes the client's strike for that guess back
+// and stores t, in one plan. It reports whether this call consumed the
+// flow.
+func (g *Guard) Right(ctx context.Context, ip, id string, t recovery.Token) (bool, error) {
+	p := Plan{Op: OpFinish, FlowID: id, Token: t, Ends: []EndStep{
+		{Kind: g.lockout.kind, OfFlow: true},
+		{Kind: g.ipBlock.kind, Key: ClientKey(ip), Forgive: true, Policy: g.ipBlock.policy},
+	}}
+	o, err := g.run(ctx, &p)
+	if err != nil {
+		return false, err
+	}
+	return o.Won, nil
+}
+
+// lockChecks checks the client's block and then the account's lock: the
+// given account's, or with none given the flow's.
+func (g *Guard) lockChecks(client, account string) []LockCheck {
+	return []LockCheck{
+		{Kind: g.ipBlock.kind, Key: client},
+		{Kind: g.lockout.kind, Key: account, OfFlow: account == ""},
+	}
+}
+
+// run runs p and turns a refusal into its *Denial.
+func (g *Guard) run(ctx context.Context, p *Plan) (Outcome, error) {
+	o, err := g.store.RunPlan(ctx, p)
+	if err != nil {
+		return o, fmt.Errorf("checking limits: %w", err)
+	}
 	now := g.clock.Now()
-	client := ClientKey(ip)
-	if g.plans != nil {
-		p := Plan{Strikes: g.strikeSteps(client, account, false)}
-		o, err := g.run(ctx, &p)
+	switch o.Refused {
+	case StepLock:
+		t, err := g.threshold(p.Locks[o.Index].Kind)
 		if err != nil {
-			return recovery.Guess{}, err
+			return o, err
 		}
-		return g.guess(o), nil
-	}
-	blocked, err := g.strike(ctx, now, g.ipBlock, client)
-	if err != nil {
-		return recovery.Guess{}, err
-	}
-	locked, err := g.strike(ctx, now, g.lockout, account)
-	if err != nil {
-		if ferr := g.locks.Forgive(ctx, g.ipBlock.kind, client, g.ipBlock.policy); ferr != nil {
-			return recovery.Guess{}, fmt.Errorf("taking back %s strike: %w", g.ipBlock.scope, ferr)
+		return o, t.denial(now, o.Lock)
+	case StepCount:
+		return o, g.limitOf(p.Counts[o.Index].Scope).denial(now, o.Counter)
+	case StepFull:
+		return o, &recovery.Denial{Reason: recovery.ErrFull, Scope: ScopeFlows, RetryAfter: max(time.Second, o.RetryAt.Sub(now))}
+	case StepStrike:
+		t, err := g.threshold(p.Strikes[o.Index].Kind)
+		if err != nil {
+			return o, err
 		}
-		return recovery.Guess{}, err
+		if o.Full {
+			return o, &recovery.Denial{Reason: recovery.ErrFull, Scope: t.scope, RetryAfter: fullRetry}
+		}
+		return o, t.denial(now, o.Lock)
 	}
-	var set []error // as errors, never a nil *Denial
-	for _, d := range []*recovery.Denial{blocked, locked} {
-		if d != nil {
-			set = append(set, d)
+	return o, nil
+}
+
+// guess is the Guess of a plan's strikes: the block and lock they set.
+func (g *Guard) guess(o Outcome) recovery.Guess {
+	var set []error
+	for _, s := range o.Strikes {
+		if !s.Set {
+			continue
+		}
+		if t, err := g.threshold(s.Lock.Kind); err == nil {
+			// From the instant the store set it, so that a lock of 30m is
+			// told as 30m, not a second more.
+			set = append(set, t.denial(s.Lock.Since, s.Lock))
 		}
 	}
 	switch len(set) {
 	case 0:
-		return recovery.Guess{}, nil
+		return recovery.Guess{}
 	case 1:
-		return recovery.Guess{Set: set[0]}, nil
+		return recovery.Guess{Set: set[0]}
 	}
-	return recovery.Guess{Set: errors.Join(set...)}, nil
+	return recovery.Guess{Set: errors.Join(set...)}
 }
 
-// Right ends the account's run of wrong codes, lifting a lock its last guess
-// set, and takes the client's strike for that guess back.
-func (g *Guard) Right(ctx context.Context, ip, account string) error {
-	if g.plans != nil {
-		p := Plan{Ends: g.endSteps(ClientKey(ip), account, false)}
-		_, err := g.run(ctx, &p)
-		return err
+func (g *Guard) limitOf(scope string) limit {
+	for _, l := range []limit{g.startIP, g.startAccount, g.startPhone, g.verifyIP, g.smsGlobal} {
+		if l.scope == scope {
+			return l
+		}
 	}
-	if _, err := g.locks.EndRun(ctx, g.lockout.kind, account); err != nil {
-		return fmt.Errorf("ending %s run: %w", g.lockout.scope, err)
-	}
-	if err := g.locks.Forgive(ctx, g.ipBlock.kind, ClientKey(ip), g.ipBlock.policy); err != nil {
-		return fmt.Errorf("taking back %s strike: %w", g.ipBlock.scope, err)
-	}
-	return nil
+	return limit{scope: scope}
 }
 
-// strike counts one strike against key under t. A lock in force, or no room
-// for a new record, is returned as the error; a lock this strike set is
-// returned as the first result.
-func (g *Guard) strike(ctx context.Context, now time.Time, t threshold, key string) (*recovery.Denial, error) {
-	s, err := g.locks.Strike(ctx, t.kind, key, t.policy)
-	switch {
-	case errors.Is(err, recovery.ErrFull):
-		return nil, &recovery.Denial{Reason: recovery.ErrFull, Scope: t.scope, RetryAfter: fullRetry}
-	case err != nil:
-		return nil, fmt.Errorf("counting %s: %w", t.scope, err)
-	case s.Refused:
-		return nil, t.denial(now, s.Lock)
-	case s.Set:
-		// From the instant the store set it, so that a lock of 30m is told
-		// as 30m, not a second more.
-		return t.denial(s.Lock.Since, s.Lock), nil
-	}
-	return nil, nil
+// count is l's counter for key, peeked or counted.
+func (l limit) count(key string, peek bool) Count {
+	return Count{Scope: l.scope, Key: key, Limit: l.rate.Limit, Window: l.rate.Period, Peek: peek, Keep: l.keep}
+}
+
+// soft is l's counter for key that reports its refusal without refusing the
+// plan, peeked or counted.
+func (l limit) soft(key string, peek bool) Count {
+	c := l.count(key, peek)
+	c.Soft = true
+	return c
 }
 
 // fullRetry is the wait a client is told when the lock store is full: long
@@ -378,7 +444,7 @@ func (g *Guard) Locks(ctx context.Context, kind string) ([]Lock, error) {
 	if _, err := g.threshold(kind); err != nil {
 		return nil, err
 	}
-	locks, err := g.locks.ListLocks(ctx, kind)
+	locks, err := g.store.ListLocks(ctx, kind)
 	if err != nil {
 		return nil, fmt.Errorf("listing %s locks: %w", kind, err)
 	}
@@ -401,7 +467,7 @@ func (g *Guard) Impose(ctx context.Context, account string, d time.Duration) (Lo
 	if d < 0 {
 		return Lock{}, false, fmt.Errorf("imposing %s lock: negative duration %s", KindAccount, d)
 	}
-	l, set, err := g.locks.Impose(ctx, g.lockout.kind, account, d)
+	l, set, err := g.store.Impose(ctx, g.lockout.kind, account, d)
 	if err != nil {
 		return Lock{}, false, fmt.Errorf("imposing %s lock: %w", KindAccount, err)
 	}
@@ -420,7 +486,7 @@ func (g *Guard) Lift(ctx context.Context, kind, key string) (bool, error) {
 	if kind == KindIP {
 		key = ClientKey(key)
 	}
-	lifted, err := g.locks.EndRun(ctx, t.kind, key)
+	lifted, err := g.store.EndRun(ctx, t.kind, key)
 	if err != nil {
 		return false, fmt.Errorf("lifting %s lock: %w", kind, err)
 	}
@@ -459,56 +525,14 @@ func (g *Guard) threshold(kind string) (threshold, error) {
 	return threshold{}, fmt.Errorf("unknown lock kind %q", kind)
 }
 
-// checkLocks refuses a blocked client or a locked account, in that order.
-func (g *Guard) checkLocks(ctx context.Context, now time.Time, client, account string) error {
-	for _, c := range []struct {
-		t   threshold
-		key string
-	}{
-		{g.ipBlock, client},
-		{g.lockout, account},
-	} {
-		if c.key == "" { // an unknown flow: no account to check
-			continue
-		}
-		l, ok, err := g.locks.GetLock(ctx, c.t.kind, c.key)
-		if err != nil {
-			return fmt.Errorf("reading %s lock: %w", c.t.kind, err)
-		}
-		if ok {
-			return c.t.denial(now, l)
-		}
-	}
-	return nil
-}
-
-// take counts one event against l for key and refuses it when over l.
-func (g *Guard) take(ctx context.Context, now time.Time, l limit, key string) error {
-	c, err := g.counters.Get(ctx, l.key(key), l.rate)
-	if err != nil {
-		return fmt.Errorf("counting %s: %w", l.scope, err)
-	}
-	if c.Reached {
-		return l.denial(now, c)
-	}
-	return nil
-}
-
-// key is the counter key of k under l's scope. The global budget's key is
-// the bare prefix, which costs no allocation.
-func (l limit) key(k string) string {
-	return l.prefix + k
-}
-
-func (l limit) denial(now time.Time, c ulimiter.Context) *recovery.Denial {
-	reset := time.Unix(c.Reset, 0)
+func (l limit) denial(now time.Time, c CounterState) *recovery.Denial {
 	return &recovery.Denial{
 		Reason:     recovery.ErrRateLimited,
 		Scope:      l.scope,
-		RetryAfter: retryAfter(now, reset),
-		Limit:      c.Limit,
-		Remaining:  c.Remaining,
-		Reset:      reset,
+		RetryAfter: retryAfter(now, c.Reset),
+		Limit:      l.rate.Limit,
+		Remaining:  max(0, l.rate.Limit-c.Count),
+		Reset:      c.Reset,
 	}
 }
 

@@ -10,8 +10,8 @@ import (
 // PlanStore is a LockStore that also keeps the rate counters and the
 // recovery flows and tokens, and runs a whole request as one Plan: the lock
 // checks, the counters, the change to a flow or token and the strikes, in
-// one atomic step. A Guard over a PlanStore asks it once per request, which
-// on a server is one round trip, and never uses its counter store.
+// one atomic step. A Guard asks it once per request, which on a server is
+// one round trip.
 //
 // The steps of a plan run in this order, and the first refusal ends it with
 // nothing after it done:
@@ -28,7 +28,9 @@ import (
 //     Keep marks (StepFull), before anything is counted;
 //  3. Counts, in order: a peeked counter refuses once spent, a counted one
 //     refuses once over its limit (the refused event counted, as ulule's
-//     stores count it), and counters after a refusal are not touched;
+//     stores count it), and counters after a refusal are not touched; a
+//     Soft counter's refusal does not refuse the plan: it is reported in
+//     Outcome.Soft, and the soft counters after it are not touched;
 //  4. the Op: OpCreate stores Flow; OpResend replaces the code (the interval
 //     checked again); OpAttempt counts an attempt, deleting a flow over
 //     MaxAttempts (recovery.ErrNotFound, Exhausted); OpFinish consumes the
@@ -103,6 +105,9 @@ type Count struct {
 	Limit      int64
 	Window     time.Duration
 	Peek       bool
+	// Soft: a refusal skips the soft counters after this one and is
+	// reported in Outcome.Soft; the plan goes on.
+	Soft bool
 	// Keep marks a budget that no churn of a bounded store may hand back
 	// (start_account, start_phone, sms_global): such a store never drops
 	// the counter while its window is open, and refuses the plan (StepFull)
@@ -147,12 +152,16 @@ type Outcome struct {
 	// that step's list; StepNone when nothing refused.
 	Refused Step
 	Index   int
-	Lock    Lock          // the lock that refused (StepLock, StepStrike)
-	Full    bool          // StepStrike, or OpAttempt: no room for a new record
-	Counter CounterState  // the counter that refused (StepCount)
-	RetryAt time.Time     // StepFull: when the store may have room again
-	Strikes []Strike      // the strikes counted, in order (none forgiven since)
-	Flow    recovery.Flow // the plan's flow: as read, or after its change
+	Lock    Lock         // the lock that refused (StepLock, StepStrike)
+	Full    bool         // StepStrike, or OpAttempt: no room for a new record
+	Counter CounterState // the counter that refused (StepCount)
+	// Soft is 1 + the index in Plan.Counts of the soft counter that
+	// refused, in the state SoftCounter, or 0.
+	Soft        int
+	SoftCounter CounterState
+	RetryAt     time.Time     // StepFull: when the store may have room again
+	Strikes     []Strike      // the strikes counted, in order (none forgiven since)
+	Flow        recovery.Flow // the plan's flow: as read, or after its change
 	// FlowErr is recovery.ErrNotFound for a missing, expired or exhausted
 	// flow, recovery.ErrTooEarly for a resend inside the interval.
 	FlowErr   error
@@ -169,7 +178,7 @@ type CounterState struct {
 
 // CountWindow counts n events (0 to read) in the window w of a counter at
 // now and returns its state: the fixed-window step every PlanStore takes,
-// like LRUStore. A window that has ended starts afresh.
+// as ulule's stores count. A window that has ended starts afresh.
 func CountWindow(w *Window, c Count, n int64, now time.Time) CounterState {
 	if now.UnixNano() >= w.End {
 		w.N, w.End = 0, now.Add(c.Window).UnixNano()
@@ -185,3 +194,14 @@ func (c Count) Refuses(s CounterState) bool {
 	}
 	return s.Count > c.Limit
 }
+
+// Window is one key's counter: N events in the window ending at End.
+type Window struct {
+	N   int64
+	End int64 // Unix nanoseconds; the window has ended once now >= End
+}
+
+// DefaultMaxKeys is the bound on the client counters a memory store keeps
+// at its default size. A counter costs about 80 bytes with its share of the
+// index; 250,000 still cover tens of thousands of recoveries an hour.
+const DefaultMaxKeys = 250_000

@@ -73,7 +73,7 @@ func (p Policy) LockDuration(n int64) time.Duration {
 	return min(d, max(p.MaxDuration, p.Duration))
 }
 
-// Strike is the outcome of LockStore.Strike.
+// Strike is the outcome of one strike of a plan.
 type Strike struct {
 	// Refused is true when a lock was in force already: nothing was counted.
 	Refused bool
@@ -84,24 +84,13 @@ type Strike struct {
 	Lock Lock
 }
 
-// LockStore keeps the security state behind locks: strikes, and the locks
-// they set. It never drops a record to make room for another: when it is
-// full, a strike that needs a new record fails with recovery.ErrFull, and
-// keys it holds already are still counted. Storage backends implement it.
+// LockStore is what support does with the security state behind locks:
+// list, lift and impose them. Strikes are counted by plans (PlanStore).
+// Storage backends implement it.
 type LockStore interface {
-	// Strike counts one strike against kind and key under p, in one atomic
-	// step with checking the key's lock: of any number of concurrent
-	// strikes, exactly those up to the threshold are counted and the rest
-	// refused.
-	Strike(ctx context.Context, kind, key string, p Policy) (Strike, error)
-	// Forgive takes one strike back from a key that is not locked, after a
-	// code turned out right; a record it empties goes.
-	Forgive(ctx context.Context, kind, key string, p Policy) error
 	// EndRun deletes the key's record: its strikes and any lock. It reports
 	// whether a lock was in force.
 	EndRun(ctx context.Context, kind, key string) (bool, error)
-	// GetLock returns the lock of that kind and key, if one is in force.
-	GetLock(ctx context.Context, kind, key string) (Lock, bool, error)
 	// ListLocks returns the locks of a kind in force now, ordered by Until
 	// (permanent locks last) and then Key.
 	ListLocks(ctx context.Context, kind string) ([]Lock, error)

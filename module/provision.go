@@ -60,7 +60,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.closers = append(h.closers, func() error { return releaseStore(h.store) })
 
-	h.guard, err = limiter.New(h.limits(), h.store.counters, h.store.backend, clock.Real{})
+	h.guard, err = limiter.New(h.limits(), h.store.backend, clock.Real{})
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
-	ulimiter "github.com/ulule/limiter/v3"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
@@ -17,11 +16,10 @@ var stores = caddy.NewUsagePool()
 
 // pooledStore is one entry of the pool.
 type pooledStore struct {
-	key      string
-	backend  storage.Backend
-	counters ulimiter.Store
-	health   *healthCheck // of the readiness route
-	close    func() error
+	key     string
+	backend storage.Backend
+	health  *healthCheck // of the readiness route
+	close   func() error
 }
 
 // Destruct closes the backend when the last handler using it is gone.
@@ -57,7 +55,7 @@ func (h *Handler) loadStore(ctx caddy.Context) (*pooledStore, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &pooledStore{key: key, backend: o.Backend, counters: o.Counters, close: o.Close,
+		return &pooledStore{key: key, backend: o.Backend, close: o.Close,
 			health: newHealthCheck(o.Backend, clock.Real{})}, nil
 	})
 	if err != nil {

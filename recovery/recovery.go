@@ -42,9 +42,9 @@ var (
 
 	// ErrNotFound is returned by a Store for a missing or expired record.
 	ErrNotFound = errors.New("not found")
-	// ErrTooEarly is returned by Store.Resend inside the resend interval.
+	// ErrTooEarly is returned by Guard.ResendFlow inside the resend interval.
 	ErrTooEarly = errors.New("too early")
-	// ErrExhausted is returned by a FlowGuard for a flow whose attempts ran
+	// ErrExhausted is returned by a Guard for a flow whose attempts ran
 	// out with this one, which deleted it. It is an ErrNotFound.
 	ErrExhausted = fmt.Errorf("%w: attempts exhausted", ErrNotFound)
 	// ErrBusy is returned by Store.BeginSpend while another request holds the token.
@@ -110,28 +110,13 @@ type Token struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// Store keeps flows and tokens. Every method is atomic with respect to the
-// others: implementations for several processes (Redis) do the read-modify-
-// write on the server. Expired records behave as missing (ErrNotFound).
+// Store keeps flows and tokens. The changes to flows are made by the
+// Guard, in one atomic step with a request's checks; what the Service asks
+// of the store itself are reads and the holds of a reset token. Expired
+// records behave as missing (ErrNotFound).
 type Store interface {
-	// CreateFlow stores a new flow until f.ExpiresAt.
-	CreateFlow(ctx context.Context, f Flow) error
 	// Flow returns a flow without changing it.
 	Flow(ctx context.Context, id string) (Flow, error)
-	// Attempt counts one verification attempt and returns the flow with the
-	// count included. A flow whose count would exceed maxAttempts is deleted
-	// and ErrNotFound returned, so no caller ever compares past the limit.
-	Attempt(ctx context.Context, id string, maxAttempts int) (Flow, error)
-	// ConsumeFlow deletes a flow and reports whether this call deleted it:
-	// of several concurrent callers exactly one gets true.
-	ConsumeFlow(ctx context.Context, id string) (bool, error)
-	// Resend replaces the code of a flow when at least interval has passed
-	// since f.SentAt, setting SentAt to now, ExpiresAt to expiresAt and
-	// incrementing Sends. Inside the interval it returns the unchanged flow
-	// and ErrTooEarly.
-	Resend(ctx context.Context, id string, codeHash []byte, now time.Time, interval time.Duration, expiresAt time.Time) (Flow, error)
-	// PutToken stores a reset token until t.ExpiresAt.
-	PutToken(ctx context.Context, t Token) error
 	// BeginSpend takes a token for one reset attempt: ErrNotFound if it is
 	// unknown, expired or spent, ErrBusy while another attempt holds it. The
 	// hold ends by itself after lease.
@@ -186,61 +171,59 @@ type Sender interface {
 	Send(ctx context.Context, m Message) error
 }
 
-// Guard is the abuse layer: rate limits, account locks and IP blocks.
-// Refusals are *Denial errors; other errors mean the guard cannot decide
-// and the request fails closed.
+// Guard is the abuse layer: rate limits, account locks and IP blocks, and
+// the changes to flows, each made in one atomic step with the checks of its
+// request, so that every invariant holds under any concurrency: attempts
+// counted before comparison, a flow consumed once, no guess past a
+// threshold. Refusals are *Denial errors; other errors mean the guard
+// cannot decide and the request fails closed.
+//
+// Every request takes its steps in the same order: the checks that need no
+// directory first (Start), so that a flood the guard refuses never reaches
+// it, then the lookup, then the change (CreateFlow, ResendFlow).
 type Guard interface {
-	// Start is asked before a flow is started for account from ip.
-	Start(ctx context.Context, ip, account string) error
-	// SMS is asked just before a message goes to a phone, identified by a
-	// keyed hash (Keyring.PhoneKey). A refusal drops the message silently,
-	// so that it tells the client nothing about the account.
+	// Start is asked before a flow is started (or, with resend, a code
+	// resent) for account from ip.
+	Start(ctx context.Context, ip, account string, resend bool) error
+	// CreateFlow stores f and counts its code against the phone behind
+	// phoneKey (Keyring.PhoneKey) and the global SMS budget, in one step. A
+	// refused code does not refuse the flow: the refusal is returned as
+	// sms, and the code message is dropped. A decoy spends no budget.
+	CreateFlow(ctx context.Context, f Flow, phoneKey string) (sms, err error)
+	// ResendFlow replaces the code of a flow and counts the new code as
+	// CreateFlow does: ErrNotFound for a missing or expired flow or one
+	// with its attempts spent, ErrTooEarly with the flow inside the
+	// interval (neither counted), or the flow with its new code.
+	ResendFlow(ctx context.Context, r ResendOp, phoneKey string, decoy bool) (f Flow, sms, err error)
+	// SMS is asked just before a notice goes to a phone, identified by a
+	// keyed hash (Keyring.PhoneKey). A refusal drops the message silently.
 	SMS(ctx context.Context, phoneKey string) error
-	// Verify is asked before a flow's attempt is counted. It refuses a
-	// blocked client or a locked account early and counts the request
-	// against the client's limit.
-	Verify(ctx context.Context, ip, account string) error
-	// Guess counts a code that is about to be compared against the client
-	// and the account, in one atomic step with checking their locks, so
-	// that concurrent guesses never pass a lockout threshold. A lock or
-	// block in force refuses the guess with a *Denial; what the guess
-	// itself set is in the Guess and stands if the code is wrong.
-	Guess(ctx context.Context, ip, account string) (Guess, error)
-	// Right follows a Guess whose code was right: the account's run of
-	// wrong codes ends, a lock its guess set with it, and the client's
-	// strike is taken back.
-	Right(ctx context.Context, ip, account string) error
+	// Verify refuses a blocked client or a locked account, counts the
+	// request against the client, counts one attempt on the flow and the
+	// code about to be compared against the client and the account:
+	// ErrNotFound for a missing or expired flow, ErrExhausted (with the
+	// flow as it was) when this attempt was one too many, a *Denial (with
+	// the flow, if it was found), or the flow with the attempt counted and
+	// the Guess. What the guess set stands if the code is wrong.
+	Verify(ctx context.Context, ip, id string, maxAttempts int) (Flow, Guess, error)
+	// Right follows a Verify whose code was right: it consumes the flow
+	// and, only if this call did, ends the account's run of wrong codes,
+	// takes the client's strike back and stores t. It reports whether this
+	// call consumed the flow.
+	Right(ctx context.Context, ip, id string, t Token) (bool, error)
 }
 
-// FlowGuard is a Guard that makes a request's checks and its change to a
-// Store in one atomic step: on a shared server, one round trip instead of
-// one for each. The Service uses it, instead of the Guard and Store calls it
-// stands for, when Keeps(store) says that its changes go to that store. Each
-// method is atomic as a whole, so every invariant of the calls it replaces
-// holds as strongly: attempts counted before comparison, a flow consumed
-// once, no guess past a threshold.
-type FlowGuard interface {
-	Guard
-	// Keeps reports whether the guard's changes go to s.
-	Keeps(s Store) bool
-	// StartFlow is Start and then Store.CreateFlow(f): f is stored only
-	// when the start is allowed.
-	StartFlow(ctx context.Context, ip string, f Flow) error
-	// ResendFlow is Start for the account of the flow and then
-	// Store.Resend: ErrNotFound for a missing or expired flow or one with
-	// maxAttempts attempts spent, ErrTooEarly with the flow inside the
-	// interval (neither counted), a *Denial, or the flow with its new code.
-	ResendFlow(ctx context.Context, ip, id string, codeHash []byte, now time.Time, interval time.Duration, expiresAt time.Time, maxAttempts int) (Flow, error)
-	// VerifyFlow is Verify (for the flow's account, or for none when the
-	// flow is missing), then Store.Attempt and Guess: ErrNotFound for a
-	// missing or expired flow, ErrExhausted (with the flow as it was) when
-	// this attempt was one too many, a *Denial (with the flow, if it was
-	// found), or the flow with the attempt counted and the Guess.
-	VerifyFlow(ctx context.Context, ip, id string, maxAttempts int) (Flow, Guess, error)
-	// RightFlow follows a VerifyFlow whose code was right: it consumes the
-	// flow, and only if this call did, it is Right and Store.PutToken(t).
-	// It reports whether this call consumed the flow.
-	RightFlow(ctx context.Context, ip, id string, t Token) (bool, error)
+// ResendOp is the change ResendFlow makes: when at least Interval has
+// passed since the flow's last code (read at Now), its code becomes
+// CodeHash, SentAt Now and ExpiresAt ExpiresAt, and Sends grows by one. A
+// flow with MaxAttempts attempts is spent, and not resent.
+type ResendOp struct {
+	ID          string
+	CodeHash    []byte
+	Now         time.Time
+	Interval    time.Duration
+	ExpiresAt   time.Time
+	MaxAttempts int
 }
 
 // Guess is a code counted against the abuse layer before it is compared.

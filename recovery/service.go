@@ -46,15 +46,6 @@ type Deps struct {
 type Service struct {
 	cfg Config
 	Deps
-	// flows is the Guard as a FlowGuard when its changes go to the Store:
-	// then a request's checks and its change are one step.
-	flows FlowGuard
-	// lookupFirst looks the account up before the guard on /start and
-	// /resend, so that the checks and the change are one step: only when
-	// the directory answers in process and the store does not, where a
-	// lookup costs less than the round trip it saves. Otherwise the guard
-	// refuses first, and a flood it refuses never reaches the directory.
-	lookupFirst bool
 	// standInSet draws unknown accounts' stand-ins from the checked set
 	// (see PhonesChecked).
 	standInSet bool
@@ -66,12 +57,6 @@ type Service struct {
 // parsedLink is what link made of one public URL.
 type parsedLink struct {
 	publicURL, link, host string
-}
-
-// InProcess is implemented by a Directory or Store that answers from this
-// process, without a round trip to a server.
-type InProcess interface {
-	InProcess() bool
 }
 
 // PhonesChecked is a Directory whose every number the phone policy checked
@@ -89,11 +74,6 @@ func phonesChecked(v any) bool {
 	return ok && c.PhonesChecked()
 }
 
-func inProcess(v any) bool {
-	ip, ok := v.(InProcess)
-	return ok && ip.InProcess()
-}
-
 // New returns a Service. It checks that every collaborator is there.
 func New(cfg Config, d Deps) (*Service, error) {
 	switch {
@@ -108,12 +88,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Observer == nil {
 		d.Observer = nopObserver{}
 	}
-	svc := &Service{cfg: cfg, Deps: d, standInSet: phonesChecked(d.Directory)}
-	if fg, ok := d.Guard.(FlowGuard); ok && fg.Keeps(d.Store) {
-		svc.flows = fg
-		svc.lookupFirst = inProcess(d.Directory) && !inProcess(d.Store)
-	}
-	return svc, nil
+	return &Service{cfg: cfg, Deps: d, standInSet: phonesChecked(d.Directory)}, nil
 }
 
 // Started is the answer to Start and Resend.
@@ -141,10 +116,9 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 	if err != nil {
 		return Started{}, err
 	}
-	if !s.lookupFirst {
-		if err := s.Guard.Start(ctx, req.ClientIP, account); err != nil {
-			return Started{}, s.denied(ctx, err, account, req.ClientIP, "")
-		}
+	// The guard first: a flood it refuses never reaches the directory.
+	if err := s.Guard.Start(ctx, req.ClientIP, account, false); err != nil {
+		return Started{}, s.denied(ctx, err, account, req.ClientIP, "")
 	}
 	id, err := randomID(s.Rand, flowIDBytes)
 	if err != nil {
@@ -171,26 +145,15 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 	if err != nil {
 		return Started{}, err
 	}
-	if s.lookupFirst {
-		if err := s.flows.StartFlow(ctx, req.ClientIP, f); err != nil {
-			return Started{}, s.denied(ctx, err, account, req.ClientIP, "")
-		}
-	}
 	msg, err := s.compose(&f, to, code, link+id, host, ev)
 	if err != nil {
 		return Started{}, err
 	}
-	if !s.lookupFirst {
-		err := s.Store.CreateFlow(ctx, f)
-		if errors.Is(err, ErrFull) {
-			// Another start took the last room since the guard looked.
-			full := &Denial{Reason: ErrFull, Scope: ScopeRoom, RetryAfter: time.Minute}
-			return Started{}, s.denied(ctx, full, account, req.ClientIP, "")
-		}
-		if err != nil {
-			return Started{}, unavailable("storing flow", err)
-		}
+	sms, err := s.Guard.CreateFlow(ctx, f, s.Keys.PhoneKey(to.phone))
+	if err != nil {
+		return Started{}, s.changeFailed(ctx, err, account, req.ClientIP, "", "storing flow")
 	}
+	msg.Admit = s.admitCode(to, sms, ev)
 	ev.Name, ev.Phone = EventFlowStarted, f.PhoneMasked
 	s.Observer.Observe(ctx, ev)
 	s.send(ctx, msg, ev)
@@ -267,47 +230,64 @@ func (s *Service) compose(f *Flow, to recipient, code, link, host string, ev Eve
 		ExpiresAt: f.ExpiresAt,
 		Decoy:     to.unknown,
 	}
-	if to.refused != nil {
-		m.Admit = s.refuseSMS(to.refused, ev)
-	} else {
-		m.Admit = s.admitSMS(to.phone, ev)
-	}
 	return m, nil
 }
 
-// refuseSMS returns the check of a message to a number that must not get
-// one: it reports why, when the queue comes to it, and drops the message.
-func (s *Service) refuseSMS(why error, ev Event) func(context.Context) error {
+// admitCode returns the check of a code message to to, whose SMS limits
+// the flow's step counted already (sms is their refusal, or nil): a number
+// that must not be texted, or a refused code, is reported when the queue
+// comes to the message, which is then dropped. Reporting it in the request
+// would make the answer tell.
+func (s *Service) admitCode(to recipient, sms error, ev Event) func(context.Context) error {
+	why := to.refused
+	if why == nil {
+		why = sms
+	}
+	if why == nil || to.unknown {
+		return nil
+	}
 	// The closure changes a copy of ev, so that it holds ev by value: one
 	// allocation, not two.
 	return func(ctx context.Context) error {
-		e := ev
-		e.Name, e.Reason = EventSMSRefused, why.Error()
-		s.Observer.Observe(ctx, e)
+		s.smsRefused(ctx, why, ev)
 		return why
 	}
 }
 
-// admitSMS returns the check a code message must pass just before it is
-// delivered: the per-phone limit and the global SMS budget. A refusal is
-// reported and the message dropped; the flow stays, and no code reaches it.
+// admitSMS returns the check a notice must pass just before it is
+// delivered: the per-phone limit and the global SMS budget.
 func (s *Service) admitSMS(phone string, ev Event) func(context.Context) error {
 	return func(ctx context.Context) error {
 		err := s.Guard.SMS(ctx, s.Keys.PhoneKey(phone))
-		if err == nil {
-			return nil
+		if err != nil {
+			s.smsRefused(ctx, err, ev)
 		}
-		e := ev // as in refuseSMS: ev is held by value
-		e.Name, e.Reason = EventSMSRefused, "rate limited"
-		var d *Denial
-		if errors.As(err, &d) {
-			e.Scope = d.Scope
-		} else {
-			e.Reason = "sms limits unavailable"
-		}
-		s.Observer.Observe(ctx, e)
 		return err
 	}
+}
+
+// smsRefused reports a message dropped: for its number, or by the SMS
+// limits (a *Denial), or because they could not be checked.
+func (s *Service) smsRefused(ctx context.Context, why error, ev Event) {
+	ev.Name, ev.Reason = EventSMSRefused, why.Error()
+	var d *Denial
+	switch {
+	case errors.As(why, &d):
+		ev.Reason, ev.Scope = "rate limited", d.Scope
+	case errors.Is(why, ErrUnavailable):
+		ev.Reason = "sms limits unavailable"
+	}
+	s.Observer.Observe(ctx, ev)
+}
+
+// changeFailed answers a change to a flow that the guard refused (a store
+// with no room left since Start looked) or could not make.
+func (s *Service) changeFailed(ctx context.Context, err error, account, ip, flowRef, what string) error {
+	var d *Denial
+	if errors.As(err, &d) {
+		return s.denied(ctx, err, account, ip, flowRef)
+	}
+	return unavailable(what, err)
 }
 
 // send queues a message, decoys too. What becomes of a queued message is
@@ -342,10 +322,8 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 	if wait := f.SentAt.Add(s.cfg.ResendInterval).Sub(now); wait > 0 {
 		return Started{}, tooEarly(wait, f.SentAt.Add(s.cfg.ResendInterval))
 	}
-	if !s.lookupFirst {
-		if err := s.Guard.Start(ctx, clientIP, f.Account); err != nil {
-			return Started{}, s.denied(ctx, err, f.Account, clientIP, FlowRef(flowID))
-		}
+	if err := s.Guard.Start(ctx, clientIP, f.Account, true); err != nil {
+		return Started{}, s.denied(ctx, err, f.Account, clientIP, FlowRef(flowID))
 	}
 	link, host, err := s.link(f.PublicURL)
 	if err != nil {
@@ -365,26 +343,22 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 	if f.Decoy { // once a decoy, always a decoy: no code of it ever verifies
 		next.Decoy, to.unknown = true, true
 	}
-	hash := s.Keys.HashCode(flowID, code)
-	if s.lookupFirst {
-		f, err = s.flows.ResendFlow(ctx, clientIP, flowID, hash, now, s.cfg.ResendInterval, next.ExpiresAt, s.cfg.MaxAttempts)
-		var d *Denial
-		if errors.As(err, &d) {
-			return Started{}, s.denied(ctx, err, f.Account, clientIP, FlowRef(flowID))
-		}
-	} else {
-		f, err = s.Store.Resend(ctx, flowID, hash, now, s.cfg.ResendInterval, next.ExpiresAt)
-	}
-	switch {
-	case errors.Is(err, ErrTooEarly):
-		return Started{}, tooEarly(f.SentAt.Add(s.cfg.ResendInterval).Sub(now), f.SentAt.Add(s.cfg.ResendInterval))
-	case err != nil:
-		return Started{}, notFound(err, ErrExpired)
-	}
 	msg, err := s.compose(&next, to, code, link+flowID, host, ev)
 	if err != nil {
 		return Started{}, err
 	}
+	op := ResendOp{ID: flowID, CodeHash: s.Keys.HashCode(flowID, code), Now: now, Interval: s.cfg.ResendInterval,
+		ExpiresAt: next.ExpiresAt, MaxAttempts: s.cfg.MaxAttempts}
+	f, sms, err := s.Guard.ResendFlow(ctx, op, s.Keys.PhoneKey(to.phone), next.Decoy)
+	switch {
+	case errors.Is(err, ErrTooEarly):
+		return Started{}, tooEarly(f.SentAt.Add(s.cfg.ResendInterval).Sub(now), f.SentAt.Add(s.cfg.ResendInterval))
+	case errors.Is(err, ErrNotFound):
+		return Started{}, ErrExpired
+	case err != nil:
+		return Started{}, s.changeFailed(ctx, err, f.Account, clientIP, FlowRef(flowID), "resending code")
+	}
+	msg.Admit = s.admitCode(to, sms, ev)
 	ev.Name, ev.Phone = EventCodeResent, next.PhoneMasked
 	s.Observer.Observe(ctx, ev)
 	s.send(ctx, msg, ev)
@@ -404,67 +378,8 @@ func (s *Service) Verify(ctx context.Context, flowID, code, clientIP string) (Ve
 	if !validID(flowID, flowIDLen) || !s.validCode(code) {
 		return Verified{}, ErrInvalidRequest
 	}
-	if s.flows != nil {
-		return s.verifyFlow(ctx, flowID, code, clientIP)
-	}
-	f, err := s.Store.Flow(ctx, flowID)
-	if errors.Is(err, ErrNotFound) {
-		// Guessing flow IDs counts against the client like guessing codes,
-		// and a blocked client learns nothing.
-		if gerr := s.Guard.Verify(ctx, clientIP, ""); gerr != nil {
-			return Verified{}, s.denied(ctx, gerr, "", clientIP, FlowRef(flowID))
-		}
-	}
-	if err != nil {
-		return Verified{}, notFound(err, ErrExpired)
-	}
-	ev := Event{Account: f.Account, ClientIP: clientIP, FlowRef: FlowRef(flowID), Phone: f.PhoneMasked}
-	if err := s.Guard.Verify(ctx, clientIP, f.Account); err != nil {
-		return Verified{}, s.denied(ctx, err, f.Account, clientIP, ev.FlowRef)
-	}
-	f, err = s.Store.Attempt(ctx, flowID, s.cfg.MaxAttempts)
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			ev.Name = EventFlowExhausted
-			s.Observer.Observe(ctx, ev)
-		}
-		return Verified{}, notFound(err, ErrExpired)
-	}
-	guess, err := s.Guard.Guess(ctx, clientIP, f.Account)
-	if err != nil {
-		return Verified{}, s.denied(ctx, err, f.Account, clientIP, ev.FlowRef)
-	}
-	if !s.Keys.MatchCode(flowID, code, f.CodeHash) || f.Decoy {
-		return Verified{}, s.wrongCode(ctx, f, guess, ev)
-	}
-	if err := s.Guard.Right(ctx, clientIP, f.Account); err != nil {
-		return Verified{}, unavailable("ending the run of wrong codes", err)
-	}
-	won, err := s.Store.ConsumeFlow(ctx, flowID)
-	if err != nil {
-		return Verified{}, unavailable("ending flow", err)
-	}
-	if !won {
-		return Verified{}, ErrExpired
-	}
-	token, t, err := s.newToken(f)
-	if err != nil {
-		return Verified{}, err
-	}
-	if err := s.Store.PutToken(ctx, t); err != nil {
-		return Verified{}, unavailable("storing token", err)
-	}
-	ev.Name = EventCodeVerified
-	s.Observer.Observe(ctx, ev)
-	return Verified{Token: token, ExpiresIn: s.cfg.TokenTTL}, nil
-}
-
-// verifyFlow is Verify in two steps of the FlowGuard: the checks, the
-// attempt and the guess in one, and for a right code the flow's end and the
-// token in another.
-func (s *Service) verifyFlow(ctx context.Context, flowID, code, clientIP string) (Verified, error) {
 	ev := Event{ClientIP: clientIP, FlowRef: FlowRef(flowID)}
-	f, guess, err := s.flows.VerifyFlow(ctx, clientIP, flowID, s.cfg.MaxAttempts)
+	f, guess, err := s.Guard.Verify(ctx, clientIP, flowID, s.cfg.MaxAttempts)
 	ev.Account, ev.Phone = f.Account, f.PhoneMasked
 	var d *Denial
 	switch {
@@ -484,7 +399,7 @@ func (s *Service) verifyFlow(ctx context.Context, flowID, code, clientIP string)
 	if err != nil {
 		return Verified{}, err
 	}
-	won, err := s.flows.RightFlow(ctx, clientIP, flowID, t)
+	won, err := s.Guard.Right(ctx, clientIP, flowID, t)
 	if err != nil {
 		return Verified{}, unavailable("ending flow", err)
 	}

@@ -243,7 +243,7 @@ func NewQueue(d Deliverer, cfg QueueConfig) *Queue {
 		d:   d,
 		cfg: cfg,
 		inProcess: func() bool {
-			ip, ok := d.(recovery.InProcess)
+			ip, ok := d.(interface{ InProcess() bool })
 			return ok && ip.InProcess()
 		}(),
 		breaker: newBreaker(cfg.BreakerThreshold, cfg.BreakerCooldown),

@@ -85,13 +85,6 @@ func NewMemory(maxEntries int, clock recovery.Clock) (*Memory, error) {
 	return m, nil
 }
 
-// CreateFlow stores f until f.ExpiresAt, replacing any flow with its ID.
-func (m *Memory) CreateFlow(_ context.Context, f recovery.Flow) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.flows.add(&f, m.clock.Now())
-}
-
 // Flow returns the flow with that ID, or recovery.ErrNotFound.
 func (m *Memory) Flow(_ context.Context, id string) (recovery.Flow, error) {
 	m.mu.Lock()
@@ -100,53 +93,6 @@ func (m *Memory) Flow(_ context.Context, id string) (recovery.Flow, error) {
 	if e == nil {
 		return recovery.Flow{}, recovery.ErrNotFound
 	}
-	return e.flow(id), nil
-}
-
-// Attempt counts one attempt on the flow and returns it; a flow whose count
-// would exceed maxAttempts is deleted and recovery.ErrNotFound returned.
-func (m *Memory) Attempt(_ context.Context, id string, maxAttempts int) (recovery.Flow, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e := m.flow(id, m.clock.Now())
-	if e == nil {
-		return recovery.Flow{}, recovery.ErrNotFound
-	}
-	e.attempts++
-	if int(e.attempts) > maxAttempts {
-		m.flows.remove(e)
-		return recovery.Flow{}, recovery.ErrNotFound
-	}
-	return e.flow(id), nil
-}
-
-// ConsumeFlow deletes the flow and reports whether it was there.
-func (m *Memory) ConsumeFlow(_ context.Context, id string) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e := m.flow(id, m.clock.Now())
-	if e == nil {
-		return false, nil
-	}
-	m.flows.remove(e)
-	return true, nil
-}
-
-// Resend replaces the flow's code when interval has passed since its SentAt;
-// otherwise it returns the unchanged flow and recovery.ErrTooEarly. The flow
-// expires as seen at now, the time the caller passes.
-func (m *Memory) Resend(_ context.Context, id string, codeHash []byte, now time.Time, interval time.Duration, expiresAt time.Time) (recovery.Flow, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e := m.flow(id, now)
-	if e == nil {
-		return recovery.Flow{}, recovery.ErrNotFound
-	}
-	if now.Sub(fromNanos(e.sentAt)) < interval {
-		return e.flow(id), recovery.ErrTooEarly
-	}
-	e.setCode(codeHash, now, expiresAt)
-	m.flows.renewed(e)
 	return e.flow(id), nil
 }
 
@@ -162,14 +108,6 @@ func (m *Memory) flow(id string, now time.Time) *flowEntry {
 		return nil
 	}
 	return e
-}
-
-// PutToken stores t until t.ExpiresAt, replacing any token with its hash.
-func (m *Memory) PutToken(_ context.Context, t recovery.Token) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.putToken(t)
-	return nil
 }
 
 // BeginSpend holds the token until now+lease and returns it:
@@ -213,23 +151,6 @@ func (m *Memory) EndSpend(_ context.Context, hash []byte, spent bool) error {
 	return nil
 }
 
-// Strike counts one strike against kind and key under p, in one step with
-// checking its lock. A key the table does not hold needs room: when there
-// is none, recovery.ErrFull.
-func (m *Memory) Strike(_ context.Context, kind, key string, p limiter.Policy) (limiter.Strike, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.strike(kind, key, p, m.clock.Now())
-}
-
-// Forgive takes one strike back from kind and key, unless it is locked.
-func (m *Memory) Forgive(_ context.Context, kind, key string, p limiter.Policy) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.forgive(kind, key, p, m.clock.Now())
-	return nil
-}
-
 // EndRun deletes the record of kind and key and reports whether a lock was
 // in force.
 func (m *Memory) EndRun(_ context.Context, kind, key string) (bool, error) {
@@ -242,17 +163,6 @@ func (m *Memory) EndRun(_ context.Context, kind, key string) (bool, error) {
 	}
 	m.locks.delete(r)
 	return r.InForce(now), nil
-}
-
-// GetLock returns the lock of that kind and key if one is in force.
-func (m *Memory) GetLock(_ context.Context, kind, key string) (limiter.Lock, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := m.clock.Now()
-	if r := m.locks.get(lockID{kind, key}, now); r != nil && r.InForce(now) {
-		return r.Lock, true, nil
-	}
-	return limiter.Lock{}, false, nil
 }
 
 // ListLocks returns the locks of a kind in force now, ordered by Until
@@ -321,10 +231,6 @@ func (m *Memory) Tables() []TableStats {
 		{Table: "counters", Held: m.counters.Len(), Bound: m.counters.bound, LetGo: m.counters.letGo},
 	}
 }
-
-// InProcess reports that Memory answers without a round trip
-// (recovery.InProcess).
-func (m *Memory) InProcess() bool { return true }
 
 // RunPlan runs p under the mutex, so that it is one atomic step with every
 // other method. Counters live in a table of their own, which drops the
@@ -408,8 +314,15 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 		if c.Keep {
 			t = m.budgets
 		}
+		if c.Soft && o.Soft != 0 {
+			continue
+		}
 		s := t.count(m.flows.keys.scoped(c.Scope, k), c, n, now)
-		if c.Refuses(s) {
+		switch {
+		case !c.Refuses(s):
+		case c.Soft:
+			o.Soft, o.SoftCounter = i+1, s
+		default:
 			o.Refused, o.Index, o.Counter = limiter.StepCount, i, s
 			return o, nil
 		}
@@ -473,8 +386,8 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 }
 
 // budgetRoom makes room for the counters of p that are kept and new, and
-// reports whether there is. A plan that starts or resends a flow leaves an
-// eighth of the table spare, for the SMS of starts already acknowledged:
+// reports whether there is. The checks of a start or a resend leave an
+// eighth of the table spare, for the codes of the starts they allowed:
 // their phone's counter must find room, or a person would wait for a code
 // that never comes. m.mu is held.
 func (m *Memory) budgetRoom(p *limiter.Plan, key func(string, bool) (string, bool), now time.Time) (time.Time, bool) {
@@ -491,7 +404,9 @@ func (m *Memory) budgetRoom(p *limiter.Plan, key func(string, bool) (string, boo
 		return time.Time{}, true
 	}
 	spare := 0
-	if p.Op == limiter.OpCreate || p.Op == limiter.OpResend || p.NewFlowFrom != "" {
+	if len(p.Locks) > 0 {
+		// A request's checks (Start) leave it; the change after them
+		// (CreateFlow, ResendFlow) may take it.
 		spare = m.budgets.bound / 8
 	}
 	return m.budgets.room(need, spare, now)

@@ -1,8 +1,6 @@
 package storage
 
 import (
-	ulimiter "github.com/ulule/limiter/v3"
-
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -22,19 +20,17 @@ import (
 // URL never appears in the clear in the key.
 const Namespace = "http.handlers.sms_recovery.storage"
 
-// Backend is what a store gives the flow and the abuse guard.
+// Backend is what a store gives the flow and the abuse guard: flows,
+// tokens, rate counters and locks, each request's work in one plan.
 type Backend interface {
 	recovery.Store
-	limiter.LockStore
+	limiter.PlanStore
 }
 
 // Opened is the state a storage module opened.
 type Opened struct {
 	// Backend holds flows, tokens, locks and blocks.
 	Backend Backend
-	// Counters holds the rate limiter's counters; nil when Backend is a
-	// limiter.PlanStore, which keeps its own.
-	Counters ulimiter.Store
 	// Close, if set, frees what Open took once no handler uses the state.
 	Close func() error
 }

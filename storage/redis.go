@@ -223,18 +223,6 @@ func (r *Redis) lockIndex(kind string) string { return r.base + "locks:" + kind 
 // them; the scripts below list them in the same order.
 var flowFields = []string{"data", "attempts", "sends", "code_hash", "sent_at", "expires_at"}
 
-// CreateFlow stores f until f.ExpiresAt, replacing any flow with its ID:
-// a plan with no checks. data keeps the whole flow as created; the fields
-// that change are kept beside it, where scripts can change them, and win
-// when read.
-func (r *Redis) CreateFlow(ctx context.Context, f recovery.Flow) error {
-	_, err := r.RunPlan(ctx, &limiter.Plan{Op: limiter.OpCreate, Flow: f})
-	if err != nil {
-		return fmt.Errorf("create flow: %w", err)
-	}
-	return nil
-}
-
 // Flow returns the flow with that ID, or recovery.ErrNotFound.
 func (r *Redis) Flow(ctx context.Context, id string) (recovery.Flow, error) {
 	vals, err := r.client.HMGet(ctx, r.flowKey(id), flowFields...).Result()
@@ -247,102 +235,6 @@ func (r *Redis) Flow(ctx context.Context, id string) (recovery.Flow, error) {
 	}
 	if !r.clock.Now().Before(f.ExpiresAt) {
 		return recovery.Flow{}, recovery.ErrNotFound
-	}
-	return f, nil
-}
-
-// attemptScript counts an attempt and returns the flow's fields, or nil
-// after deleting a flow that expired or ran out of attempts.
-// KEYS[1] flow; ARGV[1] now (ms), ARGV[2] max attempts.
-var attemptScript = redis.NewScript(`
-local exp = redis.call('HGET', KEYS[1], 'expires_at')
-if not exp then return false end
-if tonumber(exp) <= tonumber(ARGV[1]) then
-	redis.call('DEL', KEYS[1])
-	return false
-end
-if redis.call('HINCRBY', KEYS[1], 'attempts', 1) > tonumber(ARGV[2]) then
-	redis.call('DEL', KEYS[1])
-	return false
-end
-return redis.call('HMGET', KEYS[1], 'data', 'attempts', 'sends', 'code_hash', 'sent_at', 'expires_at')
-`)
-
-// Attempt counts one attempt on the flow and returns it; a flow whose count
-// would exceed maxAttempts is deleted and recovery.ErrNotFound returned.
-func (r *Redis) Attempt(ctx context.Context, id string, maxAttempts int) (recovery.Flow, error) {
-	vals, err := r.run(ctx, attemptScript, []string{r.flowKey(id)},
-		r.clock.Now().UnixMilli(), maxAttempts).Slice()
-	if err != nil {
-		return recovery.Flow{}, redisError("count attempt", err)
-	}
-	return decodeFlow(vals)
-}
-
-// consumeScript deletes a flow and returns 1 if it was alive.
-// KEYS[1] flow; ARGV[1] now (ms).
-var consumeScript = redis.NewScript(`
-local exp = redis.call('HGET', KEYS[1], 'expires_at')
-if not exp then return 0 end
-redis.call('DEL', KEYS[1])
-if tonumber(exp) <= tonumber(ARGV[1]) then return 0 end
-return 1
-`)
-
-// ConsumeFlow deletes the flow and reports whether it was there.
-func (r *Redis) ConsumeFlow(ctx context.Context, id string) (bool, error) {
-	n, err := r.run(ctx, consumeScript, []string{r.flowKey(id)}, r.clock.Now().UnixMilli()).Int()
-	if err != nil {
-		return false, redisError("consume flow", err)
-	}
-	return n == 1, nil
-}
-
-// resendScript returns {1, fields} after replacing the code, {0, fields}
-// inside the interval, or nil for a missing or expired flow.
-// KEYS[1] flow; ARGV[1] now (ms), ARGV[2] interval (ms), ARGV[3] code hash,
-// ARGV[4] new expiry (ms), ARGV[5] new time to live (ms).
-var resendScript = redis.NewScript(`
-local fields = {'data', 'attempts', 'sends', 'code_hash', 'sent_at', 'expires_at'}
-local f = redis.call('HMGET', KEYS[1], unpack(fields))
-if not f[1] then return false end
-local now = tonumber(ARGV[1])
-if tonumber(f[6]) <= now then
-	redis.call('DEL', KEYS[1])
-	return false
-end
-if now - tonumber(f[5]) < tonumber(ARGV[2]) then return {0, f} end
-redis.call('HSET', KEYS[1], 'code_hash', ARGV[3], 'sent_at', ARGV[1], 'expires_at', ARGV[4])
-redis.call('HINCRBY', KEYS[1], 'sends', 1)
-local f2 = redis.call('HMGET', KEYS[1], unpack(fields))
-if tonumber(ARGV[5]) > 0 then
-	redis.call('PEXPIRE', KEYS[1], ARGV[5])
-else
-	redis.call('DEL', KEYS[1])
-end
-return {1, f2}
-`)
-
-// Resend replaces the flow's code when interval has passed since its SentAt;
-// otherwise it returns the unchanged flow and recovery.ErrTooEarly. The flow
-// expires as seen at now, the time the caller passes.
-func (r *Redis) Resend(ctx context.Context, id string, codeHash []byte, now time.Time, interval time.Duration, expiresAt time.Time) (recovery.Flow, error) {
-	res, err := r.run(ctx, resendScript, []string{r.flowKey(id)},
-		now.UnixMilli(), interval.Milliseconds(), codeHash,
-		expiresAt.UnixMilli(), expiresAt.Sub(now).Milliseconds()).Slice()
-	if err != nil {
-		return recovery.Flow{}, redisError("resend", err)
-	}
-	if len(res) != 2 {
-		return recovery.Flow{}, errors.New("resend: malformed reply from redis")
-	}
-	vals, _ := res[1].([]any)
-	f, err := decodeFlow(vals)
-	if err != nil {
-		return recovery.Flow{}, err
-	}
-	if replaced, _ := res[0].(int64); replaced != 1 {
-		return f, recovery.ErrTooEarly
 	}
 	return f, nil
 }
@@ -377,28 +269,6 @@ func decodeFlow(vals []any) (recovery.Flow, error) {
 	f.SentAt = time.UnixMilli(sentAt).UTC()
 	f.ExpiresAt = time.UnixMilli(expiresAt).UTC()
 	return f, nil
-}
-
-// putTokenScript replaces a token. KEYS[1] token; ARGV[1] data, ARGV[2]
-// expiry (ms), ARGV[3] time to live (ms).
-var putTokenScript = redis.NewScript(`
-redis.call('DEL', KEYS[1])
-if tonumber(ARGV[3]) > 0 then
-	redis.call('HSET', KEYS[1], 'data', ARGV[1], 'expires_at', ARGV[2], 'held_until', 0)
-	redis.call('PEXPIRE', KEYS[1], ARGV[3])
-end
-return 0
-`)
-
-// PutToken stores t until t.ExpiresAt, replacing any token with its hash.
-func (r *Redis) PutToken(ctx context.Context, t recovery.Token) error {
-	data, err := json.Marshal(t)
-	if err != nil {
-		return fmt.Errorf("encoding token: %w", err)
-	}
-	err = r.run(ctx, putTokenScript, []string{r.tokenKey(t.Hash)},
-		data, t.ExpiresAt.UnixMilli(), t.ExpiresAt.Sub(r.clock.Now()).Milliseconds()).Err()
-	return redisError("put token", err)
 }
 
 // beginSpendScript returns the token's data after holding it, 0 while an
@@ -475,107 +345,6 @@ func (r *Redis) EndSpend(ctx context.Context, hash []byte, spent bool) error {
 // decodeRecord reads them and the scripts return them.
 var lockFields = []string{"kind", "key", "since", "until", "perm", "strikes", "locks", "inwin", "winend"}
 
-// strikeScript is limiter.Policy.Strike on the server: it counts a strike
-// against a record unless its lock is in force, sets the lock when the
-// strike reaches the threshold, and indexes locks it sets. It returns
-// {refused, set, fields...}.
-// KEYS[1] record, KEYS[2] index; ARGV[1] now (ms), ARGV[2] threshold,
-// ARGV[3] window (ms), ARGV[4] duration (ms), ARGV[5] longest duration
-// (ms), ARGV[6] 1 to keep the run, ARGV[7] strikes for a permanent lock (0:
-// none), ARGV[8] kind, ARGV[9] key.
-var strikeScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-local threshold, window = tonumber(ARGV[2]), tonumber(ARGV[3])
-local duration, longest = tonumber(ARGV[4]), tonumber(ARGV[5])
-local run, permanent = ARGV[6] == '1', tonumber(ARGV[7])
-local r = redis.call('HMGET', KEYS[1], 'since', 'until', 'perm', 'strikes', 'locks', 'inwin', 'winend')
-local since, untilms = tonumber(r[1]) or 0, tonumber(r[2]) or 0
-local perm = r[3] == '1'
-local strikes, locks = tonumber(r[4]) or 0, tonumber(r[5]) or 0
-local inwin, winend = tonumber(r[6]) or 0, tonumber(r[7]) or 0
-local function reply(refused, set)
-	return {refused, set, ARGV[8], ARGV[9], since, untilms, perm and 1 or 0, strikes, locks, inwin, winend}
-end
-if perm or untilms > now then return reply(1, 0) end
-if now >= winend then
-	inwin, winend = 0, now + window
-	if not run then strikes, locks = 0, 0 end
-end
-inwin, strikes = inwin + 1, strikes + 1
-local set = 0
-if run and permanent > 0 and strikes >= permanent then
-	perm, untilms, set = true, 0, 1
-elseif inwin >= threshold then
-	local d, i = duration, 1
-	while i < locks + 1 and d < longest do d, i = d * 2, i + 1 end
-	untilms, set = now + math.min(d, math.max(longest, duration)), 1
-end
-if set == 1 then
-	locks, since, inwin, winend = locks + 1, now, 0, now
-end
-redis.call('HSET', KEYS[1], 'kind', ARGV[8], 'key', ARGV[9], 'since', since, 'until', untilms,
-	'perm', perm and 1 or 0, 'strikes', strikes, 'locks', locks, 'inwin', inwin, 'winend', winend)
-if run or perm then
-	redis.call('PERSIST', KEYS[1])
-else
-	redis.call('PEXPIRE', KEYS[1], math.max(1, math.max(untilms, winend) - now))
-end
-if set == 1 then
-	redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-	redis.call('ZADD', KEYS[2], perm and '+inf' or untilms, KEYS[1])
-end
-return reply(0, set)
-`)
-
-// Strike counts one strike against kind and key under p, in one step with
-// checking its lock.
-func (r *Redis) Strike(ctx context.Context, kind, key string, p limiter.Policy) (limiter.Strike, error) {
-	run := 0
-	if p.Run {
-		run = 1
-	}
-	res, err := r.run(ctx, strikeScript, []string{r.lockKey(kind, key), r.lockIndex(kind)},
-		r.clock.Now().UnixMilli(), p.Threshold, p.Window.Milliseconds(), p.Duration.Milliseconds(),
-		p.MaxDuration.Milliseconds(), run, p.Permanent, kind, key).Slice()
-	if err != nil {
-		return limiter.Strike{}, redisError("strike", err)
-	}
-	if len(res) != 2+len(lockFields) {
-		return limiter.Strike{}, errors.New("strike: malformed reply from redis")
-	}
-	rec, err := decodeRecord(res[2:])
-	if err != nil {
-		return limiter.Strike{}, err
-	}
-	refused, _ := res[0].(int64)
-	set, _ := res[1].(int64)
-	return limiter.Strike{Refused: refused == 1, Set: set == 1, Lock: rec.Lock}, nil
-}
-
-// forgiveScript takes one strike back from a record that is not locked and
-// deletes a record it empties. KEYS[1] record; ARGV[1] now (ms).
-var forgiveScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-local r = redis.call('HMGET', KEYS[1], 'until', 'perm', 'strikes', 'locks', 'inwin', 'winend')
-if not r[3] then return 0 end
-if r[2] == '1' or tonumber(r[1]) > now then return 0 end
-local strikes, locks, inwin = tonumber(r[3]), tonumber(r[4]), tonumber(r[5])
-if now < tonumber(r[6]) and inwin > 0 then inwin = inwin - 1 end
-if strikes > 0 then strikes = strikes - 1 end
-if strikes == 0 and locks == 0 then
-	redis.call('DEL', KEYS[1])
-else
-	redis.call('HSET', KEYS[1], 'strikes', strikes, 'inwin', inwin)
-end
-return 0
-`)
-
-// Forgive takes one strike back from kind and key, unless it is locked.
-func (r *Redis) Forgive(ctx context.Context, kind, key string, _ limiter.Policy) error {
-	err := r.run(ctx, forgiveScript, []string{r.lockKey(kind, key)}, r.clock.Now().UnixMilli()).Err()
-	return redisError("forgive", err)
-}
-
 // endRunScript deletes a record and its index entry and returns 1 if its
 // lock was in force. KEYS[1] record, KEYS[2] index; ARGV[1] now (ms).
 var endRunScript = redis.NewScript(`
@@ -595,22 +364,6 @@ func (r *Redis) EndRun(ctx context.Context, kind, key string) (bool, error) {
 		return false, redisError("end run", err)
 	}
 	return n == 1, nil
-}
-
-// GetLock returns the lock of that kind and key if one is in force.
-func (r *Redis) GetLock(ctx context.Context, kind, key string) (limiter.Lock, bool, error) {
-	vals, err := r.client.HMGet(ctx, r.lockKey(kind, key), recordFields...).Result()
-	if err != nil {
-		return limiter.Lock{}, false, redisError("get lock", err)
-	}
-	if vals[0] == nil {
-		return limiter.Lock{}, false, nil
-	}
-	rec, err := decodeImposed(vals)
-	if err != nil || !rec.InForce(r.clock.Now()) {
-		return limiter.Lock{}, false, err
-	}
-	return rec.Lock, true, nil
 }
 
 // ListLocks returns the locks of a kind in force now, ordered by Until

@@ -71,9 +71,9 @@ end
 local locks, counts, strikes, ends = steps(3), steps(6), steps(9), steps(4)
 
 local flow, account, missing = false, false, false
-local seq, estate = 0, 0
+local seq, estate, soft = 0, 0, {}
 local function result(step, index, lock, count, reset, state, exhausted, won, struck)
-	return {step, index, 0, lock or {}, count or 0, reset or 0, state or 0, flow or {}, exhausted or 0, won or 0, struck or {}, seq, estate}
+	return {step, index, 0, lock or {}, count or 0, reset or 0, state or 0, flow or {}, exhausted or 0, won or 0, struck or {}, seq, estate, soft}
 end
 
 -- The epoch: a server that lost the deployment's state refuses the plan
@@ -135,31 +135,35 @@ for j, l in ipairs(locks) do
 	end
 end
 
+-- A counter's mode: 0 counts, 1 peeks; 2 and 3 the same, soft: its
+-- refusal skips the soft counters after it and does not end the plan.
 for j, c in ipairs(counts) do
 	local key = keyof(c[2], c[3])
-	if key then
+	local mode = tonumber(c[6])
+	if key and not (mode >= 2 and #soft > 0) then
 		local k = base .. 'count:' .. c[1] .. ':' .. key
 		local limit, window = tonumber(c[4]), tonumber(c[5])
+		local n, ttl = 0, -1
 		-- The time to live is read only for a refusal, which reports when
 		-- the window ends; a key that lost it (PERSIST) gets it back then.
-		if c[6] == '1' then
-			local n = tonumber(redis.call('GET', k) or '0')
-			if n >= limit then
-				local ttl = redis.call('PTTL', k)
-				if ttl >= 0 then return result(2, j - 1, nil, n, now + ttl) end
-			end
+		if mode % 2 == 1 then
+			n = tonumber(redis.call('GET', k) or '0')
+			if n >= limit then ttl = redis.call('PTTL', k) end
 		else
-			local n = redis.call('INCR', k)
+			n = redis.call('INCR', k)
 			if n == 1 then
 				redis.call('PEXPIRE', k, window)
 			elseif n > limit then
-				local ttl = redis.call('PTTL', k)
+				ttl = redis.call('PTTL', k)
 				if ttl < 0 then
 					redis.call('PEXPIRE', k, window)
 					ttl = window
 				end
-				return result(2, j - 1, nil, n, now + ttl)
 			end
+		end
+		if ttl >= 0 then
+			if mode < 2 then return result(2, j - 1, nil, n, now + ttl) end
+			soft = {j, n, now + ttl}
 		end
 	end
 end
@@ -310,13 +314,19 @@ func (r *Redis) runPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, 
 	if err != nil {
 		return limiter.Outcome{}, redisError("plan", err)
 	}
-	if len(res) != 13 {
+	if len(res) != 14 {
 		return limiter.Outcome{}, errors.New("plan: malformed reply from redis")
 	}
 	if err := r.epochReply(e, res[11], res[12]); err != nil {
 		return limiter.Outcome{}, err
 	}
-	return decodeOutcome(res[:11])
+	o, err := decodeOutcome(res[:11])
+	if soft, _ := res[13].([]any); len(soft) == 3 && err == nil {
+		n := func(v any) int64 { i, _ := v.(int64); return i }
+		o.Soft = int(n(soft[0]))
+		o.SoftCounter = limiter.CounterState{Count: n(soft[1]), Reset: time.UnixMilli(n(soft[2])).Truncate(time.Second)}
+	}
+	return o, err
 }
 
 // planArgs returns the key a plan's script is routed by and its arguments,
@@ -330,7 +340,7 @@ func (r *Redis) planArgs(p *limiter.Plan, e *epochState) (string, []any, error) 
 	}
 	args = append(args, len(p.Counts))
 	for _, c := range p.Counts {
-		args = append(args, c.Scope, c.Key, flag(c.OfFlow), c.Limit, c.Window.Milliseconds(), flag(c.Peek))
+		args = append(args, c.Scope, c.Key, flag(c.OfFlow), c.Limit, c.Window.Milliseconds(), flag(c.Peek)+2*flag(c.Soft))
 	}
 	args = append(args, len(p.Strikes))
 	for _, s := range p.Strikes {
