@@ -97,7 +97,7 @@ func TestGuardRegistry(t *testing.T) {
 // request uses it: the first call unregisters the handler (its last user
 // leaving) and then fails, as a closed client does.
 type leavingStore struct {
-	limiter.LockStore
+	limiter.PlanStore
 	leave func() error
 }
 
@@ -129,13 +129,9 @@ func (s *leavingStore) EndRun(context.Context, string, string) (bool, error) {
 // that a store still in use that fails makes the answer 503.
 func TestStoreUnloadedDuringRequest(t *testing.T) {
 	clk := clock.Real{}
-	counters, err := limiter.NewLRUStore(100, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, leaves := range []bool{true, false} {
 		store := &leavingStore{}
-		g, err := limiter.New(limiter.DefaultConfig(), counters, store, clk)
+		g, err := limiter.New(limiter.DefaultConfig(), store, clk)
 		if err != nil {
 			t.Fatal(err)
 		}

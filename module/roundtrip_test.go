@@ -4,18 +4,20 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
 
-// TestStartOnRedisIsOneRoundTrip checks that, with a directory that answers
-// in process (the file directory), POST /start on Redis asks the server
-// once: the lock checks, the counters and the new flow in one plan. An
-// unknown account's stand-in message never reaches the SMS check, so the
-// count is the request's alone.
-func TestStartOnRedisIsOneRoundTrip(t *testing.T) {
+// TestStartOnRedisIsTwoRoundTrips checks that POST /start on Redis asks
+// the server twice, whatever the account, and never again for its code:
+// the lock checks and the start counters before the directory is asked,
+// so that a refused flood never reaches it, and the new flow with its
+// code's counters after. The SMS queue then delivers the code without
+// asking the server.
+func TestStartOnRedisIsTwoRoundTrips(t *testing.T) {
 	g := newBenchGateway(t, redisTestStorage(t))
 	rs, ok := g.h.store.backend.(*storage.Redis)
 	if !ok {
@@ -26,14 +28,22 @@ func TestStartOnRedisIsOneRoundTrip(t *testing.T) {
 	}
 	trips := &storagetest.RedisTrips{}
 	rs.Client().AddHook(trips)
-	for _, account := range []string{"nobody@example.com", "nobody2@example.com"} {
+	sent0 := benchSentCount.Load()
+	for _, account := range []string{"nobody@example.com", "alice@example.com", "nobody2@example.com"} {
 		before := trips.All.Load()
 		if w := g.post("/recovery/start", []byte(`{"account":"`+account+`"}`)); w.Code != http.StatusAccepted {
 			t.Fatalf("start: %d %s", w.Code, w.Body)
 		}
-		if got := trips.All.Load() - before; got != 1 {
-			t.Errorf("/start for %s: %d round trips to Redis, want 1", account, got)
+		if got := trips.All.Load() - before; got != 2 {
+			t.Errorf("/start for %s: %d round trips to Redis, want 2", account, got)
 		}
+	}
+	before := trips.All.Load()
+	if !benchSent.Await(30*time.Second, func() bool { return benchSentCount.Load()-sent0 >= 1 }) {
+		t.Fatal("alice's code was not sent within 30s")
+	}
+	if got := trips.All.Load() - before; got != 0 {
+		t.Errorf("delivering a code: %d round trips to Redis, want none", got)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	ulimiter "github.com/ulule/limiter/v3"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
@@ -97,16 +96,6 @@ type phonebook struct {
 	lookups atomic.Int64
 }
 
-// InProcess says that the phone book answers without a round trip: with a
-// store that does not, the service looks up first and starts in one step.
-func (p *phonebook) InProcess() bool { return true }
-
-// remoteStore is Memory as a store across a network would be: the service
-// then makes each request one step of the guard, as it does on Redis.
-type remoteStore struct{ *storage.Memory }
-
-func (remoteStore) InProcess() bool { return false }
-
 func (p *phonebook) Lookup(_ context.Context, account string) (recovery.Entry, error) {
 	p.lookups.Add(1)
 	if p.err != nil {
@@ -136,8 +125,9 @@ type fixture struct {
 	clock *clock.Manual
 	sent  *outbox
 	dir   *phonebook
-	store remoteStore
-	keys  *recovery.Keyring
+	store  *storage.Memory
+	limits limiter.Config
+	keys   *recovery.Keyring
 }
 
 const (
@@ -171,11 +161,7 @@ func newFixture(t *testing.T, mutate func(*recovery.Config, *limiter.Config)) *f
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := remoteStore{mem}
-	counters, err := limiter.NewLRUStore(10000, c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := mem
 	cfg, lcfg := testConfig(), limiter.DefaultConfig()
 	lcfg.VerifyIP = limiter.Rate{Events: 10000, Window: time.Hour}
 	lcfg.Lockout = limiter.Threshold{Failures: 1000, Window: time.Hour, Duration: time.Hour}
@@ -183,7 +169,7 @@ func newFixture(t *testing.T, mutate func(*recovery.Config, *limiter.Config)) *f
 	if mutate != nil {
 		mutate(&cfg, &lcfg)
 	}
-	guard, err := limiter.New(lcfg, counters, store, c)
+	guard, err := limiter.New(lcfg, store, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,8 +188,9 @@ func newFixture(t *testing.T, mutate func(*recovery.Config, *limiter.Config)) *f
 			alice: {Phone: alicePhone},
 			bob:   {Phone: "+19005550100"},
 		}},
-		store: store,
-		keys:  keys,
+		store:  store,
+		limits: lcfg,
+		keys:   keys,
 	}
 	f.cfg = cfg
 	f.deps = recovery.Deps{
@@ -335,10 +322,10 @@ func TestDecoyNeverVerifies(t *testing.T) {
 	// even that code must not verify.
 	const id, code = "DecoyDecoyDecoyDecoy00", "123456"
 	now := f.clock.Now()
-	if err := f.store.CreateFlow(ctx, recovery.Flow{
+	if _, err := f.deps.Guard.CreateFlow(ctx, recovery.Flow{
 		ID: id, Account: "nobody@example.com", CodeHash: f.keys.HashCode(id, code), Sends: 1, Decoy: true,
 		SentAt: now, CreatedAt: now, ExpiresAt: now.Add(5 * time.Minute),
-	}); err != nil {
+	}, "decoy"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.svc.Verify(ctx, id, code, ip); !errors.Is(err, recovery.ErrInvalidCode) {
@@ -656,9 +643,7 @@ func TestGuardThatCannotDecideFailsClosed(t *testing.T) {
 	t.Parallel()
 	c := clock.NewManual(time.Now())
 	store, _ := storage.NewMemory(100, c)
-	// Its locks alone, so that the guard counts in the store that is down.
-	locks := struct{ limiter.LockStore }{store}
-	guard, err := limiter.New(limiter.DefaultConfig(), downStore{}, locks, c)
+	guard, err := limiter.New(limiter.DefaultConfig(), downStore{store}, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -677,21 +662,11 @@ func TestGuardThatCannotDecideFailsClosed(t *testing.T) {
 	}
 }
 
-type downStore struct{}
+// downStore is a store whose plans fail: the server behind it is down.
+type downStore struct{ *storage.Memory }
 
-var errDown = errors.New("counter store down")
-
-func (downStore) Get(context.Context, string, ulimiter.Rate) (ulimiter.Context, error) {
-	return ulimiter.Context{}, errDown
-}
-func (downStore) Peek(context.Context, string, ulimiter.Rate) (ulimiter.Context, error) {
-	return ulimiter.Context{}, errDown
-}
-func (downStore) Reset(context.Context, string, ulimiter.Rate) (ulimiter.Context, error) {
-	return ulimiter.Context{}, errDown
-}
-func (downStore) Increment(context.Context, string, int64, ulimiter.Rate) (ulimiter.Context, error) {
-	return ulimiter.Context{}, errDown
+func (downStore) RunPlan(context.Context, *limiter.Plan) (limiter.Outcome, error) {
+	return limiter.Outcome{}, errors.New("store down")
 }
 
 func TestCodesAreUniformDigits(t *testing.T) {
@@ -809,18 +784,20 @@ func TestRealmsDoNotShareFlowsOrTokens(t *testing.T) {
 	}
 }
 
-// barrierStore holds every Attempt until n callers have made one, so that
-// all of them pass whatever checks come before it together: the widest
-// window a race between checking a lock and counting a failure can have.
+// barrierStore holds every attempt until n callers have made one, so that
+// all of them reach the store together: the widest window a race between
+// checking a lock and counting a failure can have.
 type barrierStore struct {
 	*storage.Memory
 	arrived sync.WaitGroup
 }
 
-func (b *barrierStore) Attempt(ctx context.Context, id string, maxAttempts int) (recovery.Flow, error) {
-	b.arrived.Done()
-	b.arrived.Wait()
-	return b.Memory.Attempt(ctx, id, maxAttempts)
+func (b *barrierStore) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, error) {
+	if p.Op == limiter.OpAttempt {
+		b.arrived.Done()
+		b.arrived.Wait()
+	}
+	return b.Memory.RunPlan(ctx, p)
 }
 
 // eventCounter counts events by name.
@@ -853,11 +830,15 @@ func TestConcurrentGuessesAreComparedAtMostLockout(t *testing.T) {
 	for i := range flows {
 		flows[i] = f.start(t, alice).FlowID
 	}
-	bs := &barrierStore{Memory: f.store.Memory}
+	bs := &barrierStore{Memory: f.store}
 	bs.arrived.Add(guesses)
+	guard, err := limiter.New(f.limits, bs, f.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
 	events := &eventCounter{}
 	deps := f.deps
-	deps.Store, deps.Observer = bs, events
+	deps.Store, deps.Guard, deps.Observer = bs, guard, events
 	svc, err := recovery.New(f.cfg, deps)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 	"net"
 	"runtime"
 	"testing"
@@ -39,14 +40,14 @@ func BenchmarkMemoryFlood(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		g, err := limiter.New(cfg, nil, m, clk)
+		g, err := limiter.New(cfg, m, clk)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
 		for i := range starts {
 			f := floodFlow(i)
-			if err := g.StartFlow(ctx, f.ClientIP, f); err != nil {
+			if err := storagetest.StartFlow(ctx, g, f.ClientIP, f); err != nil {
 				b.Fatal(err)
 			}
 			if err := g.SMS(ctx, fmt.Sprintf("+316%08d", 20_000_000+i)); err != nil {
@@ -97,14 +98,14 @@ func BenchmarkMemoryFlowsOneClient(b *testing.B) {
 		flows[i].ClientIP = "192.0.2.1"
 	}
 	for _, f := range flows[:DefaultMaxEntries] {
-		if err := m.CreateFlow(ctx, f); err != nil {
+		if err := storagetest.CreateFlow(ctx, m, f); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		if err := m.CreateFlow(ctx, flows[DefaultMaxEntries+i]); err != nil {
+		if err := storagetest.CreateFlow(ctx, m, flows[DefaultMaxEntries+i]); err != nil {
 			b.Fatal(err)
 		}
 	}

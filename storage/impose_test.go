@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 	"testing"
 	"time"
 
@@ -26,10 +27,10 @@ func TestMemoryImposeInFullTable(t *testing.T) {
 	run := limiter.Policy{Threshold: 5, Window: time.Hour, Duration: time.Hour, MaxDuration: time.Hour, Run: true, Permanent: 100}
 	lockNow := run
 	lockNow.Threshold = 1
-	if st, err := m.Strike(ctx, limiter.KindAccount, "a@example.com", lockNow); err != nil || !st.Set {
+	if st, err := storagetest.Strike(ctx, m, limiter.KindAccount, "a@example.com", lockNow); err != nil || !st.Set {
 		t.Fatalf("locking a: %+v, %v", st, err)
 	}
-	if _, err := m.Strike(ctx, limiter.KindAccount, "b@example.com", run); err != nil {
+	if _, err := storagetest.Strike(ctx, m, limiter.KindAccount, "b@example.com", run); err != nil {
 		t.Fatal(err)
 	}
 	l, set, err := m.Impose(ctx, limiter.KindAccount, "c@example.com", 0)
@@ -42,15 +43,15 @@ func TestMemoryImposeInFullTable(t *testing.T) {
 	if _, _, err := m.Impose(ctx, limiter.KindAccount, "d@example.com", 0); !errors.Is(err, recovery.ErrFull) {
 		t.Fatalf("Impose on a new key in a table of locks: %v, want ErrFull", err)
 	}
-	if _, ok, _ := m.GetLock(ctx, limiter.KindAccount, "d@example.com"); ok {
+	if _, ok, _ := storagetest.GetLock(ctx, m, limiter.KindAccount, "d@example.com"); ok {
 		t.Error("a refused Impose left a lock")
 	}
-	if _, ok, _ := m.GetLock(ctx, limiter.KindAccount, "a@example.com"); !ok {
+	if _, ok, _ := storagetest.GetLock(ctx, m, limiter.KindAccount, "a@example.com"); !ok {
 		t.Error("a lock was let go to make room")
 	}
 	// Years later the imposed lock still holds.
 	clk.Advance(5 * 365 * 24 * time.Hour)
-	if _, ok, _ := m.GetLock(ctx, limiter.KindAccount, "c@example.com"); !ok {
+	if _, ok, _ := storagetest.GetLock(ctx, m, limiter.KindAccount, "c@example.com"); !ok {
 		t.Error("the lasting lock ended by itself")
 	}
 }

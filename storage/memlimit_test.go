@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -52,7 +53,7 @@ func TestMemoryFootprint(t *testing.T) {
 		}
 	}
 	check("flows", flowRecordBytes, n, func(i int) {
-		if err := m.CreateFlow(ctx, floodFlow(i)); err != nil {
+		if err := storagetest.CreateFlow(ctx, m, floodFlow(i)); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -60,12 +61,12 @@ func TestMemoryFootprint(t *testing.T) {
 		hash := make([]byte, 32)
 		_, _ = rand.Read(hash)
 		tok := recovery.Token{Hash: hash, Account: fmt.Sprintf("nobody%d@load.example", i), FlowID: floodFlow(i).ID, ExpiresAt: time.Now().Add(time.Hour)}
-		if err := m.PutToken(ctx, tok); err != nil {
+		if err := storagetest.PutToken(ctx, m, tok); err != nil {
 			t.Fatal(err)
 		}
 	})
 	check("locks", lockRecordBytes, n, func(i int) {
-		if _, err := m.Strike(ctx, "lockout", fmt.Sprintf("nobody%d@load.example", i), policy); err != nil {
+		if _, err := storagetest.Strike(ctx, m, "lockout", fmt.Sprintf("nobody%d@load.example", i), policy); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -72,10 +72,10 @@ func TestMemoryFlowFlood(t *testing.T) {
 	live := epoch.Add(time.Hour)
 	mine := recovery.Flow{ID: "person", ClientIP: "198.51.100.7", ExpiresAt: live}
 	token := recovery.Token{Hash: []byte("h"), ExpiresAt: live}
-	if err := m.CreateFlow(ctx, mine); err != nil {
+	if err := storagetest.CreateFlow(ctx, m, mine); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.PutToken(ctx, token); err != nil {
+	if err := storagetest.PutToken(ctx, m, token); err != nil {
 		t.Fatal(err)
 	}
 	// 300 addresses, a sixth of them IPv6 /64s, each starting ten flows: 30
@@ -88,7 +88,7 @@ func TestMemoryFlowFlood(t *testing.T) {
 				ip = fmt.Sprintf("2001:db8:%x::%x", a, round+1) // a new address in the same /64
 			}
 			f := recovery.Flow{ID: fmt.Sprintf("flood-%d-%d", a, round), ClientIP: ip, ExpiresAt: live.Add(-time.Minute)}
-			switch err := m.CreateFlow(ctx, f); {
+			switch err := storagetest.CreateFlow(ctx, m, f); {
 			case errors.Is(err, recovery.ErrFull):
 				refused++
 			case err != nil:
@@ -110,19 +110,19 @@ func TestMemoryFlowFlood(t *testing.T) {
 	}
 	// A second person, after the flood: refused, not given someone's place.
 	late := recovery.Flow{ID: "late", ClientIP: "192.0.2.200", ExpiresAt: live.Add(time.Hour)}
-	if err := m.CreateFlow(ctx, late); !errors.Is(err, recovery.ErrFull) {
+	if err := storagetest.CreateFlow(ctx, m, late); !errors.Is(err, recovery.ErrFull) {
 		t.Fatalf("a start into a full table: %v, want ErrFull", err)
 	}
 	// A flow that ends makes room for her.
-	if won, err := m.ConsumeFlow(ctx, "flood-1-0"); err != nil || !won {
+	if won, err := storagetest.Consume(ctx, m, "flood-1-0"); err != nil || !won {
 		t.Fatalf("consuming a flood flow: %v %v", won, err)
 	}
-	if err := m.CreateFlow(ctx, late); err != nil {
+	if err := storagetest.CreateFlow(ctx, m, late); err != nil {
 		t.Fatalf("a start once a flow ended: %v", err)
 	}
 	// Once the flood's flows expire, starts find room again.
 	clk.Advance(time.Hour)
-	if err := m.CreateFlow(ctx, recovery.Flow{ID: "after", ClientIP: "192.0.2.201", ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
+	if err := storagetest.CreateFlow(ctx, m, recovery.Flow{ID: "after", ClientIP: "192.0.2.201", ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
 		t.Fatalf("a start once the flood expired: %v", err)
 	}
 	if _, err := m.Flow(ctx, late.ID); err != nil {
@@ -143,7 +143,7 @@ func TestMemoryFlowRoom(t *testing.T) {
 	}
 	create := func(id, ip string, ttl time.Duration) error {
 		t.Helper()
-		return m.CreateFlow(ctx, recovery.Flow{ID: id, ClientIP: ip, ExpiresAt: clk.Now().Add(ttl)})
+		return storagetest.CreateFlow(ctx, m, recovery.Flow{ID: id, ClientIP: ip, ExpiresAt: clk.Now().Add(ttl)})
 	}
 	must := func(id, ip string, ttl time.Duration) {
 		t.Helper()
@@ -182,14 +182,14 @@ func TestMemoryFlowRoom(t *testing.T) {
 	// and the IPv6 addresses of one /64 are one client.
 	m2, _ := NewMemory(8, clk) // high water: 7
 	for i := range 7 {
-		if err := m2.CreateFlow(ctx, recovery.Flow{ID: fmt.Sprintf("v6-%d", i), ClientIP: fmt.Sprintf("2001:db8::%x", i+1), Decoy: i%2 == 0, ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
+		if err := storagetest.CreateFlow(ctx, m2, recovery.Flow{ID: fmt.Sprintf("v6-%d", i), ClientIP: fmt.Sprintf("2001:db8::%x", i+1), Decoy: i%2 == 0, ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := m2.CreateFlow(ctx, recovery.Flow{ID: "v6-7", ClientIP: "2001:db8::ff", ExpiresAt: clk.Now().Add(time.Hour)}); !errors.Is(err, recovery.ErrFull) {
+	if err := storagetest.CreateFlow(ctx, m2, recovery.Flow{ID: "v6-7", ClientIP: "2001:db8::ff", ExpiresAt: clk.Now().Add(time.Hour)}); !errors.Is(err, recovery.ErrFull) {
 		t.Errorf("the /64 holding the most past high water: %v, want ErrFull", err)
 	}
-	if err := m2.CreateFlow(ctx, recovery.Flow{ID: "person", ClientIP: "2001:db8:1::1", ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
+	if err := storagetest.CreateFlow(ctx, m2, recovery.Flow{ID: "person", ClientIP: "2001:db8:1::1", ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
 		t.Errorf("another /64 past high water: %v", err)
 	}
 }
@@ -208,22 +208,22 @@ func TestMemoryLocksNeverEvicted(t *testing.T) {
 	}
 	account := limiter.Policy{Threshold: 1, Window: time.Hour, Duration: time.Minute, MaxDuration: time.Hour, Run: true, Permanent: 100}
 	client := limiter.Policy{Threshold: 2, Window: time.Hour, Duration: time.Hour, MaxDuration: time.Hour}
-	if st, err := m.Strike(ctx, limiter.KindAccount, "target@example.com", account); err != nil || !st.Set {
+	if st, err := storagetest.Strike(ctx, m, limiter.KindAccount, "target@example.com", account); err != nil || !st.Set {
 		t.Fatalf("locking the target: %+v, %v", st, err)
 	}
 	for i := range max - 1 {
-		if _, err := m.Strike(ctx, limiter.KindIP, fmt.Sprintf("192.0.2.%d", i), client); err != nil {
+		if _, err := storagetest.Strike(ctx, m, limiter.KindIP, fmt.Sprintf("192.0.2.%d", i), client); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Full of one-strike runs and a lock: a new key takes the place of the
 	// run struck least recently, however often it comes.
 	for i := range 3 * max {
-		if _, err := m.Strike(ctx, limiter.KindIP, fmt.Sprintf("203.0.113.%d", i), client); err != nil {
+		if _, err := storagetest.Strike(ctx, m, limiter.KindIP, fmt.Sprintf("203.0.113.%d", i), client); err != nil {
 			t.Fatalf("strike %d for a new key in a table full of cheap runs: %v", i, err)
 		}
 	}
-	if _, ok, _ := m.GetLock(ctx, limiter.KindAccount, "target@example.com"); !ok {
+	if _, ok, _ := storagetest.GetLock(ctx, m, limiter.KindAccount, "target@example.com"); !ok {
 		t.Fatal("the lock was let go to make room")
 	}
 	if n := m.locks.Len(); n != max {
@@ -231,25 +231,25 @@ func TestMemoryLocksNeverEvicted(t *testing.T) {
 	}
 	// Now lock every client the table holds: no record may go.
 	for i := 3*max - (max - 1); i < 3*max; i++ {
-		if st, err := m.Strike(ctx, limiter.KindIP, fmt.Sprintf("203.0.113.%d", i), client); err != nil || !st.Set {
+		if st, err := storagetest.Strike(ctx, m, limiter.KindIP, fmt.Sprintf("203.0.113.%d", i), client); err != nil || !st.Set {
 			t.Fatalf("blocking client %d: %+v, %v", i, st, err)
 		}
 	}
 	for range 3 {
-		if _, err := m.Strike(ctx, limiter.KindIP, "198.51.100.1", client); !errors.Is(err, recovery.ErrFull) {
+		if _, err := storagetest.Strike(ctx, m, limiter.KindIP, "198.51.100.1", client); !errors.Is(err, recovery.ErrFull) {
 			t.Fatalf("strike for a new key in a table of locks: got %v, want ErrFull", err)
 		}
 		clk.Advance(2 * sweepEvery)
 	}
-	if _, ok, _ := m.GetLock(ctx, limiter.KindAccount, "target@example.com"); !ok {
+	if _, ok, _ := storagetest.GetLock(ctx, m, limiter.KindAccount, "target@example.com"); !ok {
 		t.Fatal("the lock was forgotten")
 	}
 	// The clients' blocks end; the account's run does not.
 	clk.Advance(2 * time.Hour)
-	if _, err := m.Strike(ctx, limiter.KindIP, "198.51.100.1", client); err != nil {
+	if _, err := storagetest.Strike(ctx, m, limiter.KindIP, "198.51.100.1", client); err != nil {
 		t.Errorf("strike once clients' records ended: %v", err)
 	}
-	if st, err := m.Strike(ctx, limiter.KindAccount, "target@example.com", account); err != nil || st.Lock.Strikes != 2 || st.Lock.Locks != 2 {
+	if st, err := storagetest.Strike(ctx, m, limiter.KindAccount, "target@example.com", account); err != nil || st.Lock.Strikes != 2 || st.Lock.Locks != 2 {
 		t.Errorf("the target's run after the lock ended: %+v, %v, want 2 strikes in a row and a second lock", st, err)
 	}
 }
@@ -309,7 +309,7 @@ func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
 	cfg := limiter.DefaultConfig()
 	cfg.StartIP = limiter.Rate{Events: 1000, Window: time.Hour}
 	cfg.SMSGlobal = limiter.Rate{Events: 100000, Window: time.Hour}
-	g, err := limiter.New(cfg, nil, m, clk)
+	g, err := limiter.New(cfg, m, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
 		return recovery.Flow{ID: id, Account: account, ClientIP: ip, ExpiresAt: clk.Now().Add(time.Minute)}
 	}
 	for i := range 3 {
-		if err := g.StartFlow(ctx, "192.0.2.1", flow(fmt.Sprint("mine", i), "alice@example.com", "192.0.2.1")); err != nil {
+		if err := storagetest.StartFlow(ctx, g, "192.0.2.1", flow(fmt.Sprint("mine", i), "alice@example.com", "192.0.2.1")); err != nil {
 			t.Fatalf("her start %d: %v", i, err)
 		}
 		if err := g.SMS(ctx, "+31612345678"); err != nil {
@@ -330,7 +330,7 @@ func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
 			clk.Advance(61 * time.Second) // the flood's flows expire
 		}
 		ip := fmt.Sprintf("198.51.%d.%d", i/4/250, i/4%250)
-		err := g.StartFlow(ctx, ip, flow(fmt.Sprint("churn", i), fmt.Sprintf("churn-%d@example.com", i), ip))
+		err := storagetest.StartFlow(ctx, g, ip, flow(fmt.Sprint("churn", i), fmt.Sprintf("churn-%d@example.com", i), ip))
 		if err == nil {
 			err = g.SMS(ctx, fmt.Sprintf("+3161%07d", i))
 		}
@@ -346,7 +346,7 @@ func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
 		t.Fatal("the churn outlasted the budgets' window")
 	}
 	var d *recovery.Denial
-	if err := g.StartFlow(ctx, "192.0.2.9", flow("mine-after", "alice@example.com", "192.0.2.9")); !errors.As(err, &d) || d.Scope != limiter.ScopeStartAccount {
+	if err := storagetest.StartFlow(ctx, g, "192.0.2.9", flow("mine-after", "alice@example.com", "192.0.2.9")); !errors.As(err, &d) || d.Scope != limiter.ScopeStartAccount {
 		t.Errorf("her start after the churn: %v, want start_account refused", err)
 	}
 	if err := g.SMS(ctx, "+31612345678"); !errors.As(err, &d) || d.Scope != limiter.ScopeStartPhone {
@@ -359,7 +359,7 @@ func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
 
 func mustStrike(t *testing.T, m *Memory, kind, key string, p limiter.Policy) limiter.Strike {
 	t.Helper()
-	st, err := m.Strike(context.Background(), kind, key, p)
+	st, err := storagetest.Strike(context.Background(), m, kind, key, p)
 	if err != nil {
 		t.Fatalf("strike %s %s: %v", kind, key, err)
 	}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 	"testing"
 	"time"
 
@@ -38,10 +39,10 @@ func TestRedisMigrateLocks(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("MigrateLocks: %d, %v; want 2 moved", n, err)
 	}
-	if l, ok, err := r.GetLock(ctx, limiter.KindAccount, "target@example.com"); err != nil || !ok || !l.Permanent || l.Strikes != 100 {
+	if l, ok, err := storagetest.GetLock(ctx, r, limiter.KindAccount, "target@example.com"); err != nil || !ok || !l.Permanent || l.Strikes != 100 {
 		t.Fatalf("account lock after the move: %+v, %v, %v", l, ok, err)
 	}
-	if l, ok, err := r.GetLock(ctx, limiter.KindIP, "192.0.2.9"); err != nil || !ok || l.Until.UnixMilli() != until {
+	if l, ok, err := storagetest.GetLock(ctx, r, limiter.KindIP, "192.0.2.9"); err != nil || !ok || l.Until.UnixMilli() != until {
 		t.Fatalf("client block after the move: %+v, %v, %v", l, ok, err)
 	}
 	if locks, err := r.ListLocks(ctx, limiter.KindAccount); err != nil || len(locks) != 1 {

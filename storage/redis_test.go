@@ -100,29 +100,29 @@ func TestRedisKeysExpire(t *testing.T) {
 		run  func() error
 	}{
 		{"CreateFlow", func() error {
-			return r.CreateFlow(ctx, recovery.Flow{ID: "f1", SentAt: now, ExpiresAt: now.Add(time.Minute)})
+			return storagetest.CreateFlow(ctx, r, recovery.Flow{ID: "f1", SentAt: now, ExpiresAt: now.Add(time.Minute)})
 		}},
-		{"Attempt", func() error { _, err := r.Attempt(ctx, "f1", 5); return err }},
+		{"Attempt", func() error { _, err := storagetest.Attempt(ctx, r, "f1", 5); return err }},
 		{"Resend", func() error {
-			_, err := r.Resend(ctx, "f1", []byte("h2"), now.Add(30*time.Second), 0, now.Add(2*time.Minute))
+			_, err := storagetest.Resend(ctx, r, "f1", []byte("h2"), recovery.ResendOp{Now: now.Add(30 * time.Second), Interval: 0, ExpiresAt: now.Add(2 * time.Minute)})
 			return err
 		}},
 		{"PutToken", func() error {
-			return r.PutToken(ctx, recovery.Token{Hash: []byte("t1"), ExpiresAt: now.Add(time.Minute)})
+			return storagetest.PutToken(ctx, r, recovery.Token{Hash: []byte("t1"), ExpiresAt: now.Add(time.Minute)})
 		}},
 		{"BeginSpend", func() error { _, err := r.BeginSpend(ctx, []byte("t1"), time.Second); return err }},
 		{"EndSpend", func() error { return r.EndSpend(ctx, []byte("t1"), false) }},
 		{"EndSpendUnknown", func() error { return r.EndSpend(ctx, []byte("gone"), false) }},
 		{"StrikeIP", func() error {
-			_, err := r.Strike(ctx, limiter.KindIP, "192.0.2.1", limiter.Policy{Threshold: 1, Window: time.Minute, Duration: time.Minute, MaxDuration: time.Minute})
+			_, err := storagetest.Strike(ctx, r, limiter.KindIP, "192.0.2.1", limiter.Policy{Threshold: 1, Window: time.Minute, Duration: time.Minute, MaxDuration: time.Minute})
 			return err
 		}},
 		{"StrikeIPNoLock", func() error {
-			_, err := r.Strike(ctx, limiter.KindIP, "192.0.2.2", limiter.Policy{Threshold: 5, Window: time.Minute, Duration: time.Minute, MaxDuration: time.Minute})
+			_, err := storagetest.Strike(ctx, r, limiter.KindIP, "192.0.2.2", limiter.Policy{Threshold: 5, Window: time.Minute, Duration: time.Minute, MaxDuration: time.Minute})
 			return err
 		}},
 		{"StrikeAccount", func() error {
-			_, err := r.Strike(ctx, limiter.KindAccount, "alice", limiter.Policy{Threshold: 1, Window: time.Minute, Duration: time.Minute, MaxDuration: time.Hour, Run: true, Permanent: 100})
+			_, err := storagetest.Strike(ctx, r, limiter.KindAccount, "alice", limiter.Policy{Threshold: 1, Window: time.Minute, Duration: time.Minute, MaxDuration: time.Hour, Run: true, Permanent: 100})
 			return err
 		}},
 	}
@@ -246,22 +246,27 @@ func unavailableOps(r *Redis) []namedOp {
 	now := time.Now()
 	return []namedOp{
 		{"Ping", func() error { return r.Ping(ctx) }},
-		{"CreateFlow", func() error { return r.CreateFlow(ctx, recovery.Flow{ID: "f", ExpiresAt: now.Add(time.Minute)}) }},
+		{"CreateFlow", func() error {
+			return storagetest.CreateFlow(ctx, r, recovery.Flow{ID: "f", ExpiresAt: now.Add(time.Minute)})
+		}},
 		{"Flow", func() error { _, err := r.Flow(ctx, "f"); return err }},
-		{"Attempt", func() error { _, err := r.Attempt(ctx, "f", 5); return err }},
-		{"ConsumeFlow", func() error { _, err := r.ConsumeFlow(ctx, "f"); return err }},
-		{"Resend", func() error { _, err := r.Resend(ctx, "f", nil, now, 0, now.Add(time.Minute)); return err }},
+		{"Attempt", func() error { _, err := storagetest.Attempt(ctx, r, "f", 5); return err }},
+		{"ConsumeFlow", func() error { _, err := storagetest.Consume(ctx, r, "f"); return err }},
+		{"Resend", func() error {
+			_, err := storagetest.Resend(ctx, r, "f", nil, recovery.ResendOp{Now: now, Interval: 0, ExpiresAt: now.Add(time.Minute)})
+			return err
+		}},
 		{"PutToken", func() error {
-			return r.PutToken(ctx, recovery.Token{Hash: []byte("t"), ExpiresAt: now.Add(time.Minute)})
+			return storagetest.PutToken(ctx, r, recovery.Token{Hash: []byte("t"), ExpiresAt: now.Add(time.Minute)})
 		}},
 		{"BeginSpend", func() error { _, err := r.BeginSpend(ctx, []byte("t"), time.Second); return err }},
 		{"EndSpend", func() error { return r.EndSpend(ctx, []byte("t"), true) }},
 		{"Strike", func() error {
-			_, err := r.Strike(ctx, limiter.KindIP, "k", limiter.Policy{Threshold: 1, Window: time.Minute, Duration: time.Minute})
+			_, err := storagetest.Strike(ctx, r, limiter.KindIP, "k", limiter.Policy{Threshold: 1, Window: time.Minute, Duration: time.Minute})
 			return err
 		}},
-		{"Forgive", func() error { return r.Forgive(ctx, limiter.KindIP, "k", limiter.Policy{}) }},
-		{"GetLock", func() error { _, _, err := r.GetLock(ctx, limiter.KindIP, "k"); return err }},
+		{"Forgive", func() error { return storagetest.Forgive(ctx, r, limiter.KindIP, "k", limiter.Policy{}) }},
+		{"GetLock", func() error { _, _, err := storagetest.GetLock(ctx, r, limiter.KindIP, "k"); return err }},
 		{"EndRun", func() error { _, err := r.EndRun(ctx, limiter.KindIP, "k"); return err }},
 		{"ListLocks", func() error { _, err := r.ListLocks(ctx, limiter.KindIP); return err }},
 	}

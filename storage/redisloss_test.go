@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func lossGuardAt(t *testing.T, r *Redis, clock recovery.Clock) *limiter.Guard {
 	cfg.StartIP, cfg.StartAccount, cfg.StartPhone, cfg.VerifyIP, cfg.SMSGlobal = high, high, high, high, high
 	cfg.Lockout = limiter.Threshold{Failures: 5, Window: time.Hour, Duration: 30 * time.Minute}
 	cfg.IPBlock = limiter.Threshold{Failures: 1000, Window: time.Hour, Duration: time.Hour}
-	g, err := limiter.New(cfg, nil, r, clock)
+	g, err := limiter.New(cfg, r, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,11 +49,11 @@ func lossFlow(id, account string) recovery.Flow {
 func lockAccount(t *testing.T, g *limiter.Guard, account string) {
 	t.Helper()
 	ctx := context.Background()
-	if err := g.StartFlow(ctx, "192.0.2.1", lossFlow("before-"+account, account)); err != nil {
+	if err := storagetest.StartFlow(ctx, g, "192.0.2.1", lossFlow("before-"+account, account)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		_, guess, err := g.VerifyFlow(ctx, "192.0.2.1", "before-"+account, 10)
+		_, guess, err := g.Verify(ctx, "192.0.2.1", "before-"+account, 10)
 		if err != nil {
 			t.Fatalf("wrong code %d: %v", i+1, err)
 		}
@@ -60,7 +61,7 @@ func lockAccount(t *testing.T, g *limiter.Guard, account string) {
 			t.Fatalf("the fifth wrong code did not lock the account")
 		}
 	}
-	if err := g.StartFlow(ctx, "192.0.2.1", lossFlow("locked-"+account, account)); !errors.Is(err, recovery.ErrLocked) {
+	if err := storagetest.StartFlow(ctx, g, "192.0.2.1", lossFlow("locked-"+account, account)); !errors.Is(err, recovery.ErrLocked) {
 		t.Fatalf("start on the locked account: %v, want it locked", err)
 	}
 }
@@ -144,7 +145,7 @@ func TestRedisRestartWithoutData(t *testing.T) {
 	ctx := context.Background()
 	lockAccount(t, g, "alice@example.com")
 	// The other instance has seen the deployment too.
-	if err := otherGuard.StartFlow(ctx, "192.0.2.2", lossFlow("other-before", "bob@example.com")); err != nil {
+	if err := storagetest.StartFlow(ctx, otherGuard, "192.0.2.2", lossFlow("other-before", "bob@example.com")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -152,10 +153,10 @@ func TestRedisRestartWithoutData(t *testing.T) {
 	p.start(t)
 
 	for i := range 5 {
-		err := g.StartFlow(ctx, "192.0.2.1", lossFlow(fmt.Sprintf("after-%d", i), "alice@example.com"))
+		err := storagetest.StartFlow(ctx, g, "192.0.2.1", lossFlow(fmt.Sprintf("after-%d", i), "alice@example.com"))
 		refusedForLoss(t, fmt.Sprintf("start %d on the locked account after the restart", i+1), err)
 	}
-	_, _, err := g.VerifyFlow(ctx, "192.0.2.1", "before-alice@example.com", 10)
+	_, _, err := g.Verify(ctx, "192.0.2.1", "before-alice@example.com", 10)
 	refusedForLoss(t, "a guess after the restart", err)
 	if n := count(alarms.lost); n != 1 {
 		t.Errorf("%d state-lost alarms on the instance that noticed, want 1", n)
@@ -163,7 +164,7 @@ func TestRedisRestartWithoutData(t *testing.T) {
 	if l, lost := r.StateLoss(); !lost || l.Detail == "" {
 		t.Errorf("StateLoss() = %+v, %v; want the loss", l, lost)
 	}
-	err = otherGuard.StartFlow(ctx, "192.0.2.2", lossFlow("other-after", "bob@example.com"))
+	err = storagetest.StartFlow(ctx, otherGuard, "192.0.2.2", lossFlow("other-after", "bob@example.com"))
 	refusedForLoss(t, "a start on another instance", err)
 	if n := count(otherAlarms.lost); n != 1 {
 		t.Errorf("%d state-lost alarms on the other instance, want 1", n)
@@ -173,7 +174,7 @@ func TestRedisRestartWithoutData(t *testing.T) {
 	// An instance that starts now finds the loss where the server keeps it.
 	late := sameDeployment(t, r, url)
 	lateAlarms := alarmsOf(t, late)
-	err = lossGuard(t, late).StartFlow(ctx, "192.0.2.3", lossFlow("late", "carol@example.com"))
+	err = storagetest.StartFlow(ctx, lossGuard(t, late), "192.0.2.3", lossFlow("late", "carol@example.com"))
 	refusedForLoss(t, "a start on an instance started after the loss", err)
 	if n := count(lateAlarms.lost); n != 1 {
 		t.Errorf("%d state-lost alarms on the late instance, want 1", n)
@@ -192,10 +193,10 @@ func TestRedisRestartWithoutData(t *testing.T) {
 	if ok, err := other.AcknowledgeLoss(ctx); err != nil || ok {
 		t.Fatalf("second AcknowledgeLoss = %v, %v; want nothing left to acknowledge", ok, err)
 	}
-	if err := g.StartFlow(ctx, "192.0.2.1", lossFlow("acked", "alice@example.com")); err != nil {
+	if err := storagetest.StartFlow(ctx, g, "192.0.2.1", lossFlow("acked", "alice@example.com")); err != nil {
 		t.Fatalf("start after the acknowledgement: %v", err)
 	}
-	if err := otherGuard.StartFlow(ctx, "192.0.2.2", lossFlow("other-acked", "bob@example.com")); err != nil {
+	if err := storagetest.StartFlow(ctx, otherGuard, "192.0.2.2", lossFlow("other-acked", "bob@example.com")); err != nil {
 		t.Fatalf("start on the other instance after the acknowledgement: %v", err)
 	}
 	if _, lost := other.StateLoss(); lost {
@@ -207,7 +208,7 @@ func TestRedisRestartWithoutData(t *testing.T) {
 	// The new epoch is watched like the first.
 	p.stop()
 	p.start(t)
-	err = otherGuard.StartFlow(ctx, "192.0.2.2", lossFlow("other-again", "bob@example.com"))
+	err = storagetest.StartFlow(ctx, otherGuard, "192.0.2.2", lossFlow("other-again", "bob@example.com"))
 	refusedForLoss(t, "a start after a second restart", err)
 }
 
@@ -223,9 +224,9 @@ func TestRedisFlushAll(t *testing.T) {
 	if err := r.Client().FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := g.VerifyFlow(ctx, "192.0.2.1", "before-alice@example.com", 10)
+	_, _, err := g.Verify(ctx, "192.0.2.1", "before-alice@example.com", 10)
 	refusedForLoss(t, "a guess after FLUSHALL", err)
-	err = g.StartFlow(ctx, "192.0.2.1", lossFlow("after", "alice@example.com"))
+	err = storagetest.StartFlow(ctx, g, "192.0.2.1", lossFlow("after", "alice@example.com"))
 	refusedForLoss(t, "a start after FLUSHALL", err)
 	if n := count(alarms.lost); n != 1 {
 		t.Errorf("%d state-lost alarms, want 1", n)
@@ -242,7 +243,7 @@ func TestRedisRestoreOlderSnapshot(t *testing.T) {
 	alarms := alarmsOf(t, r)
 	g := lossGuard(t, r)
 	ctx := context.Background()
-	if err := g.StartFlow(ctx, "192.0.2.1", lossFlow("first", "bob@example.com")); err != nil {
+	if err := storagetest.StartFlow(ctx, g, "192.0.2.1", lossFlow("first", "bob@example.com")); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Client().Save(ctx).Err(); err != nil { // dump.rdb, loaded at the restart
@@ -251,7 +252,7 @@ func TestRedisRestoreOlderSnapshot(t *testing.T) {
 	lockAccount(t, g, "alice@example.com")
 	p.stop()
 	p.start(t)
-	err := g.StartFlow(ctx, "192.0.2.1", lossFlow("after", "alice@example.com"))
+	err := storagetest.StartFlow(ctx, g, "192.0.2.1", lossFlow("after", "alice@example.com"))
 	refusedForLoss(t, "a start after a restore of an older snapshot", err)
 	if n := count(alarms.lost); n != 1 {
 		t.Errorf("%d state-lost alarms, want 1", n)
@@ -269,7 +270,7 @@ func TestRedisPolicyChangedThenReconnect(t *testing.T) {
 	alarms := alarmsOf(t, r)
 	g := lossGuard(t, r)
 	ctx := context.Background()
-	if err := g.StartFlow(ctx, "192.0.2.1", lossFlow("first", "bob@example.com")); err != nil {
+	if err := storagetest.StartFlow(ctx, g, "192.0.2.1", lossFlow("first", "bob@example.com")); err != nil {
 		t.Fatal(err)
 	}
 	admin := redis.NewClient(&redis.Options{Addr: p.addr})
@@ -285,7 +286,7 @@ func TestRedisPolicyChangedThenReconnect(t *testing.T) {
 	}
 	setPolicy("allkeys-lru")
 	for i := range 3 {
-		err := g.StartFlow(ctx, "192.0.2.1", lossFlow(fmt.Sprintf("evicting-%d", i), "bob@example.com"))
+		err := storagetest.StartFlow(ctx, g, "192.0.2.1", lossFlow(fmt.Sprintf("evicting-%d", i), "bob@example.com"))
 		u, ok := errors.AsType[*UnsafeServerError](err)
 		if !errors.Is(err, recovery.ErrUnavailable) || !ok || u.Option != optAllowEviction {
 			t.Fatalf("start %d once the server evicts: %v, want it refused as unavailable naming %s", i+1, err, optAllowEviction)
@@ -303,7 +304,7 @@ func TestRedisPolicyChangedThenReconnect(t *testing.T) {
 		t.Errorf("%d more alarms for the same refusal, want one in all", n)
 	}
 	setPolicy("noeviction")
-	if err := g.StartFlow(ctx, "192.0.2.1", lossFlow("again", "bob@example.com")); err != nil {
+	if err := storagetest.StartFlow(ctx, g, "192.0.2.1", lossFlow("again", "bob@example.com")); err != nil {
 		t.Fatalf("start once the policy is noeviction again: %v", err)
 	}
 	if n := count(alarms.lost); n != 0 {
@@ -355,7 +356,7 @@ func TestRedisStateLossHold(t *testing.T) {
 	ctx := context.Background()
 	start := func(id string) error {
 		now := clk.Now()
-		return g.StartFlow(ctx, "192.0.2.1", recovery.Flow{ID: id, Account: "bob@example.com", CodeHash: []byte("h"),
+		return storagetest.StartFlow(ctx, g, "192.0.2.1", recovery.Flow{ID: id, Account: "bob@example.com", CodeHash: []byte("h"),
 			Sends: 1, SentAt: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 	}
 	if err := start("before"); err != nil {

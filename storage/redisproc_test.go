@@ -295,7 +295,7 @@ func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
 	cfg := limiter.DefaultConfig()
 	high := limiter.Rate{Events: 1 << 40, Window: time.Hour}
 	cfg.StartIP, cfg.StartAccount, cfg.SMSGlobal = high, high, high
-	g, err := limiter.New(cfg, nil, r, clock.Real{})
+	g, err := limiter.New(cfg, r, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
 				now := time.Now()
 				f := recovery.Flow{ID: fmt.Sprintf("failover-%d", next.Add(1)), Account: fmt.Sprintf("user%d@example.com", w),
 					CodeHash: []byte("h"), Sends: 1, SentAt: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
-				switch err := g.StartFlow(ctx, fmt.Sprintf("192.0.2.%d", w), f); {
+				switch err := storagetest.StartFlow(ctx, g, fmt.Sprintf("192.0.2.%d", w), f); {
 				case err == nil:
 					mu.Lock()
 					acked = append(acked, f.ID)

@@ -130,7 +130,7 @@ func runImpose(t *testing.T, h Harness) {
 		if set.Load() != 1 {
 			t.Errorf("50 concurrent Impose calls: %d set the lock, want 1", set.Load())
 		}
-		l, ok, err := s.GetLock(ctx, limiter.KindAccount, "dave@example.com")
+		l, ok, err := GetLock(ctx, s, limiter.KindAccount, "dave@example.com")
 		if err != nil || !ok || !l.Permanent {
 			t.Errorf("GetLock: %+v, %v, %v; want the lock until lifted that half of them asked for", l, ok, err)
 		}

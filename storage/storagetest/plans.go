@@ -35,14 +35,44 @@ func newPlanGuard(t *testing.T, h Harness, change func(*limiter.Config)) (*limit
 	if _, ok := s.(limiter.PlanStore); !ok {
 		t.Skip("the store runs no plans")
 	}
-	g, err := limiter.New(planConfig(h.Unit, change), nil, s, clk)
+	g, err := limiter.New(planConfig(h.Unit, change), s.(limiter.PlanStore), clk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !g.Keeps(s) {
-		t.Fatal("the guard does not keep its own store")
-	}
 	return g, s, clk
+}
+
+// StartFlow is a start through g, as the flow makes it: the checks, then
+// the flow and its code, counted against the phone "phone:" + its account.
+func StartFlow(ctx context.Context, g *limiter.Guard, ip string, f recovery.Flow) error {
+	if err := g.Start(ctx, ip, f.Account, false); err != nil {
+		return err
+	}
+	_, err := g.CreateFlow(ctx, f, "phone:"+f.Account)
+	return err
+}
+
+// resendFlow is a resend through g, as the flow makes it: the checks for
+// the flow's account, then the new code.
+func resendFlow(ctx context.Context, g *limiter.Guard, s Store, ip, id string, hash []byte, now time.Time, interval time.Duration, expires time.Time, maxAttempts int) (recovery.Flow, error) {
+	f, err := s.Flow(ctx, id)
+	if err != nil {
+		return f, err
+	}
+	// As the flow does: a spent flow, or one inside its interval, is
+	// refused before anything is counted.
+	switch {
+	case f.Attempts >= maxAttempts:
+		return f, recovery.ErrNotFound
+	case now.Sub(f.SentAt) < interval:
+		return f, recovery.ErrTooEarly
+	}
+	if err := g.Start(ctx, ip, f.Account, true); err != nil {
+		return f, err
+	}
+	op := recovery.ResendOp{ID: id, CodeHash: hash, Now: now, Interval: interval, ExpiresAt: expires, MaxAttempts: maxAttempts}
+	f, _, err = g.ResendFlow(ctx, op, "phone:"+f.Account, false)
+	return f, err
 }
 
 func scopeOf(err error) string {
@@ -69,7 +99,7 @@ func runPlans(t *testing.T, h Harness) {
 		for i := range 3 {
 			f := newFlow(fmt.Sprintf("start-%d", i), clk, 100*u)
 			f.Account = fmt.Sprintf("user%d@example.com", i)
-			err := g.StartFlow(ctx, ipA, f)
+			err := StartFlow(ctx, g, ipA, f)
 			_, ferr := s.Flow(ctx, f.ID)
 			if i < 2 {
 				if err != nil || ferr != nil {
@@ -88,13 +118,13 @@ func runPlans(t *testing.T, h Harness) {
 		for i := range 2 {
 			f := newFlow(fmt.Sprintf("again-%d", i), clk, 100*u)
 			f.Account = "user2@example.com"
-			if err := g.StartFlow(ctx, ipB, f); err != nil {
+			if err := StartFlow(ctx, g, ipB, f); err != nil {
 				t.Fatalf("start %d for the account a refusal named: %v", i, err)
 			}
 		}
 		f := newFlow("again-2", clk, 100*u)
 		f.Account = "user2@example.com"
-		if err := g.StartFlow(ctx, "192.0.2.3", f); scopeOf(err) != limiter.ScopeStartAccount {
+		if err := StartFlow(ctx, g, "192.0.2.3", f); scopeOf(err) != limiter.ScopeStartAccount {
 			t.Fatalf("third start for one account: %v, want start_account", err)
 		}
 	})
@@ -117,8 +147,49 @@ func runPlans(t *testing.T, h Harness) {
 		if err := g.SMS(ctx, "p3"); scopeOf(err) != limiter.ScopeSMSGlobal {
 			t.Fatalf("past the budget: %v, want sms_global", err)
 		}
-		if err := g.Start(ctx, ipA, "someone"); scopeOf(err) != limiter.ScopeSMSGlobal {
+		if err := g.Start(ctx, ipA, "someone", false); scopeOf(err) != limiter.ScopeSMSGlobal {
 			t.Fatalf("start with the budget spent: %v, want sms_global", err)
+		}
+	})
+
+	t.Run("CreateFlowCountsItsCode", func(t *testing.T) {
+		t.Parallel()
+		g, s, clk := newPlanGuard(t, h, func(c *limiter.Config) {
+			c.StartPhone = limiter.Rate{Events: 1, Window: 1000 * u}
+			c.SMSGlobal = limiter.Rate{Events: 2, Window: 1000 * u}
+		})
+		create := func(id, phone string, decoy bool) error {
+			f := newFlow(id, clk, 100*u)
+			f.Decoy = decoy
+			sms, err := g.CreateFlow(ctx, f, phone)
+			if err != nil {
+				t.Fatalf("flow %s: %v", id, err)
+			}
+			if _, err := s.Flow(ctx, id); err != nil {
+				t.Fatalf("flow %s whose code was refused was not stored: %v", id, err)
+			}
+			return sms
+		}
+		// Decoys peek: they spend neither the phone's limit nor the budget.
+		for i := range 3 {
+			if sms := create(fmt.Sprintf("decoy-%d", i), "p1", true); sms != nil {
+				t.Fatalf("decoy %d: %v", i, sms)
+			}
+		}
+		if sms := create("a", "p1", false); sms != nil {
+			t.Fatalf("first code to a phone: %v", sms)
+		}
+		if sms := create("b", "p1", false); scopeOf(sms) != limiter.ScopeStartPhone {
+			t.Fatalf("second code to one phone: %v, want start_phone", sms)
+		}
+		if sms := create("c", "p2", false); sms != nil {
+			t.Fatalf("a refused phone spent the budget: %v", sms)
+		}
+		if sms := create("d", "p3", false); scopeOf(sms) != limiter.ScopeSMSGlobal {
+			t.Fatalf("past the budget: %v, want sms_global", sms)
+		}
+		if sms := create("decoy-past", "p4", true); scopeOf(sms) != limiter.ScopeSMSGlobal {
+			t.Fatalf("a decoy past the budget: %v, want the same refusal a real code gets", sms)
 		}
 	})
 
@@ -128,17 +199,17 @@ func runPlans(t *testing.T, h Harness) {
 			c.StartIP = limiter.Rate{Events: 2, Window: 1000 * u}
 		})
 		f := newFlow("resend", clk, 100*u)
-		if err := g.StartFlow(ctx, ipA, f); err != nil {
+		if err := StartFlow(ctx, g, ipA, f); err != nil {
 			t.Fatal(err)
 		}
 		now := clk.Now()
-		got, err := g.ResendFlow(ctx, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u), 5)
+		got, err := resendFlow(ctx, g, s, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u), 5)
 		if !errors.Is(err, recovery.ErrTooEarly) || got.Sends != 1 {
 			t.Fatalf("resend inside the interval: %v, %d sends; want ErrTooEarly, 1", err, got.Sends)
 		}
 		clk.Advance(3 * u)
 		now = clk.Now().UTC().Truncate(time.Millisecond)
-		got, err = g.ResendFlow(ctx, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u), 5)
+		got, err = resendFlow(ctx, g, s, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u), 5)
 		if err != nil || got.Sends != 2 || string(got.CodeHash) != "new" || !got.SentAt.Equal(now) {
 			t.Fatalf("resend after the interval: %v, %+v", err, got)
 		}
@@ -149,13 +220,13 @@ func runPlans(t *testing.T, h Harness) {
 		// The early one was not counted: this is the client's third.
 		clk.Advance(3 * u)
 		now = clk.Now()
-		if _, err := g.ResendFlow(ctx, ipA, f.ID, []byte("newer"), now, 2*u, now.Add(100*u), 5); scopeOf(err) != limiter.ScopeStartIP {
+		if _, err := resendFlow(ctx, g, s, ipA, f.ID, []byte("newer"), now, 2*u, now.Add(100*u), 5); scopeOf(err) != limiter.ScopeStartIP {
 			t.Fatalf("third start or resend from a client: %v, want start_ip", err)
 		}
 		if stored, _ := s.Flow(ctx, f.ID); string(stored.CodeHash) != "new" {
 			t.Fatalf("a refused resend changed the code")
 		}
-		if _, err := g.ResendFlow(ctx, ipB, "missing", []byte("x"), now, 2*u, now.Add(100*u), 5); !errors.Is(err, recovery.ErrNotFound) {
+		if _, err := resendFlow(ctx, g, s, ipB, "missing", []byte("x"), now, 2*u, now.Add(100*u), 5); !errors.Is(err, recovery.ErrNotFound) {
 			t.Fatalf("resend of a missing flow: %v, want ErrNotFound", err)
 		}
 	})
@@ -166,24 +237,24 @@ func runPlans(t *testing.T, h Harness) {
 			c.StartIP = limiter.Rate{Events: 2, Window: 1000 * u}
 		})
 		f := newFlow("spent", clk, 100*u)
-		if err := g.StartFlow(ctx, ipA, f); err != nil {
+		if err := StartFlow(ctx, g, ipA, f); err != nil {
 			t.Fatal(err)
 		}
 		for range 3 {
-			if _, _, err := g.VerifyFlow(ctx, ipB, f.ID, 3); err != nil {
+			if _, _, err := g.Verify(ctx, ipB, f.ID, 3); err != nil {
 				t.Fatal(err)
 			}
 		}
 		clk.Advance(3 * u)
 		now := clk.Now()
-		if _, err := g.ResendFlow(ctx, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u), 3); !errors.Is(err, recovery.ErrNotFound) {
+		if _, err := resendFlow(ctx, g, s, ipA, f.ID, []byte("new"), now, 2*u, now.Add(100*u), 3); !errors.Is(err, recovery.ErrNotFound) {
 			t.Fatalf("resend of a flow whose 3 attempts are spent: %v, want ErrNotFound", err)
 		}
 		if stored, err := s.Flow(ctx, f.ID); err != nil || stored.Sends != 1 || string(stored.CodeHash) == "new" {
 			t.Fatalf("the spent flow after the refused resend: %+v, %v; want it unchanged", stored, err)
 		}
 		// Nothing was counted: the client has its second start left.
-		if err := g.StartFlow(ctx, ipA, newFlow("next", clk, 100*u)); err != nil {
+		if err := StartFlow(ctx, g, ipA, newFlow("next", clk, 100*u)); err != nil {
 			t.Fatalf("a start after the refused resend: %v", err)
 		}
 	})
@@ -194,11 +265,11 @@ func runPlans(t *testing.T, h Harness) {
 			c.VerifyIP = limiter.Rate{Events: 2, Window: 1000 * u}
 		})
 		for range 2 {
-			if _, _, err := g.VerifyFlow(ctx, ipA, "nothing", 5); !errors.Is(err, recovery.ErrNotFound) || errors.Is(err, recovery.ErrExhausted) {
+			if _, _, err := g.Verify(ctx, ipA, "nothing", 5); !errors.Is(err, recovery.ErrNotFound) || errors.Is(err, recovery.ErrExhausted) {
 				t.Fatalf("verify of a missing flow: %v, want ErrNotFound", err)
 			}
 		}
-		if _, _, err := g.VerifyFlow(ctx, ipA, "nothing", 5); scopeOf(err) != limiter.ScopeVerifyIP {
+		if _, _, err := g.Verify(ctx, ipA, "nothing", 5); scopeOf(err) != limiter.ScopeVerifyIP {
 			t.Fatalf("third verify from a client: %v, want verify_ip", err)
 		}
 	})
@@ -207,13 +278,13 @@ func runPlans(t *testing.T, h Harness) {
 		t.Parallel()
 		g, _, clk := newPlanGuard(t, h, nil)
 		f := newFlow("attempts", clk, 100*u)
-		if err := g.StartFlow(ctx, ipA, f); err != nil {
+		if err := StartFlow(ctx, g, ipA, f); err != nil {
 			t.Fatal(err)
 		}
 		var ok, exhausted, gone atomic.Int64
 		var seen [6]atomic.Int64
 		concurrently(200, func(i int) {
-			got, _, err := g.VerifyFlow(ctx, fmt.Sprintf("198.51.100.%d", i%50), f.ID, 5)
+			got, _, err := g.Verify(ctx, fmt.Sprintf("198.51.100.%d", i%50), f.ID, 5)
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -248,14 +319,14 @@ func runPlans(t *testing.T, h Harness) {
 		for i := range ids {
 			f := newFlow(fmt.Sprintf("guess-%d", i), clk, 100*u)
 			f.Account = "target@example.com"
-			if err := g.StartFlow(ctx, fmt.Sprintf("203.0.113.%d", i%50), f); err != nil {
+			if err := StartFlow(ctx, g, fmt.Sprintf("203.0.113.%d", i%50), f); err != nil {
 				t.Fatal(err)
 			}
 			ids[i] = f.ID
 		}
 		var counted, locks, refused atomic.Int64
 		concurrently(n, func(i int) {
-			_, guess, err := g.VerifyFlow(ctx, fmt.Sprintf("203.0.113.%d", i%50), ids[i], 5)
+			_, guess, err := g.Verify(ctx, fmt.Sprintf("203.0.113.%d", i%50), ids[i], 5)
 			switch {
 			case errors.Is(err, recovery.ErrLocked):
 				refused.Add(1)
@@ -274,7 +345,7 @@ func runPlans(t *testing.T, h Harness) {
 		}
 		f := newFlow("after-lock", clk, 100*u)
 		f.Account = "target@example.com"
-		if err := g.StartFlow(ctx, ipB, f); !errors.Is(err, recovery.ErrLocked) {
+		if err := StartFlow(ctx, g, ipB, f); !errors.Is(err, recovery.ErrLocked) {
 			t.Fatalf("start for a locked account: %v, want ErrLocked", err)
 		}
 	})
@@ -287,20 +358,20 @@ func runPlans(t *testing.T, h Harness) {
 		flows := make([]recovery.Flow, 4)
 		for i := range flows {
 			flows[i] = newFlow(fmt.Sprintf("right-%d", i), clk, 100*u)
-			if err := g.StartFlow(ctx, ipA, flows[i]); err != nil {
+			if err := StartFlow(ctx, g, ipA, flows[i]); err != nil {
 				t.Fatal(err)
 			}
 		}
 		// Two guesses counted, the second being right.
 		for _, f := range flows[:2] {
-			if _, _, err := g.VerifyFlow(ctx, ipA, f.ID, 5); err != nil {
+			if _, _, err := g.Verify(ctx, ipA, f.ID, 5); err != nil {
 				t.Fatal(err)
 			}
 		}
 		tok := newToken("right", clk, 100*u)
 		var won atomic.Int64
 		concurrently(50, func(int) {
-			ok, err := g.RightFlow(ctx, ipA, flows[1].ID, tok)
+			ok, err := g.Right(ctx, ipA, flows[1].ID, tok)
 			if err != nil {
 				t.Errorf("RightFlow: %v", err)
 			}
@@ -319,12 +390,12 @@ func runPlans(t *testing.T, h Harness) {
 		}
 		// The run ended: two more guesses set no lock at a threshold of 3.
 		for _, f := range flows[2:] {
-			_, guess, err := g.VerifyFlow(ctx, ipA, f.ID, 5)
+			_, guess, err := g.Verify(ctx, ipA, f.ID, 5)
 			if err != nil || guess.Set != nil {
 				t.Fatalf("guess after a right code: %v, set %v; want counted, no lock", err, guess.Set)
 			}
 		}
-		if ok, err := g.RightFlow(ctx, ipA, "missing", newToken("other", clk, 100*u)); ok || err != nil {
+		if ok, err := g.Right(ctx, ipA, "missing", newToken("other", clk, 100*u)); ok || err != nil {
 			t.Fatalf("RightFlow of a missing flow: %v, %v; want false", ok, err)
 		}
 		if _, err := s.BeginSpend(ctx, newToken("other", clk, 100*u).Hash, u); !errors.Is(err, recovery.ErrNotFound) {

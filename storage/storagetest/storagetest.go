@@ -18,7 +18,7 @@ import (
 // Store is what a storage backend implements.
 type Store interface {
 	recovery.Store
-	limiter.LockStore
+	limiter.PlanStore
 }
 
 // Clock is the time a store under test reads, as the suite drives it.
@@ -138,14 +138,14 @@ func runFlows(t *testing.T, h Harness) {
 		if _, err := s.Flow(ctx, "f1"); !errors.Is(err, recovery.ErrNotFound) {
 			t.Errorf("Flow: got %v, want ErrNotFound", err)
 		}
-		if _, err := s.Attempt(ctx, "f1", 5); !errors.Is(err, recovery.ErrNotFound) {
+		if _, err := Attempt(ctx, s, "f1", 5); !errors.Is(err, recovery.ErrNotFound) {
 			t.Errorf("Attempt: got %v, want ErrNotFound", err)
 		}
-		if ok, err := s.ConsumeFlow(ctx, "f1"); ok || err != nil {
+		if ok, err := Consume(ctx, s, "f1"); ok || err != nil {
 			t.Errorf("ConsumeFlow: got %v, %v, want false, nil", ok, err)
 		}
 		now := clk.Now()
-		if _, err := s.Resend(ctx, "f1", []byte("new"), now, 0, now.Add(10*u)); !errors.Is(err, recovery.ErrNotFound) {
+		if _, err := Resend(ctx, s, "f1", []byte("new"), recovery.ResendOp{Now: now, Interval: 0, ExpiresAt: now.Add(10 * u)}); !errors.Is(err, recovery.ErrNotFound) {
 			t.Errorf("Resend: got %v, want ErrNotFound", err)
 		}
 	})
@@ -157,20 +157,20 @@ func runFlows(t *testing.T, h Harness) {
 		mustCreate(t, s, want)
 		const maxAttempts = 3
 		for i := 1; i <= maxAttempts; i++ {
-			got, err := s.Attempt(ctx, "f1", maxAttempts)
+			got, err := Attempt(ctx, s, "f1", maxAttempts)
 			if err != nil {
 				t.Fatalf("attempt %d: %v", i, err)
 			}
 			want.Attempts = i
 			assertFlow(t, got, want)
 		}
-		if _, err := s.Attempt(ctx, "f1", maxAttempts); !errors.Is(err, recovery.ErrNotFound) {
+		if _, err := Attempt(ctx, s, "f1", maxAttempts); !errors.Is(err, recovery.ErrNotFound) {
 			t.Fatalf("attempt past the limit: got %v, want ErrNotFound", err)
 		}
 		if _, err := s.Flow(ctx, "f1"); !errors.Is(err, recovery.ErrNotFound) {
 			t.Errorf("flow after its last attempt: got %v, want ErrNotFound", err)
 		}
-		if _, err := s.Attempt(ctx, "unknown", maxAttempts); !errors.Is(err, recovery.ErrNotFound) {
+		if _, err := Attempt(ctx, s, "unknown", maxAttempts); !errors.Is(err, recovery.ErrNotFound) {
 			t.Errorf("Attempt of an unknown ID: got %v, want ErrNotFound", err)
 		}
 	})
@@ -188,7 +188,7 @@ func runFlows(t *testing.T, h Harness) {
 			errs   = make([]error, callers)
 		)
 		concurrently(callers, func(i int) {
-			f, err := s.Attempt(ctx, "f1", maxAttempts)
+			f, err := Attempt(ctx, s, "f1", maxAttempts)
 			if err != nil {
 				errs[i] = err
 				return
@@ -219,7 +219,7 @@ func runFlows(t *testing.T, h Harness) {
 		var won atomic.Int32
 		errs := make([]error, callers)
 		concurrently(callers, func(i int) {
-			ok, err := s.ConsumeFlow(ctx, "f1")
+			ok, err := Consume(ctx, s, "f1")
 			errs[i] = err
 			if ok {
 				won.Add(1)
@@ -234,7 +234,7 @@ func runFlows(t *testing.T, h Harness) {
 		if _, err := s.Flow(ctx, "f1"); !errors.Is(err, recovery.ErrNotFound) {
 			t.Errorf("flow after ConsumeFlow: got %v, want ErrNotFound", err)
 		}
-		if ok, err := s.ConsumeFlow(ctx, "unknown"); ok || err != nil {
+		if ok, err := Consume(ctx, s, "unknown"); ok || err != nil {
 			t.Errorf("ConsumeFlow of an unknown ID: got %v, %v, want false, nil", ok, err)
 		}
 	})
@@ -247,7 +247,7 @@ func runFlows(t *testing.T, h Harness) {
 		interval := 5 * u
 
 		now := clk.Now().UTC().Truncate(time.Millisecond)
-		got, err := s.Resend(ctx, "f1", []byte("second"), now, interval, now.Add(10*u))
+		got, err := Resend(ctx, s, "f1", []byte("second"), recovery.ResendOp{Now: now, Interval: interval, ExpiresAt: now.Add(10 * u)})
 		if !errors.Is(err, recovery.ErrTooEarly) {
 			t.Fatalf("Resend inside the interval: got %v, want ErrTooEarly", err)
 		}
@@ -258,7 +258,7 @@ func runFlows(t *testing.T, h Harness) {
 
 		clk.Advance(interval)
 		now = clk.Now().UTC().Truncate(time.Millisecond)
-		got, err = s.Resend(ctx, "f1", []byte("second"), now, interval, now.Add(10*u))
+		got, err = Resend(ctx, s, "f1", []byte("second"), recovery.ResendOp{Now: now, Interval: interval, ExpiresAt: now.Add(10 * u)})
 		if err != nil {
 			t.Fatalf("Resend after the interval: %v", err)
 		}
@@ -279,7 +279,7 @@ func runFlows(t *testing.T, h Harness) {
 			t.Errorf("Flow past its first expiry: %v", err)
 		}
 
-		if _, err := s.Resend(ctx, "unknown", []byte("x"), now, interval, now.Add(u)); !errors.Is(err, recovery.ErrNotFound) {
+		if _, err := Resend(ctx, s, "unknown", []byte("x"), recovery.ResendOp{Now: now, Interval: interval, ExpiresAt: now.Add(u)}); !errors.Is(err, recovery.ErrNotFound) {
 			t.Errorf("Resend of an unknown ID: got %v, want ErrNotFound", err)
 		}
 	})
@@ -536,7 +536,7 @@ func runLocks(t *testing.T, h Harness) {
 		const ip = "2001:db8::/64"
 		mustStrike(t, s, limiter.KindIP, ip, p)
 		mustStrike(t, s, limiter.KindIP, ip, p)
-		if err := s.Forgive(ctx, limiter.KindIP, ip, p); err != nil {
+		if err := Forgive(ctx, s, limiter.KindIP, ip, p); err != nil {
 			t.Fatal(err)
 		}
 		// Two strikes less one: the next two make three.
@@ -547,13 +547,13 @@ func runLocks(t *testing.T, h Harness) {
 			t.Errorf("third strike: got %+v, want the lock", st)
 		}
 		// A lock in force is not forgiven.
-		if err := s.Forgive(ctx, limiter.KindIP, ip, p); err != nil {
+		if err := Forgive(ctx, s, limiter.KindIP, ip, p); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok, _ := s.GetLock(ctx, limiter.KindIP, ip); !ok {
+		if _, ok, _ := GetLock(ctx, s, limiter.KindIP, ip); !ok {
 			t.Error("Forgive lifted a lock")
 		}
-		if err := s.Forgive(ctx, limiter.KindIP, "192.0.2.99", p); err != nil {
+		if err := Forgive(ctx, s, limiter.KindIP, "192.0.2.99", p); err != nil {
 			t.Errorf("Forgive of an unknown key: %v", err)
 		}
 	})
@@ -565,7 +565,7 @@ func runLocks(t *testing.T, h Harness) {
 		p.Threshold, p.Duration, p.MaxDuration = 5, 100*u, 100*u
 		var counted, set, refused atomic.Int64
 		concurrently(200, func(int) {
-			st, err := s.Strike(ctx, limiter.KindAccount, "target@example.com", p)
+			st, err := Strike(ctx, s, limiter.KindAccount, "target@example.com", p)
 			switch {
 			case err != nil:
 				t.Errorf("Strike: %v", err)
@@ -612,7 +612,7 @@ func runLocks(t *testing.T, h Harness) {
 
 func mustStrike(t *testing.T, s Store, kind, key string, p limiter.Policy) limiter.Strike {
 	t.Helper()
-	st, err := s.Strike(context.Background(), kind, key, p)
+	st, err := Strike(context.Background(), s, kind, key, p)
 	if err != nil {
 		t.Fatalf("Strike(%s, %s): %v", kind, key, err)
 	}
@@ -626,14 +626,14 @@ func Benchmark(b *testing.B, h Harness) {
 
 	b.Run("Attempt", func(b *testing.B) {
 		s, clk := h.New(b)
-		if err := s.CreateFlow(ctx, newFlow("f1", clk, time.Hour)); err != nil {
+		if err := CreateFlow(ctx, s, newFlow("f1", clk, time.Hour)); err != nil {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, err := s.Attempt(ctx, "f1", 1<<30); err != nil {
+				if _, err := Attempt(ctx, s, "f1", 1<<30); err != nil {
 					b.Error(err)
 					return
 				}
@@ -648,7 +648,7 @@ func Benchmark(b *testing.B, h Harness) {
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			tok := newToken(fmt.Sprint(n.Add(1)), clk, time.Hour)
-			if err := s.PutToken(ctx, tok); err != nil {
+			if err := PutToken(ctx, s, tok); err != nil {
 				b.Error(err)
 				return
 			}
@@ -683,14 +683,14 @@ func concurrently(n int, f func(i int)) {
 
 func mustCreate(t *testing.T, s Store, f recovery.Flow) {
 	t.Helper()
-	if err := s.CreateFlow(context.Background(), f); err != nil {
+	if err := CreateFlow(context.Background(), s, f); err != nil {
 		t.Fatalf("CreateFlow: %v", err)
 	}
 }
 
 func mustPut(t *testing.T, s Store, tok recovery.Token) {
 	t.Helper()
-	if err := s.PutToken(context.Background(), tok); err != nil {
+	if err := PutToken(context.Background(), s, tok); err != nil {
 		t.Fatalf("PutToken: %v", err)
 	}
 }
@@ -723,7 +723,7 @@ func assertToken(t *testing.T, got, want recovery.Token) {
 // assertLock checks GetLock of kind and key against want, nil for none.
 func assertLock(t *testing.T, s Store, kind, key string, want *limiter.Lock) {
 	t.Helper()
-	got, ok, err := s.GetLock(context.Background(), kind, key)
+	got, ok, err := GetLock(context.Background(), s, kind, key)
 	switch {
 	case err != nil:
 		t.Errorf("GetLock(%s, %s): %v", kind, key, err)

@@ -1,0 +1,95 @@
+package storagetest
+
+import (
+	"context"
+	"encoding/hex"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// The steps below are one plan each, as small as a change to one record
+// can be, so that the suite holds every store to what each kind of change
+// promises on its own, through the one path the guard takes.
+
+func run(ctx context.Context, s Store, p limiter.Plan) (limiter.Outcome, error) {
+	return s.RunPlan(ctx, &p)
+}
+
+// CreateFlow stores f.
+func CreateFlow(ctx context.Context, s Store, f recovery.Flow) error {
+	_, err := run(ctx, s, limiter.Plan{Op: limiter.OpCreate, Flow: f})
+	return err
+}
+
+// Attempt counts one attempt on flow id, as a verify does.
+func Attempt(ctx context.Context, s Store, id string, maxAttempts int) (recovery.Flow, error) {
+	o, err := run(ctx, s, limiter.Plan{Op: limiter.OpAttempt, FlowID: id, MaxAttempts: maxAttempts})
+	if err == nil {
+		err = o.FlowErr
+	}
+	return o.Flow, err
+}
+
+// Consume consumes flow id, as a right code does, storing no token.
+func Consume(ctx context.Context, s Store, id string) (bool, error) {
+	o, err := run(ctx, s, limiter.Plan{Op: limiter.OpFinish, FlowID: id})
+	return o.Won, err
+}
+
+// Resend replaces the code of flow id.
+func Resend(ctx context.Context, s Store, id string, hash []byte, r recovery.ResendOp) (recovery.Flow, error) {
+	r.ID, r.CodeHash = id, hash
+	if r.MaxAttempts == 0 {
+		r.MaxAttempts = 1 << 30
+	}
+	o, err := run(ctx, s, limiter.Plan{Op: limiter.OpResend, FlowID: id, CodeHash: hash, Now: r.Now,
+		Interval: r.Interval, ExpiresAt: r.ExpiresAt, MaxAttempts: r.MaxAttempts})
+	if err == nil {
+		err = o.FlowErr
+	}
+	return o.Flow, err
+}
+
+// PutToken stores t, as the right code of a flow of its own does.
+func PutToken(ctx context.Context, s Store, t recovery.Token) error {
+	f := recovery.Flow{ID: "token-" + hex.EncodeToString(t.Hash), Account: t.Account, CodeHash: []byte("h"), ExpiresAt: t.ExpiresAt}
+	if err := CreateFlow(ctx, s, f); err != nil {
+		return err
+	}
+	_, err := run(ctx, s, limiter.Plan{Op: limiter.OpFinish, FlowID: f.ID, Token: t})
+	return err
+}
+
+// Strike counts one strike against kind and key under p: a lock in force
+// refuses it, and a store with no room for a new record fails with
+// recovery.ErrFull.
+func Strike(ctx context.Context, s Store, kind, key string, p limiter.Policy) (limiter.Strike, error) {
+	o, err := run(ctx, s, limiter.Plan{Strikes: []limiter.StrikeStep{{Kind: kind, Key: key, Policy: p}}})
+	switch {
+	case err != nil:
+		return limiter.Strike{}, err
+	case o.Refused == limiter.StepStrike && o.Full:
+		return limiter.Strike{}, recovery.ErrFull
+	case o.Refused == limiter.StepStrike:
+		return limiter.Strike{Refused: true, Lock: o.Lock}, nil
+	}
+	return o.Strikes[0], nil
+}
+
+// Forgive takes one strike back from kind and key.
+func Forgive(ctx context.Context, s Store, kind, key string, p limiter.Policy) error {
+	_, err := run(ctx, s, limiter.Plan{Ends: []limiter.EndStep{{Kind: kind, Key: key, Forgive: true, Policy: p}}})
+	return err
+}
+
+// GetLock returns the lock of kind and key in force, as support lists it.
+func GetLock(ctx context.Context, s Store, kind, key string) (limiter.Lock, bool, error) {
+	locks, err := s.ListLocks(ctx, kind)
+	for _, l := range locks {
+		if l.Key == key {
+			return l, true, err
+		}
+	}
+	return limiter.Lock{}, false, err
+}
