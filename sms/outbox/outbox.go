@@ -31,15 +31,12 @@ func init() {
 	caddy.RegisterModule(new(Outbox))
 }
 
-// DefaultPath is the file when none is named; the gateway's sender when it
-// names none is an Outbox there.
-const DefaultPath = "sms-outbox.jsonl"
-
 // Outbox writes messages to a file instead of sending them. JSON:
 // {"provider": "outbox", "path": "sms-outbox.jsonl"}.
 type Outbox struct {
 	// Path is the file. Placeholders are expanded. Default:
-	// sms-outbox.jsonl in the working directory.
+	// sms-outbox.jsonl in the working directory, where the gateway's
+	// default sender writes too.
 	Path string `json:"path,omitempty"`
 
 	clock recovery.Clock // the wall clock unless a test sets another
@@ -79,7 +76,7 @@ func (o *Outbox) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if o.Path == "" {
-		o.Path = DefaultPath
+		o.Path = "sms-outbox.jsonl"
 	}
 	if o.clock == nil {
 		o.clock = clock.Real{}
