@@ -22,7 +22,7 @@ func TestModulesRegistered(t *testing.T) {
 		"admin.api.sms_recovery":            nil,
 	}
 	isDirectory := func(m caddy.Module) bool { _, ok := m.(recovery.Directory); return ok }
-	isSender := func(m caddy.Module) bool { _, ok := m.(sms.DelivererFactory); return ok }
+	isSender := func(m caddy.Module) bool { _, ok := m.(sms.Deliverer); return ok }
 	isStore := func(m caddy.Module) bool { _, ok := m.(storage.Opener); return ok }
 	for _, name := range []string{"file", "http", "ldap", "sql"} {
 		want["http.handlers.sms_recovery.directories."+name] = isDirectory

@@ -13,7 +13,8 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/outbox"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
@@ -28,10 +29,10 @@ func fileDirectory(path string) json.RawMessage {
 }
 
 func outboxSender(path string) json.RawMessage {
-	return guest(&sms.OutboxModule{Path: path}, "provider")
+	return guest(&outbox.Outbox{Path: path}, "provider")
 }
 
-func messageBirdSender(mb *sms.MessageBirdModule) json.RawMessage {
+func messageBirdSender(mb *messagebird.MessageBird) json.RawMessage {
 	return guest(mb, "provider")
 }
 

@@ -12,7 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/outbox"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
@@ -121,7 +122,7 @@ func TestDefaultModules(t *testing.T) {
 	if h.store.key != wantStore {
 		t.Errorf("store %q, want the memory store of 100000 entries %q", h.store.key, wantStore)
 	}
-	wantQueue, _ := poolKey(&sms.OutboxModule{Path: "sms-outbox.jsonl"}, 1000)
+	wantQueue, _ := poolKey(&outbox.Outbox{Path: "sms-outbox.jsonl"}, 1000)
 	if n, ok := queues.References(wantQueue); !ok || n < 1 {
 		t.Errorf("no queue for the outbox sms-outbox.jsonl with 1000 places (%d, %v)", n, ok)
 	}
@@ -151,10 +152,10 @@ func TestModuleLoadErrors(t *testing.T) {
 			h.SenderRaw = json.RawMessage(`{"provider": "outbox", "path": "x", "url": "y"}`)
 		}, `unknown field "url"`},
 		{"messagebird without key", func(h *Handler) {
-			h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{Originator: "Mail"})
+			h.SenderRaw = messageBirdSender(&messagebird.MessageBird{Originator: "Mail"})
 		}, "sms messagebird: access_key is required"},
 		{"messagebird key from an empty variable", func(h *Handler) {
-			h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{AccessKey: "{env.SMSREC_TEST_EMPTY}", Originator: "Mail"})
+			h.SenderRaw = messageBirdSender(&messagebird.MessageBird{AccessKey: "{env.SMSREC_TEST_EMPTY}", Originator: "Mail"})
 		}, "sms messagebird: access_key: placeholder {env.SMSREC_TEST_EMPTY} is empty"},
 		{"redis without secret", func(h *Handler) {
 			h.StorageRaw = guest(&storage.RedisModule{URL: "redis://127.0.0.1:1", DialTimeout: caddy.Duration(time.Millisecond)}, "backend")

@@ -13,7 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	zapobs "go.uber.org/zap/zaptest/observer"
@@ -98,7 +98,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	// An SMS the provider refuses.
 	mb := newRefusingMessageBird(t)
 	failing := newOpsGateway(t, phones, func(h *Handler) {
-		h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{AccessKey: "test_key", Originator: "OpsMail", Endpoint: mb.URL})
+		h.SenderRaw = messageBirdSender(&messagebird.MessageBird{AccessKey: "test_key", Originator: "OpsMail", Endpoint: mb.URL})
 	})
 	flow = failing.start(erin, "192.0.2.32")
 	secrets = append(secrets, flow, "test_key")

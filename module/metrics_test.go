@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
 
@@ -181,7 +182,7 @@ func TestSMSQueueLengthMetric(t *testing.T) {
 		phones[fmt.Sprintf("queued%d@example.com", i)] = fmt.Sprintf("+3161%07d", 2000+i)
 	}
 	g := newOpsGateway(t, phones, func(h *Handler) {
-		h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
+		h.SenderRaw = messageBirdSender(&messagebird.MessageBird{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
 	})
 	for account := range phones {
 		g.start(account, "192.0.2.50")
@@ -257,7 +258,7 @@ func TestSMSCircuitOpenMetric(t *testing.T) {
 		phones[fmt.Sprintf("breaker%d@example.com", i)] = fmt.Sprintf("+316123457%02d", i)
 	}
 	g := newOpsGateway(t, phones, func(h *Handler) {
-		h.SenderRaw = messageBirdSender(&sms.MessageBirdModule{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
+		h.SenderRaw = messageBirdSender(&messagebird.MessageBird{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
 		// Codes that expire soon, so that the retries end and the queue
 		// drains at cleanup.
 		h.CodeTTL = caddy.Duration(2 * time.Second)

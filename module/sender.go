@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -14,6 +15,10 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+
+	// The senders built in; outbox is the default.
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/sms/outbox"
 )
 
 // drainTimeout bounds how long the last handler using a queue waits, at
@@ -27,9 +32,9 @@ const drainTimeout = 10 * time.Second
 var queues = caddy.NewUsagePool()
 
 type pooledQueue struct {
-	key   string
-	queue *sms.Queue
-	close func()
+	key    string
+	queue  *sms.Queue
+	sender sms.Deliverer // the module that started the queue
 
 	// observers are those of the handlers using the queue, oldest first;
 	// outcomes go to the newest, which outlives a reload that fails.
@@ -62,13 +67,15 @@ func (p *pooledQueue) attach(o *observer) func() {
 	}
 }
 
-// Destruct drains the queue once no handler uses it.
+// Destruct drains the queue once no handler uses it, then cleans up its
+// sender again: Caddy cleaned it up with its config, which may be long
+// gone, and the drain may have opened what that freed (sms.Namespace).
 func (p *pooledQueue) Destruct() error {
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	err := p.queue.Close(ctx)
-	if p.close != nil {
-		p.close()
+	if c, ok := p.sender.(caddy.CleanerUpper); ok {
+		err = errors.Join(err, c.Cleanup())
 	}
 	return err
 }
@@ -79,28 +86,24 @@ func (p *pooledQueue) Destruct() error {
 const smsHoldback = 20 * time.Millisecond
 
 // sender loads the sender module and returns the pooled delivery queue for
-// its settings; Cleanup releases it. The module only holds settings: its
-// NewDeliverer runs when no handler of this process uses the same sender
-// and queue size yet, so that a reload hands the waiting messages over.
+// its settings; Cleanup releases it. A queue starts when no handler of this
+// process uses the same sender and queue size yet, and delivers through the
+// module it started with, so that a reload hands the waiting messages over.
 func (h *Handler) sender(ctx caddy.Context) (recovery.Sender, error) {
 	mod, err := ctx.LoadModule(h, "SenderRaw")
 	if err != nil {
 		return nil, fmt.Errorf("sms: %w", err)
 	}
-	factory, ok := mod.(sms.DelivererFactory)
+	d, ok := mod.(sms.Deliverer)
 	if !ok {
-		return nil, fmt.Errorf("sms: module %s is not a sender (it has no NewDeliverer method)", caddy.GetModuleID(mod))
+		return nil, fmt.Errorf("sms: module %s is not a sender (it has no Deliver method)", caddy.GetModuleID(mod))
 	}
 	key, err := poolKey(mod, h.SMSQueue)
 	if err != nil {
 		return nil, fmt.Errorf("sms: %w", err)
 	}
 	v, _, err := queues.LoadOrNew(key, func() (caddy.Destructor, error) {
-		d, release, err := factory.NewDeliverer()
-		if err != nil {
-			return nil, err
-		}
-		p := &pooledQueue{key: key, close: release}
+		p := &pooledQueue{key: key, sender: d}
 		p.queue = sms.NewQueue(d, sms.QueueConfig{Size: h.SMSQueue, Holdback: smsHoldback, Observe: p.observe})
 		return p, nil
 	})

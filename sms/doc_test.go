@@ -2,14 +2,16 @@ package sms_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/outbox"
 )
 
 // A Queue in front of an Outbox, as in development: Send returns at once,
@@ -23,13 +25,12 @@ func Example() {
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "outbox.jsonl")
 
-	clk := clock.NewManual(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
-	outbox, err := sms.NewOutbox(path, clk)
-	if err != nil {
+	box := &outbox.Outbox{Path: path}
+	if err := box.Provision(caddy.Context{}); err != nil {
 		panic(err)
 	}
-	q := sms.NewQueue(outbox, sms.QueueConfig{
-		Clock: clk,
+	defer box.Cleanup()
+	q := sms.NewQueue(box, sms.QueueConfig{
 		Observe: func(o sms.Outcome) {
 			fmt.Println(o.Result, o.Kind, o.Reference, o.Phone, o.Attempts)
 		},
@@ -51,8 +52,12 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Print(string(b))
+	var line struct{ To, Body string }
+	if err := json.Unmarshal(b, &line); err != nil {
+		panic(err)
+	}
+	fmt.Printf("%s %q\n", line.To, line.Body)
 	// Output:
 	// sent code flow-7f3a +31*****678 1
-	// {"to":"+31612345678","body":"Your code: 123456\n\n@mail.example.com #123456","time":"2026-01-01T12:00:00Z"}
+	// +31612345678 "Your code: 123456\n\n@mail.example.com #123456"
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,50 +17,6 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
-
-// Deliverer hands one message to a provider and waits for its answer. It
-// returns an *Error with Permanent set when retrying the same message cannot
-// succeed; any other error is taken as worth retrying.
-type Deliverer interface {
-	Deliver(ctx context.Context, m recovery.Message) error
-}
-
-// Error is a delivery that a provider refused or that could not reach it.
-// Its text holds neither the message body nor the phone number.
-type Error struct {
-	Provider  string // e.g. "messagebird"
-	Status    int    // HTTP status of the provider's answer; 0 when there was none
-	Code      int    // the provider's own error code; 0 when it gave none
-	Parameter string // the request parameter the provider blamed, if any
-	Permanent bool   // retrying the same message cannot succeed
-	Err       error  // the underlying cause, if any
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.Provider)
-	b.WriteString(": ")
-	switch {
-	case e.Status != 0:
-		fmt.Fprintf(&b, "status %d", e.Status)
-	case e.Err == nil:
-		b.WriteString("delivery failed")
-	default:
-		b.WriteString("request failed")
-	}
-	if e.Code != 0 {
-		fmt.Fprintf(&b, ", error code %d", e.Code)
-	}
-	if e.Parameter != "" {
-		fmt.Fprintf(&b, " (parameter %s)", e.Parameter)
-	}
-	if e.Err != nil {
-		fmt.Fprintf(&b, ": %v", e.Err)
-	}
-	return b.String()
-}
-
-func (e *Error) Unwrap() error { return e.Err }
 
 // MaxMessageBytes is the largest message a Queue takes, counting the bytes
 // of its Kind, To, Body and Reference. MessageBird takes bodies of up to 1377
@@ -152,8 +107,7 @@ type QueueConfig struct {
 	// Default: the wall clock (clock.Real).
 	Clock recovery.Clock
 	// Sleep waits d or until ctx ends, whichever is first, and returns
-	// ctx.Err() in the latter case. Default: a timer of each worker's own,
-	// reset for every wait.
+	// ctx.Err() in the latter case. Default: a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Rand is the source of backoff jitter; it need not be safe for
 	// concurrent use. Default: crypto/rand.Reader.
@@ -196,6 +150,9 @@ func (c *QueueConfig) setDefaults() {
 	}
 	if c.Rand == nil {
 		c.Rand = rand.Reader
+	}
+	if c.Sleep == nil {
+		c.Sleep = sleep
 	}
 }
 
@@ -330,54 +287,19 @@ func (q *Queue) Close(ctx context.Context) error {
 
 func (q *Queue) work() {
 	defer q.wg.Done()
-	w := worker{sleep: q.cfg.Sleep}
-	defer w.stop()
 	for it := range q.ch {
-		q.deliver(&w, it)
-	}
-}
-
-// worker is what one worker keeps between messages: the timer it waits
-// on, made at its first wait and reset for each one after, rather than a
-// timer per holdback and per backoff.
-type worker struct {
-	sleep func(ctx context.Context, d time.Duration) error // QueueConfig.Sleep, if set
-	timer *time.Timer
-}
-
-// wait waits d or until ctx ends, as QueueConfig.Sleep does.
-func (w *worker) wait(ctx context.Context, d time.Duration) error {
-	if w.sleep != nil {
-		return w.sleep(ctx, d)
-	}
-	if w.timer == nil {
-		w.timer = time.NewTimer(d)
-	} else {
-		w.timer.Reset(d) // a stopped or fired timer: nothing stale is received
-	}
-	select {
-	case <-w.timer.C:
-		return nil
-	case <-ctx.Done():
-		w.timer.Stop()
-		return ctx.Err()
-	}
-}
-
-func (w *worker) stop() {
-	if w.timer != nil {
-		w.timer.Stop()
+		q.deliver(it)
 	}
 }
 
 // deliver tries it until it is sent, refused for good, expired or out of
 // tries, and reports the outcome.
-func (q *Queue) deliver(w *worker, it queued) {
+func (q *Queue) deliver(it queued) {
 	if it.m.Decoy {
 		return // queued only so that its account cost the same; never sent
 	}
 	if wait := it.at.Add(q.cfg.Holdback).Sub(q.cfg.Clock.Now()); wait > 0 {
-		_ = w.wait(q.ctx, wait) // a cancelled wait ends in the loop below
+		_ = q.cfg.Sleep(q.ctx, wait) // a cancelled wait ends in the loop below
 	}
 	if it.m.Admit != nil && !expired(it.m, q.cfg.Clock.Now()) {
 		if err := it.m.Admit(q.ctx); err != nil {
@@ -432,7 +354,7 @@ func (q *Queue) deliver(w *worker, it queued) {
 			q.report(it, ResultExpired, attempts, err)
 			return
 		}
-		if w.wait(q.ctx, delay) != nil {
+		if q.cfg.Sleep(q.ctx, delay) != nil {
 			q.drop(it, attempts, err)
 			return
 		}
@@ -504,6 +426,7 @@ func expired(m recovery.Message, now time.Time) bool {
 	return !m.ExpiresAt.IsZero() && !now.Before(m.ExpiresAt)
 }
 
+// sleep is QueueConfig.Sleep when none is set.
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()

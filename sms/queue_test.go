@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -88,6 +87,14 @@ func (o outcomes) none(t *testing.T) {
 }
 
 var errDown = errors.New("connection refused")
+
+var testMessage = recovery.Message{
+	Kind:      "code",
+	To:        "+31612345678",
+	Body:      "Example Mail password reset code: 493817\n\n@mail.example.com #493817",
+	Reference: "flow-7f3a",
+	Validity:  5 * time.Minute,
+}
 
 // testQueue returns a Queue with a fake clock and sleep, the longest
 // backoff, and a breaker that stays closed unless the test says otherwise.
@@ -183,7 +190,7 @@ func TestQueueDelivers(t *testing.T) {
 			if got := sleeper.Waits(); fmt.Sprint(got) != fmt.Sprint(tt.wantWaits) {
 				t.Errorf("waits = %v, want %v", got, tt.wantWaits)
 			}
-			if o.Reference != testMessage.Reference || o.Kind != "code" || o.Phone != recovery.MaskPhone(testPhone) {
+			if o.Reference != testMessage.Reference || o.Kind != "code" || o.Phone != recovery.MaskPhone("+31612345678") {
 				t.Errorf("outcome identifies the message as %q %q %q", o.Kind, o.Reference, o.Phone)
 			}
 			if (o.Err == nil) != (tt.wantResult == ResultSent) {
@@ -333,7 +340,7 @@ func TestQueueFull(t *testing.T) {
 	if err := q.Send(context.Background(), testMessage); !errors.Is(err, recovery.ErrQueueFull) {
 		t.Fatalf("send over the size = %v, want ErrQueueFull", err)
 	}
-	if o := out.next(t); o.Result != ResultQueueFull || o.Phone != recovery.MaskPhone(testPhone) {
+	if o := out.next(t); o.Result != ResultQueueFull || o.Phone != recovery.MaskPhone("+31612345678") {
 		t.Errorf("outcome = %+v, want queue_full", o)
 	}
 	unblock()
@@ -438,72 +445,6 @@ func TestQueueClose(t *testing.T) {
 			t.Errorf("outcome = %s after %d attempts (%v), want dropped after 1 with the last error", o.Result, o.Attempts, o.Err)
 		}
 	})
-}
-
-func TestQueueWithMessageBird(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name         string
-		respond      func(n int, w http.ResponseWriter, r *http.Request, m received)
-		wantResult   Result
-		wantRequests int
-		wantStatus   int
-		wantCode     int
-	}{
-		{
-			name: "two 500s then accepted: delivered exactly once",
-			respond: func(n int, w http.ResponseWriter, r *http.Request, m received) {
-				if n <= 2 {
-					w.WriteHeader(http.StatusInternalServerError)
-					return
-				}
-				created(w, r, m)
-			},
-			wantResult: ResultSent, wantRequests: 3,
-		},
-		{
-			name:       "wrong access key: one request, reported once",
-			respond:    apiError(http.StatusUnauthorized, 2, "Request not allowed (incorrect access_key)", "access_key"),
-			wantResult: ResultRejected, wantRequests: 1, wantStatus: 401, wantCode: 2,
-		},
-		{
-			name: "always 500: retries exhausted",
-			respond: func(_ int, w http.ResponseWriter, _ *http.Request, _ received) {
-				w.WriteHeader(http.StatusInternalServerError)
-			},
-			wantResult: ResultExhausted, wantRequests: 5, wantStatus: 500,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			fake := newFakeMessageBird(t, tt.respond)
-			mb := newTestMessageBird(t, fake.URL, 5*time.Second)
-			q, out, _, _ := testQueue(t, mb, QueueConfig{})
-			if err := q.Send(context.Background(), testMessage); err != nil {
-				t.Fatal(err)
-			}
-			o := out.next(t)
-			if err := q.Close(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			out.none(t)
-			if o.Result != tt.wantResult || o.Status != tt.wantStatus || o.Code != tt.wantCode {
-				t.Errorf("outcome = %s, status %d, code %d (%v); want %s, status %d, code %d",
-					o.Result, o.Status, o.Code, o.Err, tt.wantResult, tt.wantStatus, tt.wantCode)
-			}
-			reqs := fake.requests()
-			if len(reqs) != tt.wantRequests || o.Attempts != tt.wantRequests {
-				t.Errorf("fake got %d requests, outcome counts %d; want %d", len(reqs), o.Attempts, tt.wantRequests)
-			}
-			for _, r := range reqs {
-				if r.Body.Body != testMessage.Body || r.Body.Reference != testMessage.Reference {
-					t.Errorf("request %+v is not the message", r.Body)
-				}
-			}
-			assertNoSecrets(t, o.Err)
-		})
-	}
 }
 
 // TestQueueFloodWhileProviderDown sends 10,000 messages to a provider that

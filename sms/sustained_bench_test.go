@@ -26,14 +26,7 @@ func BenchmarkQueueSustained(b *testing.B) {
 		answer   = 150 * time.Millisecond
 	)
 	d := delivererFunc(func(ctx context.Context, _ recovery.Message) error {
-		t := time.NewTimer(answer)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return sleep(ctx, answer)
 	})
 	for _, workers := range []int{4, DefaultWorkers} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {

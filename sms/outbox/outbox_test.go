@@ -1,4 +1,4 @@
-package sms
+package outbox
 
 import (
 	"bufio"
@@ -12,11 +12,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/guesttest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 var outboxTime = time.Date(2026, 1, 2, 3, 4, 5, 678, time.FixedZone("CET", 3600))
+
+// newOutbox provisions an Outbox of path that reads clk (the wall clock
+// when nil), and cleans it up when t ends.
+func newOutbox(t *testing.T, path string, clk recovery.Clock) (*Outbox, error) {
+	t.Helper()
+	o := &Outbox{Path: path, clock: clk}
+	err := o.Provision(caddy.Context{})
+	t.Cleanup(func() { o.Cleanup() })
+	return o, err
+}
 
 // readOutbox decodes every line of the outbox file, failing on a line that
 // is not one JSON object with exactly the fields "to", "body" and "time".
@@ -68,7 +81,7 @@ func TestOutboxWritesExactBody(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "outbox.jsonl")
-			o, err := NewOutbox(path, clock.NewManual(outboxTime))
+			o, err := newOutbox(t, path, clock.NewManual(outboxTime))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,7 +109,7 @@ func TestOutboxFile(t *testing.T) {
 	t.Run("created owner-only", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "outbox.jsonl")
-		if _, err := NewOutbox(path, nil); err != nil {
+		if _, err := newOutbox(t, path, nil); err != nil {
 			t.Fatal(err)
 		}
 		fi, err := os.Stat(path)
@@ -114,7 +127,7 @@ func TestOutboxFile(t *testing.T) {
 		if err := os.WriteFile(path, []byte(earlier), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		o, err := NewOutbox(path, clock.NewManual(outboxTime))
+		o, err := newOutbox(t, path, clock.NewManual(outboxTime))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +144,7 @@ func TestOutboxFile(t *testing.T) {
 	t.Run("recreated after removal", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "outbox.jsonl")
-		o, err := NewOutbox(path, clock.NewManual(outboxTime))
+		o, err := newOutbox(t, path, clock.NewManual(outboxTime))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,11 +161,10 @@ func TestOutboxFile(t *testing.T) {
 	t.Run("follows rotation", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "outbox.jsonl")
-		o, err := NewOutbox(path, clock.NewManual(outboxTime))
+		o, err := newOutbox(t, path, clock.NewManual(outboxTime))
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { o.Close() })
 		deliver := func(body string) {
 			t.Helper()
 			if err := o.Deliver(context.Background(), recovery.Message{To: "+31612345678", Body: body}); err != nil {
@@ -172,7 +184,7 @@ func TestOutboxFile(t *testing.T) {
 			t.Errorf("rotated file %+v, new file %+v; want before, then after", old, cur)
 		}
 		// Closed, it opens again on the next message.
-		if err := o.Close(); err != nil {
+		if err := o.Cleanup(); err != nil {
 			t.Fatal(err)
 		}
 		deliver("reopened")
@@ -186,7 +198,7 @@ func TestOutboxFile(t *testing.T) {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		o, err := NewOutbox(filepath.Join(dir, "outbox.jsonl"), nil)
+		o, err := newOutbox(t, filepath.Join(dir, "outbox.jsonl"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,29 +216,57 @@ func TestOutboxFile(t *testing.T) {
 	})
 }
 
-func TestNewOutboxErrors(t *testing.T) {
+func TestOutboxLoadErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name, path string
+		name, path, want string
 	}{
-		{"empty path", ""},
-		{"missing directory", filepath.Join(t.TempDir(), "no", "such", "dir", "outbox.jsonl")},
-		{"a directory", t.TempDir()},
+		{"path from an unset variable", "{env.SMS_TEST_UNSET}", "sms outbox: placeholder {env.SMS_TEST_UNSET} is empty"},
+		{"missing directory", filepath.Join(t.TempDir(), "no", "such", "dir", "outbox.jsonl"), "sms outbox: open"},
+		{"a directory", t.TempDir(), "sms outbox: open"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if _, err := NewOutbox(tt.path, nil); err == nil {
-				t.Errorf("NewOutbox(%q) succeeded", tt.path)
+			if _, err := guesttest.Load(t, &Outbox{Path: tt.path}); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("load %q = %v, want an error containing %q", tt.path, err, tt.want)
 			}
 		})
 	}
 }
 
+// TestOutboxModule loads the module as the gateway does: the file exists
+// once it is provisioned, and takes the messages.
+func TestOutboxModule(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "outbox.jsonl")
+	o, err := guesttest.Load(t, &Outbox{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("no outbox after Provision: %v", err)
+	}
+	if err := o.Deliver(context.Background(), recovery.Message{Kind: "code", To: "+31612345678", Body: "code 123456"}); err != nil {
+		t.Fatal(err)
+	}
+	if lines, _ := readOutbox(t, path); len(lines) != 1 || lines[0].To != "+31612345678" {
+		t.Fatalf("outbox = %+v", lines)
+	}
+}
+
+func TestOutboxUnmarshalCaddyfile(t *testing.T) {
+	t.Parallel()
+	guesttest.Unmarshal(t, []guesttest.Case{
+		{Name: "path", Mod: &Outbox{}, Input: "outbox /tmp/o.jsonl", Want: `{"path":"/tmp/o.jsonl"}`},
+		{Name: "without path", Mod: &Outbox{}, Input: "outbox", Want: "error: sms outbox: a path is required"},
+	})
+}
+
 func TestOutboxConcurrentLinesDoNotInterleave(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "outbox.jsonl")
-	o, err := NewOutbox(path, clock.NewManual(outboxTime))
+	o, err := newOutbox(t, path, clock.NewManual(outboxTime))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package sms
+package messagebird
 
 import (
 	"context"
@@ -15,7 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/guesttest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 )
 
 const (
@@ -145,16 +149,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func newTestMessageBird(t *testing.T, endpoint string, timeout time.Duration) *MessageBird {
 	t.Helper()
-	mb, err := NewMessageBird(MessageBirdConfig{
+	mb, err := guesttest.Load(t, &MessageBird{
 		AccessKey:  testAccessKey,
 		Originator: "ExampleMail",
 		Endpoint:   endpoint,
-		Timeout:    timeout,
+		Timeout:    caddy.Duration(timeout),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(mb.CloseIdleConnections)
 	return mb
 }
 
@@ -340,7 +343,7 @@ func TestMessageBirdErrors(t *testing.T) {
 			mb := newTestMessageBird(t, endpoint, 300*time.Millisecond)
 
 			err := mb.Deliver(context.Background(), testMessage)
-			var e *Error
+			var e *sms.Error
 			if !errors.As(err, &e) {
 				t.Fatalf("Deliver = %v, want an *Error", err)
 			}
@@ -376,7 +379,7 @@ func TestMessageBirdCanceled(t *testing.T) {
 		cancel()
 	}()
 	err := mb.Deliver(ctx, testMessage)
-	var e *Error
+	var e *sms.Error
 	if !errors.As(err, &e) || e.Permanent || !errors.Is(err, context.Canceled) {
 		t.Errorf("Deliver = %v, want a retryable error wrapping context.Canceled", err)
 	}
@@ -397,7 +400,7 @@ func TestMessageBirdRefusesBadMessages(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := mb.Deliver(context.Background(), tt.m)
-			var e *Error
+			var e *sms.Error
 			if !errors.As(err, &e) || !e.Permanent {
 				t.Errorf("Deliver = %v, want a permanent *Error", err)
 			}
@@ -408,58 +411,143 @@ func TestMessageBirdRefusesBadMessages(t *testing.T) {
 	}
 }
 
-func TestNewMessageBird(t *testing.T) {
-	t.Parallel()
-	valid := MessageBirdConfig{AccessKey: testAccessKey, Originator: "ExampleMail"}
+func TestMessageBirdSettings(t *testing.T) {
+	t.Setenv("SMS_TEST_KEY", "live_abc")
+	t.Setenv("SMS_TEST_EMPTY", "")
 	tests := []struct {
 		name    string
-		edit    func(*MessageBirdConfig)
+		edit    func(*MessageBird)
 		wantErr string // a substring of the error; "" for success
 	}{
-		{"defaults", func(*MessageBirdConfig) {}, ""},
-		{"numeric originator", func(c *MessageBirdConfig) { c.Originator = "+31612345678" }, ""},
-		{"short code originator", func(c *MessageBirdConfig) { c.Originator = "3669" }, ""},
-		{"originator with a space", func(c *MessageBirdConfig) { c.Originator = "Example Co" }, ""},
-		{"http endpoint", func(c *MessageBirdConfig) { c.Endpoint = "http://127.0.0.1:8025/" }, ""},
-		{"no access key", func(c *MessageBirdConfig) { c.AccessKey = "" }, "access_key"},
-		{"no originator", func(c *MessageBirdConfig) { c.Originator = "" }, "originator"},
-		{"long originator", func(c *MessageBirdConfig) { c.Originator = "ExampleMail1" }, "originator"},
-		{"originator with punctuation", func(c *MessageBirdConfig) { c.Originator = "Mail!" }, "originator"},
-		{"long number originator", func(c *MessageBirdConfig) { c.Originator = "+12345678901234567" }, "originator"},
-		{"plus without digits", func(c *MessageBirdConfig) { c.Originator = "+Mail" }, "originator"},
-		{"relative endpoint", func(c *MessageBirdConfig) { c.Endpoint = "rest.messagebird.com" }, "endpoint"},
-		{"ftp endpoint", func(c *MessageBirdConfig) { c.Endpoint = "ftp://rest.messagebird.com" }, "endpoint"},
-		{"endpoint with a query", func(c *MessageBirdConfig) { c.Endpoint = "https://rest.messagebird.com/?a=b" }, "endpoint"},
-		{"endpoint with credentials", func(c *MessageBirdConfig) { c.Endpoint = "https://u:p@rest.messagebird.com" }, "endpoint"},
-		{"negative timeout", func(c *MessageBirdConfig) { c.Timeout = -time.Second }, "timeout"},
+		{"defaults", func(*MessageBird) {}, ""},
+		{"numeric originator", func(mb *MessageBird) { mb.Originator = "+31612345678" }, ""},
+		{"short code originator", func(mb *MessageBird) { mb.Originator = "3669" }, ""},
+		{"originator with a space", func(mb *MessageBird) { mb.Originator = "Example Co" }, ""},
+		{"http endpoint", func(mb *MessageBird) { mb.Endpoint = "http://127.0.0.1:8025/" }, ""},
+		{"no access key", func(mb *MessageBird) { mb.AccessKey = "" }, "sms messagebird: access_key is required"},
+		{"key from an empty variable", func(mb *MessageBird) { mb.AccessKey = "{env.SMS_TEST_EMPTY}" },
+			"sms messagebird: access_key: placeholder {env.SMS_TEST_EMPTY} is empty"},
+		{"no originator", func(mb *MessageBird) { mb.Originator = "" }, "originator"},
+		{"long originator", func(mb *MessageBird) { mb.Originator = "A very long sender name" }, "sms messagebird: originator"},
+		{"originator with punctuation", func(mb *MessageBird) { mb.Originator = "Mail!" }, "originator"},
+		{"long number originator", func(mb *MessageBird) { mb.Originator = "+12345678901234567" }, "originator"},
+		{"plus without digits", func(mb *MessageBird) { mb.Originator = "+Mail" }, "originator"},
+		{"relative endpoint", func(mb *MessageBird) { mb.Endpoint = "rest.messagebird.com" }, "endpoint"},
+		{"ftp endpoint", func(mb *MessageBird) { mb.Endpoint = "ftp://rest.messagebird.com" }, "endpoint"},
+		{"endpoint with a query", func(mb *MessageBird) { mb.Endpoint = "https://rest.messagebird.com/?a=b" }, "endpoint"},
+		{"endpoint with credentials", func(mb *MessageBird) { mb.Endpoint = "https://u:p@rest.messagebird.com" }, "endpoint"},
+		{"negative timeout", func(mb *MessageBird) { mb.Timeout = caddy.Duration(-time.Second) }, "timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mb := &MessageBird{AccessKey: "{env.SMS_TEST_KEY}", Originator: "ExampleMail"}
+			tt.edit(mb)
+			_, err := guesttest.Load(t, mb)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("load: %v", err)
+			case tt.wantErr != "" && err == nil:
+				t.Fatalf("load succeeded, want an error about %s", tt.wantErr)
+			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
+				t.Fatalf("error %q does not name %s", err, tt.wantErr)
+			}
+		})
+	}
+	t.Run("placeholders expanded, defaults filled", func(t *testing.T) {
+		mb, err := guesttest.Load(t, &MessageBird{AccessKey: "{env.SMS_TEST_KEY}", Originator: "ExampleMail"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mb.AccessKey != "live_abc" || mb.Endpoint != "https://rest.messagebird.com" ||
+			mb.Timeout != caddy.Duration(10*time.Second) || mb.transport == nil {
+			t.Errorf("access_key %q, endpoint %q, timeout %s, transport %v; want the variable's value and the defaults",
+				mb.AccessKey, mb.Endpoint, time.Duration(mb.Timeout), mb.transport)
+		}
+	})
+}
+
+func TestMessageBirdUnmarshalCaddyfile(t *testing.T) {
+	t.Parallel()
+	guesttest.Unmarshal(t, []guesttest.Case{
+		{Name: "block", Mod: &MessageBird{}, Input: "messagebird {\naccess_key {env.K}\noriginator Mail\ntimeout 5s\n}",
+			Want: `{"access_key":"{env.K}","originator":"Mail","timeout":5000000000}`},
+		{Name: "unknown", Mod: &MessageBird{}, Input: "messagebird {\napi_key x\n}",
+			Want: "error: sms messagebird: unrecognized subdirective 'api_key'"},
+	})
+}
+
+// TestQueueWithMessageBird: behind a queue, a message is delivered exactly
+// once, and reported once, whatever the provider answers.
+func TestQueueWithMessageBird(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		respond      func(n int, w http.ResponseWriter, r *http.Request, m received)
+		wantResult   sms.Result
+		wantRequests int
+		wantStatus   int
+		wantCode     int
+	}{
+		{
+			name: "two 500s then accepted: delivered exactly once",
+			respond: func(n int, w http.ResponseWriter, r *http.Request, m received) {
+				if n <= 2 {
+					w.WriteHeader(http.StatusInternalServerError)
+					return
+				}
+				created(w, r, m)
+			},
+			wantResult: sms.ResultSent, wantRequests: 3,
+		},
+		{
+			name:       "wrong access key: one request, reported once",
+			respond:    apiError(http.StatusUnauthorized, 2, "Request not allowed (incorrect access_key)", "access_key"),
+			wantResult: sms.ResultRejected, wantRequests: 1, wantStatus: 401, wantCode: 2,
+		},
+		{
+			name: "always 500: retries exhausted",
+			respond: func(_ int, w http.ResponseWriter, _ *http.Request, _ received) {
+				w.WriteHeader(http.StatusInternalServerError)
+			},
+			wantResult: sms.ResultExhausted, wantRequests: 5, wantStatus: 500,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := valid
-			tt.edit(&cfg)
-			mb, err := NewMessageBird(cfg)
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("NewMessageBird: %v", err)
-			case tt.wantErr != "" && err == nil:
-				t.Fatalf("NewMessageBird succeeded, want an error about %s", tt.wantErr)
-			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
-				t.Fatalf("error %q does not name %s", err, tt.wantErr)
+			fake := newFakeMessageBird(t, tt.respond)
+			out := make(chan sms.Outcome, 10)
+			q := sms.NewQueue(newTestMessageBird(t, fake.URL, 5*time.Second), sms.QueueConfig{
+				Workers:          1,
+				BreakerThreshold: 1000,
+				Observe:          func(o sms.Outcome) { out <- o },
+				Sleep:            func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+			})
+			if err := q.Send(context.Background(), testMessage); err != nil {
+				t.Fatal(err)
 			}
-			if err == nil {
-				mb.CloseIdleConnections()
+			if err := q.Close(context.Background()); err != nil {
+				t.Fatal(err)
 			}
+			close(out)
+			if n := len(out); n != 1 {
+				t.Fatalf("%d outcomes reported, want 1", n)
+			}
+			o := <-out
+			if o.Result != tt.wantResult || o.Status != tt.wantStatus || o.Code != tt.wantCode {
+				t.Errorf("outcome = %s, status %d, code %d (%v); want %s, status %d, code %d",
+					o.Result, o.Status, o.Code, o.Err, tt.wantResult, tt.wantStatus, tt.wantCode)
+			}
+			reqs := fake.requests()
+			if len(reqs) != tt.wantRequests || o.Attempts != tt.wantRequests {
+				t.Errorf("fake got %d requests, outcome counts %d; want %d", len(reqs), o.Attempts, tt.wantRequests)
+			}
+			for _, r := range reqs {
+				if r.Body.Body != testMessage.Body || r.Body.Reference != testMessage.Reference {
+					t.Errorf("request %+v is not the message", r.Body)
+				}
+			}
+			assertNoSecrets(t, o.Err)
 		})
 	}
-	t.Run("defaults filled", func(t *testing.T) {
-		t.Parallel()
-		mb, err := NewMessageBird(valid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mb.endpoint != "https://rest.messagebird.com" || mb.timeout != 10*time.Second || mb.transport == nil {
-			t.Errorf("endpoint %q, timeout %s, transport %v; want the defaults", mb.endpoint, mb.timeout, mb.transport)
-		}
-	})
 }
