@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
@@ -119,12 +118,12 @@ func (p plusOnly) Check(phone string) (string, error) {
 }
 
 type fixture struct {
-	cfg   recovery.Config
-	deps  recovery.Deps
-	svc   *recovery.Service
-	clock *clock.Manual
-	sent  *outbox
-	dir   *phonebook
+	cfg    recovery.Config
+	deps   recovery.Deps
+	svc    *recovery.Service
+	clock  *clock.Manual
+	sent   *outbox
+	dir    *phonebook
 	store  *storage.Memory
 	limits limiter.Config
 	keys   *recovery.Keyring
