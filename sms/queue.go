@@ -200,7 +200,7 @@ func NewQueue(d Deliverer, cfg QueueConfig) *Queue {
 		d:   d,
 		cfg: cfg,
 		inProcess: func() bool {
-			ip, ok := d.(interface{ InProcess() bool })
+			ip, ok := d.(InProcess)
 			return ok && ip.InProcess()
 		}(),
 		breaker: newBreaker(cfg.BreakerThreshold, cfg.BreakerCooldown),
@@ -362,7 +362,7 @@ func (q *Queue) deliver(it queued) {
 }
 
 // attempt hands m to the deliverer once, within AttemptTimeout; a
-// deliverer that answers in this process (recovery.InProcess), such as the
+// deliverer that answers in this process (InProcess), such as the
 // outbox, sends no request to bound and gets the queue's context as it is.
 func (q *Queue) attempt(m recovery.Message) error {
 	if q.inProcess {

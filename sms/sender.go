@@ -68,3 +68,10 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// InProcess is implemented by a Deliverer that delivers in this process,
+// with no request to a provider to bound (the outbox): the queue then
+// gives it no timeout of its own.
+type InProcess interface {
+	InProcess() bool
+}

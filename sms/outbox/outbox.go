@@ -122,7 +122,7 @@ func (o *Outbox) Deliver(_ context.Context, m recovery.Message) error {
 }
 
 // InProcess reports that a delivery is a write to a local file, with no
-// request to a provider to bound (recovery.InProcess).
+// request to a provider to bound (sms.InProcess).
 func (o *Outbox) InProcess() bool { return true }
 
 // Cleanup closes the file. A later Deliver opens it again.
@@ -175,5 +175,5 @@ var (
 	_ caddy.CleanerUpper = (*Outbox)(nil)
 	_ cf.Unmarshaler     = (*Outbox)(nil)
 	_ sms.Deliverer      = (*Outbox)(nil)
-	_ recovery.InProcess = (*Outbox)(nil)
+	_ sms.InProcess      = (*Outbox)(nil)
 )
