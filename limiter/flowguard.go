@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	ulimiter "github.com/ulule/limiter/v3"
-
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -150,15 +148,7 @@ func (g *Guard) run(ctx context.Context, p *Plan) (Outcome, error) {
 		}
 		return o, t.denial(now, o.Lock)
 	case StepCount:
-		l := g.limitOf(p.Counts[o.Index].Scope)
-		c := o.Counter
-		c.Limit = p.Counts[o.Index].Limit
-		return o, l.denial(now, ulimiter.Context{
-			Limit:     c.Limit,
-			Remaining: max(0, c.Limit-c.Count),
-			Reset:     c.Reset.Unix(),
-			Reached:   true,
-		})
+		return o, g.limitOf(p.Counts[o.Index].Scope).denial(now, o.Counter)
 	case StepFull:
 		return o, &recovery.Denial{Reason: recovery.ErrFull, Scope: ScopeFlows, RetryAfter: max(time.Second, o.RetryAt.Sub(now))}
 	case StepStrike:
@@ -207,7 +197,7 @@ func (g *Guard) limitOf(scope string) limit {
 
 // count is l's counter for key, peeked or counted.
 func (l limit) count(key string, peek bool) Count {
-	return Count{Scope: l.scope, Key: key, Limit: l.rate.Limit, Window: l.rate.Period, Peek: peek, Keep: l.keep}
+	return Count{Scope: l.scope, Key: key, Rate: l.rate, Peek: peek}
 }
 
 // countOf is l's counted counter for key, or for the flow's account.

@@ -170,7 +170,6 @@ type limit struct {
 	scope  string
 	prefix string // of the scope's counter keys
 	rate   ulimiter.Rate
-	keep   bool // Count.Keep
 }
 
 // threshold is a lock policy with the kind of lock it sets and the refusal
@@ -194,10 +193,7 @@ func New(cfg Config, counters ulimiter.Store, locks LockStore, clock recovery.Cl
 		return nil, errors.New("limiter: counter store, lock store and clock are required")
 	}
 	newLimit := func(scope string, r Rate) limit {
-		// Budgets that span clients are kept through any churn of a
-		// bounded store; a client's own counters may be dropped.
-		keep := scope != ScopeStartIP && scope != ScopeVerifyIP
-		return limit{scope: scope, prefix: scope + ":", rate: ulimiter.Rate{Limit: r.Events, Period: r.Window}, keep: keep}
+		return limit{scope: scope, prefix: scope + ":", rate: ulimiter.Rate{Limit: r.Events, Period: r.Window}}
 	}
 	return &Guard{
 		counters:     counters,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/ulule/limiter/v3/drivers/store/common"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
@@ -33,9 +34,13 @@ import (
 // epoch state is 0, 1 when the plan was refused because the server lost
 // the deployment's state, or the id of an acknowledged epoch it adopted.
 var (
-	planScript  = redis.NewScript("local function plan(A)" + planBody + "end\nreturn plan(ARGV)\n")
-	plansScript = redis.NewScript("local function plan(A)" + planBody + "end\n" + plansLoop)
+	planScript  = redis.NewScript(planLua + "return plan(ARGV)\n")
+	plansScript = redis.NewScript(planLua + plansLoop)
 )
+
+// planLua defines the Lua function plan(A), which runs the plan on
+// arguments A, and count, the counter step it takes for each of its counts.
+const planLua = countLua + "local function plan(A)" + planBody + "end\n"
 
 // plansScript runs several plans, one after the other, as one script:
 // ARGV is their count and then, for each, the count of its arguments and
@@ -138,29 +143,15 @@ end
 for j, c in ipairs(counts) do
 	local key = keyof(c[2], c[3])
 	if key then
-		local k = base .. 'count:' .. c[1] .. ':' .. key
-		local limit, window = tonumber(c[4]), tonumber(c[5])
-		-- The time to live is read only for a refusal, which reports when
-		-- the window ends; a key that lost it (PERSIST) gets it back then.
-		if c[6] == '1' then
-			local n = tonumber(redis.call('GET', k) or '0')
-			if n >= limit then
-				local ttl = redis.call('PTTL', k)
-				if ttl >= 0 then return result(2, j - 1, nil, n, now + ttl) end
-			end
-		else
-			local n = redis.call('INCR', k)
-			if n == 1 then
-				redis.call('PEXPIRE', k, window)
-			elseif n > limit then
-				local ttl = redis.call('PTTL', k)
-				if ttl < 0 then
-					redis.call('PEXPIRE', k, window)
-					ttl = window
-				end
-				return result(2, j - 1, nil, n, now + ttl)
-			end
-		end
+		-- ulule's Get, or for a peek its Peek, on the key scope:key. A
+		-- peek refuses once the limit is reached, a count once it is
+		-- passed; the time left is read only for a refusal, which reports
+		-- when the window ends.
+		local n = 1
+		if c[6] == '1' then n = 0 end
+		local upto = tonumber(c[4]) + n
+		local got, ttl = count(base .. 'count:' .. c[1] .. ':' .. key, n, tonumber(c[5]), upto)
+		if got >= upto then return result(2, j - 1, nil, got, now + ttl) end
 	end
 end
 
@@ -316,7 +307,7 @@ func (r *Redis) runPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, 
 	if err := r.epochReply(e, res[11], res[12]); err != nil {
 		return limiter.Outcome{}, err
 	}
-	return decodeOutcome(res[:11])
+	return decodeOutcome(res[:11], p.Counts)
 }
 
 // planArgs returns the key a plan's script is routed by and its arguments,
@@ -330,7 +321,7 @@ func (r *Redis) planArgs(p *limiter.Plan, e *epochState) (string, []any, error) 
 	}
 	args = append(args, len(p.Counts))
 	for _, c := range p.Counts {
-		args = append(args, c.Scope, c.Key, flag(c.OfFlow), c.Limit, c.Window.Milliseconds(), flag(c.Peek))
+		args = append(args, c.Scope, c.Key, flag(c.OfFlow), c.Rate.Limit, c.Rate.Period.Milliseconds(), flag(c.Peek))
 	}
 	args = append(args, len(p.Strikes))
 	for _, s := range p.Strikes {
@@ -380,23 +371,28 @@ func flag(b bool) int {
 	return 0
 }
 
-// decodeOutcome reads planScript's reply.
-func decodeOutcome(res []any) (limiter.Outcome, error) {
+// decodeOutcome reads planScript's reply to a plan of counts.
+func decodeOutcome(res []any, counts []limiter.Count) (limiter.Outcome, error) {
 	if len(res) != 11 {
 		return limiter.Outcome{}, errors.New("plan: malformed reply from redis")
 	}
 	n := func(v any) int64 { i, _ := v.(int64); return i }
 	var o limiter.Outcome
 	o.Refused, o.Index, o.Full = limiter.Step(n(res[0])), int(n(res[1])), n(res[2]) == 1
+	if o.Refused == limiter.StepCount {
+		if o.Index < 0 || o.Index >= len(counts) {
+			return limiter.Outcome{}, errors.New("plan: malformed refusal from redis")
+		}
+		// The count and the window's end (ms) of the counter, as ulule's
+		// Get or Peek tells them.
+		o.Counter = common.GetContextFromState(time.Time{}, counts[o.Index].Rate, time.UnixMilli(n(res[5])), n(res[4]))
+	}
 	if lock, _ := res[3].([]any); len(lock) > 0 {
 		rec, err := decodeRecord(lock)
 		if err != nil {
 			return limiter.Outcome{}, err
 		}
 		o.Lock = rec.Lock
-	}
-	if o.Refused == limiter.StepCount {
-		o.Counter = limiter.CounterState{Count: n(res[4]), Reset: time.UnixMilli(n(res[5])).Truncate(time.Second)}
 	}
 	switch n(res[6]) {
 	case 1:
