@@ -167,7 +167,6 @@ type Guard struct {
 type limit struct {
 	scope string
 	rate  ulimiter.Rate
-	keep  bool // Count.Keep
 }
 
 // threshold is a lock policy with the kind of lock it sets and the refusal
@@ -188,10 +187,7 @@ func New(cfg Config, store PlanStore, clock recovery.Clock) (*Guard, error) {
 		return nil, errors.New("limiter: store and clock are required")
 	}
 	newLimit := func(scope string, r Rate) limit {
-		// Budgets that span clients are kept through any churn of a
-		// bounded store; a client's own counters may be dropped.
-		keep := scope != ScopeStartIP && scope != ScopeVerifyIP
-		return limit{scope: scope, rate: ulimiter.Rate{Limit: r.Events, Period: r.Window}, keep: keep}
+		return limit{scope: scope, rate: ulimiter.Rate{Limit: r.Events, Period: r.Window}}
 	}
 	return &Guard{
 		store:        store,
@@ -424,7 +420,7 @@ func (g *Guard) limitOf(scope string) limit {
 
 // count is l's counter for key, peeked or counted.
 func (l limit) count(key string, peek bool) Count {
-	return Count{Scope: l.scope, Key: key, Limit: l.rate.Limit, Window: l.rate.Period, Peek: peek, Keep: l.keep}
+	return Count{Scope: l.scope, Key: key, Rate: l.rate, Peek: peek}
 }
 
 // soft is l's counter for key that reports its refusal without refusing the
@@ -525,14 +521,15 @@ func (g *Guard) threshold(kind string) (threshold, error) {
 	return threshold{}, fmt.Errorf("unknown lock kind %q", kind)
 }
 
-func (l limit) denial(now time.Time, c CounterState) *recovery.Denial {
+func (l limit) denial(now time.Time, c ulimiter.Context) *recovery.Denial {
+	reset := time.Unix(c.Reset, 0)
 	return &recovery.Denial{
 		Reason:     recovery.ErrRateLimited,
 		Scope:      l.scope,
-		RetryAfter: retryAfter(now, c.Reset),
-		Limit:      l.rate.Limit,
-		Remaining:  max(0, l.rate.Limit-c.Count),
-		Reset:      c.Reset,
+		RetryAfter: retryAfter(now, reset),
+		Limit:      c.Limit,
+		Remaining:  c.Remaining,
+		Reset:      reset,
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	ulimiter "github.com/ulule/limiter/v3"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -12,6 +14,11 @@ import (
 // checks, the counters, the change to a flow or token and the strikes, in
 // one atomic step. A Guard asks it once per request, which on a server is
 // one round trip.
+//
+// Its counters are ulule's: a PlanStore is a ulimiter.Store, and a plan's
+// Count is the step of its Get (or, peeked, its Peek) on the key
+// Scope+":"+Key, the very same counter, so that the two see each other's
+// events.
 //
 // The steps of a plan run in this order, and the first refusal ends it with
 // nothing after it done:
@@ -24,8 +31,8 @@ import (
 //     recovery.ErrTooEarly and the flow, nothing counted;
 //  2. Locks, in order: a lock in force refuses; then room: a store of
 //     bounded tables refuses an OpCreate (or a plan with NewFlowFrom) with
-//     no room for the flow, and any plan with no room for a counter that
-//     Keep marks (StepFull), before anything is counted;
+//     no room for the flow, and any plan with no room for a counter of a
+//     scope that Kept reports (StepFull), before anything is counted;
 //  3. Counts, in order: a peeked counter refuses once spent, a counted one
 //     refuses once over its limit (the refused event counted, as ulule's
 //     stores count it), and counters after a refusal are not touched; a
@@ -46,6 +53,7 @@ import (
 //  7. for OpFinish, Token stored.
 type PlanStore interface {
 	LockStore
+	ulimiter.Store
 	// RunPlan runs p in one atomic step at the store's time.
 	RunPlan(ctx context.Context, p *Plan) (Outcome, error)
 }
@@ -96,23 +104,32 @@ type LockCheck struct {
 	OfFlow    bool
 }
 
-// Count is one fixed-window counter: Limit events per Window, the window
-// opening at the first event of Key under Scope. Peek reads it without
-// counting and refuses once Limit events were counted.
+// Count is one of ulule's fixed-window counters, as a limiter.Store keeps
+// it: Rate.Limit events per Rate.Period, the window opening at the first
+// event of the key Scope+":"+Key, which is also the counter's key in the
+// store's ulimiter.Store methods. Peek reads it without counting and
+// refuses once Rate.Limit events were counted.
+//
+// A store of bounded tables never drops a counter of a scope that Kept
+// reports while its window is open, and refuses the plan (StepFull) when
+// it has no room for it.
 type Count struct {
 	Scope, Key string
 	OfFlow     bool
-	Limit      int64
-	Window     time.Duration
+	Rate       ulimiter.Rate
 	Peek       bool
 	// Soft: a refusal skips the soft counters after this one and is
 	// reported in Outcome.Soft; the plan goes on.
 	Soft bool
-	// Keep marks a budget that no churn of a bounded store may hand back
-	// (start_account, start_phone, sms_global): such a store never drops
-	// the counter while its window is open, and refuses the plan (StepFull)
-	// when it has no room for it.
-	Keep bool
+}
+
+// Kept reports whether the counters of scope are budgets that span
+// clients (start_account, start_phone, sms_global), which no churn of a
+// bounded store may hand back. A client's own counters (start_ip,
+// verify_ip), and any other, may be dropped: that hands the client back
+// its own budget and nothing else.
+func Kept(scope string) bool {
+	return scope == ScopeStartAccount || scope == ScopeStartPhone || scope == ScopeSMSGlobal
 }
 
 // StrikeStep counts a strike against Kind and Key under Policy.
@@ -141,7 +158,7 @@ const (
 	StepCount       // Outcome.Counter is spent
 	StepStrike      // Outcome.Lock is in force, or Outcome.Full
 	// StepFull: no room for the flow of an OpCreate, or for a counter that
-	// is never dropped (Count.Keep), before anything was counted; the
+	// is never dropped (Kept), before anything was counted; the
 	// store holds every one it has until Outcome.RetryAt at least.
 	StepFull
 )
@@ -152,13 +169,13 @@ type Outcome struct {
 	// that step's list; StepNone when nothing refused.
 	Refused Step
 	Index   int
-	Lock    Lock         // the lock that refused (StepLock, StepStrike)
-	Full    bool         // StepStrike, or OpAttempt: no room for a new record
-	Counter CounterState // the counter that refused (StepCount)
+	Lock    Lock             // the lock that refused (StepLock, StepStrike)
+	Full    bool             // StepStrike, or OpAttempt: no room for a new record
+	Counter ulimiter.Context // the counter that refused (StepCount)
 	// Soft is 1 + the index in Plan.Counts of the soft counter that
 	// refused, in the state SoftCounter, or 0.
 	Soft        int
-	SoftCounter CounterState
+	SoftCounter ulimiter.Context
 	RetryAt     time.Time     // StepFull: when the store may have room again
 	Strikes     []Strike      // the strikes counted, in order (none forgiven since)
 	Flow        recovery.Flow // the plan's flow: as read, or after its change
@@ -169,36 +186,13 @@ type Outcome struct {
 	Won       bool // OpFinish consumed the flow
 }
 
-// CounterState is a counter as a plan left it.
-type CounterState struct {
-	Count int64
-	Limit int64
-	Reset time.Time // the end of the window, to the second (rounded down)
-}
-
-// CountWindow counts n events (0 to read) in the window w of a counter at
-// now and returns its state: the fixed-window step every PlanStore takes,
-// as ulule's stores count. A window that has ended starts afresh.
-func CountWindow(w *Window, c Count, n int64, now time.Time) CounterState {
-	if now.UnixNano() >= w.End {
-		w.N, w.End = 0, now.Add(c.Window).UnixNano()
-	}
-	w.N += n
-	return CounterState{Count: w.N, Limit: c.Limit, Reset: time.Unix(0, w.End).Truncate(time.Second)}
-}
-
-// Refuses reports whether the counter in state s refuses c's event.
-func (c Count) Refuses(s CounterState) bool {
+// Refuses reports whether the counter in state s, after c's event was
+// counted or, for a peek, read, refuses it.
+func (c Count) Refuses(s ulimiter.Context) bool {
 	if c.Peek {
-		return s.Count >= c.Limit
+		return s.Remaining == 0
 	}
-	return s.Count > c.Limit
-}
-
-// Window is one key's counter: N events in the window ending at End.
-type Window struct {
-	N   int64
-	End int64 // Unix nanoseconds; the window has ended once now >= End
+	return s.Reached
 }
 
 // DefaultMaxKeys is the bound on the client counters a memory store keeps

@@ -1,14 +1,22 @@
 package storage
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"time"
 
+	ulimiter "github.com/ulule/limiter/v3"
+	"github.com/ulule/limiter/v3/drivers/store/common"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-// counterTable is a bounded table of fixed-window rate counters that
-// Memory's plans count in: at most bound counters, keyed by the hkey of
-// their scope and key. It runs in one of two modes.
+// counterTable is a bounded table of fixed-window rate counters, which
+// Memory's plans and its ulimiter.Store methods count in: at most bound
+// counters, keyed by the hkey of their key (scope:key). It runs in one of
+// two modes.
 //
 // A table of client counters (start_ip, verify_ip) drops the least
 // recently used counter to make room. Evicting one resets it, which hands
@@ -46,9 +54,13 @@ type counterTable struct {
 // towards newest, older towards oldest.
 type counterSlot struct {
 	key          hkey
-	w            limiter.Window
+	w            window
 	newer, older int32
 }
+
+// window is one counter's fixed window: n events in the window ending at
+// end (Unix nanoseconds; it has ended once now >= end).
+type window struct{ n, end int64 }
 
 // none marks the end of the list of slots.
 const none int32 = -1
@@ -57,27 +69,45 @@ func newCounterTable(bound int, keep bool) *counterTable {
 	return &counterTable{bound: max(1, bound), keep: keep, index: make(map[hkey]int32), newest: none, oldest: none}
 }
 
-// count counts n events (0 to read) for c at now in the counter of key and
-// returns its state. In a table of client counters that marks it as
-// recently used; in a table that keeps, a window that opens afresh moves
-// it to the newest. A read of a counter the table does not hold makes none.
-// A table that keeps must have room for a counter it does not hold (room).
-func (t *counterTable) count(key hkey, c limiter.Count, n int64, now time.Time) limiter.CounterState {
-	if i, ok := t.index[key]; ok {
-		w := &t.slots[i].w
-		end := w.End
-		s := limiter.CountWindow(w, c, n, now)
-		if !t.keep || w.End != end {
+// count counts n events (0 to read) in the counter of key at now, a fixed
+// window of rate.Period opening at its first event, and returns its state
+// as ulule's stores give it: rate.Limit, what remains of it, whether it was
+// exceeded, and the window's end in Unix seconds. It is the one counter
+// step of Memory: its plans' counts and its ulimiter.Store methods both
+// take it.
+//
+// In a table of client counters a count marks the counter as recently
+// used; in a table that keeps, a window that opens afresh moves it to the
+// newest. A read of a counter the table does not hold makes none. A table
+// that keeps must have room for a counter it does not hold (room).
+func (t *counterTable) count(key hkey, rate ulimiter.Rate, n int64, now time.Time) ulimiter.Context {
+	i, held := t.index[key]
+	var w window
+	if held {
+		w = t.slots[i].w
+	}
+	opened := now.UnixNano() >= w.end
+	if opened {
+		w = window{end: now.Add(rate.Period).UnixNano()}
+	}
+	w.n += n
+	switch {
+	case held:
+		t.slots[i].w = w
+		if !t.keep || opened {
 			t.touch(i)
 		}
-		return s
-	}
-	var w limiter.Window
-	s := limiter.CountWindow(&w, c, n, now)
-	if w.N > 0 {
+	case w.n > 0:
 		t.add(key, w)
 	}
-	return s
+	return common.GetContextFromState(now, rate, time.Unix(0, w.end), w.n)
+}
+
+// forget drops the counter of key, if the table holds it.
+func (t *counterTable) forget(key hkey) {
+	if i, ok := t.index[key]; ok {
+		t.drop(i)
+	}
 }
 
 // holds reports whether the table holds a counter for key.
@@ -92,11 +122,11 @@ func (t *counterTable) holds(key hkey) bool {
 func (t *counterTable) room(need, spare int, now time.Time) (time.Time, bool) {
 	for len(t.index)+need+spare > t.bound {
 		o := t.oldest
-		if o == none || now.UnixNano() < t.slots[o].w.End {
+		if o == none || now.UnixNano() < t.slots[o].w.end {
 			t.refused++
 			at := now
 			if o != none {
-				at = time.Unix(0, t.slots[o].w.End)
+				at = time.Unix(0, t.slots[o].w.end)
 			}
 			return at, false
 		}
@@ -130,7 +160,7 @@ func (t *counterTable) drop(i int32) {
 
 // add stores a counter the table does not hold, as the newest, evicting
 // the oldest when the table is full (a table that keeps made room first).
-func (t *counterTable) add(key hkey, w limiter.Window) {
+func (t *counterTable) add(key hkey, w window) {
 	var i int32
 	if len(t.slots) < t.bound {
 		i = int32(len(t.slots))
@@ -183,3 +213,62 @@ func (t *counterTable) unlink(i int32) {
 
 // Len returns how many counters the table holds, expired ones included.
 func (t *counterTable) Len() int { return len(t.index) }
+
+// Get counts one event for key and returns the state of its window, as
+// ulule's stores do. A key is scope:key, as the guard names its counters
+// (limiter.Count), and its scope picks the table: a plan's count of that
+// scope and key is the same counter.
+func (m *Memory) Get(ctx context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
+	return m.Increment(ctx, key, 1, rate)
+}
+
+// Increment counts n events for key and returns the state of its window.
+// A budget (limiter.Kept) the store does not hold needs room in its table:
+// when there is none, recovery.ErrFull.
+func (m *Memory) Increment(_ context.Context, key string, n int64, rate ulimiter.Rate) (ulimiter.Context, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock.Now()
+	t, h := m.counterOf(key)
+	if t.keep && n > 0 && !t.holds(h) {
+		if _, ok := t.room(1, 0, now); !ok {
+			return ulimiter.Context{}, fmt.Errorf("counting: %w", recovery.ErrFull)
+		}
+	}
+	return t.count(h, rate, n, now), nil
+}
+
+// Peek returns the state of key's window without counting an event.
+func (m *Memory) Peek(_ context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, h := m.counterOf(key)
+	return t.count(h, rate, 0, m.clock.Now()), nil
+}
+
+// Reset forgets key's counter and returns the state of a fresh window.
+func (m *Memory) Reset(_ context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, h := m.counterOf(key)
+	t.forget(h)
+	return t.count(h, rate, 0, m.clock.Now()), nil
+}
+
+// counterOf returns the table of the counter key (scope:key) and its hkey,
+// which is the hkey a plan's count of that scope and key has. m.mu is held.
+func (m *Memory) counterOf(key string) (*counterTable, hkey) {
+	scope, _, _ := strings.Cut(key, ":")
+	return m.counterTable(scope), m.flows.keys.of(key)
+}
+
+// counterTable returns the table of the counters of scope. m.mu is held.
+func (m *Memory) counterTable(scope string) *counterTable {
+	if limiter.Kept(scope) {
+		return m.budgets
+	}
+	return m.counters
+}
+
+// Interface guards
+var _ ulimiter.Store = (*Memory)(nil)

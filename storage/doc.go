@@ -1,6 +1,8 @@
 // Package storage holds the backends that keep recovery state: flows,
-// reset tokens (recovery.Store) and the security state of locks, blocks and
-// the wrong codes behind them (limiter.LockStore).
+// reset tokens (recovery.Store), the security state of locks, blocks and
+// the wrong codes behind them (limiter.LockStore), and the rate counters,
+// which are ulule's: each backend is a ulimiter.Store, whose counter step
+// its plans take too (limiter.PlanStore).
 //
 // Memory keeps them in this process, each kind in a table of its own bound:
 // a full flow table refuses new flows (the clients holding the most first)

@@ -19,18 +19,19 @@ func (h hasher) of(s string) hkey {
 	return hkey{maphash.String(h.a, s), maphash.String(h.b, s)}
 }
 
-// scoped returns the hkey of key under scope, as if of scope+"\x00"+key,
-// without making that string.
+// scoped returns the hkey of key under scope, of(scope+":"+key), without
+// making that string: a plan's counter has the hkey of the key that
+// Memory's ulimiter.Store methods are given for it.
 func (h hasher) scoped(scope, key string) hkey {
 	var m maphash.Hash
 	m.SetSeed(h.a)
 	m.WriteString(scope)
-	m.WriteByte(0)
+	m.WriteByte(':')
 	m.WriteString(key)
 	a := m.Sum64()
 	m.SetSeed(h.b)
 	m.WriteString(scope)
-	m.WriteByte(0)
+	m.WriteByte(':')
 	m.WriteString(key)
 	return hkey{a, m.Sum64()}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	ulimiter "github.com/ulule/limiter/v3"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
@@ -72,7 +74,7 @@ func TestMemoryFootprint(t *testing.T) {
 	})
 	counters := CounterBound(n)
 	check("counters", counterRecordBytes, counters, func(i int) {
-		m.counters.count(m.flows.keys.scoped(limiter.ScopeStartIP, fmt.Sprint(i)), limiter.Count{Limit: 10, Window: time.Hour}, 1, time.Now())
+		m.counters.count(m.flows.keys.scoped(limiter.ScopeStartIP, fmt.Sprint(i)), ulimiter.Rate{Limit: 10, Period: time.Hour}, 1, time.Now())
 	})
 	if m.flows.Len() != n || m.tokens.Len() != n || len(m.locks.records) != n || m.counters.Len() != counters {
 		t.Fatalf("tables not full: %d flows, %d tokens, %d locks, %d counters", m.flows.Len(), m.tokens.Len(), len(m.locks.records), m.counters.Len())

@@ -14,7 +14,8 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-// Memory is a recovery.Store and limiter.LockStore held in this process.
+// Memory is a recovery.Store, a limiter.LockStore and a ulule
+// limiter.Store held in this process.
 //
 // It keeps at most maxEntries flows, maxEntries tokens and maxEntries
 // records of security state, each kind in a table of its own, and rate
@@ -29,7 +30,7 @@ import (
 //   - Security state: a lock or a run behind one is never dropped; when
 //     the table is full the cheapest run of wrong codes makes room (see
 //     lockTable), and a right code needs no room at all (RunPlan).
-//   - Budgets (Count.Keep: start_account, start_phone, sms_global) are
+//   - Budgets (limiter.Kept: start_account, start_phone, sms_global) are
 //     never dropped while their window is open; clients' own counters are
 //     dropped least recently used first (see counterTable).
 //
@@ -44,8 +45,8 @@ type Memory struct {
 	flows    *flowTable
 	tokens   *simplelru.LRU[string, memToken] // keyed by the token's hash
 	locks    *lockTable
-	counters *counterTable // of RunPlan: clients' own, dropped least recently used first
-	budgets  *counterTable // of RunPlan: Count.Keep, never dropped while their window is open
+	counters *counterTable // clients' own, dropped least recently used first
+	budgets  *counterTable // limiter.Kept, never dropped while their window is open
 
 	maxEntries  int
 	tokensLetGo uint64
@@ -310,14 +311,10 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 		if c.Peek {
 			n = 0
 		}
-		t := m.counters
-		if c.Keep {
-			t = m.budgets
-		}
 		if c.Soft && o.Soft != 0 {
 			continue
 		}
-		s := t.count(m.flows.keys.scoped(c.Scope, k), c, n, now)
+		s := m.counterTable(c.Scope).count(m.flows.keys.scoped(c.Scope, k), c.Rate, n, now)
 		switch {
 		case !c.Refuses(s):
 		case c.Soft:
@@ -393,7 +390,7 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 func (m *Memory) budgetRoom(p *limiter.Plan, key func(string, bool) (string, bool), now time.Time) (time.Time, bool) {
 	need := 0
 	for _, c := range p.Counts {
-		if !c.Keep || c.Peek {
+		if !limiter.Kept(c.Scope) || c.Peek {
 			continue
 		}
 		if k, ok := key(c.Key, c.OfFlow); ok && !m.budgets.holds(m.flows.keys.scoped(c.Scope, k)) {

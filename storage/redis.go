@@ -98,8 +98,9 @@ type RedisConfig struct {
 	LossHold time.Duration
 }
 
-// Redis is a recovery.Store and limiter.LockStore on a Redis server, shared
-// by every instance that uses the same server and prefix.
+// Redis is a recovery.Store, a limiter.LockStore and a ulule limiter.Store
+// on a Redis server, shared by every instance that uses the same server and
+// prefix.
 //
 // Every change is one command or one Lua script, so it is atomic on the
 // server whichever instance sends it, and every key it writes has a time to
@@ -123,7 +124,8 @@ type RedisConfig struct {
 //	                                  lives as long as its window and block
 //	P{Precovery}:locks:<kind>         sorted set of the kind's locked records, scored
 //	                                  by Until (+inf: permanent)
-//	P{Precovery}:count:<scope>:<key>  a rate counter; its window is its time to live
+//	P{Precovery}:count:<scope>:<key>  a rate counter, whose ulimiter.Store key is <scope>:<key>;
+//	                                  its window is its time to live (rediscount.go)
 //	P{Precovery}:epoch                hash: id, seq, lost, acked; no time to live (redisepoch.go)
 //
 // One request touches the client's keys, the account's, the flow's and the

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	ulimiter "github.com/ulule/limiter/v3"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
@@ -527,7 +528,7 @@ func TestRedisCounterTimeToLive(t *testing.T) {
 	clk := clock.NewManual(time.Unix(1_800_000_000, 0))
 	r := newTestRedis(t, clk)
 	ctx := context.Background()
-	count := limiter.Plan{Counts: []limiter.Count{{Scope: limiter.ScopeStartPhone, Key: "p-" + rand.Text(), Limit: 2, Window: time.Hour}}}
+	count := limiter.Plan{Counts: []limiter.Count{{Scope: limiter.ScopeStartPhone, Key: "p-" + rand.Text(), Rate: ulimiter.Rate{Limit: 2, Period: time.Hour}}}}
 	key := r.base + "count:" + limiter.ScopeStartPhone + ":" + count.Counts[0].Key
 	run := func(what string) limiter.Outcome {
 		t.Helper()
@@ -559,11 +560,11 @@ func TestRedisCounterTimeToLive(t *testing.T) {
 		t.Fatalf("second count, within the limit, refused: %+v", o)
 	}
 	o := run("third count")
-	if o.Refused != limiter.StepCount || o.Counter.Count != 3 {
-		t.Fatalf("third count of a limit of 2: %+v, want refused at 3", o)
+	if o.Refused != limiter.StepCount || !o.Counter.Reached || o.Counter.Remaining != 0 || o.Counter.Limit != 2 {
+		t.Fatalf("third count of a limit of 2: %+v, want refused, over the limit", o)
 	}
 	// Reset is the clock's now and the server's time to live, in seconds.
-	if left := o.Counter.Reset.Sub(clk.Now()); left < time.Hour-2*time.Second || left > time.Hour {
+	if left := time.Unix(o.Counter.Reset, 0).Sub(clk.Now()); left < time.Hour-2*time.Second || left > time.Hour {
 		t.Errorf("refusal resets %v from now, want an hour", left)
 	}
 	if d := ttl(); d <= 59*time.Minute || d > time.Hour {
@@ -588,19 +589,19 @@ func BenchmarkRedisPlanLua(b *testing.B) {
 		{"start", limiter.Plan{
 			Locks: []limiter.LockCheck{{Kind: limiter.KindIP, Key: "203.0.113.9"}, {Kind: limiter.KindAccount, Key: "alice@example.com"}},
 			Counts: []limiter.Count{
-				{Scope: limiter.ScopeStartIP, Key: "203.0.113.9", Limit: 1 << 40, Window: time.Hour},
-				{Scope: limiter.ScopeStartAccount, Key: "alice@example.com", Limit: 1 << 40, Window: time.Hour},
+				{Scope: limiter.ScopeStartIP, Key: "203.0.113.9", Rate: ulimiter.Rate{Limit: 1 << 40, Period: time.Hour}},
+				{Scope: limiter.ScopeStartAccount, Key: "alice@example.com", Rate: ulimiter.Rate{Limit: 1 << 40, Period: time.Hour}},
 			},
 			Op: limiter.OpCreate,
 			Flow: recovery.Flow{ID: "0123456789abcdef01234567", Account: "alice@example.com", CodeHash: make([]byte, 32),
 				SentAt: now, ExpiresAt: now.Add(10 * time.Minute), Lang: "en", PhoneMasked: "+31*****678"},
 		}},
 		{"sms", limiter.Plan{Counts: []limiter.Count{
-			{Scope: limiter.ScopeStartPhone, Key: "phone", Limit: 1 << 40, Window: time.Hour},
-			{Scope: limiter.ScopeSMSGlobal, Limit: 1 << 40, Window: time.Hour},
+			{Scope: limiter.ScopeStartPhone, Key: "phone", Rate: ulimiter.Rate{Limit: 1 << 40, Period: time.Hour}},
+			{Scope: limiter.ScopeSMSGlobal, Rate: ulimiter.Rate{Limit: 1 << 40, Period: time.Hour}},
 		}}},
 	}
-	loop := redis.NewScript("local function plan(A)" + planBody + "end\nfor n = 1, tonumber(KEYS[2]) do plan(ARGV) end\nreturn 0\n")
+	loop := redis.NewScript(planLua + "for n = 1, tonumber(KEYS[2]) do plan(ARGV) end\nreturn 0\n")
 	for _, p := range plans {
 		b.Run(p.name, func(b *testing.B) {
 			e, err := r.learnEpoch(ctx)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	ulimiter "github.com/ulule/limiter/v3"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
@@ -157,7 +158,7 @@ func TestRedisBatchJoinsPlans(t *testing.T) {
 	trips := &storagetest.RedisTrips{}
 	r.Client().AddHook(trips)
 	ctx := context.Background()
-	count := limiter.Plan{Counts: []limiter.Count{{Scope: limiter.ScopeStartPhone, Key: "phone-" + rand.Text(), Limit: 2, Window: time.Hour}}}
+	count := limiter.Plan{Counts: []limiter.Count{{Scope: limiter.ScopeStartPhone, Key: "phone-" + rand.Text(), Rate: ulimiter.Rate{Limit: 2, Period: time.Hour}}}}
 	other := redis.NewScript("return 'not a plan'")
 	if err := other.Load(ctx, r.Client()).Err(); err != nil {
 		t.Fatal(err)
@@ -201,14 +202,14 @@ func TestRedisBatchJoinsPlans(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o, err := decodeOutcome(res[:11])
+		o, err := decodeOutcome(res[:11], count.Counts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, fmt.Sprintf("%d/%d", o.Refused, o.Counter.Count))
+		got = append(got, fmt.Sprintf("%d/%d/%v", o.Refused, o.Counter.Remaining, o.Counter.Reached))
 	}
 	// Counts of a counter that did not refuse leave o.Counter empty.
-	if want := fmt.Sprintf("[%d/0 %d/0 %d/3]", limiter.StepNone, limiter.StepNone, limiter.StepCount); fmt.Sprint(got) != want {
+	if want := fmt.Sprintf("[%d/0/false %d/0/false %d/0/true]", limiter.StepNone, limiter.StepNone, limiter.StepCount); fmt.Sprint(got) != want {
 		t.Errorf("outcomes %v, want %s", got, want)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	ulimiter "github.com/ulule/limiter/v3"
+	"github.com/ulule/limiter/v3/drivers/store/common"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
@@ -33,9 +35,13 @@ import (
 // epoch state is 0, 1 when the plan was refused because the server lost
 // the deployment's state, or the id of an acknowledged epoch it adopted.
 var (
-	planScript  = redis.NewScript("local function plan(A)" + planBody + "end\nreturn plan(ARGV)\n")
-	plansScript = redis.NewScript("local function plan(A)" + planBody + "end\n" + plansLoop)
+	planScript  = redis.NewScript(planLua + "return plan(ARGV)\n")
+	plansScript = redis.NewScript(planLua + plansLoop)
 )
+
+// planLua defines the Lua function plan(A), which runs the plan on
+// arguments A, and count, the counter step it takes for each of its counts.
+const planLua = countLua + "local function plan(A)" + planBody + "end\n"
 
 // plansScript runs several plans, one after the other, as one script:
 // ARGV is their count and then, for each, the count of its arguments and
@@ -141,29 +147,17 @@ for j, c in ipairs(counts) do
 	local key = keyof(c[2], c[3])
 	local mode = tonumber(c[6])
 	if key and not (mode >= 2 and #soft > 0) then
-		local k = base .. 'count:' .. c[1] .. ':' .. key
-		local limit, window = tonumber(c[4]), tonumber(c[5])
-		local n, ttl = 0, -1
-		-- The time to live is read only for a refusal, which reports when
-		-- the window ends; a key that lost it (PERSIST) gets it back then.
-		if mode % 2 == 1 then
-			n = tonumber(redis.call('GET', k) or '0')
-			if n >= limit then ttl = redis.call('PTTL', k) end
-		else
-			n = redis.call('INCR', k)
-			if n == 1 then
-				redis.call('PEXPIRE', k, window)
-			elseif n > limit then
-				ttl = redis.call('PTTL', k)
-				if ttl < 0 then
-					redis.call('PEXPIRE', k, window)
-					ttl = window
-				end
-			end
-		end
-		if ttl >= 0 then
-			if mode < 2 then return result(2, j - 1, nil, n, now + ttl) end
-			soft = {j, n, now + ttl}
+		-- ulule's Get, or for a peek its Peek, on the key scope:key. A
+		-- peek refuses once the limit is reached, a count once it is
+		-- passed; the time left is read only for a refusal, which reports
+		-- when the window ends.
+		local n = 1
+		if mode % 2 == 1 then n = 0 end
+		local upto = tonumber(c[4]) + n
+		local got, ttl = count(base .. 'count:' .. c[1] .. ':' .. key, n, tonumber(c[5]), upto)
+		if got >= upto then
+			if mode < 2 then return result(2, j - 1, nil, got, now + ttl) end
+			soft = {j, got, now + ttl}
 		end
 	end
 end
@@ -320,11 +314,10 @@ func (r *Redis) runPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, 
 	if err := r.epochReply(e, res[11], res[12]); err != nil {
 		return limiter.Outcome{}, err
 	}
-	o, err := decodeOutcome(res[:11])
+	o, err := decodeOutcome(res[:11], p.Counts)
 	if soft, _ := res[13].([]any); len(soft) == 3 && err == nil {
-		n := func(v any) int64 { i, _ := v.(int64); return i }
-		o.Soft = int(n(soft[0]))
-		o.SoftCounter = limiter.CounterState{Count: n(soft[1]), Reset: time.UnixMilli(n(soft[2])).Truncate(time.Second)}
+		i := int(soft[0].(int64))
+		o.Soft, o.SoftCounter = i, counterContext(p.Counts[i-1], soft[1], soft[2])
 	}
 	return o, err
 }
@@ -340,7 +333,7 @@ func (r *Redis) planArgs(p *limiter.Plan, e *epochState) (string, []any, error) 
 	}
 	args = append(args, len(p.Counts))
 	for _, c := range p.Counts {
-		args = append(args, c.Scope, c.Key, flag(c.OfFlow), c.Limit, c.Window.Milliseconds(), flag(c.Peek)+2*flag(c.Soft))
+		args = append(args, c.Scope, c.Key, flag(c.OfFlow), c.Rate.Limit, c.Rate.Period.Milliseconds(), flag(c.Peek)+2*flag(c.Soft))
 	}
 	args = append(args, len(p.Strikes))
 	for _, s := range p.Strikes {
@@ -390,23 +383,28 @@ func flag(b bool) int {
 	return 0
 }
 
-// decodeOutcome reads planScript's reply.
-func decodeOutcome(res []any) (limiter.Outcome, error) {
+// decodeOutcome reads planScript's reply to a plan of counts.
+func decodeOutcome(res []any, counts []limiter.Count) (limiter.Outcome, error) {
 	if len(res) != 11 {
 		return limiter.Outcome{}, errors.New("plan: malformed reply from redis")
 	}
 	n := func(v any) int64 { i, _ := v.(int64); return i }
 	var o limiter.Outcome
 	o.Refused, o.Index, o.Full = limiter.Step(n(res[0])), int(n(res[1])), n(res[2]) == 1
+	if o.Refused == limiter.StepCount {
+		if o.Index < 0 || o.Index >= len(counts) {
+			return limiter.Outcome{}, errors.New("plan: malformed refusal from redis")
+		}
+		// The count and the window's end (ms) of the counter, as ulule's
+		// Get or Peek tells them.
+		o.Counter = counterContext(counts[o.Index], res[4], res[5])
+	}
 	if lock, _ := res[3].([]any); len(lock) > 0 {
 		rec, err := decodeRecord(lock)
 		if err != nil {
 			return limiter.Outcome{}, err
 		}
 		o.Lock = rec.Lock
-	}
-	if o.Refused == limiter.StepCount {
-		o.Counter = limiter.CounterState{Count: n(res[4]), Reset: time.UnixMilli(n(res[5])).Truncate(time.Second)}
 	}
 	switch n(res[6]) {
 	case 1:
@@ -436,4 +434,12 @@ func decodeOutcome(res []any) (limiter.Outcome, error) {
 		o.Strikes = append(o.Strikes, limiter.Strike{Set: n(pair[0]) == 1, Lock: rec.Lock})
 	}
 	return o, nil
+}
+
+// counterContext is the state of c's counter as a plan's reply gives it:
+// the count, and the end of its window in Unix ms.
+func counterContext(c limiter.Count, count, reset any) ulimiter.Context {
+	n, _ := count.(int64)
+	end, _ := reset.(int64)
+	return common.GetContextFromState(time.Time{}, c.Rate, time.UnixMilli(end), n)
 }

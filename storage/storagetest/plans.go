@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	ulimiter "github.com/ulule/limiter/v3"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -400,6 +402,70 @@ func runPlans(t *testing.T, h Harness) {
 		}
 		if _, err := s.BeginSpend(ctx, newToken("other", clk, 100*u).Hash, u); !errors.Is(err, recovery.ErrNotFound) {
 			t.Fatalf("a RightFlow that lost stored its token: %v", err)
+		}
+	})
+
+	t.Run("CountsAreTheStoresCounters", func(t *testing.T) {
+		t.Parallel()
+		g, s, _ := newPlanGuard(t, h, func(c *limiter.Config) {
+			c.StartPhone = limiter.Rate{Events: 3, Window: 1000 * u}
+		})
+		ps := s.(limiter.PlanStore)
+		rate := ulimiter.Rate{Limit: 3, Period: 1000 * u}
+		// A client's counter, a budget, and the global budget's bare key.
+		for _, c := range []limiter.Count{
+			{Scope: limiter.ScopeStartIP, Key: ipA, Rate: rate},
+			{Scope: limiter.ScopeStartAccount, Key: "alice@example.com", Rate: rate},
+			{Scope: limiter.ScopeSMSGlobal, Rate: rate},
+		} {
+			key := c.Scope + ":" + c.Key
+			plan := func(peek bool) limiter.Outcome {
+				t.Helper()
+				c := c
+				c.Peek = peek
+				o, err := ps.RunPlan(ctx, &limiter.Plan{Counts: []limiter.Count{c}})
+				if err != nil {
+					t.Fatalf("%s: %v", key, err)
+				}
+				return o
+			}
+			if o := plan(false); o.Refused != limiter.StepNone {
+				t.Fatalf("%s: first count refused: %+v", key, o)
+			}
+			if got, err := ps.Get(ctx, key, rate); err != nil || got.Remaining != 1 || got.Reached {
+				t.Fatalf("%s: Get after the plan's count: %+v, %v; want 1 remaining", key, got, err)
+			}
+			if o := plan(false); o.Refused != limiter.StepNone {
+				t.Fatalf("%s: third event refused: %+v", key, o)
+			}
+			o := plan(true)
+			if want := (ulimiter.Context{Limit: 3, Remaining: 0, Reset: o.Counter.Reset}); o.Refused != limiter.StepCount || o.Counter != want {
+				t.Fatalf("%s: peek of a spent counter: %+v, want refused, %+v", key, o, want)
+			}
+			// The same window's end, to the second (a server reads it
+			// from a time to live, in ms).
+			if got, err := ps.Peek(ctx, key, rate); err != nil || got.Remaining != 0 || got.Reached || max(got.Reset-o.Counter.Reset, o.Counter.Reset-got.Reset) > 1 {
+				t.Fatalf("%s: Peek: %+v, %v; want spent, not passed, reset %d", key, got, err, o.Counter.Reset)
+			}
+			if got, err := ps.Increment(ctx, key, 2, rate); err != nil || !got.Reached {
+				t.Fatalf("%s: Increment past the limit: %+v, %v", key, got, err)
+			}
+			if o := plan(false); o.Refused != limiter.StepCount || !o.Counter.Reached {
+				t.Fatalf("%s: count past the limit: %+v, want refused", key, o)
+			}
+			if got, err := ps.Reset(ctx, key, rate); err != nil || got.Remaining != 3 {
+				t.Fatalf("%s: Reset: %+v, %v", key, got, err)
+			}
+			if o := plan(false); o.Refused != limiter.StepNone {
+				t.Fatalf("%s: count after Reset refused: %+v", key, o)
+			}
+		}
+		// The guard's counters are the store's under scope:key.
+		if err := g.SMS(ctx, "p1"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ps.Peek(ctx, limiter.ScopeStartPhone+":p1", rate); err != nil || got.Remaining != 2 {
+			t.Fatalf("Peek of the phone the guard counted: %+v, %v; want 2 remaining", got, err)
 		}
 	})
 }
