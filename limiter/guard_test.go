@@ -1,4 +1,4 @@
-package limiter
+package limiter_test
 
 import (
 	"context"
@@ -9,28 +9,110 @@ import (
 	"time"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
+var ctx = context.Background()
+
+// maxAttempts is the attempts a test flow allows: more than any test makes.
+const maxAttempts = 1 << 30
+
+// testGuard is a Guard over the memory store, on a manual clock, with the
+// flow it started for each account.
 type testGuard struct {
-	*Guard
+	*limiter.Guard
 	clock *clock.Manual
-	locks *memLocks
+	store *storage.Memory
+	tb    testing.TB
+	flows map[string]string // account → the ID of its flow
+	made  int               // flows started, for fresh IDs, clients and phones
 }
 
-func newTestGuard(t testing.TB, cfg Config) testGuard {
-	t.Helper()
+func newTestGuard(tb testing.TB, cfg limiter.Config) *testGuard {
+	tb.Helper()
+	return newTestGuardSized(tb, cfg, storage.DefaultMaxEntries)
+}
+
+func newTestGuardSized(tb testing.TB, cfg limiter.Config, maxEntries int) *testGuard {
+	tb.Helper()
 	clk := clock.NewManual(t0)
-	store, err := NewLRUStore(DefaultMaxKeys, clk)
+	store, err := storage.NewMemory(maxEntries, clk)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	locks := newMemLocks(clk)
-	g, err := New(cfg, store, locks, clk)
+	g, err := limiter.New(cfg, store, clk)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return testGuard{Guard: g, clock: clk, locks: locks}
+	return &testGuard{Guard: g, clock: clk, store: store, tb: tb, flows: make(map[string]string)}
+}
+
+// newFlow starts a flow for account from ip, its code to phone, through the
+// guard as the service does (Start, then CreateFlow), and makes it the
+// account's flow. It expires long after any test ends.
+func (g *testGuard) newFlow(ip, account, phone string) string {
+	g.tb.Helper()
+	if err := g.Start(ctx, ip, account, false); err != nil {
+		g.tb.Fatalf("starting a flow for %s: %v", account, err)
+	}
+	g.made++
+	now := g.clock.Now()
+	f := recovery.Flow{
+		ID: fmt.Sprintf("flow-%d", g.made), Account: account, CodeHash: []byte("0123456789abcdef0123456789abcdef"),
+		Sends: 1, SentAt: now, CreatedAt: now, ExpiresAt: t0.Add(10 * 365 * 24 * time.Hour), ClientIP: ip,
+	}
+	sms, err := g.CreateFlow(ctx, f, phone)
+	if err != nil || sms != nil {
+		g.tb.Fatalf("creating the flow of %s: sms %v, %v", account, sms, err)
+	}
+	g.flows[account] = f.ID
+	return f.ID
+}
+
+// flowOf is the ID of the account's flow, started if it has none from a
+// client and to a phone of its own, so that it costs none of the clients
+// and phones a test watches.
+func (g *testGuard) flowOf(account string) string {
+	g.tb.Helper()
+	if id, ok := g.flows[account]; ok {
+		return id
+	}
+	n := g.made + 1
+	return g.newFlow(fmt.Sprintf("2001:db8:ffff:%x::1", n), account, fmt.Sprintf("+3197%08d", n))
+}
+
+// fail is a wrong code for the account's flow from ip: the refusal, or the
+// block and lock its guess set.
+func (g *testGuard) fail(ip, account string) error {
+	g.tb.Helper()
+	_, guess, err := g.Verify(ctx, ip, g.flowOf(account), maxAttempts)
+	if err != nil {
+		return err
+	}
+	return guess.Set
+}
+
+// right is a right code for the account's flow from ip: the guess, as
+// Verify counted it, and then Right, which must consume the flow.
+func (g *testGuard) right(ip, account string) (recovery.Guess, error) {
+	g.tb.Helper()
+	id := g.flowOf(account)
+	_, guess, err := g.Verify(ctx, ip, id, maxAttempts)
+	if err != nil {
+		return guess, err
+	}
+	t := recovery.Token{Hash: []byte("token-" + id), Account: account, FlowID: id, ExpiresAt: g.clock.Now().Add(time.Hour)}
+	won, err := g.Right(ctx, ip, id, t)
+	if err != nil {
+		return guess, err
+	}
+	if !won {
+		return guess, errors.New("right code: the flow was not consumed")
+	}
+	delete(g.flows, account)
+	return guess, nil
 }
 
 // wantDenial fails unless err is a Denial for reason and scope that says to
@@ -42,7 +124,7 @@ func wantDenial(t *testing.T, err, reason error, scope string, retry time.Durati
 		t.Fatalf("got %v, want a %s denial", err, scope)
 	}
 	if !errors.Is(err, reason) || d.Scope != scope || d.RetryAfter != retry {
-		t.Fatalf("got %v (scope %s), want %v (scope %s, retry after %s)", err, d.Scope, reason, scope, retry)
+		t.Fatalf("got %v (scope %s, retry after %s), want %v (scope %s, retry after %s)", err, d.Scope, d.RetryAfter, reason, scope, retry)
 	}
 	return d
 }
@@ -54,32 +136,21 @@ func wantAllowed(t *testing.T, what string, err error) {
 	}
 }
 
-var ctx = context.Background()
-
-// fail is a wrong code: a guess, and what it set.
-func (g testGuard) fail(ctx context.Context, ip, account string) error {
-	guess, err := g.Guess(ctx, ip, account)
-	if err != nil {
-		return err
-	}
-	return guess.Set
-}
-
 func TestDefaultConfigMatchesSpec(t *testing.T) {
 	t.Parallel()
-	want := Config{
-		StartIP:      Rate{10, time.Hour},
-		StartAccount: Rate{3, time.Hour},
-		StartPhone:   Rate{3, time.Hour},
-		VerifyIP:     Rate{50, time.Hour},
-		SMSGlobal:    Rate{1000, time.Hour},
-		Lockout:      Threshold{5, time.Hour, 30 * time.Minute},
-		IPBlock:      Threshold{20, time.Hour, time.Hour},
+	want := limiter.Config{
+		StartIP:      limiter.Rate{Events: 10, Window: time.Hour},
+		StartAccount: limiter.Rate{Events: 3, Window: time.Hour},
+		StartPhone:   limiter.Rate{Events: 3, Window: time.Hour},
+		VerifyIP:     limiter.Rate{Events: 50, Window: time.Hour},
+		SMSGlobal:    limiter.Rate{Events: 1000, Window: time.Hour},
+		Lockout:      limiter.Threshold{Failures: 5, Window: time.Hour, Duration: 30 * time.Minute},
+		IPBlock:      limiter.Threshold{Failures: 20, Window: time.Hour, Duration: time.Hour},
 
 		MaxLockDuration: 24 * time.Hour,
 		PermanentAfter:  100, // NIST SP 800-63B
 	}
-	if got := DefaultConfig(); got != want {
+	if got := limiter.DefaultConfig(); got != want {
 		t.Fatalf("DefaultConfig() = %+v, want %+v", got, want)
 	}
 	if err := want.Validate(); err != nil {
@@ -91,28 +162,30 @@ func TestConfigValidate(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		edit func(*Config)
+		edit func(*limiter.Config)
 		want string
 	}{
-		{"start_ip events", func(c *Config) { c.StartIP.Events = 0 }, "start_ip: events must be at least 1, got 0"},
-		{"start_account window", func(c *Config) { c.StartAccount.Window = 0 }, "start_account: window must be positive"},
-		{"start_phone events", func(c *Config) { c.StartPhone.Events = -3 }, "start_phone: events must be at least 1, got -3"},
-		{"verify_ip window", func(c *Config) { c.VerifyIP.Window = -time.Second }, "verify_ip: window must be positive, got -1s"},
-		{"sms_global events", func(c *Config) { c.SMSGlobal.Events = 0 }, "sms_global: events must be at least 1"},
-		{"lockout failures", func(c *Config) { c.Lockout.Failures = 0 }, "lockout: failures must be at least 1, got 0"},
-		{"lockout window", func(c *Config) { c.Lockout.Window = 0 }, "lockout: window must be positive"},
-		{"ip_block duration", func(c *Config) { c.IPBlock.Duration = 0 }, "ip_block: duration must be positive, got 0s"},
-		{"zero config names every scope", func(c *Config) { *c = Config{} }, "ip_block: duration must be positive"},
+		{"start_ip events", func(c *limiter.Config) { c.StartIP.Events = 0 }, "start_ip: events must be at least 1, got 0"},
+		{"start_account window", func(c *limiter.Config) { c.StartAccount.Window = 0 }, "start_account: window must be positive"},
+		{"start_phone events", func(c *limiter.Config) { c.StartPhone.Events = -3 }, "start_phone: events must be at least 1, got -3"},
+		{"verify_ip window", func(c *limiter.Config) { c.VerifyIP.Window = -time.Second }, "verify_ip: window must be positive, got -1s"},
+		{"sms_global events", func(c *limiter.Config) { c.SMSGlobal.Events = 0 }, "sms_global: events must be at least 1"},
+		{"lockout failures", func(c *limiter.Config) { c.Lockout.Failures = 0 }, "lockout: failures must be at least 1, got 0"},
+		{"lockout window", func(c *limiter.Config) { c.Lockout.Window = 0 }, "lockout: window must be positive"},
+		{"ip_block duration", func(c *limiter.Config) { c.IPBlock.Duration = 0 }, "ip_block: duration must be positive, got 0s"},
+		{"longest lock", func(c *limiter.Config) { c.MaxLockDuration = 0 }, "lockout: the longest lock must be positive"},
+		{"permanent after", func(c *limiter.Config) { c.PermanentAfter = 0 }, "lockout: wrong codes before a lasting lock must be at least 1"},
+		{"zero config names every scope", func(c *limiter.Config) { *c = limiter.Config{} }, "ip_block: duration must be positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := DefaultConfig()
+			cfg := limiter.DefaultConfig()
 			tc.edit(&cfg)
 			err := cfg.Validate()
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Validate() = %v, want it to say %q", err, tc.want)
 			}
-			if _, err := New(cfg, brokenStore{}, brokenLocks{}, clock.NewManual(t0)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := limiter.New(cfg, brokenStore{}, clock.NewManual(t0)); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New() = %v, want it to say %q", err, tc.want)
 			}
 		})
@@ -124,11 +197,10 @@ func TestNewRequiresCollaborators(t *testing.T) {
 	clk := clock.NewManual(t0)
 	for _, tc := range []struct {
 		name  string
-		build func() (*Guard, error)
+		build func() (*limiter.Guard, error)
 	}{
-		{"counters", func() (*Guard, error) { return New(DefaultConfig(), nil, brokenLocks{}, clk) }},
-		{"locks", func() (*Guard, error) { return New(DefaultConfig(), brokenStore{}, nil, clk) }},
-		{"clock", func() (*Guard, error) { return New(DefaultConfig(), brokenStore{}, brokenLocks{}, nil) }},
+		{"store", func() (*limiter.Guard, error) { return limiter.New(limiter.DefaultConfig(), nil, clk) }},
+		{"clock", func() (*limiter.Guard, error) { return limiter.New(limiter.DefaultConfig(), brokenStore{}, nil) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -144,25 +216,30 @@ func TestNewRequiresCollaborators(t *testing.T) {
 // before the window ends and the first allowed after it.
 func TestRateScopes(t *testing.T) {
 	t.Parallel()
-	cfg := DefaultConfig()
+	cfg := limiter.DefaultConfig()
 	for _, tc := range []struct {
 		scope string
-		rate  Rate
-		call  func(g *Guard, i int) error // event i of one client, account or phone
+		rate  limiter.Rate
+		call  func(g *testGuard, i int) error // event i of one client, account or phone
 	}{
-		{ScopeStartIP, cfg.StartIP, func(g *Guard, i int) error {
-			return g.Start(ctx, "192.0.2.1", fmt.Sprintf("user%d@example.com", i))
+		{limiter.ScopeStartIP, cfg.StartIP, func(g *testGuard, i int) error {
+			return g.Start(ctx, "192.0.2.1", fmt.Sprintf("user%d@example.com", i), false)
 		}},
-		{ScopeStartAccount, cfg.StartAccount, func(g *Guard, i int) error {
-			return g.Start(ctx, fmt.Sprintf("192.0.2.%d", i+1), "alice@example.com")
+		{limiter.ScopeStartAccount, cfg.StartAccount, func(g *testGuard, i int) error {
+			return g.Start(ctx, fmt.Sprintf("192.0.2.%d", i+1), "alice@example.com", i%2 == 1)
 		}},
-		{ScopeStartPhone, cfg.StartPhone, func(g *Guard, i int) error {
+		{limiter.ScopeStartPhone, cfg.StartPhone, func(g *testGuard, i int) error {
 			return g.SMS(ctx, "+31612345678")
 		}},
-		{ScopeVerifyIP, cfg.VerifyIP, func(g *Guard, i int) error {
-			return g.Verify(ctx, "192.0.2.1", fmt.Sprintf("user%d@example.com", i))
+		{limiter.ScopeVerifyIP, cfg.VerifyIP, func(g *testGuard, i int) error {
+			// A flow that is not there: the client is counted all the same.
+			_, _, err := g.Verify(ctx, "192.0.2.1", fmt.Sprintf("gone-%d", i), maxAttempts)
+			if errors.Is(err, recovery.ErrNotFound) {
+				return nil
+			}
+			return err
 		}},
-		{ScopeSMSGlobal, cfg.SMSGlobal, func(g *Guard, i int) error {
+		{limiter.ScopeSMSGlobal, cfg.SMSGlobal, func(g *testGuard, i int) error {
 			return g.SMS(ctx, fmt.Sprintf("+3161%07d", i))
 		}},
 	} {
@@ -170,85 +247,154 @@ func TestRateScopes(t *testing.T) {
 			t.Parallel()
 			g := newTestGuard(t, cfg)
 			n := int(tc.rate.Events)
-			wantAllowed(t, "first event", tc.call(g.Guard, 0))
+			wantAllowed(t, "first event", tc.call(g, 0))
 			g.clock.Advance(10 * time.Minute)
 			for i := 1; i < n; i++ {
-				wantAllowed(t, fmt.Sprintf("event %d of %d", i+1, n), tc.call(g.Guard, i))
+				wantAllowed(t, fmt.Sprintf("event %d of %d", i+1, n), tc.call(g, i))
 			}
-			d := wantDenial(t, tc.call(g.Guard, n), recovery.ErrRateLimited, tc.scope, tc.rate.Window-10*time.Minute)
+			d := wantDenial(t, tc.call(g, n), recovery.ErrRateLimited, tc.scope, tc.rate.Window-10*time.Minute)
 			if d.Limit != tc.rate.Events || d.Remaining != 0 || !d.Reset.Equal(t0.Add(tc.rate.Window)) {
 				t.Fatalf("denial %+v, want limit %d, remaining 0, reset %s", d, tc.rate.Events, t0.Add(tc.rate.Window))
 			}
 			g.clock.Advance(tc.rate.Window - 10*time.Minute - time.Second)
-			wantDenial(t, tc.call(g.Guard, n+1), recovery.ErrRateLimited, tc.scope, time.Second)
+			wantDenial(t, tc.call(g, n+1), recovery.ErrRateLimited, tc.scope, time.Second)
 			g.clock.Advance(time.Second)
-			wantAllowed(t, "first event of the next window", tc.call(g.Guard, n+2))
+			wantAllowed(t, "first event of the next window", tc.call(g, n+2))
 		})
 	}
 }
 
 func TestStartPeeksSMSBudget(t *testing.T) {
 	t.Parallel()
-	cfg := DefaultConfig()
-	cfg.SMSGlobal = Rate{Events: 2, Window: time.Hour}
+	cfg := limiter.DefaultConfig()
+	cfg.SMSGlobal = limiter.Rate{Events: 2, Window: time.Hour}
 	g := newTestGuard(t, cfg)
 	for i := range 5 {
-		wantAllowed(t, "start", g.Start(ctx, fmt.Sprintf("192.0.2.%d", i+1), fmt.Sprintf("user%d", i)))
+		wantAllowed(t, "start", g.Start(ctx, fmt.Sprintf("192.0.2.%d", i+1), fmt.Sprintf("user%d", i), false))
 	}
 	wantAllowed(t, "first sms", g.SMS(ctx, "+31611111111"))
 	wantAllowed(t, "second sms", g.SMS(ctx, "+31622222222"))
 	g.clock.Advance(15 * time.Minute)
-	wantDenial(t, g.Start(ctx, "198.51.100.1", "fresh"), recovery.ErrRateLimited, ScopeSMSGlobal, 45*time.Minute)
+	wantDenial(t, g.Start(ctx, "198.51.100.1", "fresh", false), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 45*time.Minute)
+	wantDenial(t, g.Start(ctx, "198.51.100.1", "fresh", true), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 45*time.Minute)
 	// The refusal came before the client's counters: it still has all its starts.
 	g.clock.Advance(45 * time.Minute)
 	for i := range int(cfg.StartIP.Events) {
-		wantAllowed(t, "start after the budget refilled", g.Start(ctx, "198.51.100.1", fmt.Sprintf("u%d", i)))
+		wantAllowed(t, "start after the budget refilled", g.Start(ctx, "198.51.100.1", fmt.Sprintf("u%d", i), false))
 	}
 }
 
 func TestRefusedPhoneDoesNotSpendBudget(t *testing.T) {
 	t.Parallel()
-	cfg := DefaultConfig()
-	cfg.SMSGlobal = Rate{Events: 5, Window: time.Hour}
+	cfg := limiter.DefaultConfig()
+	cfg.SMSGlobal = limiter.Rate{Events: 5, Window: time.Hour}
 	g := newTestGuard(t, cfg)
 	for i := range 10 {
 		err := g.SMS(ctx, "+31612345678")
 		if i < 3 {
 			wantAllowed(t, "sms", err)
 		} else {
-			wantDenial(t, err, recovery.ErrRateLimited, ScopeStartPhone, time.Hour)
+			wantDenial(t, err, recovery.ErrRateLimited, limiter.ScopeStartPhone, time.Hour)
 		}
 	}
 	wantAllowed(t, "fourth sms of the budget", g.SMS(ctx, "+31600000001"))
 	wantAllowed(t, "fifth sms of the budget", g.SMS(ctx, "+31600000002"))
-	wantDenial(t, g.SMS(ctx, "+31600000003"), recovery.ErrRateLimited, ScopeSMSGlobal, time.Hour)
+	wantDenial(t, g.SMS(ctx, "+31600000003"), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, time.Hour)
+}
+
+// TestFlowCountsItsCodeSoftly: the code of a new or resent flow is counted
+// against its phone and then the global budget, and a refusal drops the
+// code, never the flow; a refused phone spends no budget, and a decoy's flow
+// peeks the counters without spending them.
+func TestFlowCountsItsCodeSoftly(t *testing.T) {
+	t.Parallel()
+	cfg := limiter.DefaultConfig()
+	cfg.SMSGlobal = limiter.Rate{Events: 5, Window: time.Hour}
+	g := newTestGuard(t, cfg)
+	const phone = "+31612345678"
+	flow := func(i int, decoy bool) recovery.Flow {
+		now := g.clock.Now()
+		return recovery.Flow{ID: fmt.Sprintf("soft-%d", i), Account: fmt.Sprintf("user%d", i), CodeHash: []byte("0123456789abcdef"),
+			Sends: 1, Decoy: decoy, SentAt: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour), ClientIP: "192.0.2.1"}
+	}
+	// A flow is started (Start) and then stored with its code (CreateFlow).
+	start := func(i int) {
+		t.Helper()
+		wantAllowed(t, "start", g.Start(ctx, "192.0.2.1", fmt.Sprintf("user%d", i), false))
+	}
+	create := func(i int, phone string, decoy bool) error {
+		t.Helper()
+		sms, err := g.CreateFlow(ctx, flow(i, decoy), phone)
+		if err != nil {
+			t.Fatalf("CreateFlow %d: %v, want the flow stored", i, err)
+		}
+		if _, err := g.store.Flow(ctx, fmt.Sprintf("soft-%d", i)); err != nil {
+			t.Fatalf("flow %d after CreateFlow: %v, want it stored", i, err)
+		}
+		return sms
+	}
+	for i := range 8 {
+		start(i)
+	}
+	for i := range 3 {
+		wantAllowed(t, "code to the phone", create(i, phone, false))
+	}
+	wantAllowed(t, "a decoy's code", create(3, "+31699999999", true))
+	wantDenial(t, create(4, phone, false), recovery.ErrRateLimited, limiter.ScopeStartPhone, time.Hour)
+	wantDenial(t, create(5, phone, true), recovery.ErrRateLimited, limiter.ScopeStartPhone, time.Hour)
+
+	// Neither the refused codes nor the decoy spent the budget: 2 left.
+	r := recovery.ResendOp{ID: "soft-0", CodeHash: []byte("fedcba9876543210"), Now: g.clock.Now(), Interval: time.Minute,
+		ExpiresAt: g.clock.Now().Add(time.Hour), MaxAttempts: 5}
+	if _, sms, err := g.ResendFlow(ctx, r, "+31600000001", false); err == nil || sms != nil {
+		t.Fatalf("resend inside the interval: sms %v, %v; want too early", sms, err)
+	} else if !errors.Is(err, recovery.ErrTooEarly) {
+		t.Fatalf("resend inside the interval: %v, want %v", err, recovery.ErrTooEarly)
+	}
+	g.clock.Advance(time.Minute)
+	r.Now = g.clock.Now()
+	f, sms, err := g.ResendFlow(ctx, r, "+31600000001", false)
+	if err != nil || sms != nil || string(f.CodeHash) != "fedcba9876543210" {
+		t.Fatalf("resend = %+v, sms %v, %v; want the new code sent", f, sms, err)
+	}
+	wantAllowed(t, "fifth code of the budget", create(6, "+31600000002", false))
+	// A decoy started before the budget was spent peeks it as a real flow
+	// counts it, and a start now is refused.
+	wantDenial(t, create(7, "+31600000003", true), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 59*time.Minute)
+	wantDenial(t, g.Start(ctx, "192.0.2.1", "user8", false), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 59*time.Minute)
+	r.ID, r.Now = "soft-1", g.clock.Now()
+	f, sms, err = g.ResendFlow(ctx, r, "+31600000004", false)
+	if err != nil || string(f.CodeHash) != "fedcba9876543210" {
+		t.Fatalf("resend over the budget = %+v, %v; want the flow with its new code", f, err)
+	}
+	wantDenial(t, sms, recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 59*time.Minute)
 }
 
 func TestStartRefusedByIPDoesNotCountAccount(t *testing.T) {
 	t.Parallel()
-	g := newTestGuard(t, DefaultConfig())
+	g := newTestGuard(t, limiter.DefaultConfig())
 	for i := range 10 {
-		wantAllowed(t, "start", g.Start(ctx, "192.0.2.1", fmt.Sprintf("user%d", i)))
+		wantAllowed(t, "start", g.Start(ctx, "192.0.2.1", fmt.Sprintf("user%d", i), false))
 	}
 	for range 5 {
-		wantDenial(t, g.Start(ctx, "192.0.2.1", "victim"), recovery.ErrRateLimited, ScopeStartIP, time.Hour)
+		wantDenial(t, g.Start(ctx, "192.0.2.1", "victim", false), recovery.ErrRateLimited, limiter.ScopeStartIP, time.Hour)
 	}
 	for i := range 3 {
-		wantAllowed(t, "victim's own start", g.Start(ctx, fmt.Sprintf("198.51.100.%d", i+1), "victim"))
+		wantAllowed(t, "victim's own start", g.Start(ctx, fmt.Sprintf("198.51.100.%d", i+1), "victim", false))
 	}
-	wantDenial(t, g.Start(ctx, "198.51.100.9", "victim"), recovery.ErrRateLimited, ScopeStartAccount, time.Hour)
+	wantDenial(t, g.Start(ctx, "198.51.100.9", "victim", false), recovery.ErrRateLimited, limiter.ScopeStartAccount, time.Hour)
 }
 
 func TestLockout(t *testing.T) {
 	t.Parallel()
-	cfg := DefaultConfig()
+	cfg := limiter.DefaultConfig()
 	g := newTestGuard(t, cfg)
 	const ip, account = "192.0.2.1", "alice@example.com"
 	for i := 1; i < int(cfg.Lockout.Failures); i++ {
-		wantAllowed(t, fmt.Sprintf("failure %d", i), g.fail(ctx, ip, account))
+		wantAllowed(t, fmt.Sprintf("failure %d", i), g.fail(ip, account))
 	}
-	err := g.fail(ctx, ip, account)
-	d := wantDenial(t, err, recovery.ErrLocked, ScopeLockout, cfg.Lockout.Duration)
+	err := g.fail(ip, account)
+	d := wantDenial(t, err, recovery.ErrLocked, limiter.ScopeLockout, cfg.Lockout.Duration)
 	if _, ok := err.(*recovery.Denial); !ok {
 		t.Fatalf("got a %T, want the *recovery.Denial itself when one threshold is reached", err)
 	}
@@ -258,27 +404,27 @@ func TestLockout(t *testing.T) {
 
 	g.clock.Advance(time.Minute)
 	left := cfg.Lockout.Duration - time.Minute
-	wantDenial(t, g.Start(ctx, "198.51.100.7", account), recovery.ErrLocked, ScopeLockout, left)
-	wantDenial(t, g.Verify(ctx, "198.51.100.7", account), recovery.ErrLocked, ScopeLockout, left)
-	wantAllowed(t, "another account from the same client", g.Start(ctx, ip, "bob@example.com"))
+	wantDenial(t, g.Start(ctx, "198.51.100.7", account, false), recovery.ErrLocked, limiter.ScopeLockout, left)
+	wantDenial(t, g.Start(ctx, "198.51.100.7", account, true), recovery.ErrLocked, limiter.ScopeLockout, left)
+	wantDenial(t, g.fail("198.51.100.7", account), recovery.ErrLocked, limiter.ScopeLockout, left)
+	wantAllowed(t, "another account from the same client", g.Start(ctx, ip, "bob@example.com", false))
 
 	g.clock.Advance(left - time.Second)
-	wantDenial(t, g.Verify(ctx, ip, account), recovery.ErrLocked, ScopeLockout, time.Second)
+	wantDenial(t, g.fail(ip, account), recovery.ErrLocked, limiter.ScopeLockout, time.Second)
 	g.clock.Advance(time.Second)
-	wantAllowed(t, "verify once the lock ran out", g.Verify(ctx, ip, account))
-	wantAllowed(t, "start once the lock ran out", g.Start(ctx, ip, account))
+	wantAllowed(t, "start once the lock ran out", g.Start(ctx, ip, account, false))
 
 	// The lock closed its window: the next lock takes as many failures
 	// again, and lasts twice as long.
 	for i := 1; i < int(cfg.Lockout.Failures); i++ {
-		wantAllowed(t, fmt.Sprintf("failure %d after the lock", i), g.fail(ctx, "198.51.100.8", account))
+		wantAllowed(t, fmt.Sprintf("failure %d after the lock", i), g.fail("198.51.100.8", account))
 	}
-	wantDenial(t, g.fail(ctx, "198.51.100.8", account), recovery.ErrLocked, ScopeLockout, 2*cfg.Lockout.Duration)
+	wantDenial(t, g.fail("198.51.100.8", account), recovery.ErrLocked, limiter.ScopeLockout, 2*cfg.Lockout.Duration)
 }
 
 func TestIPBlock(t *testing.T) {
 	t.Parallel()
-	cfg := DefaultConfig()
+	cfg := limiter.DefaultConfig()
 	for _, tc := range []struct {
 		name    string
 		ip      func(i int) string // the client's address at failure i
@@ -291,36 +437,40 @@ func TestIPBlock(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			g := newTestGuard(t, cfg)
+			fresh := g.flowOf("fresh")
 			n := int(cfg.IPBlock.Failures)
 			for i := range n - 1 {
-				wantAllowed(t, fmt.Sprintf("failure %d", i+1), g.fail(ctx, tc.ip(i), fmt.Sprintf("user%d", i)))
+				wantAllowed(t, fmt.Sprintf("failure %d", i+1), g.fail(tc.ip(i), fmt.Sprintf("user%d", i)))
 			}
-			wantDenial(t, g.fail(ctx, tc.ip(n-1), "last"), recovery.ErrBlocked, ScopeIPBlock, cfg.IPBlock.Duration)
+			wantDenial(t, g.fail(tc.ip(n-1), "last"), recovery.ErrBlocked, limiter.ScopeIPBlock, cfg.IPBlock.Duration)
 
 			g.clock.Advance(10 * time.Minute)
 			left := cfg.IPBlock.Duration - 10*time.Minute
-			wantDenial(t, g.Start(ctx, tc.sibling, "fresh"), recovery.ErrBlocked, ScopeIPBlock, left)
-			wantDenial(t, g.Verify(ctx, tc.sibling, "fresh"), recovery.ErrBlocked, ScopeIPBlock, left)
-			wantAllowed(t, "another client", g.Start(ctx, tc.other, "fresh"))
+			wantDenial(t, g.Start(ctx, tc.sibling, "fresh", false), recovery.ErrBlocked, limiter.ScopeIPBlock, left)
+			_, _, err := g.Verify(ctx, tc.sibling, fresh, maxAttempts)
+			wantDenial(t, err, recovery.ErrBlocked, limiter.ScopeIPBlock, left)
+			_, _, err = g.Verify(ctx, tc.sibling, "gone", maxAttempts)
+			wantDenial(t, err, recovery.ErrBlocked, limiter.ScopeIPBlock, left)
+			wantAllowed(t, "another client", g.Start(ctx, tc.other, "fresh", false))
 
 			g.clock.Advance(left)
-			wantAllowed(t, "start once the block ran out", g.Start(ctx, tc.sibling, "fresh"))
+			wantAllowed(t, "start once the block ran out", g.Start(ctx, tc.sibling, "fresh", false))
 		})
 	}
 }
 
 func TestFailureReachingBothThresholds(t *testing.T) {
 	t.Parallel()
-	cfg := DefaultConfig()
+	cfg := limiter.DefaultConfig()
 	cfg.Lockout.Failures, cfg.IPBlock.Failures = 2, 2
 	g := newTestGuard(t, cfg)
-	wantAllowed(t, "first failure", g.fail(ctx, "192.0.2.1", "alice"))
-	err := g.fail(ctx, "192.0.2.1", "alice")
-	wantDenial(t, err, recovery.ErrBlocked, ScopeIPBlock, cfg.IPBlock.Duration)
+	wantAllowed(t, "first failure", g.fail("192.0.2.1", "alice"))
+	err := g.fail("192.0.2.1", "alice")
+	wantDenial(t, err, recovery.ErrBlocked, limiter.ScopeIPBlock, cfg.IPBlock.Duration)
 	if !errors.Is(err, recovery.ErrLocked) {
 		t.Fatalf("got %v, want the account lock reported too", err)
 	}
-	for _, kind := range []string{KindAccount, KindIP} {
+	for _, kind := range []string{limiter.KindAccount, limiter.KindIP} {
 		if locks, _ := g.Locks(ctx, kind); len(locks) != 1 {
 			t.Errorf("%s locks: %v, want one", kind, locks)
 		}
@@ -329,70 +479,72 @@ func TestFailureReachingBothThresholds(t *testing.T) {
 
 func TestSuccessLeavesOthersCountersAlone(t *testing.T) {
 	t.Parallel()
-	cfg := DefaultConfig()
+	cfg := limiter.DefaultConfig()
 	g := newTestGuard(t, cfg)
 	const nat = "192.0.2.1" // Alice and Mallory share it
 	for i := 1; i < int(cfg.Lockout.Failures); i++ {
-		wantAllowed(t, "mallory's failure", g.fail(ctx, nat, "bob"))
+		wantAllowed(t, "mallory's failure", g.fail(nat, "bob"))
 	}
-	// Alice starts and gives the right code: the flow asks Start and Verify
-	// and records no failure.
-	wantAllowed(t, "alice's start", g.Start(ctx, nat, "alice"))
-	wantAllowed(t, "alice's verify", g.Verify(ctx, nat, "alice"))
+	// Alice starts and gives the right code.
+	g.newFlow(nat, "alice", "+31611111111")
+	if guess, err := g.right(nat, "alice"); err != nil || guess.Set != nil {
+		t.Fatalf("alice's right code: %+v, %v", guess, err)
+	}
 	// Bob's count was not reset by Alice's success, and Alice is not locked.
-	wantDenial(t, g.fail(ctx, nat, "bob"), recovery.ErrLocked, ScopeLockout, cfg.Lockout.Duration)
-	wantAllowed(t, "alice's next verify", g.Verify(ctx, nat, "alice"))
+	wantDenial(t, g.fail(nat, "bob"), recovery.ErrLocked, limiter.ScopeLockout, cfg.Lockout.Duration)
+	wantAllowed(t, "alice's next start", g.Start(ctx, nat, "alice", false))
+	wantAllowed(t, "alice's next code", g.fail(nat, "alice"))
 }
 
 func TestLocksAndLift(t *testing.T) {
 	t.Parallel()
-	cfg := DefaultConfig()
+	cfg := limiter.DefaultConfig()
 	cfg.Lockout.Failures, cfg.IPBlock.Failures = 3, 3
 
 	t.Run("account", func(t *testing.T) {
 		t.Parallel()
 		g := newTestGuard(t, cfg)
 		for i := range 3 {
-			_ = g.fail(ctx, fmt.Sprintf("192.0.2.%d", i+1), "alice")
+			_ = g.fail(fmt.Sprintf("192.0.2.%d", i+1), "alice")
 		}
-		locks, err := g.Locks(ctx, KindAccount)
+		locks, err := g.Locks(ctx, limiter.KindAccount)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := Lock{Kind: KindAccount, Key: "alice", Since: t0, Until: t0.Add(cfg.Lockout.Duration), Strikes: 3, Locks: 1, Reason: ReasonWrongCodes}
+		want := limiter.Lock{Kind: limiter.KindAccount, Key: "alice", Since: t0, Until: t0.Add(cfg.Lockout.Duration), Strikes: 3, Locks: 1, Reason: limiter.ReasonWrongCodes}
 		if len(locks) != 1 || locks[0] != want {
 			t.Fatalf("Locks = %+v, want [%+v]", locks, want)
 		}
-		if lifted, err := g.Lift(ctx, KindAccount, "alice"); err != nil || !lifted {
+		if lifted, err := g.Lift(ctx, limiter.KindAccount, "alice"); err != nil || !lifted {
 			t.Fatalf("Lift = %v, %v, want true", lifted, err)
 		}
-		wantAllowed(t, "verify after lift", g.Verify(ctx, "192.0.2.9", "alice"))
+		wantAllowed(t, "start after lift", g.Start(ctx, "192.0.2.9", "alice", false))
 		// A fresh set of tries: two failures pass, the third locks again.
 		for i := range 2 {
-			wantAllowed(t, "failure after lift", g.fail(ctx, fmt.Sprintf("198.51.100.%d", i+1), "alice"))
+			wantAllowed(t, "failure after lift", g.fail(fmt.Sprintf("198.51.100.%d", i+1), "alice"))
 		}
-		wantDenial(t, g.fail(ctx, "198.51.100.3", "alice"), recovery.ErrLocked, ScopeLockout, cfg.Lockout.Duration)
+		wantDenial(t, g.fail("198.51.100.3", "alice"), recovery.ErrLocked, limiter.ScopeLockout, cfg.Lockout.Duration)
 	})
 
 	t.Run("ipv6 client by any address of its /64", func(t *testing.T) {
 		t.Parallel()
 		g := newTestGuard(t, cfg)
 		for i := range 3 {
-			_ = g.fail(ctx, "2001:db8:a:b::5", fmt.Sprintf("user%d", i))
+			_ = g.fail("2001:db8:a:b::5", fmt.Sprintf("user%d", i))
 		}
-		locks, err := g.Locks(ctx, KindIP)
+		locks, err := g.Locks(ctx, limiter.KindIP)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(locks) != 1 || locks[0].Key != "2001:db8:a:b::/64" {
+		if len(locks) != 1 || locks[0].Key != "2001:db8:a:b::/64" || locks[0].Reason != limiter.ReasonWrongCodes {
 			t.Fatalf("Locks = %+v, want the block of 2001:db8:a:b::/64", locks)
 		}
-		if lifted, err := g.Lift(ctx, KindIP, "2001:db8:a:b::9"); err != nil || !lifted {
+		if lifted, err := g.Lift(ctx, limiter.KindIP, "2001:db8:a:b::9"); err != nil || !lifted {
 			t.Fatalf("Lift = %v, %v, want true", lifted, err)
 		}
-		wantAllowed(t, "start after lift", g.Start(ctx, "2001:db8:a:b::5", "x"))
+		wantAllowed(t, "start after lift", g.Start(ctx, "2001:db8:a:b::5", "x", false))
 		for i := range 2 {
-			wantAllowed(t, "failure after lift", g.fail(ctx, "2001:db8:a:b::5", fmt.Sprintf("other%d", i)))
+			wantAllowed(t, "failure after lift", g.fail("2001:db8:a:b::5", fmt.Sprintf("other%d", i)))
 		}
 	})
 
@@ -400,9 +552,9 @@ func TestLocksAndLift(t *testing.T) {
 		t.Parallel()
 		g := newTestGuard(t, cfg)
 		for i := range 3 {
-			_ = g.fail(ctx, "2001:db8:a:b::5", fmt.Sprintf("user%d", i))
+			_ = g.fail("2001:db8:a:b::5", fmt.Sprintf("user%d", i))
 		}
-		if lifted, err := g.Lift(ctx, KindIP, "2001:db8:a:b::/64"); err != nil || !lifted {
+		if lifted, err := g.Lift(ctx, limiter.KindIP, "2001:db8:a:b::/64"); err != nil || !lifted {
 			t.Fatalf("Lift = %v, %v, want true", lifted, err)
 		}
 	})
@@ -410,7 +562,7 @@ func TestLocksAndLift(t *testing.T) {
 	t.Run("nothing to lift", func(t *testing.T) {
 		t.Parallel()
 		g := newTestGuard(t, cfg)
-		if lifted, err := g.Lift(ctx, KindAccount, "nobody"); err != nil || lifted {
+		if lifted, err := g.Lift(ctx, limiter.KindAccount, "nobody"); err != nil || lifted {
 			t.Fatalf("Lift = %v, %v, want false", lifted, err)
 		}
 	})
@@ -433,58 +585,57 @@ func TestLocksAndLift(t *testing.T) {
 // new only once.
 func TestImposedLock(t *testing.T) {
 	t.Parallel()
-	cfg := DefaultConfig()
+	cfg := limiter.DefaultConfig()
 	const ip, account = "192.0.2.1", "alice@example.com"
 
 	t.Run("for a time", func(t *testing.T) {
 		t.Parallel()
 		g := newTestGuard(t, cfg)
+		g.flowOf(account)
 		l, set, err := g.Impose(ctx, account, 2*time.Hour)
-		want := Lock{Kind: KindAccount, Key: account, Since: t0, Until: t0.Add(2 * time.Hour), Reason: ReasonSupport}
+		want := limiter.Lock{Kind: limiter.KindAccount, Key: account, Since: t0, Until: t0.Add(2 * time.Hour), Reason: limiter.ReasonSupport}
 		if err != nil || !set || l != want {
 			t.Fatalf("Impose = %+v, %v, %v; want %+v, set", l, set, err, want)
 		}
 		if l, set, err := g.Impose(ctx, account, 2*time.Hour); err != nil || set || l != want {
 			t.Fatalf("Impose again = %+v, %v, %v; want the same lock, not new", l, set, err)
 		}
-		wantDenial(t, g.Start(ctx, ip, account), recovery.ErrLocked, ScopeLockout, 2*time.Hour)
-		wantDenial(t, g.Verify(ctx, ip, account), recovery.ErrLocked, ScopeLockout, 2*time.Hour)
-		if _, err := g.Guess(ctx, ip, account); !errors.Is(err, recovery.ErrLocked) {
-			t.Fatalf("Guess = %v, want ErrLocked", err)
-		}
-		wantAllowed(t, "another account", g.Start(ctx, ip, "bob@example.com"))
-		locks, err := g.Locks(ctx, KindAccount)
+		wantDenial(t, g.Start(ctx, ip, account, false), recovery.ErrLocked, limiter.ScopeLockout, 2*time.Hour)
+		wantDenial(t, g.fail(ip, account), recovery.ErrLocked, limiter.ScopeLockout, 2*time.Hour)
+		wantAllowed(t, "another account", g.Start(ctx, ip, "bob@example.com", false))
+		locks, err := g.Locks(ctx, limiter.KindAccount)
 		if err != nil || len(locks) != 1 || locks[0] != want {
 			t.Fatalf("Locks = %+v, %v; want [%+v]", locks, err, want)
 		}
 		g.clock.Advance(2 * time.Hour)
-		wantAllowed(t, "start once the lock ran out", g.Start(ctx, ip, account))
+		wantAllowed(t, "start once the lock ran out", g.Start(ctx, ip, account, false))
 	})
 
 	t.Run("until lifted", func(t *testing.T) {
 		t.Parallel()
 		g := newTestGuard(t, cfg)
+		g.flowOf(account)
 		if _, set, err := g.Impose(ctx, account, 0); err != nil || !set {
 			t.Fatalf("Impose = %v, %v", set, err)
 		}
 		g.clock.Advance(365 * 24 * time.Hour)
-		d := wantDenial(t, g.Verify(ctx, ip, account), recovery.ErrLocked, ScopeLockout, cfg.MaxLockDuration)
+		d := wantDenial(t, g.fail(ip, account), recovery.ErrLocked, limiter.ScopeLockout, cfg.MaxLockDuration)
 		if !d.Permanent {
 			t.Errorf("denial %+v, want it to say support lifts it", d)
 		}
-		if lifted, err := g.Lift(ctx, KindAccount, account); err != nil || !lifted {
+		if lifted, err := g.Lift(ctx, limiter.KindAccount, account); err != nil || !lifted {
 			t.Fatalf("Lift = %v, %v", lifted, err)
 		}
-		wantAllowed(t, "verify after the lift", g.Verify(ctx, ip, account))
+		wantAllowed(t, "a code after the lift", g.fail(ip, account))
 	})
 
 	t.Run("never shortens a lock in force, keeps the strikes", func(t *testing.T) {
 		t.Parallel()
 		g := newTestGuard(t, cfg)
 		for range cfg.Lockout.Failures {
-			_ = g.fail(ctx, ip, account)
+			_ = g.fail(ip, account)
 		}
-		lockout, err := g.Locks(ctx, KindAccount)
+		lockout, err := g.Locks(ctx, limiter.KindAccount)
 		if err != nil || len(lockout) != 1 {
 			t.Fatalf("Locks = %+v, %v", lockout, err)
 		}
@@ -492,7 +643,7 @@ func TestImposedLock(t *testing.T) {
 		if err != nil || set {
 			t.Fatalf("Impose on a locked account = %v, %v; want no new lock", set, err)
 		}
-		if !l.Until.Equal(lockout[0].Until) || !l.Since.Equal(t0) || l.Strikes != cfg.Lockout.Failures || l.Locks != 1 || l.Reason != ReasonSupport {
+		if !l.Until.Equal(lockout[0].Until) || !l.Since.Equal(t0) || l.Strikes != cfg.Lockout.Failures || l.Locks != 1 || l.Reason != limiter.ReasonSupport {
 			t.Fatalf("Impose for 1m on a 30m lockout = %+v, want the lockout's end, strikes and count, held by support", l)
 		}
 		if l, _, _ := g.Impose(ctx, account, 0); !l.Permanent {
@@ -507,16 +658,16 @@ func TestImposedLock(t *testing.T) {
 		t.Parallel()
 		g := newTestGuard(t, cfg)
 		for range cfg.Lockout.Failures - 1 {
-			wantAllowed(t, "a wrong code", g.fail(ctx, ip, account))
+			wantAllowed(t, "a wrong code", g.fail(ip, account))
 		}
 		if _, _, err := g.Impose(ctx, account, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		g.clock.Advance(time.Minute)
 		// The window of the wrong codes is still open: one more locks.
-		wantDenial(t, g.fail(ctx, ip, account), recovery.ErrLocked, ScopeLockout, cfg.Lockout.Duration)
-		locks, err := g.Locks(ctx, KindAccount)
-		if err != nil || len(locks) != 1 || locks[0].Reason != ReasonWrongCodes || locks[0].Locks != 1 {
+		wantDenial(t, g.fail(ip, account), recovery.ErrLocked, limiter.ScopeLockout, cfg.Lockout.Duration)
+		locks, err := g.Locks(ctx, limiter.KindAccount)
+		if err != nil || len(locks) != 1 || locks[0].Reason != limiter.ReasonWrongCodes || locks[0].Locks != 1 {
 			t.Fatalf("Locks = %+v, %v; want the lockout, the first of its run, set by wrong codes", locks, err)
 		}
 	})
@@ -527,7 +678,7 @@ func TestImposedLock(t *testing.T) {
 		if _, _, err := g.Impose(ctx, account, -time.Second); err == nil {
 			t.Error("Impose for a negative time succeeded")
 		}
-		broken, err := New(cfg, brokenStore{}, brokenLocks{}, clock.NewManual(t0))
+		broken, err := limiter.New(cfg, brokenStore{}, clock.NewManual(t0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -541,6 +692,11 @@ func TestImposedLock(t *testing.T) {
 func TestImposeRecord(t *testing.T) {
 	t.Parallel()
 	now := t0
+	type (
+		Lock   = limiter.Lock
+		Record = limiter.Record
+	)
+	support := limiter.ReasonSupport
 	tests := []struct {
 		name    string
 		r       Record
@@ -549,30 +705,31 @@ func TestImposeRecord(t *testing.T) {
 		wantSet bool
 	}{
 		{"no record", Record{}, time.Hour,
-			Record{Lock: Lock{Since: now, Until: now.Add(time.Hour), Reason: ReasonSupport}}, true},
+			Record{Lock: Lock{Since: now, Until: now.Add(time.Hour), Reason: support}}, true},
 		{"until lifted", Record{}, 0,
-			Record{Lock: Lock{Since: now, Permanent: true, Reason: ReasonSupport}}, true},
+			Record{Lock: Lock{Since: now, Permanent: true, Reason: support}}, true},
 		{"strikes and window stay", Record{Lock: Lock{Strikes: 4, Locks: 2, Since: now.Add(-time.Hour), Until: now.Add(-time.Minute)}, InWindow: 3, WindowEnd: now.Add(time.Minute)}, time.Hour,
-			Record{Lock: Lock{Strikes: 4, Locks: 2, Since: now, Until: now.Add(time.Hour), Reason: ReasonSupport}, InWindow: 3, WindowEnd: now.Add(time.Minute)}, true},
+			Record{Lock: Lock{Strikes: 4, Locks: 2, Since: now, Until: now.Add(time.Hour), Reason: support}, InWindow: 3, WindowEnd: now.Add(time.Minute)}, true},
 		{"a later end stays", Record{Lock: Lock{Since: now.Add(-time.Minute), Until: now.Add(2 * time.Hour), Locks: 1}}, time.Hour,
-			Record{Lock: Lock{Since: now.Add(-time.Minute), Until: now.Add(2 * time.Hour), Locks: 1, Reason: ReasonSupport}}, false},
+			Record{Lock: Lock{Since: now.Add(-time.Minute), Until: now.Add(2 * time.Hour), Locks: 1, Reason: support}}, false},
 		{"an earlier end is pushed back", Record{Lock: Lock{Since: now.Add(-time.Minute), Until: now.Add(time.Minute), Locks: 1}}, time.Hour,
-			Record{Lock: Lock{Since: now.Add(-time.Minute), Until: now.Add(time.Hour), Locks: 1, Reason: ReasonSupport}}, false},
+			Record{Lock: Lock{Since: now.Add(-time.Minute), Until: now.Add(time.Hour), Locks: 1, Reason: support}}, false},
 		{"a lasting lock stays", Record{Lock: Lock{Since: now.Add(-time.Minute), Permanent: true, Strikes: 100}}, time.Hour,
-			Record{Lock: Lock{Since: now.Add(-time.Minute), Permanent: true, Strikes: 100, Reason: ReasonSupport}}, false},
+			Record{Lock: Lock{Since: now.Add(-time.Minute), Permanent: true, Strikes: 100, Reason: support}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			r := tt.r
-			if set := Impose(&r, now, tt.d); set != tt.wantSet || r != tt.want {
+			if set := limiter.Impose(&r, now, tt.d); set != tt.wantSet || r != tt.want {
 				t.Errorf("Impose = %v, %+v; want %v, %+v", set, r, tt.wantSet, tt.want)
 			}
 		})
 	}
 	// A lock that wrong codes set later is theirs, not support's.
 	r := Record{}
-	Impose(&r, now, time.Minute)
-	p := Policy{Threshold: 1, Window: time.Hour, Duration: time.Hour, MaxDuration: time.Hour, Run: true}
+	limiter.Impose(&r, now, time.Minute)
+	p := limiter.Policy{Threshold: 1, Window: time.Hour, Duration: time.Hour, MaxDuration: time.Hour, Run: true}
 	if st := p.Strike(&r, now.Add(time.Minute)); !st.Set || st.Lock.Reason != "" {
 		t.Errorf("a strike after an imposed lock = %+v, want a lock set by wrong codes", st)
 	}
@@ -580,52 +737,45 @@ func TestImposeRecord(t *testing.T) {
 
 func TestStartIPGroupsIPv6By64(t *testing.T) {
 	t.Parallel()
-	g := newTestGuard(t, DefaultConfig())
+	g := newTestGuard(t, limiter.DefaultConfig())
 	for i := range 10 {
-		wantAllowed(t, "start", g.Start(ctx, fmt.Sprintf("2001:db8:1:2::%x", i+1), fmt.Sprintf("u%d", i)))
+		wantAllowed(t, "start", g.Start(ctx, fmt.Sprintf("2001:db8:1:2::%x", i+1), fmt.Sprintf("u%d", i), false))
 	}
-	wantDenial(t, g.Start(ctx, "2001:db8:1:2:ffff::1", "u10"), recovery.ErrRateLimited, ScopeStartIP, time.Hour)
-	wantDenial(t, g.Start(ctx, "[2001:db8:1:2::99]:443", "u11"), recovery.ErrRateLimited, ScopeStartIP, time.Hour)
-	wantAllowed(t, "start from the next /64", g.Start(ctx, "2001:db8:1:3::1", "u12"))
+	wantDenial(t, g.Start(ctx, "2001:db8:1:2:ffff::1", "u10", false), recovery.ErrRateLimited, limiter.ScopeStartIP, time.Hour)
+	wantDenial(t, g.Start(ctx, "[2001:db8:1:2::99]:443", "u11", false), recovery.ErrRateLimited, limiter.ScopeStartIP, time.Hour)
+	wantAllowed(t, "start from the next /64", g.Start(ctx, "2001:db8:1:3::1", "u12", false))
 }
 
+// TestFailsClosed: when the store fails, every request fails with its
+// error, never allowed and never told as a limit.
 func TestFailsClosed(t *testing.T) {
 	t.Parallel()
-	clk := clock.NewManual(t0)
-	strict := DefaultConfig()
-	strict.Lockout.Failures, strict.IPBlock.Failures = 1, 1
+	g, err := limiter.New(limiter.DefaultConfig(), brokenStore{}, clock.NewManual(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flow := recovery.Flow{ID: "f", Account: "a", CodeHash: []byte("h"), ExpiresAt: t0.Add(time.Hour), ClientIP: "192.0.2.1"}
 	for _, tc := range []struct {
-		name     string
-		counters bool // break the counter store, else the lock store
-		call     func(*Guard) error
+		name string
+		call func() error
 	}{
-		{"start counters", true, func(g *Guard) error { return g.Start(ctx, "192.0.2.1", "a") }},
-		{"sms counters", true, func(g *Guard) error { return g.SMS(ctx, "+31612345678") }},
-		{"verify counters", true, func(g *Guard) error { return g.Verify(ctx, "192.0.2.1", "a") }},
-
-		{"start locks", false, func(g *Guard) error { return g.Start(ctx, "192.0.2.1", "a") }},
-		{"verify locks", false, func(g *Guard) error { return g.Verify(ctx, "192.0.2.1", "a") }},
-		{"guess locks", false, func(g *Guard) error { _, err := g.Guess(ctx, "192.0.2.1", "a"); return err }},
-		{"right locks", false, func(g *Guard) error { return g.Right(ctx, "192.0.2.1", "a") }},
-		{"locks listing", false, func(g *Guard) error { _, err := g.Locks(ctx, KindIP); return err }},
-		{"lift locks", false, func(g *Guard) error { _, err := g.Lift(ctx, KindIP, "192.0.2.1"); return err }},
+		{"start", func() error { return g.Start(ctx, "192.0.2.1", "a", false) }},
+		{"resend start", func() error { return g.Start(ctx, "192.0.2.1", "a", true) }},
+		{"create flow", func() error { _, err := g.CreateFlow(ctx, flow, "+31612345678"); return err }},
+		{"resend flow", func() error {
+			_, _, err := g.ResendFlow(ctx, recovery.ResendOp{ID: "f", Now: t0, MaxAttempts: 5}, "+31612345678", false)
+			return err
+		}},
+		{"sms", func() error { return g.SMS(ctx, "+31612345678") }},
+		{"verify", func() error { _, _, err := g.Verify(ctx, "192.0.2.1", "f", 5); return err }},
+		{"right", func() error { _, err := g.Right(ctx, "192.0.2.1", "f", recovery.Token{}); return err }},
+		{"locks listing", func() error { _, err := g.Locks(ctx, limiter.KindIP); return err }},
+		{"lift", func() error { _, err := g.Lift(ctx, limiter.KindIP, "192.0.2.1"); return err }},
+		{"impose", func() error { _, _, err := g.Impose(ctx, "a", time.Hour); return err }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			store, err := NewLRUStore(10, clk)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var g *Guard
-			if tc.counters {
-				g, err = New(strict, brokenStore{}, newMemLocks(clk), clk)
-			} else {
-				g, err = New(strict, store, brokenLocks{}, clk)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = tc.call(g)
+			err := tc.call()
 			var d *recovery.Denial
 			if !errors.Is(err, errDown) || errors.As(err, &d) {
 				t.Fatalf("got %v, want the backend's error and no denial", err)
@@ -653,11 +803,11 @@ func TestClientKey(t *testing.T) {
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			t.Parallel()
-			got := ClientKey(tc.in)
+			got := limiter.ClientKey(tc.in)
 			if got != tc.want {
 				t.Fatalf("ClientKey(%q) = %q, want %q", tc.in, got, tc.want)
 			}
-			if again := ClientKey(got); again != got {
+			if again := limiter.ClientKey(got); again != got {
 				t.Fatalf("ClientKey(%q) = %q, want it unchanged", got, again)
 			}
 		})
@@ -666,14 +816,14 @@ func TestClientKey(t *testing.T) {
 
 func TestScopesNeverShareCounters(t *testing.T) {
 	t.Parallel()
-	cfg := DefaultConfig()
-	cfg.StartIP.Events, cfg.VerifyIP.Events, cfg.StartAccount.Events, cfg.StartPhone.Events = 1, 1, 1, 1
+	cfg := limiter.DefaultConfig()
+	cfg.StartIP.Events, cfg.VerifyIP.Events, cfg.StartAccount.Events, cfg.StartPhone.Events, cfg.SMSGlobal.Events = 1, 1, 1, 1, 1
 	g := newTestGuard(t, cfg)
 	// One string used as a client, an account and a phone in every scope:
-	// each scope allows its one event.
+	// each scope allows its one event. newFlow fails the test unless the
+	// start (start_ip, start_account, sms_global peeked) and its code
+	// (start_phone, sms_global) are allowed.
 	const s = "192.0.2.1"
-	wantAllowed(t, "start", g.Start(ctx, s, s))
-	wantAllowed(t, "verify", g.Verify(ctx, s, s))
-	wantAllowed(t, "sms", g.SMS(ctx, s))
-	wantAllowed(t, "failure", g.fail(ctx, s, s))
+	g.newFlow(s, s, s)
+	wantAllowed(t, "a wrong code (verify_ip, lockout, ip_block)", g.fail(s, s))
 }
