@@ -3,6 +3,7 @@ package limiter_test
 import (
 	"context"
 	"errors"
+	ulimiter "github.com/ulule/limiter/v3"
 	"time"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
@@ -14,7 +15,7 @@ var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 var errDown = errors.New("backend down")
 
 // brokenStore is a PlanStore whose every call fails.
-type brokenStore struct{}
+type brokenStore struct{ ulimiter.Store }
 
 func (brokenStore) RunPlan(context.Context, *limiter.Plan) (limiter.Outcome, error) {
 	return limiter.Outcome{}, errDown
