@@ -63,9 +63,11 @@ func TestMemoryFootprint(t *testing.T) {
 		hash := make([]byte, 32)
 		_, _ = rand.Read(hash)
 		tok := recovery.Token{Hash: hash, Account: fmt.Sprintf("nobody%d@load.example", i), FlowID: floodFlow(i).ID, ExpiresAt: time.Now().Add(time.Hour)}
-		if err := storagetest.PutToken(ctx, m, tok); err != nil {
-			t.Fatal(err)
-		}
+		// As a right code stores it, but with no flow of its own: the flow
+		// table is full already.
+		m.mu.Lock()
+		m.putToken(tok)
+		m.mu.Unlock()
 	})
 	check("locks", lockRecordBytes, n, func(i int) {
 		if _, err := storagetest.Strike(ctx, m, "lockout", fmt.Sprintf("nobody%d@load.example", i), policy); err != nil {

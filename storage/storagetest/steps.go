@@ -16,9 +16,12 @@ func run(ctx context.Context, s Store, p limiter.Plan) (limiter.Outcome, error) 
 	return s.RunPlan(ctx, &p)
 }
 
-// CreateFlow stores f.
+// CreateFlow stores f: recovery.ErrFull when the store has no room for it.
 func CreateFlow(ctx context.Context, s Store, f recovery.Flow) error {
-	_, err := run(ctx, s, limiter.Plan{Op: limiter.OpCreate, Flow: f})
+	o, err := run(ctx, s, limiter.Plan{Op: limiter.OpCreate, Flow: f})
+	if err == nil && o.Refused == limiter.StepFull {
+		err = recovery.ErrFull
+	}
 	return err
 }
 
