@@ -2,9 +2,12 @@ package directory
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 // Namespace is the Caddy module namespace of directories. A module in it is
@@ -15,6 +18,13 @@ import (
 // whose "source" names the module: {"source": "file", "path": "phones.json"}
 // loads http.handlers.sms_recovery.directories.file.
 const Namespace = "http.handlers.sms_recovery.directories"
+
+// Unavailable returns err as the failure of the directory source (file,
+// http, ...): an error that matches recovery.ErrUnavailable, so that the
+// flow fails closed, and err.
+func Unavailable(source string, err error) error {
+	return fmt.Errorf("directory %s: %w: %w", source, recovery.ErrUnavailable, err)
+}
 
 // RequestSigner signs a request that the directory sends, the way the
 // gateway signs the reset it forwards (RFC 9421), so that the service
