@@ -1,5 +1,6 @@
-// Package smsrecovery registers the caddy-sms-recovery modules, their
-// Caddyfile directives and the caddy sms-recovery support command, so that
+// Package smsrecovery registers the caddy-sms-recovery modules (the
+// directories among them, a package each), their Caddyfile directives and
+// the caddy sms-recovery support command, so that
 //
 //	xcaddy build --with github.com/caddy-sms-recovery/caddy-sms-recovery
 //
@@ -10,6 +11,10 @@ import (
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/admin"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/caddyfile"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/cli"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/file"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/http"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldap"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/sql"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/module"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 )

@@ -14,7 +14,9 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/caddyfile"
+	// The directives and every module of the plugin, as a built Caddy has
+	// them.
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected JSON of the .caddyfiletest files")

@@ -7,7 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
+	ldapdirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldap"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/module"
 )
 
@@ -16,7 +16,7 @@ func TestParseLDAPDirectory(t *testing.T) {
 	tests := []struct {
 		name    string
 		input   string
-		want    *directory.LDAPModule
+		want    *ldapdirectory.LDAP
 		wantErr string
 	}{
 		{
@@ -27,7 +27,7 @@ func TestParseLDAPDirectory(t *testing.T) {
 					filter  (uid={account})
 				}
 			}`,
-			want: &directory.LDAPModule{URL: "ldaps://ldap.example.com", BaseDN: "ou=people,dc=example,dc=com", Filter: "(uid={account})"},
+			want: &ldapdirectory.LDAP{URL: "ldaps://ldap.example.com", BaseDN: "ou=people,dc=example,dc=com", Filter: "(uid={account})"},
 		},
 		{
 			name: "url from the environment",
@@ -37,7 +37,7 @@ base_dn dc=example,dc=com
 filter (mail={account})
 }
 }`,
-			want: &directory.LDAPModule{URL: "{env.LDAP_URL}", BaseDN: "dc=example,dc=com", Filter: "(mail={account})"},
+			want: &ldapdirectory.LDAP{URL: "{env.LDAP_URL}", BaseDN: "dc=example,dc=com", Filter: "(mail={account})"},
 		},
 		{
 			name: "no url",

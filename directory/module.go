@@ -2,9 +2,12 @@ package directory
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 // Namespace is the Caddy module namespace of directories. A module in it is
@@ -16,45 +19,49 @@ import (
 // loads http.handlers.sms_recovery.directories.file.
 const Namespace = "http.handlers.sms_recovery.directories"
 
+// Unavailable returns err as the failure of the directory source (file,
+// http, ...): an error that matches recovery.ErrUnavailable, so that the
+// flow fails closed, and err.
+func Unavailable(source string, err error) error {
+	return fmt.Errorf("directory %s: %w: %w", source, recovery.ErrUnavailable, err)
+}
+
 // RequestSigner signs a request that the directory sends, the way the
 // gateway signs the reset it forwards (RFC 9421), so that the service
 // asked can tell the gateway from anyone else.
 type RequestSigner func(*http.Request) error
 
-type signerKey struct{}
-
 // WithRequestSigner returns a copy of ctx that carries sign. The gateway
 // loads its directory module through it; a module that sends requests
 // finds the signer with RequestSignerFrom in its Provision.
-func WithRequestSigner(ctx caddy.Context, sign RequestSigner) caddy.Context {
-	ctx.Context = context.WithValue(ctx.Context, signerKey{}, sign)
-	return ctx
-}
+func WithRequestSigner(ctx caddy.Context, sign RequestSigner) caddy.Context { return with(ctx, sign) }
 
 // RequestSignerFrom returns the signer that WithRequestSigner put in ctx,
 // or nil.
-func RequestSignerFrom(ctx context.Context) RequestSigner {
-	s, _ := ctx.Value(signerKey{}).(RequestSigner)
-	return s
-}
+func RequestSignerFrom(ctx context.Context) RequestSigner { return from[RequestSigner](ctx) }
 
 // PhonePin checks phone numbers ahead and keeps the answers, as
 // PhonePolicy.Pin does.
 type PhonePin func(numbers []string)
 
-type pinKey struct{}
-
 // WithPhonePin returns a copy of ctx that carries pin. The gateway loads its
 // directory module through it; a directory that holds all its numbers
 // (file) hands them to pin whenever it loads them, and then says so with
 // PhonesChecked (recovery.PhonesChecked).
-func WithPhonePin(ctx caddy.Context, pin PhonePin) caddy.Context {
-	ctx.Context = context.WithValue(ctx.Context, pinKey{}, pin)
+func WithPhonePin(ctx caddy.Context, pin PhonePin) caddy.Context { return with(ctx, pin) }
+
+// PhonePinFrom returns the pin that WithPhonePin put in ctx, or nil.
+func PhonePinFrom(ctx context.Context) PhonePin { return from[PhonePin](ctx) }
+
+// key is the context key of a value of type T.
+type key[T any] struct{}
+
+func with[T any](ctx caddy.Context, v T) caddy.Context {
+	ctx.Context = context.WithValue(ctx.Context, key[T]{}, v)
 	return ctx
 }
 
-// PhonePinFrom returns the pin that WithPhonePin put in ctx, or nil.
-func PhonePinFrom(ctx context.Context) PhonePin {
-	p, _ := ctx.Value(pinKey{}).(PhonePin)
-	return p
+func from[T any](ctx context.Context) T {
+	v, _ := ctx.Value(key[T]{}).(T)
+	return v
 }

@@ -1,4 +1,4 @@
-package directory
+package directory_test
 
 import (
 	"context"
@@ -9,28 +9,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/directorytest"
+	filedirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/file"
+	httpdirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/http"
+	ldapdirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldap"
+	sqldirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/sql"
 )
 
-// loadDirectory loads the directory module name from raw as the gateway
-// does, through a context with sign (none when nil), and returns it or the
-// load error. The module is cleaned up when the test ends.
-func loadDirectory(t *testing.T, name string, raw string, sign RequestSigner) (recovery.Directory, error) {
-	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if sign != nil {
-		ctx = WithRequestSigner(ctx, sign)
-	}
-	mod, err := ctx.LoadModuleByID(Namespace+"."+name, json.RawMessage(raw))
-	if err != nil {
-		return nil, err
-	}
-	return mod.(recovery.Directory), nil
-}
+// The modules of this namespace load, refuse bad settings and read their
+// Caddyfile segment alike; their lookups are tested in their own packages.
 
 func TestModuleLoadErrors(t *testing.T) {
 	t.Setenv("DIRECTORY_TEST_EMPTY", "")
@@ -69,7 +58,7 @@ func TestModuleLoadErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := loadDirectory(t, c.module, c.raw, func(*http.Request) error { return nil })
+			_, err := directorytest.Load(t, c.module, c.raw, func(*http.Request) error { return nil })
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("load = %v, want an error containing %q", err, c.want)
 			}
@@ -93,29 +82,12 @@ func TestModulesLoad(t *testing.T) {
 		{"mysql", "sql", `{"driver": "mysql", "dsn": "recovery@tcp(db)/postfix", "query": "SELECT phone, lang FROM mailbox WHERE username = ?"}`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := loadDirectory(t, c.module, c.raw, nil); err != nil {
+			if _, err := directorytest.Load(t, c.module, c.raw, nil); err != nil {
 				t.Fatal(err)
 			}
 		})
 	}
-	d, err := loadDirectory(t, "file", `{"path": "`+phones+`"}`, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e, err := d.Lookup(context.Background(), "alice@example.com"); err != nil || e.Phone != "+31612345678" {
-		t.Fatalf("Lookup = %+v, %v", e, err)
-	}
-}
-
-// TestHTTPModuleSigns shows that the http directory signs its lookups with
-// the signer of the context that loads it, and refuses to load without one.
-func TestHTTPModuleSigns(t *testing.T) {
-	srv := fakeDirectory(t)
-	raw := `{"url": "` + srv.URL + `/lookup?tenant=t1"}`
-	if _, err := loadDirectory(t, "http", raw, nil); err == nil || !strings.Contains(err.Error(), "directory http: loaded without a request signer") {
-		t.Fatalf("load without a signer = %v", err)
-	}
-	d, err := loadDirectory(t, "http", raw, testSigner)
+	d, err := directorytest.Load(t, "file", `{"path": "`+phones+`"}`, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,16 +104,16 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		input string
 		want  string // the module's JSON, or "error: " and part of the message
 	}{
-		{"file", &FileModule{}, `file /etc/caddy/phones.json`, `{"path":"/etc/caddy/phones.json"}`},
-		{"file without path", &FileModule{}, `file`, "error: directory file: a path is required"},
-		{"http with timeout", &HTTPModule{}, "http https://dir/phones {\ntimeout 2s\n}", `{"url":"https://dir/phones","timeout":2000000000}`},
-		{"http duplicate", &HTTPModule{}, "http https://dir/phones {\ntimeout 2s\ntimeout 3s\n}", "error: directory http: duplicate subdirective 'timeout'"},
-		{"ldap not ldap", &LDAPModule{}, "ldap https://x", "error: directory ldap: url 'https://x' must start with ldap:// or ldaps://"},
-		{"ldap minimal", &LDAPModule{}, "ldap ldaps://ldap.example.com {\nbase_dn dc=x\nfilter (uid={account})\n}",
+		{"file", &filedirectory.File{}, `file /etc/caddy/phones.json`, `{"path":"/etc/caddy/phones.json"}`},
+		{"file without path", &filedirectory.File{}, `file`, "error: directory file: a path is required"},
+		{"http with timeout", &httpdirectory.HTTP{}, "http https://dir/phones {\ntimeout 2s\n}", `{"url":"https://dir/phones","timeout":2000000000}`},
+		{"http duplicate", &httpdirectory.HTTP{}, "http https://dir/phones {\ntimeout 2s\ntimeout 3s\n}", "error: directory http: duplicate subdirective 'timeout'"},
+		{"ldap not ldap", &ldapdirectory.LDAP{}, "ldap https://x", "error: directory ldap: url 'https://x' must start with ldap:// or ldaps://"},
+		{"ldap minimal", &ldapdirectory.LDAP{}, "ldap ldaps://ldap.example.com {\nbase_dn dc=x\nfilter (uid={account})\n}",
 			`{"url":"ldaps://ldap.example.com","base_dn":"dc=x","filter":"(uid={account})"}`},
-		{"sql", &SQLModule{}, "sql mysql recovery@tcp(db)/postfix {\nquery \"SELECT phone FROM mailbox WHERE username = ?\"\nmax_open_conns 2\n}",
+		{"sql", &sqldirectory.SQL{}, "sql mysql recovery@tcp(db)/postfix {\nquery \"SELECT phone FROM mailbox WHERE username = ?\"\nmax_open_conns 2\n}",
 			`{"driver":"mysql","dsn":"recovery@tcp(db)/postfix","query":"SELECT phone FROM mailbox WHERE username = ?","max_open_conns":2}`},
-		{"sql two dsns", &SQLModule{}, "sql mysql a b", "error: wrong argument count"},
+		{"sql two dsns", &sqldirectory.SQL{}, "sql mysql a b", "error: wrong argument count"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -114,14 +114,7 @@ func TestSQLDirectoryWholeFlow(t *testing.T) {
 			if len(msgs) != 1 || msgs[0].To != phoneNL {
 				t.Fatalf("outbox = %+v, want one SMS to %s", msgs, phoneNL)
 			}
-			a := c.post("/recovery/verify", fmt.Sprintf(`{"flow":%q,"code":%q}`, flow, c.codeFor(1)))
-			if a.Status != http.StatusOK || a.str("reset_token") == "" {
-				t.Fatalf("verify: %d %s", a.Status, a.Raw)
-			}
-			a = c.post("/recovery/reset", fmt.Sprintf(`{"reset_token":%q,"password":"N3w-s3cret-passw0rd!"}`, a.str("reset_token")))
-			if a.Status != http.StatusOK || a.str("changed") != alice {
-				t.Fatalf("reset: %d %s", a.Status, a.Raw)
-			}
+			c.reset(flow, 1, alice)
 			got := up.got()
 			if len(got) != 1 || got[0].account != alice || got[0].header.Get("X-Recovery-Account") != alice || got[0].body != password {
 				t.Fatalf("upstream got %+v, want one reset for %s", got, alice)

@@ -388,6 +388,21 @@ func (c *client) startFlow(account string) string {
 	return a.str("flow")
 }
 
+// reset verifies flow with the nth code the outbox holds and resets the
+// password with the token, failing the test unless the gateway changed
+// account.
+func (c *client) reset(flow string, n int, account string) {
+	c.t.Helper()
+	a := c.post("/recovery/verify", fmt.Sprintf(`{"flow":%q,"code":%q}`, flow, c.codeFor(n)))
+	if a.Status != http.StatusOK || a.str("reset_token") == "" {
+		c.t.Fatalf("verify: %d %s", a.Status, a.Raw)
+	}
+	a = c.post("/recovery/reset", fmt.Sprintf(`{"reset_token":%q,"password":"N3w-s3cret-passw0rd!"}`, a.str("reset_token")))
+	if a.Status != http.StatusOK || a.str("changed") != account {
+		c.t.Fatalf("reset: %d %s", a.Status, a.Raw)
+	}
+}
+
 var codeLine = regexp.MustCompile(`(?m)^@[^ ]+ #(\d+)$`)
 
 // outboxLine is one message the outbox sender wrote.

@@ -40,14 +40,7 @@ func TestLDAPDirectoryWholeFlow(t *testing.T) {
 	if !strings.Contains(msgs[0].Body, "code") || !strings.Contains(msgs[0].Body, "Geldig") {
 		t.Errorf("SMS not in Dutch: %q", msgs[0].Body)
 	}
-	a := c.post("/recovery/verify", fmt.Sprintf(`{"flow":%q,"code":%q}`, flow, c.codeFor(1)))
-	if a.Status != http.StatusOK || a.str("reset_token") == "" {
-		t.Fatalf("verify: %d %s", a.Status, a.Raw)
-	}
-	a = c.post("/recovery/reset", fmt.Sprintf(`{"reset_token":%q,"password":"N3w-s3cret-passw0rd!"}`, a.str("reset_token")))
-	if a.Status != http.StatusOK || a.str("changed") != alice {
-		t.Fatalf("reset: %d %s", a.Status, a.Raw)
-	}
+	c.reset(flow, 1, alice)
 	got := up.got()
 	if len(got) != 1 || got[0].account != alice || got[0].header.Get("X-Recovery-Account") != alice || got[0].body != password {
 		t.Fatalf("upstream got %+v, want one signed reset for %s", got, alice)

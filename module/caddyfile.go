@@ -23,8 +23,8 @@ import (
 //	    language          en|de|nl|fr
 //	    directory file    <path>
 //	    directory http    <url> [{ timeout <duration> }]
-//	    directory ldap    <ldap:// or ldaps:// url> { ... }   # see directory.LDAPModule
-//	    directory sql     postgres|mysql <dsn> { query <select>; timeout <d>; max_open_conns <n> ... }   # see directory.SQLModule
+//	    directory ldap    <ldap:// or ldaps:// url> { ... }   # see ldapdirectory.LDAP
+//	    directory sql     postgres|mysql <dsn> { query <select>; timeout <d>; max_open_conns <n> ... }   # see sqldirectory.SQL
 //	    directory <name>  ...                                  # any module http.handlers.sms_recovery.directories.<name>
 //	    sms outbox        <path>
 //	    sms messagebird {

@@ -10,7 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
+	filedirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/file"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
@@ -25,7 +25,7 @@ func guest(mod caddy.Module, key string) json.RawMessage {
 }
 
 func fileDirectory(path string) json.RawMessage {
-	return guest(&directory.FileModule{Path: path}, "source")
+	return guest(&filedirectory.File{Path: path}, "source")
 }
 
 func outboxSender(path string) json.RawMessage {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
+	filedirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/file"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/outbox"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
@@ -126,7 +126,7 @@ func TestDefaultModules(t *testing.T) {
 	if n, ok := queues.References(wantQueue); !ok || n < 1 {
 		t.Errorf("no queue for the outbox sms-outbox.jsonl with 1000 places (%d, %v)", n, ok)
 	}
-	if _, ok := h.dir.(*directory.FileModule); !ok {
+	if _, ok := h.dir.(*filedirectory.File); !ok {
 		t.Errorf("directory is a %T", h.dir)
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/goleak"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
+	ldapdirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldap"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldaptest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
@@ -60,7 +60,7 @@ func TestLDAPDirectoryLifecycle(t *testing.T) {
 	outbox := filepath.Join(t.TempDir(), "outbox.jsonl")
 	h := &Handler{
 		PublicURL: "https://mail.example.com",
-		DirectoryRaw: guest(&directory.LDAPModule{
+		DirectoryRaw: guest(&ldapdirectory.LDAP{
 			URL:           srv.URL,
 			BindDN:        ldaptest.BindDN,
 			BindPassword:  "{env.TEST_LDAP_PASSWORD}",
@@ -87,7 +87,7 @@ func TestLDAPDirectoryLifecycle(t *testing.T) {
 func TestLDAPDirectoryRefused(t *testing.T) {
 	h := &Handler{
 		PublicURL: "https://mail.example.com",
-		DirectoryRaw: guest(&directory.LDAPModule{
+		DirectoryRaw: guest(&ldapdirectory.LDAP{
 			URL: "ldap://127.0.0.1:1", BaseDN: "ou=people,dc=example,dc=com", Filter: "mail={account}",
 		}, "source"),
 		SenderRaw:  outboxSender(filepath.Join(t.TempDir(), "outbox.jsonl")),

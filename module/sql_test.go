@@ -14,7 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
+	sqldirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/sql"
 )
 
 // TestSQLDirectoryProvision provisions a handler whose directory is a
@@ -52,7 +52,7 @@ func TestSQLDirectoryProvision(t *testing.T) {
 	outbox := filepath.Join(t.TempDir(), "outbox.jsonl")
 	h := &Handler{
 		PublicURL: "https://mail.example.com",
-		DirectoryRaw: guest(&directory.SQLModule{
+		DirectoryRaw: guest(&sqldirectory.SQL{
 			Driver: "postgres",
 			DSN:    "postgres://{env.SMSREC_TEST_DB_USER}@127.0.0.1:5432/test?sslmode=disable",
 			Query:  "SELECT phone, lang FROM " + table + " WHERE username = $1",

@@ -86,6 +86,26 @@ func (s Seen) Once(d *cf.Dispenser, what string) error {
 	return nil
 }
 
+// Block reads the block of the current directive, whose subdirectives are
+// the keys of options: each at most once, read by its function with d at
+// its name. what prefixes the errors, such as "directory ldap".
+func Block(d *cf.Dispenser, what string, options map[string]func() error) error {
+	seen := Seen{}
+	for d.NextBlock(0) {
+		if err := seen.Once(d, what); err != nil {
+			return err
+		}
+		read, ok := options[d.Val()]
+		if !ok {
+			return d.Errf("%s: unrecognized subdirective '%s'", what, d.Val())
+		}
+		if err := read(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // OnePath reads the rest of "<what> <path>", a module that takes one path
 // and no block, into path: what names the directive in errors, such as
 // "directory file". d is at the module's name.

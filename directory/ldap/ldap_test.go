@@ -1,4 +1,4 @@
-package directory
+package ldapdirectory
 
 import (
 	"context"
@@ -9,30 +9,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/directorytest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldaptest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-func ldapConfig(srv *ldaptest.Server) LDAPConfig {
-	return LDAPConfig{
+// ldapFor returns the settings of a directory on srv.
+func ldapFor(srv *ldaptest.Server) *LDAP {
+	return &LDAP{
 		URL:           srv.URL,
 		BindDN:        ldaptest.BindDN,
 		BindPassword:  ldaptest.BindPassword,
 		BaseDN:        ldaptest.BaseDN,
 		Filter:        "(&(objectClass=inetOrgPerson)(mail={account}))",
 		LangAttribute: "preferredLanguage",
-		Timeout:       2 * time.Second,
+		Timeout:       caddy.Duration(2 * time.Second),
 	}
 }
 
-func newLDAP(t *testing.T, cfg LDAPConfig) *LDAP {
+// newLDAP readies l as the gateway does.
+func newLDAP(t *testing.T, l *LDAP) *LDAP {
 	t.Helper()
-	d, err := NewLDAP(cfg)
-	if err != nil {
+	if err := directorytest.Provision(t, l, nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
-	return d
+	return l
 }
 
 // noSecrets fails t if err's text holds any of the secrets.
@@ -48,7 +51,7 @@ func noSecrets(t *testing.T, err error, secrets ...string) {
 func TestLDAPLookup(t *testing.T) {
 	t.Parallel()
 	srv := ldaptest.Start(t)
-	d := newLDAP(t, ldapConfig(srv))
+	d := newLDAP(t, ldapFor(srv))
 	tests := []struct {
 		name    string
 		account string
@@ -86,7 +89,7 @@ func TestLDAPLookup(t *testing.T) {
 func TestLDAPInjection(t *testing.T) {
 	t.Parallel()
 	srv := ldaptest.Start(t)
-	d := newLDAP(t, ldapConfig(srv))
+	d := newLDAP(t, ldapFor(srv))
 	accounts := []string{
 		"*",
 		"*)(uid=*",
@@ -124,7 +127,7 @@ func TestLDAPInjection(t *testing.T) {
 		"a\x00b":          `(&(objectClass=inetOrgPerson)(mail=a\00b))`,
 		"é":               `(&(objectClass=inetOrgPerson)(mail=\c3\a9))`,
 	} {
-		if got := d.Filter(account); got != want {
+		if got := d.filter(account); got != want {
 			t.Errorf("Filter(%q) = %s, want %s", account, got, want)
 		}
 	}
@@ -142,15 +145,16 @@ func TestLDAPStartTLSAndLDAPS(t *testing.T) {
 		{"ldaps", srv.TLSURL, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := ldapConfig(srv)
-			cfg.URL, cfg.StartTLS, cfg.TLSConfig = tt.url, tt.startTLS, srv.TLSConfig()
-			got, err := newLDAP(t, cfg).Lookup(context.Background(), "alice@example.com")
+			trusting := ldapFor(srv)
+			trusting.URL, trusting.StartTLS, trusting.tlsConfig = tt.url, tt.startTLS, srv.TLSConfig()
+			got, err := newLDAP(t, trusting).Lookup(context.Background(), "alice@example.com")
 			if err != nil || got.Phone != "+31612345678" {
 				t.Fatalf("Lookup = %+v, %v", got, err)
 			}
 			// Without trusting the server's certificate, no lookup.
-			cfg.TLSConfig = nil
-			_, err = newLDAP(t, cfg).Lookup(context.Background(), "alice@example.com")
+			untrusting := ldapFor(srv)
+			untrusting.URL, untrusting.StartTLS = tt.url, tt.startTLS
+			_, err = newLDAP(t, untrusting).Lookup(context.Background(), "alice@example.com")
 			if !errors.Is(err, recovery.ErrUnavailable) {
 				t.Fatalf("Lookup with an untrusted certificate = %v, want ErrUnavailable", err)
 			}
@@ -161,7 +165,7 @@ func TestLDAPStartTLSAndLDAPS(t *testing.T) {
 func TestLDAPBindFailure(t *testing.T) {
 	t.Parallel()
 	srv := ldaptest.Start(t)
-	cfg := ldapConfig(srv)
+	cfg := ldapFor(srv)
 	cfg.BindPassword = "wrong-Pa55word"
 	_, err := newLDAP(t, cfg).Lookup(context.Background(), "alice@example.com")
 	if !errors.Is(err, recovery.ErrUnavailable) || errors.Is(err, recovery.ErrUnknownAccount) {
@@ -173,7 +177,7 @@ func TestLDAPBindFailure(t *testing.T) {
 	noSecrets(t, err, cfg.BindPassword, ldaptest.BindPassword, "alice")
 
 	// A wrong base DN is a misconfiguration, not an unknown account.
-	cfg = ldapConfig(srv)
+	cfg = ldapFor(srv)
 	cfg.BaseDN = "ou=nobody,dc=example,dc=com"
 	if _, err := newLDAP(t, cfg).Lookup(context.Background(), "alice@example.com"); !errors.Is(err, recovery.ErrUnavailable) {
 		t.Fatalf("Lookup under a missing base DN = %v, want ErrUnavailable", err)
@@ -187,7 +191,7 @@ func TestLDAPBindFailure(t *testing.T) {
 func TestLDAPOutageAndReconnect(t *testing.T) {
 	t.Parallel()
 	srv := ldaptest.Start(t)
-	cfg := ldapConfig(srv)
+	cfg := ldapFor(srv)
 	cfg.PoolSize = 3
 	d := newLDAP(t, cfg)
 	lookupAll := func() []error {
@@ -220,8 +224,8 @@ func TestLDAPOutageAndReconnect(t *testing.T) {
 		}
 		noSecrets(t, err, ldaptest.BindPassword, "alice")
 	}
-	if took := time.Since(began); took > cfg.Timeout {
-		t.Errorf("lookups with the server down took %s, more than the %s timeout", took, cfg.Timeout)
+	if took := time.Since(began); took > time.Duration(cfg.Timeout) {
+		t.Errorf("lookups with the server down took %s, more than the %s timeout", took, time.Duration(cfg.Timeout))
 	}
 
 	srv.Restart()
@@ -237,7 +241,7 @@ func TestLDAPOutageAndReconnect(t *testing.T) {
 func TestLDAPStaleConnection(t *testing.T) {
 	t.Parallel()
 	srv := ldaptest.Start(t)
-	d := newLDAP(t, ldapConfig(srv))
+	d := newLDAP(t, ldapFor(srv))
 	if _, err := d.Lookup(context.Background(), "alice@example.com"); err != nil {
 		t.Fatal(err)
 	}
@@ -277,9 +281,9 @@ func TestLDAPTimeout(t *testing.T) {
 			c.Close()
 		}
 	})
-	d := newLDAP(t, LDAPConfig{
+	d := newLDAP(t, &LDAP{
 		URL: "ldap://" + ln.Addr().String(), BindDN: "cn=x,dc=example,dc=com", BindPassword: "pw",
-		BaseDN: "dc=example,dc=com", Filter: "(mail={account})", Timeout: 300 * time.Millisecond,
+		BaseDN: "dc=example,dc=com", Filter: "(mail={account})", Timeout: caddy.Duration(300 * time.Millisecond),
 	})
 	began := time.Now()
 	_, err = d.Lookup(context.Background(), "alice@example.com")
@@ -294,63 +298,62 @@ func TestLDAPTimeout(t *testing.T) {
 func TestLDAPClose(t *testing.T) {
 	t.Parallel()
 	srv := ldaptest.Start(t)
-	d := newLDAP(t, ldapConfig(srv))
+	d := newLDAP(t, ldapFor(srv))
 	if _, err := d.Lookup(context.Background(), "alice@example.com"); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Close(); err != nil {
+	if err := d.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
 	if len(d.idle) != 0 {
-		t.Error("Close left idle connections")
+		t.Error("Cleanup left idle connections")
 	}
 	if _, err := d.Lookup(context.Background(), "alice@example.com"); !errors.Is(err, recovery.ErrUnavailable) {
-		t.Fatalf("Lookup after Close = %v, want ErrUnavailable", err)
+		t.Fatalf("Lookup after Cleanup = %v, want ErrUnavailable", err)
 	}
 }
 
-func TestNewLDAPRefuses(t *testing.T) {
+func TestLDAPRefuses(t *testing.T) {
 	t.Parallel()
-	good := LDAPConfig{URL: "ldap://ldap.example.com", BindDN: "cn=gw,dc=example,dc=com", BindPassword: "pw-s3cret",
-		BaseDN: "dc=example,dc=com", Filter: "(mail={account})"}
+	good := func() *LDAP {
+		return &LDAP{URL: "ldap://ldap.example.com", BindDN: "cn=gw,dc=example,dc=com", BindPassword: "pw-s3cret",
+			BaseDN: "dc=example,dc=com", Filter: "(mail={account})"}
+	}
 	tests := []struct {
 		name string
-		edit func(*LDAPConfig)
+		edit func(*LDAP)
 		want string
 	}{
-		{"http url", func(c *LDAPConfig) { c.URL = "http://ldap.example.com" }, "not ldap:// or ldaps://"},
-		{"no host", func(c *LDAPConfig) { c.URL = "ldap://" }, "no host"},
-		{"credentials in url", func(c *LDAPConfig) { c.URL = "ldap://u:pw-s3cret@ldap.example.com" }, "credentials"},
-		{"rfc 4516 parts", func(c *LDAPConfig) { c.URL = "ldap://ldap.example.com/dc=example,dc=com?mobile" }, "more than scheme"},
-		{"starttls on ldaps", func(c *LDAPConfig) { c.URL, c.StartTLS = "ldaps://ldap.example.com", true }, "start_tls"},
-		{"bind dn without password", func(c *LDAPConfig) { c.BindPassword = "" }, "unauthenticated bind"},
-		{"password without bind dn", func(c *LDAPConfig) { c.BindDN = "" }, "without bind_dn"},
-		{"no base dn", func(c *LDAPConfig) { c.BaseDN = "" }, "base_dn is required"},
-		{"bad base dn", func(c *LDAPConfig) { c.BaseDN = "example" }, "not a DN"},
-		{"no placeholder", func(c *LDAPConfig) { c.Filter = "(mail=alice)" }, "exactly once"},
-		{"two placeholders", func(c *LDAPConfig) { c.Filter = "(|(mail={account})(uid={account}))" }, "exactly once"},
-		{"not a filter", func(c *LDAPConfig) { c.Filter = "mail={account}" }, "not an LDAP filter"},
-		{"unbalanced", func(c *LDAPConfig) { c.Filter = "(&(mail={account})" }, "not an LDAP filter"},
-		{"bad attribute", func(c *LDAPConfig) { c.PhoneAttribute = "mobile)(x" }, "not an attribute name"},
-		{"negative timeout", func(c *LDAPConfig) { c.Timeout = -time.Second }, "negative timeout"},
-		{"negative pool", func(c *LDAPConfig) { c.PoolSize = -1 }, "negative pool_size"},
+		{"http url", func(c *LDAP) { c.URL = "http://ldap.example.com" }, "not ldap:// or ldaps://"},
+		{"no host", func(c *LDAP) { c.URL = "ldap://" }, "no host"},
+		{"credentials in url", func(c *LDAP) { c.URL = "ldap://u:pw-s3cret@ldap.example.com" }, "credentials"},
+		{"rfc 4516 parts", func(c *LDAP) { c.URL = "ldap://ldap.example.com/dc=example,dc=com?mobile" }, "more than scheme"},
+		{"starttls on ldaps", func(c *LDAP) { c.URL, c.StartTLS = "ldaps://ldap.example.com", true }, "start_tls"},
+		{"bind dn without password", func(c *LDAP) { c.BindPassword = "" }, "unauthenticated bind"},
+		{"password without bind dn", func(c *LDAP) { c.BindDN = "" }, "without bind_dn"},
+		{"no base dn", func(c *LDAP) { c.BaseDN = "" }, "base_dn is required"},
+		{"bad base dn", func(c *LDAP) { c.BaseDN = "example" }, "not a DN"},
+		{"no placeholder", func(c *LDAP) { c.Filter = "(mail=alice)" }, "exactly once"},
+		{"two placeholders", func(c *LDAP) { c.Filter = "(|(mail={account})(uid={account}))" }, "exactly once"},
+		{"not a filter", func(c *LDAP) { c.Filter = "mail={account}" }, "not an LDAP filter"},
+		{"unbalanced", func(c *LDAP) { c.Filter = "(&(mail={account})" }, "not an LDAP filter"},
+		{"bad attribute", func(c *LDAP) { c.PhoneAttribute = "mobile)(x" }, "not an attribute name"},
+		{"negative timeout", func(c *LDAP) { c.Timeout = caddy.Duration(-time.Second) }, "negative timeout"},
+		{"negative pool", func(c *LDAP) { c.PoolSize = -1 }, "negative pool_size"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := good
-			tt.edit(&cfg)
-			_, err := NewLDAP(cfg)
+			l := good()
+			tt.edit(l)
+			err := directorytest.Provision(t, l, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("NewLDAP error = %v, want one containing %q", err, tt.want)
+				t.Fatalf("Provision error = %v, want one containing %q", err, tt.want)
 			}
 			noSecrets(t, err, "pw-s3cret")
 		})
 	}
-	d, err := NewLDAP(good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.phoneAttr != "mobile" || d.timeout != DefaultLDAPTimeout || cap(d.slots) != DefaultLDAPPoolSize {
-		t.Errorf("defaults: phone attribute %q, timeout %s, pool %d", d.phoneAttr, d.timeout, cap(d.slots))
+	d := newLDAP(t, good())
+	if d.PhoneAttribute != "mobile" || time.Duration(d.Timeout) != 3*time.Second || cap(d.slots) != 4 {
+		t.Errorf("defaults: phone attribute %q, timeout %s, pool %d", d.PhoneAttribute, time.Duration(d.Timeout), cap(d.slots))
 	}
 }

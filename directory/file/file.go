@@ -1,4 +1,7 @@
-package directory
+// Package filedirectory is the directory
+// http.handlers.sms_recovery.directories.file: a JSON file of accounts and
+// phone numbers, read again when it changes.
+package filedirectory
 
 import (
 	"bytes"
@@ -13,41 +16,40 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
+
+func init() {
+	caddy.RegisterModule(new(File))
+}
 
 // checkInterval is how often File looks at the file's modification time
 // and size: often enough that an edit is seen at once, rarely enough that a
 // stat call per lookup never becomes the cost.
 const checkInterval = time.Second
 
-// FileConfig configures a File.
-type FileConfig struct {
-	// Path is the JSON file: an object whose keys are accounts and whose
-	// values are either a phone number in E.164 form, "+31612345678", or an
-	// object {"phone": "+31612345678", "lang": "nl"}.
-	Path string
-	// Clock decides when to look at the file again. Default: the wall clock.
-	Clock recovery.Clock
-	// OnReloadError, if set, is told when the file changed but could not be
-	// read or parsed; lookups keep answering from the last good copy. The
-	// error names the file and the problem, never a phone number.
-	OnReloadError func(error)
-	// Prepare, if set, is given the phone numbers of every version of the
-	// file that loads, before its entries answer a lookup: the gateway
-	// checks them there (PhonePolicy.Pin), once, rather than at a /start.
-	Prepare func(numbers []string)
-}
-
-// File is a recovery.Directory read from a JSON file. It notices when the
-// file changes and reloads it, keeping the last good copy while the new one
-// does not parse. It is safe for concurrent use.
+// File is the directory http.handlers.sms_recovery.directories.file: a JSON
+// file of accounts and phone numbers. It notices when the file changes and
+// reloads it, keeping the last good copy while the new one does not parse.
+// JSON: {"source": "file", "path": "/etc/caddy/phones.json"}. It is safe
+// for concurrent use.
 type File struct {
-	path    string
-	clock   recovery.Clock
-	onError func(error)
-	prepare func([]string)
+	// Path is the JSON object mapping accounts to E.164 phone numbers, or to
+	// {"phone": ..., "lang": ...}. Placeholders such as {env.PHONES} are
+	// expanded. Required.
+	Path string `json:"path,omitempty"`
+
+	clock   recovery.Clock     // decides when to look at the file again
+	onError func(error)        // told when a changed file does not load
+	prepare directory.PhonePin // given the numbers of every version that loads
 
 	entries   atomic.Pointer[map[string]recovery.Entry]
 	nextCheck atomic.Int64 // unix nanoseconds; lookups before it do not stat
@@ -67,22 +69,51 @@ func stampOf(fi os.FileInfo) stamp {
 	return stamp{fi.ModTime().UnixNano(), fi.Size()}
 }
 
-// NewFile loads the file. It fails if the file cannot be read or parsed.
-func NewFile(cfg FileConfig) (*File, error) {
-	if cfg.Path == "" {
-		return nil, errors.New("directory file: no path")
+// CaddyModule returns the Caddy module information.
+func (*File) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  directory.Namespace + ".file",
+		New: func() caddy.Module { return new(File) },
 	}
-	f := &File{path: cfg.Path, clock: cfg.Clock, onError: cfg.OnReloadError, prepare: cfg.Prepare}
+}
+
+// Provision reads the file; a file that does not load stops the config.
+// Each version that loads hands its numbers to the gateway's PhonePin
+// (directory.PhonePinFrom), and a version that does not is logged.
+func (f *File) Provision(ctx caddy.Context) error {
+	if err := placeholder.Expand(nil, "directory file", &f.Path); err != nil {
+		return err
+	}
+	if f.Path == "" {
+		return nil // Validate refuses it
+	}
 	if f.clock == nil {
 		f.clock = clock.Real{}
+	}
+	if f.onError == nil {
+		logger := ctx.Logger()
+		f.onError = func(err error) {
+			logger.Error("phone directory changed but cannot be read; keeping the last good copy", zap.Error(err))
+		}
+	}
+	if f.prepare == nil {
+		f.prepare = directory.PhonePinFrom(ctx)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.load(); err != nil {
-		return nil, err
+		return fmt.Errorf("directory file: %w", err)
 	}
 	f.nextCheck.Store(f.clock.Now().Add(checkInterval).UnixNano())
-	return f, nil
+	return nil
+}
+
+// Validate checks that there is a path.
+func (f *File) Validate() error {
+	if f.Path == "" {
+		return errors.New("directory file: a path is required")
+	}
+	return nil
 }
 
 // Lookup returns the entry of account, normalised by
@@ -102,9 +133,18 @@ func (f *File) Lookup(_ context.Context, account string) (recovery.Entry, error)
 	return e, nil
 }
 
-// InProcess reports that a lookup is answered from memory, without a round
-// trip (recovery.InProcess).
-func (f *File) InProcess() bool { return true }
+// PhonesChecked reports whether every number the file holds was checked
+// when it loaded (recovery.PhonesChecked): so when the gateway gave the
+// module its PhonePin.
+func (f *File) PhonesChecked() bool { return f.prepare != nil }
+
+// UnmarshalCaddyfile reads
+//
+//	directory file <path>
+func (f *File) UnmarshalCaddyfile(d *cf.Dispenser) error {
+	d.Next() // the module name
+	return cfparse.OnePath(d, "directory file", &f.Path)
+}
 
 // Reload reads the file now. If it cannot be read or parsed, the last good
 // copy stays in use and the error says why.
@@ -128,11 +168,11 @@ func (f *File) maybeReload() {
 	}
 	f.nextCheck.Store(now.Add(checkInterval).UnixNano())
 
-	fi, err := os.Stat(f.path)
+	fi, err := os.Stat(f.Path)
 	if err != nil {
 		if f.seen != (stamp{}) { // report a vanished file once
 			f.seen = stamp{}
-			f.report(fmt.Errorf("reloading directory file: %w; keeping the last good copy", err))
+			f.onError(fmt.Errorf("reloading directory file: %w; keeping the last good copy", err))
 		}
 		return
 	}
@@ -140,13 +180,7 @@ func (f *File) maybeReload() {
 		return
 	}
 	if err := f.load(); err != nil {
-		f.report(fmt.Errorf("%w; keeping the last good copy", err))
-	}
-}
-
-func (f *File) report(err error) {
-	if f.onError != nil {
-		f.onError(err)
+		f.onError(fmt.Errorf("%w; keeping the last good copy", err))
 	}
 }
 
@@ -154,7 +188,7 @@ func (f *File) report(err error) {
 // It records the version it read, so that a bad one is reported once.
 // f.mu must be held.
 func (f *File) load() error {
-	fh, err := os.Open(f.path)
+	fh, err := os.Open(f.Path)
 	if err != nil {
 		f.seen = stamp{}
 		return fmt.Errorf("loading directory file: %w", err)
@@ -174,7 +208,7 @@ func (f *File) load() error {
 	}
 	entries, err := parseFile(data)
 	if err != nil {
-		return fmt.Errorf("loading directory file %q: %w", f.path, err)
+		return fmt.Errorf("loading directory file %q: %w", f.Path, err)
 	}
 	if f.prepare != nil {
 		numbers := make([]string, 0, len(entries))
@@ -288,4 +322,10 @@ func syntaxError(err error) error {
 }
 
 // Interface guards
-var _ recovery.Directory = (*File)(nil)
+var (
+	_ caddy.Provisioner      = (*File)(nil)
+	_ caddy.Validator        = (*File)(nil)
+	_ cf.Unmarshaler         = (*File)(nil)
+	_ recovery.Directory     = (*File)(nil)
+	_ recovery.PhonesChecked = (*File)(nil)
+)

@@ -1,4 +1,4 @@
-package directory
+package filedirectory
 
 import (
 	"context"
@@ -12,9 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/directorytest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
+
+// provision readies f as the gateway does, and returns it.
+func provision(t testing.TB, f *File) (*File, error) {
+	return f, directorytest.Provision(t, f, nil)
+}
 
 // fileTestStart is where the tests' manual clocks start.
 var fileTestStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -50,7 +56,7 @@ func TestFileLookup(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "directory.json")
 	writeFile(t, path, directoryJSON, 1)
-	f, err := NewFile(FileConfig{Path: path, Clock: clock.NewManual(fileTestStart)})
+	f, err := provision(t, &File{Path: path, clock: clock.NewManual(fileTestStart)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +89,7 @@ func TestFileLookup(t *testing.T) {
 	}
 }
 
-func TestNewFileErrors(t *testing.T) {
+func TestFileRefusesErrors(t *testing.T) {
 	t.Parallel()
 	const phoneDigits = "612345678"
 	tests := []struct {
@@ -113,12 +119,9 @@ func TestNewFileErrors(t *testing.T) {
 			if tt.content != "" {
 				writeFile(t, path, tt.content, 1)
 			}
-			f, err := NewFile(FileConfig{Path: path})
+			_, err := provision(t, &File{Path: path})
 			if err == nil {
-				t.Fatalf("NewFile accepted %q", tt.content)
-			}
-			if f != nil {
-				t.Error("NewFile returned a directory with an error")
+				t.Fatalf("provision accepted %q", tt.content)
 			}
 			msg := err.Error()
 			if !strings.Contains(msg, path) || !strings.Contains(msg, tt.want) {
@@ -143,7 +146,7 @@ func TestFileKeysFollowTheAccountRule(t *testing.T) {
 	"JU\u0308RGEN@example.de": "+4915123456780",
 	"kelvin@example.com": "+31612345670"
 }`, 1)
-	f, err := NewFile(FileConfig{Path: path, Clock: clock.NewManual(fileTestStart)})
+	f, err := provision(t, &File{Path: path, clock: clock.NewManual(fileTestStart)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,10 +177,10 @@ func TestFileKeysFollowTheAccountRule(t *testing.T) {
 	}
 }
 
-// TestNewFileRefusesKeysOutsideTheRule: a key the account rule refuses, or
+// TestFileRefusesRefusesKeysOutsideTheRule: a key the account rule refuses, or
 // two keys it makes one account, stop the load. The error gives the key's
 // place in the file, never the key itself or a phone number.
-func TestNewFileRefusesKeysOutsideTheRule(t *testing.T) {
+func TestFileRefusesRefusesKeysOutsideTheRule(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
@@ -205,9 +208,9 @@ func TestNewFileRefusesKeysOutsideTheRule(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "directory.json")
 			writeFile(t, path, tt.content, 1)
-			f, err := NewFile(FileConfig{Path: path})
+			f, err := provision(t, &File{Path: path})
 			if err == nil {
-				t.Fatalf("NewFile accepted %s; Lookup(alice) = %v", tt.content, lookupErr(f, "alice@example.com"))
+				t.Fatalf("provision accepted %s; Lookup(alice) = %v", tt.content, lookupErr(f, "alice@example.com"))
 			}
 			msg := err.Error()
 			if !strings.Contains(msg, tt.want) {
@@ -225,10 +228,10 @@ func lookupErr(f *File, account string) error {
 	return err
 }
 
-func TestNewFileNoPath(t *testing.T) {
+func TestFileRefusesNoPath(t *testing.T) {
 	t.Parallel()
-	if _, err := NewFile(FileConfig{}); err == nil {
-		t.Error("NewFile accepted an empty path")
+	if _, err := provision(t, &File{}); err == nil || err.Error() != "directory file: a path is required" {
+		t.Errorf("an empty path: %v", err)
 	}
 }
 
@@ -245,7 +248,7 @@ type reloadFixture struct {
 func newReloadFixture(t *testing.T) *reloadFixture {
 	fx := &reloadFixture{t: t, path: filepath.Join(t.TempDir(), "directory.json"), clock: clock.NewManual(fileTestStart)}
 	writeFile(t, fx.path, `{"alice": "+31612345678"}`, 1)
-	f, err := NewFile(FileConfig{Path: fx.path, Clock: fx.clock, OnReloadError: func(err error) {
+	f, err := provision(t, &File{Path: fx.path, clock: fx.clock, onError: func(err error) {
 		fx.mu.Lock()
 		defer fx.mu.Unlock()
 		fx.errors = append(fx.errors, err)
@@ -416,7 +419,7 @@ func BenchmarkFileLookup(b *testing.B) {
 	if err := os.WriteFile(path, []byte(directoryJSON), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	f, err := NewFile(FileConfig{Path: path})
+	f, err := provision(b, &File{Path: path})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -444,7 +447,7 @@ func TestFilePreparesEveryVersion(t *testing.T) {
 		defer mu.Unlock()
 		got = append(got, slices.Sorted(slices.Values(numbers)))
 	}
-	f, err := NewFile(FileConfig{Path: path, Prepare: prepare})
+	f, err := provision(t, &File{Path: path, prepare: prepare})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,11 @@
-package directory
+package sqldirectory
 
 import (
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/directorytest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -134,11 +138,10 @@ func (fx *sqlFixture) directory(t *testing.T, query, addr string, timeout time.D
 	if addr == "" {
 		addr = fx.addr
 	}
-	d, err := NewSQL(SQLConfig{Driver: fx.driver, DSN: fx.dsn(addr), Query: fx.q(query), Timeout: timeout})
-	if err != nil {
+	d := &SQL{Driver: fx.driver, DSN: fx.dsn(addr), Query: fx.q(query), Timeout: caddy.Duration(timeout)}
+	if err := directorytest.Provision(t, d, nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
 	return d
 }
 
@@ -321,12 +324,11 @@ func TestSQLOutage(t *testing.T) {
 			"mysql":    "recovery:s3cret-pw@tcp(" + addr + ")/test",
 		}
 		for driver, dsn := range dsns {
-			d, err := NewSQL(SQLConfig{Driver: driver, DSN: dsn, Query: "SELECT phone FROM mailbox WHERE username = " + map[string]string{"postgres": "$1", "mysql": "?"}[driver]})
-			if err != nil {
+			d := &SQL{Driver: driver, DSN: dsn, Query: "SELECT phone FROM mailbox WHERE username = " + map[string]string{"postgres": "$1", "mysql": "?"}[driver]}
+			if err := directorytest.Provision(t, d, nil); err != nil {
 				t.Fatal(err)
 			}
 			_, err = d.Lookup(context.Background(), "alice@example.com")
-			d.Close()
 			if err == nil || errors.Is(err, recovery.ErrUnknownAccount) || !errors.Is(err, recovery.ErrUnavailable) {
 				t.Errorf("%s: Lookup = %v, want an ErrUnavailable error", driver, err)
 				continue
@@ -372,50 +374,45 @@ func TestSQLOutage(t *testing.T) {
 	})
 }
 
-func TestNewSQLErrors(t *testing.T) {
+func TestSQLRefuses(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		cfg  SQLConfig
+		sql  SQL
 		want string
 	}{
-		{"no driver", SQLConfig{DSN: "x", Query: "SELECT phone FROM m WHERE u = $1"}, "no driver"},
-		{"unknown driver", SQLConfig{Driver: "sqlite", DSN: "x", Query: "SELECT phone FROM m WHERE u = ?"}, `unknown driver "sqlite"`},
-		{"no dsn", SQLConfig{Driver: "postgres", Query: "SELECT phone FROM m WHERE u = $1"}, "no dsn"},
-		{"no query", SQLConfig{Driver: "postgres", DSN: "postgres://h/db"}, "no query"},
-		{"postgres dsn", SQLConfig{Driver: "postgres", DSN: "postgres://u:s3cret-pw@h:notaport/db", Query: "SELECT phone FROM m WHERE u = $1"}, "postgres dsn does not parse"},
-		{"mysql dsn", SQLConfig{Driver: "mysql", DSN: "u:s3cret-pw@tcp(h", Query: "SELECT phone FROM m WHERE u = ?"}, "mysql dsn does not parse"},
-		{"simple protocol", SQLConfig{Driver: "postgres", DSN: "postgres://u:s3cret-pw@h/db?default_query_exec_mode=simple_protocol", Query: "SELECT phone FROM m WHERE u = $1"}, "simple_protocol"},
-		{"negative timeout", SQLConfig{Driver: "mysql", DSN: "u@tcp(h)/db", Query: "SELECT phone FROM m WHERE u = ?", Timeout: -time.Second}, "negative"},
+		{"no driver", SQL{DSN: "x", Query: "SELECT phone FROM m WHERE u = $1"}, "no driver"},
+		{"unknown driver", SQL{Driver: "sqlite", DSN: "x", Query: "SELECT phone FROM m WHERE u = ?"}, `unknown driver "sqlite"`},
+		{"no dsn", SQL{Driver: "postgres", Query: "SELECT phone FROM m WHERE u = $1"}, "no dsn"},
+		{"no query", SQL{Driver: "postgres", DSN: "postgres://h/db"}, "no query"},
+		{"postgres dsn", SQL{Driver: "postgres", DSN: "postgres://u:s3cret-pw@h:notaport/db", Query: "SELECT phone FROM m WHERE u = $1"}, "postgres dsn does not parse"},
+		{"mysql dsn", SQL{Driver: "mysql", DSN: "u:s3cret-pw@tcp(h", Query: "SELECT phone FROM m WHERE u = ?"}, "mysql dsn does not parse"},
+		{"simple protocol", SQL{Driver: "postgres", DSN: "postgres://u:s3cret-pw@h/db?default_query_exec_mode=simple_protocol", Query: "SELECT phone FROM m WHERE u = $1"}, "simple_protocol"},
+		{"negative timeout", SQL{Driver: "mysql", DSN: "u@tcp(h)/db", Query: "SELECT phone FROM m WHERE u = ?", Timeout: caddy.Duration(-time.Second)}, "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			d, err := NewSQL(tt.cfg)
-			if err == nil {
-				d.Close()
-				t.Fatal("NewSQL succeeded")
-			}
-			if !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "s3cret-pw") {
-				t.Fatalf("NewSQL = %v, want an error containing %q and no password", err, tt.want)
+			err := directorytest.Provision(t, &tt.sql, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "s3cret-pw") {
+				t.Fatalf("Provision = %v, want an error containing %q and no password", err, tt.want)
 			}
 		})
 	}
 }
 
-func TestNewSQLDefaults(t *testing.T) {
+func TestSQLDefaults(t *testing.T) {
 	t.Parallel()
-	d, err := NewSQL(SQLConfig{Driver: "postgres", DSN: "postgres://u@127.0.0.1/db", Query: "SELECT phone FROM m WHERE u = $1"})
-	if err != nil {
+	d := &SQL{Driver: "postgres", DSN: "postgres://u@127.0.0.1/db", Query: "SELECT phone FROM m WHERE u = $1"}
+	if err := directorytest.Provision(t, d, nil); err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
-	if d.timeout != DefaultSQLTimeout || d.db.Stats().MaxOpenConnections != DefaultSQLMaxOpenConns {
-		t.Fatalf("timeout %s, max open %d", d.timeout, d.db.Stats().MaxOpenConnections)
+	if time.Duration(d.Timeout) != 3*time.Second || d.db.Stats().MaxOpenConnections != 8 {
+		t.Fatalf("timeout %s, max open %d", time.Duration(d.Timeout), d.db.Stats().MaxOpenConnections)
 	}
 }
 
-func TestCheckSQLQuery(t *testing.T) {
+func TestCheckQuery(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		driver, query string
@@ -424,11 +421,9 @@ func TestCheckSQLQuery(t *testing.T) {
 		{"postgres", "SELECT phone FROM mailbox WHERE username = $1", ""},
 		{"postgres", "select phone, lang from mailbox where username = $1 and active = true;", ""},
 		{"postgres", "SELECT phone FROM mailbox WHERE username = $1 OR alias = $1", ""},
-		{"postgres", "SELECT phone FROM mailbox WHERE username = $1 AND domain <> '$2'", ""},
 		{"postgres", `SELECT "phone?" FROM mailbox WHERE username = $1`, ""},
 		{"mysql", "SELECT phone FROM mailbox WHERE username = ?", ""},
-		{"mysql", "SELECT `phone` FROM mailbox WHERE username = ? AND note <> 'what?'", ""},
-		{"mysql", `SELECT phone FROM mailbox WHERE username = ? AND note <> 'it\'s ?'`, ""},
+		{"mysql", "SELECT `phone` FROM mailbox WHERE username = ?", ""},
 
 		{"postgres", "SELECT phone FROM mailbox WHERE username = $1 AND domain = $2", "parameter $2"},
 		{"postgres", "SELECT phone FROM mailbox WHERE username = 'alice'", "no parameter $1"},
@@ -443,32 +438,36 @@ func TestCheckSQLQuery(t *testing.T) {
 		{"postgres", "SELECT /* hint */ phone FROM mailbox WHERE username = $1", "no comment"},
 		{"mysql", "SELECT phone FROM mailbox WHERE username = ? INTO OUTFILE '/tmp/x'", "INTO"},
 		{"postgres", "SELECT phone FROM mailbox WHERE username = $1 AND x = $$a$$", "dollar-quoted"},
-		{"postgres", "SELECT phone FROM mailbox WHERE username = 'x", "unterminated"},
+		{"postgres", "SELECT phone FROM mailbox WHERE username = 'x", "no parameter $1"},
+		// The query is read as plain text: what a quoted string holds
+		// counts too.
+		{"postgres", "SELECT phone FROM mailbox WHERE username = $1 AND domain <> '$2'", "parameter $2"},
+		{"mysql", "SELECT phone FROM mailbox WHERE username = ? AND note <> 'what?'", "2 parameters"},
+		{"mysql", "SELECT phone FROM mailbox WHERE username = ? AND note <> 'a;b'", "single statement"},
 		{"postgres", "   ", "no query"},
 		{"oracle", "SELECT phone FROM mailbox WHERE username = :1", "unknown driver"},
 	}
 	for _, tt := range tests {
-		err := CheckSQLQuery(tt.driver, tt.query)
+		err := checkQuery(tt.driver, tt.query)
 		switch {
 		case tt.want == "" && err != nil:
-			t.Errorf("CheckSQLQuery(%s, %q) = %v, want nil", tt.driver, tt.query, err)
+			t.Errorf("checkQuery(%s, %q) = %v, want nil", tt.driver, tt.query, err)
 		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-			t.Errorf("CheckSQLQuery(%s, %q) = %v, want an error containing %q", tt.driver, tt.query, err, tt.want)
+			t.Errorf("checkQuery(%s, %q) = %v, want an error containing %q", tt.driver, tt.query, err, tt.want)
 		}
 	}
 }
 
-func ExampleNewSQL() {
-	d, err := NewSQL(SQLConfig{
-		Driver: "postgres",
-		DSN:    "postgres://recovery@db.example.com/postfix",
-		Query:  "SELECT phone, lang FROM mailbox WHERE username = $1 AND active",
-	})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer d.Close()
-	fmt.Println("ready")
-	// Output: ready
+// ExampleSQL loads the directory from its JSON, as the gateway does. It does
+// not connect: the database is first asked at the first lookup.
+func ExampleSQL() {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	_, err := ctx.LoadModuleByID("http.handlers.sms_recovery.directories.sql", json.RawMessage(`{
+		"driver": "postgres",
+		"dsn": "postgres://recovery@db.example.com/postfix",
+		"query": "SELECT phone, lang FROM mailbox WHERE username = $1 AND active"
+	}`))
+	fmt.Println(err)
+	// Output: <nil>
 }

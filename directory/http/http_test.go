@@ -1,4 +1,4 @@
-package directory
+package httpdirectory
 
 import (
 	"context"
@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/directorytest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -68,10 +72,18 @@ func testSigner(r *http.Request) error {
 	return nil
 }
 
+// noSignature is a signer that leaves requests as they are.
+func noSignature(*http.Request) error { return nil }
+
+// provision readies h as the gateway does, with sign as its signer.
+func provision(t testing.TB, h *HTTP, sign directory.RequestSigner) (*HTTP, error) {
+	return h, directorytest.Provision(t, h, sign)
+}
+
 func TestHTTPLookup(t *testing.T) {
 	t.Parallel()
 	srv := fakeDirectory(t)
-	d, err := NewHTTP(HTTPConfig{URL: srv.URL + "/lookup?tenant=t1", Timeout: 200 * time.Millisecond, Sign: testSigner})
+	d, err := provision(t, &HTTP{URL: srv.URL + "/lookup?tenant=t1", Timeout: caddy.Duration(200 * time.Millisecond)}, testSigner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +144,7 @@ func TestHTTPSendsTheCanonicalAccount(t *testing.T) {
 		w.Write([]byte(`{"phone": "+31612345678"}`))
 	}))
 	t.Cleanup(srv.Close)
-	d, err := NewHTTP(HTTPConfig{URL: srv.URL})
+	d, err := provision(t, &HTTP{URL: srv.URL}, noSignature)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,14 +172,15 @@ func TestHTTPLookupFailures(t *testing.T) {
 	closed.Close()
 	tests := []struct {
 		name  string
-		cfg   HTTPConfig
+		url   string
+		sign  directory.RequestSigner
 		ctx   func() context.Context
 		cause error // also in the error, if set
 	}{
-		{"unsigned", HTTPConfig{URL: srv.URL + "/lookup?tenant=t1"}, context.Background, nil},
-		{"signer fails", HTTPConfig{URL: srv.URL + "/lookup?tenant=t1", Sign: func(*http.Request) error { return signErr }}, context.Background, signErr},
-		{"connection refused", HTTPConfig{URL: closed.URL + "/lookup?tenant=t1", Sign: testSigner}, context.Background, nil},
-		{"caller gave up", HTTPConfig{URL: srv.URL + "/lookup?tenant=t1", Sign: testSigner}, func() context.Context {
+		{"unsigned", srv.URL + "/lookup?tenant=t1", noSignature, context.Background, nil},
+		{"signer fails", srv.URL + "/lookup?tenant=t1", func(*http.Request) error { return signErr }, context.Background, signErr},
+		{"connection refused", closed.URL + "/lookup?tenant=t1", testSigner, context.Background, nil},
+		{"caller gave up", srv.URL + "/lookup?tenant=t1", testSigner, func() context.Context {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
 			return ctx
@@ -176,7 +189,7 @@ func TestHTTPLookupFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			d, err := NewHTTP(tt.cfg)
+			d, err := provision(t, &HTTP{URL: tt.url}, tt.sign)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -193,37 +206,38 @@ func TestHTTPLookupFailures(t *testing.T) {
 
 func TestHTTPDefaultTimeout(t *testing.T) {
 	t.Parallel()
-	d, err := NewHTTP(HTTPConfig{URL: "https://directory.example.com/lookup"})
+	d, err := provision(t, &HTTP{URL: "https://directory.example.com/lookup"}, testSigner)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.timeout != DefaultHTTPTimeout || DefaultHTTPTimeout != 3*time.Second {
-		t.Errorf("timeout = %s, want 3s", d.timeout)
+	if d.Timeout != caddy.Duration(3*time.Second) {
+		t.Errorf("timeout = %s, want 3s", time.Duration(d.Timeout))
 	}
 }
 
-func TestNewHTTPErrors(t *testing.T) {
+func TestHTTPRefuses(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name string
-		cfg  HTTPConfig
-		want string
+		name    string
+		url     string
+		timeout time.Duration
+		want    string
 	}{
-		{"empty", HTTPConfig{}, "not an absolute http or https url"},
-		{"relative", HTTPConfig{URL: "/lookup"}, "not an absolute"},
-		{"other scheme", HTTPConfig{URL: "ftp://directory.example.com/"}, "not an absolute"},
-		{"no host", HTTPConfig{URL: "http:///lookup"}, "not an absolute"},
-		{"unparsable", HTTPConfig{URL: "http://[::1"}, "invalid url"},
-		{"fragment", HTTPConfig{URL: "https://directory.example.com/lookup#x"}, "fragment"},
-		{"negative timeout", HTTPConfig{URL: "https://directory.example.com/", Timeout: -time.Second}, "negative timeout"},
-		{"password redacted", HTTPConfig{URL: "ftp://user:s3cret@directory.example.com/"}, "xxxxx"},
+		{"empty", "", 0, "a url is required"},
+		{"relative", "/lookup", 0, "not an absolute"},
+		{"other scheme", "ftp://directory.example.com/", 0, "not an absolute"},
+		{"no host", "http:///lookup", 0, "not an absolute"},
+		{"unparsable", "http://[::1", 0, "invalid url"},
+		{"fragment", "https://directory.example.com/lookup#x", 0, "fragment"},
+		{"negative timeout", "https://directory.example.com/", -time.Second, "negative timeout"},
+		{"password redacted", "ftp://user:s3cret@directory.example.com/", 0, "xxxxx"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := NewHTTP(tt.cfg)
+			_, err := provision(t, &HTTP{URL: tt.url, Timeout: caddy.Duration(tt.timeout)}, testSigner)
 			if err == nil {
-				t.Fatalf("NewHTTP(%+v) accepted", tt.cfg)
+				t.Fatalf("%q accepted", tt.url)
 			}
 			if !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "s3cret") {
 				t.Errorf("error %q does not contain %q, or holds the password", err, tt.want)
@@ -232,12 +246,29 @@ func TestNewHTTPErrors(t *testing.T) {
 	}
 }
 
+// TestHTTPModuleSigns shows that the http directory signs its lookups with
+// the signer of the context that loads it, and refuses to load without one.
+func TestHTTPModuleSigns(t *testing.T) {
+	srv := fakeDirectory(t)
+	raw := `{"url": "` + srv.URL + `/lookup?tenant=t1"}`
+	if _, err := directorytest.Load(t, "http", raw, nil); err == nil || !strings.Contains(err.Error(), "directory http: loaded without a request signer") {
+		t.Fatalf("load without a signer = %v", err)
+	}
+	d, err := directorytest.Load(t, "http", raw, testSigner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := d.Lookup(context.Background(), "alice@example.com"); err != nil || e.Phone != "+31612345678" {
+		t.Fatalf("Lookup = %+v, %v", e, err)
+	}
+}
+
 func BenchmarkHTTPLookup(b *testing.B) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"phone": "+31612345678", "lang": "nl"}`))
 	}))
 	defer srv.Close()
-	d, err := NewHTTP(HTTPConfig{URL: srv.URL})
+	d, err := provision(b, &HTTP{URL: srv.URL}, noSignature)
 	if err != nil {
 		b.Fatal(err)
 	}
