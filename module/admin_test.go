@@ -23,7 +23,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	zapobs "go.uber.org/zap/zaptest/observer"
@@ -130,18 +129,11 @@ func newOpsGateway(t *testing.T, phones map[string]string, configure func(*Handl
 // post sends a JSON request to a recovery route as if it came from ip.
 func (g *opsGateway) post(route, ip string, body map[string]string) *httptest.ResponseRecorder {
 	g.t.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		g.t.Fatal(err)
+	s := g.serveCaddy(http.MethodPost, route, ip, body)
+	if s.err != nil {
+		g.t.Fatalf("POST %s: %v", route, s.err)
 	}
-	r := httptest.NewRequest(http.MethodPost, "https://"+opsHost+"/recovery"+route, bytes.NewReader(b))
-	r.Header.Set("Content-Type", "application/json")
-	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: ip}))
-	w := httptest.NewRecorder()
-	if err := g.h.ServeHTTP(w, r, g.upstream); err != nil {
-		g.t.Fatalf("POST %s: %v", route, err)
-	}
-	return w
+	return s.rec
 }
 
 // start starts a flow and returns its ID.

@@ -429,6 +429,16 @@ func (e *pageEnv) verifyFlow(b *browser, p page, flow string, nthSMS int) page {
 	return p
 }
 
+// walkToDone walks b through the pages, from the account page to the done
+// page.
+func (e *pageEnv) walkToDone(b *browser) {
+	e.t.Helper()
+	p, flow := e.startFlow(b, pageTestAccount)
+	p = e.verifyFlow(b, p, flow, 1)
+	p = b.post(e.url("/reset"), url.Values{"csrf": {p.field("csrf")}, "password": {pageTestPassword}, "password_again": {pageTestPassword}})
+	p.want(e.t, http.StatusOK, "Your password has been changed")
+}
+
 func TestPagesFlowEndToEnd(t *testing.T) {
 	t.Parallel()
 	e := newPageEnv(t, nil)
@@ -626,15 +636,7 @@ func TestPagesCookiesSecureBehindTLSTerminator(t *testing.T) {
 	jar := &anySchemeJar{}
 	b.c.Jar = jar // records every cookie the pages set
 
-	p := b.get(e.url("/"))
-	csrf := p.field("csrf")
-	p = b.post(e.url("/start"), url.Values{"csrf": {csrf}, "account": {pageTestAccount}})
-	p = b.follow(p)
-	flow := p.field("flow")
-	p = b.post(e.url("/verify"), url.Values{"csrf": {csrf}, "flow": {flow}, "code": {e.code(flow, 1)}})
-	b.follow(p).want(t, http.StatusOK, "Choose a new password")
-	p = b.post(e.url("/reset"), url.Values{"csrf": {csrf}, "password": {pageTestPassword}, "password_again": {pageTestPassword}})
-	p.want(t, http.StatusOK, "Your password has been changed")
+	e.walkToDone(b)
 
 	names := map[string]bool{}
 	for _, c := range jar.set {
@@ -676,15 +678,7 @@ func TestPagesHostPrefixedCookies(t *testing.T) {
 			jar := &anySchemeJar{hostPrefix: true}
 			b.c.Jar = jar
 
-			p := b.get(e.url("/"))
-			csrf := p.field("csrf")
-			p = b.post(e.url("/start"), url.Values{"csrf": {csrf}, "account": {pageTestAccount}})
-			p = b.follow(p)
-			flow := p.field("flow")
-			p = b.post(e.url("/verify"), url.Values{"csrf": {csrf}, "flow": {flow}, "code": {e.code(flow, 1)}})
-			b.follow(p).want(t, http.StatusOK, "Choose a new password")
-			p = b.post(e.url("/reset"), url.Values{"csrf": {csrf}, "password": {pageTestPassword}, "password_again": {pageTestPassword}})
-			p.want(t, http.StatusOK, "Your password has been changed")
+			e.walkToDone(b)
 
 			names := map[string]bool{}
 			for _, c := range jar.set {
