@@ -1,7 +1,6 @@
 package module
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -181,29 +180,10 @@ func (g *opsGateway) code(flow string) string {
 	return code
 }
 
-// opsSMS is a line of the outbox.
-type opsSMS struct{ To, Body string }
-
 // sent returns the messages in the outbox so far.
-func (g *opsGateway) sent() []opsSMS {
+func (g *opsGateway) sent() []outboxSMS {
 	g.t.Helper()
-	f, err := os.Open(g.outbox)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	defer f.Close()
-	var out []opsSMS
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m opsSMS
-		if json.Unmarshal(sc.Bytes(), &m) == nil { // a line being written is skipped
-			out = append(out, m)
-		}
-	}
-	return out
+	return readOutbox(g.t, g.outbox)
 }
 
 // wrongCode returns a code of the same length that is not code.
