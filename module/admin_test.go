@@ -1,7 +1,6 @@
 package module
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	zapobs "go.uber.org/zap/zaptest/observer"
@@ -130,18 +128,11 @@ func newOpsGateway(t *testing.T, phones map[string]string, configure func(*Handl
 // post sends a JSON request to a recovery route as if it came from ip.
 func (g *opsGateway) post(route, ip string, body map[string]string) *httptest.ResponseRecorder {
 	g.t.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		g.t.Fatal(err)
+	s := g.serveCaddy(http.MethodPost, route, ip, body)
+	if s.err != nil {
+		g.t.Fatalf("POST %s: %v", route, s.err)
 	}
-	r := httptest.NewRequest(http.MethodPost, "https://"+opsHost+"/recovery"+route, bytes.NewReader(b))
-	r.Header.Set("Content-Type", "application/json")
-	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: ip}))
-	w := httptest.NewRecorder()
-	if err := g.h.ServeHTTP(w, r, g.upstream); err != nil {
-		g.t.Fatalf("POST %s: %v", route, err)
-	}
-	return w
+	return s.rec
 }
 
 // start starts a flow and returns its ID.
@@ -189,29 +180,10 @@ func (g *opsGateway) code(flow string) string {
 	return code
 }
 
-// opsSMS is a line of the outbox.
-type opsSMS struct{ To, Body string }
-
 // sent returns the messages in the outbox so far.
-func (g *opsGateway) sent() []opsSMS {
+func (g *opsGateway) sent() []outboxSMS {
 	g.t.Helper()
-	f, err := os.Open(g.outbox)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	defer f.Close()
-	var out []opsSMS
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m opsSMS
-		if json.Unmarshal(sc.Bytes(), &m) == nil { // a line being written is skipped
-			out = append(out, m)
-		}
-	}
-	return out
+	return readOutbox(g.t, g.outbox)
 }
 
 // wrongCode returns a code of the same length that is not code.

@@ -1,17 +1,14 @@
 package module
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
@@ -104,170 +101,29 @@ func mediaType(r *http.Request) string {
 }
 
 // readBody reads at most maxBodyBytes of the request body.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *refusal) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
-		return nil, bodyError(err)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, errTooLarge
+	case err != nil:
+		return nil, errBadJSON
 	}
 	return body, nil
 }
 
-// bodyError is the answer to a body that could not be read.
-func bodyError(err error) *apiError {
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return errTooLarge
+// decode reads the JSON object of the request body into v. Unknown keys
+// are ignored, as json.Unmarshal does; anything after the object is not.
+func decode(w http.ResponseWriter, r *http.Request, v any) *refusal {
+	body, rf := readBody(w, r)
+	if rf != nil {
+		return rf
 	}
-	return errBadJSON
-}
-
-// bodyBuffers hold JSON bodies while they are decoded. One that grew past
-// maxPooledBody, for a large body, is not kept.
-var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-const maxPooledBody = 4 << 10
-
-// putBodyBuffer empties buf and puts it back in the pool, unless it grew
-// too large to keep.
-func putBodyBuffer(buf *bytes.Buffer) {
-	if buf.Cap() <= maxPooledBody {
-		clear(buf.Bytes()) // a body may hold a code
-		buf.Reset()
-		bodyBuffers.Put(buf)
-	}
-}
-
-// decode reads a JSON object of string fields into v.
-func decode(w http.ResponseWriter, r *http.Request, v stringFields) *apiError {
-	buf := bodyBuffers.Get().(*bytes.Buffer)
-	defer putBodyBuffer(buf)
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBodyBytes)); err != nil {
-		return bodyError(err)
-	}
-	// One object and nothing after it, decoded from the bytes read: no
-	// copy into a string, no decoder buffer. The strings decoded are
-	// copies, so the buffer can be used again.
-	if decodePlain(buf.Bytes(), v) {
-		return nil
-	}
-	if err := json.Unmarshal(buf.Bytes(), v); err != nil {
+	if json.Unmarshal(body, v) != nil {
 		return errBadJSON
 	}
 	return nil
-}
-
-// stringFields is a request of string fields, which decodePlain fills
-// without reflection: field returns the field a JSON key names exactly, or
-// nil.
-type stringFields interface {
-	field(key []byte) *string
-}
-
-func (r *startRequest) field(key []byte) *string {
-	if string(key) == "account" {
-		return &r.Account
-	}
-	return nil
-}
-
-func (r *flowRequest) field(key []byte) *string {
-	switch string(key) {
-	case "flow":
-		return &r.Flow
-	case "code":
-		return &r.Code
-	}
-	return nil
-}
-
-// maxPlainFields bounds the keys decodePlain takes in one object.
-const maxPlainFields = 4
-
-// decodePlain fills v from data and reports true when data is what
-// clients send: one JSON object, keys that are v's field names exactly,
-// and values that are strings of printable ASCII with no escape. For any
-// other body it changes nothing and reports false, and json.Unmarshal
-// decodes it; for the bodies it takes, the two give the same: a repeated
-// key's last value wins, and "{}" sets nothing.
-func decodePlain(data []byte, v stringFields) bool {
-	var set [maxPlainFields]struct {
-		to  *string
-		val []byte
-	}
-	n := 0
-	i := skipJSONSpace(data, 0)
-	if i == len(data) || data[i] != '{' {
-		return false
-	}
-	i = skipJSONSpace(data, i+1)
-	if i < len(data) && data[i] == '}' {
-		return skipJSONSpace(data, i+1) == len(data)
-	}
-	for {
-		key, next, ok := plainJSONString(data, i)
-		if !ok {
-			return false
-		}
-		to := v.field(key)
-		if to == nil || n == maxPlainFields {
-			return false
-		}
-		i = skipJSONSpace(data, next)
-		if i == len(data) || data[i] != ':' {
-			return false
-		}
-		val, next, ok := plainJSONString(data, skipJSONSpace(data, i+1))
-		if !ok {
-			return false
-		}
-		set[n].to, set[n].val = to, val
-		n++
-		i = skipJSONSpace(data, next)
-		if i == len(data) {
-			return false
-		}
-		if data[i] == '}' {
-			break
-		}
-		if data[i] != ',' {
-			return false
-		}
-		i = skipJSONSpace(data, i+1)
-	}
-	if skipJSONSpace(data, i+1) != len(data) {
-		return false
-	}
-	for _, s := range set[:n] {
-		*s.to = string(s.val)
-	}
-	return true
-}
-
-// skipJSONSpace returns the index of the first byte of data at or after i
-// that is not JSON white space.
-func skipJSONSpace(data []byte, i int) int {
-	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// plainJSONString reads the JSON string at data[i:] when it holds only
-// printable ASCII and no escape, and returns its content and the index
-// after its closing quote.
-func plainJSONString(data []byte, i int) ([]byte, int, bool) {
-	if i == len(data) || data[i] != '"' {
-		return nil, 0, false
-	}
-	for j := i + 1; j < len(data); j++ {
-		switch c := data[j]; {
-		case c == '"':
-			return data[i+1 : j], j + 1, true
-		case c < 0x20 || c > 0x7e || c == '\\':
-			return nil, 0, false
-		}
-	}
-	return nil, 0, false
 }
 
 type startRequest struct {
@@ -291,38 +147,39 @@ type verifyResponse struct {
 
 func (h *Handler) start(w http.ResponseWriter, r *http.Request) error {
 	var req startRequest
-	if e := decode(w, r, &req); e != nil {
-		return h.refuse(w, r, e)
+	if rf := decode(w, r, &req); rf != nil {
+		return h.refuse(w, r, rf)
 	}
 	started, err := h.svc.Start(r.Context(), recovery.StartRequest{
 		Account:   req.Account,
 		ClientIP:  clientIP(r),
 		PublicURL: h.PublicURL, // never the request's Host, which a client chooses
 	})
-	if err != nil {
-		return h.fail(w, r, err)
-	}
-	writeStarted(w, started.FlowID, int64(started.ExpiresIn.Seconds()))
-	return nil
+	return h.started(w, r, started, err)
 }
 
 func (h *Handler) resend(w http.ResponseWriter, r *http.Request) error {
 	var req flowRequest
-	if e := decode(w, r, &req); e != nil {
-		return h.refuse(w, r, e)
+	if rf := decode(w, r, &req); rf != nil {
+		return h.refuse(w, r, rf)
 	}
 	started, err := h.svc.Resend(r.Context(), req.Flow, clientIP(r))
+	return h.started(w, r, started, err)
+}
+
+// started answers /start and /resend.
+func (h *Handler) started(w http.ResponseWriter, r *http.Request, started recovery.Started, err error) error {
 	if err != nil {
 		return h.fail(w, r, err)
 	}
-	writeStarted(w, started.FlowID, int64(started.ExpiresIn.Seconds()))
+	writeJSON(w, http.StatusAccepted, startResponse{Flow: started.FlowID, ExpiresIn: int64(started.ExpiresIn.Seconds())})
 	return nil
 }
 
 func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 	var req flowRequest
-	if e := decode(w, r, &req); e != nil {
-		return h.refuse(w, r, e)
+	if rf := decode(w, r, &req); rf != nil {
+		return h.refuse(w, r, rf)
 	}
 	v, err := h.svc.Verify(r.Context(), req.Flow, req.Code, clientIP(r))
 	if err != nil {
@@ -330,18 +187,6 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, verifyResponse{ResetToken: v.Token, ExpiresIn: int64(v.ExpiresIn.Seconds())})
 	return nil
-}
-
-// fail answers err, logging what the person is not told.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) error {
-	e := h.errorFor(err)
-	if e.status >= 500 {
-		h.outageLogger.Error("recovery request failed", zap.String("path", r.URL.Path), zap.Error(err))
-	}
-	if errors.Is(err, recovery.ErrUnavailable) {
-		h.observer.unavailable()
-	}
-	return h.refuse(w, r, e)
 }
 
 // clientIP is Caddy's idea of the client address, which honours

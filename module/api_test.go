@@ -3,17 +3,17 @@ package module
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 // TestForgedHostNeverReachesSMS starts flows through the JSON API and the
@@ -95,39 +95,6 @@ func TestProvisionRefusesNoPublicURL(t *testing.T) {
 	}
 }
 
-// TestWriteStartedIsWriteJSON checks the hand-written answer to /start
-// against what writeJSON makes of a startResponse: same status, headers
-// and bytes.
-func TestWriteStartedIsWriteJSON(t *testing.T) {
-	for _, c := range []struct {
-		flow string
-		secs int64
-	}{{"AbCd-_0123456789abcdef", 600}, {"x", 0}, {"", -1}, {"Zz_-", 1 << 40}} {
-		body, err := json.Marshal(startResponse{Flow: c.flow, ExpiresIn: c.secs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := http.Header{
-			"Content-Type":           {"application/json; charset=utf-8"},
-			"Cache-Control":          {"no-store"},
-			"X-Content-Type-Options": {"nosniff"},
-		}
-		got := httptest.NewRecorder()
-		writeStarted(got, c.flow, c.secs)
-		if got.Code != http.StatusAccepted || got.Body.String() != string(body)+"\n" || !reflect.DeepEqual(got.Header(), want) {
-			t.Errorf("writeStarted(%q, %d) = %d %v %q, want 202 %v %q", c.flow, c.secs,
-				got.Code, got.Header(), got.Body, want, string(body)+"\n")
-		}
-		// A header added to one answer is not added to the next.
-		got.Header().Add("Cache-Control", "private")
-		next := httptest.NewRecorder()
-		writeStarted(next, c.flow, c.secs)
-		if !reflect.DeepEqual(next.Header(), want) {
-			t.Fatalf("after an Add to an earlier answer, headers are %v, want %v", next.Header(), want)
-		}
-	}
-}
-
 // TestJSONBodies sends /start bodies that are too large, malformed or
 // trailed by more, between good ones: each bad one gets its 4xx, and the
 // good one after it, decoded from a reused buffer, is read as sent.
@@ -179,18 +146,33 @@ func TestJSONBodies(t *testing.T) {
 	}
 }
 
-// TestWriteInvalidCodeIsWriteJSON holds the answer to a wrong code, written
-// without reflection, to what writeJSON writes for it.
-func TestWriteInvalidCodeIsWriteJSON(t *testing.T) {
-	h := &Handler{}
-	for _, left := range []int{0, 1, 4, 19, 1 << 40} {
-		want := httptest.NewRecorder()
-		e := h.errorFor(&recovery.CodeError{AttemptsLeft: left})
-		writeJSON(want, e.status, e)
-		got := httptest.NewRecorder()
-		writeError(got, e)
-		if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
-			t.Errorf("%d left: got %d %v %q, want %d %v %q", left, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
-		}
+// TestAnswerBytes pins the bytes and headers of the answers clients parse
+// most: a started flow and a wrong code.
+func TestAnswerBytes(t *testing.T) {
+	t.Parallel()
+	g := newOpsGateway(t, map[string]string{"bytes@example.com": "+31612345680"}, nil)
+	jsonHeaders := http.Header{
+		"Content-Type":           {"application/json; charset=utf-8"},
+		"Cache-Control":          {"no-store"},
+		"X-Content-Type-Options": {"nosniff"},
+	}
+	w := g.post("/start", "192.0.2.80", map[string]string{"account": "bytes@example.com"})
+	started := regexp.MustCompile(`^\{"flow":"([A-Za-z0-9_-]{22})","expires_in":[1-9][0-9]*\}\n$`).FindStringSubmatch(w.Body.String())
+	if w.Code != http.StatusAccepted || started == nil || !maps.EqualFunc(w.Header(), jsonHeaders, slices.Equal) {
+		t.Fatalf("start: %d %v %q", w.Code, w.Header(), w.Body)
+	}
+	// The answers share their header values: one added to an answer
+	// reaches neither the next nor, added to that one, the first.
+	first := w.Header()
+	first.Add("Cache-Control", "private")
+	flow := started[1]
+	w = g.verify(flow, wrongCode(g.code(flow)), "192.0.2.80", http.StatusBadRequest)
+	want := `{"error":"invalid_code","message":"That code is not right.","attempts_left":` + strconv.Itoa(defaultMaxAttempts-1) + "}\n"
+	if w.Body.String() != want || !maps.EqualFunc(w.Header(), jsonHeaders, slices.Equal) {
+		t.Errorf("wrong code: %v %q, want %v %q", w.Header(), w.Body, jsonHeaders, want)
+	}
+	w.Header().Add("Cache-Control", "public")
+	if got := first.Values("Cache-Control"); !slices.Equal(got, []string{"no-store", "private"}) {
+		t.Errorf("Cache-Control of the first answer became %q", got)
 	}
 }

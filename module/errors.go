@@ -1,7 +1,6 @@
 package module
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
@@ -11,99 +10,104 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/pages"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-// apiError is the JSON body of every error answer, and the error a refusal
-// is returned to Caddy as with handle_errors.
-type apiError struct {
+// refusal is a request the gateway turns down: built once, from an outcome
+// of the flow (refusalFor) or of the request itself, and answered by the
+// JSON API (refuse) or by the pages (refusePage) after the same headers,
+// event and placeholders (announce). Its exported fields are the JSON body
+// of SPEC §4; it is the error returned to Caddy with handle_errors.
+type refusal struct {
 	status     int
 	Code       string `json:"error"`
 	Message    string `json:"message"`
-	RetryAfter *int64 `json:"retry_after,omitempty"`
+	RetryAfter int64  `json:"retry_after,omitempty"` // seconds, 0 for none
 	Attempts   *int   `json:"attempts_left,omitempty"`
 	Support    string `json:"support,omitempty"`
 
-	denial *recovery.Denial
+	denial *recovery.Denial // the limit that refused, if one did
+	cause  error            // what the flow returned, logged when the fault is ours
 }
 
-func newError(status int, code, message string) *apiError {
-	return &apiError{status: status, Code: code, Message: message}
+func newRefusal(status int, code, message string) *refusal {
+	return &refusal{status: status, Code: code, Message: message}
 }
 
 // Error returns the message of the answer, which is meant for the person
 // asking: a site's handle_errors routes show it as {http.error.message}.
-func (e *apiError) Error() string { return e.Message }
+func (rf *refusal) Error() string { return rf.Message }
 
+// The refusals of a request the flow never sees. They are shared: nothing
+// changes them.
 var (
-	errTooLarge     = newError(http.StatusRequestEntityTooLarge, "too_large", "The request body is larger than 64 KiB.")
-	errBadJSON      = newError(http.StatusBadRequest, "invalid_request", "The request body is not the JSON object this endpoint expects.")
-	errMediaType    = newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Send the request as application/json.")
-	errNotFound     = newError(http.StatusNotFound, "not_found", "There is no such recovery endpoint.")
-	errMethod       = newError(http.StatusMethodNotAllowed, "method_not_allowed", "This endpoint does not take that method.")
-	errUpstream     = newError(http.StatusBadGateway, "upstream_unavailable", "The mail service could not be reached. Your reset link is still valid: try again in a minute.")
-	errInvalidToken = newError(http.StatusUnauthorized, "invalid_token", "The reset token is unknown, expired or already used. Start again.")
+	errTooLarge  = newRefusal(http.StatusRequestEntityTooLarge, "too_large", "The request body is larger than 64 KiB.")
+	errBadJSON   = newRefusal(http.StatusBadRequest, "invalid_request", "The request body is not the JSON object this endpoint expects.")
+	errMediaType = newRefusal(http.StatusUnsupportedMediaType, "unsupported_media_type", "Send the request as application/json.")
+	errNotFound  = newRefusal(http.StatusNotFound, "not_found", "There is no such recovery endpoint.")
+	errMethod    = newRefusal(http.StatusMethodNotAllowed, "method_not_allowed", "This endpoint does not take that method.")
+	errUpstream  = newRefusal(http.StatusBadGateway, "upstream_unavailable", "The mail service could not be reached. Your reset link is still valid: try again in a minute.")
 	// errCSRF is a page's form post without the browser's CSRF token: the
 	// pages answer it, never the JSON API.
-	errCSRF = newError(http.StatusForbidden, "csrf", "The form has expired. Go back, reload the page and send it again.")
+	errCSRF = newRefusal(http.StatusForbidden, "csrf", "The form has expired. Go back, reload the page and send it again.")
 )
 
-// errorFor maps an outcome of the flow onto its HTTP answer. Statuses are
+// refusalFor maps an outcome of the flow onto its HTTP answer. Statuses are
 // chosen here and nowhere else.
-func (h *Handler) errorFor(err error) *apiError {
+func (h *Handler) refusalFor(err error) *refusal {
 	var (
-		d   *recovery.Denial
-		ce  *recovery.CodeError
-		out *apiError
+		d  *recovery.Denial
+		ce *recovery.CodeError
+		rf *refusal
 	)
 	switch {
 	case errors.As(err, &ce):
 		left := ce.AttemptsLeft
-		out = newError(http.StatusBadRequest, codeInvalidCode, msgInvalidCode)
-		out.Attempts = &left
+		rf = newRefusal(http.StatusBadRequest, "invalid_code", "That code is not right.")
+		rf.Attempts = &left
 	case errors.As(err, &d):
 		switch {
 		case errors.Is(d, recovery.ErrLocked) && d.Permanent:
-			out = newError(http.StatusLocked, "account_locked", "Recovery for this account is locked after too many wrong codes in a row. Support can unlock it.")
-			out.Support = h.Support
+			rf = newRefusal(http.StatusLocked, "account_locked", "Recovery for this account is locked after too many wrong codes in a row. Support can unlock it.")
+			rf.Support = h.Support
 		case errors.Is(d, recovery.ErrLocked):
-			out = newError(http.StatusLocked, "account_locked", "Recovery for this account is locked for a while after too many wrong codes.")
-			out.Support = h.Support
+			rf = newRefusal(http.StatusLocked, "account_locked", "Recovery for this account is locked for a while after too many wrong codes.")
+			rf.Support = h.Support
 		case errors.Is(d, recovery.ErrFull):
 			// Rather than forget a lock to make room, the gateway refuses.
-			out = newError(http.StatusServiceUnavailable, "unavailable", "Recovery is busy right now. Try again in a minute.")
+			rf = newRefusal(http.StatusServiceUnavailable, "unavailable", "Recovery is busy right now. Try again in a minute.")
 		case errors.Is(d, recovery.ErrBlocked):
-			out = newError(http.StatusForbidden, "ip_blocked", "Too many wrong codes came from your network. Try again later.")
+			rf = newRefusal(http.StatusForbidden, "ip_blocked", "Too many wrong codes came from your network. Try again later.")
 		default:
-			out = newError(http.StatusTooManyRequests, "rate_limited", "Too many requests. Wait before trying again.")
+			rf = newRefusal(http.StatusTooManyRequests, "rate_limited", "Too many requests. Wait before trying again.")
 		}
-		secs := retrySeconds(d.RetryAfter)
-		out.RetryAfter = &secs
-		out.denial = d
+		rf.RetryAfter = retrySeconds(d.RetryAfter)
+		rf.denial = d
 	case errors.Is(err, recovery.ErrInvalidRequest):
-		out = newError(http.StatusBadRequest, "invalid_request", "The account, flow or code is missing or malformed.")
+		rf = newRefusal(http.StatusBadRequest, "invalid_request", "The account, flow or code is missing or malformed.")
 	case errors.Is(err, recovery.ErrExpired):
-		out = newError(http.StatusGone, "expired", "This code has expired or was used up. Start again to get a new one.")
+		rf = newRefusal(http.StatusGone, "expired", "This code has expired or was used up. Start again to get a new one.")
 	case errors.Is(err, recovery.ErrInvalidToken):
-		return errInvalidToken
+		rf = newRefusal(http.StatusUnauthorized, "invalid_token", "The reset token is unknown, expired or already used. Start again.")
 	case errors.Is(err, recovery.ErrStateLost):
 		// The locks and counts that were lost cannot be told from none:
 		// until an operator acknowledges the loss, nothing is decided on
 		// them, for any account (see storage, redisepoch.go).
-		out = newError(http.StatusServiceUnavailable, "unavailable",
+		rf = newRefusal(http.StatusServiceUnavailable, "unavailable",
 			"Recovery is paused while its records are checked after a storage failure. Try again later, or contact support.")
-		out.Support = h.Support
-		secs := int64(stateLostRetry / time.Second)
-		out.RetryAfter = &secs
+		rf.Support = h.Support
+		rf.RetryAfter = int64(stateLostRetry / time.Second)
 	case errors.Is(err, recovery.ErrUnavailable):
-		out = newError(http.StatusServiceUnavailable, "unavailable", "Recovery is unavailable right now. Try again in a minute.")
-		secs := int64(30)
-		out.RetryAfter = &secs
+		rf = newRefusal(http.StatusServiceUnavailable, "unavailable", "Recovery is unavailable right now. Try again in a minute.")
+		rf.RetryAfter = 30
 	default:
-		out = newError(http.StatusInternalServerError, "internal_error", "Something went wrong on our side.")
+		rf = newRefusal(http.StatusInternalServerError, "internal_error", "Something went wrong on our side.")
 	}
-	return out
+	rf.cause = err
+	return rf
 }
 
 // stateLostRetry is the Retry-After of a refusal while the store's lost
@@ -117,146 +121,107 @@ func retrySeconds(d time.Duration) int64 {
 // The placeholders a refusal sets, for the site's log fields, matchers and
 // handle_errors routes: the error code of the answer, its Retry-After in
 // seconds and the limit that refused (a Denial's scope); the last two are
-// empty when the answer has none.
+// empty when the answer has none. All three are set, the empty ones too,
+// so that a route's {http.sms_recovery.scope} never stays as written.
 const (
 	placeholderError      = "http.sms_recovery.error"
 	placeholderRetryAfter = "http.sms_recovery.retry_after"
 	placeholderScope      = "http.sms_recovery.scope"
 )
 
-// setPlaceholders sets the placeholders of the refusal e in the replacer
-// Caddy's server puts in every request's context. All three are set, the
-// empty ones too, so that a route's {http.sms_recovery.scope} never stays
-// as written.
-func setPlaceholders(r *http.Request, e *apiError) {
-	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if !ok {
-		return
-	}
-	retry, scope := "", ""
-	if e.RetryAfter != nil {
-		retry = strconv.FormatInt(*e.RetryAfter, 10)
-	}
-	if e.denial != nil {
-		scope = e.denial.Scope
-	}
-	repl.Set(placeholderError, e.Code)
-	repl.Set(placeholderRetryAfter, retry)
-	repl.Set(placeholderScope, scope)
-}
-
-// refuse answers a refusal of the JSON API as Caddy's own handlers do: it
-// sets the headers and the placeholders, then writes e as JSON or, with
-// handle_errors, returns it as a caddyhttp.Error for the site's
-// handle_errors routes to answer. The security event, if any, was emitted
-// by the flow when it refused.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, e *apiError) error {
-	setPlaceholders(r, e)
-	if !h.HandleErrors {
-		writeError(w, e)
-		return nil
-	}
+// announce does what every refusal does before its answer, from the API
+// and the pages alike: it sets the headers the status needs (Retry-After,
+// the RateLimit fields of a limit), logs and counts a failure of ours,
+// and sets the placeholders in the replacer Caddy's server puts in every
+// request's context. The security event, if any, was emitted by the flow
+// when it refused.
+func (h *Handler) announce(w http.ResponseWriter, r *http.Request, rf *refusal) {
 	hdr := w.Header()
-	setRefusalHeaders(hdr, e)
-	hdr["Cache-Control"] = noStore
-	return caddyhttp.Error(e.status, e)
-}
-
-// setRefusalHeaders sets the headers the status of e needs: Retry-After,
-// and the RateLimit fields of a limit.
-func setRefusalHeaders(hdr http.Header, e *apiError) {
-	if e.RetryAfter != nil {
-		hdr.Set("Retry-After", strconv.FormatInt(*e.RetryAfter, 10))
+	retry, scope := "", ""
+	if rf.RetryAfter > 0 {
+		retry = strconv.FormatInt(rf.RetryAfter, 10)
+		hdr.Set("Retry-After", retry)
 	}
-	if d := e.denial; d != nil && d.Limit > 0 {
-		hdr.Set("RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
-		hdr.Set("RateLimit-Remaining", strconv.FormatInt(max(0, d.Remaining), 10))
-		hdr.Set("RateLimit-Reset", strconv.FormatInt(retrySeconds(time.Until(d.Reset)), 10))
+	if d := rf.denial; d != nil {
+		scope = d.Scope
+		if d.Limit > 0 {
+			hdr.Set("RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
+			hdr.Set("RateLimit-Remaining", strconv.FormatInt(max(0, d.Remaining), 10))
+			hdr.Set("RateLimit-Reset", strconv.FormatInt(retrySeconds(time.Until(d.Reset)), 10))
+		}
+	}
+	if rf.cause != nil && rf.status >= 500 {
+		h.outageLogger.Error("recovery request failed", zap.String("path", r.URL.Path), zap.Error(rf.cause))
+	}
+	if errors.Is(rf.cause, recovery.ErrUnavailable) {
+		h.observer.unavailable()
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set(placeholderError, rf.Code)
+		repl.Set(placeholderRetryAfter, retry)
+		repl.Set(placeholderScope, scope)
 	}
 }
 
-// writeError answers with e as JSON, with the headers its status needs.
-func writeError(w http.ResponseWriter, e *apiError) {
-	setRefusalHeaders(w.Header(), e)
-	if e.Code == codeInvalidCode && e.Attempts != nil && e.RetryAfter == nil && e.Support == "" && e.Message == msgInvalidCode {
-		writeInvalidCode(w, *e.Attempts)
-		return
+// refuse answers a refusal of the JSON API as Caddy's own handlers do:
+// after announce, it writes rf as JSON or, with handle_errors, returns it
+// as a caddyhttp.Error for the site's handle_errors routes to answer.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rf *refusal) error {
+	h.announce(w, r, rf)
+	if h.HandleErrors {
+		w.Header()["Cache-Control"] = noStore
+		return caddyhttp.Error(rf.status, rf)
 	}
-	writeJSON(w, e.status, e)
+	writeJSON(w, rf.status, rf)
+	return nil
 }
 
-// The answer to a wrong code, the most frequent refusal.
-const (
-	codeInvalidCode = "invalid_code"
-	msgInvalidCode  = "That code is not right."
-)
-
-// invalidCodePrefix is the answer to a wrong code up to its count of
-// attempts left, as json.Marshal writes an apiError.
-var invalidCodePrefix = func() string {
-	b, _ := json.Marshal(apiError{Code: codeInvalidCode, Message: msgInvalidCode})
-	return string(b[:len(b)-1]) + `,"attempts_left":`
-}()
-
-// writeInvalidCode writes the answer to a wrong code as writeJSON would,
-// without reflection.
-func writeInvalidCode(w http.ResponseWriter, left int) {
-	setJSONHeaders(w.Header())
-	w.WriteHeader(http.StatusBadRequest)
-	buf := bodyBuffers.Get().(*bytes.Buffer)
-	defer putBodyBuffer(buf)
-	buf.Grow(len(invalidCodePrefix) + 24)
-	b := buf.AvailableBuffer()
-	b = append(b, invalidCodePrefix...)
-	b = strconv.AppendInt(b, int64(left), 10)
-	b = append(b, "}\n"...)
-	_, _ = w.Write(b)
+// fail answers an outcome of the flow that is not a success.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) error {
+	return h.refuse(w, r, h.refusalFor(err))
 }
 
-// The values of the headers every JSON answer carries. Each is one value
-// with no room after it: a later Add to the header copies rather than
-// writes into the shared array, and nothing sets a value in place.
+// refusePage answers a refusal of a page's form post with the page v,
+// which says what went wrong: after announce, with the refusal's status
+// and wait. The pages answer their refusals themselves, handle_errors or
+// not.
+func (h *Handler) refusePage(w http.ResponseWriter, r *http.Request, v *pages.View, rf *refusal) error {
+	h.announce(w, r, rf)
+	v.Status, v.RetryAfter = rf.status, rf.RetryAfter
+	return h.writePage(w, r, v)
+}
+
+// problem answers rf with the problem page in state, or in the state of
+// rf's code if state is "". Its link leads to v.Next, or else to the
+// start.
+func (h *Handler) problem(w http.ResponseWriter, r *http.Request, v *pages.View, rf *refusal, state string) error {
+	if state == "" {
+		state = pages.ProblemOf(rf.Code)
+	}
+	v.Name, v.State, v.Error = "problem", state, ""
+	if v.Next == "" {
+		v.Next = h.prefix + "/"
+	}
+	return h.refusePage(w, r, v, rf)
+}
+
+// The values of the headers every JSON answer carries, shared rather than
+// made for each answer. Each is one value with no room after it: a later
+// Add to the header copies rather than writes into the shared array, and
+// nothing sets a value in place.
 var (
 	jsonContentType = []string{"application/json; charset=utf-8"}[:1:1]
 	noStore         = []string{"no-store"}[:1:1]
 	noSniff         = []string{"nosniff"}[:1:1]
 )
 
-// setJSONHeaders sets the headers of a JSON answer. The keys are in
-// canonical form, as Set would make them.
-func setJSONHeaders(hdr http.Header) {
+// writeJSON answers with v as JSON. The header keys are in canonical form,
+// as Set would make them.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	hdr := w.Header()
 	hdr["Content-Type"] = jsonContentType
 	hdr["Cache-Control"] = noStore
 	hdr["X-Content-Type-Options"] = noSniff
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	setJSONHeaders(w.Header())
 	w.WriteHeader(status)
-	// Marshalled and written at once, with the newline an Encoder adds.
-	body, err := json.Marshal(v)
-	if err != nil {
-		return
-	}
-	_, _ = w.Write(append(body, '\n'))
-}
-
-// writeStarted writes the answer to /start and /resend, startResponse as
-// json.Marshal and writeJSON would, without reflection: a flow ID is
-// base64url, which JSON needs no escape for.
-func writeStarted(w http.ResponseWriter, flow string, expiresIn int64) {
-	setJSONHeaders(w.Header())
-	w.WriteHeader(http.StatusAccepted)
-	// Gathered in a pooled buffer's array: a writer keeps nothing of what
-	// it is given.
-	buf := bodyBuffers.Get().(*bytes.Buffer)
-	defer putBodyBuffer(buf)
-	buf.Grow(len(`{"flow":"","expires_in":}`+"\n") + len(flow) + 20)
-	b := buf.AvailableBuffer()
-	b = append(b, `{"flow":"`...)
-	b = append(b, flow...)
-	b = append(b, `","expires_in":`...)
-	b = strconv.AppendInt(b, expiresIn, 10)
-	b = append(b, "}\n"...)
-	_, _ = w.Write(b)
+	_ = json.NewEncoder(w).Encode(v)
 }

@@ -25,6 +25,7 @@ import (
 // served is what a request through serveCaddy got: the answer, the
 // replacer of its context and what ServeHTTP returned.
 type served struct {
+	rec    *httptest.ResponseRecorder
 	status int // the recorder's, or the HandlerError's when one was returned
 	header http.Header
 	body   string
@@ -62,7 +63,7 @@ func (g *opsGateway) serveCaddy(method, route, ip string, body map[string]string
 	r = caddyhttp.PrepareRequest(r, repl, w, nil)
 	caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, ip)
 	err := g.h.ServeHTTP(w, r, g.upstream)
-	s := served{status: w.Code, header: w.Header(), body: w.Body.String(), repl: repl, err: err}
+	s := served{rec: w, status: w.Code, header: w.Header(), body: w.Body.String(), repl: repl, err: err}
 	var he caddyhttp.HandlerError
 	if errors.As(err, &he) {
 		s.status = he.StatusCode
@@ -72,20 +73,9 @@ func (g *opsGateway) serveCaddy(method, route, ip string, body map[string]string
 	return s
 }
 
-// startCaddy starts a flow through serveCaddy and returns its ID.
-func (g *opsGateway) startCaddy(account, ip string) string {
-	g.t.Helper()
-	s := g.serveCaddy(http.MethodPost, "/start", ip, map[string]string{"account": account})
-	var out struct{ Flow string }
-	if s.status != http.StatusAccepted || json.Unmarshal([]byte(s.body), &out) != nil || out.Flow == "" {
-		g.t.Fatalf("start %s: %d %s", account, s.status, s.body)
-	}
-	return out.Flow
-}
-
-// refusal is one kind of refusal: how to bring it about on a gateway, and
-// what the answer and its placeholders must be.
-type refusal struct {
+// refusalCase is one kind of refusal: how to bring it about on a gateway,
+// and what the answer and its placeholders must be.
+type refusalCase struct {
 	name      string
 	configure func(*Handler)
 	provoke   func(t *testing.T, g *opsGateway) served // the refused request
@@ -97,15 +87,15 @@ type refusal struct {
 
 // refusals are the kinds of refusal; nowhere is the address of a Redis that
 // never answers.
-func refusals(nowhere string) []refusal {
-	return []refusal{
+func refusals(nowhere string) []refusalCase {
+	return []refusalCase{
 		{
 			name: "429 over a limit",
 			configure: func(h *Handler) {
 				h.Limits["start_account"] = Limit{Events: 1, Window: caddy.Duration(time.Hour)}
 			},
 			provoke: func(t *testing.T, g *opsGateway) served {
-				g.startCaddy("refused-429@example.com", "192.0.2.90")
+				g.start("refused-429@example.com", "192.0.2.90")
 				return g.serveCaddy(http.MethodPost, "/start", "192.0.2.90", map[string]string{"account": "refused-429@example.com"})
 			},
 			status: http.StatusTooManyRequests, code: "rate_limited", scope: "start_account", retry: true,
@@ -117,7 +107,7 @@ func refusals(nowhere string) []refusal {
 			},
 			provoke: func(t *testing.T, g *opsGateway) served {
 				const account, ip = "refused-423@example.com", "192.0.2.91"
-				flow := g.startCaddy(account, ip)
+				flow := g.start(account, ip)
 				wrong := wrongCode(g.code(flow))
 				for range 2 {
 					g.serveCaddy(http.MethodPost, "/verify", ip, map[string]string{"flow": flow, "code": wrong})
@@ -133,7 +123,7 @@ func refusals(nowhere string) []refusal {
 			},
 			provoke: func(t *testing.T, g *opsGateway) served {
 				const ip = "192.0.2.92"
-				flow := g.startCaddy("refused-403@example.com", ip)
+				flow := g.start("refused-403@example.com", ip)
 				wrong := wrongCode(g.code(flow))
 				for range 2 {
 					g.serveCaddy(http.MethodPost, "/verify", ip, map[string]string{"flow": flow, "code": wrong})
@@ -162,7 +152,7 @@ func refusals(nowhere string) []refusal {
 		{
 			name: "400 wrong code",
 			provoke: func(t *testing.T, g *opsGateway) served {
-				flow := g.startCaddy("refused-400@example.com", "192.0.2.95")
+				flow := g.start("refused-400@example.com", "192.0.2.95")
 				return g.serveCaddy(http.MethodPost, "/verify", "192.0.2.95", map[string]string{"flow": flow, "code": wrongCode(g.code(flow))})
 			},
 			status: http.StatusBadRequest, code: "invalid_code",

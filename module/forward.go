@@ -68,9 +68,9 @@ var routingHeaders = []string{
 // reset answers a JSON reset: it takes the reset token out of the body,
 // forwards the rest and streams the upstream's answer back.
 func (h *Handler) reset(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	raw, e := readBody(w, r)
-	if e != nil {
-		return h.refuse(w, r, e)
+	raw, rf := readBody(w, r)
+	if rf != nil {
+		return h.refuse(w, r, rf)
 	}
 	token, body, err := takeToken(r.Header.Get("Content-Type"), raw, h.Forward.Fields)
 	if err != nil {
@@ -84,12 +84,12 @@ func (h *Handler) reset(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		if status != 0 {
 			return nextErr // the upstream's answer has begun; let Caddy finish it
 		}
-		ae := *errUpstream
+		rf := *errUpstream
 		var he caddyhttp.HandlerError
 		if errors.As(nextErr, &he) && he.StatusCode >= 500 {
-			ae.status = he.StatusCode
+			rf.status = he.StatusCode
 		}
-		return h.refuse(w, r, &ae)
+		return h.refuse(w, r, &rf)
 	}
 	return nil
 }

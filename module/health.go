@@ -45,7 +45,6 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", "GET, HEAD")
 		return h.refuse(w, r, errMethod)
 	}
-	w.Header().Set("Cache-Control", "no-store")
 	status, body := http.StatusOK, health{Status: "ok", Version: version.Version}
 	if err := h.store.health.check(r.Context()); err != nil {
 		h.outageLogger.Error("readiness check failed: storage does not answer", zap.Error(err))

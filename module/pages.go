@@ -126,9 +126,6 @@ func (h *Handler) writePage(w http.ResponseWriter, r *http.Request, v *pages.Vie
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Content-Language", v.Lang)
 	hdr.Add("Vary", "Accept-Language")
-	if v.RetryAfter > 0 {
-		hdr.Set("Retry-After", strconv.FormatInt(v.RetryAfter, 10))
-	}
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(v.Status)
 	if r.Method != http.MethodHead {
@@ -159,7 +156,7 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case q.Get("step") == "password":
 		if _, err := r.Cookie(h.cookieOptions.reset); err != nil {
-			return h.problem(w, r, v, recovery.ErrInvalidToken)
+			return h.problem(w, r, v, h.refusalFor(recovery.ErrInvalidToken), "")
 		}
 		v.Name = "password"
 	case q.Has("flow"):
@@ -258,11 +255,13 @@ func plausibleID(s string) bool {
 // a client of the API, which SPEC §6 lets send a form: it goes the way of a
 // JSON reset. It needs no CSRF check, since it rides on no cookie.
 func (h *Handler) serveForm(w http.ResponseWriter, r *http.Request, route string, next caddyhttp.Handler) error {
-	raw, e := readBody(w, r)
+	raw, rf := readBody(w, r)
 	var form url.Values
-	var formErr error
-	if e == nil {
-		form, formErr = url.ParseQuery(string(raw))
+	if rf == nil {
+		var err error
+		if form, err = url.ParseQuery(string(raw)); err != nil {
+			rf = errBadJSON
+		}
 	}
 	if route == "/reset" && form.Has(tokenField) {
 		r.Body = io.NopCloser(bytes.NewReader(raw))
@@ -274,23 +273,13 @@ func (h *Handler) serveForm(w http.ResponseWriter, r *http.Request, route string
 	}
 	switch {
 	case route != "/start" && route != "/resend" && route != "/verify" && route != "/reset":
-		setPlaceholders(r, errNotFound)
-		v.Status = http.StatusNotFound
-		return h.problemState(w, r, v, "error")
-	case e != nil:
-		setPlaceholders(r, e)
-		v.Status = e.status
-		return h.problemState(w, r, v, "invalid")
-	case formErr != nil:
-		setPlaceholders(r, errBadJSON)
-		v.Status = http.StatusBadRequest
-		return h.problemState(w, r, v, "invalid")
+		return h.problem(w, r, v, errNotFound, "")
+	case rf != nil:
+		return h.problem(w, r, v, rf, "invalid")
 	}
 	sent := form.Get(csrfField)
 	if h.csrfFromCookie(r) == "" || subtle.ConstantTimeCompare([]byte(sent), []byte(v.CSRF)) != 1 {
-		setPlaceholders(r, errCSRF)
-		v.Status = http.StatusForbidden
-		return h.problemState(w, r, v, "csrf")
+		return h.problem(w, r, v, errCSRF, "csrf")
 	}
 	switch route {
 	case "/start":
@@ -313,8 +302,7 @@ func (h *Handler) formStart(w http.ResponseWriter, r *http.Request, v *pages.Vie
 	})
 	switch {
 	case errors.Is(err, recovery.ErrInvalidRequest):
-		setPlaceholders(r, h.errorFor(err))
-		v.Name, v.Error, v.Status = "account", "account.error.empty", http.StatusBadRequest
+		v.Name, v.Error = "account", "account.error.empty"
 		if typed := strings.TrimSpace(v.Account); typed != "" {
 			v.Error = "account.error.invalid"
 			// A name refused for its characters is not shown again: it may
@@ -324,9 +312,9 @@ func (h *Handler) formStart(w http.ResponseWriter, r *http.Request, v *pages.Vie
 				v.Account = ""
 			}
 		}
-		return h.writePage(w, r, v)
+		return h.refusePage(w, r, v, h.refusalFor(err))
 	case err != nil:
-		return h.problem(w, r, v, err)
+		return h.problem(w, r, v, h.refusalFor(err), "")
 	}
 	return seeOther(w, r, h.prefix+"/?flow="+url.QueryEscape(started.FlowID))
 }
@@ -340,14 +328,12 @@ func (h *Handler) formResend(w http.ResponseWriter, r *http.Request, v *pages.Vi
 	var d *recovery.Denial
 	switch {
 	case errors.As(err, &d) && d.Scope == "resend_interval":
-		setPlaceholders(r, h.errorFor(err))
-		v.Name, v.Error, v.Status = "code", "code.error.too_early", http.StatusTooManyRequests
-		v.RetryAfter = retrySeconds(d.RetryAfter)
-		return h.writePage(w, r, v)
+		v.Name, v.Error = "code", "code.error.too_early"
+		return h.refusePage(w, r, v, h.refusalFor(err))
 	case errors.Is(err, recovery.ErrInvalidRequest):
 		return h.badLink(w, r, v)
 	case err != nil:
-		return h.problem(w, r, v, err)
+		return h.problem(w, r, v, h.refusalFor(err), "")
 	}
 	return seeOther(w, r, h.prefix+"/?flow="+url.QueryEscape(started.FlowID)+"&sent=1")
 }
@@ -361,8 +347,7 @@ func (h *Handler) formVerify(w http.ResponseWriter, r *http.Request, v *pages.Vi
 	var ce *recovery.CodeError
 	switch {
 	case errors.As(err, &ce):
-		setPlaceholders(r, h.errorFor(err))
-		v.Name, v.Status, v.Attempts = "code", http.StatusBadRequest, ce.AttemptsLeft
+		v.Name, v.Attempts = "code", ce.AttemptsLeft
 		switch ce.AttemptsLeft {
 		case 0:
 			v.Error = "code.error.wrong_none"
@@ -371,13 +356,12 @@ func (h *Handler) formVerify(w http.ResponseWriter, r *http.Request, v *pages.Vi
 		default:
 			v.Error = "code.error.wrong_other"
 		}
-		return h.writePage(w, r, v)
+		return h.refusePage(w, r, v, h.refusalFor(err))
 	case errors.Is(err, recovery.ErrInvalidRequest):
-		setPlaceholders(r, h.errorFor(err))
-		v.Name, v.Error, v.Status = "code", "code.error.format", http.StatusBadRequest
-		return h.writePage(w, r, v)
+		v.Name, v.Error = "code", "code.error.format"
+		return h.refusePage(w, r, v, h.refusalFor(err))
 	case err != nil:
-		return h.problem(w, r, v, err)
+		return h.problem(w, r, v, h.refusalFor(err), "")
 	}
 	http.SetCookie(w, h.cookie(r, h.cookieOptions.reset, verified.Token, int(verified.ExpiresIn.Seconds())))
 	return seeOther(w, r, h.prefix+"/?step=password")
@@ -402,7 +386,7 @@ func compactCode(s string) string {
 func (h *Handler) formReset(w http.ResponseWriter, r *http.Request, v *pages.View, form url.Values, next caddyhttp.Handler) error {
 	c, err := r.Cookie(h.cookieOptions.reset)
 	if err != nil {
-		return h.problem(w, r, v, recovery.ErrInvalidToken)
+		return h.problem(w, r, v, h.refusalFor(recovery.ErrInvalidToken), "")
 	}
 	password := form.Get("password")
 	v.Name, v.Status = "password", http.StatusBadRequest
@@ -421,7 +405,7 @@ func (h *Handler) formReset(w http.ResponseWriter, r *http.Request, v *pages.Vie
 	status, nextErr, err := h.forwardReset(answer, r, next, c.Value, []byte(body))
 	switch {
 	case err != nil:
-		return h.problem(w, r, v, err)
+		return h.problem(w, r, v, h.refusalFor(err), "")
 	case nextErr == nil && status >= 200 && status < 300:
 		http.SetCookie(w, h.cookie(r, h.cookieOptions.reset, "", -1))
 		v.Name, v.Status = "done", http.StatusOK
@@ -433,9 +417,8 @@ func (h *Handler) formReset(w http.ResponseWriter, r *http.Request, v *pages.Vie
 	if nextErr == nil {
 		h.logger.Warn("upstream refused the reset from the page", zap.Int("status", status))
 	}
-	setPlaceholders(r, errUpstream)
-	v.Next, v.Status = h.prefix+"/?step=password", http.StatusBadGateway
-	return h.problemState(w, r, v, "upstream")
+	v.Next = h.prefix + "/?step=password"
+	return h.problem(w, r, v, errUpstream, "upstream")
 }
 
 // dropCookies removes the named cookies from a request's Cookie header and
@@ -467,36 +450,6 @@ func (d *discardWriter) WriteHeader(int)             {}
 // badLink answers a form whose flow is not a flow ID: the account page,
 // asking to begin again.
 func (h *Handler) badLink(w http.ResponseWriter, r *http.Request, v *pages.View) error {
-	setPlaceholders(r, h.errorFor(recovery.ErrInvalidRequest))
-	v.Name, v.Flow, v.Notice, v.Status = "account", "", "account.notice.badlink", http.StatusBadRequest
-	return h.writePage(w, r, v)
-}
-
-// problem answers an outcome of the flow with the problem page, with the
-// status, Retry-After, placeholders and log line the JSON API would give
-// it.
-func (h *Handler) problem(w http.ResponseWriter, r *http.Request, v *pages.View, err error) error {
-	e := h.errorFor(err)
-	setPlaceholders(r, e)
-	if e.status >= 500 {
-		h.outageLogger.Error("recovery request failed", zap.String("path", r.URL.Path), zap.Error(err))
-	}
-	if errors.Is(err, recovery.ErrUnavailable) {
-		h.observer.unavailable()
-	}
-	v.Status = e.status
-	if e.RetryAfter != nil {
-		v.RetryAfter = *e.RetryAfter
-	}
-	return h.problemState(w, r, v, pages.ProblemOf(e.Code))
-}
-
-// problemState answers the problem page for state with v's status. Its
-// link leads to v.Next, or else to the start.
-func (h *Handler) problemState(w http.ResponseWriter, r *http.Request, v *pages.View, state string) error {
-	v.Name, v.State, v.Error = "problem", state, ""
-	if v.Next == "" {
-		v.Next = h.prefix + "/"
-	}
-	return h.writePage(w, r, v)
+	v.Name, v.Flow, v.Notice = "account", "", "account.notice.badlink"
+	return h.refusePage(w, r, v, h.refusalFor(recovery.ErrInvalidRequest))
 }

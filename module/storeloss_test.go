@@ -63,7 +63,7 @@ func TestStoreStateLost(t *testing.T) {
 		{"/reset", map[string]string{"reset_token": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "password": "N3w-s3cret!"}},
 	} {
 		w := g.post(req.route, "192.0.2.12", req.body)
-		var body apiError
+		var body refusal
 		_ = json.Unmarshal(w.Body.Bytes(), &body)
 		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "300" ||
 			body.Code != "unavailable" || body.Support != "Call +1 555 0100" {

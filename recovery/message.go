@@ -1,16 +1,13 @@
 package recovery
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
 	"maps"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"text/template"
 	"text/template/parse"
 	"unicode/utf8"
@@ -118,14 +115,11 @@ type MessageConfig struct {
 type Messages struct {
 	defaultLang string
 	custom      *template.Template // the operator's code message, if any
-	code        map[string]*template.Template
-	notice      map[string]*template.Template
-	lock        map[string]*template.Template
-	imposed     map[string]*template.Template
-	// plain holds, for each template of only text and fields (the built-in
-	// code messages are), its parts, to render without text/template.
-	plain map[*template.Template][]plainPart
+	builtin     map[string]messageSet
 }
+
+// messageSet is the parsed messages of one language.
+type messageSet struct{ code, notice, lock, imposed *template.Template }
 
 // NewMessages parses the built-in texts and the operator's template, if any.
 // A template that does not parse, names an unknown field, has literal text
@@ -134,34 +128,30 @@ type Messages struct {
 func NewMessages(cfg MessageConfig) (*Messages, error) {
 	m := &Messages{
 		defaultLang: primaryLang(cmp.Or(cfg.DefaultLang, DefaultLang)),
-		code:        make(map[string]*template.Template, len(builtinTexts)),
-		notice:      make(map[string]*template.Template, len(builtinTexts)),
-		lock:        make(map[string]*template.Template, len(builtinTexts)),
-		imposed:     make(map[string]*template.Template, len(builtinTexts)),
-		plain:       make(map[*template.Template][]plainPart),
+		builtin:     make(map[string]messageSet, len(builtinTexts)),
 	}
 	if _, ok := builtinTexts[m.defaultLang]; !ok {
 		return nil, fmt.Errorf("loading messages: no built-in texts for default language %q (built in: %s)",
 			cfg.DefaultLang, strings.Join(Languages(), ", "))
 	}
 	for lang, texts := range builtinTexts {
-		code, err := parseMessage("code_"+lang, texts.code, true)
-		if err != nil {
-			return nil, fmt.Errorf("loading messages: %w", err)
+		var set messageSet
+		for _, msg := range []struct {
+			to         **template.Template
+			kind, text string
+		}{
+			{&set.code, "code", texts.code},
+			{&set.notice, "notice", texts.notice},
+			{&set.lock, "lock", texts.lock},
+			{&set.imposed, "imposed", texts.imposed},
+		} {
+			t, err := parseMessage(msg.kind+"_"+lang, msg.text, msg.to == &set.code)
+			if err != nil {
+				return nil, fmt.Errorf("loading messages: %w", err)
+			}
+			*msg.to = t
 		}
-		notice, err := parseMessage("notice_"+lang, texts.notice, false)
-		if err != nil {
-			return nil, fmt.Errorf("loading messages: %w", err)
-		}
-		lock, err := parseMessage("lock_"+lang, texts.lock, false)
-		if err != nil {
-			return nil, fmt.Errorf("loading messages: %w", err)
-		}
-		imposed, err := parseMessage("imposed_"+lang, texts.imposed, false)
-		if err != nil {
-			return nil, fmt.Errorf("loading messages: %w", err)
-		}
-		m.code[lang], m.notice[lang], m.lock[lang], m.imposed[lang] = code, notice, lock, imposed
+		m.builtin[lang] = set
 	}
 	if cfg.CodeTemplate != "" {
 		t, err := parseMessage("message_template", cfg.CodeTemplate, true)
@@ -169,13 +159,6 @@ func NewMessages(cfg MessageConfig) (*Messages, error) {
 			return nil, fmt.Errorf("loading messages: %w", err)
 		}
 		m.custom = t
-	}
-	for _, ts := range []map[string]*template.Template{m.code, m.notice, m.lock, m.imposed, {"": m.custom}} {
-		for _, t := range ts {
-			if parts, ok := plainParts(t); ok {
-				m.plain[t] = parts
-			}
-		}
 	}
 	return m, nil
 }
@@ -195,29 +178,29 @@ func (m *Messages) Code(lang string, d MessageData) (string, error) {
 	}
 	t := m.custom
 	if t == nil {
-		t = m.code[m.lang(lang)]
+		t = m.builtin[m.lang(lang)].code
 	}
-	return m.render(t, d)
+	return render(t, d)
 }
 
 // Notice renders the message sent after a successful reset, in lang if there
 // are built-in texts for it and in the default language otherwise.
 func (m *Messages) Notice(lang string, d MessageData) (string, error) {
-	return m.render(m.notice[m.lang(lang)], d)
+	return render(m.builtin[m.lang(lang)].notice, d)
 }
 
 // LockNotice renders the message that tells an account's phone its
 // recovery was locked after wrong codes, in lang if there are built-in texts
 // for it and in the default language otherwise.
 func (m *Messages) LockNotice(lang string, d MessageData) (string, error) {
-	return m.render(m.lock[m.lang(lang)], d)
+	return render(m.builtin[m.lang(lang)].lock, d)
 }
 
 // ImposedNotice renders the message that tells an account's phone support
 // locked its recovery, in lang if there are built-in texts for it and in
 // the default language otherwise.
 func (m *Messages) ImposedNotice(lang string, d MessageData) (string, error) {
-	return m.render(m.imposed[m.lang(lang)], d)
+	return render(m.builtin[m.lang(lang)].imposed, d)
 }
 
 // lang returns the built-in language to use for a BCP 47 tag.
@@ -236,125 +219,14 @@ func primaryLang(tag string) string {
 	return strings.ToLower(primary)
 }
 
-// renderBuffers hold the text of messages being rendered. A message is
-// short; a buffer that grew past maxRenderBuffer is not kept.
-var renderBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-const maxRenderBuffer = 4 << 10
-
-// render renders t with d: by appending its parts when it is plain, else
-// with text/template. The two give the same text.
-func (m *Messages) render(t *template.Template, d MessageData) (string, error) {
-	parts, ok := m.plain[t]
-	if !ok {
-		return render(t, d)
-	}
-	b := renderBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if b.Cap() <= maxRenderBuffer {
-			b.Reset()
-			renderBuffers.Put(b)
-		}
-	}()
-	for _, p := range parts {
-		switch p.field {
-		case fieldNone:
-			b.WriteString(p.text)
-		case fieldMinutes:
-			b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(d.Minutes), 10))
-		default:
-			b.WriteString(*p.field.string(&d))
-		}
-	}
-	return string(bytes.TrimRight(b.Bytes(), " \t\r\n")), nil
-}
-
-// plainPart is literal text, or a field of MessageData.
-type plainPart struct {
-	text  string
-	field dataField
-}
-
-// dataField names a field of MessageData in a plain template.
-type dataField int
-
-const (
-	fieldNone dataField = iota
-	fieldSiteName
-	fieldCode
-	fieldMinutes
-	fieldLink
-	fieldHost
-	fieldSupport
-)
-
-var dataFields = map[string]dataField{
-	"SiteName": fieldSiteName, "Code": fieldCode, "Minutes": fieldMinutes,
-	"Link": fieldLink, "Host": fieldHost, "Support": fieldSupport,
-}
-
-// string returns the string field f of d.
-func (f dataField) string(d *MessageData) *string {
-	switch f {
-	case fieldSiteName:
-		return &d.SiteName
-	case fieldCode:
-		return &d.Code
-	case fieldLink:
-		return &d.Link
-	case fieldHost:
-		return &d.Host
-	default:
-		return &d.Support
-	}
-}
-
-// plainParts returns the parts of a template that holds nothing but
-// literal text and actions that print one field, {{.Code}}, and false for
-// any other (a nil one too). Printing a string or an int field, Execute
-// writes what fmt.Fprint does: the string, the decimal number.
-func plainParts(t *template.Template) ([]plainPart, bool) {
-	if t == nil || t.Tree == nil || len(t.Templates()) != 1 {
-		return nil, false
-	}
-	var parts []plainPart
-	for _, n := range t.Tree.Root.Nodes {
-		switch n := n.(type) {
-		case *parse.TextNode:
-			parts = append(parts, plainPart{text: string(n.Text)})
-		case *parse.ActionNode:
-			p := n.Pipe
-			if p == nil || len(p.Decl) != 0 || len(p.Cmds) != 1 || len(p.Cmds[0].Args) != 1 {
-				return nil, false
-			}
-			f, ok := p.Cmds[0].Args[0].(*parse.FieldNode)
-			if !ok || len(f.Ident) != 1 {
-				return nil, false
-			}
-			field, ok := dataFields[f.Ident[0]]
-			if !ok {
-				return nil, false
-			}
-			parts = append(parts, plainPart{field: field})
-		default:
-			return nil, false
-		}
-	}
-	return parts, true
-}
-
+// render renders t with d, without the blank space it ends with.
 func render(t *template.Template, d MessageData) (string, error) {
-	b := renderBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if b.Cap() <= maxRenderBuffer {
-			b.Reset()
-			renderBuffers.Put(b)
-		}
-	}()
-	if err := t.Execute(b, d); err != nil {
+	var b strings.Builder
+	b.Grow(2 * gsm7Multi) // a message of two segments
+	if err := t.Execute(&b, d); err != nil {
 		return "", fmt.Errorf("rendering %s message: %w", t.Name(), err)
 	}
-	return string(bytes.TrimRight(b.Bytes(), " \t\r\n")), nil
+	return strings.TrimRight(b.String(), " \t\r\n"), nil
 }
 
 // sampleData is what a code template is rendered with at load, to check that
