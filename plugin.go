@@ -16,5 +16,6 @@ import (
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldap"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/sql"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/module"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 )

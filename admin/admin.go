@@ -106,7 +106,7 @@ type acknowledged struct {
 // DELETE LossPath by acknowledging them in every store whose server holds
 // one: the operator's word that the state the server has now is to be
 // trusted. Until then the recovery routes answer 503 (see package
-// storage, redisepoch.go). It answers 404 when there was nothing to
+// storage/redis, epoch.go). It answers 404 when there was nothing to
 // acknowledge.
 func (a *API) losses(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {

@@ -95,7 +95,7 @@ func (h *Handler) refusalFor(err error) *refusal {
 	case errors.Is(err, recovery.ErrStateLost):
 		// The locks and counts that were lost cannot be told from none:
 		// until an operator acknowledges the loss, nothing is decided on
-		// them, for any account (see storage, redisepoch.go).
+		// them, for any account (see storage/redis, epoch.go).
 		rf = newRefusal(http.StatusServiceUnavailable, "unavailable",
 			"Recovery is paused while its records are checked after a storage failure. Try again later, or contact support.")
 		rf.Support = h.Support

@@ -19,7 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 )
 
 // served is what a request through serveCaddy got: the answer, the
@@ -142,7 +142,7 @@ func refusals(nowhere string) []refusalCase {
 		{
 			name: "503 storage unreachable",
 			configure: func(h *Handler) {
-				h.StorageRaw = guest(&storage.RedisModule{URL: "redis://" + nowhere + "/0"}, "backend")
+				h.StorageRaw = guest(&redisstore.Store{URL: "redis://" + nowhere + "/0"}, "backend")
 			},
 			provoke: func(t *testing.T, g *opsGateway) served {
 				return g.serveCaddy(http.MethodPost, "/start", "192.0.2.94", map[string]string{"account": "refused-503@example.com"})

@@ -11,11 +11,11 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	filedirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/file"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/outbox"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 )
 
 // guest is the JSON of a guest module as the gateway's config holds it:
@@ -58,14 +58,14 @@ func redisTestStorage(tb testing.TB) json.RawMessage {
 	// Through the project's own client, so that every URL form the
 	// storage accepts works here too. The test server keeps nothing on
 	// disk, and is meant to.
-	rs, err := storage.NewRedis(storage.RedisConfig{URL: redistest.URL(), AllowVolatile: true}, clock.Real{})
+	client, err := redisstore.NewClient(redistest.URL())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { rs.Close() })
+	tb.Cleanup(func() { client.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	redistest.Require(tb, rs.Ping(ctx))
-	prefix := redistest.Prefix(tb, rs.Client())
-	return guest(&storage.RedisModule{URL: redistest.URL(), Prefix: prefix, AllowVolatile: true}, "backend")
+	redistest.Require(tb, client.Ping(ctx).Err())
+	prefix := redistest.Prefix(tb, client)
+	return guest(&redisstore.Store{URL: redistest.URL(), Prefix: prefix, AllowVolatile: true}, "backend")
 }

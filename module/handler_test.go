@@ -15,6 +15,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/outbox"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 )
 
 // validHandler returns a configuration that loads.
@@ -158,7 +159,7 @@ func TestModuleLoadErrors(t *testing.T) {
 			h.SenderRaw = messageBirdSender(&messagebird.MessageBird{AccessKey: "{env.SMSREC_TEST_EMPTY}", Originator: "Mail"})
 		}, "sms messagebird: access_key: placeholder {env.SMSREC_TEST_EMPTY} is empty"},
 		{"redis without secret", func(h *Handler) {
-			h.StorageRaw = guest(&storage.RedisModule{URL: "redis://127.0.0.1:1", DialTimeout: caddy.Duration(time.Millisecond)}, "backend")
+			h.StorageRaw = guest(&redisstore.Store{URL: "redis://127.0.0.1:1", DialTimeout: caddy.Duration(time.Millisecond)}, "backend")
 		}, "secret: required with redis storage"},
 		{"small memory store", func(h *Handler) { h.StorageRaw = memoryStorage(10) }, "storage memory: max_entries 10 is below 100"},
 		{"secret from an empty variable", func(h *Handler) { h.Secrets = []string{"{env.SMSREC_TEST_EMPTY}"} },

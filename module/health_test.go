@@ -17,7 +17,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
@@ -78,7 +78,7 @@ func TestHealthRedis(t *testing.T) {
 	addr := strings.TrimPrefix(strings.TrimSuffix(redistest.URL(), "/0"), "redis://")
 	proxy := tcpproxy.Start(t, addr)
 	g := newOpsGateway(t, map[string]string{}, func(h *Handler) {
-		h.StorageRaw = guest(&storage.RedisModule{URL: "redis://" + proxy.Addr() + "/0", Prefix: "smsrec-health-test:", AllowVolatile: true}, "backend")
+		h.StorageRaw = guest(&redisstore.Store{URL: "redis://" + proxy.Addr() + "/0", Prefix: "smsrec-health-test:", AllowVolatile: true}, "backend")
 	})
 	clk := clock.NewManual(time.Now())
 	g.h.store.health.clock = clk
@@ -113,7 +113,7 @@ func TestHealthUnreachableRedis(t *testing.T) {
 	proxy := tcpproxy.Start(t, "127.0.0.1:1")
 	proxy.Cut()
 	g := newOpsGateway(t, map[string]string{}, func(h *Handler) {
-		h.StorageRaw = guest(&storage.RedisModule{URL: "redis://" + proxy.Addr() + "/0"}, "backend")
+		h.StorageRaw = guest(&redisstore.Store{URL: "redis://" + proxy.Addr() + "/0"}, "backend")
 	})
 	wantHealth(t, g.probe(http.MethodGet), http.StatusServiceUnavailable, "unavailable")
 	// A recovery request fails alike, and is counted alike.
@@ -181,7 +181,7 @@ func TestLimitsSummary(t *testing.T) {
 func TestHealthRedisOneRoundTripPerSecond(t *testing.T) {
 	t.Parallel()
 	g := newOpsGateway(t, map[string]string{}, func(h *Handler) { h.StorageRaw = redisTestStorage(t) })
-	rs, ok := g.h.store.backend.(*storage.Redis)
+	rs, ok := g.h.store.backend.(*redisstore.Store)
 	if !ok {
 		t.Fatalf("backend is %T, not Redis", g.h.store.backend)
 	}

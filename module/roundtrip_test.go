@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
 
@@ -19,7 +20,7 @@ import (
 // asking the server.
 func TestStartOnRedisIsTwoRoundTrips(t *testing.T) {
 	g := newBenchGateway(t, redisTestStorage(t))
-	rs, ok := g.h.store.backend.(*storage.Redis)
+	rs, ok := g.h.store.backend.(*redisstore.Store)
 	if !ok {
 		t.Fatalf("backend is %T, not Redis", g.h.store.backend)
 	}

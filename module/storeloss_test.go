@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/admin"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 )
 
 // TestStoreStateLost locks an account on a Redis store and then takes the
@@ -32,7 +33,7 @@ func TestStoreStateLost(t *testing.T) {
 		h.StorageRaw = raw
 		h.Support = "Call +1 555 0100"
 	})
-	rs := g.h.store.backend.(*storage.Redis)
+	rs := g.h.store.backend.(*redisstore.Store)
 	flow, _ := g.lock("alice@example.com", "192.0.2.10", 10, http.StatusLocked)
 	bobFlow := g.start("bob@example.com", "192.0.2.11")
 

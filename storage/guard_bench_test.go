@@ -17,7 +17,6 @@ import (
 type guardBench struct {
 	guard *limiter.Guard
 	store storagetest.Store
-	trips *storagetest.RedisTrips // nil for memory
 }
 
 func benchGuardConfig() limiter.Config {
@@ -30,23 +29,15 @@ func benchGuardConfig() limiter.Config {
 	return c
 }
 
-func newGuardBench(b *testing.B, backend string) *guardBench {
+func newGuardBench(b *testing.B) *guardBench {
 	b.Helper()
 	clk := clock.Real{}
 	gb := &guardBench{}
-	switch backend {
-	case "memory":
-		m, err := NewMemory(100_000, clk)
-		if err != nil {
-			b.Fatal(err)
-		}
-		gb.store = m
-	case "redis":
-		r := newTestRedis(b, clk)
-		gb.trips = &storagetest.RedisTrips{}
-		r.Client().AddHook(gb.trips)
-		gb.store = r
+	m, err := NewMemory(100_000, clk)
+	if err != nil {
+		b.Fatal(err)
 	}
+	gb.store = m
 	g, err := limiter.New(benchGuardConfig(), gb.store, clk)
 	if err != nil {
 		b.Fatal(err)
@@ -77,24 +68,16 @@ func (gb *guardBench) start(ctx context.Context, i int) error {
 	return storagetest.StartFlow(ctx, gb.guard, f.ClientIP, f)
 }
 
-// BenchmarkGuard measures the limits and the state change of a request,
-// and on Redis the round trips each takes: /start, /verify with a wrong
-// code up to the comparison, and the check the SMS queue makes before
-// delivering a notice.
+// BenchmarkGuard measures the limits and the state change of a request:
+// /start, /verify with a wrong code up to the comparison, and the check the
+// SMS queue makes before delivering a notice.
 func BenchmarkGuard(b *testing.B) {
 	ctx := context.Background()
-	for _, backend := range []string{"memory", "redis"} {
+	for _, backend := range []string{"memory"} {
 		run := func(name string, op func(gb *guardBench) func(i int) error) {
 			b.Run(backend+"/"+name, func(b *testing.B) {
-				if backend == "redis" {
-					requireRedis(b)
-				}
-				gb := newGuardBench(b, backend)
+				gb := newGuardBench(b)
 				do := op(gb)
-				var trips0 int64
-				if gb.trips != nil {
-					trips0 = gb.trips.All.Load()
-				}
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := range b.N {
@@ -103,9 +86,6 @@ func BenchmarkGuard(b *testing.B) {
 					}
 				}
 				b.StopTimer()
-				if gb.trips != nil {
-					b.ReportMetric(float64(gb.trips.All.Load()-trips0)/float64(b.N), "round-trips/op")
-				}
 			})
 		}
 		run("Start", func(gb *guardBench) func(int) error {

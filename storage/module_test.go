@@ -9,7 +9,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
@@ -28,12 +27,6 @@ func TestStorageModuleLoadErrors(t *testing.T) {
 	t.Setenv("STORAGE_TEST_EMPTY", "")
 	cases := []struct{ name, module, raw, want string }{
 		{"small memory", "memory", `{"max_entries": 99}`, "storage memory: max_entries 99 is below 100"},
-		{"redis without url", "redis", `{}`, "storage redis: a URL is required"},
-		{"redis url from an empty variable", "redis", `{"url": "{env.STORAGE_TEST_EMPTY}"}`, "storage redis: url: placeholder {env.STORAGE_TEST_EMPTY} is empty"},
-		{"redis password from an unset variable", "redis", `{"url": "redis://:{env.STORAGE_TEST_UNSET}@127.0.0.1:6379"}`,
-			"storage redis: url: placeholder {env.STORAGE_TEST_UNSET} is empty"},
-		{"redis bad scheme", "redis", `{"url": "http://127.0.0.1:6379"}`, "storage redis: "},
-		{"redis prefix with braces", "redis", `{"url": "redis://127.0.0.1:6379", "prefix": "a{b}"}`, "prefix must not contain braces"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -65,30 +58,6 @@ func TestMemoryModule(t *testing.T) {
 	}
 }
 
-func TestRedisModule(t *testing.T) {
-	requireRedis(t)
-	// The test server keeps nothing on disk, and is meant to.
-	o, err := loadStorage(t, "redis", `{"url": "`+redistest.URL()+`", "allow_volatile": true}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := o.(*RedisModule)
-	if m.Prefix != DefaultRedisPrefix {
-		t.Fatalf("prefix = %q, want the default", m.Prefix)
-	}
-	if !m.SharedAcrossProcesses() {
-		t.Error("the Redis store does not say other processes share it")
-	}
-	st, err := o.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Backend.(*Redis).Ping(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestStorageUnmarshalCaddyfile(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -100,11 +69,6 @@ func TestStorageUnmarshalCaddyfile(t *testing.T) {
 		{"memory", &MemoryModule{}, "memory", `{}`},
 		{"memory bounded", &MemoryModule{}, "memory {\nmax_entries 5000\n}", `{"max_entries":5000}`},
 		{"memory argument", &MemoryModule{}, "memory 5000", "error: storage memory: takes no argument"},
-		{"redis", &RedisModule{}, "redis redis://127.0.0.1:6379/0 {\nprefix app:\npool_size 4\n}", `{"url":"redis://127.0.0.1:6379/0","prefix":"app:","pool_size":4}`},
-		{"redis unknown", &RedisModule{}, "redis redis://x {\ndb 2\n}", "error: storage redis: unrecognized subdirective 'db'"},
-		{"redis opt-ins", &RedisModule{}, "redis redis://x {\nallow_volatile\nallow_eviction\n}", `{"url":"redis://x","allow_volatile":true,"allow_eviction":true}`},
-		{"redis hold", &RedisModule{}, "redis redis://x {\nstate_loss_hold 24h\n}", `{"url":"redis://x","state_loss_hold":86400000000000}`},
-		{"redis opt-in with argument", &RedisModule{}, "redis redis://x {\nallow_volatile yes\n}", "error: storage redis: allow_volatile takes no argument, not 'yes'"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig/redisnonce"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 )
 
 func init() {
@@ -71,7 +71,7 @@ func (m *RedisNonceStore) Provision(ctx caddy.Context) error {
 	if m.Prefix == "" {
 		m.Prefix = redisnonce.DefaultPrefix
 	}
-	client, err := storage.NewRedisClient(storage.RedisConfig{URL: m.URL})
+	client, err := redisstore.NewClient(m.URL)
 	if err != nil {
 		return fmt.Errorf("nonce_store redis: %w", err)
 	}

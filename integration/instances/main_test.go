@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 )
 
 // Set once by TestMain, read by the tests.
@@ -63,9 +64,8 @@ func buildCaddy(dir string) (string, error) {
 
 // newRedis returns a client of the server under test, through the project's
 // own storage package so that every URL form it accepts works here too.
-func newRedis() (*storage.Redis, error) {
-	// The test server keeps nothing on disk, and is meant to.
-	return storage.NewRedis(storage.RedisConfig{URL: redistest.URL(), AllowVolatile: true}, clock.Real{})
+func newRedis() (redis.UniversalClient, error) {
+	return redisstore.NewClient(redistest.URL())
 }
 
 func pingRedis() error {
@@ -76,7 +76,7 @@ func pingRedis() error {
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	return r.Ping(ctx)
+	return r.Ping(ctx).Err()
 }
 
 // needCaddy fails the test if the binary could not be built.
@@ -105,5 +105,5 @@ func newPrefix(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	return redistest.Prefix(t, r.Client())
+	return redistest.Prefix(t, r)
 }

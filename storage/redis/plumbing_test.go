@@ -1,4 +1,4 @@
-package storage
+package redisstore
 
 import (
 	"context"
@@ -114,7 +114,7 @@ func TestCheckRedis(t *testing.T) {
 	tests := []struct {
 		name    string
 		conf    []string // for startRedis; nil: no server
-		cfg     RedisConfig
+		cfg     *Store
 		refused string // the option the error names; "" loads
 		warn    bool
 	}{
@@ -122,43 +122,46 @@ func TestCheckRedis(t *testing.T) {
 		{name: "AOF", conf: []string{"appendonly yes"}},
 		{name: "RDB save points", conf: []string{"save 900 1"}},
 		{name: "nothing on disk", conf: []string{}, refused: optAllowVolatile},
-		{name: "nothing on disk, allowed", conf: []string{}, cfg: RedisConfig{AllowVolatile: true}, warn: true},
+		{name: "nothing on disk, allowed", conf: []string{}, cfg: &Store{AllowVolatile: true}, warn: true},
 		{name: "evicting", conf: []string{"appendonly yes", "maxmemory 64mb", "maxmemory-policy allkeys-lru"}, refused: optAllowEviction},
 		{name: "evicting keys with a time to live", conf: []string{"appendonly yes", "maxmemory-policy volatile-lru"}, refused: optAllowEviction},
-		{name: "evicting, allowed", conf: []string{"appendonly yes", "maxmemory-policy allkeys-lru"}, cfg: RedisConfig{AllowEviction: true}, warn: true},
-		{name: "evicting and nothing on disk, eviction allowed", conf: []string{"maxmemory-policy allkeys-lru"}, cfg: RedisConfig{AllowEviction: true}, refused: optAllowVolatile},
+		{name: "evicting, allowed", conf: []string{"appendonly yes", "maxmemory-policy allkeys-lru"}, cfg: &Store{AllowEviction: true}, warn: true},
+		{name: "evicting and nothing on disk, eviction allowed", conf: []string{"maxmemory-policy allkeys-lru"}, cfg: &Store{AllowEviction: true}, refused: optAllowVolatile},
 		// A managed server without CONFIG: INFO says AOF is on, and the policy.
 		{name: "no CONFIG, AOF", conf: []string{"appendonly yes", `rename-command CONFIG ""`}},
 		{name: "no CONFIG, evicting", conf: []string{"appendonly yes", "maxmemory-policy allkeys-lfu", `rename-command CONFIG ""`}, refused: optAllowEviction},
 		// INFO does not show RDB save points: with AOF off, it cannot be told.
 		{name: "no CONFIG, AOF off", conf: []string{"save 900 1", `rename-command CONFIG ""`}, refused: optAllowVolatile},
-		{name: "no CONFIG, AOF off, allowed", conf: []string{"save 900 1", `rename-command CONFIG ""`}, cfg: RedisConfig{AllowVolatile: true}, warn: true},
+		{name: "no CONFIG, AOF off, allowed", conf: []string{"save 900 1", `rename-command CONFIG ""`}, cfg: &Store{AllowVolatile: true}, warn: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if tt.cfg == nil {
+				tt.cfg = &Store{}
+			}
 			tt.cfg.URL = redisTestDownURL(t)
 			if tt.conf != nil {
 				tt.cfg.URL = "redis://" + startRedis(t, tt.conf...).addr + "/0"
 			}
-			rs, err := NewRedis(tt.cfg, clock.Real{})
+			rs, err := openStore(tt.cfg, clock.Real{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { rs.Close() })
 			core, logs := zapobs.New(zapcore.DebugLevel)
 			began := time.Now()
-			err = checkRedis(context.Background(), zap.New(core), rs, time.Second)
+			err = rs.check(context.Background(), zap.New(core), time.Second)
 			if took := time.Since(began); took > 3*time.Second {
-				t.Errorf("checkRedis took %v, want it bounded by the dial timeout", took)
+				t.Errorf("check took %v, want it bounded by the dial timeout", took)
 			}
 			switch u, ok := errors.AsType[*UnsafeServerError](err); {
 			case tt.refused == "" && err != nil:
-				t.Fatalf("checkRedis: %v, want the server accepted", err)
+				t.Fatalf("check: %v, want the server accepted", err)
 			case tt.refused != "" && !ok:
-				t.Fatalf("checkRedis: %v, want the server refused naming %s", err, tt.refused)
+				t.Fatalf("check: %v, want the server refused naming %s", err, tt.refused)
 			case tt.refused != "" && (u.Option != tt.refused || !strings.Contains(err.Error(), "set "+tt.refused+" to accept")):
-				t.Fatalf("checkRedis: %v, want the option %s named", err, tt.refused)
+				t.Fatalf("check: %v, want the option %s named", err, tt.refused)
 			}
 			warned := logs.FilterLevelExact(zapcore.WarnLevel).Len() > 0
 			if tt.refused == "" && warned != tt.warn {
@@ -168,27 +171,31 @@ func TestCheckRedis(t *testing.T) {
 	}
 }
 
-// TestRedisModuleRefusesVolatile loads the storage module as a config
-// would: a server that keeps nothing on disk fails the load with a message
-// that names allow_volatile, and loads with it.
+// TestRedisModuleRefusesVolatile loads and opens the storage module as a
+// config would: a server that keeps nothing on disk fails the load with a
+// message that names allow_volatile, and loads with it.
 func TestRedisModuleRefusesVolatile(t *testing.T) {
 	t.Parallel()
 	url := "redis://" + startRedis(t).addr + "/0"
-	_, err := loadStorage(t, "redis", `{"url": "`+url+`"}`)
+	s, err := loadStorage(t, `{"url": "`+url+`"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Open()
 	if err == nil || !strings.Contains(err.Error(), "storage redis: redis keeps nothing on disk") ||
 		!strings.Contains(err.Error(), "set allow_volatile to accept this") {
 		t.Fatalf("load of a server that keeps nothing on disk: %v, want it refused naming allow_volatile", err)
 	}
-	o, err := loadStorage(t, "redis", `{"url": "`+url+`", "allow_volatile": true}`)
+	s, err = loadStorage(t, `{"url": "`+url+`", "allow_volatile": true}`)
 	if err != nil {
 		t.Fatalf("load with allow_volatile: %v", err)
 	}
-	st, err := o.Open()
+	st, err := s.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if err := st.Backend.(*Redis).Ping(context.Background()); err != nil {
+	if err := s.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }

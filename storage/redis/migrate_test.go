@@ -1,4 +1,4 @@
-package storage
+package redisstore
 
 import (
 	"context"
@@ -21,15 +21,15 @@ func TestRedisMigrateLocks(t *testing.T) {
 	c := r.Client()
 	now := time.Now().UnixMilli()
 	until := now + time.Hour.Milliseconds()
-	oldAccount := r.prefix + "lock:{account}:target@example.com"
-	oldIP := r.prefix + "lock:{ip}:192.0.2.9"
+	oldAccount := r.Prefix + "lock:{account}:target@example.com"
+	oldIP := r.Prefix + "lock:{ip}:192.0.2.9"
 	for _, err := range []error{
 		c.HSet(ctx, oldAccount, "kind", "account", "key", "target@example.com", "since", now, "until", 0,
 			"perm", 1, "strikes", 100, "locks", 7, "inwin", 0, "winend", now).Err(),
 		c.HSet(ctx, oldIP, "kind", "ip", "key", "192.0.2.9", "since", now, "until", until,
 			"perm", 0, "strikes", 20, "locks", 1, "inwin", 0, "winend", now).Err(),
 		c.PExpire(ctx, oldIP, time.Hour).Err(),
-		c.Do(ctx, "ZADD", r.prefix+"locks:{ip}", until, oldIP).Err(),
+		c.Do(ctx, "ZADD", r.Prefix+"locks:{ip}", until, oldIP).Err(),
 	} {
 		if err != nil {
 			t.Fatal(err)
@@ -54,7 +54,7 @@ func TestRedisMigrateLocks(t *testing.T) {
 	if ttl := c.PTTL(ctx, r.lockKey(limiter.KindIP, "192.0.2.9")).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("block's time to live: %v, want up to 1h", ttl)
 	}
-	if n := c.Exists(ctx, oldAccount, oldIP, r.prefix+"locks:{ip}").Val(); n != 0 {
+	if n := c.Exists(ctx, oldAccount, oldIP, r.Prefix+"locks:{ip}").Val(); n != 0 {
 		t.Errorf("%d old keys left", n)
 	}
 	if n, err := r.MigrateLocks(ctx); err != nil || n != 0 {

@@ -1,4 +1,4 @@
-package storage
+package redisstore
 
 import (
 	"context"
@@ -19,16 +19,16 @@ import (
 // redisPingTimeout bounds the ping at provision when dial_timeout is unset.
 const redisPingTimeout = 2 * time.Second
 
-// checkRedis pings rs so that an operator learns at load time, not at the
+// check pings the server so that an operator learns at load time, not at the
 // first recovery request, whether the recovery routes will work. A server
-// that would forget state is refused (redissafety.go): the error says why
+// that would forget state is refused (safety.go): the error says why
 // and names the option that accepts it. A server that does not answer only
 // warns: the rest of the site must load, and Redis may come back; the
 // store's first connection then checks the server, refusing one that would
-// forget (503) with an alarm. checkRedis also reads the deployment's epoch,
-// making it on a new deployment (redisepoch.go), and says when the state
+// forget (503) with an alarm. check also reads the deployment's epoch,
+// making it on a new deployment (epoch.go), and says when the state
 // was found lost.
-func checkRedis(ctx context.Context, logger *zap.Logger, rs *Redis, timeout time.Duration) error {
+func (rs *Store) check(ctx context.Context, logger *zap.Logger, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = redisPingTimeout
 	}

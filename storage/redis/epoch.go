@@ -1,4 +1,4 @@
-package storage
+package redisstore
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
 // How the store notices a server that lost its state.
@@ -57,38 +57,8 @@ import (
 // already gone cannot tell a loss from a new deployment, and makes the key
 // afresh; any other instance that knew the old id calls it a loss, but a
 // lone instance restarted with its Redis (a host reboot) does not. That is
-// why the server must persist its data (see redissafety.go). A loss while
+// why the server must persist its data (see safety.go). A loss while
 // no request comes is noticed at the next request.
-
-// Alarm kinds, also the names of the security events the gateway emits for
-// them (with the sms_recovery_ prefix for Caddy's events).
-const (
-	// AlarmStateLost: the server lost the deployment's state; plans are
-	// refused until an operator acknowledges the loss.
-	AlarmStateLost = "store_state_lost"
-	// AlarmLossAcknowledged: an operator acknowledged a loss, here or
-	// through another instance; plans run again.
-	AlarmLossAcknowledged = "store_loss_acknowledged"
-	// AlarmUnsafeServer: a connection was refused because the server would
-	// forget state (see UnsafeServerError).
-	AlarmUnsafeServer = "store_unsafe_server"
-)
-
-// Alarm is something about its server that the store reports to the
-// gateway, which logs it as an error, counts it and emits a Caddy event.
-// Detail holds no secret.
-type Alarm struct {
-	Kind   string
-	Detail string
-}
-
-// Loss is a loss of state that is not acknowledged yet.
-type Loss struct {
-	// Since is when this process noticed it.
-	Since time.Time `json:"since"`
-	// Detail says how it was noticed.
-	Detail string `json:"detail"`
-}
 
 // epochState is the deployment's epoch as one store knows it.
 type epochState struct {
@@ -110,18 +80,18 @@ func (e *epochState) raise(seq int64) {
 type alarms struct {
 	mu       sync.Mutex
 	next     int
-	watchers map[int]func(Alarm)
+	watchers map[int]func(storage.Alarm)
 }
 
 // Watch calls fn with each alarm the store raises, until the returned
 // function is called. Watchers are called one after the other, on the
 // goroutine that noticed; they must not block.
-func (r *Redis) Watch(fn func(Alarm)) (stop func() error) {
+func (r *Store) Watch(fn func(storage.Alarm)) (stop func() error) {
 	a := &r.alarms
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.watchers == nil {
-		a.watchers = map[int]func(Alarm){}
+		a.watchers = map[int]func(storage.Alarm){}
 	}
 	id := a.next
 	a.next++
@@ -134,7 +104,7 @@ func (r *Redis) Watch(fn func(Alarm)) (stop func() error) {
 	}
 }
 
-func (r *Redis) raise(al Alarm) {
+func (r *Store) raise(al storage.Alarm) {
 	a := &r.alarms
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -145,61 +115,41 @@ func (r *Redis) raise(al Alarm) {
 
 // StateLoss returns the loss this store has noticed and that is not
 // acknowledged yet, if any.
-func (r *Redis) StateLoss() (Loss, bool) {
+func (r *Store) StateLoss() (storage.Loss, bool) {
 	if l := r.lost.Load(); l != nil {
 		return *l, true
 	}
-	return Loss{}, false
+	return storage.Loss{}, false
 }
 
 // noticeLoss records a loss and raises its alarm, once per loss.
-func (r *Redis) noticeLoss(detail string) {
-	l := &Loss{Since: r.clock.Now(), Detail: detail}
+func (r *Store) noticeLoss(detail string) {
+	l := &storage.Loss{Since: r.clock.Now(), Detail: detail}
 	if r.lost.CompareAndSwap(nil, l) {
-		r.raise(Alarm{Kind: AlarmStateLost, Detail: detail})
+		r.raise(storage.Alarm{Kind: storage.AlarmStateLost, Detail: detail})
 	}
 }
 
 // clearLoss forgets a loss that an operator acknowledged.
-func (r *Redis) clearLoss(detail string) {
+func (r *Store) clearLoss(detail string) {
 	if r.lost.Swap(nil) != nil {
-		r.raise(Alarm{Kind: AlarmLossAcknowledged, Detail: detail})
+		r.raise(storage.Alarm{Kind: storage.AlarmLossAcknowledged, Detail: detail})
 	}
 }
 
-func (r *Redis) epochKey() string { return r.base + "epoch" }
-
-// learnScript makes the epoch hash when there is none, and returns its id,
-// seq and lost. A hash without an id was made by a plan's count after the
-// key was lost, and is marked lost. KEYS[1] epoch; ARGV[1] a new id,
-// ARGV[2] now (ms).
-var learnScript = redis.NewScript(`
-local f = redis.call('HMGET', KEYS[1], 'id', 'seq', 'lost')
-if not f[1] then
-	if redis.call('EXISTS', KEYS[1]) == 1 then
-		if not f[3] then
-			redis.call('HSET', KEYS[1], 'lost', ARGV[2])
-			f[3] = ARGV[2]
-		end
-	else
-		redis.call('HSET', KEYS[1], 'id', ARGV[1], 'seq', 0)
-		f = {ARGV[1], '0', false}
-	end
-end
-return f
-`)
+func (r *Store) epochKey() string { return r.base + "epoch" }
 
 // learnEpoch reads the deployment's epoch, making it on a new deployment,
 // unless the store knows it already: at load, and before the first plan of
 // a store that could not reach the server then.
-func (r *Redis) learnEpoch(ctx context.Context) (*epochState, error) {
+func (r *Store) learnEpoch(ctx context.Context) (*epochState, error) {
 	// Requests that come before the epoch is known each ask, with no lock
 	// held: while the server is down, none waits on another's timeout. The
 	// script is atomic, so they all find the same id.
 	if e := r.epoch.Load(); e != nil {
 		return e, nil
 	}
-	res, err := r.run(ctx, learnScript, []string{r.epochKey()}, rand.Text(), r.clock.Now().UnixMilli()).Slice()
+	res, err := r.run(ctx, epochScript, []string{r.epochKey()}, "learn", rand.Text(), r.clock.Now().UnixMilli()).Slice()
 	if err != nil {
 		return nil, redisError("read epoch", err)
 	}
@@ -221,35 +171,10 @@ func (r *Redis) learnEpoch(ctx context.Context) (*epochState, error) {
 
 // Epoch reads (or, on a new deployment, makes) the deployment's epoch, so
 // that a loss from now on is noticed. The module calls it at load.
-func (r *Redis) Epoch(ctx context.Context) error {
+func (r *Store) Epoch(ctx context.Context) error {
 	_, err := r.learnEpoch(ctx)
 	return err
 }
-
-// inheritEpoch makes r expect the epoch that from knows, so that a store
-// opened after the check at load notices a loss from then on.
-func (r *Redis) inheritEpoch(from *Redis) {
-	if e := from.epoch.Load(); e != nil {
-		n := &epochState{id: e.id}
-		n.floor.Store(e.floor.Load())
-		r.epoch.CompareAndSwap(nil, n)
-	}
-	if l := from.lost.Load(); l != nil {
-		r.lost.CompareAndSwap(nil, l)
-	}
-}
-
-// ackScript acknowledges a loss: it replaces the epoch with a new id,
-// marked acked, and moves seq past every store's floor. It returns 0 when
-// there was no loss to acknowledge. KEYS[1] epoch; ARGV[1] the new id,
-// ARGV[2] now (ms).
-var ackScript = redis.NewScript(`
-if not redis.call('HGET', KEYS[1], 'lost') then return {0, 0} end
-local seq = math.max(tonumber(redis.call('HGET', KEYS[1], 'seq') or '0'), tonumber(ARGV[2]) * 1000)
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'seq', string.format('%d', seq), 'acked', 1)
-return {1, string.format('%d', seq)}
-`)
 
 // AcknowledgeLoss is an operator's word that the state the server has now
 // is to be trusted: plans run again, on this instance at once and on the
@@ -257,9 +182,9 @@ return {1, string.format('%d', seq)}
 // one raises none: its caller reports who acknowledged). It reports
 // whether there was a loss to acknowledge. Locks and counts that were lost stay lost: support may
 // impose locks again on accounts it knows were under attack.
-func (r *Redis) AcknowledgeLoss(ctx context.Context) (bool, error) {
+func (r *Store) AcknowledgeLoss(ctx context.Context) (bool, error) {
 	id := rand.Text()
-	res, err := r.run(ctx, ackScript, []string{r.epochKey()}, id, r.clock.Now().UnixMilli()).Slice()
+	res, err := r.run(ctx, epochScript, []string{r.epochKey()}, "ack", id, r.clock.Now().UnixMilli()).Slice()
 	if err != nil {
 		return false, redisError("acknowledge loss", err)
 	}
@@ -282,10 +207,10 @@ func (r *Redis) AcknowledgeLoss(ctx context.Context) (bool, error) {
 }
 
 // holdOver acknowledges the loss this store knows of once it has waited
-// RedisConfig.LossHold since noticing it, and reports whether it did.
-func (r *Redis) holdOver(ctx context.Context) bool {
+// StateLossHold since noticing it, and reports whether it did.
+func (r *Store) holdOver(ctx context.Context) bool {
 	l := r.lost.Load()
-	if r.lossHold <= 0 || l == nil || r.clock.Now().Sub(l.Since) < r.lossHold {
+	if time.Duration(r.StateLossHold) <= 0 || l == nil || r.clock.Now().Sub(l.Since) < time.Duration(r.StateLossHold) {
 		return false
 	}
 	ok, err := r.AcknowledgeLoss(ctx)
@@ -293,8 +218,8 @@ func (r *Redis) holdOver(ctx context.Context) bool {
 		return false
 	}
 	if ok {
-		r.raise(Alarm{Kind: AlarmLossAcknowledged,
-			Detail: fmt.Sprintf("acknowledged by the store itself, %s after it noticed the loss (state_loss_hold)", r.lossHold)})
+		r.raise(storage.Alarm{Kind: storage.AlarmLossAcknowledged,
+			Detail: fmt.Sprintf("acknowledged by the store itself, %s after it noticed the loss (state_loss_hold)", time.Duration(r.StateLossHold))})
 	}
 	return true
 }
@@ -303,7 +228,7 @@ func (r *Redis) holdOver(ctx context.Context) bool {
 // an acknowledgement, adopting one made through another instance: for the
 // calls that run no plan, which would otherwise learn of it only at the
 // next plan. It asks the server only while this store knows of a loss.
-func (r *Redis) stillLost(ctx context.Context) (bool, error) {
+func (r *Store) stillLost(ctx context.Context) (bool, error) {
 	if r.lost.Load() == nil {
 		return false, nil
 	}
@@ -329,7 +254,7 @@ func (r *Redis) stillLost(ctx context.Context) (bool, error) {
 // counted and the epoch's state (0 as expected, 1 lost, or the id of an
 // acknowledged epoch the plan adopted). It returns recovery.ErrStateLost,
 // as unavailability, when the plan was refused for a loss.
-func (r *Redis) epochReply(e *epochState, seqv, state any) error {
+func (r *Store) epochReply(e *epochState, seqv, state any) error {
 	seq, _ := seqv.(int64)
 	switch s := state.(type) {
 	case int64:

@@ -1,4 +1,4 @@
-package storage
+package redisstore
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
 // What a Redis server must do for the store, and what it costs to waive it.
@@ -171,7 +173,7 @@ func judge(f serverFacts, allowVolatile, allowEviction bool) (refused *UnsafeSer
 // on disk) is reported once when it does, not at every connection.
 type serverGuard struct {
 	allowVolatile, allowEviction bool
-	alarm                        func(Alarm)
+	alarm                        func(storage.Alarm)
 
 	mu      sync.Mutex
 	refused string   // the reason of the last refusal, "" when the last check passed
@@ -200,7 +202,7 @@ func (g *serverGuard) onConnect(ctx context.Context, cn *redis.Conn) error {
 		return nil
 	}
 	if was != refused.Error() && g.alarm != nil {
-		g.alarm(Alarm{Kind: AlarmUnsafeServer, Detail: refused.Error()})
+		g.alarm(storage.Alarm{Kind: storage.AlarmUnsafeServer, Detail: refused.Error()})
 	}
 	return refused
 }

@@ -1,4 +1,4 @@
-package storage
+package redisstore
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 // once. Flows, tokens and rate counters of the old layout are not moved:
 // they end within their windows, and a person whose flow was cut by the
 // upgrade starts again.
-func (r *Redis) MigrateLocks(ctx context.Context) (int, error) {
+func (r *Store) MigrateLocks(ctx context.Context) (int, error) {
 	var (
 		mu    sync.Mutex
 		moved int
@@ -29,7 +29,7 @@ func (r *Redis) MigrateLocks(ctx context.Context) (int, error) {
 	)
 	scan := func(ctx context.Context, c redis.Cmdable) error {
 		for _, kind := range []string{limiter.KindAccount, limiter.KindIP} {
-			old := r.prefix + "lock:{" + kind + "}:"
+			old := r.Prefix + "lock:{" + kind + "}:"
 			iter := c.Scan(ctx, 0, globEscape(old)+"*", 100).Iterator()
 			for iter.Next(ctx) {
 				ok, err := r.migrateLock(ctx, kind, iter.Val(), strings.TrimPrefix(iter.Val(), old))
@@ -55,7 +55,7 @@ func (r *Redis) MigrateLocks(ctx context.Context) (int, error) {
 	}
 	if err == nil && len(errs) == 0 {
 		for _, kind := range []string{limiter.KindAccount, limiter.KindIP} {
-			if derr := r.client.Del(ctx, r.prefix+"locks:{"+kind+"}").Err(); derr != nil {
+			if derr := r.client.Del(ctx, r.Prefix+"locks:{"+kind+"}").Err(); derr != nil {
 				errs = append(errs, derr)
 			}
 		}
@@ -68,7 +68,7 @@ func (r *Redis) MigrateLocks(ctx context.Context) (int, error) {
 // old key. The two keys are in different Cluster slots, so it takes several
 // commands (DUMP, RESTORE) rather than one script; run again, it finishes
 // what an interrupted run left.
-func (r *Redis) migrateLock(ctx context.Context, kind, oldKey, key string) (bool, error) {
+func (r *Store) migrateLock(ctx context.Context, kind, oldKey, key string) (bool, error) {
 	dump, err := r.client.Dump(ctx, oldKey).Result()
 	if errors.Is(err, redis.Nil) {
 		return false, nil // gone meanwhile

@@ -1,4 +1,4 @@
-package storage
+package redisstore
 
 import (
 	"context"
@@ -179,11 +179,11 @@ func TestRedisBatchJoinsPlans(t *testing.T) {
 			batch = append(batch, &scriptCall{ctx: ctx, script: other})
 			continue
 		}
-		route, args, err := r.planArgs(&count, e)
+		keys, args, err := r.planArgs(&count, e)
 		if err != nil {
 			t.Fatal(err)
 		}
-		batch = append(batch, &scriptCall{ctx: ctx, script: planScript, keys: []string{route}, args: args})
+		batch = append(batch, &scriptCall{ctx: ctx, script: planScript, keys: keys, args: args})
 	}
 	before, scripts := trips.Scripted.Load(), trips.Scripts.Load()
 	r.sendBatch(ctx, batch)

@@ -1,4 +1,4 @@
-package storage
+package redisstore
 
 import (
 	"context"
@@ -9,22 +9,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
 // lossGuard is a guard on r that locks an account after 5 wrong codes, with
 // limits high enough to stay out of the way.
-func lossGuard(t *testing.T, r *Redis) *limiter.Guard {
+func lossGuard(t *testing.T, r *Store) *limiter.Guard {
 	t.Helper()
 	return lossGuardAt(t, r, clock.Real{})
 }
 
 // lossGuardAt is lossGuard reading the time from clock.
-func lossGuardAt(t *testing.T, r *Redis, clock recovery.Clock) *limiter.Guard {
+func lossGuardAt(t *testing.T, r *Store, clock recovery.Clock) *limiter.Guard {
 	t.Helper()
 	cfg := limiter.DefaultConfig()
 	high := limiter.Rate{Events: 1 << 40, Window: time.Hour}
@@ -68,9 +71,9 @@ func lockAccount(t *testing.T, g *limiter.Guard, account string) {
 
 // sameDeployment is another store on the server at url under r's prefix,
 // as another instance of the gateway would have.
-func sameDeployment(t *testing.T, r *Redis, url string) *Redis {
+func sameDeployment(t *testing.T, r *Store, url string) *Store {
 	t.Helper()
-	other, err := NewRedis(RedisConfig{URL: url, Prefix: r.prefix, AllowVolatile: true}, clock.Real{})
+	other, err := openStore(&Store{URL: url, Prefix: r.Prefix, AllowVolatile: true}, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,19 +83,19 @@ func sameDeployment(t *testing.T, r *Redis, url string) *Redis {
 
 // alarmsOf collects the alarms r raises, each on a channel of its kind.
 type alarmLog struct {
-	lost, acked, unsafe chan Alarm
+	lost, acked, unsafe chan storage.Alarm
 }
 
-func alarmsOf(t *testing.T, r *Redis) *alarmLog {
+func alarmsOf(t *testing.T, r *Store) *alarmLog {
 	t.Helper()
-	a := &alarmLog{lost: make(chan Alarm, 100), acked: make(chan Alarm, 100), unsafe: make(chan Alarm, 100)}
-	stop := r.Watch(func(al Alarm) {
+	a := &alarmLog{lost: make(chan storage.Alarm, 100), acked: make(chan storage.Alarm, 100), unsafe: make(chan storage.Alarm, 100)}
+	stop := r.Watch(func(al storage.Alarm) {
 		switch al.Kind {
-		case AlarmStateLost:
+		case storage.AlarmStateLost:
 			a.lost <- al
-		case AlarmLossAcknowledged:
+		case storage.AlarmLossAcknowledged:
 			a.acked <- al
-		case AlarmUnsafeServer:
+		case storage.AlarmUnsafeServer:
 			a.unsafe <- al
 		default:
 			t.Errorf("alarm of an unknown kind: %+v", al)
@@ -103,7 +106,7 @@ func alarmsOf(t *testing.T, r *Redis) *alarmLog {
 }
 
 // count returns how many alarms are waiting on c, taking them.
-func count(c chan Alarm) int {
+func count(c chan storage.Alarm) int {
 	n := 0
 	for {
 		select {
@@ -322,7 +325,7 @@ func TestRedisCheckReachesSentinelAndCluster(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			for _, allow := range []bool{false, true} {
-				r, err := NewRedis(RedisConfig{URL: url, Prefix: "smsrec-check:", AllowVolatile: allow}, clock.Real{})
+				r, err := openStore(&Store{URL: url, Prefix: "smsrec-check:", AllowVolatile: allow}, clock.Real{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -346,7 +349,7 @@ func TestRedisStateLossHold(t *testing.T) {
 	t.Parallel()
 	p := startRedis(t)
 	clk := clock.NewManual(time.Now())
-	r, err := NewRedis(RedisConfig{URL: "redis://" + p.addr + "/0", Prefix: "smsrec-hold:", AllowVolatile: true, LossHold: time.Hour}, clk)
+	r, err := openStore(&Store{URL: "redis://" + p.addr + "/0", Prefix: "smsrec-hold:", AllowVolatile: true, StateLossHold: caddy.Duration(time.Hour)}, clk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package storage
+package redisstore
 
 import (
 	"cmp"
@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/redis/go-redis/v9"
 	ulimiter "github.com/ulule/limiter/v3"
 
@@ -26,7 +28,7 @@ import (
 // pingTestRedis checks once whether the test server answers, through the
 // project's own client so that every URL form it accepts works here too.
 var pingTestRedis = sync.OnceValue(func() error {
-	r, err := NewRedis(RedisConfig{URL: redistest.URL(), AllowVolatile: true}, clock.Real{})
+	r, err := openStore(&Store{URL: redistest.URL(), AllowVolatile: true}, clock.Real{})
 	if err != nil {
 		return err
 	}
@@ -43,20 +45,27 @@ func requireRedis(tb testing.TB) {
 	redistest.Require(tb, pingTestRedis())
 }
 
+// openStore makes the client of s, reading the time from clk, as Open
+// does but without the checks at load.
+func openStore(s *Store, clk recovery.Clock) (*Store, error) {
+	s.clock = clk
+	return s, s.connect()
+}
+
 // newTestRedis returns a store on the test server under a prefix of its
 // own, whose keys are deleted when the test ends.
-func newTestRedis(tb testing.TB, clock recovery.Clock) *Redis {
+func newTestRedis(tb testing.TB, clock recovery.Clock) *Store {
 	tb.Helper()
 	requireRedis(tb)
 	return newTestRedisAt(tb, redistest.URL(), clock)
 }
 
 // newTestRedisAt is newTestRedis on the server at url.
-func newTestRedisAt(tb testing.TB, url string, clock recovery.Clock) *Redis {
+func newTestRedisAt(tb testing.TB, url string, clock recovery.Clock) *Store {
 	tb.Helper()
 	prefix := redistest.NewPrefix()
 	// The test servers keep nothing on disk, and are meant to.
-	r, err := NewRedis(RedisConfig{URL: url, Prefix: prefix, AllowVolatile: true}, clock)
+	r, err := openStore(&Store{URL: url, Prefix: prefix, AllowVolatile: true}, clock)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -133,7 +142,7 @@ func TestRedisKeysExpire(t *testing.T) {
 		}
 	}
 
-	keys, err := redistest.Keys(ctx, r.Client(), r.prefix)
+	keys, err := redistest.Keys(ctx, r.Client(), r.Prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,26 +174,26 @@ func TestRedisUnavailable(t *testing.T) {
 	t.Parallel()
 	servers := []struct {
 		name string
-		cfg  func(t *testing.T) RedisConfig
+		cfg  func(t *testing.T) *Store
 	}{
-		{"refused", func(*testing.T) RedisConfig {
-			return RedisConfig{URL: "redis://127.0.0.1:1/0"}
+		{"refused", func(*testing.T) *Store {
+			return &Store{URL: "redis://127.0.0.1:1/0"}
 		}},
-		{"silent", func(t *testing.T) RedisConfig {
-			return RedisConfig{URL: "redis://" + silentServer(t) + "/0", ReadTimeout: 200 * time.Millisecond}
+		{"silent", func(t *testing.T) *Store {
+			return &Store{URL: "redis://" + silentServer(t) + "/0", Timeout: caddy.Duration(200 * time.Millisecond)}
 		}},
 	}
 	for _, srv := range servers {
 		t.Run(srv.name, func(t *testing.T) {
 			t.Parallel()
 			cfg := srv.cfg(t)
-			r, err := NewRedis(cfg, clock.Real{})
+			r, err := openStore(cfg, clock.Real{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { r.Close() })
 			// Each try dials once and waits for one reply; there are two tries.
-			limit := 2 * (defaultDialTimeout + cmp.Or(cfg.ReadTimeout, defaultReadTimeout))
+			limit := 2 * (defaultDialTimeout + cmp.Or(time.Duration(cfg.Timeout), defaultReadTimeout))
 			for _, op := range unavailableOps(r) {
 				t.Run(op.name, func(t *testing.T) {
 					t.Parallel()
@@ -242,7 +251,7 @@ type namedOp struct {
 }
 
 // unavailableOps calls every method of r once.
-func unavailableOps(r *Redis) []namedOp {
+func unavailableOps(r *Store) []namedOp {
 	ctx := context.Background()
 	now := time.Now()
 	return []namedOp{
@@ -325,13 +334,13 @@ func TestRedisOptions(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		cfg  RedisConfig
+		cfg  *Store
 		// check inspects the options; nil when the URL must be refused.
 		check func(t *testing.T, o *redis.UniversalOptions)
 	}{
 		{
 			name: "single server with defaults",
-			cfg:  RedisConfig{URL: "redis://:s3cret@cache.internal:6380/2"},
+			cfg:  &Store{URL: "redis://:s3cret@cache.internal:6380/2"},
 			check: func(t *testing.T, o *redis.UniversalOptions) {
 				want(t, "addrs", fmt.Sprint(o.Addrs), "[cache.internal:6380]")
 				want(t, "db", o.DB, 2)
@@ -347,7 +356,7 @@ func TestRedisOptions(t *testing.T) {
 		},
 		{
 			name: "tls",
-			cfg:  RedisConfig{URL: "rediss://user:pw@cache.example.com:6380"},
+			cfg:  &Store{URL: "rediss://user:pw@cache.example.com:6380"},
 			check: func(t *testing.T, o *redis.UniversalOptions) {
 				want(t, "tls server name", o.TLSConfig.ServerName, "cache.example.com")
 				want(t, "username", o.Username, "user")
@@ -356,21 +365,21 @@ func TestRedisOptions(t *testing.T) {
 		},
 		{
 			name: "config beats url beats default",
-			cfg: RedisConfig{
-				URL:         "redis://127.0.0.1:6379?dial_timeout=5s&read_timeout=3s&pool_size=7",
-				ReadTimeout: 250 * time.Millisecond,
-				PoolSize:    9,
+			cfg: &Store{
+				URL:      "redis://127.0.0.1:6379?dial_timeout=5s&read_timeout=3s&pool_size=7",
+				Timeout:  caddy.Duration(250 * time.Millisecond),
+				PoolSize: 9,
 			},
 			check: func(t *testing.T, o *redis.UniversalOptions) {
 				want(t, "dial timeout", o.DialTimeout, 5*time.Second)
 				want(t, "read timeout", o.ReadTimeout, 250*time.Millisecond)
-				want(t, "write timeout", o.WriteTimeout, time.Second)
+				want(t, "write timeout", o.WriteTimeout, 250*time.Millisecond)
 				want(t, "pool size", o.PoolSize, 9)
 			},
 		},
 		{
 			name: "sentinel",
-			cfg:  RedisConfig{URL: "redis-sentinel://:m%40ster@10.0.0.1:26379,[2001:db8::2]:26379,s3:26379/3?master=mymaster&sentinel_password=sp"},
+			cfg:  &Store{URL: "redis-sentinel://:m%40ster@10.0.0.1:26379,[2001:db8::2]:26379,s3:26379/3?master=mymaster&sentinel_password=sp"},
 			check: func(t *testing.T, o *redis.UniversalOptions) {
 				want(t, "addrs", fmt.Sprint(o.Addrs), "[10.0.0.1:26379 [2001:db8::2]:26379 s3:26379]")
 				want(t, "master", o.MasterName, "mymaster")
@@ -383,7 +392,7 @@ func TestRedisOptions(t *testing.T) {
 		},
 		{
 			name: "sentinel without password or db",
-			cfg:  RedisConfig{URL: "redis-sentinel://s1:26379?master=m"},
+			cfg:  &Store{URL: "redis-sentinel://s1:26379?master=m"},
 			check: func(t *testing.T, o *redis.UniversalOptions) {
 				want(t, "addrs", fmt.Sprint(o.Addrs), "[s1:26379]")
 				want(t, "password", o.Password, "")
@@ -392,7 +401,7 @@ func TestRedisOptions(t *testing.T) {
 		},
 		{
 			name: "cluster",
-			cfg:  RedisConfig{URL: "redis-cluster://:pw@n1:7000,n2:7001"},
+			cfg:  &Store{URL: "redis-cluster://:pw@n1:7000,n2:7001"},
 			check: func(t *testing.T, o *redis.UniversalOptions) {
 				want(t, "addrs", fmt.Sprint(o.Addrs), "[n1:7000 n2:7001]")
 				want(t, "cluster", o.IsClusterMode, true)
@@ -403,7 +412,7 @@ func TestRedisOptions(t *testing.T) {
 		},
 		{
 			name: "cluster with go-redis options",
-			cfg:  RedisConfig{URL: "redis-cluster://n1:7000,n2:7001?read_only=true&dial_timeout=3s&max_redirects=5"},
+			cfg:  &Store{URL: "redis-cluster://n1:7000,n2:7001?read_only=true&dial_timeout=3s&max_redirects=5"},
 			check: func(t *testing.T, o *redis.UniversalOptions) {
 				want(t, "addrs", fmt.Sprint(o.Addrs), "[n1:7000 n2:7001]")
 				want(t, "read only", o.ReadOnly, true)
@@ -413,7 +422,7 @@ func TestRedisOptions(t *testing.T) {
 		},
 		{
 			name: "sentinel with go-redis options",
-			cfg:  RedisConfig{URL: "redis-sentinel://u:pw@s1:26379,s2:26379?master=m&pool_size=7&read_timeout=2s"},
+			cfg:  &Store{URL: "redis-sentinel://u:pw@s1:26379,s2:26379?master=m&pool_size=7&read_timeout=2s"},
 			check: func(t *testing.T, o *redis.UniversalOptions) {
 				want(t, "addrs", fmt.Sprint(o.Addrs), "[s1:26379 s2:26379]")
 				want(t, "username", o.Username, "u")
@@ -425,33 +434,33 @@ func TestRedisOptions(t *testing.T) {
 		},
 		{
 			name: "cluster of one node stays a cluster",
-			cfg:  RedisConfig{URL: "redis-cluster://n1:7000/"},
+			cfg:  &Store{URL: "redis-cluster://n1:7000/"},
 			check: func(t *testing.T, o *redis.UniversalOptions) {
 				want(t, "cluster", o.IsClusterMode, true)
 			},
 		},
-		{name: "no scheme", cfg: RedisConfig{URL: "127.0.0.1:6379"}},
-		{name: "unknown scheme", cfg: RedisConfig{URL: "memcache://127.0.0.1:11211"}},
-		{name: "bad single url", cfg: RedisConfig{URL: "redis://:s3cret@host:6379/x"}},
-		{name: "single url unknown option", cfg: RedisConfig{URL: "redis://host:6379?colour=red"}},
-		{name: "sentinel without master", cfg: RedisConfig{URL: "redis-sentinel://:s3cret@s1:26379,s2:26379/0"}},
-		{name: "sentinel bad db", cfg: RedisConfig{URL: "redis-sentinel://s1:26379/zero?master=m"}},
-		{name: "sentinel unknown option", cfg: RedisConfig{URL: "redis-sentinel://s1:26379?master=m&colour=red"}},
-		{name: "sentinel host without port", cfg: RedisConfig{URL: "redis-sentinel://:s3cret@s1,s2:26379?master=m"}},
-		{name: "sentinel empty host", cfg: RedisConfig{URL: "redis-sentinel://s1:26379,?master=m"}},
-		{name: "cluster with db", cfg: RedisConfig{URL: "redis-cluster://n1:7000/1"}},
-		{name: "cluster unknown option", cfg: RedisConfig{URL: "redis-cluster://n1:7000?colour=red"}},
-		{name: "cluster addr option", cfg: RedisConfig{URL: "redis-cluster://n1:7000?addr=n9:7000"}},
-		{name: "sentinel password option", cfg: RedisConfig{URL: "redis-sentinel://s1:26379?master=m&password=x"}},
-		{name: "password with a slash", cfg: RedisConfig{URL: "redis-cluster://:s3cret/x@n1:7000"}},
+		{name: "no scheme", cfg: &Store{URL: "127.0.0.1:6379"}},
+		{name: "unknown scheme", cfg: &Store{URL: "memcache://127.0.0.1:11211"}},
+		{name: "bad single url", cfg: &Store{URL: "redis://:s3cret@host:6379/x"}},
+		{name: "single url unknown option", cfg: &Store{URL: "redis://host:6379?colour=red"}},
+		{name: "sentinel without master", cfg: &Store{URL: "redis-sentinel://:s3cret@s1:26379,s2:26379/0"}},
+		{name: "sentinel bad db", cfg: &Store{URL: "redis-sentinel://s1:26379/zero?master=m"}},
+		{name: "sentinel unknown option", cfg: &Store{URL: "redis-sentinel://s1:26379?master=m&colour=red"}},
+		{name: "sentinel host without port", cfg: &Store{URL: "redis-sentinel://:s3cret@s1,s2:26379?master=m"}},
+		{name: "sentinel empty host", cfg: &Store{URL: "redis-sentinel://s1:26379,?master=m"}},
+		{name: "cluster with db", cfg: &Store{URL: "redis-cluster://n1:7000/1"}},
+		{name: "cluster unknown option", cfg: &Store{URL: "redis-cluster://n1:7000?colour=red"}},
+		{name: "cluster addr option", cfg: &Store{URL: "redis-cluster://n1:7000?addr=n9:7000"}},
+		{name: "sentinel password option", cfg: &Store{URL: "redis-sentinel://s1:26379?master=m&password=x"}},
+		{name: "password with a slash", cfg: &Store{URL: "redis-cluster://:s3cret/x@n1:7000"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			o, err := universalOptions(tt.cfg)
+			o, err := tt.cfg.options()
 			if tt.check == nil {
 				if err == nil {
-					t.Fatalf("universalOptions(%q) = %+v, want an error", tt.cfg.URL, o)
+					t.Fatalf("options(%q) = %+v, want an error", tt.cfg.URL, o)
 				}
 				if strings.Contains(err.Error(), "s3cret") {
 					t.Errorf("error %q reveals the password", err)
@@ -459,7 +468,7 @@ func TestRedisOptions(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("universalOptions(%q): %v", tt.cfg.URL, err)
+				t.Fatalf("options(%q): %v", tt.cfg.URL, err)
 			}
 			tt.check(t, o)
 		})
@@ -473,32 +482,30 @@ func want[T comparable](t *testing.T, what string, got, want T) {
 	}
 }
 
-func TestNewRedis(t *testing.T) {
+func TestConnect(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		cfg   RedisConfig
+		cfg   *Store
 		clock recovery.Clock
 		ok    bool
 	}{
-		{"single", RedisConfig{URL: "redis://127.0.0.1:6379", Prefix: "smsrec:"}, clock.Real{}, true},
-		{"sentinel", RedisConfig{URL: "redis-sentinel://127.0.0.1:26379?master=m"}, clock.Real{}, true},
-		{"cluster", RedisConfig{URL: "redis-cluster://127.0.0.1:7000,127.0.0.1:7001"}, clock.Real{}, true},
-		{"no clock", RedisConfig{URL: "redis://127.0.0.1:6379"}, nil, false},
-		{"braces in prefix", RedisConfig{URL: "redis://127.0.0.1:6379", Prefix: "{smsrec}:"}, clock.Real{}, false},
-		{"bad url", RedisConfig{URL: "http://127.0.0.1"}, clock.Real{}, false},
-		{"sentinel min replicas", RedisConfig{URL: "redis-sentinel://127.0.0.1:26379?master=m&min_replicas=1"}, clock.Real{}, true},
-		{"sentinel bad min replicas", RedisConfig{URL: "redis-sentinel://127.0.0.1:26379?master=m&min_replicas=-1"}, clock.Real{}, false},
-		{"cluster min replicas", RedisConfig{URL: "redis-cluster://127.0.0.1:7000", MinReplicas: 1}, clock.Real{}, false},
+		{"single", &Store{URL: "redis://127.0.0.1:6379", Prefix: "smsrec:"}, clock.Real{}, true},
+		{"sentinel", &Store{URL: "redis-sentinel://127.0.0.1:26379?master=m"}, clock.Real{}, true},
+		{"cluster", &Store{URL: "redis-cluster://127.0.0.1:7000,127.0.0.1:7001"}, clock.Real{}, true},
+		{"braces in prefix", &Store{URL: "redis://127.0.0.1:6379", Prefix: "{smsrec}:"}, clock.Real{}, false},
+		{"bad url", &Store{URL: "http://127.0.0.1"}, clock.Real{}, false},
+		{"sentinel min replicas", &Store{URL: "redis-sentinel://127.0.0.1:26379?master=m&min_replicas=1"}, clock.Real{}, true},
+		{"sentinel bad min replicas", &Store{URL: "redis-sentinel://127.0.0.1:26379?master=m&min_replicas=-1"}, clock.Real{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r, err := NewRedis(tt.cfg, tt.clock)
+			r, err := openStore(tt.cfg, tt.clock)
 			if (err == nil) != tt.ok {
-				t.Fatalf("NewRedis: got error %v, want success %v", err, tt.ok)
+				t.Fatalf("connect: got error %v, want success %v", err, tt.ok)
 			}
-			if r != nil {
+			if err == nil {
 				if strings.Contains(tt.name, "min replicas") && r.minReplicas != 1 {
 					t.Errorf("min replicas: got %d, want 1", r.minReplicas)
 				}
@@ -601,14 +608,15 @@ func BenchmarkRedisPlanLua(b *testing.B) {
 			{Scope: limiter.ScopeSMSGlobal, Rate: ulimiter.Rate{Limit: 1 << 40, Period: time.Hour}},
 		}}},
 	}
-	loop := redis.NewScript(planLua + "for n = 1, tonumber(KEYS[2]) do plan(ARGV) end\nreturn 0\n")
+	// The count of plans follows the plan's arguments, which it ignores.
+	loop := redis.NewScript(countLua + planLua + "for n = 1, tonumber(ARGV[#ARGV]) do plan(KEYS, ARGV) end\nreturn 0\n")
 	for _, p := range plans {
 		b.Run(p.name, func(b *testing.B) {
 			e, err := r.learnEpoch(ctx)
 			if err != nil {
 				b.Fatal(err)
 			}
-			route, args, err := r.planArgs(&p.plan, e)
+			keys, args, err := r.planArgs(&p.plan, e)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -617,7 +625,7 @@ func BenchmarkRedisPlanLua(b *testing.B) {
 			// timeout; one round trip per 10,000 plans is lost in the time.
 			for left := b.N; left > 0; left -= 10_000 {
 				n := min(left, 10_000)
-				if err := loop.Run(ctx, r.Client(), []string{route, fmt.Sprint(n)}, args...).Err(); err != nil {
+				if err := loop.Run(ctx, r.Client(), keys, append(args, n)...).Err(); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,0 +1,209 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	ulimiter "github.com/ulule/limiter/v3"
+	"github.com/ulule/limiter/v3/drivers/store/common"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+)
+
+// RunPlan runs p as one script, so in one round trip (lua/plan.lua).
+// A server that lost the deployment's state refuses it with an error that
+// is both recovery.ErrUnavailable and recovery.ErrStateLost.
+func (r *Store) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, error) {
+	o, err := r.runPlan(ctx, p)
+	if errors.Is(err, recovery.ErrStateLost) && r.holdOver(ctx) {
+		return r.runPlan(ctx, p)
+	}
+	return o, err
+}
+
+func (r *Store) runPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, error) {
+	e, err := r.learnEpoch(ctx)
+	if err != nil {
+		return limiter.Outcome{}, err
+	}
+	keys, args, err := r.planArgs(p, e)
+	if err != nil {
+		return limiter.Outcome{}, err
+	}
+	res, err := r.run(ctx, planScript, keys, args...).Slice()
+	if err != nil {
+		return limiter.Outcome{}, redisError("plan", err)
+	}
+	if len(res) != 14 {
+		return limiter.Outcome{}, errors.New("plan: malformed reply from redis")
+	}
+	if err := r.epochReply(e, res[11], res[12]); err != nil {
+		return limiter.Outcome{}, err
+	}
+	o, err := decodeOutcome(res[:11], p.Counts)
+	if soft, _ := res[13].([]any); len(soft) == 3 && err == nil {
+		i := int(soft[0].(int64))
+		o.Soft, o.SoftCounter = i, counterContext(p.Counts[i-1], soft[1], soft[2])
+	}
+	return o, err
+}
+
+// opNames are the names lua/plan.lua knows the ops by.
+var opNames = [...]string{
+	limiter.OpNone:    "none",
+	limiter.OpCreate:  "create",
+	limiter.OpResend:  "resend",
+	limiter.OpAttempt: "attempt",
+	limiter.OpFinish:  "finish",
+}
+
+// planArgs returns the keys and the arguments of p's script (lua/plan.lua
+// says their order), under the epoch e.
+func (r *Store) planArgs(p *limiter.Plan, e *epochState) ([]string, []any, error) {
+	if int(p.Op) >= len(opNames) {
+		return nil, nil, fmt.Errorf("plan: unknown op %d", p.Op)
+	}
+	now := r.clock.Now()
+	keys := make([]string, 1, 12)
+	keys[0] = r.epochKey()
+	args := make([]any, 0, 64)
+	args = append(args, now.UnixMilli(), r.base, opNames[p.Op], e.id, e.floor.Load())
+	switch p.Op {
+	case limiter.OpCreate:
+		f := p.Flow
+		data, err := json.Marshal(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encoding flow: %w", err)
+		}
+		keys = append(keys, r.flowKey(f.ID))
+		args = append(args, data, f.Attempts, f.Sends, f.CodeHash, f.SentAt.UnixMilli(),
+			f.ExpiresAt.UnixMilli(), f.ExpiresAt.Sub(now).Milliseconds(), f.Account)
+	case limiter.OpResend:
+		keys = append(keys, r.flowKey(p.FlowID))
+		args = append(args, p.Now.UnixMilli(), p.Interval.Milliseconds(), p.CodeHash,
+			p.ExpiresAt.UnixMilli(), p.ExpiresAt.Sub(p.Now).Milliseconds(), p.MaxAttempts)
+	case limiter.OpAttempt:
+		keys = append(keys, r.flowKey(p.FlowID))
+		args = append(args, p.MaxAttempts)
+	case limiter.OpFinish:
+		data, err := json.Marshal(p.Token)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encoding token: %w", err)
+		}
+		keys = append(keys, r.flowKey(p.FlowID), r.tokenKey(p.Token.Hash))
+		args = append(args, data, p.Token.ExpiresAt.UnixMilli(), p.Token.ExpiresAt.Sub(now).Milliseconds())
+	}
+	// key declares k and returns its index in keys (from 1, as Lua counts),
+	// once for a key that several steps name.
+	key := func(k string) int {
+		for i, have := range keys {
+			if have == k {
+				return i + 1
+			}
+		}
+		keys = append(keys, k)
+		return len(keys)
+	}
+	// record is the index of a step's record, 0 for the flow's account.
+	record := func(kind, k string, ofFlow bool) int {
+		if ofFlow {
+			return 0
+		}
+		return key(r.lockKey(kind, k))
+	}
+	args = append(args, len(p.Locks))
+	for _, l := range p.Locks {
+		args = append(args, l.Kind, l.Key, record(l.Kind, l.Key, l.OfFlow))
+	}
+	args = append(args, len(p.Counts))
+	for _, c := range p.Counts {
+		counter := 0
+		if !c.OfFlow {
+			counter = key(r.base + "count:" + c.Scope + ":" + c.Key)
+		}
+		args = append(args, c.Scope, c.Key, counter, c.Rate.Limit, c.Rate.Period.Milliseconds(), flag(c.Peek)+2*flag(c.Soft))
+	}
+	args = append(args, len(p.Strikes))
+	for _, s := range p.Strikes {
+		q := s.Policy
+		args = append(args, s.Kind, s.Key, record(s.Kind, s.Key, s.OfFlow), key(r.lockIndex(s.Kind)), q.Threshold, q.Window.Milliseconds(),
+			q.Duration.Milliseconds(), q.MaxDuration.Milliseconds(), flag(q.Run), q.Permanent)
+	}
+	args = append(args, len(p.Ends))
+	for _, e := range p.Ends {
+		args = append(args, e.Kind, e.Key, record(e.Kind, e.Key, e.OfFlow), key(r.lockIndex(e.Kind)), flag(e.Forgive))
+	}
+	return keys, args, nil
+}
+
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// decodeOutcome reads the reply of lua/plan.lua to a plan of counts.
+func decodeOutcome(res []any, counts []limiter.Count) (limiter.Outcome, error) {
+	if len(res) != 11 {
+		return limiter.Outcome{}, errors.New("plan: malformed reply from redis")
+	}
+	n := func(v any) int64 { i, _ := v.(int64); return i }
+	var o limiter.Outcome
+	o.Refused, o.Index, o.Full = limiter.Step(n(res[0])), int(n(res[1])), n(res[2]) == 1
+	if o.Refused == limiter.StepCount {
+		if o.Index < 0 || o.Index >= len(counts) {
+			return limiter.Outcome{}, errors.New("plan: malformed refusal from redis")
+		}
+		// The count and the window's end (ms) of the counter, as ulule's
+		// Get or Peek tells them.
+		o.Counter = counterContext(counts[o.Index], res[4], res[5])
+	}
+	if lock, _ := res[3].([]any); len(lock) > 0 {
+		rec, err := decodeRecord(lock)
+		if err != nil {
+			return limiter.Outcome{}, err
+		}
+		o.Lock = rec.Lock
+	}
+	switch n(res[6]) {
+	case 1:
+		o.FlowErr = recovery.ErrNotFound
+	case 2:
+		o.FlowErr = recovery.ErrTooEarly
+	}
+	if vals, _ := res[7].([]any); len(vals) > 0 {
+		f, err := decodeFlow(vals)
+		if err != nil {
+			return limiter.Outcome{}, err
+		}
+		o.Flow = f
+	}
+	o.Exhausted, o.Won = n(res[8]) == 1, n(res[9]) == 1
+	struck, _ := res[10].([]any)
+	for _, s := range struck {
+		pair, _ := s.([]any)
+		if len(pair) != 2 {
+			return limiter.Outcome{}, errors.New("plan: malformed strike from redis")
+		}
+		fields, _ := pair[1].([]any)
+		rec, err := decodeRecord(fields)
+		if err != nil {
+			return limiter.Outcome{}, err
+		}
+		o.Strikes = append(o.Strikes, limiter.Strike{Set: n(pair[0]) == 1, Lock: rec.Lock})
+	}
+	return o, nil
+}
+
+// counterContext is the state of c's counter as a plan's reply gives it:
+// the count, and the end of its window in Unix ms.
+func counterContext(c limiter.Count, count, reset any) ulimiter.Context {
+	n, _ := count.(int64)
+	end, _ := reset.(int64)
+	return common.GetContextFromState(time.Time{}, c.Rate, time.UnixMilli(end), n)
+}
