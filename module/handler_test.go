@@ -118,7 +118,7 @@ func TestDefaultModules(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Cleanup()
-	wantStore, _ := poolKey(&storage.MemoryModule{MaxEntries: 100_000})
+	wantStore := memoryKey(100_000)
 	if h.store.key != wantStore {
 		t.Errorf("store %q, want the memory store of 100000 entries %q", h.store.key, wantStore)
 	}

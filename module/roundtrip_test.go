@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
 
@@ -94,7 +95,7 @@ func TestPhonePoliciesArePooled(t *testing.T) {
 func TestReadyLogGivesMemoryLimit(t *testing.T) {
 	g := newOpsGateway(t, map[string]string{}, nil)
 	g.h.logReady()
-	want, ok := storage.SoftMemoryLimit()
+	want, ok := memory.SoftMemoryLimit()
 	if !ok {
 		t.Skip("GOMEMLIMIT is set: the storage leaves the limit alone")
 	}

@@ -10,7 +10,6 @@ import (
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
 func loadStorage(t *testing.T, name, raw string) (Opener, error) {
@@ -27,7 +26,6 @@ func loadStorage(t *testing.T, name, raw string) (Opener, error) {
 func TestStorageModuleLoadErrors(t *testing.T) {
 	t.Setenv("STORAGE_TEST_EMPTY", "")
 	cases := []struct{ name, module, raw, want string }{
-		{"small memory", "memory", `{"max_entries": 99}`, "storage memory: max_entries 99 is below 100"},
 		{"redis without url", "redis", `{}`, "storage redis: a URL is required"},
 		{"redis url from an empty variable", "redis", `{"url": "{env.STORAGE_TEST_EMPTY}"}`, "storage redis: url: placeholder {env.STORAGE_TEST_EMPTY} is empty"},
 		{"redis password from an unset variable", "redis", `{"url": "redis://:{env.STORAGE_TEST_UNSET}@127.0.0.1:6379"}`,
@@ -41,27 +39,6 @@ func TestStorageModuleLoadErrors(t *testing.T) {
 				t.Fatalf("load = %v, want an error containing %q", err, c.want)
 			}
 		})
-	}
-}
-
-func TestMemoryModule(t *testing.T) {
-	o, err := loadStorage(t, "memory", `{}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m := o.(*MemoryModule); m.MaxEntries != DefaultMaxEntries {
-		t.Fatalf("max_entries = %d, want the default %d", m.MaxEntries, DefaultMaxEntries)
-	}
-	st, err := o.Open()
-	if err != nil || st.Backend == nil {
-		t.Fatalf("Open = %+v, %v", st, err)
-	}
-	defer st.Close()
-	if _, ok := st.Backend.(limiter.PlanStore); !ok {
-		t.Fatalf("the memory store runs no plans: the guard would need counters, and Open gave none")
-	}
-	if _, ok := o.(Shared); ok {
-		t.Error("the memory store says other processes share it")
 	}
 }
 
@@ -97,9 +74,6 @@ func TestStorageUnmarshalCaddyfile(t *testing.T) {
 		input string
 		want  string
 	}{
-		{"memory", &MemoryModule{}, "memory", `{}`},
-		{"memory bounded", &MemoryModule{}, "memory {\nmax_entries 5000\n}", `{"max_entries":5000}`},
-		{"memory argument", &MemoryModule{}, "memory 5000", "error: storage memory: takes no argument"},
 		{"redis", &RedisModule{}, "redis redis://127.0.0.1:6379/0 {\nprefix app:\npool_size 4\n}", `{"url":"redis://127.0.0.1:6379/0","prefix":"app:","pool_size":4}`},
 		{"redis unknown", &RedisModule{}, "redis redis://x {\ndb 2\n}", "error: storage redis: unrecognized subdirective 'db'"},
 		{"redis opt-ins", &RedisModule{}, "redis redis://x {\nallow_volatile\nallow_eviction\n}", `{"url":"redis://x","allow_volatile":true,"allow_eviction":true}`},

@@ -1,4 +1,4 @@
-package storage
+package memory
 
 import (
 	"time"
@@ -6,7 +6,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
-// lockTable holds the security state of Memory: at most max records of
+// lockTable holds the security state of a Store: at most max records of
 // strikes and locks.
 //
 // A record that has ever set a lock (a lock in force, a run of locks whose
@@ -17,7 +17,7 @@ import (
 // those the one struck least recently. So a flood of one wrong code for
 // each of many made-up accounts pushes out its own one-strike runs, never a
 // lock and never a person's right code (which needs no new record to be
-// compared, see Memory.RunPlan). What the flood buys is counted in strikes:
+// compared, see Store.RunPlan). What the flood buys is counted in strikes:
 // to take back the s strikes of one run, the table must first fill with
 // runs of at least s strikes that are newer than it, that is max×s wrong
 // codes, after which the attacker may make those s guesses again. Which
@@ -30,7 +30,7 @@ import (
 // full, at most once per sweepEvery so that a flood against a full table
 // costs no more than the refusal.
 //
-// It is not safe for concurrent use; Memory guards it with its mutex.
+// It is not safe for concurrent use; Store guards it with its mutex.
 type lockTable struct {
 	max       int
 	records   map[lockID]*lockRecord

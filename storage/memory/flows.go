@@ -1,4 +1,4 @@
-package storage
+package memory
 
 import (
 	"errors"
@@ -26,7 +26,7 @@ import (
 // one allocation, so that a full table of the default 100,000 flows stays
 // near 30 MiB (BenchmarkMemoryFlood).
 //
-// It is not safe for concurrent use; Memory guards it with its mutex.
+// It is not safe for concurrent use; Store guards it with its mutex.
 type flowTable struct {
 	max     int
 	keys    hasher

@@ -1,4 +1,4 @@
-package storage
+package memory
 
 import (
 	"context"
@@ -132,8 +132,8 @@ func TestCounterTableKeeps(t *testing.T) {
 // Memory, on the wall clock that suite reads.
 func TestMemoryULuleStore(t *testing.T) {
 	t.Parallel()
-	newMemory := func(t *testing.T) *Memory {
-		m, err := NewMemory(1000, clock.Real{})
+	newMemory := func(t *testing.T) *Store {
+		m, err := New(1000, clock.Real{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +155,7 @@ func TestMemoryULuleStore(t *testing.T) {
 func TestMemoryULuleStoreKeepsBudgets(t *testing.T) {
 	t.Parallel()
 	clk := clock.NewManual(time.Unix(1_800_000_000, 0))
-	m, err := NewMemory(1, clk)
+	m, err := New(1, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
