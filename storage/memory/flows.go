@@ -45,8 +45,7 @@ type flowTable struct {
 // errTooLong refuses a flow with a string too long for its record.
 var errTooLong = errors.New("storing flow: account, code hash or client IP over 64 KiB")
 
-// flowEntry is one flow, linked into the list of all flows and the list of
-// its client's. The flow's ID is not kept, only its hkey: every read names
+// flowEntry is one flow, linked into the list of all flows. The flow's ID is not kept, only its hkey: every read names
 // it. Times are Unix nanoseconds (noTime for the zero time).
 type flowEntry struct {
 	id hkey
@@ -59,8 +58,7 @@ type flowEntry struct {
 	lang, publicURL              string // from the configuration, shared
 	sentAt, expiresAt, createdAt int64
 	client                       *clientFlows
-	prev, next                   *flowEntry // all flows, in order of creation
-	prevMine, nextMine           *flowEntry // this client's flows, in order of creation
+	prev, next                   *flowEntry // all flows, the soonest to end first
 }
 
 // noTime stands for the zero time.Time in a flowEntry.
@@ -153,12 +151,11 @@ func (e *flowEntry) flow(id string) recovery.Flow {
 	}
 }
 
-// clientFlows is one client's flows, oldest first.
+// clientFlows counts one client's flows.
 type clientFlows struct {
-	key            hkey
-	n              int
-	oldest, newest *flowEntry
-	prev, next     *clientFlows // in byCount[n]
+	key        hkey
+	n          int
+	prev, next *clientFlows // in byCount[n]
 }
 
 // clientList is a list of clients, linked through clientFlows.
@@ -228,13 +225,6 @@ func (t *flowTable) add(f *recovery.Flow, now time.Time) error {
 	e.client = c
 	t.byID[id] = e
 	t.link(e)
-	e.prevMine = c.newest
-	if c.newest != nil {
-		c.newest.nextMine = e
-	} else {
-		c.oldest = e
-	}
-	c.newest = e
 	t.recount(c, c.n+1)
 	return nil
 }
@@ -306,16 +296,6 @@ func (t *flowTable) remove(e *flowEntry) {
 	delete(t.byID, e.id)
 	t.unlink(e)
 	c := e.client
-	if e.prevMine != nil {
-		e.prevMine.nextMine = e.nextMine
-	} else {
-		c.oldest = e.nextMine
-	}
-	if e.nextMine != nil {
-		e.nextMine.prevMine = e.prevMine
-	} else {
-		c.newest = e.prevMine
-	}
 	t.recount(c, c.n-1)
 	if c.n == 0 {
 		delete(t.clients, c.key)
