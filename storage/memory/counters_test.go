@@ -15,7 +15,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-// TestCounterTable checks the counters Memory's plans keep: fixed windows
+// TestCounterTable checks the counters a Store's plans keep: fixed windows
 // that start afresh once over, a bound that drops the least recently used
 // (a read counts as a use), and reads that make no counter.
 func TestCounterTable(t *testing.T) {
@@ -129,7 +129,7 @@ func TestCounterTableKeeps(t *testing.T) {
 }
 
 // TestMemoryULuleStore runs ulule's own suite of a limiter.Store against
-// Memory, on the wall clock that suite reads.
+// a Store, on the wall clock that suite reads.
 func TestMemoryULuleStore(t *testing.T) {
 	t.Parallel()
 	newMemory := func(t *testing.T) *Store {

@@ -28,7 +28,7 @@ func heapAfterGC() int64 {
 	return int64(m.HeapAlloc)
 }
 
-// TestMemoryFootprint fills each table of a Memory with records shaped as
+// TestMemoryFootprint fills each table of a Store with records shaped as
 // the gateway makes them and checks that none takes more heap than the
 // figure the soft memory limit is derived from. It runs alone (not in
 // parallel), so that the heap it reads is its own.
