@@ -1,6 +1,6 @@
 // Package smsrecovery registers the caddy-sms-recovery modules (the
-// directories among them, a package each), their Caddyfile directives and
-// the caddy sms-recovery support command, so that
+// directories and the memory store among them, a package each), their
+// Caddyfile directives and the caddy sms-recovery support command, so that
 //
 //	xcaddy build --with github.com/caddy-sms-recovery/caddy-sms-recovery
 //
@@ -16,6 +16,7 @@ import (
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldap"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/sql"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/module"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 )

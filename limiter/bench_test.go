@@ -13,7 +13,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
 )
 
 const mib = 1 << 20
@@ -113,7 +113,7 @@ func BenchmarkStartParallel(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			clk := clock.Real{}
-			store, err := storage.NewMemory(storage.DefaultMaxEntries, clk)
+			store, err := memory.New(memory.DefaultMaxEntries, clk)
 			if err != nil {
 				b.Fatal(err)
 			}

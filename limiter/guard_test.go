@@ -11,7 +11,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
 )
 
 var ctx = context.Background()
@@ -24,7 +24,7 @@ const maxAttempts = 1 << 30
 type testGuard struct {
 	*limiter.Guard
 	clock *clock.Manual
-	store *storage.Memory
+	store *memory.Store
 	tb    testing.TB
 	flows map[string]string // account → the ID of its flow
 	made  int               // flows started, for fresh IDs, clients and phones
@@ -32,13 +32,13 @@ type testGuard struct {
 
 func newTestGuard(tb testing.TB, cfg limiter.Config) *testGuard {
 	tb.Helper()
-	return newTestGuardSized(tb, cfg, storage.DefaultMaxEntries)
+	return newTestGuardSized(tb, cfg, memory.DefaultMaxEntries)
 }
 
 func newTestGuardSized(tb testing.TB, cfg limiter.Config, maxEntries int) *testGuard {
 	tb.Helper()
 	clk := clock.NewManual(t0)
-	store, err := storage.NewMemory(maxEntries, clk)
+	store, err := memory.New(maxEntries, clk)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/outbox"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
 	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 )
 
@@ -37,7 +37,21 @@ func messageBirdSender(mb *messagebird.MessageBird) json.RawMessage {
 }
 
 func memoryStorage(maxEntries int) json.RawMessage {
-	return guest(&storage.MemoryModule{MaxEntries: maxEntries}, "backend")
+	return guest(&memory.Store{MaxEntries: maxEntries}, "backend")
+}
+
+// memoryKey is the pool key of the memory store of maxEntries, with the
+// defaults its Provision fills.
+func memoryKey(maxEntries int) string {
+	m := &memory.Store{MaxEntries: maxEntries}
+	if err := m.Provision(caddy.Context{}); err != nil {
+		panic(err)
+	}
+	key, err := poolKey(m)
+	if err != nil {
+		panic(err)
+	}
+	return key
 }
 
 // ownStores numbers the stores of ownMemoryStorage.

@@ -14,7 +14,6 @@ import (
 	filedirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/file"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/outbox"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 )
 
@@ -119,7 +118,7 @@ func TestDefaultModules(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Cleanup()
-	wantStore, _ := poolKey(&storage.MemoryModule{MaxEntries: 100_000})
+	wantStore := memoryKey(100_000)
 	if h.store.key != wantStore {
 		t.Errorf("store %q, want the memory store of 100000 entries %q", h.store.key, wantStore)
 	}

@@ -17,7 +17,6 @@ import (
 
 	ldapdirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldap"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldaptest"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
 // TestNoGoroutineOutlivesTheHandler provisions a handler, sends a code
@@ -42,8 +41,7 @@ func TestNoGoroutineOutlivesTheHandler(t *testing.T) {
 	if b := startThenCleanup(t, h, "alice@example.com", outbox); !strings.Contains(b, `"to":"+31612345678"`) {
 		t.Fatalf("outbox after cleanup: %q", b)
 	}
-	key, _ := poolKey(&storage.MemoryModule{MaxEntries: 4321})
-	if n, ok := stores.References(key); ok || n != 0 {
+	if n, ok := stores.References(memoryKey(4321)); ok || n != 0 {
 		t.Errorf("the store is still referenced %d times", n)
 	}
 }

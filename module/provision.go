@@ -24,7 +24,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
 
@@ -132,7 +132,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // recovery routes and which limits they enforce: a person trying the demo
 // who meets a 429 or a 423 learns here why, and how to lift a lock.
 // With memory storage it also gives the soft memory limit the storage's
-// bounds set (storage.ReserveMemory), in bytes.
+// bounds set (memory.SoftMemoryLimit), in bytes.
 func (h *Handler) logReady() {
 	fields := []zap.Field{
 		zap.String("version", version.Version),
@@ -142,7 +142,7 @@ func (h *Handler) logReady() {
 		zap.String("hint", "a 429 or 423 comes from these limits: raise them with limit, lockout and ip_block; "+
 			"list and lift locks with 'caddy sms-recovery locks' and 'caddy sms-recovery unlock <account>'"),
 	}
-	if limit, ok := storage.SoftMemoryLimit(); ok {
+	if limit, ok := memory.SoftMemoryLimit(); ok {
 		fields = append(fields, zap.Int64("go_memory_limit", limit))
 	}
 	h.logger.Info("sms recovery ready", fields...)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
 	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
@@ -95,7 +95,7 @@ func TestPhonePoliciesArePooled(t *testing.T) {
 func TestReadyLogGivesMemoryLimit(t *testing.T) {
 	g := newOpsGateway(t, map[string]string{}, nil)
 	g.h.logReady()
-	want, ok := storage.SoftMemoryLimit()
+	want, ok := memory.SoftMemoryLimit()
 	if !ok {
 		t.Skip("GOMEMLIMIT is set: the storage leaves the limit alone")
 	}

@@ -3,12 +3,12 @@ package module
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
 )
 
-// tabled is a store of bounded tables (storage.Memory).
+// tabled is a store of bounded tables (memory.Store).
 type tabled interface {
-	Tables() []storage.TableStats
+	Tables() []memory.TableStats
 }
 
 // tablesCollector reports how full the tables of this process's memory

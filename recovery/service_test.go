@@ -16,7 +16,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
 )
 
 // seeded is a deterministic randomness source, safe for concurrent use.
@@ -124,7 +124,7 @@ type fixture struct {
 	clock  *clock.Manual
 	sent   *outbox
 	dir    *phonebook
-	store  *storage.Memory
+	store  *memory.Store
 	limits limiter.Config
 	keys   *recovery.Keyring
 }
@@ -156,7 +156,7 @@ func testConfig() recovery.Config {
 func newFixture(t *testing.T, mutate func(*recovery.Config, *limiter.Config)) *fixture {
 	t.Helper()
 	c := clock.NewManual(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
-	mem, err := storage.NewMemory(4096, c)
+	mem, err := memory.New(4096, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -641,7 +641,7 @@ func TestFailingDependencies(t *testing.T) {
 func TestGuardThatCannotDecideFailsClosed(t *testing.T) {
 	t.Parallel()
 	c := clock.NewManual(time.Now())
-	store, _ := storage.NewMemory(100, c)
+	store, _ := memory.New(100, c)
 	guard, err := limiter.New(limiter.DefaultConfig(), downStore{store}, c)
 	if err != nil {
 		t.Fatal(err)
@@ -662,7 +662,7 @@ func TestGuardThatCannotDecideFailsClosed(t *testing.T) {
 }
 
 // downStore is a store whose plans fail: the server behind it is down.
-type downStore struct{ *storage.Memory }
+type downStore struct{ *memory.Store }
 
 func (downStore) RunPlan(context.Context, *limiter.Plan) (limiter.Outcome, error) {
 	return limiter.Outcome{}, errors.New("store down")
@@ -787,7 +787,7 @@ func TestRealmsDoNotShareFlowsOrTokens(t *testing.T) {
 // all of them reach the store together: the widest window a race between
 // checking a lock and counting a failure can have.
 type barrierStore struct {
-	*storage.Memory
+	*memory.Store
 	arrived sync.WaitGroup
 }
 
@@ -796,7 +796,7 @@ func (b *barrierStore) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Ou
 		b.arrived.Done()
 		b.arrived.Wait()
 	}
-	return b.Memory.RunPlan(ctx, p)
+	return b.Store.RunPlan(ctx, p)
 }
 
 // eventCounter counts events by name.
@@ -829,7 +829,7 @@ func TestConcurrentGuessesAreComparedAtMostLockout(t *testing.T) {
 	for i := range flows {
 		flows[i] = f.start(t, alice).FlowID
 	}
-	bs := &barrierStore{Memory: f.store}
+	bs := &barrierStore{Store: f.store}
 	bs.arrived.Add(guesses)
 	guard, err := limiter.New(f.limits, bs, f.clock)
 	if err != nil {

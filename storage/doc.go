@@ -1,36 +1,21 @@
-// Package storage holds the backends that keep recovery state: flows,
-// reset tokens (recovery.Store), the security state of locks, blocks and
-// the wrong codes behind them (limiter.LockStore), and the rate counters,
+// Package storage is the namespace of the stores that keep recovery state
+// (Namespace, Opener, Backend): flows, reset tokens, the security state of
+// locks, blocks and the wrong codes behind them, and the rate counters,
 // which are ulule's: each backend is a ulimiter.Store, whose counter step
-// its plans take too (limiter.PlanStore).
+// its plans take too. Each backend is a package of its own, its guest
+// module being the store: storage/memory (the default) and storage/redis
+// (state shared by every instance behind a load balancer, which refuses a
+// server that would forget and notices one that did). Its storagetest
+// subpackage is the one contract suite every backend passes.
 //
-// Memory keeps them in this process, each kind in a table of its own bound:
-// a full flow table refuses new flows (the clients holding the most first)
-// and never drops a pending one, a full token table drops the least
-// recently used, and a full security table lets the cheapest run of wrong
-// codes go but never a lock or a run behind one. Redis keeps them on a Redis
-// server shared by every instance behind a load balancer, so that a flow
-// started on one verifies on another. It refuses a server that would
-// forget (redissafety.go) and notices one that did, refusing work until an
-// operator acknowledges the loss (redisepoch.go): lost security state is
-// never taken for a clean slate.
-//
-// Every Store method is atomic with respect to the others, across processes
+// Every store method is atomic with respect to the others, across processes
 // for Redis: concurrent callers never both consume a flow, both spend a
 // token or both count the same attempt. Expired records behave as missing.
 //
-// This package must never hold a code or a token in the clear (it only ever
+// A store must never hold a code or a token in the clear (it only ever
 // sees their keyed hashes), never put a record on a server without a time to
 // live (but an account's run of wrong codes, which lasts until a correct
 // code or support ends it, and the deployment's epoch), never drop a lock
-// or a run that set one to make room, never log but the Redis module's
-// load-time warnings and go-redis's routed lines (what it notices at run
-// time it reports as an Alarm, which the gateway logs). Its
-// storagetest subpackage is the one contract suite every backend passes.
-//
-// MemoryModule and RedisModule are the Caddy guest modules of the
-// namespace http.handlers.sms_recovery.storage (see Namespace and Opener).
-// The files *_module.go and redis_plumbing.go (the rate limiter's counters
-// on Redis, go-redis's log lines and the load-time checks) are the only
-// code here that imports Caddy.
+// or a run that set one to make room, and never log but at load: what it
+// notices at run time it reports as an Alarm, which the gateway logs.
 package storage

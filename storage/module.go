@@ -10,14 +10,15 @@ import (
 // "memory", "max_entries": 100000} loads
 // http.handlers.sms_recovery.storage.memory.
 //
-// A storage module holds settings only. Its Provision expands placeholders
-// and checks them; it must not keep connections, since the gateway keeps
-// the opened state across config reloads, longer than any one module value
-// lives (SPEC §7: state survives a reload). The module implements Opener,
-// and the gateway calls Open only when no state for the same settings is
-// open yet: it keys its pool by the module's ID and a SHA-256 of its JSON
-// encoding, so settings must be exported JSON fields, and a password in a
-// URL never appears in the clear in the key.
+// A storage module's Provision and Validate expand placeholders, fill
+// defaults and check the settings; they must open nothing, since the
+// gateway keeps the opened state across config reloads (SPEC §7: state
+// survives a reload). The module implements Opener, and the gateway calls
+// Open only when no state for the same settings is open yet, and keeps
+// what Open returns, which may be the module itself (the memory store is):
+// it keys its pool by the module's ID and a SHA-256 of its JSON encoding,
+// so settings must be exported JSON fields, and a password in a URL never
+// appears in the clear in the key.
 const Namespace = "http.handlers.sms_recovery.storage"
 
 // Backend is what a store gives the flow and the abuse guard: flows,

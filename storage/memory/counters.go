@@ -1,4 +1,4 @@
-package storage
+package memory
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 )
 
 // counterTable is a bounded table of fixed-window rate counters, which
-// Memory's plans and its ulimiter.Store methods count in: at most bound
+// Store's plans and its ulimiter.Store methods count in: at most bound
 // counters, keyed by the hkey of their key (scope:key). It runs in one of
 // two modes.
 //
@@ -36,7 +36,7 @@ import (
 // The counters sit in one slice, linked by index in order of use, with a
 // map from key to index: about 80 bytes a counter, where a general LRU
 // cache of string keys takes some 150 (BenchmarkMemoryFlood). It is not
-// safe for concurrent use; Memory guards it with its mutex.
+// safe for concurrent use; Store guards it with its mutex.
 type counterTable struct {
 	bound int
 	keep  bool
@@ -73,7 +73,7 @@ func newCounterTable(bound int, keep bool) *counterTable {
 // window of rate.Period opening at its first event, and returns its state
 // as ulule's stores give it: rate.Limit, what remains of it, whether it was
 // exceeded, and the window's end in Unix seconds. It is the one counter
-// step of Memory: its plans' counts and its ulimiter.Store methods both
+// step of Store: its plans' counts and its ulimiter.Store methods both
 // take it.
 //
 // In a table of client counters a count marks the counter as recently
@@ -218,14 +218,14 @@ func (t *counterTable) Len() int { return len(t.index) }
 // ulule's stores do. A key is scope:key, as the guard names its counters
 // (limiter.Count), and its scope picks the table: a plan's count of that
 // scope and key is the same counter.
-func (m *Memory) Get(ctx context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
+func (m *Store) Get(ctx context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
 	return m.Increment(ctx, key, 1, rate)
 }
 
 // Increment counts n events for key and returns the state of its window.
 // A budget (limiter.Kept) the store does not hold needs room in its table:
 // when there is none, recovery.ErrFull.
-func (m *Memory) Increment(_ context.Context, key string, n int64, rate ulimiter.Rate) (ulimiter.Context, error) {
+func (m *Store) Increment(_ context.Context, key string, n int64, rate ulimiter.Rate) (ulimiter.Context, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
@@ -239,7 +239,7 @@ func (m *Memory) Increment(_ context.Context, key string, n int64, rate ulimiter
 }
 
 // Peek returns the state of key's window without counting an event.
-func (m *Memory) Peek(_ context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
+func (m *Store) Peek(_ context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, h := m.counterOf(key)
@@ -247,7 +247,7 @@ func (m *Memory) Peek(_ context.Context, key string, rate ulimiter.Rate) (ulimit
 }
 
 // Reset forgets key's counter and returns the state of a fresh window.
-func (m *Memory) Reset(_ context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
+func (m *Store) Reset(_ context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, h := m.counterOf(key)
@@ -257,13 +257,13 @@ func (m *Memory) Reset(_ context.Context, key string, rate ulimiter.Rate) (ulimi
 
 // counterOf returns the table of the counter key (scope:key) and its hkey,
 // which is the hkey a plan's count of that scope and key has. m.mu is held.
-func (m *Memory) counterOf(key string) (*counterTable, hkey) {
+func (m *Store) counterOf(key string) (*counterTable, hkey) {
 	scope, _, _ := strings.Cut(key, ":")
 	return m.counterTable(scope), m.flows.keys.of(key)
 }
 
 // counterTable returns the table of the counters of scope. m.mu is held.
-func (m *Memory) counterTable(scope string) *counterTable {
+func (m *Store) counterTable(scope string) *counterTable {
 	if limiter.Kept(scope) {
 		return m.budgets
 	}
@@ -271,4 +271,4 @@ func (m *Memory) counterTable(scope string) *counterTable {
 }
 
 // Interface guards
-var _ ulimiter.Store = (*Memory)(nil)
+var _ ulimiter.Store = (*Store)(nil)

@@ -1,4 +1,4 @@
-package storage
+package memory
 
 import (
 	"errors"
@@ -26,7 +26,7 @@ import (
 // one allocation, so that a full table of the default 100,000 flows stays
 // near 30 MiB (BenchmarkMemoryFlood).
 //
-// It is not safe for concurrent use; Memory guards it with its mutex.
+// It is not safe for concurrent use; Store guards it with its mutex.
 type flowTable struct {
 	max     int
 	keys    hasher
@@ -34,10 +34,10 @@ type flowTable struct {
 	clients map[hkey]*clientFlows
 	// byCount[n] lists the clients with n flows, in the order they came
 	// to hold n; top is the largest n in use.
-	byCount []clientList
+	byCount []list[clientFlows]
 	top     int
 	// all lists every flow, the soonest to end first.
-	oldest, newest *flowEntry
+	all list[flowEntry]
 	// refused counts the flows refused for room.
 	refused uint64
 }
@@ -45,9 +45,9 @@ type flowTable struct {
 // errTooLong refuses a flow with a string too long for its record.
 var errTooLong = errors.New("storing flow: account, code hash or client IP over 64 KiB")
 
-// flowEntry is one flow, linked into the list of all flows and the list of
-// its client's. The flow's ID is not kept, only its hkey: every read names
-// it. Times are Unix nanoseconds (noTime for the zero time).
+// flowEntry is one flow, linked into the list of all flows. The flow's ID
+// is not kept, only its hkey: every read names it. Times are Unix
+// nanoseconds (noTime for the zero time).
 type flowEntry struct {
 	id hkey
 	// text holds the account, the code's hash, the client's IP and the
@@ -59,8 +59,7 @@ type flowEntry struct {
 	lang, publicURL              string // from the configuration, shared
 	sentAt, expiresAt, createdAt int64
 	client                       *clientFlows
-	prev, next                   *flowEntry // all flows, in order of creation
-	prevMine, nextMine           *flowEntry // this client's flows, in order of creation
+	links[flowEntry]             // in the table's all
 }
 
 // noTime stands for the zero time.Time in a flowEntry.
@@ -153,39 +152,11 @@ func (e *flowEntry) flow(id string) recovery.Flow {
 	}
 }
 
-// clientFlows is one client's flows, oldest first.
+// clientFlows counts one client's flows.
 type clientFlows struct {
-	key            hkey
-	n              int
-	oldest, newest *flowEntry
-	prev, next     *clientFlows // in byCount[n]
-}
-
-// clientList is a list of clients, linked through clientFlows.
-type clientList struct{ first, last *clientFlows }
-
-func (l *clientList) push(c *clientFlows) {
-	c.prev, c.next = l.last, nil
-	if l.last != nil {
-		l.last.next = c
-	} else {
-		l.first = c
-	}
-	l.last = c
-}
-
-func (l *clientList) unlink(c *clientFlows) {
-	if c.prev != nil {
-		c.prev.next = c.next
-	} else {
-		l.first = c.next
-	}
-	if c.next != nil {
-		c.next.prev = c.prev
-	} else {
-		l.last = c.prev
-	}
-	c.prev, c.next = nil, nil
+	key                hkey
+	n                  int
+	links[clientFlows] // in byCount[n]
 }
 
 func newFlowTable(max int) *flowTable {
@@ -194,7 +165,7 @@ func newFlowTable(max int) *flowTable {
 		keys:    newHasher(),
 		byID:    make(map[hkey]*flowEntry),
 		clients: make(map[hkey]*clientFlows),
-		byCount: make([]clientList, 1),
+		byCount: make([]list[clientFlows], 1),
 	}
 }
 
@@ -227,14 +198,7 @@ func (t *flowTable) add(f *recovery.Flow, now time.Time) error {
 	}
 	e.client = c
 	t.byID[id] = e
-	t.link(e)
-	e.prevMine = c.newest
-	if c.newest != nil {
-		c.newest.nextMine = e
-	} else {
-		c.oldest = e
-	}
-	c.newest = e
+	push(&t.all, e)
 	t.recount(c, c.n+1)
 	return nil
 }
@@ -248,7 +212,7 @@ func (t *flowTable) highWater() int { return t.max - t.max/8 }
 // soonest flow ends. The list of all flows is kept in order of expiry, so
 // the expired ones are at its front.
 func (t *flowTable) room(key hkey, now time.Time) (time.Time, bool) {
-	for o := t.oldest; o != nil && o.expired(now); o = t.oldest {
+	for o := t.all.first; o != nil && o.expired(now); o = t.all.first {
 		t.remove(o)
 	}
 	n := len(t.byID)
@@ -263,33 +227,7 @@ func (t *flowTable) room(key hkey, now time.Time) (time.Time, bool) {
 		return time.Time{}, true
 	}
 	t.refused++
-	return fromNanos(t.oldest.expiresAt), false
-}
-
-// link appends e to the list of all flows, as the one that ends last.
-func (t *flowTable) link(e *flowEntry) {
-	e.prev, e.next = t.newest, nil
-	if t.newest != nil {
-		t.newest.next = e
-	} else {
-		t.oldest = e
-	}
-	t.newest = e
-}
-
-// unlink takes e out of the list of all flows.
-func (t *flowTable) unlink(e *flowEntry) {
-	if e.prev != nil {
-		e.prev.next = e.next
-	} else {
-		t.oldest = e.next
-	}
-	if e.next != nil {
-		e.next.prev = e.prev
-	} else {
-		t.newest = e.prev
-	}
-	e.prev, e.next = nil, nil
+	return fromNanos(t.all.first.expiresAt), false
 }
 
 // renewed moves e, whose expiry a resend pushed back, to the end of the
@@ -297,25 +235,15 @@ func (t *flowTable) unlink(e *flowEntry) {
 // code_ttl; a table shared by sites of different code_ttl is in that order
 // within each, and an expired flow behind a live one waits for it).
 func (t *flowTable) renewed(e *flowEntry) {
-	t.unlink(e)
-	t.link(e)
+	unlink(&t.all, e)
+	push(&t.all, e)
 }
 
 // remove deletes an entry.
 func (t *flowTable) remove(e *flowEntry) {
 	delete(t.byID, e.id)
-	t.unlink(e)
+	unlink(&t.all, e)
 	c := e.client
-	if e.prevMine != nil {
-		e.prevMine.nextMine = e.nextMine
-	} else {
-		c.oldest = e.nextMine
-	}
-	if e.nextMine != nil {
-		e.nextMine.prevMine = e.prevMine
-	} else {
-		c.newest = e.prevMine
-	}
 	t.recount(c, c.n-1)
 	if c.n == 0 {
 		delete(t.clients, c.key)
@@ -325,14 +253,14 @@ func (t *flowTable) remove(e *flowEntry) {
 // recount moves c to the bucket of clients with n flows.
 func (t *flowTable) recount(c *clientFlows, n int) {
 	if c.n > 0 {
-		t.byCount[c.n].unlink(c)
+		unlink(&t.byCount[c.n], c)
 	}
 	c.n = n
 	if n > 0 {
 		for len(t.byCount) <= n {
-			t.byCount = append(t.byCount, clientList{})
+			t.byCount = append(t.byCount, list[clientFlows]{})
 		}
-		t.byCount[n].push(c)
+		push(&t.byCount[n], c)
 	}
 	// Raise top first: c's bucket is not empty, so the walk down stops
 	// there at the latest, after at most one step when c left the top.

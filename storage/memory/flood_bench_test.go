@@ -1,11 +1,11 @@
-package storage
+package memory
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 	"net"
 	"runtime"
 	"testing"
@@ -14,6 +14,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
 
 // BenchmarkMemoryFlood measures what a memory store at its defaults holds
@@ -31,12 +32,13 @@ func BenchmarkMemoryFlood(b *testing.B) {
 	high := limiter.Rate{Events: 1 << 40, Window: time.Hour}
 	cfg.StartAccount, cfg.StartPhone, cfg.SMSGlobal = high, high, high
 	var live, perRecord float64
+	refused := 0
 	for range b.N {
 		b.StopTimer()
 		runtime.GC()
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
-		m, err := NewMemory(DefaultMaxEntries, clk)
+		m, err := New(DefaultMaxEntries, clk)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -44,13 +46,18 @@ func BenchmarkMemoryFlood(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		refused = 0
 		b.StartTimer()
 		for i := range starts {
 			f := floodFlow(i)
-			if err := storagetest.StartFlow(ctx, g, f.ClientIP, f); err != nil {
-				b.Fatal(err)
+			err := storagetest.StartFlow(ctx, g, f.ClientIP, f)
+			if err == nil {
+				err = g.SMS(ctx, fmt.Sprintf("+316%08d", 20_000_000+i))
 			}
-			if err := g.SMS(ctx, fmt.Sprintf("+316%08d", 20_000_000+i)); err != nil {
+			switch {
+			case errors.Is(err, recovery.ErrFull):
+				refused++
+			case err != nil:
 				b.Fatal(err)
 			}
 		}
@@ -58,13 +65,14 @@ func BenchmarkMemoryFlood(b *testing.B) {
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
-		records := m.flows.Len() + m.counters.Len()
+		records := m.flows.Len() + m.counters.Len() + m.budgets.Len()
 		live = float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
 		perRecord = float64(after.HeapAlloc-before.HeapAlloc) / float64(records)
 		runtime.KeepAlive(m)
 	}
 	b.ReportMetric(live, "live-MiB")
 	b.ReportMetric(perRecord, "B/record")
+	b.ReportMetric(float64(refused), "refused")
 }
 
 // floodFlow is the flow the i-th start of a flood stores, shaped as the
@@ -83,21 +91,23 @@ func floodFlow(i int) recovery.Flow {
 	}
 }
 
-// BenchmarkMemoryFlowsOneClient starts flows from one address into a full
-// table, as a site behind one proxy address does: each start displaces that
-// client's oldest flow, and must cost the same however many it holds.
+// BenchmarkMemoryFlowsOneClient ends and starts flows from one address
+// holding nearly every flow of a table at its high water mark, as a site
+// behind one proxy address does: each op consumes the address's oldest
+// flow and starts a new one, and must cost the same however many it holds.
 func BenchmarkMemoryFlowsOneClient(b *testing.B) {
 	ctx := context.Background()
-	m, err := NewMemory(DefaultMaxEntries, clock.Real{})
+	m, err := New(DefaultMaxEntries, clock.Real{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	flows := make([]recovery.Flow, DefaultMaxEntries+b.N)
+	held := m.flows.highWater() - 1
+	flows := make([]recovery.Flow, held+b.N)
 	for i := range flows {
 		flows[i] = floodFlow(i)
 		flows[i].ClientIP = "192.0.2.1"
 	}
-	for _, f := range flows[:DefaultMaxEntries] {
+	for _, f := range flows[:held] {
 		if err := storagetest.CreateFlow(ctx, m, f); err != nil {
 			b.Fatal(err)
 		}
@@ -105,7 +115,10 @@ func BenchmarkMemoryFlowsOneClient(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		if err := storagetest.CreateFlow(ctx, m, flows[DefaultMaxEntries+i]); err != nil {
+		if won, err := storagetest.Consume(ctx, m, flows[i].ID); err != nil || !won {
+			b.Fatalf("consuming flow %d: %v %v", i, won, err)
+		}
+		if err := storagetest.CreateFlow(ctx, m, flows[held+i]); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package storage
+package memory
 
 import (
 	"os"
@@ -12,9 +12,9 @@ import (
 // Left to itself, Go's collector lets the heap grow to twice what is live,
 // so a flood that fills a memory store's tables would double the process's
 // memory for nothing. Every open memory store therefore reserves the most
-// heap its tables can hold at their bounds (Footprint), a file directory
-// what its entries take (ReserveMemory), and the runtime's soft memory
-// limit (runtime/debug.SetMemoryLimit) is kept at
+// heap its tables can hold at their bounds (footprint), unless its
+// soft_memory_limit is off, and the runtime's soft memory limit
+// (runtime/debug.SetMemoryLimit) is kept at
 //
 //	memLimitBase + the reservations
 //
@@ -45,9 +45,9 @@ var softLimit struct {
 // flight.
 const memLimitBase = 48 << 20
 
-// ReserveMemory adds n bytes to what the soft memory limit allows and
+// reserve adds n bytes to what the soft memory limit allows and
 // returns the function that takes them back. It is safe for concurrent use.
-func ReserveMemory(n int64) (release func()) {
+func reserve(n int64) (release func()) {
 	if n <= 0 || operatorLimit() {
 		return func() {}
 	}
@@ -111,7 +111,7 @@ func liveHeap() int64 {
 	return int64(min(s[0].Value.Uint64(), 1<<62))
 }
 
-// Bytes a record of each of Memory's tables takes at most, with its share
+// Bytes a record of each of a store's tables takes at most, with its share
 // of the table's index, as TestMemoryFootprint measures them.
 const (
 	flowRecordBytes    = 410
@@ -120,10 +120,10 @@ const (
 	counterRecordBytes = 90
 )
 
-// Footprint returns the most heap the tables of a Memory of maxEntries hold
+// footprint returns the most heap the tables of a store of maxEntries hold
 // once every one is full: 147 MiB at DefaultMaxEntries.
-func Footprint(maxEntries int) int64 {
+func footprint(maxEntries int) int64 {
 	n := int64(maxEntries)
 	// Two tables of counters: the clients' and the budgets.
-	return n*(flowRecordBytes+tokenRecordBytes+lockRecordBytes) + 2*int64(CounterBound(maxEntries))*counterRecordBytes
+	return n*(flowRecordBytes+tokenRecordBytes+lockRecordBytes) + 2*int64(counterBound(maxEntries))*counterRecordBytes
 }

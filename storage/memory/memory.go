@@ -1,4 +1,4 @@
-package storage
+package memory
 
 import (
 	"bytes"
@@ -14,12 +14,16 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-// Memory is a recovery.Store, a limiter.LockStore and a ulule
-// limiter.Store held in this process.
+// Store is the store http.handlers.sms_recovery.storage.memory, the
+// gateway's default: its settings, and once opened, state in this process,
+// a recovery.Store, a limiter.PlanStore and a ulule limiter.Store. The
+// gateway opens one per distinct settings and keeps it across config
+// reloads (see storage.Namespace). JSON:
+// {"backend": "memory", "max_entries": 100000}.
 //
-// It keeps at most maxEntries flows, maxEntries tokens and maxEntries
+// It keeps at most MaxEntries flows, MaxEntries tokens and MaxEntries
 // records of security state, each kind in a table of its own, and rate
-// counters in two tables of CounterBound(maxEntries). No flood of one kind
+// counters in two tables of counterBound(MaxEntries). No flood of one kind
 // pushes out another kind, and none makes a person's right code fail
 // (SPEC §4):
 //
@@ -34,11 +38,29 @@ import (
 //     never dropped while their window is open; clients' own counters are
 //     dropped least recently used first (see counterTable).
 //
-// Records expire against the injected clock when they are read; an expired
-// record behaves as missing and is dropped then. Memory starts no
-// goroutines. One mutex guards every table, which makes every method
-// atomic.
-type Memory struct {
+// Records expire against the clock when they are read; an expired record
+// behaves as missing and is dropped then. The store starts no goroutines.
+// One mutex guards every table, which makes every method atomic.
+type Store struct {
+	// MaxEntries bounds flows, tokens and security records (locks, blocks
+	// and the wrong codes behind them), each kind apart, and the rate
+	// counters in proportion (2.5 per entry). A full flow table refuses new
+	// starts (503 with Retry-After), the clients holding the most first,
+	// and never drops a pending flow; a full security table lets go of the
+	// cheapest run of wrong codes, never a lock, and never refuses a right
+	// code. At least 100. Default: 100000.
+	MaxEntries int `json:"max_entries,omitempty"`
+
+	// SoftMemoryLimit keeps the Go runtime's soft memory limit
+	// (runtime/debug.SetMemoryLimit) at 48 MiB plus the most every open
+	// memory store's tables hold when full, so that under a flood the
+	// collector works harder rather than the heap growing to twice what is
+	// live (docs/memory.md). It never raises a limit already in force, and
+	// a GOMEMLIMIT in the environment always wins. False leaves the
+	// runtime's limit alone, for a process that manages its own.
+	// Default: true.
+	SoftMemoryLimit *bool `json:"soft_memory_limit,omitempty"`
+
 	clock recovery.Clock
 
 	mu       sync.Mutex
@@ -48,13 +70,12 @@ type Memory struct {
 	counters *counterTable // clients' own, dropped least recently used first
 	budgets  *counterTable // limiter.Kept, never dropped while their window is open
 
-	maxEntries  int
 	tokensLetGo uint64
 }
 
-// CounterBound is how many rate counters a Memory of maxEntries keeps:
+// counterBound is how many rate counters a store of maxEntries keeps:
 // limiter.DefaultMaxKeys at DefaultMaxEntries, and in proportion to it.
-func CounterBound(maxEntries int) int {
+func counterBound(maxEntries int) int {
 	return int(min(max(1, int64(limiter.DefaultMaxKeys)*int64(maxEntries)/DefaultMaxEntries), math.MaxInt32))
 }
 
@@ -64,30 +85,38 @@ type memToken struct {
 	heldUntil time.Time
 }
 
-// NewMemory returns an empty Memory holding at most maxEntries records of
-// each kind (flows, tokens, security state) and reading the time from clock.
-func NewMemory(maxEntries int, clock recovery.Clock) (*Memory, error) {
-	if maxEntries <= 0 {
-		return nil, errors.New("creating memory storage: max entries must be positive")
+// New returns an open, empty store holding at most maxEntries records of
+// each kind (flows, tokens, security state) and reading the time from
+// clock, for tests and benchmarks: it takes no part in the soft memory
+// limit.
+func New(maxEntries int, clock recovery.Clock) (*Store, error) {
+	m := &Store{MaxEntries: maxEntries}
+	if err := m.open(clock); err != nil {
+		return nil, err
 	}
-	if clock == nil {
-		return nil, errors.New("creating memory storage: no clock")
-	}
-	m := &Memory{
-		clock:      clock,
-		maxEntries: maxEntries,
-		flows:      newFlowTable(maxEntries),
-		locks:      newLockTable(maxEntries),
-		counters:   newCounterTable(CounterBound(maxEntries), false),
-		budgets:    newCounterTable(CounterBound(maxEntries), true),
-	}
-	// NewLRU fails only for a size below one, refused above.
-	m.tokens, _ = simplelru.NewLRU[string, memToken](maxEntries, nil)
 	return m, nil
 }
 
+// open makes the empty tables of m's bound, reading the time from clock.
+func (m *Store) open(clock recovery.Clock) error {
+	if m.MaxEntries <= 0 {
+		return errors.New("creating memory storage: max entries must be positive")
+	}
+	if clock == nil {
+		return errors.New("creating memory storage: no clock")
+	}
+	m.clock = clock
+	m.flows = newFlowTable(m.MaxEntries)
+	m.locks = newLockTable(m.MaxEntries)
+	m.counters = newCounterTable(counterBound(m.MaxEntries), false)
+	m.budgets = newCounterTable(counterBound(m.MaxEntries), true)
+	// NewLRU fails only for a size below one, refused above.
+	m.tokens, _ = simplelru.NewLRU[string, memToken](m.MaxEntries, nil)
+	return nil
+}
+
 // Flow returns the flow with that ID, or recovery.ErrNotFound.
-func (m *Memory) Flow(_ context.Context, id string) (recovery.Flow, error) {
+func (m *Store) Flow(_ context.Context, id string) (recovery.Flow, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.flow(id, m.clock.Now())
@@ -99,7 +128,7 @@ func (m *Memory) Flow(_ context.Context, id string) (recovery.Flow, error) {
 
 // flow returns the live flow with that ID, dropping it if it has expired.
 // The caller holds m.mu.
-func (m *Memory) flow(id string, now time.Time) *flowEntry {
+func (m *Store) flow(id string, now time.Time) *flowEntry {
 	e := m.flows.get(id)
 	if e == nil {
 		return nil
@@ -114,7 +143,7 @@ func (m *Memory) flow(id string, now time.Time) *flowEntry {
 // BeginSpend holds the token until now+lease and returns it:
 // recovery.ErrNotFound if it is unknown, expired or spent,
 // recovery.ErrBusy while an earlier hold lasts.
-func (m *Memory) BeginSpend(_ context.Context, hash []byte, lease time.Duration) (recovery.Token, error) {
+func (m *Store) BeginSpend(_ context.Context, hash []byte, lease time.Duration) (recovery.Token, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
@@ -137,7 +166,7 @@ func (m *Memory) BeginSpend(_ context.Context, hash []byte, lease time.Duration)
 
 // EndSpend deletes the token when spent, and otherwise lifts the hold so
 // that it can be taken again. A token that is gone already is no error.
-func (m *Memory) EndSpend(_ context.Context, hash []byte, spent bool) error {
+func (m *Store) EndSpend(_ context.Context, hash []byte, spent bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	key := string(hash)
@@ -154,7 +183,7 @@ func (m *Memory) EndSpend(_ context.Context, hash []byte, spent bool) error {
 
 // EndRun deletes the record of kind and key and reports whether a lock was
 // in force.
-func (m *Memory) EndRun(_ context.Context, kind, key string) (bool, error) {
+func (m *Store) EndRun(_ context.Context, kind, key string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
@@ -169,7 +198,7 @@ func (m *Memory) EndRun(_ context.Context, kind, key string) (bool, error) {
 // ListLocks returns the locks of a kind in force now, ordered by Until
 // (permanent locks last) and then Key. It walks every record, which suits
 // the admin API it serves.
-func (m *Memory) ListLocks(_ context.Context, kind string) ([]limiter.Lock, error) {
+func (m *Store) ListLocks(_ context.Context, kind string) ([]limiter.Lock, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
@@ -188,7 +217,7 @@ func (m *Memory) ListLocks(_ context.Context, kind string) ([]limiter.Lock, erro
 
 // putToken stores t, counting the token it lets go if the table is full.
 // The caller holds m.mu.
-func (m *Memory) putToken(t recovery.Token) {
+func (m *Store) putToken(t recovery.Token) {
 	if m.tokens.Add(string(t.Hash), memToken{token: cloneToken(t)}) {
 		m.tokensLetGo++
 	}
@@ -201,11 +230,11 @@ func cloneToken(t recovery.Token) recovery.Token {
 
 // Interface guards
 var (
-	_ recovery.Store    = (*Memory)(nil)
-	_ limiter.PlanStore = (*Memory)(nil)
+	_ recovery.Store    = (*Store)(nil)
+	_ limiter.PlanStore = (*Store)(nil)
 )
 
-// TableStats is how full one of Memory's tables is, and what it did for
+// TableStats is how full one of a store's tables is, and what it did for
 // room since it was made.
 type TableStats struct {
 	Table string // flows, tokens, security, budgets or counters
@@ -221,12 +250,12 @@ type TableStats struct {
 }
 
 // Tables reports the state of each table, for metrics.
-func (m *Memory) Tables() []TableStats {
+func (m *Store) Tables() []TableStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return []TableStats{
 		{Table: "flows", Held: m.flows.Len(), Bound: m.flows.max, Refused: m.flows.refused},
-		{Table: "tokens", Held: m.tokens.Len(), Bound: m.maxEntries, LetGo: m.tokensLetGo},
+		{Table: "tokens", Held: m.tokens.Len(), Bound: m.MaxEntries, LetGo: m.tokensLetGo},
 		{Table: "security", Held: m.locks.Len(), Bound: m.locks.max, Refused: m.locks.refused, LetGo: m.locks.letGo},
 		{Table: "budgets", Held: m.budgets.Len(), Bound: m.budgets.bound, Refused: m.budgets.refused},
 		{Table: "counters", Held: m.counters.Len(), Bound: m.counters.bound, LetGo: m.counters.letGo},
@@ -237,7 +266,7 @@ func (m *Memory) Tables() []TableStats {
 // other method. Counters live in a table of their own, which drops the
 // least recently used beyond its bound (see counterTable): evicting a
 // counter resets it, and never touches a flow, a token or security state.
-func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, error) {
+func (m *Store) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
@@ -387,7 +416,7 @@ func (m *Memory) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, e
 // eighth of the table spare, for the codes of the starts they allowed:
 // their phone's counter must find room, or a person would wait for a code
 // that never comes. m.mu is held.
-func (m *Memory) budgetRoom(p *limiter.Plan, key func(string, bool) (string, bool), now time.Time) (time.Time, bool) {
+func (m *Store) budgetRoom(p *limiter.Plan, key func(string, bool) (string, bool), now time.Time) (time.Time, bool) {
 	need := 0
 	for _, c := range p.Counts {
 		if !limiter.Kept(c.Scope) || c.Peek {
@@ -410,7 +439,7 @@ func (m *Memory) budgetRoom(p *limiter.Plan, key func(string, bool) (string, boo
 }
 
 // strike is Strike with m.mu held.
-func (m *Memory) strike(kind, key string, p limiter.Policy, now time.Time) (limiter.Strike, error) {
+func (m *Store) strike(kind, key string, p limiter.Policy, now time.Time) (limiter.Strike, error) {
 	id := lockID{kind, key}
 	r := m.locks.get(id, now)
 	if r == nil {
@@ -426,7 +455,7 @@ func (m *Memory) strike(kind, key string, p limiter.Policy, now time.Time) (limi
 }
 
 // forgive is Forgive with m.mu held.
-func (m *Memory) forgive(kind, key string, p limiter.Policy, now time.Time) {
+func (m *Store) forgive(kind, key string, p limiter.Policy, now time.Time) {
 	id := lockID{kind, key}
 	r := m.locks.get(id, now)
 	if r == nil {

@@ -1,4 +1,4 @@
-package storage
+package memory
 
 import (
 	"context"
@@ -19,7 +19,7 @@ func memoryHarness(maxEntries int) storagetest.Harness {
 	return storagetest.Harness{
 		New: func(tb testing.TB) (storagetest.Store, storagetest.Clock) {
 			clk := clock.NewManual(epoch)
-			m, err := NewMemory(maxEntries, clk)
+			m, err := New(maxEntries, clk)
 			if err != nil {
 				tb.Fatal(err)
 			}
@@ -34,7 +34,7 @@ func TestMemoryContract(t *testing.T) {
 	storagetest.Run(t, memoryHarness(1000))
 }
 
-func TestNewMemoryRefuses(t *testing.T) {
+func TestNewRefuses(t *testing.T) {
 	t.Parallel()
 	clk := clock.NewManual(epoch)
 	tests := []struct {
@@ -49,8 +49,8 @@ func TestNewMemoryRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if m, err := NewMemory(tt.maxEntries, tt.clock); err == nil {
-				t.Errorf("NewMemory(%d, %v) = %v, want an error", tt.maxEntries, tt.clock, m)
+			if m, err := New(tt.maxEntries, tt.clock); err == nil {
+				t.Errorf("New(%d, %v) = %v, want an error", tt.maxEntries, tt.clock, m)
 			}
 		})
 	}
@@ -65,7 +65,7 @@ func TestMemoryFlowFlood(t *testing.T) {
 	ctx := context.Background()
 	const max = 100
 	clk := clock.NewManual(epoch)
-	m, err := NewMemory(max, clk)
+	m, err := New(max, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestMemoryFlowRoom(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clk := clock.NewManual(epoch)
-	m, err := NewMemory(16, clk) // high water: 14
+	m, err := New(16, clk) // high water: 14
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestMemoryFlowRoom(t *testing.T) {
 	}
 	// Whether the account exists plays no part: a decoy is a flow like any,
 	// and the IPv6 addresses of one /64 are one client.
-	m2, _ := NewMemory(8, clk) // high water: 7
+	m2, _ := New(8, clk) // high water: 7
 	for i := range 7 {
 		if err := storagetest.CreateFlow(ctx, m2, recovery.Flow{ID: fmt.Sprintf("v6-%d", i), ClientIP: fmt.Sprintf("2001:db8::%x", i+1), Decoy: i%2 == 0, ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
 			t.Fatal(err)
@@ -202,7 +202,7 @@ func TestMemoryLocksNeverEvicted(t *testing.T) {
 	ctx := context.Background()
 	const max = 10
 	clk := clock.NewManual(epoch)
-	m, err := NewMemory(max, clk)
+	m, err := New(max, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestMemoryCheapestRunGoesFirst(t *testing.T) {
 	t.Parallel()
 	const max = 50
 	clk := clock.NewManual(epoch)
-	m, err := NewMemory(max, clk)
+	m, err := New(max, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clk := clock.NewManual(epoch)
-	m, err := NewMemory(10, clk)
+	m, err := New(10, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
 	}
 }
 
-func mustStrike(t *testing.T, m *Memory, kind, key string, p limiter.Policy) limiter.Strike {
+func mustStrike(t *testing.T, m *Store, kind, key string, p limiter.Policy) limiter.Strike {
 	t.Helper()
 	st, err := storagetest.Strike(context.Background(), m, kind, key, p)
 	if err != nil {
@@ -368,4 +368,16 @@ func mustStrike(t *testing.T, m *Memory, kind, key string, p limiter.Policy) lim
 
 func BenchmarkMemory(b *testing.B) {
 	storagetest.Benchmark(b, memoryHarness(100_000))
+}
+
+// BenchmarkGuard measures a request's limits and state change on a store
+// of the default bound (see storagetest.BenchmarkGuard).
+func BenchmarkGuard(b *testing.B) {
+	storagetest.BenchmarkGuard(b, func(b *testing.B) (storagetest.Store, *storagetest.RedisTrips) {
+		m, err := New(DefaultMaxEntries, clock.Real{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m, nil
+	})
 }

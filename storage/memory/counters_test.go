@@ -1,4 +1,4 @@
-package storage
+package memory
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
-// TestCounterTable checks the counters Memory's plans keep: fixed windows
+// TestCounterTable checks the counters a Store's plans keep: fixed windows
 // that start afresh once over, a bound that drops the least recently used
 // (a read counts as a use), and reads that make no counter.
 func TestCounterTable(t *testing.T) {
@@ -129,11 +129,11 @@ func TestCounterTableKeeps(t *testing.T) {
 }
 
 // TestMemoryULuleStore runs ulule's own suite of a limiter.Store against
-// Memory, on the wall clock that suite reads.
+// a Store, on the wall clock that suite reads.
 func TestMemoryULuleStore(t *testing.T) {
 	t.Parallel()
-	newMemory := func(t *testing.T) *Memory {
-		m, err := NewMemory(1000, clock.Real{})
+	newMemory := func(t *testing.T) *Store {
+		m, err := New(1000, clock.Real{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +155,7 @@ func TestMemoryULuleStore(t *testing.T) {
 func TestMemoryULuleStoreKeepsBudgets(t *testing.T) {
 	t.Parallel()
 	clk := clock.NewManual(time.Unix(1_800_000_000, 0))
-	m, err := NewMemory(1, clk)
+	m, err := New(1, clk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,8 @@
-package storage
+package memory
 
 import "hash/maphash"
 
-// hkey is a 128-bit keyed hash of a table's key: what Memory keys its flows,
+// hkey is a 128-bit keyed hash of a table's key: what Store keys its flows,
 // clients and rate counters by, so that a record costs the same fixed 16
 // bytes whatever the length of the ID, address or account it stands for.
 type hkey struct{ a, b uint64 }
@@ -21,7 +21,7 @@ func (h hasher) of(s string) hkey {
 
 // scoped returns the hkey of key under scope, of(scope+":"+key), without
 // making that string: a plan's counter has the hkey of the key that
-// Memory's ulimiter.Store methods are given for it.
+// Store's ulimiter.Store methods are given for it.
 func (h hasher) scoped(scope, key string) hkey {
 	var m maphash.Hash
 	m.SetSeed(h.a)

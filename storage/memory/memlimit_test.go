@@ -1,4 +1,4 @@
-package storage
+package memory
 
 import (
 	"context"
@@ -14,8 +14,10 @@ import (
 	ulimiter "github.com/ulule/limiter/v3"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/guesttest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
 // heapAfterGC returns the heap in use once a collection is done.
@@ -26,7 +28,7 @@ func heapAfterGC() int64 {
 	return int64(m.HeapAlloc)
 }
 
-// TestMemoryFootprint fills each table of a Memory with records shaped as
+// TestMemoryFootprint fills each table of a Store with records shaped as
 // the gateway makes them and checks that none takes more heap than the
 // figure the soft memory limit is derived from. It runs alone (not in
 // parallel), so that the heap it reads is its own.
@@ -36,7 +38,7 @@ func TestMemoryFootprint(t *testing.T) {
 	}
 	const n = 20_000
 	ctx := context.Background()
-	m, err := NewMemory(n, clock.Real{})
+	m, err := New(n, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +76,7 @@ func TestMemoryFootprint(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	counters := CounterBound(n)
+	counters := counterBound(n)
 	check("counters", counterRecordBytes, counters, func(i int) {
 		m.counters.count(m.flows.keys.scoped(limiter.ScopeStartIP, fmt.Sprint(i)), ulimiter.Rate{Limit: 10, Period: time.Hour}, 1, time.Now())
 	})
@@ -95,13 +97,13 @@ func TestReserveMemory(t *testing.T) {
 	t.Cleanup(func() { debug.SetMemoryLimit(prior) })
 
 	const mib = 1 << 20
-	release := ReserveMemory(200 * mib)
+	release := reserve(200 * mib)
 	floor := 2 * liveHeap()
 	want := max(int64(memLimitBase+200*mib), floor)
 	if got := debug.SetMemoryLimit(-1); got != min(want, prior) {
 		t.Fatalf("limit with 200 MiB reserved: %d, want %d", got, min(want, prior))
 	}
-	release2 := ReserveMemory(100 * mib)
+	release2 := reserve(100 * mib)
 	if got, want := debug.SetMemoryLimit(-1), min(max(int64(memLimitBase+300*mib), 2*liveHeap()), prior); got != want {
 		t.Fatalf("limit with 300 MiB reserved: %d, want %d", got, want)
 	}
@@ -123,7 +125,7 @@ func TestReserveMemory(t *testing.T) {
 
 	// A limit in force before (Caddy's, from the cgroup) is never raised.
 	debug.SetMemoryLimit(150 * mib)
-	release = ReserveMemory(1 << 30)
+	release = reserve(1 << 30)
 	if got := debug.SetMemoryLimit(-1); got != 150*mib {
 		t.Fatalf("limit raised from 150 MiB to %d", got)
 	}
@@ -136,7 +138,7 @@ func TestReserveMemory(t *testing.T) {
 	// The operator's GOMEMLIMIT is left alone.
 	t.Setenv("GOMEMLIMIT", "1GiB")
 	debug.SetMemoryLimit(1 << 30)
-	release = ReserveMemory(10 * mib)
+	release = reserve(10 * mib)
 	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
 		t.Fatalf("operator's limit changed to %d", got)
 	}
@@ -146,23 +148,30 @@ func TestReserveMemory(t *testing.T) {
 	release()
 }
 
-// TestMemoryModuleReservesFootprint checks that an open memory store holds
-// its footprint in the soft limit, and gives it back on Close.
-func TestMemoryModuleReservesFootprint(t *testing.T) {
+// TestModuleReservesFootprint checks that an open memory store holds its
+// footprint in the soft limit, and gives it back on Close; and that one
+// whose soft_memory_limit is off leaves the runtime's limit alone.
+func TestModuleReservesFootprint(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	os.Unsetenv("GOMEMLIMIT")
 	prior := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(prior) })
-	o, err := loadStorage(t, "memory", `{"max_entries": 1000000}`)
-	if err != nil {
-		t.Fatal(err)
+	open := func(settings *Store) *storage.Opened {
+		t.Helper()
+		m, err := guesttest.Load(t, settings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := m.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
 	}
-	st, err := o.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
+
+	st := open(&Store{MaxEntries: 1_000_000})
 	got, ok := SoftMemoryLimit()
-	if want := int64(memLimitBase) + Footprint(1_000_000); !ok || got < want {
+	if want := int64(memLimitBase) + footprint(1_000_000); !ok || got < want {
 		t.Fatalf("limit with a store of a million entries open: %d, %v; want at least %d", got, ok, want)
 	}
 	if err := st.Close(); err != nil {
@@ -170,5 +179,15 @@ func TestMemoryModuleReservesFootprint(t *testing.T) {
 	}
 	if _, ok := SoftMemoryLimit(); ok {
 		t.Fatal("the store's reservation outlived Close")
+	}
+
+	off := false
+	st = open(&Store{MaxEntries: 1_000_000, SoftMemoryLimit: &off})
+	defer st.Close()
+	if got, ok := SoftMemoryLimit(); ok {
+		t.Fatalf("a store with soft_memory_limit off set the limit to %d", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != prior {
+		t.Fatalf("a store with soft_memory_limit off changed the limit from %d to %d", prior, got)
 	}
 }

@@ -1,4 +1,4 @@
-package storage
+package memory
 
 import (
 	"time"
@@ -6,7 +6,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
-// lockTable holds the security state of Memory: at most max records of
+// lockTable holds the security state of a Store: at most max records of
 // strikes and locks.
 //
 // A record that has ever set a lock (a lock in force, a run of locks whose
@@ -17,7 +17,7 @@ import (
 // those the one struck least recently. So a flood of one wrong code for
 // each of many made-up accounts pushes out its own one-strike runs, never a
 // lock and never a person's right code (which needs no new record to be
-// compared, see Memory.RunPlan). What the flood buys is counted in strikes:
+// compared, see Store.RunPlan). What the flood buys is counted in strikes:
 // to take back the s strikes of one run, the table must first fill with
 // runs of at least s strikes that are newer than it, that is max×s wrong
 // codes, after which the attacker may make those s guesses again. Which
@@ -30,7 +30,7 @@ import (
 // full, at most once per sweepEvery so that a flood against a full table
 // costs no more than the refusal.
 //
-// It is not safe for concurrent use; Memory guards it with its mutex.
+// It is not safe for concurrent use; Store guards it with its mutex.
 type lockTable struct {
 	max       int
 	records   map[lockID]*lockRecord
@@ -40,7 +40,7 @@ type lockTable struct {
 	refused, letGo uint64
 	// cheap[n] lists the records that may make room and hold n strikes
 	// (the last holds cheapBuckets or more), least recently struck first.
-	cheap [cheapBuckets + 1]recordList
+	cheap [cheapBuckets + 1]list[lockRecord]
 }
 
 // cheapBuckets is how many strike counts the table tells apart when it
@@ -53,36 +53,9 @@ type lockID struct{ kind, key string }
 // place among the records that may make room (bucket 0: none).
 type lockRecord struct {
 	limiter.Record
-	expires    time.Time
-	bucket     int
-	prev, next *lockRecord
-}
-
-// recordList is a list of records, linked through lockRecord.
-type recordList struct{ first, last *lockRecord }
-
-func (l *recordList) push(r *lockRecord) {
-	r.prev, r.next = l.last, nil
-	if l.last != nil {
-		l.last.next = r
-	} else {
-		l.first = r
-	}
-	l.last = r
-}
-
-func (l *recordList) unlink(r *lockRecord) {
-	if r.prev != nil {
-		r.prev.next = r.next
-	} else {
-		l.first = r.next
-	}
-	if r.next != nil {
-		r.next.prev = r.prev
-	} else {
-		l.last = r.prev
-	}
-	r.prev, r.next = nil, nil
+	expires           time.Time
+	bucket            int
+	links[lockRecord] // in cheap[bucket]
 }
 
 // sweepEvery is the least time between two sweeps of a full table.
@@ -112,7 +85,7 @@ func (t *lockTable) add(id lockID) *lockRecord {
 // delete drops r.
 func (t *lockTable) delete(r *lockRecord) {
 	if r.bucket > 0 {
-		t.cheap[r.bucket].unlink(r)
+		unlink(&t.cheap[r.bucket], r)
 		r.bucket = 0
 	}
 	delete(t.records, lockID{r.Kind, r.Key})
@@ -123,7 +96,7 @@ func (t *lockTable) delete(r *lockRecord) {
 // lock was ever set on it.
 func (t *lockTable) changed(r *lockRecord) {
 	if r.bucket > 0 {
-		t.cheap[r.bucket].unlink(r)
+		unlink(&t.cheap[r.bucket], r)
 		r.bucket = 0
 	}
 	// A lock ever set (by wrong codes or by support) leaves Until behind.
@@ -131,7 +104,7 @@ func (t *lockTable) changed(r *lockRecord) {
 		return
 	}
 	r.bucket = int(min(r.Strikes, cheapBuckets))
-	t.cheap[r.bucket].push(r)
+	push(&t.cheap[r.bucket], r)
 }
 
 // room reports whether a new record fits: sweeping ended records if the

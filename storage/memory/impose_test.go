@@ -1,4 +1,4 @@
-package storage
+package memory
 
 import (
 	"context"
@@ -20,7 +20,7 @@ func TestMemoryImposeInFullTable(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clk := clock.NewManual(epoch)
-	m, err := NewMemory(2, clk)
+	m, err := New(2, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
