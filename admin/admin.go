@@ -167,9 +167,9 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
 	}
-	locks := []limiter.Lock{}
+	locks := []recovery.Lock{}
 	for _, e := range gateways.current() {
-		for _, kind := range []string{limiter.KindAccount, limiter.KindIP} {
+		for _, kind := range []string{recovery.KindAccount, recovery.KindIP} {
 			l, err := e.guard.Locks(r.Context(), kind)
 			if err != nil && !gateways.holds(e) {
 				break // unloaded meanwhile: nothing of it to list
@@ -182,7 +182,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	}
 	// "account" sorts before "ip"; within a kind, as the store lists them.
 	limiter.SortLocks(locks)
-	slices.SortStableFunc(locks, func(x, y limiter.Lock) int { return strings.Compare(x.Kind, y.Kind) })
+	slices.SortStableFunc(locks, func(x, y recovery.Lock) int { return strings.Compare(x.Kind, y.Kind) })
 	if !inClear {
 		for i := range locks {
 			locks[i].Key = maskKey(locks[i].Kind, locks[i].Key)
@@ -210,7 +210,7 @@ func clearParam(q url.Values) (bool, error) {
 
 // maskKey masks the key of a lock of kind for a listing.
 func maskKey(kind, key string) string {
-	if kind == limiter.KindIP {
+	if kind == recovery.KindIP {
 		return recovery.MaskClient(key)
 	}
 	return recovery.MaskAccount(key)
@@ -242,9 +242,9 @@ func (a *API) impose(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
 	}
-	if kind != limiter.KindAccount {
+	if kind != recovery.KindAccount {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest,
-			Err: fmt.Errorf("support locks accounts only: PUT %s/%s/<account>", LocksPath, limiter.KindAccount)}
+			Err: fmt.Errorf("support locks accounts only: PUT %s/%s/<account>", LocksPath, recovery.KindAccount)}
 	}
 	d, err := forParam(r.URL.Query())
 	if err != nil {
@@ -346,7 +346,7 @@ func (a *API) lift(w http.ResponseWriter, r *http.Request) error {
 		}
 		lifted = true
 		ev := recovery.Event{Name: EventLockLifted, Reason: "lifted through the admin API by " + by}
-		if kind == limiter.KindAccount {
+		if kind == recovery.KindAccount {
 			ev.Account, ev.Scope = key, limiter.ScopeLockout
 		} else {
 			ev.ClientIP, ev.Scope = key, limiter.ScopeIPBlock
@@ -374,20 +374,20 @@ func lockTarget(u *url.URL) (kind, key string, err error) {
 		return "", "", fmt.Errorf("lock key: %w", err)
 	}
 	switch kind {
-	case limiter.KindAccount:
+	case recovery.KindAccount:
 		account, err := recovery.NormalizeAccount(key)
 		if err != nil {
 			return "", "", err
 		}
 		return kind, account, nil
-	case limiter.KindIP:
+	case recovery.KindIP:
 		client, err := clientKey(key)
 		if err != nil {
 			return "", "", err
 		}
 		return kind, client, nil
 	}
-	return "", "", fmt.Errorf("unknown lock kind %q (want %s or %s)", kind, limiter.KindAccount, limiter.KindIP)
+	return "", "", fmt.Errorf("unknown lock kind %q (want %s or %s)", kind, recovery.KindAccount, recovery.KindIP)
 }
 
 // clientKey parses an IP address or an IPv6 /64 into the key the guard

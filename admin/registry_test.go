@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -97,24 +98,24 @@ func TestGuardRegistry(t *testing.T) {
 // request uses it: the first call unregisters the handler (its last user
 // leaving) and then fails, as a closed client does.
 type leavingStore struct {
-	limiter.PlanStore
+	recovery.Store
 	leave func() error
 }
 
 var errClosed = errors.New("redis: client is closed")
 
-func (s *leavingStore) ListLocks(context.Context, string) ([]limiter.Lock, error) {
+func (s *leavingStore) ListLocks(context.Context, string) ([]recovery.Lock, error) {
 	if s.leave != nil {
 		_ = s.leave()
 	}
 	return nil, errClosed
 }
 
-func (s *leavingStore) Impose(context.Context, string, string, time.Duration) (limiter.Lock, bool, error) {
+func (s *leavingStore) Impose(context.Context, string, string, time.Duration) (recovery.Lock, bool, error) {
 	if s.leave != nil {
 		_ = s.leave()
 	}
-	return limiter.Lock{}, false, errClosed
+	return recovery.Lock{}, false, errClosed
 }
 
 func (s *leavingStore) EndRun(context.Context, string, string) (bool, error) {

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"io"
 	"net/http"
 	"net/url"
@@ -28,8 +29,6 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
-
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
 func init() {
@@ -96,12 +95,12 @@ func attach(cmd *cobra.Command, now func() time.Time) {
 		Use:   "unlock <account>",
 		Short: "Lifts the lock on an account's recovery and gives it fresh tries",
 		Args:  cobra.ExactArgs(1),
-		RunE:  run(now, lift(limiter.KindAccount)),
+		RunE:  run(now, lift(recovery.KindAccount)),
 	}, &cobra.Command{
 		Use:   "unblock <ip>",
 		Short: "Lifts the block on a client IP address or IPv6 /64 and gives it fresh tries",
 		Args:  cobra.ExactArgs(1),
-		RunE:  run(now, lift(limiter.KindIP)),
+		RunE:  run(now, lift(recovery.KindIP)),
 	}, &cobra.Command{
 		Use:   "acknowledge-loss",
 		Short: "Lets recovery work again after the storage lost its state",
@@ -221,15 +220,15 @@ func errorMessage(body string) string {
 // listLocks prints the locks in force as a table, or as JSON.
 func listLocks(cmd *cobra.Command, c *client, _ []string) error {
 	kind, _ := cmd.Flags().GetString("kind")
-	if kind != "" && kind != limiter.KindAccount && kind != limiter.KindIP {
-		return fmt.Errorf("--kind %q: want %s or %s", kind, limiter.KindAccount, limiter.KindIP)
+	if kind != "" && kind != recovery.KindAccount && kind != recovery.KindIP {
+		return fmt.Errorf("--kind %q: want %s or %s", kind, recovery.KindAccount, recovery.KindIP)
 	}
 	inClear, _ := cmd.Flags().GetBool("clear")
 	uri := locksPath
 	if inClear {
 		uri += "?clear=1"
 	}
-	var all []limiter.Lock
+	var all []recovery.Lock
 	if err := c.do(http.MethodGet, uri, &all); err != nil {
 		if r, ok := errors.AsType[*refusal](err); ok && r.status == http.StatusNotFound {
 			return fmt.Errorf("the admin endpoint at %s has no %s: its Caddy lacks the sms_recovery module", c.addr, locksPath)
@@ -251,9 +250,9 @@ func listLocks(cmd *cobra.Command, c *client, _ []string) error {
 	if len(locks) == 0 {
 		what := "locks or blocks"
 		switch kind {
-		case limiter.KindAccount:
+		case recovery.KindAccount:
 			what = "account locks"
-		case limiter.KindIP:
+		case recovery.KindIP:
 			what = "IP blocks"
 		}
 		fmt.Fprintf(out, "No %s in force.\n", what)
@@ -310,7 +309,7 @@ func lift(kind string) func(*cobra.Command, *client, []string) error {
 	return func(cmd *cobra.Command, c *client, args []string) error {
 		key := strings.TrimSpace(args[0])
 		if key == "" {
-			return fmt.Errorf("give the %s to lift", map[string]string{limiter.KindAccount: "account", limiter.KindIP: "IP address or IPv6 /64"}[kind])
+			return fmt.Errorf("give the %s to lift", map[string]string{recovery.KindAccount: "account", recovery.KindIP: "IP address or IPv6 /64"}[kind])
 		}
 		var got struct {
 			Kind string `json:"kind"`
@@ -320,7 +319,7 @@ func lift(kind string) func(*cobra.Command, *client, []string) error {
 			return err
 		}
 		what := "the lock on account"
-		if got.Kind == limiter.KindIP {
+		if got.Kind == recovery.KindIP {
 			what = "the block on client"
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "Lifted %s %s; it has a fresh set of tries.\n", what, got.Key)
@@ -335,7 +334,7 @@ func impose(cmd *cobra.Command, c *client, args []string) error {
 	if account == "" {
 		return errors.New("give the account to lock")
 	}
-	uri := locksPath + "/" + limiter.KindAccount + "/" + url.PathEscape(account)
+	uri := locksPath + "/" + recovery.KindAccount + "/" + url.PathEscape(account)
 	if d, _ := cmd.Flags().GetString("for"); cmd.Flags().Changed("for") {
 		uri += "?for=" + url.QueryEscape(d)
 	}

@@ -2,10 +2,11 @@
 // per-account and per-phone rate limits, a global SMS budget, account
 // lockouts and client IP blocks after wrong codes, and the listing and
 // lifting of those locks for support. Guard implements recovery.Guard: it
-// turns each request into one Plan, which its PlanStore runs as one atomic
-// step, and the Outcome into a refusal. The decisions a store takes inside
-// that step are pure functions of a record and the time (Policy.Strike,
-// Policy.Forgive, Impose, CountWindow), so that every store decides alike.
+// turns each request into one recovery.Plan, which its recovery.Store runs
+// as one atomic step, and the Outcome into a refusal. The decisions a store
+// takes inside that step are pure functions of a record and the time
+// (Strike, Forgive, Expiry, Impose, Refuses), so that every store decides
+// alike.
 //
 // It never imports Caddy, never chooses an HTTP status, never logs, and
 // never reads the wall clock except through the injected recovery.Clock. It

@@ -3,10 +3,8 @@ package limiter_test
 import (
 	"context"
 	"errors"
-	ulimiter "github.com/ulule/limiter/v3"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"time"
-
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
 // t0 is a whole second, so that window ends in Unix seconds are exact.
@@ -14,17 +12,17 @@ var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 var errDown = errors.New("backend down")
 
-// brokenStore is a PlanStore whose every call fails.
-type brokenStore struct{ ulimiter.Store }
+// brokenStore is a recovery.Store whose every call fails.
+type brokenStore struct{ recovery.Store }
 
-func (brokenStore) RunPlan(context.Context, *limiter.Plan) (limiter.Outcome, error) {
-	return limiter.Outcome{}, errDown
+func (brokenStore) RunPlan(context.Context, *recovery.Plan) (recovery.Outcome, error) {
+	return recovery.Outcome{}, errDown
 }
 
 func (brokenStore) EndRun(context.Context, string, string) (bool, error) { return false, errDown }
 
-func (brokenStore) ListLocks(context.Context, string) ([]limiter.Lock, error) { return nil, errDown }
+func (brokenStore) ListLocks(context.Context, string) ([]recovery.Lock, error) { return nil, errDown }
 
-func (brokenStore) Impose(context.Context, string, string, time.Duration) (limiter.Lock, bool, error) {
-	return limiter.Lock{}, false, errDown
+func (brokenStore) Impose(context.Context, string, string, time.Duration) (recovery.Lock, bool, error) {
+	return recovery.Lock{}, false, errDown
 }

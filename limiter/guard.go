@@ -147,16 +147,16 @@ func (c Config) Validate() error {
 }
 
 // Guard is the recovery.Guard of rate limits, account locks and IP blocks.
-// It turns each request into one Plan for its PlanStore, which runs the
+// It turns each request into one recovery.Plan for its recovery.Store, which runs the
 // checks, the counters, the change to a flow and the strikes in one atomic
-// step, and turns the Outcome into the refusal the flow reports.
+// step, and turns the recovery.Outcome into the refusal the flow reports.
 //
 // Clients are keyed by ClientKey; accounts must arrive normalised, as
 // recovery.NormalizeAccount leaves them. Nothing a client does, right or
 // wrong, resets the counters of anyone else: only a correct code for an
 // account, or Lift, ends the account's run of wrong codes.
 type Guard struct {
-	store PlanStore
+	store recovery.Store
 	clock recovery.Clock
 
 	startIP, startAccount, startPhone, verifyIP, smsGlobal limit
@@ -175,11 +175,11 @@ type threshold struct {
 	scope  string
 	kind   string
 	reason error
-	policy Policy
+	policy recovery.Policy
 }
 
 // New returns a Guard over store, reading the time from clock.
-func New(cfg Config, store PlanStore, clock recovery.Clock) (*Guard, error) {
+func New(cfg Config, store recovery.Store, clock recovery.Clock) (*Guard, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("limiter config: %w", err)
 	}
@@ -197,7 +197,7 @@ func New(cfg Config, store PlanStore, clock recovery.Clock) (*Guard, error) {
 		startPhone:   newLimit(ScopeStartPhone, cfg.StartPhone),
 		verifyIP:     newLimit(ScopeVerifyIP, cfg.VerifyIP),
 		smsGlobal:    newLimit(ScopeSMSGlobal, cfg.SMSGlobal),
-		lockout: threshold{scope: ScopeLockout, kind: KindAccount, reason: recovery.ErrLocked, policy: Policy{
+		lockout: threshold{scope: ScopeLockout, kind: recovery.KindAccount, reason: recovery.ErrLocked, policy: recovery.Policy{
 			Threshold:   cfg.Lockout.Failures,
 			Window:      cfg.Lockout.Window,
 			Duration:    cfg.Lockout.Duration,
@@ -205,7 +205,7 @@ func New(cfg Config, store PlanStore, clock recovery.Clock) (*Guard, error) {
 			Run:         true,
 			Permanent:   cfg.PermanentAfter,
 		}},
-		ipBlock: threshold{scope: ScopeIPBlock, kind: KindIP, reason: recovery.ErrBlocked, policy: Policy{
+		ipBlock: threshold{scope: ScopeIPBlock, kind: recovery.KindIP, reason: recovery.ErrBlocked, policy: recovery.Policy{
 			Threshold:   cfg.IPBlock.Failures,
 			Window:      cfg.IPBlock.Window,
 			Duration:    cfg.IPBlock.Duration,
@@ -222,9 +222,9 @@ func New(cfg Config, store PlanStore, clock recovery.Clock) (*Guard, error) {
 // it refuses first, before anything is counted.
 func (g *Guard) Start(ctx context.Context, ip, account string, resend bool) error {
 	client := ClientKey(ip)
-	p := Plan{
+	p := recovery.Plan{
 		Locks: g.lockChecks(client, account),
-		Counts: []Count{
+		Counts: []recovery.Count{
 			g.smsGlobal.count("", true),
 			g.startIP.count(client, false),
 			g.startAccount.count(account, false),
@@ -244,7 +244,7 @@ func (g *Guard) Start(ctx context.Context, ip, account string, resend bool) erro
 // drops the code message only. A decoy's flow peeks the same counters
 // instead of counting them, so that it costs the same and spends nothing.
 func (g *Guard) CreateFlow(ctx context.Context, f recovery.Flow, phoneKey string) (sms, err error) {
-	p := Plan{Op: OpCreate, Flow: f, Counts: g.smsCounts(phoneKey, f.Decoy)}
+	p := recovery.Plan{Op: recovery.OpCreate, Flow: f, Counts: g.smsCounts(phoneKey, f.Decoy)}
 	o, err := g.run(ctx, &p)
 	if err != nil {
 		return nil, err
@@ -258,7 +258,7 @@ func (g *Guard) CreateFlow(ctx context.Context, f recovery.Flow, phoneKey string
 // maxAttempts attempts spent, recovery.ErrTooEarly with the flow inside
 // the interval (nothing counted), or the flow with its new code.
 func (g *Guard) ResendFlow(ctx context.Context, r recovery.ResendOp, phoneKey string, decoy bool) (recovery.Flow, error, error) {
-	p := Plan{Op: OpResend, FlowID: r.ID, CodeHash: r.CodeHash, Now: r.Now, Interval: r.Interval,
+	p := recovery.Plan{Op: recovery.OpResend, FlowID: r.ID, CodeHash: r.CodeHash, Now: r.Now, Interval: r.Interval,
 		ExpiresAt: r.ExpiresAt, MaxAttempts: r.MaxAttempts, Counts: g.smsCounts(phoneKey, decoy)}
 	o, err := g.run(ctx, &p)
 	switch {
@@ -272,12 +272,12 @@ func (g *Guard) ResendFlow(ctx context.Context, r recovery.ResendOp, phoneKey st
 
 // smsCounts counts a code against its phone and then the global budget,
 // without refusing the plan; a decoy peeks them.
-func (g *Guard) smsCounts(phoneKey string, decoy bool) []Count {
-	return []Count{g.startPhone.soft(phoneKey, decoy), g.smsGlobal.soft("", decoy)}
+func (g *Guard) smsCounts(phoneKey string, decoy bool) []recovery.Count {
+	return []recovery.Count{g.startPhone.soft(phoneKey, decoy), g.smsGlobal.soft("", decoy)}
 }
 
 // soft is the refusal of the first soft counter that refused in o, or nil.
-func (g *Guard) soft(p *Plan, o Outcome) error {
+func (g *Guard) soft(p *recovery.Plan, o recovery.Outcome) error {
 	if o.Soft == 0 {
 		return nil
 	}
@@ -288,7 +288,7 @@ func (g *Guard) soft(p *Plan, o Outcome) error {
 // SMS counts a message for phone against its limit and then against the
 // global budget, which a refused phone does not spend.
 func (g *Guard) SMS(ctx context.Context, phone string) error {
-	p := Plan{Counts: []Count{g.startPhone.count(phone, false), g.smsGlobal.count("", false)}}
+	p := recovery.Plan{Counts: []recovery.Count{g.startPhone.count(phone, false), g.smsGlobal.count("", false)}}
 	_, err := g.run(ctx, &p)
 	return err
 }
@@ -303,13 +303,13 @@ func (g *Guard) SMS(ctx context.Context, phone string) error {
 // no number of concurrent guesses passes a threshold.
 func (g *Guard) Verify(ctx context.Context, ip, id string, maxAttempts int) (recovery.Flow, recovery.Guess, error) {
 	client := ClientKey(ip)
-	p := Plan{
+	p := recovery.Plan{
 		Locks:       g.lockChecks(client, ""),
-		Counts:      []Count{g.verifyIP.count(client, false)},
-		Op:          OpAttempt,
+		Counts:      []recovery.Count{g.verifyIP.count(client, false)},
+		Op:          recovery.OpAttempt,
 		FlowID:      id,
 		MaxAttempts: maxAttempts,
-		Strikes: []StrikeStep{
+		Strikes: []recovery.StrikeStep{
 			{Kind: g.ipBlock.kind, Key: client, Policy: g.ipBlock.policy},
 			{Kind: g.lockout.kind, OfFlow: true, Policy: g.lockout.policy},
 		},
@@ -336,7 +336,7 @@ func (g *Guard) Verify(ctx context.Context, ip, id string, maxAttempts int) (rec
 // and stores t, in one plan. It reports whether this call consumed the
 // flow.
 func (g *Guard) Right(ctx context.Context, ip, id string, t recovery.Token) (bool, error) {
-	p := Plan{Op: OpFinish, FlowID: id, Token: t, Ends: []EndStep{
+	p := recovery.Plan{Op: recovery.OpFinish, FlowID: id, Token: t, Ends: []recovery.EndStep{
 		{Kind: g.lockout.kind, OfFlow: true},
 		{Kind: g.ipBlock.kind, Key: ClientKey(ip), Forgive: true, Policy: g.ipBlock.policy},
 	}}
@@ -349,32 +349,32 @@ func (g *Guard) Right(ctx context.Context, ip, id string, t recovery.Token) (boo
 
 // lockChecks checks the client's block and then the account's lock: the
 // given account's, or with none given the flow's.
-func (g *Guard) lockChecks(client, account string) []LockCheck {
-	return []LockCheck{
+func (g *Guard) lockChecks(client, account string) []recovery.LockCheck {
+	return []recovery.LockCheck{
 		{Kind: g.ipBlock.kind, Key: client},
 		{Kind: g.lockout.kind, Key: account, OfFlow: account == ""},
 	}
 }
 
 // run runs p and turns a refusal into its *Denial.
-func (g *Guard) run(ctx context.Context, p *Plan) (Outcome, error) {
+func (g *Guard) run(ctx context.Context, p *recovery.Plan) (recovery.Outcome, error) {
 	o, err := g.store.RunPlan(ctx, p)
 	if err != nil {
 		return o, fmt.Errorf("checking limits: %w", err)
 	}
 	now := g.clock.Now()
 	switch o.Refused {
-	case StepLock:
+	case recovery.StepLock:
 		t, err := g.threshold(p.Locks[o.Index].Kind)
 		if err != nil {
 			return o, err
 		}
 		return o, t.denial(now, o.Lock)
-	case StepCount:
+	case recovery.StepCount:
 		return o, g.limitOf(p.Counts[o.Index].Scope).denial(now, o.Counter)
-	case StepFull:
+	case recovery.StepFull:
 		return o, &recovery.Denial{Reason: recovery.ErrFull, Scope: ScopeFlows, RetryAfter: max(time.Second, o.RetryAt.Sub(now))}
-	case StepStrike:
+	case recovery.StepStrike:
 		t, err := g.threshold(p.Strikes[o.Index].Kind)
 		if err != nil {
 			return o, err
@@ -388,7 +388,7 @@ func (g *Guard) run(ctx context.Context, p *Plan) (Outcome, error) {
 }
 
 // guess is the Guess of a plan's strikes: the block and lock they set.
-func (g *Guard) guess(o Outcome) recovery.Guess {
+func (g *Guard) guess(o recovery.Outcome) recovery.Guess {
 	var set []error
 	for _, s := range o.Strikes {
 		if !s.Set {
@@ -419,13 +419,13 @@ func (g *Guard) limitOf(scope string) limit {
 }
 
 // count is l's counter for key, peeked or counted.
-func (l limit) count(key string, peek bool) Count {
-	return Count{Scope: l.scope, Key: key, Rate: l.rate, Peek: peek}
+func (l limit) count(key string, peek bool) recovery.Count {
+	return recovery.Count{Scope: l.scope, Key: key, Rate: l.rate, Peek: peek}
 }
 
 // soft is l's counter for key that reports its refusal without refusing the
 // plan, peeked or counted.
-func (l limit) soft(key string, peek bool) Count {
+func (l limit) soft(key string, peek bool) recovery.Count {
 	c := l.count(key, peek)
 	c.Soft = true
 	return c
@@ -435,8 +435,8 @@ func (l limit) soft(key string, peek bool) Count {
 // enough for blocks and windows to end and make room.
 const fullRetry = time.Minute
 
-// Locks returns the locks of kind (KindAccount or KindIP) in force.
-func (g *Guard) Locks(ctx context.Context, kind string) ([]Lock, error) {
+// Locks returns the locks of kind (recovery.KindAccount or recovery.KindIP) in force.
+func (g *Guard) Locks(ctx context.Context, kind string) ([]recovery.Lock, error) {
 	if _, err := g.threshold(kind); err != nil {
 		return nil, err
 	}
@@ -446,7 +446,7 @@ func (g *Guard) Locks(ctx context.Context, kind string) ([]Lock, error) {
 	}
 	for i := range locks {
 		if locks[i].Reason == "" {
-			locks[i].Reason = ReasonWrongCodes
+			locks[i].Reason = recovery.ReasonWrongCodes
 		}
 	}
 	return locks, nil
@@ -459,13 +459,13 @@ func (g *Guard) Locks(ctx context.Context, kind string) ([]Lock, error) {
 // force and whether it is new (no lock was in force before), when the
 // owner is told. When the store has no room for the account's record, the
 // error wraps recovery.ErrFull.
-func (g *Guard) Impose(ctx context.Context, account string, d time.Duration) (Lock, bool, error) {
+func (g *Guard) Impose(ctx context.Context, account string, d time.Duration) (recovery.Lock, bool, error) {
 	if d < 0 {
-		return Lock{}, false, fmt.Errorf("imposing %s lock: negative duration %s", KindAccount, d)
+		return recovery.Lock{}, false, fmt.Errorf("imposing %s lock: negative duration %s", recovery.KindAccount, d)
 	}
 	l, set, err := g.store.Impose(ctx, g.lockout.kind, account, d)
 	if err != nil {
-		return Lock{}, false, fmt.Errorf("imposing %s lock: %w", KindAccount, err)
+		return recovery.Lock{}, false, fmt.Errorf("imposing %s lock: %w", recovery.KindAccount, err)
 	}
 	return l, set, nil
 }
@@ -479,7 +479,7 @@ func (g *Guard) Lift(ctx context.Context, kind, key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if kind == KindIP {
+	if kind == recovery.KindIP {
 		key = ClientKey(key)
 	}
 	lifted, err := g.store.EndRun(ctx, t.kind, key)
@@ -513,9 +513,9 @@ func ClientKey(ip string) string {
 
 func (g *Guard) threshold(kind string) (threshold, error) {
 	switch kind {
-	case KindAccount:
+	case recovery.KindAccount:
 		return g.lockout, nil
-	case KindIP:
+	case recovery.KindIP:
 		return g.ipBlock, nil
 	}
 	return threshold{}, fmt.Errorf("unknown lock kind %q", kind)
@@ -533,7 +533,7 @@ func (l limit) denial(now time.Time, c ulimiter.Context) *recovery.Denial {
 	}
 }
 
-func (t threshold) denial(now time.Time, l Lock) *recovery.Denial {
+func (t threshold) denial(now time.Time, l recovery.Lock) *recovery.Denial {
 	if l.Permanent {
 		// No end to wait for: the longest lock is what a person is told,
 		// and the answer says that support lifts it.

@@ -470,7 +470,7 @@ func TestFailureReachingBothThresholds(t *testing.T) {
 	if !errors.Is(err, recovery.ErrLocked) {
 		t.Fatalf("got %v, want the account lock reported too", err)
 	}
-	for _, kind := range []string{limiter.KindAccount, limiter.KindIP} {
+	for _, kind := range []string{recovery.KindAccount, recovery.KindIP} {
 		if locks, _ := g.Locks(ctx, kind); len(locks) != 1 {
 			t.Errorf("%s locks: %v, want one", kind, locks)
 		}
@@ -507,15 +507,15 @@ func TestLocksAndLift(t *testing.T) {
 		for i := range 3 {
 			_ = g.fail(fmt.Sprintf("192.0.2.%d", i+1), "alice")
 		}
-		locks, err := g.Locks(ctx, limiter.KindAccount)
+		locks, err := g.Locks(ctx, recovery.KindAccount)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := limiter.Lock{Kind: limiter.KindAccount, Key: "alice", Since: t0, Until: t0.Add(cfg.Lockout.Duration), Strikes: 3, Locks: 1, Reason: limiter.ReasonWrongCodes}
+		want := recovery.Lock{Kind: recovery.KindAccount, Key: "alice", Since: t0, Until: t0.Add(cfg.Lockout.Duration), Strikes: 3, Locks: 1, Reason: recovery.ReasonWrongCodes}
 		if len(locks) != 1 || locks[0] != want {
 			t.Fatalf("Locks = %+v, want [%+v]", locks, want)
 		}
-		if lifted, err := g.Lift(ctx, limiter.KindAccount, "alice"); err != nil || !lifted {
+		if lifted, err := g.Lift(ctx, recovery.KindAccount, "alice"); err != nil || !lifted {
 			t.Fatalf("Lift = %v, %v, want true", lifted, err)
 		}
 		wantAllowed(t, "start after lift", g.Start(ctx, "192.0.2.9", "alice", false))
@@ -532,14 +532,14 @@ func TestLocksAndLift(t *testing.T) {
 		for i := range 3 {
 			_ = g.fail("2001:db8:a:b::5", fmt.Sprintf("user%d", i))
 		}
-		locks, err := g.Locks(ctx, limiter.KindIP)
+		locks, err := g.Locks(ctx, recovery.KindIP)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(locks) != 1 || locks[0].Key != "2001:db8:a:b::/64" || locks[0].Reason != limiter.ReasonWrongCodes {
+		if len(locks) != 1 || locks[0].Key != "2001:db8:a:b::/64" || locks[0].Reason != recovery.ReasonWrongCodes {
 			t.Fatalf("Locks = %+v, want the block of 2001:db8:a:b::/64", locks)
 		}
-		if lifted, err := g.Lift(ctx, limiter.KindIP, "2001:db8:a:b::9"); err != nil || !lifted {
+		if lifted, err := g.Lift(ctx, recovery.KindIP, "2001:db8:a:b::9"); err != nil || !lifted {
 			t.Fatalf("Lift = %v, %v, want true", lifted, err)
 		}
 		wantAllowed(t, "start after lift", g.Start(ctx, "2001:db8:a:b::5", "x", false))
@@ -554,7 +554,7 @@ func TestLocksAndLift(t *testing.T) {
 		for i := range 3 {
 			_ = g.fail("2001:db8:a:b::5", fmt.Sprintf("user%d", i))
 		}
-		if lifted, err := g.Lift(ctx, limiter.KindIP, "2001:db8:a:b::/64"); err != nil || !lifted {
+		if lifted, err := g.Lift(ctx, recovery.KindIP, "2001:db8:a:b::/64"); err != nil || !lifted {
 			t.Fatalf("Lift = %v, %v, want true", lifted, err)
 		}
 	})
@@ -562,7 +562,7 @@ func TestLocksAndLift(t *testing.T) {
 	t.Run("nothing to lift", func(t *testing.T) {
 		t.Parallel()
 		g := newTestGuard(t, cfg)
-		if lifted, err := g.Lift(ctx, limiter.KindAccount, "nobody"); err != nil || lifted {
+		if lifted, err := g.Lift(ctx, recovery.KindAccount, "nobody"); err != nil || lifted {
 			t.Fatalf("Lift = %v, %v, want false", lifted, err)
 		}
 	})
@@ -593,7 +593,7 @@ func TestImposedLock(t *testing.T) {
 		g := newTestGuard(t, cfg)
 		g.flowOf(account)
 		l, set, err := g.Impose(ctx, account, 2*time.Hour)
-		want := limiter.Lock{Kind: limiter.KindAccount, Key: account, Since: t0, Until: t0.Add(2 * time.Hour), Reason: limiter.ReasonSupport}
+		want := recovery.Lock{Kind: recovery.KindAccount, Key: account, Since: t0, Until: t0.Add(2 * time.Hour), Reason: recovery.ReasonSupport}
 		if err != nil || !set || l != want {
 			t.Fatalf("Impose = %+v, %v, %v; want %+v, set", l, set, err, want)
 		}
@@ -603,7 +603,7 @@ func TestImposedLock(t *testing.T) {
 		wantDenial(t, g.Start(ctx, ip, account, false), recovery.ErrLocked, limiter.ScopeLockout, 2*time.Hour)
 		wantDenial(t, g.fail(ip, account), recovery.ErrLocked, limiter.ScopeLockout, 2*time.Hour)
 		wantAllowed(t, "another account", g.Start(ctx, ip, "bob@example.com", false))
-		locks, err := g.Locks(ctx, limiter.KindAccount)
+		locks, err := g.Locks(ctx, recovery.KindAccount)
 		if err != nil || len(locks) != 1 || locks[0] != want {
 			t.Fatalf("Locks = %+v, %v; want [%+v]", locks, err, want)
 		}
@@ -623,7 +623,7 @@ func TestImposedLock(t *testing.T) {
 		if !d.Permanent {
 			t.Errorf("denial %+v, want it to say support lifts it", d)
 		}
-		if lifted, err := g.Lift(ctx, limiter.KindAccount, account); err != nil || !lifted {
+		if lifted, err := g.Lift(ctx, recovery.KindAccount, account); err != nil || !lifted {
 			t.Fatalf("Lift = %v, %v", lifted, err)
 		}
 		wantAllowed(t, "a code after the lift", g.fail(ip, account))
@@ -635,7 +635,7 @@ func TestImposedLock(t *testing.T) {
 		for range cfg.Lockout.Failures {
 			_ = g.fail(ip, account)
 		}
-		lockout, err := g.Locks(ctx, limiter.KindAccount)
+		lockout, err := g.Locks(ctx, recovery.KindAccount)
 		if err != nil || len(lockout) != 1 {
 			t.Fatalf("Locks = %+v, %v", lockout, err)
 		}
@@ -643,7 +643,7 @@ func TestImposedLock(t *testing.T) {
 		if err != nil || set {
 			t.Fatalf("Impose on a locked account = %v, %v; want no new lock", set, err)
 		}
-		if !l.Until.Equal(lockout[0].Until) || !l.Since.Equal(t0) || l.Strikes != cfg.Lockout.Failures || l.Locks != 1 || l.Reason != limiter.ReasonSupport {
+		if !l.Until.Equal(lockout[0].Until) || !l.Since.Equal(t0) || l.Strikes != cfg.Lockout.Failures || l.Locks != 1 || l.Reason != recovery.ReasonSupport {
 			t.Fatalf("Impose for 1m on a 30m lockout = %+v, want the lockout's end, strikes and count, held by support", l)
 		}
 		if l, _, _ := g.Impose(ctx, account, 0); !l.Permanent {
@@ -666,8 +666,8 @@ func TestImposedLock(t *testing.T) {
 		g.clock.Advance(time.Minute)
 		// The window of the wrong codes is still open: one more locks.
 		wantDenial(t, g.fail(ip, account), recovery.ErrLocked, limiter.ScopeLockout, cfg.Lockout.Duration)
-		locks, err := g.Locks(ctx, limiter.KindAccount)
-		if err != nil || len(locks) != 1 || locks[0].Reason != limiter.ReasonWrongCodes || locks[0].Locks != 1 {
+		locks, err := g.Locks(ctx, recovery.KindAccount)
+		if err != nil || len(locks) != 1 || locks[0].Reason != recovery.ReasonWrongCodes || locks[0].Locks != 1 {
 			t.Fatalf("Locks = %+v, %v; want the lockout, the first of its run, set by wrong codes", locks, err)
 		}
 	})
@@ -688,15 +688,15 @@ func TestImposedLock(t *testing.T) {
 	})
 }
 
-// TestImposeRecord is Impose, the step every LockStore takes, on records.
+// TestImposeRecord is Impose, the step every store takes, on records.
 func TestImposeRecord(t *testing.T) {
 	t.Parallel()
 	now := t0
 	type (
-		Lock   = limiter.Lock
-		Record = limiter.Record
+		Lock   = recovery.Lock
+		Record = recovery.Record
 	)
-	support := limiter.ReasonSupport
+	support := recovery.ReasonSupport
 	tests := []struct {
 		name    string
 		r       Record
@@ -729,8 +729,8 @@ func TestImposeRecord(t *testing.T) {
 	// A lock that wrong codes set later is theirs, not support's.
 	r := Record{}
 	limiter.Impose(&r, now, time.Minute)
-	p := limiter.Policy{Threshold: 1, Window: time.Hour, Duration: time.Hour, MaxDuration: time.Hour, Run: true}
-	if st := p.Strike(&r, now.Add(time.Minute)); !st.Set || st.Lock.Reason != "" {
+	p := recovery.Policy{Threshold: 1, Window: time.Hour, Duration: time.Hour, MaxDuration: time.Hour, Run: true}
+	if st := limiter.Strike(p, &r, now.Add(time.Minute)); !st.Set || st.Lock.Reason != "" {
 		t.Errorf("a strike after an imposed lock = %+v, want a lock set by wrong codes", st)
 	}
 }
@@ -769,8 +769,8 @@ func TestFailsClosed(t *testing.T) {
 		{"sms", func() error { return g.SMS(ctx, "+31612345678") }},
 		{"verify", func() error { _, _, err := g.Verify(ctx, "192.0.2.1", "f", 5); return err }},
 		{"right", func() error { _, err := g.Right(ctx, "192.0.2.1", "f", recovery.Token{}); return err }},
-		{"locks listing", func() error { _, err := g.Locks(ctx, limiter.KindIP); return err }},
-		{"lift", func() error { _, err := g.Lift(ctx, limiter.KindIP, "192.0.2.1"); return err }},
+		{"locks listing", func() error { _, err := g.Locks(ctx, recovery.KindIP); return err }},
+		{"lift", func() error { _, err := g.Lift(ctx, recovery.KindIP, "192.0.2.1"); return err }},
 		{"impose", func() error { _, _, err := g.Impose(ctx, "a", time.Hour); return err }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -99,12 +99,12 @@ func TestGuessesCappedForGood(t *testing.T) {
 	t.Logf("%d guesses in a year (%d on the first day): odds of finding a 6-digit code %.0e",
 		guesses, firstDay, float64(guesses)/1e6)
 
-	locks, err := g.Locks(ctx, limiter.KindAccount)
+	locks, err := g.Locks(ctx, recovery.KindAccount)
 	if err != nil || len(locks) != 1 || !locks[0].Permanent || locks[0].Strikes != cfg.PermanentAfter {
 		t.Fatalf("Locks = %+v, %v; want the one permanent lock after %d strikes", locks, err, cfg.PermanentAfter)
 	}
 	wantDenial(t, g.Start(ctx, "203.0.113.1", account, false), recovery.ErrLocked, limiter.ScopeLockout, cfg.MaxLockDuration)
-	if lifted, err := g.Lift(ctx, limiter.KindAccount, account); !lifted || err != nil {
+	if lifted, err := g.Lift(ctx, recovery.KindAccount, account); !lifted || err != nil {
 		t.Fatalf("Lift = %v, %v, want true", lifted, err)
 	}
 	wantAllowed(t, "start after support lifted the lock", g.Start(ctx, "203.0.113.1", account, false))
@@ -134,7 +134,7 @@ func TestRightEndsTheRun(t *testing.T) {
 	if err != nil || !guess.LockedAccount() {
 		t.Fatalf("right code at the threshold: %+v, %v, want its guess to have set the lock", guess, err)
 	}
-	if locks, err := g.Locks(ctx, limiter.KindAccount); err != nil || len(locks) != 0 {
+	if locks, err := g.Locks(ctx, recovery.KindAccount); err != nil || len(locks) != 0 {
 		t.Fatalf("Locks after the right code = %+v, %v; want none", locks, err)
 	}
 	wantAllowed(t, "start after the right code", g.Start(ctx, ip, account, false))

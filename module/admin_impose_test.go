@@ -3,6 +3,7 @@ package module
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"net/http"
 	"strings"
 	"sync"
@@ -82,8 +83,8 @@ func TestAdminImposeLock(t *testing.T) {
 			if status != http.StatusOK || strings.Contains(string(body), account) || !strings.Contains(string(body), `"key":"`+masked+`"`) {
 				t.Fatalf("masked listing: %d %s, want %s and never %s", status, body, masked, account)
 			}
-			l, ok := findLock(listLocks(t), limiter.KindAccount, account)
-			if !ok || !l.Permanent || l.Reason != limiter.ReasonSupport || !l.Until.IsZero() {
+			l, ok := findLock(listLocks(t), recovery.KindAccount, account)
+			if !ok || !l.Permanent || l.Reason != recovery.ReasonSupport || !l.Until.IsZero() {
 				t.Fatalf("listing in clear: %+v, %v; want support's lock until lifted", l, ok)
 			}
 
@@ -123,7 +124,7 @@ func TestAdminImposeLock(t *testing.T) {
 				t.Fatalf("lift: %d %s", status, body)
 			}
 			g.verify(flow, code, ip, http.StatusOK)
-			if _, ok := findLock(listLocks(t), limiter.KindAccount, account); ok {
+			if _, ok := findLock(listLocks(t), recovery.KindAccount, account); ok {
 				t.Errorf("the lock on %s is listed after the lift", account)
 			}
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -333,23 +334,23 @@ func opsAdmin(t *testing.T, method, target string) (int, http.Header, []byte) {
 }
 
 // listLocks returns the locks the admin API lists, in clear.
-func listLocks(t *testing.T) []limiter.Lock {
+func listLocks(t *testing.T) []recovery.Lock {
 	t.Helper()
 	status, _, body := opsAdmin(t, http.MethodGet, admin.LocksPath+"?clear=1")
 	if status != http.StatusOK {
 		t.Fatalf("GET %s: status %d %s", admin.LocksPath, status, body)
 	}
-	var locks []limiter.Lock
+	var locks []recovery.Lock
 	if err := json.Unmarshal(body, &locks); err != nil {
 		t.Fatalf("GET %s: %v in %s", admin.LocksPath, err, body)
 	}
 	return locks
 }
 
-func findLock(locks []limiter.Lock, kind, key string) (limiter.Lock, bool) {
-	i := slices.IndexFunc(locks, func(l limiter.Lock) bool { return l.Kind == kind && l.Key == key })
+func findLock(locks []recovery.Lock, kind, key string) (recovery.Lock, bool) {
+	i := slices.IndexFunc(locks, func(l recovery.Lock) bool { return l.Kind == kind && l.Key == key })
 	if i < 0 {
-		return limiter.Lock{}, false
+		return recovery.Lock{}, false
 	}
 	return locks[i], true
 }
@@ -407,8 +408,8 @@ func TestAdminListAndLift(t *testing.T) {
 		kind, key string
 		duration  time.Duration
 	}{
-		{limiter.KindAccount, account, 30 * time.Minute},
-		{limiter.KindIP, ipKey, time.Hour},
+		{recovery.KindAccount, account, 30 * time.Minute},
+		{recovery.KindIP, ipKey, time.Hour},
 	} {
 		l, ok := findLock(locks, tt.kind, tt.key)
 		if !ok {
@@ -422,7 +423,7 @@ func TestAdminListAndLift(t *testing.T) {
 		}
 	}
 	for i := 1; i < len(locks); i++ {
-		if locks[i-1].Kind == limiter.KindIP && locks[i].Kind == limiter.KindAccount {
+		if locks[i-1].Kind == recovery.KindIP && locks[i].Kind == recovery.KindAccount {
 			t.Errorf("account lock listed after an IP block: %+v", locks)
 		}
 	}

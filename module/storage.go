@@ -2,6 +2,7 @@ package module
 
 import (
 	"fmt"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -17,7 +18,7 @@ var stores = caddy.NewUsagePool()
 // pooledStore is one entry of the pool.
 type pooledStore struct {
 	key     string
-	backend storage.Backend
+	backend recovery.Store
 	health  *healthCheck // of the readiness route
 	close   func() error
 }

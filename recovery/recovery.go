@@ -110,22 +110,6 @@ type Token struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// Store keeps flows and tokens. The changes to flows are made by the
-// Guard, in one atomic step with a request's checks; what the Service asks
-// of the store itself are reads and the holds of a reset token. Expired
-// records behave as missing (ErrNotFound).
-type Store interface {
-	// Flow returns a flow without changing it.
-	Flow(ctx context.Context, id string) (Flow, error)
-	// BeginSpend takes a token for one reset attempt: ErrNotFound if it is
-	// unknown, expired or spent, ErrBusy while another attempt holds it. The
-	// hold ends by itself after lease.
-	BeginSpend(ctx context.Context, hash []byte, lease time.Duration) (Token, error)
-	// EndSpend ends the attempt begun with BeginSpend: spent deletes the
-	// token for good; otherwise it can be taken again.
-	EndSpend(ctx context.Context, hash []byte, spent bool) error
-}
-
 // Entry is what a Directory knows of an account.
 type Entry struct {
 	Phone string // as the directory has it; checked by a PhonePolicy before use

@@ -664,8 +664,8 @@ func TestGuardThatCannotDecideFailsClosed(t *testing.T) {
 // downStore is a store whose plans fail: the server behind it is down.
 type downStore struct{ *memory.Store }
 
-func (downStore) RunPlan(context.Context, *limiter.Plan) (limiter.Outcome, error) {
-	return limiter.Outcome{}, errors.New("store down")
+func (downStore) RunPlan(context.Context, *recovery.Plan) (recovery.Outcome, error) {
+	return recovery.Outcome{}, errors.New("store down")
 }
 
 func TestCodesAreUniformDigits(t *testing.T) {
@@ -791,8 +791,8 @@ type barrierStore struct {
 	arrived sync.WaitGroup
 }
 
-func (b *barrierStore) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, error) {
-	if p.Op == limiter.OpAttempt {
+func (b *barrierStore) RunPlan(ctx context.Context, p *recovery.Plan) (recovery.Outcome, error) {
+	if p.Op == recovery.OpAttempt {
 		b.arrived.Done()
 		b.arrived.Wait()
 	}

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -21,17 +20,10 @@ import (
 // appears in the clear in the key.
 const Namespace = "http.handlers.sms_recovery.storage"
 
-// Backend is what a store gives the flow and the abuse guard: flows,
-// tokens, rate counters and locks, each request's work in one plan.
-type Backend interface {
-	recovery.Store
-	limiter.PlanStore
-}
-
 // Opened is the state a storage module opened.
 type Opened struct {
-	// Backend holds flows, tokens, locks and blocks.
-	Backend Backend
+	// Backend holds flows, tokens, rate counters and locks.
+	Backend recovery.Store
 	// Close, if set, frees what Open took once no handler uses the state.
 	Close func() error
 }

@@ -216,7 +216,7 @@ func (t *counterTable) Len() int { return len(t.index) }
 
 // Get counts one event for key and returns the state of its window, as
 // ulule's stores do. A key is scope:key, as the guard names its counters
-// (limiter.Count), and its scope picks the table: a plan's count of that
+// (recovery.Count), and its scope picks the table: a plan's count of that
 // scope and key is the same counter.
 func (m *Store) Get(ctx context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
 	return m.Increment(ctx, key, 1, rate)

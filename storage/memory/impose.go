@@ -15,7 +15,7 @@ import (
 // A record made for the lock alone goes when the lock ends; one that also
 // keeps a run of wrong codes stays as long as the run, and one that keeps
 // a client's window until the later of the window and the lock.
-func (m *Store) Impose(_ context.Context, kind, key string, d time.Duration) (limiter.Lock, bool, error) {
+func (m *Store) Impose(_ context.Context, kind, key string, d time.Duration) (recovery.Lock, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
@@ -24,7 +24,7 @@ func (m *Store) Impose(_ context.Context, kind, key string, d time.Duration) (li
 	fresh := r == nil
 	if fresh {
 		if !m.locks.room(now) {
-			return limiter.Lock{}, false, recovery.ErrFull
+			return recovery.Lock{}, false, recovery.ErrFull
 		}
 		r = m.locks.add(id)
 	}

@@ -1,9 +1,8 @@
 package memory
 
 import (
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"time"
-
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
 // lockTable holds the security state of a Store: at most max records of
@@ -52,7 +51,7 @@ type lockID struct{ kind, key string }
 // lockRecord is a record, when it may go (the zero time: never), and its
 // place among the records that may make room (bucket 0: none).
 type lockRecord struct {
-	limiter.Record
+	recovery.Record
 	expires           time.Time
 	bucket            int
 	links[lockRecord] // in cheap[bucket]
@@ -77,7 +76,7 @@ func (t *lockTable) get(id lockID, now time.Time) *lockRecord {
 
 // add stores a new, empty record for id; the caller made room.
 func (t *lockTable) add(id lockID) *lockRecord {
-	r := &lockRecord{Record: limiter.Record{Lock: limiter.Lock{Kind: id.kind, Key: id.key}}}
+	r := &lockRecord{Record: recovery.Record{Lock: recovery.Lock{Kind: id.kind, Key: id.key}}}
 	t.records[id] = r
 	return r
 }

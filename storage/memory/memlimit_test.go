@@ -43,7 +43,7 @@ func TestMemoryFootprint(t *testing.T) {
 		t.Fatal(err)
 	}
 	lockout := limiter.DefaultConfig().Lockout
-	policy := limiter.Policy{Threshold: lockout.Failures, Window: lockout.Window, Duration: lockout.Duration}
+	policy := recovery.Policy{Threshold: lockout.Failures, Window: lockout.Window, Duration: lockout.Duration}
 	check := func(table string, limit int64, records int, fill func(i int)) {
 		t.Helper()
 		before := heapAfterGC()

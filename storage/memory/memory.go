@@ -16,7 +16,7 @@ import (
 
 // Store is the store http.handlers.sms_recovery.storage.memory, the
 // gateway's default: its settings, and once opened, state in this process,
-// a recovery.Store, a limiter.PlanStore and a ulule limiter.Store. The
+// a recovery.Store, a recovery.Store and a ulule limiter.Store. The
 // gateway opens one per distinct settings and keeps it across config
 // reloads (see storage.Namespace). JSON:
 // {"backend": "memory", "max_entries": 100000}.
@@ -198,11 +198,11 @@ func (m *Store) EndRun(_ context.Context, kind, key string) (bool, error) {
 // ListLocks returns the locks of a kind in force now, ordered by Until
 // (permanent locks last) and then Key. It walks every record, which suits
 // the admin API it serves.
-func (m *Store) ListLocks(_ context.Context, kind string) ([]limiter.Lock, error) {
+func (m *Store) ListLocks(_ context.Context, kind string) ([]recovery.Lock, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
-	var out []limiter.Lock
+	var out []recovery.Lock
 	for id := range m.locks.records {
 		if id.kind != kind {
 			continue
@@ -230,8 +230,8 @@ func cloneToken(t recovery.Token) recovery.Token {
 
 // Interface guards
 var (
-	_ recovery.Store    = (*Store)(nil)
-	_ limiter.PlanStore = (*Store)(nil)
+	_ recovery.Store = (*Store)(nil)
+	_ recovery.Store = (*Store)(nil)
 )
 
 // TableStats is how full one of a store's tables is, and what it did for
@@ -266,39 +266,39 @@ func (m *Store) Tables() []TableStats {
 // other method. Counters live in a table of their own, which drops the
 // least recently used beyond its bound (see counterTable): evicting a
 // counter resets it, and never touches a flow, a token or security state.
-func (m *Store) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, error) {
+func (m *Store) RunPlan(_ context.Context, p *recovery.Plan) (recovery.Outcome, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
-	var o limiter.Outcome
+	var o recovery.Outcome
 	var e *flowEntry // the plan's flow, once read
 	account := ""    // its account, for keys OfFlow
 	switch p.Op {
-	case limiter.OpResend, limiter.OpAttempt, limiter.OpFinish:
+	case recovery.OpResend, recovery.OpAttempt, recovery.OpFinish:
 		at := now
-		if p.Op == limiter.OpResend {
+		if p.Op == recovery.OpResend {
 			at = p.Now
 		}
 		if e = m.flow(p.FlowID, at); e != nil {
 			o.Flow, account = e.flow(p.FlowID), e.account()
-		} else if p.Op != limiter.OpAttempt {
+		} else if p.Op != recovery.OpAttempt {
 			o.FlowErr = recovery.ErrNotFound
 			return o, nil
 		}
-		if e != nil && p.Op == limiter.OpResend && int(e.attempts) >= p.MaxAttempts {
+		if e != nil && p.Op == recovery.OpResend && int(e.attempts) >= p.MaxAttempts {
 			// Its attempts are spent: no code of it can be entered.
 			o.FlowErr = recovery.ErrNotFound
 			return o, nil
 		}
-		if e != nil && p.Op == limiter.OpResend && p.Now.Sub(fromNanos(e.sentAt)) < p.Interval {
+		if e != nil && p.Op == recovery.OpResend && p.Now.Sub(fromNanos(e.sentAt)) < p.Interval {
 			o.FlowErr = recovery.ErrTooEarly
 			return o, nil
 		}
 	}
-	if p.Op == limiter.OpCreate && !fits(&p.Flow) {
+	if p.Op == recovery.OpCreate && !fits(&p.Flow) {
 		return o, errTooLong
 	}
-	missing := p.Op == limiter.OpAttempt && e == nil
+	missing := p.Op == recovery.OpAttempt && e == nil
 	key := func(k string, ofFlow bool) (string, bool) {
 		if !ofFlow {
 			return k, true
@@ -311,24 +311,24 @@ func (m *Store) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, er
 			continue
 		}
 		if r := m.locks.get(lockID{c.Kind, k}, now); r != nil && r.InForce(now) {
-			o.Refused, o.Index, o.Lock = limiter.StepLock, i, r.Lock
+			o.Refused, o.Index, o.Lock = recovery.StepLock, i, r.Lock
 			return o, nil
 		}
 	}
-	if p.Op == limiter.OpCreate || p.NewFlowFrom != "" {
+	if p.Op == recovery.OpCreate || p.NewFlowFrom != "" {
 		ip := p.NewFlowFrom
-		if p.Op == limiter.OpCreate {
+		if p.Op == recovery.OpCreate {
 			ip = p.Flow.ClientIP
 		}
 		// After the locks, before anything is counted: a start refused
 		// for room costs the client and the account none of their limits.
 		if at, ok := m.flows.room(m.flows.keys.of(limiter.ClientKey(ip)), now); !ok {
-			o.Refused, o.RetryAt = limiter.StepFull, at
+			o.Refused, o.RetryAt = recovery.StepFull, at
 			return o, nil
 		}
 	}
 	if at, ok := m.budgetRoom(p, key, now); !ok {
-		o.Refused, o.RetryAt = limiter.StepFull, at
+		o.Refused, o.RetryAt = recovery.StepFull, at
 		return o, nil
 	}
 	for i, c := range p.Counts {
@@ -345,24 +345,24 @@ func (m *Store) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, er
 		}
 		s := m.counterTable(c.Scope).count(m.flows.keys.scoped(c.Scope, k), c.Rate, n, now)
 		switch {
-		case !c.Refuses(s):
+		case !limiter.Refuses(c, s):
 		case c.Soft:
 			o.Soft, o.SoftCounter = i+1, s
 		default:
-			o.Refused, o.Index, o.Counter = limiter.StepCount, i, s
+			o.Refused, o.Index, o.Counter = recovery.StepCount, i, s
 			return o, nil
 		}
 	}
 	switch p.Op {
-	case limiter.OpCreate:
+	case recovery.OpCreate:
 		if err := m.flows.add(&p.Flow, now); err != nil {
 			return o, err
 		}
-	case limiter.OpResend:
+	case recovery.OpResend:
 		e.setCode(p.CodeHash, p.Now, p.ExpiresAt)
 		m.flows.renewed(e)
 		o.Flow = e.flow(p.FlowID)
-	case limiter.OpAttempt:
+	case recovery.OpAttempt:
 		if missing {
 			o.FlowErr = recovery.ErrNotFound
 			return o, nil
@@ -374,20 +374,20 @@ func (m *Store) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, er
 			return o, nil
 		}
 		o.Flow.Attempts = int(e.attempts)
-	case limiter.OpFinish:
+	case recovery.OpFinish:
 		m.flows.remove(e)
 		o.Won = true
 	}
 	for i, st := range p.Strikes {
 		k, _ := key(st.Key, st.OfFlow)
 		s, err := m.strike(st.Kind, k, st.Policy, now)
-		if err != nil && p.Op == limiter.OpAttempt {
+		if err != nil && p.Op == recovery.OpAttempt {
 			// Compared all the same: a right code needs no room.
 			o.Full = true
 			continue
 		}
 		if err != nil || s.Refused {
-			o.Refused, o.Index, o.Full, o.Lock = limiter.StepStrike, i, err != nil, s.Lock
+			o.Refused, o.Index, o.Full, o.Lock = recovery.StepStrike, i, err != nil, s.Lock
 			for _, done := range p.Strikes[:i] {
 				dk, _ := key(done.Key, done.OfFlow)
 				m.forgive(done.Kind, dk, done.Policy, now)
@@ -405,7 +405,7 @@ func (m *Store) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, er
 			m.locks.delete(r)
 		}
 	}
-	if p.Op == limiter.OpFinish {
+	if p.Op == recovery.OpFinish {
 		m.putToken(p.Token)
 	}
 	return o, nil
@@ -416,7 +416,7 @@ func (m *Store) RunPlan(_ context.Context, p *limiter.Plan) (limiter.Outcome, er
 // eighth of the table spare, for the codes of the starts they allowed:
 // their phone's counter must find room, or a person would wait for a code
 // that never comes. m.mu is held.
-func (m *Store) budgetRoom(p *limiter.Plan, key func(string, bool) (string, bool), now time.Time) (time.Time, bool) {
+func (m *Store) budgetRoom(p *recovery.Plan, key func(string, bool) (string, bool), now time.Time) (time.Time, bool) {
 	need := 0
 	for _, c := range p.Counts {
 		if !limiter.Kept(c.Scope) || c.Peek {
@@ -439,29 +439,29 @@ func (m *Store) budgetRoom(p *limiter.Plan, key func(string, bool) (string, bool
 }
 
 // strike is Strike with m.mu held.
-func (m *Store) strike(kind, key string, p limiter.Policy, now time.Time) (limiter.Strike, error) {
+func (m *Store) strike(kind, key string, p recovery.Policy, now time.Time) (recovery.Strike, error) {
 	id := lockID{kind, key}
 	r := m.locks.get(id, now)
 	if r == nil {
 		if !m.locks.room(now) {
-			return limiter.Strike{}, recovery.ErrFull
+			return recovery.Strike{}, recovery.ErrFull
 		}
 		r = m.locks.add(id)
 	}
-	s := p.Strike(&r.Record, now)
-	r.expires = p.Expiry(r.Record)
+	s := limiter.Strike(p, &r.Record, now)
+	r.expires = limiter.Expiry(p, r.Record)
 	m.locks.changed(r)
 	return s, nil
 }
 
 // forgive is Forgive with m.mu held.
-func (m *Store) forgive(kind, key string, p limiter.Policy, now time.Time) {
+func (m *Store) forgive(kind, key string, p recovery.Policy, now time.Time) {
 	id := lockID{kind, key}
 	r := m.locks.get(id, now)
 	if r == nil {
 		return
 	}
-	if p.Forgive(&r.Record, now) {
+	if limiter.Forgive(p, &r.Record, now) {
 		m.locks.delete(r)
 		return
 	}

@@ -206,24 +206,24 @@ func TestMemoryLocksNeverEvicted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	account := limiter.Policy{Threshold: 1, Window: time.Hour, Duration: time.Minute, MaxDuration: time.Hour, Run: true, Permanent: 100}
-	client := limiter.Policy{Threshold: 2, Window: time.Hour, Duration: time.Hour, MaxDuration: time.Hour}
-	if st, err := storagetest.Strike(ctx, m, limiter.KindAccount, "target@example.com", account); err != nil || !st.Set {
+	account := recovery.Policy{Threshold: 1, Window: time.Hour, Duration: time.Minute, MaxDuration: time.Hour, Run: true, Permanent: 100}
+	client := recovery.Policy{Threshold: 2, Window: time.Hour, Duration: time.Hour, MaxDuration: time.Hour}
+	if st, err := storagetest.Strike(ctx, m, recovery.KindAccount, "target@example.com", account); err != nil || !st.Set {
 		t.Fatalf("locking the target: %+v, %v", st, err)
 	}
 	for i := range max - 1 {
-		if _, err := storagetest.Strike(ctx, m, limiter.KindIP, fmt.Sprintf("192.0.2.%d", i), client); err != nil {
+		if _, err := storagetest.Strike(ctx, m, recovery.KindIP, fmt.Sprintf("192.0.2.%d", i), client); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Full of one-strike runs and a lock: a new key takes the place of the
 	// run struck least recently, however often it comes.
 	for i := range 3 * max {
-		if _, err := storagetest.Strike(ctx, m, limiter.KindIP, fmt.Sprintf("203.0.113.%d", i), client); err != nil {
+		if _, err := storagetest.Strike(ctx, m, recovery.KindIP, fmt.Sprintf("203.0.113.%d", i), client); err != nil {
 			t.Fatalf("strike %d for a new key in a table full of cheap runs: %v", i, err)
 		}
 	}
-	if _, ok, _ := storagetest.GetLock(ctx, m, limiter.KindAccount, "target@example.com"); !ok {
+	if _, ok, _ := storagetest.GetLock(ctx, m, recovery.KindAccount, "target@example.com"); !ok {
 		t.Fatal("the lock was let go to make room")
 	}
 	if n := m.locks.Len(); n != max {
@@ -231,25 +231,25 @@ func TestMemoryLocksNeverEvicted(t *testing.T) {
 	}
 	// Now lock every client the table holds: no record may go.
 	for i := 3*max - (max - 1); i < 3*max; i++ {
-		if st, err := storagetest.Strike(ctx, m, limiter.KindIP, fmt.Sprintf("203.0.113.%d", i), client); err != nil || !st.Set {
+		if st, err := storagetest.Strike(ctx, m, recovery.KindIP, fmt.Sprintf("203.0.113.%d", i), client); err != nil || !st.Set {
 			t.Fatalf("blocking client %d: %+v, %v", i, st, err)
 		}
 	}
 	for range 3 {
-		if _, err := storagetest.Strike(ctx, m, limiter.KindIP, "198.51.100.1", client); !errors.Is(err, recovery.ErrFull) {
+		if _, err := storagetest.Strike(ctx, m, recovery.KindIP, "198.51.100.1", client); !errors.Is(err, recovery.ErrFull) {
 			t.Fatalf("strike for a new key in a table of locks: got %v, want ErrFull", err)
 		}
 		clk.Advance(2 * sweepEvery)
 	}
-	if _, ok, _ := storagetest.GetLock(ctx, m, limiter.KindAccount, "target@example.com"); !ok {
+	if _, ok, _ := storagetest.GetLock(ctx, m, recovery.KindAccount, "target@example.com"); !ok {
 		t.Fatal("the lock was forgotten")
 	}
 	// The clients' blocks end; the account's run does not.
 	clk.Advance(2 * time.Hour)
-	if _, err := storagetest.Strike(ctx, m, limiter.KindIP, "198.51.100.1", client); err != nil {
+	if _, err := storagetest.Strike(ctx, m, recovery.KindIP, "198.51.100.1", client); err != nil {
 		t.Errorf("strike once clients' records ended: %v", err)
 	}
-	if st, err := storagetest.Strike(ctx, m, limiter.KindAccount, "target@example.com", account); err != nil || st.Lock.Strikes != 2 || st.Lock.Locks != 2 {
+	if st, err := storagetest.Strike(ctx, m, recovery.KindAccount, "target@example.com", account); err != nil || st.Lock.Strikes != 2 || st.Lock.Locks != 2 {
 		t.Errorf("the target's run after the lock ended: %+v, %v, want 2 strikes in a row and a second lock", st, err)
 	}
 }
@@ -265,29 +265,29 @@ func TestMemoryCheapestRunGoesFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	account := limiter.Policy{Threshold: 5, Window: time.Hour, Duration: time.Minute, MaxDuration: time.Hour, Run: true, Permanent: 100}
+	account := recovery.Policy{Threshold: 5, Window: time.Hour, Duration: time.Minute, MaxDuration: time.Hour, Run: true, Permanent: 100}
 	for range 3 {
-		mustStrike(t, m, limiter.KindAccount, "person@example.com", account)
+		mustStrike(t, m, recovery.KindAccount, "person@example.com", account)
 	}
-	mustStrike(t, m, limiter.KindAccount, "old@example.com", account)
+	mustStrike(t, m, recovery.KindAccount, "old@example.com", account)
 	clk.Advance(time.Second)
-	mustStrike(t, m, limiter.KindAccount, "recent@example.com", account)
+	mustStrike(t, m, recovery.KindAccount, "recent@example.com", account)
 	for i := range max - 3 {
-		mustStrike(t, m, limiter.KindAccount, fmt.Sprintf("made-up-%d@example.com", i), account)
+		mustStrike(t, m, recovery.KindAccount, fmt.Sprintf("made-up-%d@example.com", i), account)
 	}
 	// One more new key: "old" goes, being the one-strike run struck first.
-	mustStrike(t, m, limiter.KindAccount, "one-more@example.com", account)
-	if m.locks.records[lockID{limiter.KindAccount, "old@example.com"}] != nil {
+	mustStrike(t, m, recovery.KindAccount, "one-more@example.com", account)
+	if m.locks.records[lockID{recovery.KindAccount, "old@example.com"}] != nil {
 		t.Error("the least recently struck one-strike run was kept")
 	}
-	if m.locks.records[lockID{limiter.KindAccount, "recent@example.com"}] == nil {
+	if m.locks.records[lockID{recovery.KindAccount, "recent@example.com"}] == nil {
 		t.Error("a more recent one-strike run went before the oldest")
 	}
 	// A flood ten times the table's size.
 	for i := range 10 * max {
-		mustStrike(t, m, limiter.KindAccount, fmt.Sprintf("flood-%d@example.com", i), account)
+		mustStrike(t, m, recovery.KindAccount, fmt.Sprintf("flood-%d@example.com", i), account)
 	}
-	st := mustStrike(t, m, limiter.KindAccount, "person@example.com", account)
+	st := mustStrike(t, m, recovery.KindAccount, "person@example.com", account)
 	if st.Lock.Strikes != 4 {
 		t.Errorf("the person's run after the flood: %d strikes, want 4 (3 kept and this one)", st.Lock.Strikes)
 	}
@@ -357,7 +357,7 @@ func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
 	}
 }
 
-func mustStrike(t *testing.T, m *Store, kind, key string, p limiter.Policy) limiter.Strike {
+func mustStrike(t *testing.T, m *Store, kind, key string, p recovery.Policy) recovery.Strike {
 	t.Helper()
 	st, err := storagetest.Strike(context.Background(), m, kind, key, p)
 	if err != nil {

@@ -47,7 +47,7 @@ func (m *Store) Validate() error {
 }
 
 // Open makes the tables, which hold the rate counters too: the store runs
-// every request as one plan (limiter.PlanStore), and is its own Backend.
+// every request as one plan (recovery.Store), and is its own Backend.
 // Unless SoftMemoryLimit is false, it reserves the tables' footprint in
 // the soft memory limit until Close.
 func (m *Store) Open() (*storage.Opened, error) {

@@ -32,7 +32,7 @@ func TestModule(t *testing.T) {
 		t.Fatalf("Open = %+v, %v", st, err)
 	}
 	defer st.Close()
-	if st.Backend != storage.Backend(m) {
+	if st.Backend != recovery.Store(m) {
 		t.Fatalf("Open gave a %T, not the store itself", st.Backend)
 	}
 	if _, ok := o.(storage.Shared); ok {

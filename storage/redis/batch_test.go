@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -158,7 +159,7 @@ func TestRedisBatchJoinsPlans(t *testing.T) {
 	trips := &storagetest.RedisTrips{}
 	r.Client().AddHook(trips)
 	ctx := context.Background()
-	count := limiter.Plan{Counts: []limiter.Count{{Scope: limiter.ScopeStartPhone, Key: "phone-" + rand.Text(), Rate: ulimiter.Rate{Limit: 2, Period: time.Hour}}}}
+	count := recovery.Plan{Counts: []recovery.Count{{Scope: limiter.ScopeStartPhone, Key: "phone-" + rand.Text(), Rate: ulimiter.Rate{Limit: 2, Period: time.Hour}}}}
 	other := redis.NewScript("return 'not a plan'")
 	if err := other.Load(ctx, r.Client()).Err(); err != nil {
 		t.Fatal(err)
@@ -209,7 +210,7 @@ func TestRedisBatchJoinsPlans(t *testing.T) {
 		got = append(got, fmt.Sprintf("%d/%d/%v", o.Refused, o.Counter.Remaining, o.Counter.Reached))
 	}
 	// Counts of a counter that did not refuse leave o.Counter empty.
-	if want := fmt.Sprintf("[%d/0/false %d/0/false %d/0/true]", limiter.StepNone, limiter.StepNone, limiter.StepCount); fmt.Sprint(got) != want {
+	if want := fmt.Sprintf("[%d/0/false %d/0/false %d/0/true]", recovery.StepNone, recovery.StepNone, recovery.StepCount); fmt.Sprint(got) != want {
 		t.Errorf("outcomes %v, want %s", got, want)
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 // Get counts one event for key and returns the state of its window, as
 // ulule's stores do, in one round trip. A key is scope:key, as the guard
-// names its counters (limiter.Count): a plan's count of that scope and key
+// names its counters (recovery.Count): a plan's count of that scope and key
 // is the same counter.
 func (r *Store) Get(ctx context.Context, key string, rate ulimiter.Rate) (ulimiter.Context, error) {
 	return r.counter(ctx, key, 1, rate, false)

@@ -2,7 +2,7 @@
 // (Store): flows, reset tokens, locks and rate counters on a Redis server,
 // Sentinel or Cluster, shared by every instance behind a load balancer, so
 // that a flow started on one verifies on another. An opened Store is a
-// recovery.Store, a limiter.PlanStore and a ulule limiter.Store. It refuses
+// recovery.Store, a recovery.Store and a ulule limiter.Store. It refuses
 // a server that would forget (safety.go) and notices one that did,
 // refusing work until an operator acknowledges the loss (epoch.go): lost
 // security state is never taken for a clean slate.
@@ -25,7 +25,7 @@
 //
 //	P{Precovery}:flow:<id>            hash: data (JSON), attempts, sends, code_hash, sent_at, expires_at, account
 //	P{Precovery}:token:<hex hash>     hash: data (JSON), expires_at, held_until
-//	P{Precovery}:lock:<kind>:<key>    hash: the limiter.Record of a key (times in ms); an
+//	P{Precovery}:lock:<kind>:<key>    hash: the recovery.Record of a key (times in ms); an
 //	                                  account's run has no time to live, a client's
 //	                                  lives as long as its window and block
 //	P{Precovery}:locks:<kind>         sorted set of the kind's locked records, scored

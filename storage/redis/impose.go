@@ -3,11 +3,10 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"slices"
 	"strconv"
 	"time"
-
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
 // recordFields are lockFields and "imposed": the start, in ms, of the lock
@@ -18,7 +17,7 @@ var recordFields = append(slices.Clip(lockFields), "imposed")
 
 // Impose locks kind and key for d, or until EndRun when d is 0, as
 // limiter.Impose does, in one script (lua/impose.lua).
-func (r *Store) Impose(ctx context.Context, kind, key string, d time.Duration) (limiter.Lock, bool, error) {
+func (r *Store) Impose(ctx context.Context, kind, key string, d time.Duration) (recovery.Lock, bool, error) {
 	ms := d.Milliseconds()
 	if d > 0 && ms == 0 {
 		ms = 1 // a lock for under a millisecond is not one until lifted
@@ -26,14 +25,14 @@ func (r *Store) Impose(ctx context.Context, kind, key string, d time.Duration) (
 	res, err := r.run(ctx, imposeScript, []string{r.lockKey(kind, key), r.lockIndex(kind)},
 		"impose", r.clock.Now().UnixMilli(), ms, kind, key).Slice()
 	if err != nil {
-		return limiter.Lock{}, false, redisError("impose", err)
+		return recovery.Lock{}, false, redisError("impose", err)
 	}
 	if len(res) != 1+len(recordFields) {
-		return limiter.Lock{}, false, errors.New("impose: malformed reply from redis")
+		return recovery.Lock{}, false, errors.New("impose: malformed reply from redis")
 	}
 	rec, err := decodeImposed(res[1:])
 	if err != nil {
-		return limiter.Lock{}, false, err
+		return recovery.Lock{}, false, err
 	}
 	set, _ := res[0].(int64)
 	return rec.Lock, set == 1, nil
@@ -41,9 +40,9 @@ func (r *Store) Impose(ctx context.Context, kind, key string, d time.Duration) (
 
 // decodeImposed builds a record from the values of recordFields, its lock
 // support's when it began when support imposed one.
-func decodeImposed(vals []any) (limiter.Record, error) {
+func decodeImposed(vals []any) (recovery.Record, error) {
 	if len(vals) != len(recordFields) {
-		return limiter.Record{}, errors.New("decoding lock: malformed reply from redis")
+		return recovery.Record{}, errors.New("decoding lock: malformed reply from redis")
 	}
 	rec, err := decodeRecord(vals[:len(lockFields)])
 	if err != nil {
@@ -57,7 +56,7 @@ func decodeImposed(vals []any) (limiter.Record, error) {
 		imposed, _ = strconv.ParseInt(v, 10, 64)
 	}
 	if imposed != 0 && imposed == rec.Since.UnixMilli() {
-		rec.Reason = limiter.ReasonSupport
+		rec.Reason = recovery.ReasonSupport
 	}
 	return rec, nil
 }

@@ -3,13 +3,12 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
 // MigrateLocks moves the security state of the key layout before the
@@ -28,7 +27,7 @@ func (r *Store) MigrateLocks(ctx context.Context) (int, error) {
 		errs  []error
 	)
 	scan := func(ctx context.Context, c redis.Cmdable) error {
-		for _, kind := range []string{limiter.KindAccount, limiter.KindIP} {
+		for _, kind := range []string{recovery.KindAccount, recovery.KindIP} {
 			old := r.Prefix + "lock:{" + kind + "}:"
 			iter := c.Scan(ctx, 0, globEscape(old)+"*", 100).Iterator()
 			for iter.Next(ctx) {
@@ -54,7 +53,7 @@ func (r *Store) MigrateLocks(ctx context.Context) (int, error) {
 		err = scan(ctx, r.client)
 	}
 	if err == nil && len(errs) == 0 {
-		for _, kind := range []string{limiter.KindAccount, limiter.KindIP} {
+		for _, kind := range []string{recovery.KindAccount, recovery.KindIP} {
 			if derr := r.client.Del(ctx, r.Prefix+"locks:{"+kind+"}").Err(); derr != nil {
 				errs = append(errs, derr)
 			}

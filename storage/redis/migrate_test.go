@@ -2,12 +2,12 @@ package redisstore
 
 import (
 	"context"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 	"testing"
 	"time"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 )
 
 // TestRedisMigrateLocks writes records as the layout before the hash tag
@@ -39,19 +39,19 @@ func TestRedisMigrateLocks(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("MigrateLocks: %d, %v; want 2 moved", n, err)
 	}
-	if l, ok, err := storagetest.GetLock(ctx, r, limiter.KindAccount, "target@example.com"); err != nil || !ok || !l.Permanent || l.Strikes != 100 {
+	if l, ok, err := storagetest.GetLock(ctx, r, recovery.KindAccount, "target@example.com"); err != nil || !ok || !l.Permanent || l.Strikes != 100 {
 		t.Fatalf("account lock after the move: %+v, %v, %v", l, ok, err)
 	}
-	if l, ok, err := storagetest.GetLock(ctx, r, limiter.KindIP, "192.0.2.9"); err != nil || !ok || l.Until.UnixMilli() != until {
+	if l, ok, err := storagetest.GetLock(ctx, r, recovery.KindIP, "192.0.2.9"); err != nil || !ok || l.Until.UnixMilli() != until {
 		t.Fatalf("client block after the move: %+v, %v, %v", l, ok, err)
 	}
-	if locks, err := r.ListLocks(ctx, limiter.KindAccount); err != nil || len(locks) != 1 {
+	if locks, err := r.ListLocks(ctx, recovery.KindAccount); err != nil || len(locks) != 1 {
 		t.Fatalf("account locks listed after the move: %v, %v", locks, err)
 	}
-	if ttl := c.PTTL(ctx, r.lockKey(limiter.KindAccount, "target@example.com")).Val(); ttl != -1 {
+	if ttl := c.PTTL(ctx, r.lockKey(recovery.KindAccount, "target@example.com")).Val(); ttl != -1 {
 		t.Errorf("permanent lock's time to live: %v, want none", ttl)
 	}
-	if ttl := c.PTTL(ctx, r.lockKey(limiter.KindIP, "192.0.2.9")).Val(); ttl <= 0 || ttl > time.Hour {
+	if ttl := c.PTTL(ctx, r.lockKey(recovery.KindIP, "192.0.2.9")).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("block's time to live: %v, want up to 1h", ttl)
 	}
 	if n := c.Exists(ctx, oldAccount, oldIP, r.Prefix+"locks:{ip}").Val(); n != 0 {

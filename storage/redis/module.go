@@ -34,7 +34,7 @@ const DefaultPrefix = "smsrec:"
 // "redis://127.0.0.1:6379/0"}. The gateway requires its secrets to be set
 // with it, so that every instance hashes alike.
 //
-// It is a recovery.Store, a limiter.PlanStore and a ulule limiter.Store
+// It is a recovery.Store, a recovery.Store and a ulule limiter.Store
 // once opened (store.go): the gateway keeps the opened Store across config
 // reloads, so its settings are its JSON fields and its state is made by
 // Open, not Provision.
@@ -182,7 +182,7 @@ func (s *Store) Validate() error {
 // accepts it; one that does not answer only warns, so that a Redis that is
 // down fails the recovery routes (503) and not the config. It returns the
 // Store itself, which keeps the rate counters too: Redis runs every
-// request as one plan (limiter.PlanStore).
+// request as one plan (recovery.Store).
 func (s *Store) Open() (*storage.Opened, error) {
 	if err := s.connect(); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"encoding/json"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"strings"
 	"testing"
 
@@ -10,7 +11,6 @@ import (
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
@@ -64,10 +64,10 @@ func TestRedisModule(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if st.Backend != storage.Backend(s) {
+	if st.Backend != recovery.Store(s) {
 		t.Errorf("Open gave %T, not the module itself", st.Backend)
 	}
-	if _, ok := st.Backend.(limiter.PlanStore); !ok {
+	if _, ok := st.Backend.(recovery.Store); !ok {
 		t.Fatal("the Redis store runs no plans")
 	}
 	if err := s.Ping(context.Background()); err != nil {

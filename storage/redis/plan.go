@@ -10,14 +10,13 @@ import (
 	ulimiter "github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/store/common"
 
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 // RunPlan runs p as one script, so in one round trip (lua/plan.lua).
 // A server that lost the deployment's state refuses it with an error that
 // is both recovery.ErrUnavailable and recovery.ErrStateLost.
-func (r *Store) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, error) {
+func (r *Store) RunPlan(ctx context.Context, p *recovery.Plan) (recovery.Outcome, error) {
 	o, err := r.runPlan(ctx, p)
 	if errors.Is(err, recovery.ErrStateLost) && r.holdOver(ctx) {
 		return r.runPlan(ctx, p)
@@ -25,24 +24,24 @@ func (r *Store) RunPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, 
 	return o, err
 }
 
-func (r *Store) runPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, error) {
+func (r *Store) runPlan(ctx context.Context, p *recovery.Plan) (recovery.Outcome, error) {
 	e, err := r.learnEpoch(ctx)
 	if err != nil {
-		return limiter.Outcome{}, err
+		return recovery.Outcome{}, err
 	}
 	keys, args, err := r.planArgs(p, e)
 	if err != nil {
-		return limiter.Outcome{}, err
+		return recovery.Outcome{}, err
 	}
 	res, err := r.run(ctx, planScript, keys, args...).Slice()
 	if err != nil {
-		return limiter.Outcome{}, redisError("plan", err)
+		return recovery.Outcome{}, redisError("plan", err)
 	}
 	if len(res) != 14 {
-		return limiter.Outcome{}, errors.New("plan: malformed reply from redis")
+		return recovery.Outcome{}, errors.New("plan: malformed reply from redis")
 	}
 	if err := r.epochReply(e, res[11], res[12]); err != nil {
-		return limiter.Outcome{}, err
+		return recovery.Outcome{}, err
 	}
 	o, err := decodeOutcome(res[:11], p.Counts)
 	if soft, _ := res[13].([]any); len(soft) == 3 && err == nil {
@@ -54,16 +53,16 @@ func (r *Store) runPlan(ctx context.Context, p *limiter.Plan) (limiter.Outcome, 
 
 // opNames are the names lua/plan.lua knows the ops by.
 var opNames = [...]string{
-	limiter.OpNone:    "none",
-	limiter.OpCreate:  "create",
-	limiter.OpResend:  "resend",
-	limiter.OpAttempt: "attempt",
-	limiter.OpFinish:  "finish",
+	recovery.OpNone:    "none",
+	recovery.OpCreate:  "create",
+	recovery.OpResend:  "resend",
+	recovery.OpAttempt: "attempt",
+	recovery.OpFinish:  "finish",
 }
 
 // planArgs returns the keys and the arguments of p's script (lua/plan.lua
 // says their order), under the epoch e.
-func (r *Store) planArgs(p *limiter.Plan, e *epochState) ([]string, []any, error) {
+func (r *Store) planArgs(p *recovery.Plan, e *epochState) ([]string, []any, error) {
 	if int(p.Op) >= len(opNames) {
 		return nil, nil, fmt.Errorf("plan: unknown op %d", p.Op)
 	}
@@ -73,7 +72,7 @@ func (r *Store) planArgs(p *limiter.Plan, e *epochState) ([]string, []any, error
 	args := make([]any, 0, 64)
 	args = append(args, now.UnixMilli(), r.base, opNames[p.Op], e.id, e.floor.Load())
 	switch p.Op {
-	case limiter.OpCreate:
+	case recovery.OpCreate:
 		f := p.Flow
 		data, err := json.Marshal(f)
 		if err != nil {
@@ -82,14 +81,14 @@ func (r *Store) planArgs(p *limiter.Plan, e *epochState) ([]string, []any, error
 		keys = append(keys, r.flowKey(f.ID))
 		args = append(args, data, f.Attempts, f.Sends, f.CodeHash, f.SentAt.UnixMilli(),
 			f.ExpiresAt.UnixMilli(), f.ExpiresAt.Sub(now).Milliseconds(), f.Account)
-	case limiter.OpResend:
+	case recovery.OpResend:
 		keys = append(keys, r.flowKey(p.FlowID))
 		args = append(args, p.Now.UnixMilli(), p.Interval.Milliseconds(), p.CodeHash,
 			p.ExpiresAt.UnixMilli(), p.ExpiresAt.Sub(p.Now).Milliseconds(), p.MaxAttempts)
-	case limiter.OpAttempt:
+	case recovery.OpAttempt:
 		keys = append(keys, r.flowKey(p.FlowID))
 		args = append(args, p.MaxAttempts)
-	case limiter.OpFinish:
+	case recovery.OpFinish:
 		data, err := json.Marshal(p.Token)
 		if err != nil {
 			return nil, nil, fmt.Errorf("encoding token: %w", err)
@@ -148,16 +147,16 @@ func flag(b bool) int {
 }
 
 // decodeOutcome reads the reply of lua/plan.lua to a plan of counts.
-func decodeOutcome(res []any, counts []limiter.Count) (limiter.Outcome, error) {
+func decodeOutcome(res []any, counts []recovery.Count) (recovery.Outcome, error) {
 	if len(res) != 11 {
-		return limiter.Outcome{}, errors.New("plan: malformed reply from redis")
+		return recovery.Outcome{}, errors.New("plan: malformed reply from redis")
 	}
 	n := func(v any) int64 { i, _ := v.(int64); return i }
-	var o limiter.Outcome
-	o.Refused, o.Index, o.Full = limiter.Step(n(res[0])), int(n(res[1])), n(res[2]) == 1
-	if o.Refused == limiter.StepCount {
+	var o recovery.Outcome
+	o.Refused, o.Index, o.Full = recovery.Step(n(res[0])), int(n(res[1])), n(res[2]) == 1
+	if o.Refused == recovery.StepCount {
 		if o.Index < 0 || o.Index >= len(counts) {
-			return limiter.Outcome{}, errors.New("plan: malformed refusal from redis")
+			return recovery.Outcome{}, errors.New("plan: malformed refusal from redis")
 		}
 		// The count and the window's end (ms) of the counter, as ulule's
 		// Get or Peek tells them.
@@ -166,7 +165,7 @@ func decodeOutcome(res []any, counts []limiter.Count) (limiter.Outcome, error) {
 	if lock, _ := res[3].([]any); len(lock) > 0 {
 		rec, err := decodeRecord(lock)
 		if err != nil {
-			return limiter.Outcome{}, err
+			return recovery.Outcome{}, err
 		}
 		o.Lock = rec.Lock
 	}
@@ -179,7 +178,7 @@ func decodeOutcome(res []any, counts []limiter.Count) (limiter.Outcome, error) {
 	if vals, _ := res[7].([]any); len(vals) > 0 {
 		f, err := decodeFlow(vals)
 		if err != nil {
-			return limiter.Outcome{}, err
+			return recovery.Outcome{}, err
 		}
 		o.Flow = f
 	}
@@ -188,21 +187,21 @@ func decodeOutcome(res []any, counts []limiter.Count) (limiter.Outcome, error) {
 	for _, s := range struck {
 		pair, _ := s.([]any)
 		if len(pair) != 2 {
-			return limiter.Outcome{}, errors.New("plan: malformed strike from redis")
+			return recovery.Outcome{}, errors.New("plan: malformed strike from redis")
 		}
 		fields, _ := pair[1].([]any)
 		rec, err := decodeRecord(fields)
 		if err != nil {
-			return limiter.Outcome{}, err
+			return recovery.Outcome{}, err
 		}
-		o.Strikes = append(o.Strikes, limiter.Strike{Set: n(pair[0]) == 1, Lock: rec.Lock})
+		o.Strikes = append(o.Strikes, recovery.Strike{Set: n(pair[0]) == 1, Lock: rec.Lock})
 	}
 	return o, nil
 }
 
 // counterContext is the state of c's counter as a plan's reply gives it:
 // the count, and the end of its window in Unix ms.
-func counterContext(c limiter.Count, count, reset any) ulimiter.Context {
+func counterContext(c recovery.Count, count, reset any) ulimiter.Context {
 	n, _ := count.(int64)
 	end, _ := reset.(int64)
 	return common.GetContextFromState(time.Time{}, c.Rate, time.UnixMilli(end), n)

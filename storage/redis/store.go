@@ -171,7 +171,7 @@ func (r *Store) EndRun(ctx context.Context, kind, key string) (bool, error) {
 
 // ListLocks returns the locks of a kind in force now, ordered by Until
 // (permanent locks last) and then Key.
-func (r *Store) ListLocks(ctx context.Context, kind string) ([]limiter.Lock, error) {
+func (r *Store) ListLocks(ctx context.Context, kind string) ([]recovery.Lock, error) {
 	now := r.clock.Now()
 	keys, err := r.client.ZRangeByScore(ctx, r.lockIndex(kind), &redis.ZRangeBy{
 		Min: "(" + strconv.FormatInt(now.UnixMilli(), 10),
@@ -191,7 +191,7 @@ func (r *Store) ListLocks(ctx context.Context, kind string) ([]limiter.Lock, err
 	if err != nil {
 		return nil, redisError("list locks", err)
 	}
-	var out []limiter.Lock
+	var out []recovery.Lock
 	for _, c := range cmds {
 		vals := c.(*redis.SliceCmd).Val()
 		if len(vals) == 0 || vals[0] == nil {
@@ -210,9 +210,9 @@ func (r *Store) ListLocks(ctx context.Context, kind string) ([]limiter.Lock, err
 }
 
 // decodeRecord builds a record from the values of lockFields.
-func decodeRecord(vals []any) (limiter.Record, error) {
+func decodeRecord(vals []any) (recovery.Record, error) {
 	if len(vals) != len(lockFields) {
-		return limiter.Record{}, errors.New("decoding lock: malformed reply from redis")
+		return recovery.Record{}, errors.New("decoding lock: malformed reply from redis")
 	}
 	var n [7]int64
 	for i, v := range vals[2:] {
@@ -226,7 +226,7 @@ func decodeRecord(vals []any) (limiter.Record, error) {
 			err = fmt.Errorf("field %s is missing", lockFields[i+2])
 		}
 		if err != nil {
-			return limiter.Record{}, fmt.Errorf("decoding lock: %w", err)
+			return recovery.Record{}, fmt.Errorf("decoding lock: %w", err)
 		}
 	}
 	kind, _ := vals[0].(string)
@@ -237,8 +237,8 @@ func decodeRecord(vals []any) (limiter.Record, error) {
 		}
 		return time.UnixMilli(v).UTC()
 	}
-	return limiter.Record{
-		Lock: limiter.Lock{
+	return recovery.Record{
+		Lock: recovery.Lock{
 			Kind: kind, Key: key,
 			Since: ms(n[0]), Until: ms(n[1]), Permanent: n[2] == 1,
 			Strikes: n[3], Locks: n[4],
@@ -392,6 +392,6 @@ func unavailable(err error) bool {
 
 // Interface guards
 var (
-	_ recovery.Store    = (*Store)(nil)
-	_ limiter.PlanStore = (*Store)(nil)
+	_ recovery.Store = (*Store)(nil)
+	_ recovery.Store = (*Store)(nil)
 )

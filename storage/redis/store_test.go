@@ -124,15 +124,15 @@ func TestRedisKeysExpire(t *testing.T) {
 		{"EndSpend", func() error { return r.EndSpend(ctx, []byte("t1"), false) }},
 		{"EndSpendUnknown", func() error { return r.EndSpend(ctx, []byte("gone"), false) }},
 		{"StrikeIP", func() error {
-			_, err := storagetest.Strike(ctx, r, limiter.KindIP, "192.0.2.1", limiter.Policy{Threshold: 1, Window: time.Minute, Duration: time.Minute, MaxDuration: time.Minute})
+			_, err := storagetest.Strike(ctx, r, recovery.KindIP, "192.0.2.1", recovery.Policy{Threshold: 1, Window: time.Minute, Duration: time.Minute, MaxDuration: time.Minute})
 			return err
 		}},
 		{"StrikeIPNoLock", func() error {
-			_, err := storagetest.Strike(ctx, r, limiter.KindIP, "192.0.2.2", limiter.Policy{Threshold: 5, Window: time.Minute, Duration: time.Minute, MaxDuration: time.Minute})
+			_, err := storagetest.Strike(ctx, r, recovery.KindIP, "192.0.2.2", recovery.Policy{Threshold: 5, Window: time.Minute, Duration: time.Minute, MaxDuration: time.Minute})
 			return err
 		}},
 		{"StrikeAccount", func() error {
-			_, err := storagetest.Strike(ctx, r, limiter.KindAccount, "alice", limiter.Policy{Threshold: 1, Window: time.Minute, Duration: time.Minute, MaxDuration: time.Hour, Run: true, Permanent: 100})
+			_, err := storagetest.Strike(ctx, r, recovery.KindAccount, "alice", recovery.Policy{Threshold: 1, Window: time.Minute, Duration: time.Minute, MaxDuration: time.Hour, Run: true, Permanent: 100})
 			return err
 		}},
 	}
@@ -151,10 +151,10 @@ func TestRedisKeysExpire(t *testing.T) {
 	// a correct code or support ends them, and the epoch for as long as the
 	// deployment, by design.
 	kept := map[string]bool{
-		r.lockKey(limiter.KindAccount, "alice"): true,
-		r.lockIndex(limiter.KindAccount):        true,
-		r.lockIndex(limiter.KindIP):             true,
-		r.epochKey():                            true,
+		r.lockKey(recovery.KindAccount, "alice"): true,
+		r.lockIndex(recovery.KindAccount):        true,
+		r.lockIndex(recovery.KindIP):             true,
+		r.epochKey():                             true,
 	}
 	if len(keys) != 8 {
 		t.Errorf("keys written: got %d %q, want 8", len(keys), keys)
@@ -272,13 +272,13 @@ func unavailableOps(r *Store) []namedOp {
 		{"BeginSpend", func() error { _, err := r.BeginSpend(ctx, []byte("t"), time.Second); return err }},
 		{"EndSpend", func() error { return r.EndSpend(ctx, []byte("t"), true) }},
 		{"Strike", func() error {
-			_, err := storagetest.Strike(ctx, r, limiter.KindIP, "k", limiter.Policy{Threshold: 1, Window: time.Minute, Duration: time.Minute})
+			_, err := storagetest.Strike(ctx, r, recovery.KindIP, "k", recovery.Policy{Threshold: 1, Window: time.Minute, Duration: time.Minute})
 			return err
 		}},
-		{"Forgive", func() error { return storagetest.Forgive(ctx, r, limiter.KindIP, "k", limiter.Policy{}) }},
-		{"GetLock", func() error { _, _, err := storagetest.GetLock(ctx, r, limiter.KindIP, "k"); return err }},
-		{"EndRun", func() error { _, err := r.EndRun(ctx, limiter.KindIP, "k"); return err }},
-		{"ListLocks", func() error { _, err := r.ListLocks(ctx, limiter.KindIP); return err }},
+		{"Forgive", func() error { return storagetest.Forgive(ctx, r, recovery.KindIP, "k", recovery.Policy{}) }},
+		{"GetLock", func() error { _, _, err := storagetest.GetLock(ctx, r, recovery.KindIP, "k"); return err }},
+		{"EndRun", func() error { _, err := r.EndRun(ctx, recovery.KindIP, "k"); return err }},
+		{"ListLocks", func() error { _, err := r.ListLocks(ctx, recovery.KindIP); return err }},
 	}
 }
 
@@ -535,9 +535,9 @@ func TestRedisCounterTimeToLive(t *testing.T) {
 	clk := clock.NewManual(time.Unix(1_800_000_000, 0))
 	r := newTestRedis(t, clk)
 	ctx := context.Background()
-	count := limiter.Plan{Counts: []limiter.Count{{Scope: limiter.ScopeStartPhone, Key: "p-" + rand.Text(), Rate: ulimiter.Rate{Limit: 2, Period: time.Hour}}}}
+	count := recovery.Plan{Counts: []recovery.Count{{Scope: limiter.ScopeStartPhone, Key: "p-" + rand.Text(), Rate: ulimiter.Rate{Limit: 2, Period: time.Hour}}}}
 	key := r.base + "count:" + limiter.ScopeStartPhone + ":" + count.Counts[0].Key
-	run := func(what string) limiter.Outcome {
+	run := func(what string) recovery.Outcome {
 		t.Helper()
 		o, err := r.RunPlan(ctx, &count)
 		if err != nil {
@@ -554,7 +554,7 @@ func TestRedisCounterTimeToLive(t *testing.T) {
 		return d
 	}
 
-	if o := run("first count"); o.Refused != limiter.StepNone {
+	if o := run("first count"); o.Refused != recovery.StepNone {
 		t.Fatalf("first count refused: %+v", o)
 	}
 	if d := ttl(); d <= 59*time.Minute || d > time.Hour {
@@ -563,11 +563,11 @@ func TestRedisCounterTimeToLive(t *testing.T) {
 	if err := r.Client().Persist(ctx, key).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if o := run("second count"); o.Refused != limiter.StepNone {
+	if o := run("second count"); o.Refused != recovery.StepNone {
 		t.Fatalf("second count, within the limit, refused: %+v", o)
 	}
 	o := run("third count")
-	if o.Refused != limiter.StepCount || !o.Counter.Reached || o.Counter.Remaining != 0 || o.Counter.Limit != 2 {
+	if o.Refused != recovery.StepCount || !o.Counter.Reached || o.Counter.Remaining != 0 || o.Counter.Limit != 2 {
 		t.Fatalf("third count of a limit of 2: %+v, want refused, over the limit", o)
 	}
 	// Reset is the clock's now and the server's time to live, in seconds.
@@ -591,19 +591,19 @@ func BenchmarkRedisPlanLua(b *testing.B) {
 	now := time.Now()
 	plans := []struct {
 		name string
-		plan limiter.Plan
+		plan recovery.Plan
 	}{
-		{"start", limiter.Plan{
-			Locks: []limiter.LockCheck{{Kind: limiter.KindIP, Key: "203.0.113.9"}, {Kind: limiter.KindAccount, Key: "alice@example.com"}},
-			Counts: []limiter.Count{
+		{"start", recovery.Plan{
+			Locks: []recovery.LockCheck{{Kind: recovery.KindIP, Key: "203.0.113.9"}, {Kind: recovery.KindAccount, Key: "alice@example.com"}},
+			Counts: []recovery.Count{
 				{Scope: limiter.ScopeStartIP, Key: "203.0.113.9", Rate: ulimiter.Rate{Limit: 1 << 40, Period: time.Hour}},
 				{Scope: limiter.ScopeStartAccount, Key: "alice@example.com", Rate: ulimiter.Rate{Limit: 1 << 40, Period: time.Hour}},
 			},
-			Op: limiter.OpCreate,
+			Op: recovery.OpCreate,
 			Flow: recovery.Flow{ID: "0123456789abcdef01234567", Account: "alice@example.com", CodeHash: make([]byte, 32),
 				SentAt: now, ExpiresAt: now.Add(10 * time.Minute), Lang: "en", PhoneMasked: "+31*****678"},
 		}},
-		{"sms", limiter.Plan{Counts: []limiter.Count{
+		{"sms", recovery.Plan{Counts: []recovery.Count{
 			{Scope: limiter.ScopeStartPhone, Key: "phone", Rate: ulimiter.Rate{Limit: 1 << 40, Period: time.Hour}},
 			{Scope: limiter.ScopeSMSGlobal, Rate: ulimiter.Rate{Limit: 1 << 40, Period: time.Hour}},
 		}}},

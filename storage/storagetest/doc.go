@@ -1,5 +1,5 @@
 // Package storagetest is the contract suite every storage backend passes:
-// what recovery.Store and limiter.LockStore promise, including that
+// what recovery.Store and recovery.Store promise, including that
 // concurrent use succeeds at most once, checked the same way for each
 // backend. A backend's tests call Run, and Benchmark, with a Harness that
 // builds it.

@@ -30,14 +30,14 @@ func planConfig(u time.Duration, change func(*limiter.Config)) limiter.Config {
 }
 
 // newPlanGuard returns a guard over the store h builds, which must be a
-// limiter.PlanStore, and the store.
+// recovery.Store, and the store.
 func newPlanGuard(t *testing.T, h Harness, change func(*limiter.Config)) (*limiter.Guard, Store, Clock) {
 	t.Helper()
 	s, clk := h.New(t)
-	if _, ok := s.(limiter.PlanStore); !ok {
+	if _, ok := s.(recovery.Store); !ok {
 		t.Skip("the store runs no plans")
 	}
-	g, err := limiter.New(planConfig(h.Unit, change), s.(limiter.PlanStore), clk)
+	g, err := limiter.New(planConfig(h.Unit, change), s.(recovery.Store), clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,36 +410,36 @@ func runPlans(t *testing.T, h Harness) {
 		g, s, _ := newPlanGuard(t, h, func(c *limiter.Config) {
 			c.StartPhone = limiter.Rate{Events: 3, Window: 1000 * u}
 		})
-		ps := s.(limiter.PlanStore)
+		ps := s.(recovery.Store)
 		rate := ulimiter.Rate{Limit: 3, Period: 1000 * u}
 		// A client's counter, a budget, and the global budget's bare key.
-		for _, c := range []limiter.Count{
+		for _, c := range []recovery.Count{
 			{Scope: limiter.ScopeStartIP, Key: ipA, Rate: rate},
 			{Scope: limiter.ScopeStartAccount, Key: "alice@example.com", Rate: rate},
 			{Scope: limiter.ScopeSMSGlobal, Rate: rate},
 		} {
 			key := c.Scope + ":" + c.Key
-			plan := func(peek bool) limiter.Outcome {
+			plan := func(peek bool) recovery.Outcome {
 				t.Helper()
 				c := c
 				c.Peek = peek
-				o, err := ps.RunPlan(ctx, &limiter.Plan{Counts: []limiter.Count{c}})
+				o, err := ps.RunPlan(ctx, &recovery.Plan{Counts: []recovery.Count{c}})
 				if err != nil {
 					t.Fatalf("%s: %v", key, err)
 				}
 				return o
 			}
-			if o := plan(false); o.Refused != limiter.StepNone {
+			if o := plan(false); o.Refused != recovery.StepNone {
 				t.Fatalf("%s: first count refused: %+v", key, o)
 			}
 			if got, err := ps.Get(ctx, key, rate); err != nil || got.Remaining != 1 || got.Reached {
 				t.Fatalf("%s: Get after the plan's count: %+v, %v; want 1 remaining", key, got, err)
 			}
-			if o := plan(false); o.Refused != limiter.StepNone {
+			if o := plan(false); o.Refused != recovery.StepNone {
 				t.Fatalf("%s: third event refused: %+v", key, o)
 			}
 			o := plan(true)
-			if want := (ulimiter.Context{Limit: 3, Remaining: 0, Reset: o.Counter.Reset}); o.Refused != limiter.StepCount || o.Counter != want {
+			if want := (ulimiter.Context{Limit: 3, Remaining: 0, Reset: o.Counter.Reset}); o.Refused != recovery.StepCount || o.Counter != want {
 				t.Fatalf("%s: peek of a spent counter: %+v, want refused, %+v", key, o, want)
 			}
 			// The same window's end, to the second (a server reads it
@@ -450,13 +450,13 @@ func runPlans(t *testing.T, h Harness) {
 			if got, err := ps.Increment(ctx, key, 2, rate); err != nil || !got.Reached {
 				t.Fatalf("%s: Increment past the limit: %+v, %v", key, got, err)
 			}
-			if o := plan(false); o.Refused != limiter.StepCount || !o.Counter.Reached {
+			if o := plan(false); o.Refused != recovery.StepCount || !o.Counter.Reached {
 				t.Fatalf("%s: count past the limit: %+v, want refused", key, o)
 			}
 			if got, err := ps.Reset(ctx, key, rate); err != nil || got.Remaining != 3 {
 				t.Fatalf("%s: Reset: %+v, %v", key, got, err)
 			}
-			if o := plan(false); o.Refused != limiter.StepNone {
+			if o := plan(false); o.Refused != recovery.StepNone {
 				t.Fatalf("%s: count after Reset refused: %+v", key, o)
 			}
 		}

@@ -18,7 +18,7 @@ import (
 // Store is what a storage backend implements.
 type Store interface {
 	recovery.Store
-	limiter.PlanStore
+	recovery.Store
 }
 
 // Clock is the time a store under test reads, as the suite drives it.
@@ -417,12 +417,12 @@ func runTokens(t *testing.T, h Harness) {
 }
 
 // Policies the lock tests strike under, in units u of the suite's time.
-func clientPolicy(u time.Duration) limiter.Policy {
-	return limiter.Policy{Threshold: 3, Window: 10 * u, Duration: 5 * u, MaxDuration: 5 * u}
+func clientPolicy(u time.Duration) recovery.Policy {
+	return recovery.Policy{Threshold: 3, Window: 10 * u, Duration: 5 * u, MaxDuration: 5 * u}
 }
 
-func runPolicy(u time.Duration) limiter.Policy {
-	return limiter.Policy{Threshold: 2, Window: 100 * u, Duration: u, MaxDuration: 4 * u, Run: true, Permanent: 10}
+func runPolicy(u time.Duration) recovery.Policy {
+	return recovery.Policy{Threshold: 2, Window: 100 * u, Duration: u, MaxDuration: 4 * u, Run: true, Permanent: 10}
 }
 
 func runLocks(t *testing.T, h Harness) {
@@ -435,32 +435,32 @@ func runLocks(t *testing.T, h Harness) {
 		p := clientPolicy(u)
 		const ip = "192.0.2.1"
 		for i := 1; i <= 2; i++ {
-			st := mustStrike(t, s, limiter.KindIP, ip, p)
+			st := mustStrike(t, s, recovery.KindIP, ip, p)
 			if st.Refused || st.Set || st.Lock.Strikes != int64(i) {
 				t.Fatalf("strike %d: got %+v, want counted, no lock, %d strikes", i, st, i)
 			}
 		}
-		assertLock(t, s, limiter.KindIP, ip, nil)
+		assertLock(t, s, recovery.KindIP, ip, nil)
 		now := clk.Now()
-		st := mustStrike(t, s, limiter.KindIP, ip, p)
+		st := mustStrike(t, s, recovery.KindIP, ip, p)
 		if !st.Set || st.Refused || st.Lock.Locks != 1 {
 			t.Fatalf("third strike: got %+v, want the lock set", st)
 		}
 		if d := st.Lock.Until.Sub(now); d < 5*u-u/2 || d > 5*u+u/2 {
 			t.Errorf("lock lasts %s, want %s", d, 5*u)
 		}
-		assertLock(t, s, limiter.KindIP, ip, &st.Lock)
-		assertLock(t, s, limiter.KindAccount, ip, nil)
-		assertLocks(t, s, limiter.KindIP, st.Lock)
-		if again := mustStrike(t, s, limiter.KindIP, ip, p); !again.Refused || again.Set {
+		assertLock(t, s, recovery.KindIP, ip, &st.Lock)
+		assertLock(t, s, recovery.KindAccount, ip, nil)
+		assertLocks(t, s, recovery.KindIP, st.Lock)
+		if again := mustStrike(t, s, recovery.KindIP, ip, p); !again.Refused || again.Set {
 			t.Errorf("strike while locked: got %+v, want refused", again)
 		}
 		clk.Advance(6 * u)
-		assertLock(t, s, limiter.KindIP, ip, nil)
-		assertLocks(t, s, limiter.KindIP)
+		assertLock(t, s, recovery.KindIP, ip, nil)
+		assertLocks(t, s, recovery.KindIP)
 		// A client's record ends with its window and its block: it starts
 		// afresh.
-		if st := mustStrike(t, s, limiter.KindIP, ip, p); st.Refused || st.Set || st.Lock.Strikes != 1 || st.Lock.Locks != 0 {
+		if st := mustStrike(t, s, recovery.KindIP, ip, p); st.Refused || st.Set || st.Lock.Strikes != 1 || st.Lock.Locks != 0 {
 			t.Errorf("strike after the block: got %+v, want a fresh count of 1", st)
 		}
 	})
@@ -470,10 +470,10 @@ func runLocks(t *testing.T, h Harness) {
 		s, clk := h.New(t)
 		p := clientPolicy(u)
 		p.Window = 2 * u
-		mustStrike(t, s, limiter.KindIP, "192.0.2.2", p)
-		mustStrike(t, s, limiter.KindIP, "192.0.2.2", p)
+		mustStrike(t, s, recovery.KindIP, "192.0.2.2", p)
+		mustStrike(t, s, recovery.KindIP, "192.0.2.2", p)
 		clk.Advance(3 * u)
-		if st := mustStrike(t, s, limiter.KindIP, "192.0.2.2", p); st.Set || st.Lock.Strikes != 1 {
+		if st := mustStrike(t, s, recovery.KindIP, "192.0.2.2", p); st.Set || st.Lock.Strikes != 1 {
 			t.Errorf("strike in a new window: got %+v, want count 1 and no lock", st)
 		}
 	})
@@ -484,21 +484,21 @@ func runLocks(t *testing.T, h Harness) {
 		p := runPolicy(u)
 		p.Window = 2 * u
 		const a = "alice@example.com"
-		mustStrike(t, s, limiter.KindAccount, a, p)
+		mustStrike(t, s, recovery.KindAccount, a, p)
 		clk.Advance(3 * u) // the window ends; the run does not
-		if st := mustStrike(t, s, limiter.KindAccount, a, p); st.Set || st.Lock.Strikes != 2 {
+		if st := mustStrike(t, s, recovery.KindAccount, a, p); st.Set || st.Lock.Strikes != 2 {
 			t.Fatalf("second strike in a new window: got %+v, want 2 in a row and no lock", st)
 		}
 		// Each lock of the run doubles, up to the longest. The second
 		// strike left one in the window, so the first lock comes next.
 		for i, want := range []time.Duration{u, 2 * u, 4 * u, 4 * u} {
 			if i > 0 {
-				if st := mustStrike(t, s, limiter.KindAccount, a, p); st.Set || st.Refused {
+				if st := mustStrike(t, s, recovery.KindAccount, a, p); st.Set || st.Refused {
 					t.Fatalf("first strike after lock %d: got %+v, want counted", i, st)
 				}
 			}
 			now := clk.Now()
-			st := mustStrike(t, s, limiter.KindAccount, a, p)
+			st := mustStrike(t, s, recovery.KindAccount, a, p)
 			if !st.Set || st.Lock.Locks != int64(i+1) || st.Lock.Permanent {
 				t.Fatalf("lock %d: got %+v, want it set", i+1, st)
 			}
@@ -508,23 +508,23 @@ func runLocks(t *testing.T, h Harness) {
 			clk.Advance(want + u)
 		}
 		// Strike 10 in a row (of p.Permanent 10) locks for good.
-		st := mustStrike(t, s, limiter.KindAccount, a, p)
+		st := mustStrike(t, s, recovery.KindAccount, a, p)
 		if !st.Set || !st.Lock.Permanent || st.Lock.Strikes != 10 {
 			t.Fatalf("strike %d: got %+v, want the 10th to lock for good", st.Lock.Strikes, st)
 		}
 		clk.Advance(10 * u)
-		if again := mustStrike(t, s, limiter.KindAccount, a, p); !again.Refused {
+		if again := mustStrike(t, s, recovery.KindAccount, a, p); !again.Refused {
 			t.Errorf("strike after every lock would have ended: got %+v, want refused", again)
 		}
-		locks, err := s.ListLocks(ctx, limiter.KindAccount)
+		locks, err := s.ListLocks(ctx, recovery.KindAccount)
 		if err != nil || len(locks) != 1 || !locks[0].Permanent || locks[0].Key != a {
 			t.Errorf("ListLocks: got %+v, %v, want alice's permanent lock", locks, err)
 		}
-		if lifted, err := s.EndRun(ctx, limiter.KindAccount, a); !lifted || err != nil {
+		if lifted, err := s.EndRun(ctx, recovery.KindAccount, a); !lifted || err != nil {
 			t.Errorf("EndRun: got %v, %v, want true, nil", lifted, err)
 		}
-		assertLock(t, s, limiter.KindAccount, a, nil)
-		if st := mustStrike(t, s, limiter.KindAccount, a, p); st.Refused || st.Lock.Strikes != 1 || st.Lock.Locks != 0 {
+		assertLock(t, s, recovery.KindAccount, a, nil)
+		if st := mustStrike(t, s, recovery.KindAccount, a, p); st.Refused || st.Lock.Strikes != 1 || st.Lock.Locks != 0 {
 			t.Errorf("strike after EndRun: got %+v, want a fresh run", st)
 		}
 	})
@@ -534,26 +534,26 @@ func runLocks(t *testing.T, h Harness) {
 		s, _ := h.New(t)
 		p := clientPolicy(u)
 		const ip = "2001:db8::/64"
-		mustStrike(t, s, limiter.KindIP, ip, p)
-		mustStrike(t, s, limiter.KindIP, ip, p)
-		if err := Forgive(ctx, s, limiter.KindIP, ip, p); err != nil {
+		mustStrike(t, s, recovery.KindIP, ip, p)
+		mustStrike(t, s, recovery.KindIP, ip, p)
+		if err := Forgive(ctx, s, recovery.KindIP, ip, p); err != nil {
 			t.Fatal(err)
 		}
 		// Two strikes less one: the next two make three.
-		if st := mustStrike(t, s, limiter.KindIP, ip, p); st.Set || st.Lock.Strikes != 2 {
+		if st := mustStrike(t, s, recovery.KindIP, ip, p); st.Set || st.Lock.Strikes != 2 {
 			t.Errorf("strike after Forgive: got %+v, want 2 and no lock", st)
 		}
-		if st := mustStrike(t, s, limiter.KindIP, ip, p); !st.Set {
+		if st := mustStrike(t, s, recovery.KindIP, ip, p); !st.Set {
 			t.Errorf("third strike: got %+v, want the lock", st)
 		}
 		// A lock in force is not forgiven.
-		if err := Forgive(ctx, s, limiter.KindIP, ip, p); err != nil {
+		if err := Forgive(ctx, s, recovery.KindIP, ip, p); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok, _ := GetLock(ctx, s, limiter.KindIP, ip); !ok {
+		if _, ok, _ := GetLock(ctx, s, recovery.KindIP, ip); !ok {
 			t.Error("Forgive lifted a lock")
 		}
-		if err := Forgive(ctx, s, limiter.KindIP, "192.0.2.99", p); err != nil {
+		if err := Forgive(ctx, s, recovery.KindIP, "192.0.2.99", p); err != nil {
 			t.Errorf("Forgive of an unknown key: %v", err)
 		}
 	})
@@ -565,7 +565,7 @@ func runLocks(t *testing.T, h Harness) {
 		p.Threshold, p.Duration, p.MaxDuration = 5, 100*u, 100*u
 		var counted, set, refused atomic.Int64
 		concurrently(200, func(int) {
-			st, err := Strike(ctx, s, limiter.KindAccount, "target@example.com", p)
+			st, err := Strike(ctx, s, recovery.KindAccount, "target@example.com", p)
 			switch {
 			case err != nil:
 				t.Errorf("Strike: %v", err)
@@ -589,28 +589,28 @@ func runLocks(t *testing.T, h Harness) {
 		s, clk := h.New(t)
 		p := clientPolicy(u)
 		p.Threshold = 1
-		var want []limiter.Lock
+		var want []recovery.Lock
 		for _, k := range []string{"b", "a"} {
-			want = append(want, mustStrike(t, s, limiter.KindAccount, k+"@example.com", p).Lock)
+			want = append(want, mustStrike(t, s, recovery.KindAccount, k+"@example.com", p).Lock)
 		}
 		clk.Advance(u)
-		want = append(want, mustStrike(t, s, limiter.KindAccount, "c@example.com", p).Lock)
+		want = append(want, mustStrike(t, s, recovery.KindAccount, "c@example.com", p).Lock)
 		perm := runPolicy(u)
 		perm.Permanent = 1
-		permanent := mustStrike(t, s, limiter.KindAccount, "0@example.com", perm).Lock
-		ip := mustStrike(t, s, limiter.KindIP, "192.0.2.3", p).Lock
+		permanent := mustStrike(t, s, recovery.KindAccount, "0@example.com", perm).Lock
+		ip := mustStrike(t, s, recovery.KindIP, "192.0.2.3", p).Lock
 		// a and b may have been locked in the same instant: then by key.
 		limiter.SortLocks(want[:2])
-		assertLocks(t, s, limiter.KindAccount, append(want, permanent)...)
-		assertLocks(t, s, limiter.KindIP, ip)
+		assertLocks(t, s, recovery.KindAccount, append(want, permanent)...)
+		assertLocks(t, s, recovery.KindIP, ip)
 		assertLocks(t, s, "other")
-		if lifted, err := s.EndRun(ctx, limiter.KindAccount, "nobody@example.com"); lifted || err != nil {
+		if lifted, err := s.EndRun(ctx, recovery.KindAccount, "nobody@example.com"); lifted || err != nil {
 			t.Errorf("EndRun of an unknown key: got %v, %v, want false, nil", lifted, err)
 		}
 	})
 }
 
-func mustStrike(t *testing.T, s Store, kind, key string, p limiter.Policy) limiter.Strike {
+func mustStrike(t *testing.T, s Store, kind, key string, p recovery.Policy) recovery.Strike {
 	t.Helper()
 	st, err := Strike(context.Background(), s, kind, key, p)
 	if err != nil {
@@ -721,7 +721,7 @@ func assertToken(t *testing.T, got, want recovery.Token) {
 }
 
 // assertLock checks GetLock of kind and key against want, nil for none.
-func assertLock(t *testing.T, s Store, kind, key string, want *limiter.Lock) {
+func assertLock(t *testing.T, s Store, kind, key string, want *recovery.Lock) {
 	t.Helper()
 	got, ok, err := GetLock(context.Background(), s, kind, key)
 	switch {
@@ -737,7 +737,7 @@ func assertLock(t *testing.T, s Store, kind, key string, want *limiter.Lock) {
 }
 
 // assertLocks checks ListLocks of kind against want, in order.
-func assertLocks(t *testing.T, s Store, kind string, want ...limiter.Lock) {
+func assertLocks(t *testing.T, s Store, kind string, want ...recovery.Lock) {
 	t.Helper()
 	got, err := s.ListLocks(context.Background(), kind)
 	if err != nil {
@@ -749,7 +749,7 @@ func assertLocks(t *testing.T, s Store, kind string, want ...limiter.Lock) {
 	}
 }
 
-func sameLock(a, b limiter.Lock) bool {
+func sameLock(a, b recovery.Lock) bool {
 	return a.Kind == b.Kind && a.Key == b.Key && a.Since.Equal(b.Since) && a.Until.Equal(b.Until) &&
 		a.Permanent == b.Permanent && a.Strikes == b.Strikes && a.Locks == b.Locks && a.Reason == b.Reason
 }
