@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"testing"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 )
 
 // asCaddyEnv makes the test binary run as the caddy command: TestMain hands
@@ -143,12 +144,7 @@ func TestCLILiftsLockEndToEnd(t *testing.T) {
 	}
 
 	// No Caddy at the address.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := freeport.ClosedAddr(t)
 	r = runCaddy(t, "sms-recovery", "locks", "--address", dead)
 	if r.status == 0 || !strings.Contains(r.stderr, "cannot reach Caddy's admin endpoint at "+dead) {
 		t.Errorf("locks at %s: status %d, stderr %q", dead, r.status, r.stderr)

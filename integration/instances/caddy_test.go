@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 )
 
@@ -165,23 +165,11 @@ func (d *deployment) launch(t *testing.T, s nodeSpec) *instance {
 	if s.redis == "" {
 		s.redis = redistest.URL()
 	}
-	files := make([]*os.File, 2) // as ExtraFiles: httpFD, then adminFD
-	var httpPort int
-	for i := range files {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := ln.(*net.TCPListener).File() // a duplicate, for the child
-		ln.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+	httpFile, httpPort := freeport.File(t)
+	adminFile, _ := freeport.File(t)
+	files := []*os.File{httpFile, adminFile} // as ExtraFiles: httpFD, then adminFD
+	for _, f := range files {
 		defer f.Close() // the child has its own copy once started
-		files[i] = f
-		if i == 0 {
-			httpPort = ln.Addr().(*net.TCPAddr).Port
-		}
 	}
 	dir := t.TempDir()
 	n := &instance{

@@ -2,15 +2,12 @@ package instances
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/caddybin"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
@@ -37,28 +34,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	caddyBin, buildErr = buildCaddy(dir)
+	caddyBin, buildErr = caddybin.Build(dir)
 	redisErr = pingRedis()
 	return m.Run()
-}
-
-// buildCaddy builds ./cmd/caddy of this module into dir.
-func buildCaddy(dir string) (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("finding the module root: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("finding the module root: not inside a module")
-	}
-	bin := filepath.Join(dir, "caddy")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
-	cmd.Dir = filepath.Dir(gomod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building caddy: %w\n%s", err, out)
-	}
-	return bin, nil
 }
 
 // newRedis returns a client of the server under test, through the project's
