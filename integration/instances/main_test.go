@@ -2,7 +2,6 @@ package instances
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -28,13 +27,9 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "sms-recovery-instances-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "creating a directory for the binary:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	caddyBin, buildErr = caddybin.Build(dir)
+	var remove func()
+	caddyBin, remove, buildErr = caddybin.Build()
+	defer remove()
 	redisErr = pingRedis()
 	return m.Run()
 }

@@ -26,18 +26,10 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "sms-recovery-legacymail-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "creating a directory for the binary:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	root, err = caddybin.ModuleRoot()
-	if err == nil {
-		caddyBin, buildErr = caddybin.Build(dir)
-	} else {
-		buildErr = err
-	}
+	var remove func()
+	caddyBin, remove, buildErr = caddybin.Build()
+	defer remove()
+	root, _ = caddybin.ModuleRoot() // "" only when the build failed for it too
 	return m.Run()
 }
 

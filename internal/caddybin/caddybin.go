@@ -25,18 +25,26 @@ func ModuleRoot() (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// Build builds ./cmd/caddy of the module into dir and returns the
-// binary's path.
-func Build(dir string) (string, error) {
+// Build builds ./cmd/caddy of the module into a temporary directory and
+// returns the binary's path and a function that removes the directory,
+// which the caller calls when its tests are done, whether or not the
+// build succeeded.
+func Build() (bin string, remove func(), err error) {
+	remove = func() {}
 	root, err := ModuleRoot()
 	if err != nil {
-		return "", err
+		return "", remove, err
 	}
-	bin := filepath.Join(dir, "caddy")
+	dir, err := os.MkdirTemp("", "sms-recovery-caddy-")
+	if err != nil {
+		return "", remove, fmt.Errorf("creating a directory for the binary: %w", err)
+	}
+	remove = func() { os.RemoveAll(dir) }
+	bin = filepath.Join(dir, "caddy")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building caddy: %w\n%s", err, out)
+		return "", remove, fmt.Errorf("building caddy: %w\n%s", err, out)
 	}
-	return bin, nil
+	return bin, remove, nil
 }
