@@ -23,15 +23,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var remove func()
-	caddyBin, remove, buildErr = caddybin.Build()
-	defer remove()
 	redisErr = pingRedis()
-	return m.Run()
+	os.Exit(caddybin.Run(m, &caddyBin, &buildErr))
 }
 
 // newRedis returns a client of the server under test, through the project's

@@ -22,15 +22,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var remove func()
-	caddyBin, remove, buildErr = caddybin.Build()
-	defer remove()
-	root, _ = caddybin.ModuleRoot() // "" only when the build failed for it too
-	return m.Run()
+	root, _ = caddybin.ModuleRoot() // "" only when the build fails for it too
+	os.Exit(caddybin.Run(m, &caddyBin, &buildErr))
 }
 
 // needStack skips the test when Dovecot, php-fpm or openssl are missing,

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // ModuleRoot returns the directory of the module's go.mod, as the go
@@ -25,11 +26,11 @@ func ModuleRoot() (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// Build builds ./cmd/caddy of the module into a temporary directory and
+// build builds ./cmd/caddy of the module into a temporary directory and
 // returns the binary's path and a function that removes the directory,
 // which the caller calls when its tests are done, whether or not the
 // build succeeded.
-func Build() (bin string, remove func(), err error) {
+func build() (bin string, remove func(), err error) {
 	remove = func() {}
 	root, err := ModuleRoot()
 	if err != nil {
@@ -47,4 +48,14 @@ func Build() (bin string, remove func(), err error) {
 		return "", remove, fmt.Errorf("building caddy: %w\n%s", err, out)
 	}
 	return bin, remove, nil
+}
+
+// Run is the body of a TestMain for tests that run the binary: it builds
+// it, sets *bin to its path and *buildErr to why the build failed, if it
+// did, runs the tests and removes the binary. It returns the exit code.
+func Run(m *testing.M, bin *string, buildErr *error) int {
+	var remove func()
+	*bin, remove, *buildErr = build()
+	defer remove()
+	return m.Run()
 }
