@@ -10,6 +10,10 @@ import (
 
 func TestParseLDAPDirectory(t *testing.T) {
 	t.Parallel()
+	// ldapBlock is a directory ldap block with the subdirectives lines.
+	ldapBlock := func(lines string) string {
+		return "sms_recovery {\ndirectory ldap ldap://ldap.example.com {\n" + lines + "\n}\n}"
+	}
 	tests := []struct {
 		name    string
 		input   string
@@ -39,12 +43,12 @@ filter (mail={account})
 		{name: "no url", input: "sms_recovery {\ndirectory ldap\n}", wantErr: "wrong argument count"},
 		{name: "two urls", input: "sms_recovery {\ndirectory ldap ldap://a ldap://b {\nbase_dn dc=x\nfilter (mail={account})\n}\n}", wantErr: "wrong argument count"},
 		{name: "no block", input: "sms_recovery {\ndirectory ldap ldap://ldap.example.com\n}", wantErr: "directory ldap: base_dn is required"},
-		{name: "no filter", input: "sms_recovery {\ndirectory ldap ldap://ldap.example.com {\nbase_dn dc=x\n}\n}", wantErr: "directory ldap: filter is required"},
-		{name: "two placeholders", input: "sms_recovery {\ndirectory ldap ldap://ldap.example.com {\nbase_dn dc=x\nfilter \"(|(mail={account})(uid={account}))\"\n}\n}", wantErr: "must contain {account} exactly once"},
-		{name: "duplicate", input: "sms_recovery {\ndirectory ldap ldap://ldap.example.com {\nbase_dn dc=x\nbase_dn dc=y\n}\n}", wantErr: "directory ldap: duplicate subdirective 'base_dn'"},
-		{name: "start_tls value", input: "sms_recovery {\ndirectory ldap ldap://ldap.example.com {\nstart_tls maybe\n}\n}", wantErr: "start_tls: 'maybe' must be on or off"},
-		{name: "pool_size value", input: "sms_recovery {\ndirectory ldap ldap://ldap.example.com {\npool_size many\n}\n}", wantErr: "pool_size: 'many' is not a whole number"},
-		{name: "timeout value", input: "sms_recovery {\ndirectory ldap ldap://ldap.example.com {\ntimeout soon\n}\n}", wantErr: "timeout: 'soon' is not a duration"},
+		{name: "no filter", input: ldapBlock("base_dn dc=x"), wantErr: "directory ldap: filter is required"},
+		{name: "two placeholders", input: ldapBlock("base_dn dc=x\nfilter \"(|(mail={account})(uid={account}))\""), wantErr: "must contain {account} exactly once"},
+		{name: "duplicate", input: ldapBlock("base_dn dc=x\nbase_dn dc=y"), wantErr: "directory ldap: duplicate subdirective 'base_dn'"},
+		{name: "start_tls value", input: ldapBlock("start_tls maybe"), wantErr: "start_tls: 'maybe' must be on or off"},
+		{name: "pool_size value", input: ldapBlock("pool_size many"), wantErr: "pool_size: 'many' is not a whole number"},
+		{name: "timeout value", input: ldapBlock("timeout soon"), wantErr: "timeout: 'soon' is not a duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
