@@ -35,20 +35,32 @@ func TestParseLoggingAndErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var m module.Handler
-			err := m.UnmarshalCaddyfile(cf.NewTestDispenser(tt.input))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
-				}
+			m, ok := parseHandler(t, tt.input, tt.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if m.LogAccounts != tt.wantAccounts || m.HandleErrors != tt.wantErrors {
 				t.Errorf("log_accounts %q, handle_errors %v; want %q, %v", m.LogAccounts, m.HandleErrors, tt.wantAccounts, tt.wantErrors)
 			}
 		})
 	}
+}
+
+// parseHandler parses input, an sms_recovery directive. With wantErr set,
+// it fails the test unless parsing fails with an error containing wantErr,
+// and returns false; otherwise it fails the test on any error.
+func parseHandler(t *testing.T, input, wantErr string) (module.Handler, bool) {
+	t.Helper()
+	var m module.Handler
+	err := m.UnmarshalCaddyfile(cf.NewTestDispenser(input))
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("error = %v, want one containing %q", err, wantErr)
+		}
+		return m, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, true
 }

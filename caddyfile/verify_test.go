@@ -67,15 +67,23 @@ func TestUnmarshalVerify(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var got verify.Handler
-			if err := got.UnmarshalCaddyfile(cf.NewTestDispenser(tt.input)); err != nil {
-				t.Fatalf("UnmarshalCaddyfile: %v", err)
-			}
+			got := parseVerify(t, tt.input)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
 	}
+}
+
+// parseVerify parses input, an sms_recovery_verify directive, failing the
+// test on an error.
+func parseVerify(t *testing.T, input string) verify.Handler {
+	t.Helper()
+	var h verify.Handler
+	if err := h.UnmarshalCaddyfile(cf.NewTestDispenser(input)); err != nil {
+		t.Fatalf("UnmarshalCaddyfile: %v", err)
+	}
+	return h
 }
 
 func TestUnmarshalVerifyErrors(t *testing.T) {
@@ -138,10 +146,7 @@ func TestUnmarshalVerifyNonceStore(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var got verify.Handler
-			if err := got.UnmarshalCaddyfile(cf.NewTestDispenser(tt.input)); err != nil {
-				t.Fatalf("UnmarshalCaddyfile: %v", err)
-			}
+			got := parseVerify(t, tt.input)
 			if tt.want == nil {
 				if got.NonceStoreRaw != nil {
 					t.Errorf("nonce_store = %s, want none", got.NonceStoreRaw)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 )
 
 // now is the time the tests read the time left on a lock by.
@@ -298,12 +299,7 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestAdminUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := freeport.ClosedAddr(t)
 	_, errOut, err := execute(t, "unlock", "alice@example.com", "--address", addr)
 	if err == nil || !strings.HasPrefix(errOut, "sms-recovery: cannot reach Caddy's admin endpoint at "+addr+" (is Caddy running?") {
 		t.Errorf("err %v, stderr %q", err, errOut)

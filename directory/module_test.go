@@ -2,20 +2,18 @@ package directory_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/directorytest"
 	filedirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/file"
 	httpdirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/http"
 	ldapdirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/ldap"
 	sqldirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/sql"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/guesttest"
 )
 
 // The modules of this namespace load, refuse bad settings and read their
@@ -98,40 +96,16 @@ func TestModulesLoad(t *testing.T) {
 
 func TestUnmarshalCaddyfile(t *testing.T) {
 	t.Parallel()
-	cases := []struct {
-		name  string
-		mod   cf.Unmarshaler
-		input string
-		want  string // the module's JSON, or "error: " and part of the message
-	}{
-		{"file", &filedirectory.File{}, `file /etc/caddy/phones.json`, `{"path":"/etc/caddy/phones.json"}`},
-		{"file without path", &filedirectory.File{}, `file`, "error: directory file: a path is required"},
-		{"http with timeout", &httpdirectory.HTTP{}, "http https://dir/phones {\ntimeout 2s\n}", `{"url":"https://dir/phones","timeout":2000000000}`},
-		{"http duplicate", &httpdirectory.HTTP{}, "http https://dir/phones {\ntimeout 2s\ntimeout 3s\n}", "error: directory http: duplicate subdirective 'timeout'"},
-		{"ldap not ldap", &ldapdirectory.LDAP{}, "ldap https://x", "error: directory ldap: url 'https://x' must start with ldap:// or ldaps://"},
-		{"ldap minimal", &ldapdirectory.LDAP{}, "ldap ldaps://ldap.example.com {\nbase_dn dc=x\nfilter (uid={account})\n}",
-			`{"url":"ldaps://ldap.example.com","base_dn":"dc=x","filter":"(uid={account})"}`},
-		{"sql", &sqldirectory.SQL{}, "sql mysql recovery@tcp(db)/postfix {\nquery \"SELECT phone FROM mailbox WHERE username = ?\"\nmax_open_conns 2\n}",
-			`{"driver":"mysql","dsn":"recovery@tcp(db)/postfix","query":"SELECT phone FROM mailbox WHERE username = ?","max_open_conns":2}`},
-		{"sql two dsns", &sqldirectory.SQL{}, "sql mysql a b", "error: wrong argument count"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			err := c.mod.UnmarshalCaddyfile(cf.NewTestDispenser(c.input))
-			if want, isErr := strings.CutPrefix(c.want, "error: "); isErr {
-				if err == nil || !strings.Contains(err.Error(), want) {
-					t.Fatalf("error = %v, want one containing %q", err, want)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, _ := json.Marshal(c.mod)
-			if string(got) != c.want {
-				t.Fatalf("JSON = %s, want %s", got, c.want)
-			}
-		})
-	}
+	guesttest.Unmarshal(t, []guesttest.Case{
+		{Name: "file", Mod: &filedirectory.File{}, Input: `file /etc/caddy/phones.json`, Want: `{"path":"/etc/caddy/phones.json"}`},
+		{Name: "file without path", Mod: &filedirectory.File{}, Input: `file`, Want: "error: directory file: a path is required"},
+		{Name: "http with timeout", Mod: &httpdirectory.HTTP{}, Input: "http https://dir/phones {\ntimeout 2s\n}", Want: `{"url":"https://dir/phones","timeout":2000000000}`},
+		{Name: "http duplicate", Mod: &httpdirectory.HTTP{}, Input: "http https://dir/phones {\ntimeout 2s\ntimeout 3s\n}", Want: "error: directory http: duplicate subdirective 'timeout'"},
+		{Name: "ldap not ldap", Mod: &ldapdirectory.LDAP{}, Input: "ldap https://x", Want: "error: directory ldap: url 'https://x' must start with ldap:// or ldaps://"},
+		{Name: "ldap minimal", Mod: &ldapdirectory.LDAP{}, Input: "ldap ldaps://ldap.example.com {\nbase_dn dc=x\nfilter (uid={account})\n}",
+			Want: `{"url":"ldaps://ldap.example.com","base_dn":"dc=x","filter":"(uid={account})"}`},
+		{Name: "sql", Mod: &sqldirectory.SQL{}, Input: "sql mysql recovery@tcp(db)/postfix {\nquery \"SELECT phone FROM mailbox WHERE username = ?\"\nmax_open_conns 2\n}",
+			Want: `{"driver":"mysql","dsn":"recovery@tcp(db)/postfix","query":"SELECT phone FROM mailbox WHERE username = ?","max_open_conns":2}`},
+		{Name: "sql two dsns", Mod: &sqldirectory.SQL{}, Input: "sql mysql a b", Want: "error: wrong argument count"},
+	})
 }

@@ -35,17 +35,7 @@ var update = flag.Bool("update", false, "rewrite caddy.json from Caddyfile")
 //
 // prints, byte for byte, and the adapter has nothing to warn about.
 func TestJSONIsAdaptedCaddyfile(t *testing.T) {
-	src, err := os.ReadFile("Caddyfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": "examples/Caddyfile"})
-	if err != nil {
-		t.Fatalf("adapting the Caddyfile: %v", err)
-	}
-	for _, w := range warnings {
-		t.Errorf("adapting the Caddyfile warns: %s:%d: %s %s", w.File, w.Line, w.Directive, w.Message)
-	}
+	adapted := adaptCaddyfile(t, "Caddyfile")
 	var pretty bytes.Buffer
 	if err := json.Indent(&pretty, adapted, "", "\t"); err != nil {
 		t.Fatal(err)
@@ -66,6 +56,26 @@ func TestJSONIsAdaptedCaddyfile(t *testing.T) {
 	}
 }
 
+// adaptCaddyfile adapts the Caddyfile at path, below examples/, as caddy
+// adapt does, and returns the JSON; the adapter must have nothing to warn
+// about.
+func adaptCaddyfile(t *testing.T, path string) []byte {
+	t.Helper()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "examples/" + filepath.ToSlash(path)
+	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": name})
+	if err != nil {
+		t.Fatalf("adapting %s: %v", name, err)
+	}
+	for _, w := range warnings {
+		t.Errorf("adapting %s warns: %s:%d: %s %s", name, w.File, w.Line, w.Directive, w.Message)
+	}
+	return adapted
+}
+
 // TestProductionCaddyfile adapts examples/production/Caddyfile as caddy
 // adapt does, so that it cannot rot: it must adapt without a warning, keep
 // the server timeouts that cut off slow and silent clients on every server
@@ -73,17 +83,7 @@ func TestJSONIsAdaptedCaddyfile(t *testing.T) {
 // only), and name only variables that the systemd unit's environment file
 // lists.
 func TestProductionCaddyfile(t *testing.T) {
-	src, err := os.ReadFile(filepath.Join("production", "Caddyfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": "examples/production/Caddyfile"})
-	if err != nil {
-		t.Fatalf("adapting the production Caddyfile: %v", err)
-	}
-	for _, w := range warnings {
-		t.Errorf("adapting the production Caddyfile warns: %s:%d: %s %s", w.File, w.Line, w.Directive, w.Message)
-	}
+	adapted := adaptCaddyfile(t, filepath.Join("production", "Caddyfile"))
 	var cfg struct {
 		Apps struct {
 			HTTP struct {

@@ -26,12 +26,31 @@ import (
 
 // interopKeys is one key pair of each algorithm, under key ID "gw1".
 type interopKeys struct {
-	name     string
-	alg      rhttpsig.Algorithm
-	signer   func(t *testing.T) *httpsig.Signer
-	verifier func(t *testing.T) *httpsig.Verifier
-	theirKey rhttpsig.SigningKey
-	theirs   rhttpsig.KeySpec
+	name string
+	alg  rhttpsig.Algorithm
+	// newSigner and newVerifier make a fresh signer and verifier of the key.
+	newSigner   func() (*httpsig.Signer, error)
+	newVerifier func() (*httpsig.Verifier, error)
+	theirKey    rhttpsig.SigningKey
+	theirs      rhttpsig.KeySpec
+}
+
+func (k interopKeys) signer(t *testing.T) *httpsig.Signer {
+	t.Helper()
+	s, err := k.newSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (k interopKeys) verifier(t *testing.T) *httpsig.Verifier {
+	t.Helper()
+	v, err := k.newVerifier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func interopCases(t *testing.T) []interopKeys {
@@ -43,41 +62,21 @@ func interopCases(t *testing.T) []interopKeys {
 	}
 	return []interopKeys{
 		{
-			name: "hmac-sha256",
-			alg:  rhttpsig.Algo_HMAC_SHA256,
-			signer: func(t *testing.T) *httpsig.Signer {
-				s, err := httpsig.NewHMACSigner("gw1", secret, rand.Reader)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s
-			},
-			verifier: func(t *testing.T) *httpsig.Verifier {
-				v, err := httpsig.NewVerifier(httpsig.VerifierConfig{KeyID: "gw1", HMACKey: secret})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return v
+			name:      "hmac-sha256",
+			alg:       rhttpsig.Algo_HMAC_SHA256,
+			newSigner: func() (*httpsig.Signer, error) { return httpsig.NewHMACSigner("gw1", secret, rand.Reader) },
+			newVerifier: func() (*httpsig.Verifier, error) {
+				return httpsig.NewVerifier(httpsig.VerifierConfig{KeyID: "gw1", HMACKey: secret})
 			},
 			theirKey: rhttpsig.SigningKey{Secret: secret, MetaKeyID: "gw1", MetaTag: httpsig.Tag},
 			theirs:   rhttpsig.KeySpec{KeyID: "gw1", Algo: rhttpsig.Algo_HMAC_SHA256, Secret: secret},
 		},
 		{
-			name: "ed25519",
-			alg:  rhttpsig.Algo_ED25519,
-			signer: func(t *testing.T) *httpsig.Signer {
-				s, err := httpsig.NewEd25519Signer("gw1", priv, rand.Reader)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s
-			},
-			verifier: func(t *testing.T) *httpsig.Verifier {
-				v, err := httpsig.NewVerifier(httpsig.VerifierConfig{KeyID: "gw1", PublicKey: pub})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return v
+			name:      "ed25519",
+			alg:       rhttpsig.Algo_ED25519,
+			newSigner: func() (*httpsig.Signer, error) { return httpsig.NewEd25519Signer("gw1", priv, rand.Reader) },
+			newVerifier: func() (*httpsig.Verifier, error) {
+				return httpsig.NewVerifier(httpsig.VerifierConfig{KeyID: "gw1", PublicKey: pub})
 			},
 			theirKey: rhttpsig.SigningKey{Key: priv, MetaKeyID: "gw1", MetaTag: httpsig.Tag},
 			theirs:   rhttpsig.KeySpec{KeyID: "gw1", Algo: rhttpsig.Algo_ED25519, PubKey: pub},

@@ -22,6 +22,16 @@ type request struct {
 	body   []byte
 }
 
+// sigInputWith returns the spec request with the first old in its
+// Signature-Input replaced by new.
+func sigInputWith(old, new string) func(*testing.T) request {
+	return func(*testing.T) request {
+		r := specRequest()
+		r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, old, new, 1))
+		return r
+	}
+}
+
 // specRequest returns the SPEC §6 vector as received.
 func specRequest() request {
 	return request{
@@ -155,11 +165,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"digest stripped", func(*testing.T) request { r := specRequest(); r.h.Del(HeaderContentDigest); return r }, specNow, ErrMissingHeader},
 		{"signature stripped", func(*testing.T) request { r := specRequest(); r.h.Del(HeaderSignature); return r }, specNow, ErrNoSignature},
 		{"signature input stripped", func(*testing.T) request { r := specRequest(); r.h.Del(HeaderSignatureInput); return r }, specNow, ErrNoSignature},
-		{"other label only", func(*testing.T) request {
-			r := specRequest()
-			r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, "recovery=", "other=", 1))
-			return r
-		}, specNow, ErrNoSignature},
+		{"other label only", sigInputWith("recovery=", "other="), specNow, ErrNoSignature},
 		{"signature not bytes", func(*testing.T) request { r := specRequest(); r.h.Set(HeaderSignature, `recovery="x"`); return r }, specNow, ErrMalformed},
 		{"signature input not a list", func(*testing.T) request { r := specRequest(); r.h.Set(HeaderSignatureInput, `recovery="x"`); return r }, specNow, ErrMalformed},
 		{"signature input unparsable", func(*testing.T) request { r := specRequest(); r.h.Set(HeaderSignatureInput, `recovery=(`); return r }, specNow, ErrMalformed},
@@ -176,64 +182,20 @@ func TestVerifyRejects(t *testing.T) {
 		{"expired", func(*testing.T) request { return specRequest() }, time.Unix(specExpires+61, 0), ErrExpired},
 		{"created in the future", func(*testing.T) request { return specRequest() }, time.Unix(specCreated-61, 0), ErrNotYetValid},
 		{"wrong keyid", func(t *testing.T) request { return signed(t, otherKeyID, specCreated, specExpires, specNonce) }, specNow, ErrKeyID},
-		{"wrong alg", func(*testing.T) request {
-			r := specRequest()
-			r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, `alg="hmac-sha256"`, `alg="ed25519"`, 1))
-			return r
-		}, specNow, ErrAlg},
-		{"missing alg", func(*testing.T) request {
-			r := specRequest()
-			r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, `;alg="hmac-sha256"`, ``, 1))
-			return r
-		}, specNow, ErrAlg},
-		{"wrong tag", func(*testing.T) request {
-			r := specRequest()
-			r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, `tag="sms-recovery"`, `tag="other"`, 1))
-			return r
-		}, specNow, ErrTag},
-		{"missing nonce", func(*testing.T) request {
-			r := specRequest()
-			r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, `;nonce="bm9uY2UtMDAx"`, ``, 1))
-			return r
-		}, specNow, ErrMalformed},
-		{"created not an integer", func(*testing.T) request {
-			r := specRequest()
-			r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, `created=1767225600`, `created="1767225600"`, 1))
-			return r
-		}, specNow, ErrMalformed},
+		{"wrong alg", sigInputWith(`alg="hmac-sha256"`, `alg="ed25519"`), specNow, ErrAlg},
+		{"missing alg", sigInputWith(`;alg="hmac-sha256"`, ``), specNow, ErrAlg},
+		{"wrong tag", sigInputWith(`tag="sms-recovery"`, `tag="other"`), specNow, ErrTag},
+		{"missing nonce", sigInputWith(`;nonce="bm9uY2UtMDAx"`, ``), specNow, ErrMalformed},
+		{"created not an integer", sigInputWith(`created=1767225600`, `created="1767225600"`), specNow, ErrMalformed},
 		{"window over 60s", func(t *testing.T) request { return signed(t, s, specCreated, specCreated+61, specNonce) }, specNow, ErrMalformed},
 		{"expires before created", func(t *testing.T) request { return signed(t, s, specCreated, specCreated-1, specNonce) }, specNow, ErrMalformed},
 		{"long nonce", func(t *testing.T) request { return signed(t, s, specCreated, specExpires, strings.Repeat("n", 129)) }, specNow, ErrMalformed},
-		{"component missing", func(*testing.T) request {
-			r := specRequest()
-			r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, ` "x-recovery-account"`, ``, 1))
-			return r
-		}, specNow, ErrComponents},
-		{"component with parameters", func(*testing.T) request {
-			r := specRequest()
-			r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, `"content-digest"`, `"content-digest";sf`, 1))
-			return r
-		}, specNow, ErrComponents},
-		{"unsupported derived component", func(*testing.T) request {
-			r := specRequest()
-			r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, `"@path"`, `"@path" "@authority"`, 1))
-			return r
-		}, specNow, ErrComponents},
-		{"upper-case field name", func(*testing.T) request {
-			r := specRequest()
-			r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, `"@path"`, `"@path" "Content-Type"`, 1))
-			return r
-		}, specNow, ErrComponents},
-		{"component twice", func(*testing.T) request {
-			r := specRequest()
-			r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, `"@path"`, `"@path" "@path"`, 1))
-			return r
-		}, specNow, ErrMalformed},
-		{"extra covered header missing", func(*testing.T) request {
-			r := specRequest()
-			r.h.Set(HeaderSignatureInput, strings.Replace(specSigInput, `"@path"`, `"@path" "x-missing"`, 1))
-			return r
-		}, specNow, ErrMissingHeader},
+		{"component missing", sigInputWith(` "x-recovery-account"`, ``), specNow, ErrComponents},
+		{"component with parameters", sigInputWith(`"content-digest"`, `"content-digest";sf`), specNow, ErrComponents},
+		{"unsupported derived component", sigInputWith(`"@path"`, `"@path" "@authority"`), specNow, ErrComponents},
+		{"upper-case field name", sigInputWith(`"@path"`, `"@path" "Content-Type"`), specNow, ErrComponents},
+		{"component twice", sigInputWith(`"@path"`, `"@path" "@path"`), specNow, ErrMalformed},
+		{"extra covered header missing", sigInputWith(`"@path"`, `"@path" "x-missing"`), specNow, ErrMissingHeader},
 		{"newline in path", func(*testing.T) request { r := specRequest(); r.path += "\n\"x\": y"; return r }, specNow, ErrMalformed},
 		{"empty account", func(*testing.T) request { r := specRequest(); r.h.Set(HeaderAccount, " "); return r }, specNow, ErrMalformed},
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,15 +71,7 @@ func TestLockoutAndSupport(t *testing.T) {
 			t.Fatalf("admin list%s: %d %s, want %s", query, res.StatusCode, body, want)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodDelete, admin+"/sms-recovery/locks/account/"+url.PathEscape(alice), nil)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("admin lift: %d", res.StatusCode)
-	}
+	liftAccount(t, alice)
 	c.startFlow(alice)
 }
 

@@ -241,15 +241,7 @@ func TestLockNoticeOncePerLock(t *testing.T) {
 	if m := metrics(t); !strings.Contains(m, `caddy_sms_recovery_events_total{event="lock_notice",scope="",site="`+name+`"} 1`) {
 		t.Fatalf("lock notices after one lock: want 1 in /metrics")
 	}
-	msgs := c.messages(2)
-	if len(msgs) != 2 {
-		t.Fatalf("outbox has %d messages, want the code and the notice", len(msgs))
-	}
-	// Workers deliver in parallel: the notice may be written before the code.
-	notice := msgs[1]
-	if codeLine.MatchString(notice.Body) {
-		notice = msgs[0]
-	}
+	notice := c.noticeAfterCode()
 	if notice.To != "+4915123456789" || !strings.Contains(notice.Body, "gesperrt") ||
 		!strings.Contains(notice.Body, "Call +1 555 0100") || codeLine.MatchString(notice.Body) {
 		t.Fatalf("lock notice to %s: %q, want German, with support and no code", notice.To, notice.Body)
@@ -266,24 +258,6 @@ func TestLockNoticeOncePerLock(t *testing.T) {
 	lock()
 	if m := metrics(t); strings.Contains(m, `event="lock_notice",scope="",site="`+quiet+`"`) {
 		t.Fatal("notify_on_lock off sent a lock notice")
-	}
-}
-
-// codeOf waits for the SMS that links to flow and returns its code.
-func (c *client) codeOf(flow string) string {
-	c.t.Helper()
-	for n := 1; ; n++ {
-		msgs := c.messages(n)
-		for _, m := range msgs {
-			if strings.Contains(m.Body, "flow="+flow) {
-				if code := codeLine.FindStringSubmatch(m.Body); code != nil {
-					return code[1]
-				}
-			}
-		}
-		if len(msgs) < n {
-			c.t.Fatalf("no SMS links to flow %s", flow)
-		}
 	}
 }
 

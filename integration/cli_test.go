@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"testing"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 )
 
 // asCaddyEnv makes the test binary run as the caddy command: TestMain hands
@@ -143,12 +144,7 @@ func TestCLILiftsLockEndToEnd(t *testing.T) {
 	}
 
 	// No Caddy at the address.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := freeport.ClosedAddr(t)
 	r = runCaddy(t, "sms-recovery", "locks", "--address", dead)
 	if r.status == 0 || !strings.Contains(r.stderr, "cannot reach Caddy's admin endpoint at "+dead) {
 		t.Errorf("locks at %s: status %d, stderr %q", dead, r.status, r.stderr)
@@ -188,14 +184,7 @@ func TestCLIImposesLockEndToEnd(t *testing.T) {
 	if a := c.post("/recovery/verify", fmt.Sprintf(`{"flow":%q,"code":%q}`, flow, code)); a.Status != http.StatusLocked || a.str("error") != "account_locked" {
 		t.Fatalf("the right code while locked: %d %s, want 423 account_locked", a.Status, a.Raw)
 	}
-	msgs := c.messages(2)
-	if len(msgs) != 2 {
-		t.Fatalf("outbox has %d messages, want the code and one notice", len(msgs))
-	}
-	notice := msgs[1]
-	if codeLine.MatchString(notice.Body) {
-		notice = msgs[0]
-	}
+	notice := c.noticeAfterCode()
 	if notice.To != "+4915123456789" || !strings.Contains(notice.Body, "Der Support hat") || !strings.Contains(notice.Body, "Call +1 555 0100") {
 		t.Fatalf("notice to %s: %q, want German, saying support locked it, with the support text", notice.To, notice.Body)
 	}

@@ -46,19 +46,26 @@ func TestResetQueryNeverReachesUpstream(t *testing.T) {
 	}
 	for i, r := range resets {
 		// Each reset sends a code and a notice of the change.
-		if status := r.do(2*i + 1); status != http.StatusOK {
-			t.Fatalf("%s: reset answered %d", r.name, status)
-		}
-		got := up.got()
-		if len(got) != i+1 {
-			t.Fatalf("%s: upstream got %d resets, want %d", r.name, len(got), i+1)
-		}
-		last := got[i]
+		last := up.nthReset(t, r.name, r.do(2*i+1), i)
 		if last.query != "" || last.requestURI != "/api/reset-password" || last.account != alice {
 			t.Errorf("%s: upstream got query %q, request URI %q for %q; want no query, /api/reset-password, %s",
 				r.name, last.query, last.requestURI, last.account, alice)
 		}
 	}
+}
+
+// nthReset fails the test unless a reset named name answered status 200
+// and was the upstream's i-th (0-based); it returns what the upstream got.
+func (u *upstream) nthReset(t *testing.T, name string, status, i int) received {
+	t.Helper()
+	if status != http.StatusOK {
+		t.Fatalf("%s: reset answered %d", name, status)
+	}
+	got := u.got()
+	if len(got) != i+1 {
+		t.Fatalf("%s: upstream got %d resets, want %d", name, len(got), i+1)
+	}
+	return got[i]
 }
 
 // tokenFor starts a flow for account, waits for its code among the first n
@@ -147,15 +154,9 @@ func TestForwardFieldsNarrowBody(t *testing.T) {
 		}, url.Values{"password": {pw}}.Encode()},
 	}
 	for i, r := range resets {
-		if status := r.do(2*i + 1); status != http.StatusOK {
-			t.Fatalf("%s: reset answered %d", r.name, status)
-		}
-		got := up.got()
-		if len(got) != i+1 {
-			t.Fatalf("%s: upstream got %d resets, want %d", r.name, len(got), i+1)
-		}
-		if got[i].body != r.body || got[i].account != alice {
-			t.Errorf("%s: upstream got body %q for %q, want %q for %s", r.name, got[i].body, got[i].account, r.body, alice)
+		last := up.nthReset(t, r.name, r.do(2*i+1), i)
+		if last.body != r.body || last.account != alice {
+			t.Errorf("%s: upstream got body %q for %q, want %q for %s", r.name, last.body, last.account, r.body, alice)
 		}
 	}
 }

@@ -478,6 +478,28 @@ func (c *client) codeForFlow(flow string) (to, code string) {
 	}
 }
 
+// codeOf waits for the SMS that links to flow and returns its code.
+func (c *client) codeOf(flow string) string {
+	c.t.Helper()
+	_, code := c.codeForFlow(flow)
+	return code
+}
+
+// noticeAfterCode waits for the outbox to hold two messages, a code and a
+// notice, and returns the notice. Workers deliver in parallel: the notice
+// may be written before the code.
+func (c *client) noticeAfterCode() outboxLine {
+	c.t.Helper()
+	msgs := c.messages(2)
+	if len(msgs) != 2 {
+		c.t.Fatalf("outbox has %d messages, want the code and one notice", len(msgs))
+	}
+	if codeLine.MatchString(msgs[1].Body) {
+		return msgs[0]
+	}
+	return msgs[1]
+}
+
 func wrongCode(code string) string {
 	if code == "000000" {
 		return "111111"

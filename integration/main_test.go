@@ -2,11 +2,12 @@ package integration
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 )
 
 // outboxes holds the outbox files of every test. It outlives each test on
@@ -34,7 +35,7 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	outboxes = dir
 	runLog = filepath.Join(dir, "caddy.log")
-	ports, err := freePorts(3)
+	ports, err := freeport.Ports(3)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "choosing ports:", err)
 		return 1
@@ -49,22 +50,6 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "integration: failed: %s\n", strings.Join(failed, ", "))
 	}
 	return code
-}
-
-// freePorts returns n loopback TCP ports that were free a moment ago. Caddy
-// binds its own listeners from the config, so the ports are found by
-// binding and closing; they are held open together so that they differ.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // newOutbox returns the path of an outbox file of t's own.

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
 )
@@ -237,12 +237,7 @@ func TestRedisNoncesDown(t *testing.T) {
 // 503 until it answers.
 func TestRedisNoncesDownAtLoad(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := "redis://" + ln.Addr().String() + "/0"
-	ln.Close()
+	down := "redis://" + freeport.ClosedAddr(t) + "/0"
 	h := redisVerifyHandler(down, "smsrec-verify-test:")
 	newVerifyTestHandler(t, h)
 	if w := sendCopy(t, h, newSignedReset(t)); w.Code != http.StatusServiceUnavailable {

@@ -6,6 +6,8 @@ package directorytest
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -43,6 +45,44 @@ func Provision(t testing.TB, m caddy.Provisioner, sign directory.RequestSigner) 
 		}
 	}
 	return err
+}
+
+// LookupCase is one lookup and what it must give.
+type LookupCase struct {
+	Account string
+	Want    recovery.Entry
+	WantErr error  // nil when the account has a phone
+	ErrText string // in the error
+}
+
+// Lookups looks each case up in d in a parallel subtest of t: the error is
+// the case's (never unavailable and unknown at once) and holds its text
+// and none of secrets, and the entry is the case's.
+func Lookups(t *testing.T, d recovery.Directory, cases []LookupCase, secrets ...string) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.Account, func(t *testing.T) {
+			t.Parallel()
+			got, err := d.Lookup(context.Background(), c.Account)
+			if !errors.Is(err, c.WantErr) || (err == nil) != (c.WantErr == nil) {
+				t.Fatalf("Lookup(%q) error = %v, want %v", c.Account, err, c.WantErr)
+			}
+			if errors.Is(err, recovery.ErrUnavailable) && errors.Is(err, recovery.ErrUnknownAccount) {
+				t.Errorf("error %v is both unavailable and unknown", err)
+			}
+			if err != nil && !strings.Contains(err.Error(), c.ErrText) {
+				t.Errorf("error %q does not contain %q", err, c.ErrText)
+			}
+			for _, s := range secrets {
+				if err != nil && strings.Contains(err.Error(), s) {
+					t.Errorf("error %q holds %q", err, s)
+				}
+			}
+			if got != c.Want {
+				t.Errorf("Lookup(%q) = %+v, want %+v", c.Account, got, c.Want)
+			}
+		})
+	}
 }
 
 // newContext is a Caddy context that carries sign, cancelled when t ends.

@@ -60,33 +60,17 @@ func TestFileLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		account string
-		want    recovery.Entry
-		wantErr error
-	}{
-		{"alice@example.com", recovery.Entry{Phone: "+31612345678"}, nil},
-		{" ALICE@example.com\t", recovery.Entry{Phone: "+31612345678"}, nil},
-		{"bob@example.com", recovery.Entry{Phone: "+4915123456789", Lang: "de"}, nil},
-		{"carol@example.com", recovery.Entry{}, recovery.ErrUnknownAccount},
-		{"dave@example.com", recovery.Entry{}, recovery.ErrUnknownAccount},
-		{"erin@example.com", recovery.Entry{}, recovery.ErrUnknownAccount},
-		{"frank@example.com", recovery.Entry{}, recovery.ErrUnknownAccount},
-		{"mallory@example.com", recovery.Entry{}, recovery.ErrUnknownAccount},
-		{"", recovery.Entry{}, recovery.ErrUnknownAccount},
-	}
-	for _, tt := range tests {
-		t.Run(tt.account, func(t *testing.T) {
-			t.Parallel()
-			got, err := f.Lookup(context.Background(), tt.account)
-			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
-				t.Fatalf("Lookup(%q) error = %v, want %v", tt.account, err, tt.wantErr)
-			}
-			if got != tt.want {
-				t.Errorf("Lookup(%q) = %+v, want %+v", tt.account, got, tt.want)
-			}
-		})
-	}
+	directorytest.Lookups(t, f, []directorytest.LookupCase{
+		{Account: "alice@example.com", Want: recovery.Entry{Phone: "+31612345678"}},
+		{Account: " ALICE@example.com\t", Want: recovery.Entry{Phone: "+31612345678"}},
+		{Account: "bob@example.com", Want: recovery.Entry{Phone: "+4915123456789", Lang: "de"}},
+		{Account: "carol@example.com", WantErr: recovery.ErrUnknownAccount},
+		{Account: "dave@example.com", WantErr: recovery.ErrUnknownAccount},
+		{Account: "erin@example.com", WantErr: recovery.ErrUnknownAccount},
+		{Account: "frank@example.com", WantErr: recovery.ErrUnknownAccount},
+		{Account: "mallory@example.com", WantErr: recovery.ErrUnknownAccount},
+		{Account: "", WantErr: recovery.ErrUnknownAccount},
+	})
 }
 
 func TestFileRefusesErrors(t *testing.T) {

@@ -87,45 +87,19 @@ func TestHTTPLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		account string
-		want    recovery.Entry
-		wantErr error
-		errText string // in the error
-	}{
-		{"alice@example.com", recovery.Entry{Phone: "+31612345678", Lang: "nl"}, nil, ""},
-		{"a+b&c=d@example.com", recovery.Entry{Phone: "+4915123456789"}, nil, ""},
-		{"bob@example.com", recovery.Entry{}, recovery.ErrUnknownAccount, ""},
-		{"broken@example.com", recovery.Entry{}, recovery.ErrUnavailable, "status 500"},
-		{"redirect@example.com", recovery.Entry{}, recovery.ErrUnavailable, "status 302"},
-		{"garbage@example.com", recovery.Entry{}, recovery.ErrUnavailable, "not a JSON object"},
-		{"number@example.com", recovery.Entry{}, recovery.ErrUnavailable, "not a JSON object"},
-		{"nophone@example.com", recovery.Entry{}, recovery.ErrUnavailable, `no "phone"`},
-		{"null@example.com", recovery.Entry{}, recovery.ErrUnavailable, `no "phone"`},
-		{"huge@example.com", recovery.Entry{}, recovery.ErrUnavailable, "longer than"},
-		{"slow@example.com", recovery.Entry{}, recovery.ErrUnavailable, "deadline exceeded"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.account, func(t *testing.T) {
-			t.Parallel()
-			got, err := d.Lookup(context.Background(), tt.account)
-			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
-				t.Fatalf("Lookup(%q) error = %v, want %v", tt.account, err, tt.wantErr)
-			}
-			if errors.Is(err, recovery.ErrUnavailable) && errors.Is(err, recovery.ErrUnknownAccount) {
-				t.Errorf("error %v is both unavailable and unknown", err)
-			}
-			if err != nil && !strings.Contains(err.Error(), tt.errText) {
-				t.Errorf("error %q does not contain %q", err, tt.errText)
-			}
-			if err != nil && (strings.Contains(err.Error(), "612345678") || strings.Contains(err.Error(), "tenant")) {
-				t.Errorf("error %q holds a phone number or the url", err)
-			}
-			if got != tt.want {
-				t.Errorf("Lookup(%q) = %+v, want %+v", tt.account, got, tt.want)
-			}
-		})
-	}
+	directorytest.Lookups(t, d, []directorytest.LookupCase{
+		{Account: "alice@example.com", Want: recovery.Entry{Phone: "+31612345678", Lang: "nl"}},
+		{Account: "a+b&c=d@example.com", Want: recovery.Entry{Phone: "+4915123456789"}},
+		{Account: "bob@example.com", WantErr: recovery.ErrUnknownAccount},
+		{Account: "broken@example.com", WantErr: recovery.ErrUnavailable, ErrText: "status 500"},
+		{Account: "redirect@example.com", WantErr: recovery.ErrUnavailable, ErrText: "status 302"},
+		{Account: "garbage@example.com", WantErr: recovery.ErrUnavailable, ErrText: "not a JSON object"},
+		{Account: "number@example.com", WantErr: recovery.ErrUnavailable, ErrText: "not a JSON object"},
+		{Account: "nophone@example.com", WantErr: recovery.ErrUnavailable, ErrText: `no "phone"`},
+		{Account: "null@example.com", WantErr: recovery.ErrUnavailable, ErrText: `no "phone"`},
+		{Account: "huge@example.com", WantErr: recovery.ErrUnavailable, ErrText: "longer than"},
+		{Account: "slow@example.com", WantErr: recovery.ErrUnavailable, ErrText: "deadline exceeded"},
+	}, "612345678", "tenant")
 }
 
 // TestHTTPSendsTheCanonicalAccount: the directory service is asked for

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 )
 
 // The directory every server holds.
@@ -131,7 +133,11 @@ func Start(t testing.TB) *Server {
 		}
 	}
 	s := &Server{t: t, dir: t.TempDir()}
-	s.port, s.tlsPort = freePort(t), freePort(t)
+	ports, err := freeport.Ports(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.port, s.tlsPort = ports[0], ports[1]
 	s.URL = fmt.Sprintf("ldap://127.0.0.1:%d", s.port)
 	s.TLSURL = fmt.Sprintf("ldaps://127.0.0.1:%d", s.tlsPort)
 	s.configure()
@@ -151,16 +157,6 @@ func lookPath(name string) (string, error) {
 		return "", err
 	}
 	return p, nil
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // configure writes cn=config and the seed data with slapadd.

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/directorytest"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -313,12 +313,7 @@ func TestSQLOutage(t *testing.T) {
 	t.Parallel()
 	t.Run("closed port", func(t *testing.T) {
 		t.Parallel()
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
+		addr := freeport.ClosedAddr(t)
 		dsns := map[string]string{
 			"postgres": "postgres://recovery:s3cret-pw@" + addr + "/test?sslmode=disable",
 			"mysql":    "recovery:s3cret-pw@tcp(" + addr + ")/test",
@@ -328,7 +323,7 @@ func TestSQLOutage(t *testing.T) {
 			if err := directorytest.Provision(t, d, nil); err != nil {
 				t.Fatal(err)
 			}
-			_, err = d.Lookup(context.Background(), "alice@example.com")
+			_, err := d.Lookup(context.Background(), "alice@example.com")
 			if err == nil || errors.Is(err, recovery.ErrUnknownAccount) || !errors.Is(err, recovery.ErrUnavailable) {
 				t.Errorf("%s: Lookup = %v, want an ErrUnavailable error", driver, err)
 				continue

@@ -25,18 +25,8 @@ import (
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/examples/directorymodule"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 )
-
-// freePort returns a port nothing listens on.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // TestThirdPartyDirectory runs a real Caddy whose gateway takes its phones
 // from the static directory of this package, a module registered from
@@ -68,7 +58,11 @@ func TestThirdPartyDirectory(t *testing.T) {
 	t.Cleanup(func() { upstream.Close() })
 
 	outbox, sent := outboxLines(t)
-	adminPort, httpPort := freePort(t), freePort(t)
+	ports, err := freeport.Ports(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminPort, httpPort := ports[0], ports[1]
 	site := fmt.Sprintf("http://localhost:%d", httpPort)
 	config := fmt.Sprintf(`{
 	skip_install_trust

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig/redisnonce"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 )
 
@@ -160,12 +161,7 @@ func TestClaimRetriedSet(t *testing.T) {
 // reports a nonce as new.
 func TestClaimServerDown(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeport.ClosedAddr(t)
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { c.Close() })
 	ok, err := redisnonce.New(c, "").Claim(t.Context(), "gw1", "n", t0.Add(time.Minute), t0)

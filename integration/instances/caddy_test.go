@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 )
 
@@ -90,45 +90,51 @@ type instance struct {
 	client *http.Client
 }
 
-// caddyfile is the configuration of one instance: the gateway in front of
-// the deployment's upstream, with state in Redis at redisURL, and a plain
-// /health route that never touches Redis. It serves the site on the
-// listener it inherits as file descriptor httpFD, whose port is httpPort,
-// and its admin API on adminFD.
-func (d *deployment) caddyfile(httpPort int, redisURL, outbox, extra string) string {
+// instanceConfig is the Caddyfile of one instance: the site
+// http://localhost:httpPort with the directives of site. It serves the site
+// on the listener it inherits as file descriptor httpFD, whose port is
+// httpPort, and its admin API on adminFD.
+func instanceConfig(httpPort int, site string) string {
 	return fmt.Sprintf(`{
-	admin fd/%[1]d
+	admin fd/%d
 	auto_https off
 	persist_config off
 	skip_install_trust
 	grace_period 1s
 }
 
-http://localhost:%[2]d {
-	bind fd/%[12]d
-	sms_recovery {
+http://localhost:%d {
+	bind fd/%d
+%s}
+`, adminFD, httpPort, httpFD, site)
+}
+
+// caddyfile is the configuration of one instance: the gateway in front of
+// the deployment's upstream, with state in Redis at redisURL, and a plain
+// /health route that never touches Redis.
+func (d *deployment) caddyfile(httpPort int, redisURL, outbox, extra string) string {
+	return instanceConfig(httpPort, fmt.Sprintf(`	sms_recovery {
 		site_name "Example Mail"
-		public_url http://localhost:%[2]d
-		directory file %[3]q
-		sms outbox %[4]q
+		public_url http://localhost:%[1]d
+		directory file %[2]q
+		sms outbox %[3]q
 		support "Call +1 555 0100"
-		secret %[5]s
-		storage redis %[6]q {
-			prefix %[7]s
+		secret %[4]s
+		storage redis %[5]q {
+			prefix %[6]s
 			allow_volatile
 		}
-		%[8]s
+		%[7]s
 		forward {
 			path /api/reset-password
-			key_id %[9]s
-			hmac_key %[10]s
+			key_id %[8]s
+			hmac_key %[9]s
 		}
 	}
 	respond /health "ok" 200
-	reverse_proxy %[11]s
-}
-`, adminFD, httpPort, d.phones, outbox, d.secret, redisURL, d.prefix, extra,
-		keyID, base64.StdEncoding.EncodeToString(d.hmacKey), d.upstream.addr, httpFD)
+	reverse_proxy %[10]s
+`, httpPort, d.phones, outbox, d.secret, redisURL, d.prefix, extra,
+		keyID, base64.StdEncoding.EncodeToString(d.hmacKey), d.upstream.addr))
 }
 
 // nodeSpec says how to start one instance.
@@ -165,23 +171,11 @@ func (d *deployment) launch(t *testing.T, s nodeSpec) *instance {
 	if s.redis == "" {
 		s.redis = redistest.URL()
 	}
-	files := make([]*os.File, 2) // as ExtraFiles: httpFD, then adminFD
-	var httpPort int
-	for i := range files {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := ln.(*net.TCPListener).File() // a duplicate, for the child
-		ln.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+	httpFile, httpPort := freeport.File(t)
+	adminFile, _ := freeport.File(t)
+	files := []*os.File{httpFile, adminFile} // as ExtraFiles: httpFD, then adminFD
+	for _, f := range files {
 		defer f.Close() // the child has its own copy once started
-		files[i] = f
-		if i == 0 {
-			httpPort = ln.Addr().(*net.TCPAddr).Port
-		}
 	}
 	dir := t.TempDir()
 	n := &instance{

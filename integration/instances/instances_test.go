@@ -150,11 +150,11 @@ func TestStartLimitAcrossInstances(t *testing.T) {
 	}
 }
 
-// TestRedisOutage cuts one instance off Redis: its recovery routes fail
-// closed, quickly, with 503 and Retry-After; its other routes keep working;
-// and once Redis is back it serves flows again without a restart, including
-// those begun before the outage.
-func TestRedisOutage(t *testing.T) {
+// relayedRedis returns a relay to the Redis server under test, which the
+// test can cut and restore, and the server's URL through it. It skips the
+// test when Redis does not answer or is not reached by a redis:// URL.
+func relayedRedis(t *testing.T) (*tcpproxy.Proxy, string) {
+	t.Helper()
 	needRedis(t)
 	u, err := url.Parse(redistest.URL())
 	if err != nil || u.Scheme != "redis" {
@@ -162,12 +162,21 @@ func TestRedisOutage(t *testing.T) {
 	}
 	px := tcpproxy.Start(t, u.Host)
 	u.Host = px.Addr()
+	return px, u.String()
+}
+
+// TestRedisOutage cuts one instance off Redis: its recovery routes fail
+// closed, quickly, with 503 and Retry-After; its other routes keep working;
+// and once Redis is back it serves flows again without a restart, including
+// those begun before the outage.
+func TestRedisOutage(t *testing.T) {
+	px, redisURL := relayedRedis(t)
 	d := newDeployment(t)
 	// Limits far off, so that retries after the outage are not refused.
 	limits := `limit start_account 1000 1h
 		limit start_phone 1000 1h
 		limit start_ip 1000 1h`
-	a := d.start(t, nodeSpec{slot: slotA, redis: u.String(), extra: limits})[0]
+	a := d.start(t, nodeSpec{slot: slotA, redis: redisURL, extra: limits})[0]
 
 	// Before: one flow verified (its token is spent after the outage) and
 	// one started (it is verified after the outage).
@@ -285,16 +294,10 @@ func TestRedisOutage(t *testing.T) {
 // Redis is unreachable still serves the site, fails its recovery routes
 // closed, and serves flows once Redis answers.
 func TestStartsWhileRedisIsDown(t *testing.T) {
-	needRedis(t)
-	u, err := url.Parse(redistest.URL())
-	if err != nil || u.Scheme != "redis" {
-		t.Skipf("skipping: the outage test relays redis:// URLs only, not %s", redistest.Redacted())
-	}
-	px := tcpproxy.Start(t, u.Host)
+	px, redisURL := relayedRedis(t)
 	px.Cut()
-	u.Host = px.Addr()
 	d := newDeployment(t)
-	a := d.start(t, nodeSpec{slot: slotA, redis: u.String()})[0]
+	a := d.start(t, nodeSpec{slot: slotA, redis: redisURL})[0]
 
 	ans := a.post(t, "/recovery/start", startBody(alice))
 	if ans.Status != http.StatusServiceUnavailable || ans.retryAfter() < 1 {

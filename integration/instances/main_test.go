@@ -2,17 +2,13 @@ package instances
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/caddybin"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
 	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 )
@@ -28,38 +24,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "sms-recovery-instances-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "creating a directory for the binary:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	caddyBin, buildErr = buildCaddy(dir)
 	redisErr = pingRedis()
-	return m.Run()
-}
-
-// buildCaddy builds ./cmd/caddy of this module into dir.
-func buildCaddy(dir string) (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("finding the module root: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("finding the module root: not inside a module")
-	}
-	bin := filepath.Join(dir, "caddy")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
-	cmd.Dir = filepath.Dir(gomod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building caddy: %w\n%s", err, out)
-	}
-	return bin, nil
+	os.Exit(caddybin.Run(m, &caddyBin, &buildErr))
 }
 
 // newRedis returns a client of the server under test, through the project's

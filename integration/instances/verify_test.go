@@ -22,25 +22,14 @@ import (
 // "changed" to every reset that gets through. nonceStore is the
 // nonce_store line, or "" for the default.
 func (d *deployment) verifierCaddyfile(httpPort int, nonceStore string) string {
-	return fmt.Sprintf(`{
-	admin fd/%[1]d
-	auto_https off
-	persist_config off
-	skip_install_trust
-	grace_period 1s
-}
-
-http://localhost:%[2]d {
-	bind fd/%[3]d
-	respond /health "ok" 200
-	sms_recovery_verify %[4]s {
-		key_id %[5]s
-		hmac_key %[6]s
-		%[7]s
+	return instanceConfig(httpPort, fmt.Sprintf(`	respond /health "ok" 200
+	sms_recovery_verify %[1]s {
+		key_id %[2]s
+		hmac_key %[3]s
+		%[4]s
 	}
-	respond %[4]s "changed" 200
-}
-`, adminFD, httpPort, httpFD, resetPath, keyID, base64.StdEncoding.EncodeToString(d.hmacKey), nonceStore)
+	respond %[1]s "changed" 200
+`, resetPath, keyID, base64.StdEncoding.EncodeToString(d.hmacKey), nonceStore))
 }
 
 // signedReset is one reset as the gateway forwards it.

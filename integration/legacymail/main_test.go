@@ -1,13 +1,14 @@
 package legacymail
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/caddybin"
 )
 
 // Set once by TestMain, read by the tests.
@@ -21,46 +22,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "sms-recovery-legacymail-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "creating a directory for the binary:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	root, err = moduleRoot()
-	if err == nil {
-		caddyBin, buildErr = buildCaddy(root, dir)
-	} else {
-		buildErr = err
-	}
-	return m.Run()
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("finding the module root: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("finding the module root: not inside a module")
-	}
-	return filepath.Dir(gomod), nil
-}
-
-// buildCaddy builds ./cmd/caddy of the module at root into dir.
-func buildCaddy(root, dir string) (string, error) {
-	bin := filepath.Join(dir, "caddy")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building caddy: %w\n%s", err, out)
-	}
-	return bin, nil
+	root, _ = caddybin.ModuleRoot() // "" only when the build fails for it too
+	os.Exit(caddybin.Run(m, &caddyBin, &buildErr))
 }
 
 // needStack skips the test when Dovecot, php-fpm or openssl are missing,

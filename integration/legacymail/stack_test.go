@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 )
 
 // resetPath is where the gateway forwards a reset: the PHP endpoint.
@@ -104,10 +106,10 @@ func startStack(t *testing.T) *stack {
 	files := make([]*os.File, 3) // as ExtraFiles: gatewayFD, webmailFD, adminFD
 	ports := make([]int, 3)
 	for i := range files {
-		files[i], ports[i] = listenFile(t)
+		files[i], ports[i] = freeport.File(t)
 		defer files[i].Close() // the child has its own copy once started
 	}
-	imapPort := freePort(t)
+	imapPort := freeport.Port(t)
 	s := &stack{
 		state:    state,
 		gateway:  fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
@@ -491,37 +493,6 @@ func (o *watchedOutput) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.buf.String()
-}
-
-// listenFile listens on a free loopback port and returns the socket as a
-// file for a child to inherit, and its port. No port is free between
-// choosing it and serving on it, and a request sent before Caddy serves
-// waits in the socket's backlog.
-func listenFile(t *testing.T) (*os.File, int) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File() // a duplicate, for the child
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f, ln.Addr().(*net.TCPAddr).Port
-}
-
-// freePort returns a loopback port that was free a moment ago, for Dovecot,
-// which binds its listeners itself. Should another process take it first,
-// Dovecot exits with "Address already in use" and the test says so.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // readAll drains and closes a response body.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/guesttest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
@@ -236,18 +236,6 @@ func TestMessageBirdRequest(t *testing.T) {
 	}
 }
 
-// closedAddress returns a local address nothing listens on.
-func closedAddress(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 func TestMessageBirdErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -336,7 +324,7 @@ func TestMessageBirdErrors(t *testing.T) {
 			t.Parallel()
 			var endpoint string
 			if tt.unreachable {
-				endpoint = "http://" + closedAddress(t)
+				endpoint = "http://" + freeport.ClosedAddr(t)
 			} else {
 				endpoint = newFakeMessageBird(t, tt.respond).URL
 			}
