@@ -59,6 +59,7 @@ type flowEntry struct {
 	lang, publicURL              string // from the configuration, shared
 	sentAt, expiresAt, createdAt int64
 	client                       *clientFlows
+	//lint:ignore U1000 used through element[T], which staticcheck does not follow
 	links[flowEntry]             // in the table's all
 }
 
@@ -156,6 +157,7 @@ func (e *flowEntry) flow(id string) recovery.Flow {
 type clientFlows struct {
 	key                hkey
 	n                  int
+	//lint:ignore U1000 used through element[T], which staticcheck does not follow
 	links[clientFlows] // in byCount[n]
 }
 

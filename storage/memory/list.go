@@ -3,6 +3,7 @@ package memory
 // links is an element's place in a list: the element embeds it.
 type links[T any] struct{ prev, next *T }
 
+//lint:ignore U1000 used through element[T], which staticcheck does not follow
 func (l *links[T]) place() *links[T] { return l }
 
 // element is a pointer to an element that embeds its links.

@@ -54,6 +54,7 @@ type lockRecord struct {
 	recovery.Record
 	expires           time.Time
 	bucket            int
+	//lint:ignore U1000 used through element[T], which staticcheck does not follow
 	links[lockRecord] // in cheap[bucket]
 }
 
