@@ -214,37 +214,20 @@ func New(cfg Config, store recovery.Store, clock recovery.Clock) (*Guard, error)
 	}, nil
 }
 
-// Start refuses a blocked client, a locked account, and any start while the
-// global SMS budget is spent; otherwise it counts the start against the
-// client and then the account. A start the client's limit refuses does not
-// count against the account, so that one client cannot fill the store with
-// account counters. For a new flow (not a resend) a store with no room for
-// it refuses first, before anything is counted.
-func (g *Guard) Start(ctx context.Context, ip, account string, resend bool) error {
-	client := ClientKey(ip)
-	p := recovery.Plan{
-		Locks: g.lockChecks(client, account),
-		Counts: []recovery.Count{
-			g.smsGlobal.count("", true),
-			g.startIP.count(client, false),
-			g.startAccount.count(account, false),
-		},
-	}
-	if !resend {
-		p.NewFlowFrom = ip
-	}
-	_, err := g.run(ctx, &p)
-	return err
-}
-
-// CreateFlow stores f, a start that Start allowed, and counts its code
-// against the phone behind phoneKey and then the global SMS budget, in one
-// plan. A refused phone spends no global budget; a refused code is not a
-// refused flow: f is stored all the same, and the refusal, returned as sms,
-// drops the code message only. A decoy's flow peeks the same counters
-// instead of counting them, so that it costs the same and spends nothing.
-func (g *Guard) CreateFlow(ctx context.Context, f recovery.Flow, phoneKey string) (sms, err error) {
-	p := recovery.Plan{Op: recovery.OpCreate, Flow: f, Counts: g.smsCounts(phoneKey, f.Decoy)}
+// StartFlow refuses a blocked client, a locked account, and any start
+// while the global SMS budget is spent; otherwise it counts the start
+// against the client and then the account, stores f and counts its code
+// against the phone behind phoneKey and then the global SMS budget, all in
+// one plan. A start the client's limit refuses does not count against the
+// account, so that one client cannot fill the store with account counters;
+// a store with no room for f refuses before anything is counted. A refused
+// code is not a refused start: f is stored all the same, and the refusal,
+// returned as sms, drops the code message only (a refused phone spends no
+// global budget). A decoy's flow peeks the code's counters instead of
+// counting them, so that it costs the same and spends nothing.
+func (g *Guard) StartFlow(ctx context.Context, ip string, f recovery.Flow, phoneKey string) (sms, err error) {
+	p := recovery.Plan{Op: recovery.OpCreate, Flow: f, Counts: g.startCounts(ClientKey(ip), f.Account, phoneKey, f.Decoy)}
+	p.Locks = g.lockChecks(ClientKey(ip), f.Account)
 	o, err := g.run(ctx, &p)
 	if err != nil {
 		return nil, err
@@ -252,14 +235,16 @@ func (g *Guard) CreateFlow(ctx context.Context, f recovery.Flow, phoneKey string
 	return g.soft(&p, o), nil
 }
 
-// ResendFlow replaces the code of flow id, as recovery.Store.Resend
-// describes, and counts the new code as CreateFlow does, in one plan:
-// recovery.ErrNotFound for a missing or expired flow or one with
-// maxAttempts attempts spent, recovery.ErrTooEarly with the flow inside
-// the interval (nothing counted), or the flow with its new code.
-func (g *Guard) ResendFlow(ctx context.Context, r recovery.ResendOp, phoneKey string, decoy bool) (recovery.Flow, error, error) {
+// ResendFlow is StartFlow for the account of flow id, with the flow's new
+// code instead of a new flow, in one plan: recovery.ErrNotFound for a
+// missing or expired flow or one with r.MaxAttempts attempts spent,
+// recovery.ErrTooEarly with the flow inside the interval (nothing counted
+// for either), a *Denial, or the flow with its new code.
+func (g *Guard) ResendFlow(ctx context.Context, ip string, r recovery.ResendOp, phoneKey string, decoy bool) (recovery.Flow, error, error) {
+	client := ClientKey(ip)
 	p := recovery.Plan{Op: recovery.OpResend, FlowID: r.ID, CodeHash: r.CodeHash, Now: r.Now, Interval: r.Interval,
-		ExpiresAt: r.ExpiresAt, MaxAttempts: r.MaxAttempts, Counts: g.smsCounts(phoneKey, decoy)}
+		ExpiresAt: r.ExpiresAt, MaxAttempts: r.MaxAttempts, Locks: g.lockChecks(client, ""),
+		Counts: g.startCounts(client, "", phoneKey, decoy)}
 	o, err := g.run(ctx, &p)
 	switch {
 	case err != nil:
@@ -270,10 +255,18 @@ func (g *Guard) ResendFlow(ctx context.Context, r recovery.ResendOp, phoneKey st
 	return o.Flow, g.soft(&p, o), nil
 }
 
-// smsCounts counts a code against its phone and then the global budget,
-// without refusing the plan; a decoy peeks them.
-func (g *Guard) smsCounts(phoneKey string, decoy bool) []recovery.Count {
-	return []recovery.Count{g.startPhone.soft(phoneKey, decoy), g.smsGlobal.soft("", decoy)}
+// startCounts peek the SMS budget, count the start against the client and
+// the account (the flow's, with none given), and then the code softly.
+func (g *Guard) startCounts(client, account, phoneKey string, decoy bool) []recovery.Count {
+	a := g.startAccount.count(account, false)
+	a.OfFlow = account == ""
+	return []recovery.Count{
+		g.smsGlobal.count("", true),
+		g.startIP.count(client, false),
+		a,
+		g.startPhone.soft(phoneKey, decoy),
+		g.smsGlobal.soft("", decoy),
+	}
 }
 
 // soft is the refusal of the first soft counter that refused in o, or nil.

@@ -50,25 +50,33 @@ func newTestGuardSized(tb testing.TB, cfg limiter.Config, maxEntries int) *testG
 }
 
 // newFlow starts a flow for account from ip, its code to phone, through the
-// guard as the service does (Start, then CreateFlow), and makes it the
-// account's flow. It expires long after any test ends.
+// guard as the service does, and makes it the account's flow. It expires
+// long after any test ends.
 func (g *testGuard) newFlow(ip, account, phone string) string {
 	g.tb.Helper()
-	if err := g.Start(ctx, ip, account, false); err != nil {
-		g.tb.Fatalf("starting a flow for %s: %v", account, err)
-	}
 	g.made++
 	now := g.clock.Now()
 	f := recovery.Flow{
 		ID: fmt.Sprintf("flow-%d", g.made), Account: account, CodeHash: []byte("0123456789abcdef0123456789abcdef"),
 		Sends: 1, SentAt: now, CreatedAt: now, ExpiresAt: t0.Add(10 * 365 * 24 * time.Hour), ClientIP: ip,
 	}
-	sms, err := g.CreateFlow(ctx, f, phone)
+	sms, err := g.StartFlow(ctx, ip, f, phone)
 	if err != nil || sms != nil {
-		g.tb.Fatalf("creating the flow of %s: sms %v, %v", account, sms, err)
+		g.tb.Fatalf("starting a flow for %s: sms %v, %v", account, sms, err)
 	}
 	g.flows[account] = f.ID
 	return f.ID
+}
+
+// Start checks and counts a start for account from ip, as StartFlow does,
+// with a decoy flow that spends no SMS budget, and reports the refusal.
+func (g *testGuard) Start(ctx context.Context, ip, account string) error {
+	g.made++
+	now := g.clock.Now()
+	f := recovery.Flow{ID: fmt.Sprintf("start-%d", g.made), Account: account, CodeHash: []byte("0123456789abcdef"),
+		Decoy: true, SentAt: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour), ClientIP: ip}
+	_, err := g.StartFlow(ctx, ip, f, "decoy")
+	return err
 }
 
 // flowOf is the ID of the account's flow, started if it has none from a
@@ -223,10 +231,10 @@ func TestRateScopes(t *testing.T) {
 		call  func(g *testGuard, i int) error // event i of one client, account or phone
 	}{
 		{limiter.ScopeStartIP, cfg.StartIP, func(g *testGuard, i int) error {
-			return g.Start(ctx, "192.0.2.1", fmt.Sprintf("user%d@example.com", i), false)
+			return g.Start(ctx, "192.0.2.1", fmt.Sprintf("user%d@example.com", i))
 		}},
 		{limiter.ScopeStartAccount, cfg.StartAccount, func(g *testGuard, i int) error {
-			return g.Start(ctx, fmt.Sprintf("192.0.2.%d", i+1), "alice@example.com", i%2 == 1)
+			return g.Start(ctx, fmt.Sprintf("192.0.2.%d", i+1), "alice@example.com")
 		}},
 		{limiter.ScopeStartPhone, cfg.StartPhone, func(g *testGuard, i int) error {
 			return g.SMS(ctx, "+31612345678")
@@ -270,17 +278,17 @@ func TestStartPeeksSMSBudget(t *testing.T) {
 	cfg.SMSGlobal = limiter.Rate{Events: 2, Window: time.Hour}
 	g := newTestGuard(t, cfg)
 	for i := range 5 {
-		wantAllowed(t, "start", g.Start(ctx, fmt.Sprintf("192.0.2.%d", i+1), fmt.Sprintf("user%d", i), false))
+		wantAllowed(t, "start", g.Start(ctx, fmt.Sprintf("192.0.2.%d", i+1), fmt.Sprintf("user%d", i)))
 	}
 	wantAllowed(t, "first sms", g.SMS(ctx, "+31611111111"))
 	wantAllowed(t, "second sms", g.SMS(ctx, "+31622222222"))
 	g.clock.Advance(15 * time.Minute)
-	wantDenial(t, g.Start(ctx, "198.51.100.1", "fresh", false), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 45*time.Minute)
-	wantDenial(t, g.Start(ctx, "198.51.100.1", "fresh", true), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 45*time.Minute)
+	wantDenial(t, g.Start(ctx, "198.51.100.1", "fresh"), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 45*time.Minute)
+	wantDenial(t, g.Start(ctx, "198.51.100.1", "fresh"), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 45*time.Minute)
 	// The refusal came before the client's counters: it still has all its starts.
 	g.clock.Advance(45 * time.Minute)
 	for i := range int(cfg.StartIP.Events) {
-		wantAllowed(t, "start after the budget refilled", g.Start(ctx, "198.51.100.1", fmt.Sprintf("u%d", i), false))
+		wantAllowed(t, "start after the budget refilled", g.Start(ctx, "198.51.100.1", fmt.Sprintf("u%d", i)))
 	}
 }
 
@@ -303,86 +311,80 @@ func TestRefusedPhoneDoesNotSpendBudget(t *testing.T) {
 }
 
 // TestFlowCountsItsCodeSoftly: the code of a new or resent flow is counted
-// against its phone and then the global budget, and a refusal drops the
-// code, never the flow; a refused phone spends no budget, and a decoy's flow
-// peeks the counters without spending them.
+// against its phone and then the global budget, in the step that stores
+// it, and a refusal drops the code, never the flow; a refused phone spends
+// no budget, and a decoy's flow peeks the counters without spending them.
+// Once the budget is spent, every start and resend is refused.
 func TestFlowCountsItsCodeSoftly(t *testing.T) {
 	t.Parallel()
 	cfg := limiter.DefaultConfig()
 	cfg.SMSGlobal = limiter.Rate{Events: 5, Window: time.Hour}
 	g := newTestGuard(t, cfg)
 	const phone = "+31612345678"
-	flow := func(i int, decoy bool) recovery.Flow {
+	start := func(i int, phone string, decoy bool) (sms, err error) {
+		t.Helper()
 		now := g.clock.Now()
-		return recovery.Flow{ID: fmt.Sprintf("soft-%d", i), Account: fmt.Sprintf("user%d", i), CodeHash: []byte("0123456789abcdef"),
+		f := recovery.Flow{ID: fmt.Sprintf("soft-%d", i), Account: fmt.Sprintf("user%d", i), CodeHash: []byte("0123456789abcdef"),
 			Sends: 1, Decoy: decoy, SentAt: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour), ClientIP: "192.0.2.1"}
-	}
-	// A flow is started (Start) and then stored with its code (CreateFlow).
-	start := func(i int) {
-		t.Helper()
-		wantAllowed(t, "start", g.Start(ctx, "192.0.2.1", fmt.Sprintf("user%d", i), false))
-	}
-	create := func(i int, phone string, decoy bool) error {
-		t.Helper()
-		sms, err := g.CreateFlow(ctx, flow(i, decoy), phone)
-		if err != nil {
-			t.Fatalf("CreateFlow %d: %v, want the flow stored", i, err)
+		sms, err = g.StartFlow(ctx, "192.0.2.1", f, phone)
+		if _, ferr := g.store.Flow(ctx, f.ID); (err == nil) != (ferr == nil) {
+			t.Fatalf("flow %d: start %v, stored %v", i, err, ferr)
 		}
-		if _, err := g.store.Flow(ctx, fmt.Sprintf("soft-%d", i)); err != nil {
-			t.Fatalf("flow %d after CreateFlow: %v, want it stored", i, err)
+		return sms, err
+	}
+	code := func(i int, phone string, decoy bool) error {
+		t.Helper()
+		sms, err := start(i, phone, decoy)
+		if err != nil {
+			t.Fatalf("start %d: %v, want the flow stored", i, err)
 		}
 		return sms
 	}
-	for i := range 8 {
-		start(i)
-	}
 	for i := range 3 {
-		wantAllowed(t, "code to the phone", create(i, phone, false))
+		wantAllowed(t, "code to the phone", code(i, phone, false))
 	}
-	wantAllowed(t, "a decoy's code", create(3, "+31699999999", true))
-	wantDenial(t, create(4, phone, false), recovery.ErrRateLimited, limiter.ScopeStartPhone, time.Hour)
-	wantDenial(t, create(5, phone, true), recovery.ErrRateLimited, limiter.ScopeStartPhone, time.Hour)
+	wantAllowed(t, "a decoy's code", code(3, "+31699999999", true))
+	wantDenial(t, code(4, phone, false), recovery.ErrRateLimited, limiter.ScopeStartPhone, time.Hour)
+	wantDenial(t, code(5, phone, true), recovery.ErrRateLimited, limiter.ScopeStartPhone, time.Hour)
 
 	// Neither the refused codes nor the decoy spent the budget: 2 left.
 	r := recovery.ResendOp{ID: "soft-0", CodeHash: []byte("fedcba9876543210"), Now: g.clock.Now(), Interval: time.Minute,
 		ExpiresAt: g.clock.Now().Add(time.Hour), MaxAttempts: 5}
-	if _, sms, err := g.ResendFlow(ctx, r, "+31600000001", false); err == nil || sms != nil {
+	if _, sms, err := g.ResendFlow(ctx, "192.0.2.2", r, "+31600000001", false); err == nil || sms != nil {
 		t.Fatalf("resend inside the interval: sms %v, %v; want too early", sms, err)
 	} else if !errors.Is(err, recovery.ErrTooEarly) {
 		t.Fatalf("resend inside the interval: %v, want %v", err, recovery.ErrTooEarly)
 	}
 	g.clock.Advance(time.Minute)
 	r.Now = g.clock.Now()
-	f, sms, err := g.ResendFlow(ctx, r, "+31600000001", false)
+	f, sms, err := g.ResendFlow(ctx, "192.0.2.2", r, "+31600000001", false)
 	if err != nil || sms != nil || string(f.CodeHash) != "fedcba9876543210" {
 		t.Fatalf("resend = %+v, sms %v, %v; want the new code sent", f, sms, err)
 	}
-	wantAllowed(t, "fifth code of the budget", create(6, "+31600000002", false))
-	// A decoy started before the budget was spent peeks it as a real flow
-	// counts it, and a start now is refused.
-	wantDenial(t, create(7, "+31600000003", true), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 59*time.Minute)
-	wantDenial(t, g.Start(ctx, "192.0.2.1", "user8", false), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 59*time.Minute)
+	wantAllowed(t, "fifth code of the budget", code(6, "+31600000002", false))
+	// The budget spent: a start, a decoy's too, and a resend are refused.
+	_, err = start(7, "+31600000003", true)
+	wantDenial(t, err, recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 59*time.Minute)
+	_, err = start(8, "+31600000004", false)
+	wantDenial(t, err, recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 59*time.Minute)
 	r.ID, r.Now = "soft-1", g.clock.Now()
-	f, sms, err = g.ResendFlow(ctx, r, "+31600000004", false)
-	if err != nil || string(f.CodeHash) != "fedcba9876543210" {
-		t.Fatalf("resend over the budget = %+v, %v; want the flow with its new code", f, err)
-	}
-	wantDenial(t, sms, recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 59*time.Minute)
+	_, _, err = g.ResendFlow(ctx, "192.0.2.2", r, "+31600000004", false)
+	wantDenial(t, err, recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 59*time.Minute)
 }
 
 func TestStartRefusedByIPDoesNotCountAccount(t *testing.T) {
 	t.Parallel()
 	g := newTestGuard(t, limiter.DefaultConfig())
 	for i := range 10 {
-		wantAllowed(t, "start", g.Start(ctx, "192.0.2.1", fmt.Sprintf("user%d", i), false))
+		wantAllowed(t, "start", g.Start(ctx, "192.0.2.1", fmt.Sprintf("user%d", i)))
 	}
 	for range 5 {
-		wantDenial(t, g.Start(ctx, "192.0.2.1", "victim", false), recovery.ErrRateLimited, limiter.ScopeStartIP, time.Hour)
+		wantDenial(t, g.Start(ctx, "192.0.2.1", "victim"), recovery.ErrRateLimited, limiter.ScopeStartIP, time.Hour)
 	}
 	for i := range 3 {
-		wantAllowed(t, "victim's own start", g.Start(ctx, fmt.Sprintf("198.51.100.%d", i+1), "victim", false))
+		wantAllowed(t, "victim's own start", g.Start(ctx, fmt.Sprintf("198.51.100.%d", i+1), "victim"))
 	}
-	wantDenial(t, g.Start(ctx, "198.51.100.9", "victim", false), recovery.ErrRateLimited, limiter.ScopeStartAccount, time.Hour)
+	wantDenial(t, g.Start(ctx, "198.51.100.9", "victim"), recovery.ErrRateLimited, limiter.ScopeStartAccount, time.Hour)
 }
 
 func TestLockout(t *testing.T) {
@@ -404,15 +406,15 @@ func TestLockout(t *testing.T) {
 
 	g.clock.Advance(time.Minute)
 	left := cfg.Lockout.Duration - time.Minute
-	wantDenial(t, g.Start(ctx, "198.51.100.7", account, false), recovery.ErrLocked, limiter.ScopeLockout, left)
-	wantDenial(t, g.Start(ctx, "198.51.100.7", account, true), recovery.ErrLocked, limiter.ScopeLockout, left)
+	wantDenial(t, g.Start(ctx, "198.51.100.7", account), recovery.ErrLocked, limiter.ScopeLockout, left)
+	wantDenial(t, g.Start(ctx, "198.51.100.7", account), recovery.ErrLocked, limiter.ScopeLockout, left)
 	wantDenial(t, g.fail("198.51.100.7", account), recovery.ErrLocked, limiter.ScopeLockout, left)
-	wantAllowed(t, "another account from the same client", g.Start(ctx, ip, "bob@example.com", false))
+	wantAllowed(t, "another account from the same client", g.Start(ctx, ip, "bob@example.com"))
 
 	g.clock.Advance(left - time.Second)
 	wantDenial(t, g.fail(ip, account), recovery.ErrLocked, limiter.ScopeLockout, time.Second)
 	g.clock.Advance(time.Second)
-	wantAllowed(t, "start once the lock ran out", g.Start(ctx, ip, account, false))
+	wantAllowed(t, "start once the lock ran out", g.Start(ctx, ip, account))
 
 	// The lock closed its window: the next lock takes as many failures
 	// again, and lasts twice as long.
@@ -446,15 +448,15 @@ func TestIPBlock(t *testing.T) {
 
 			g.clock.Advance(10 * time.Minute)
 			left := cfg.IPBlock.Duration - 10*time.Minute
-			wantDenial(t, g.Start(ctx, tc.sibling, "fresh", false), recovery.ErrBlocked, limiter.ScopeIPBlock, left)
+			wantDenial(t, g.Start(ctx, tc.sibling, "fresh"), recovery.ErrBlocked, limiter.ScopeIPBlock, left)
 			_, _, err := g.Verify(ctx, tc.sibling, fresh, maxAttempts)
 			wantDenial(t, err, recovery.ErrBlocked, limiter.ScopeIPBlock, left)
 			_, _, err = g.Verify(ctx, tc.sibling, "gone", maxAttempts)
 			wantDenial(t, err, recovery.ErrBlocked, limiter.ScopeIPBlock, left)
-			wantAllowed(t, "another client", g.Start(ctx, tc.other, "fresh", false))
+			wantAllowed(t, "another client", g.Start(ctx, tc.other, "fresh"))
 
 			g.clock.Advance(left)
-			wantAllowed(t, "start once the block ran out", g.Start(ctx, tc.sibling, "fresh", false))
+			wantAllowed(t, "start once the block ran out", g.Start(ctx, tc.sibling, "fresh"))
 		})
 	}
 }
@@ -492,7 +494,7 @@ func TestSuccessLeavesOthersCountersAlone(t *testing.T) {
 	}
 	// Bob's count was not reset by Alice's success, and Alice is not locked.
 	wantDenial(t, g.fail(nat, "bob"), recovery.ErrLocked, limiter.ScopeLockout, cfg.Lockout.Duration)
-	wantAllowed(t, "alice's next start", g.Start(ctx, nat, "alice", false))
+	wantAllowed(t, "alice's next start", g.Start(ctx, nat, "alice"))
 	wantAllowed(t, "alice's next code", g.fail(nat, "alice"))
 }
 
@@ -518,7 +520,7 @@ func TestLocksAndLift(t *testing.T) {
 		if lifted, err := g.Lift(ctx, recovery.KindAccount, "alice"); err != nil || !lifted {
 			t.Fatalf("Lift = %v, %v, want true", lifted, err)
 		}
-		wantAllowed(t, "start after lift", g.Start(ctx, "192.0.2.9", "alice", false))
+		wantAllowed(t, "start after lift", g.Start(ctx, "192.0.2.9", "alice"))
 		// A fresh set of tries: two failures pass, the third locks again.
 		for i := range 2 {
 			wantAllowed(t, "failure after lift", g.fail(fmt.Sprintf("198.51.100.%d", i+1), "alice"))
@@ -542,7 +544,7 @@ func TestLocksAndLift(t *testing.T) {
 		if lifted, err := g.Lift(ctx, recovery.KindIP, "2001:db8:a:b::9"); err != nil || !lifted {
 			t.Fatalf("Lift = %v, %v, want true", lifted, err)
 		}
-		wantAllowed(t, "start after lift", g.Start(ctx, "2001:db8:a:b::5", "x", false))
+		wantAllowed(t, "start after lift", g.Start(ctx, "2001:db8:a:b::5", "x"))
 		for i := range 2 {
 			wantAllowed(t, "failure after lift", g.fail("2001:db8:a:b::5", fmt.Sprintf("other%d", i)))
 		}
@@ -600,15 +602,15 @@ func TestImposedLock(t *testing.T) {
 		if l, set, err := g.Impose(ctx, account, 2*time.Hour); err != nil || set || l != want {
 			t.Fatalf("Impose again = %+v, %v, %v; want the same lock, not new", l, set, err)
 		}
-		wantDenial(t, g.Start(ctx, ip, account, false), recovery.ErrLocked, limiter.ScopeLockout, 2*time.Hour)
+		wantDenial(t, g.Start(ctx, ip, account), recovery.ErrLocked, limiter.ScopeLockout, 2*time.Hour)
 		wantDenial(t, g.fail(ip, account), recovery.ErrLocked, limiter.ScopeLockout, 2*time.Hour)
-		wantAllowed(t, "another account", g.Start(ctx, ip, "bob@example.com", false))
+		wantAllowed(t, "another account", g.Start(ctx, ip, "bob@example.com"))
 		locks, err := g.Locks(ctx, recovery.KindAccount)
 		if err != nil || len(locks) != 1 || locks[0] != want {
 			t.Fatalf("Locks = %+v, %v; want [%+v]", locks, err, want)
 		}
 		g.clock.Advance(2 * time.Hour)
-		wantAllowed(t, "start once the lock ran out", g.Start(ctx, ip, account, false))
+		wantAllowed(t, "start once the lock ran out", g.Start(ctx, ip, account))
 	})
 
 	t.Run("until lifted", func(t *testing.T) {
@@ -739,11 +741,11 @@ func TestStartIPGroupsIPv6By64(t *testing.T) {
 	t.Parallel()
 	g := newTestGuard(t, limiter.DefaultConfig())
 	for i := range 10 {
-		wantAllowed(t, "start", g.Start(ctx, fmt.Sprintf("2001:db8:1:2::%x", i+1), fmt.Sprintf("u%d", i), false))
+		wantAllowed(t, "start", g.Start(ctx, fmt.Sprintf("2001:db8:1:2::%x", i+1), fmt.Sprintf("u%d", i)))
 	}
-	wantDenial(t, g.Start(ctx, "2001:db8:1:2:ffff::1", "u10", false), recovery.ErrRateLimited, limiter.ScopeStartIP, time.Hour)
-	wantDenial(t, g.Start(ctx, "[2001:db8:1:2::99]:443", "u11", false), recovery.ErrRateLimited, limiter.ScopeStartIP, time.Hour)
-	wantAllowed(t, "start from the next /64", g.Start(ctx, "2001:db8:1:3::1", "u12", false))
+	wantDenial(t, g.Start(ctx, "2001:db8:1:2:ffff::1", "u10"), recovery.ErrRateLimited, limiter.ScopeStartIP, time.Hour)
+	wantDenial(t, g.Start(ctx, "[2001:db8:1:2::99]:443", "u11"), recovery.ErrRateLimited, limiter.ScopeStartIP, time.Hour)
+	wantAllowed(t, "start from the next /64", g.Start(ctx, "2001:db8:1:3::1", "u12"))
 }
 
 // TestFailsClosed: when the store fails, every request fails with its
@@ -759,11 +761,9 @@ func TestFailsClosed(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"start", func() error { return g.Start(ctx, "192.0.2.1", "a", false) }},
-		{"resend start", func() error { return g.Start(ctx, "192.0.2.1", "a", true) }},
-		{"create flow", func() error { _, err := g.CreateFlow(ctx, flow, "+31612345678"); return err }},
-		{"resend flow", func() error {
-			_, _, err := g.ResendFlow(ctx, recovery.ResendOp{ID: "f", Now: t0, MaxAttempts: 5}, "+31612345678", false)
+		{"start", func() error { _, err := g.StartFlow(ctx, "192.0.2.1", flow, "+31612345678"); return err }},
+		{"resend", func() error {
+			_, _, err := g.ResendFlow(ctx, "192.0.2.1", recovery.ResendOp{ID: "f", Now: t0, MaxAttempts: 5}, "+31612345678", false)
 			return err
 		}},
 		{"sms", func() error { return g.SMS(ctx, "+31612345678") }},

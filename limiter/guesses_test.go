@@ -103,11 +103,11 @@ func TestGuessesCappedForGood(t *testing.T) {
 	if err != nil || len(locks) != 1 || !locks[0].Permanent || locks[0].Strikes != cfg.PermanentAfter {
 		t.Fatalf("Locks = %+v, %v; want the one permanent lock after %d strikes", locks, err, cfg.PermanentAfter)
 	}
-	wantDenial(t, g.Start(ctx, "203.0.113.1", account, false), recovery.ErrLocked, limiter.ScopeLockout, cfg.MaxLockDuration)
+	wantDenial(t, g.Start(ctx, "203.0.113.1", account), recovery.ErrLocked, limiter.ScopeLockout, cfg.MaxLockDuration)
 	if lifted, err := g.Lift(ctx, recovery.KindAccount, account); !lifted || err != nil {
 		t.Fatalf("Lift = %v, %v, want true", lifted, err)
 	}
-	wantAllowed(t, "start after support lifted the lock", g.Start(ctx, "203.0.113.1", account, false))
+	wantAllowed(t, "start after support lifted the lock", g.Start(ctx, "203.0.113.1", account))
 	for i := 1; i < int(cfg.Lockout.Failures); i++ {
 		wantAllowed(t, "failure of a fresh run", g.fail("203.0.113.1", account))
 	}
@@ -137,7 +137,7 @@ func TestRightEndsTheRun(t *testing.T) {
 	if locks, err := g.Locks(ctx, recovery.KindAccount); err != nil || len(locks) != 0 {
 		t.Fatalf("Locks after the right code = %+v, %v; want none", locks, err)
 	}
-	wantAllowed(t, "start after the right code", g.Start(ctx, ip, account, false))
+	wantAllowed(t, "start after the right code", g.Start(ctx, ip, account))
 	for range cfg.Lockout.Failures - 1 {
 		wantAllowed(t, "failure of a new run", g.fail(ip, account))
 	}
@@ -182,7 +182,7 @@ func TestGuessRefusedByLockIsNotAStrike(t *testing.T) {
 			t.Fatalf("guess for a locked account: %v, want ErrLocked", err)
 		}
 	}
-	wantAllowed(t, "the refused client's next start", g.Start(ctx, "192.0.2.2", "bob@example.com", false))
+	wantAllowed(t, "the refused client's next start", g.Start(ctx, "192.0.2.2", "bob@example.com"))
 	if f, err := g.store.Flow(ctx, g.flowOf("alice@example.com")); err != nil || f.Attempts != int(cfg.Lockout.Failures) {
 		t.Errorf("alice's flow = %+v, %v; want %d attempts", f, err, cfg.Lockout.Failures)
 	}

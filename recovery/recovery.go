@@ -162,23 +162,21 @@ type Sender interface {
 // threshold. Refusals are *Denial errors; other errors mean the guard
 // cannot decide and the request fails closed.
 //
-// Every request takes its steps in the same order: the checks that need no
-// directory first (Start), so that a flood the guard refuses never reaches
-// it, then the lookup, then the change (CreateFlow, ResendFlow).
+// Every request takes its steps in the same order: the account is looked
+// up first, and then its checks and its change are one step.
 type Guard interface {
-	// Start is asked before a flow is started (or, with resend, a code
-	// resent) for account from ip.
-	Start(ctx context.Context, ip, account string, resend bool) error
-	// CreateFlow stores f and counts its code against the phone behind
-	// phoneKey (Keyring.PhoneKey) and the global SMS budget, in one step. A
-	// refused code does not refuse the flow: the refusal is returned as
-	// sms, and the code message is dropped. A decoy spends no budget.
-	CreateFlow(ctx context.Context, f Flow, phoneKey string) (sms, err error)
-	// ResendFlow replaces the code of a flow and counts the new code as
-	// CreateFlow does: ErrNotFound for a missing or expired flow or one
-	// with its attempts spent, ErrTooEarly with the flow inside the
-	// interval (neither counted), or the flow with its new code.
-	ResendFlow(ctx context.Context, r ResendOp, phoneKey string, decoy bool) (f Flow, sms, err error)
+	// StartFlow checks and counts a start for f's account from ip, stores
+	// f and counts its code against the phone behind phoneKey
+	// (Keyring.PhoneKey) and the global SMS budget, in one step. A refused
+	// code does not refuse the flow: the refusal is returned as sms, and
+	// the code message is dropped. A decoy spends no SMS budget.
+	StartFlow(ctx context.Context, ip string, f Flow, phoneKey string) (sms, err error)
+	// ResendFlow checks and counts a resend from ip as a start for the
+	// flow's account, replaces its code and counts the new code as
+	// StartFlow does: ErrNotFound for a missing or expired flow or one with
+	// its attempts spent, ErrTooEarly with the flow inside the interval
+	// (neither counted), a *Denial, or the flow with its new code.
+	ResendFlow(ctx context.Context, ip string, r ResendOp, phoneKey string, decoy bool) (f Flow, sms, err error)
 	// SMS is asked just before a notice goes to a phone, identified by a
 	// keyed hash (Keyring.PhoneKey). A refusal drops the message silently.
 	SMS(ctx context.Context, phoneKey string) error

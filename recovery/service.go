@@ -116,10 +116,6 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 	if err != nil {
 		return Started{}, err
 	}
-	// The guard first: a flood it refuses never reaches the directory.
-	if err := s.Guard.Start(ctx, req.ClientIP, account, false); err != nil {
-		return Started{}, s.denied(ctx, err, account, req.ClientIP, "")
-	}
 	id, err := randomID(s.Rand, flowIDBytes)
 	if err != nil {
 		return Started{}, err
@@ -149,7 +145,8 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 	if err != nil {
 		return Started{}, err
 	}
-	sms, err := s.Guard.CreateFlow(ctx, f, s.Keys.PhoneKey(to.phone))
+	// The lookup first, so that the checks and the new flow are one step.
+	sms, err := s.Guard.StartFlow(ctx, req.ClientIP, f, s.Keys.PhoneKey(to.phone))
 	if err != nil {
 		return Started{}, s.changeFailed(ctx, err, account, req.ClientIP, "", "storing flow")
 	}
@@ -322,9 +319,6 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 	if wait := f.SentAt.Add(s.cfg.ResendInterval).Sub(now); wait > 0 {
 		return Started{}, tooEarly(wait, f.SentAt.Add(s.cfg.ResendInterval))
 	}
-	if err := s.Guard.Start(ctx, clientIP, f.Account, true); err != nil {
-		return Started{}, s.denied(ctx, err, f.Account, clientIP, FlowRef(flowID))
-	}
 	link, host, err := s.link(f.PublicURL)
 	if err != nil {
 		return Started{}, err
@@ -349,7 +343,7 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 	}
 	op := ResendOp{ID: flowID, CodeHash: s.Keys.HashCode(flowID, code), Now: now, Interval: s.cfg.ResendInterval,
 		ExpiresAt: next.ExpiresAt, MaxAttempts: s.cfg.MaxAttempts}
-	f, sms, err := s.Guard.ResendFlow(ctx, op, s.Keys.PhoneKey(to.phone), next.Decoy)
+	f, sms, err := s.Guard.ResendFlow(ctx, clientIP, op, s.Keys.PhoneKey(to.phone), next.Decoy)
 	switch {
 	case errors.Is(err, ErrTooEarly):
 		return Started{}, tooEarly(f.SentAt.Add(s.cfg.ResendInterval).Sub(now), f.SentAt.Add(s.cfg.ResendInterval))

@@ -321,7 +321,7 @@ func TestDecoyNeverVerifies(t *testing.T) {
 	// even that code must not verify.
 	const id, code = "DecoyDecoyDecoyDecoy00", "123456"
 	now := f.clock.Now()
-	if _, err := f.deps.Guard.CreateFlow(ctx, recovery.Flow{
+	if _, err := f.deps.Guard.StartFlow(ctx, ip, recovery.Flow{
 		ID: id, Account: "nobody@example.com", CodeHash: f.keys.HashCode(id, code), Sends: 1, Decoy: true,
 		SentAt: now, CreatedAt: now, ExpiresAt: now.Add(5 * time.Minute),
 	}, "decoy"); err != nil {

@@ -60,7 +60,7 @@ type flowEntry struct {
 	sentAt, expiresAt, createdAt int64
 	client                       *clientFlows
 	//lint:ignore U1000 used through element[T], which staticcheck does not follow
-	links[flowEntry]             // in the table's all
+	links[flowEntry] // in the table's all
 }
 
 // noTime stands for the zero time.Time in a flowEntry.
@@ -155,8 +155,8 @@ func (e *flowEntry) flow(id string) recovery.Flow {
 
 // clientFlows counts one client's flows.
 type clientFlows struct {
-	key                hkey
-	n                  int
+	key hkey
+	n   int
 	//lint:ignore U1000 used through element[T], which staticcheck does not follow
 	links[clientFlows] // in byCount[n]
 }

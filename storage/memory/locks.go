@@ -52,8 +52,8 @@ type lockID struct{ kind, key string }
 // place among the records that may make room (bucket 0: none).
 type lockRecord struct {
 	recovery.Record
-	expires           time.Time
-	bucket            int
+	expires time.Time
+	bucket  int
 	//lint:ignore U1000 used through element[T], which staticcheck does not follow
 	links[lockRecord] // in cheap[bucket]
 }

@@ -44,13 +44,10 @@ func newPlanGuard(t *testing.T, h Harness, change func(*limiter.Config)) (*limit
 	return g, s, clk
 }
 
-// StartFlow is a start through g, as the flow makes it: the checks, then
-// the flow and its code, counted against the phone "phone:" + its account.
+// StartFlow is a start through g, as the flow makes it, its code counted
+// against the phone "phone:" + its account.
 func StartFlow(ctx context.Context, g *limiter.Guard, ip string, f recovery.Flow) error {
-	if err := g.Start(ctx, ip, f.Account, false); err != nil {
-		return err
-	}
-	_, err := g.CreateFlow(ctx, f, "phone:"+f.Account)
+	_, err := g.StartFlow(ctx, ip, f, "phone:"+f.Account)
 	return err
 }
 
@@ -69,11 +66,8 @@ func resendFlow(ctx context.Context, g *limiter.Guard, s Store, ip, id string, h
 	case now.Sub(f.SentAt) < interval:
 		return f, recovery.ErrTooEarly
 	}
-	if err := g.Start(ctx, ip, f.Account, true); err != nil {
-		return f, err
-	}
 	op := recovery.ResendOp{ID: id, CodeHash: hash, Now: now, Interval: interval, ExpiresAt: expires, MaxAttempts: maxAttempts}
-	f, _, err = g.ResendFlow(ctx, op, "phone:"+f.Account, false)
+	f, _, err = g.ResendFlow(ctx, ip, op, "phone:"+f.Account, false)
 	return f, err
 }
 
@@ -133,7 +127,7 @@ func runPlans(t *testing.T, h Harness) {
 
 	t.Run("SMSBudget", func(t *testing.T) {
 		t.Parallel()
-		g, _, _ := newPlanGuard(t, h, func(c *limiter.Config) {
+		g, _, clk := newPlanGuard(t, h, func(c *limiter.Config) {
 			c.StartPhone = limiter.Rate{Events: 1, Window: 1000 * u}
 			c.SMSGlobal = limiter.Rate{Events: 2, Window: 1000 * u}
 		})
@@ -149,49 +143,48 @@ func runPlans(t *testing.T, h Harness) {
 		if err := g.SMS(ctx, "p3"); scopeOf(err) != limiter.ScopeSMSGlobal {
 			t.Fatalf("past the budget: %v, want sms_global", err)
 		}
-		if err := g.Start(ctx, ipA, "someone", false); scopeOf(err) != limiter.ScopeSMSGlobal {
+		if err := StartFlow(ctx, g, ipA, newFlow("someone", clk, 100*u)); scopeOf(err) != limiter.ScopeSMSGlobal {
 			t.Fatalf("start with the budget spent: %v, want sms_global", err)
 		}
 	})
 
-	t.Run("CreateFlowCountsItsCode", func(t *testing.T) {
+	t.Run("StartFlowCountsItsCode", func(t *testing.T) {
 		t.Parallel()
 		g, s, clk := newPlanGuard(t, h, func(c *limiter.Config) {
 			c.StartPhone = limiter.Rate{Events: 1, Window: 1000 * u}
 			c.SMSGlobal = limiter.Rate{Events: 2, Window: 1000 * u}
 		})
-		create := func(id, phone string, decoy bool) error {
+		start := func(id, phone string, decoy bool) (sms, err error) {
 			f := newFlow(id, clk, 100*u)
 			f.Decoy = decoy
-			sms, err := g.CreateFlow(ctx, f, phone)
-			if err != nil {
-				t.Fatalf("flow %s: %v", id, err)
+			sms, err = g.StartFlow(ctx, ipA, f, phone)
+			_, ferr := s.Flow(ctx, id)
+			if (err == nil) != (ferr == nil) {
+				t.Fatalf("flow %s: start %v, stored %v", id, err, ferr)
 			}
-			if _, err := s.Flow(ctx, id); err != nil {
-				t.Fatalf("flow %s whose code was refused was not stored: %v", id, err)
-			}
-			return sms
+			return sms, err
 		}
 		// Decoys peek: they spend neither the phone's limit nor the budget.
 		for i := range 3 {
-			if sms := create(fmt.Sprintf("decoy-%d", i), "p1", true); sms != nil {
-				t.Fatalf("decoy %d: %v", i, sms)
+			if sms, err := start(fmt.Sprintf("decoy-%d", i), "p1", true); sms != nil || err != nil {
+				t.Fatalf("decoy %d: %v, %v", i, sms, err)
 			}
 		}
-		if sms := create("a", "p1", false); sms != nil {
-			t.Fatalf("first code to a phone: %v", sms)
+		if sms, err := start("a", "p1", false); sms != nil || err != nil {
+			t.Fatalf("first code to a phone: %v, %v", sms, err)
 		}
-		if sms := create("b", "p1", false); scopeOf(sms) != limiter.ScopeStartPhone {
-			t.Fatalf("second code to one phone: %v, want start_phone", sms)
+		// A refused code is not a refused start: the flow is stored.
+		if sms, err := start("b", "p1", false); scopeOf(sms) != limiter.ScopeStartPhone || err != nil {
+			t.Fatalf("second code to one phone: %v, %v; want start_phone, the flow stored", sms, err)
 		}
-		if sms := create("c", "p2", false); sms != nil {
-			t.Fatalf("a refused phone spent the budget: %v", sms)
+		if sms, err := start("c", "p2", false); sms != nil || err != nil {
+			t.Fatalf("a refused phone spent the budget: %v, %v", sms, err)
 		}
-		if sms := create("d", "p3", false); scopeOf(sms) != limiter.ScopeSMSGlobal {
-			t.Fatalf("past the budget: %v, want sms_global", sms)
-		}
-		if sms := create("decoy-past", "p4", true); scopeOf(sms) != limiter.ScopeSMSGlobal {
-			t.Fatalf("a decoy past the budget: %v, want the same refusal a real code gets", sms)
+		// The budget spent, every start is refused, a decoy's too.
+		for _, decoy := range []bool{false, true} {
+			if _, err := start(fmt.Sprint("past-", decoy), "p3", decoy); scopeOf(err) != limiter.ScopeSMSGlobal {
+				t.Fatalf("a start past the budget (decoy %v): %v, want sms_global", decoy, err)
+			}
 		}
 	})
 
