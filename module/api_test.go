@@ -146,6 +146,55 @@ func TestJSONBodies(t *testing.T) {
 	}
 }
 
+// TestContentTypeMistakes: a client of the API that posts JSON without
+// saying so (curl -d sends it as a form) or as text is told, with the fix,
+// in a JSON answer; nothing is started.
+func TestContentTypeMistakes(t *testing.T) {
+	t.Parallel()
+	e := newPageEnv(t, nil)
+	for _, c := range []struct {
+		name, contentType, body string
+		fix                     string
+	}{
+		{"json sent as a form", "application/x-www-form-urlencoded", `{"account":"alice@example.com"}`, "Content-Type: application/json"},
+		{"json sent as a form, spaced", "application/x-www-form-urlencoded", "\n  {\"account\": \"alice@example.com\"}\n", "Content-Type: application/json"},
+		{"json sent as text", "text/plain", `{"account":"alice@example.com"}`, "application/json"},
+		{"no content type", "", `{"account":"alice@example.com"}`, "application/json"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, e.url("/start"), strings.NewReader(c.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.contentType != "" {
+				req.Header.Set("Content-Type", c.contentType)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var out struct{ Error, Message string }
+			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+				t.Fatalf("answer is not JSON (%s): %v", resp.Header.Get("Content-Type"), err)
+			}
+			if resp.StatusCode != http.StatusUnsupportedMediaType || out.Error != "unsupported_media_type" || !strings.Contains(out.Message, c.fix) {
+				t.Fatalf("%d %+v, want 415 unsupported_media_type naming %q", resp.StatusCode, out, c.fix)
+			}
+		})
+	}
+	// A form from the pages is still a form: no JSON, so the CSRF check
+	// answers it, with a page.
+	resp, err := http.Post(e.url("/start"), "application/x-www-form-urlencoded", strings.NewReader("account=alice%40example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("a form without its CSRF token: %d %s, want the pages' 403", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
+
 // TestAnswerBytes pins the bytes and headers of the answers clients parse
 // most: a started flow and a wrong code.
 func TestAnswerBytes(t *testing.T) {

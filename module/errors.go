@@ -47,9 +47,13 @@ var (
 	errTooLarge  = newRefusal(http.StatusRequestEntityTooLarge, "too_large", "The request body is larger than 64 KiB.")
 	errBadJSON   = newRefusal(http.StatusBadRequest, "invalid_request", "The request body is not the JSON object this endpoint expects.")
 	errMediaType = newRefusal(http.StatusUnsupportedMediaType, "unsupported_media_type", "Send the request as application/json.")
-	errNotFound  = newRefusal(http.StatusNotFound, "not_found", "There is no such recovery endpoint.")
-	errMethod    = newRefusal(http.StatusMethodNotAllowed, "method_not_allowed", "This endpoint does not take that method.")
-	errUpstream  = newRefusal(http.StatusBadGateway, "upstream_unavailable", "The mail service could not be reached. Your reset link is still valid: try again in a minute.")
+	// errJSONAsForm is a JSON body posted as a form: what curl -d sends
+	// without -H 'Content-Type: application/json'.
+	errJSONAsForm = newRefusal(http.StatusUnsupportedMediaType, "unsupported_media_type",
+		"The body is JSON but the request says it is a form: send it with the header Content-Type: application/json.")
+	errNotFound = newRefusal(http.StatusNotFound, "not_found", "There is no such recovery endpoint.")
+	errMethod   = newRefusal(http.StatusMethodNotAllowed, "method_not_allowed", "This endpoint does not take that method.")
+	errUpstream = newRefusal(http.StatusBadGateway, "upstream_unavailable", "The mail service could not be reached. Your reset link is still valid: try again in a minute.")
 	// errCSRF is a page's form post without the browser's CSRF token: the
 	// pages answer it, never the JSON API.
 	errCSRF = newRefusal(http.StatusForbidden, "csrf", "The form has expired. Go back, reload the page and send it again.")

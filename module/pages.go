@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -256,6 +257,11 @@ func plausibleID(s string) bool {
 // JSON reset. It needs no CSRF check, since it rides on no cookie.
 func (h *Handler) serveForm(w http.ResponseWriter, r *http.Request, route string, next caddyhttp.Handler) error {
 	raw, rf := readBody(w, r)
+	if rf == nil && json.Valid(raw) && bytes.HasPrefix(bytes.TrimLeft(raw, " \t\r\n"), []byte("{")) {
+		// A client of the API that forgot its Content-Type: no page of
+		// ours posts JSON, so the answer is the API's, with the fix.
+		return h.refuse(w, r, errJSONAsForm)
+	}
 	var form url.Values
 	if rf == nil {
 		var err error
