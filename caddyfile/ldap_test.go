@@ -41,7 +41,7 @@ filter (mail={account})
 			want: &ldapdirectory.LDAP{URL: "{env.LDAP_URL}", BaseDN: "dc=example,dc=com", Filter: "(mail={account})"},
 		},
 		{name: "no url", input: "sms_recovery {\ndirectory ldap\n}", wantErr: "wrong argument count"},
-		{name: "two urls", input: "sms_recovery {\ndirectory ldap ldap://a ldap://b {\nbase_dn dc=x\nfilter (mail={account})\n}\n}", wantErr: "wrong argument count"},
+		{name: "two urls", input: "sms_recovery {\ndirectory ldap ldap://a ldap://b {\nbase_dn dc=x\nfilter (mail={account})\n}\n}", wantErr: "directory ldap: url: one value, and nothing after it"},
 		{name: "no block", input: "sms_recovery {\ndirectory ldap ldap://ldap.example.com\n}", wantErr: "directory ldap: base_dn is required"},
 		{name: "no filter", input: ldapBlock("base_dn dc=x"), wantErr: "directory ldap: filter is required"},
 		{name: "two placeholders", input: ldapBlock("base_dn dc=x\nfilter \"(|(mail={account})(uid={account}))\""), wantErr: "must contain {account} exactly once"},

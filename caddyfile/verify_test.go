@@ -103,7 +103,7 @@ func TestUnmarshalVerifyErrors(t *testing.T) {
 		{"bad max_skew", "sms_recovery_verify {\n max_skew soon\n}", "max_skew: 'soon' is not a duration"},
 		{"max_skew without value", "sms_recovery_verify {\n max_skew\n}", "wrong argument count"},
 		{"unknown subdirective", "sms_recovery_verify {\n keyid gw1\n}", "unrecognized subdirective 'keyid'"},
-		{"key with too few values", "sms_recovery_verify {\n key gw2 hmac_key\n}", "wrong argument count"},
+		{"key with too few values", "sms_recovery_verify {\n key gw2 hmac_key\n}", "key: want <key_id> hmac_key|ed25519_public_key <value>, not 2 values"},
 		{"key of an unknown kind", "sms_recovery_verify {\n key gw2 rsa_key k.pem\n}", "key: 'rsa_key' must be hmac_key or ed25519_public_key"},
 		{"nonce_store without a store", "sms_recovery_verify {\n nonce_store\n}", "wrong argument count"},
 		{"nonce_store of an unknown kind", "sms_recovery_verify {\n nonce_store etcd\n}", "nonce_store: unknown nonce store 'etcd'"},
@@ -111,7 +111,7 @@ func TestUnmarshalVerifyErrors(t *testing.T) {
 		{"nonce_store memory with an argument", "sms_recovery_verify {\n nonce_store memory 1000\n}", "nonce_store memory: takes no argument"},
 		{"nonce_store memory with a block", "sms_recovery_verify {\n nonce_store memory {\n size 10\n }\n}", "nonce_store memory: unrecognized subdirective 'size'"},
 		{"nonce_store redis without url", "sms_recovery_verify {\n nonce_store redis\n}", "nonce_store redis: a url is required"},
-		{"nonce_store redis with two urls", "sms_recovery_verify {\n nonce_store redis redis://a:6379 redis://u:hunter2@b:6379\n}", "nonce_store redis: one url, and nothing after it"},
+		{"nonce_store redis with two urls", "sms_recovery_verify {\n nonce_store redis redis://a:6379 redis://u:hunter2@b:6379\n}", "nonce_store redis: url: one value, and nothing after it"},
 		{"nonce_store redis prefix twice", "sms_recovery_verify {\n nonce_store redis redis://a:6379 {\n prefix a:\n prefix b:\n }\n}", "nonce_store redis: duplicate subdirective 'prefix'"},
 		{"nonce_store redis prefix without value", "sms_recovery_verify {\n nonce_store redis redis://a:6379 {\n prefix\n }\n}", "wrong argument count"},
 	}

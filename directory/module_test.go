@@ -106,6 +106,6 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			Want: `{"url":"ldaps://ldap.example.com","base_dn":"dc=x","filter":"(uid={account})"}`},
 		{Name: "sql", Mod: &sqldirectory.SQL{}, Input: "sql mysql recovery@tcp(db)/postfix {\nquery \"SELECT phone FROM mailbox WHERE username = ?\"\nmax_open_conns 2\n}",
 			Want: `{"driver":"mysql","dsn":"recovery@tcp(db)/postfix","query":"SELECT phone FROM mailbox WHERE username = ?","max_open_conns":2}`},
-		{Name: "sql two dsns", Mod: &sqldirectory.SQL{}, Input: "sql mysql a b", Want: "error: wrong argument count"},
+		{Name: "sql two dsns", Mod: &sqldirectory.SQL{}, Input: "sql mysql a b", Want: "error: directory sql: dsn: one value, and nothing after it"},
 	})
 }

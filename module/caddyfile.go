@@ -154,7 +154,7 @@ func (m *Handler) UnmarshalCaddyfile(d *cf.Dispenser) error {
 			}
 			m.HandleErrors = true
 		default:
-			return d.Errf("unrecognized subdirective '%s'", name)
+			return cfparse.Unknown(d, "")
 		}
 		if err != nil {
 			return err
@@ -236,7 +236,7 @@ func parseForward(d *cf.Dispenser) (*Forward, error) {
 		case "key_id":
 			err = oneString(d, &f.KeyID)
 		case "hmac_key":
-			err = oneString(d, &f.HMACKey)
+			err = cfparse.Secret(d, "forward: hmac_key", &f.HMACKey)
 		case "ed25519_key":
 			err = oneString(d, &f.Ed25519Key)
 		case "fields":
@@ -245,7 +245,7 @@ func parseForward(d *cf.Dispenser) (*Forward, error) {
 				err = d.ArgErr()
 			}
 		default:
-			return nil, d.Errf("forward: unrecognized subdirective '%s'", name)
+			return nil, cfparse.Unknown(d, "forward")
 		}
 		if err != nil {
 			return nil, err

@@ -45,7 +45,7 @@ func (m *Handler) UnmarshalCaddyfile(d *cf.Dispenser) error {
 		case "key_id":
 			err = cfparse.String(d, &m.KeyID)
 		case "hmac_key":
-			err = cfparse.String(d, &m.HMACKey)
+			err = cfparse.Secret(d, "hmac_key", &m.HMACKey)
 		case "ed25519_public_key":
 			err = cfparse.String(d, &m.Ed25519PublicKey)
 		case "max_skew":
@@ -53,7 +53,7 @@ func (m *Handler) UnmarshalCaddyfile(d *cf.Dispenser) error {
 		case "nonce_store":
 			m.NonceStoreRaw, err = cfparse.Guest(d, NonceStoreNamespace, "store", "nonce store")
 		default:
-			return d.Errf("unrecognized subdirective '%s'", name)
+			return cfparse.Unknown(d, "")
 		}
 		if err != nil {
 			return err
@@ -66,7 +66,8 @@ func (m *Handler) UnmarshalCaddyfile(d *cf.Dispenser) error {
 func parseVerifyKey(d *cf.Dispenser, m *Handler) error {
 	args := d.RemainingArgs()
 	if len(args) != 3 {
-		return d.ArgErr()
+		// The last argument is a key, which the message must not quote.
+		return d.Errf("key: want <key_id> hmac_key|ed25519_public_key <value>, not %d values", len(args))
 	}
 	k := Key{KeyID: args[0]}
 	switch args[1] {

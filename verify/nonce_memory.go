@@ -9,6 +9,7 @@ import (
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
 )
 
 func init() {
@@ -101,7 +102,7 @@ func (m *MemoryNonceStore) UnmarshalCaddyfile(d *cf.Dispenser) error {
 		return d.Errf("nonce_store memory: takes no argument (got '%s')", d.Val())
 	}
 	for d.NextBlock(0) {
-		return d.Errf("nonce_store memory: unrecognized subdirective '%s'", d.Val())
+		return cfparse.Unknown(d, "nonce_store memory")
 	}
 	return nil
 }

@@ -110,9 +110,9 @@ func (m *RedisNonceStore) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	if !d.NextArg() {
 		return d.Err("nonce_store redis: a url is required (nonce_store redis <url>)")
 	}
-	m.URL = d.Val()
-	if d.NextArg() {
-		return d.Err("nonce_store redis: one url, and nothing after it")
+	d.Prev()
+	if err := cfparse.Secret(d, "nonce_store redis: url", &m.URL); err != nil {
+		return err
 	}
 	seen := cfparse.Seen{}
 	for d.NextBlock(0) {
@@ -125,7 +125,7 @@ func (m *RedisNonceStore) UnmarshalCaddyfile(d *cf.Dispenser) error {
 				return err
 			}
 		default:
-			return d.Errf("nonce_store redis: unrecognized subdirective '%s'", d.Val())
+			return cfparse.Unknown(d, "nonce_store redis")
 		}
 	}
 	return nil

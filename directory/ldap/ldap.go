@@ -467,7 +467,7 @@ func unavailable(err error) error {
 //	}
 func (l *LDAP) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	d.Next() // the module name
-	if err := cfparse.String(d, &l.URL); err != nil {
+	if err := cfparse.Secret(d, "directory ldap: url", &l.URL); err != nil {
 		return err
 	}
 	// A placeholder is checked once it is expanded, at load.
@@ -476,7 +476,7 @@ func (l *LDAP) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	}
 	err := cfparse.Block(d, "directory ldap", map[string]func() error{
 		"bind_dn":         func() error { return cfparse.String(d, &l.BindDN) },
-		"bind_password":   func() error { return cfparse.String(d, &l.BindPassword) },
+		"bind_password":   func() error { return cfparse.Secret(d, "directory ldap: bind_password", &l.BindPassword) },
 		"base_dn":         func() error { return cfparse.String(d, &l.BaseDN) },
 		"phone_attribute": func() error { return cfparse.String(d, &l.PhoneAttribute) },
 		"lang_attribute":  func() error { return cfparse.String(d, &l.LangAttribute) },

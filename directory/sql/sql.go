@@ -128,6 +128,11 @@ func (s *SQL) Provision(caddy.Context) error {
 	case "mysql":
 		mc, err := mysql.ParseDSN(s.DSN)
 		if err != nil {
+			// The driver's "invalid DSN" messages are its own words; its
+			// others quote a part of the DSN, which may be a password.
+			if !strings.HasPrefix(err.Error(), "invalid DSN:") {
+				err = errors.New("want user:password@tcp(host:port)/dbname[?param=value&...]")
+			}
 			return fmt.Errorf("directory sql: the mysql dsn does not parse: %w", err)
 		}
 		// The account goes to the server as a parameter of a prepared
@@ -331,7 +336,7 @@ func (s *SQL) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	if s.Driver != "postgres" && s.Driver != "mysql" {
 		return d.Errf("directory sql: unknown driver '%s' (want postgres or mysql)", s.Driver)
 	}
-	if err := cfparse.String(d, &s.DSN); err != nil {
+	if err := cfparse.Secret(d, "directory sql: dsn", &s.DSN); err != nil {
 		return err
 	}
 	err := cfparse.Block(d, "directory sql", map[string]func() error{

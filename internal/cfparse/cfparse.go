@@ -2,10 +2,13 @@
 // sms_recovery Caddyfile directive and its guest modules share, with the
 // same messages everywhere ("<name>: '<value>' is not a duration"), and
 // hands a directive's line and block to the guest module it names (Guest).
+// Its messages never quote a token that may be part of a secret (Secret,
+// Unknown).
 package cfparse
 
 import (
 	"encoding/json"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -24,6 +27,81 @@ func String(d *cf.Dispenser, s *string) error {
 		return d.ArgErr()
 	}
 	return nil
+}
+
+// Secret reads exactly one argument that may hold a secret (a key, a
+// password, a URL or DSN with a password in it) into s; what names it in
+// errors, such as "storage redis: url". A second argument is likely the
+// rest of the value, split by a space, so the error does not quote it.
+func Secret(d *cf.Dispenser, what string, s *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*s = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s: one value, and nothing after it on its line (the rest is %s)", what, notShown)
+	}
+	return nil
+}
+
+// notShown ends the message about a token that is not quoted.
+const notShown = "not shown: it may be part of a secret; is a key split over two lines or by a space?"
+
+// looksLikeName matches what a misspelt subdirective looks like; a token
+// that does not is more likely the rest of a secret.
+var looksLikeName = regexp.MustCompile(`^[a-z_]{1,32}$`)
+
+// secretOptions are the subdirectives whose value is a secret, or a URL
+// or DSN that may hold one.
+var secretOptions = map[string]bool{
+	"secret": true, "hmac_key": true, "ed25519_key": true, "ed25519_public_key": true, "key": true,
+	"access_key": true, "bind_password": true, "password": true,
+}
+
+// Unknown returns the error for the current token, which names no
+// subdirective of the block; what prefixes the message ("" for none). The
+// token is quoted only when it looks like a misspelt name and its line
+// does not follow one that gives a secret: otherwise it is likely the
+// second half of a secret split over two lines, which an error, a log or
+// the output of caddy adapt must not show.
+func Unknown(d *cf.Dispenser, what string) error {
+	if what != "" {
+		what += ": "
+	}
+	if looksLikeName.MatchString(d.Val()) && !afterSecret(d) {
+		return d.Errf("%sunrecognized subdirective '%s'", what, d.Val())
+	}
+	return d.Errf("%sunrecognized subdirective (%s)", what, notShown)
+}
+
+// afterSecret says whether the line before the current token's gives a
+// secret: it starts with one of secretOptions or ends in a URL or DSN. d is
+// left at the current token.
+func afterSecret(d *cf.Dispenser) bool {
+	line, prevLine := d.Line(), -1
+	var first, last string
+	moved := 0
+	for {
+		if !d.Prev() {
+			moved++ // Prev moves to before the first token as it says false
+			break
+		}
+		moved++
+		if prevLine == -1 {
+			if d.Line() >= line {
+				continue
+			}
+			prevLine, last = d.Line(), d.Val()
+		}
+		if d.Line() != prevLine {
+			break
+		}
+		first = d.Val()
+	}
+	for ; moved > 0; moved-- {
+		d.Next()
+	}
+	return secretOptions[first] || strings.Contains(last, "://") || strings.Contains(last, "password=")
 }
 
 // Int reads exactly one whole number.
@@ -97,7 +175,7 @@ func Block(d *cf.Dispenser, what string, options map[string]func() error) error 
 		}
 		read, ok := options[d.Val()]
 		if !ok {
-			return d.Errf("%s: unrecognized subdirective '%s'", what, d.Val())
+			return Unknown(d, what)
 		}
 		if err := read(); err != nil {
 			return err
@@ -118,7 +196,7 @@ func OnePath(d *cf.Dispenser, what string, path *string) error {
 		return d.Errf("%s: one path, not '%s' too", what, d.Val())
 	}
 	for d.NextBlock(0) {
-		return d.Errf("%s: unrecognized subdirective '%s'", what, d.Val())
+		return Unknown(d, what)
 	}
 	return nil
 }

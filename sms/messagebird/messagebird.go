@@ -141,15 +141,16 @@ func checkOriginator(o string) error {
 }
 
 func checkEndpoint(e string) error {
+	// The messages quote the URL without a password written into it.
 	u, err := url.Parse(e)
 	if err != nil {
-		return err
+		return fmt.Errorf("is not a URL: %w", errors.Unwrap(err))
 	}
 	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-		return fmt.Errorf("%q is not an http or https URL", e)
+		return fmt.Errorf("%q is not an http or https URL", u.Redacted())
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("%q must not have credentials, a query or a fragment", e)
+		return fmt.Errorf("%q must not have credentials, a query or a fragment", u.Redacted())
 	}
 	return nil
 }
@@ -286,7 +287,7 @@ func (mb *MessageBird) UnmarshalCaddyfile(d *cf.Dispenser) error {
 		var err error
 		switch name {
 		case "access_key":
-			err = cfparse.String(d, &mb.AccessKey)
+			err = cfparse.Secret(d, "sms messagebird: access_key", &mb.AccessKey)
 		case "originator":
 			err = cfparse.String(d, &mb.Originator)
 		case "endpoint":
@@ -294,7 +295,7 @@ func (mb *MessageBird) UnmarshalCaddyfile(d *cf.Dispenser) error {
 		case "timeout":
 			err = cfparse.Duration(d, &mb.Timeout)
 		default:
-			return d.Errf("sms messagebird: unrecognized subdirective '%s'", name)
+			return cfparse.Unknown(d, "sms messagebird")
 		}
 		if err != nil {
 			return err

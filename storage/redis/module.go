@@ -245,9 +245,9 @@ func (s *Store) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	if !d.NextArg() {
 		return d.Err("storage redis: a url is required (storage redis <url>)")
 	}
-	s.URL = d.Val()
-	if d.NextArg() {
-		return d.Errf("storage redis: one url, not '%s' too", d.Val())
+	d.Prev()
+	if err := cfparse.Secret(d, "storage redis: url", &s.URL); err != nil {
+		return err
 	}
 	seen := cfparse.Seen{}
 	for d.NextBlock(0) {
@@ -271,7 +271,7 @@ func (s *Store) UnmarshalCaddyfile(d *cf.Dispenser) error {
 		case "state_loss_hold":
 			err = cfparse.Duration(d, &s.StateLossHold)
 		default:
-			return d.Errf("storage redis: unrecognized subdirective '%s'", d.Val())
+			return cfparse.Unknown(d, "storage redis")
 		}
 		if err != nil {
 			return err
