@@ -148,7 +148,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 	// The lookup first, so that the checks and the new flow are one step.
 	sms, err := s.Guard.StartFlow(ctx, req.ClientIP, f, s.Keys.PhoneKey(to.phone))
 	if err != nil {
-		return Started{}, s.changeFailed(ctx, err, account, req.ClientIP, "", "storing flow")
+		return Started{}, s.changeFailed(ctx, err, account, req.ClientIP, "", "starting flow")
 	}
 	msg.Admit = s.admitCode(to, sms, ev)
 	ev.Name, ev.Phone = EventFlowStarted, f.PhoneMasked
@@ -608,7 +608,11 @@ func (s *Service) locked(ctx context.Context, err error, account, ip, flowRef st
 func (s *Service) report(ctx context.Context, err error, account, ip, flowRef string, set bool) error {
 	var first *Denial
 	if !errors.As(err, &first) {
-		return unavailable("checking limits", err)
+		// The guard's error says what it was doing.
+		if errors.Is(err, ErrUnavailable) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	denials := []error{err}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {

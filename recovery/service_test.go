@@ -659,6 +659,14 @@ func TestGuardThatCannotDecideFailsClosed(t *testing.T) {
 	if !errors.Is(err, recovery.ErrUnavailable) {
 		t.Fatalf("Start = %v, want ErrUnavailable", err)
 	}
+	// Each layer names what it did, once: the log line an operator reads.
+	if msg := err.Error(); strings.Count(msg, "checking limits") != 1 || !strings.Contains(msg, "store down") {
+		t.Fatalf("Start = %q, want the cause and \"checking limits\" once", msg)
+	}
+	_, err = svc.Verify(context.Background(), strings.Repeat("A", 22), "123456", ip)
+	if msg := fmt.Sprint(err); !errors.Is(err, recovery.ErrUnavailable) || strings.Count(msg, "checking limits") != 1 || !strings.Contains(msg, "store down") {
+		t.Fatalf("Verify = %q, want ErrUnavailable with the cause and \"checking limits\" once", msg)
+	}
 }
 
 // downStore is a store whose plans fail: the server behind it is down.
