@@ -186,6 +186,7 @@ type Handler struct {
 	// not once per request: an outage must not flood the logs.
 	outageLogger *zap.Logger
 	observer     *observer
+	clock        recovery.Clock // the flows' and limits' time; nil: the wall clock
 	prefix       string
 	realm        string // binds flows and tokens to the key the upstream trusts
 }
@@ -301,19 +302,19 @@ func (h *Handler) Validate() error {
 	check(strings.HasPrefix(h.PathPrefix, "/") && !strings.HasSuffix(h.PathPrefix, "/") || h.PathPrefix == "/",
 		"path_prefix: %q must start with / and not end with one", h.PathPrefix)
 	check(h.CodeLength >= 6 && h.CodeLength <= 10, "code_length: %d is outside 6..10", h.CodeLength)
-	check(h.CodeTTL > 0 && time.Duration(h.CodeTTL) <= time.Hour, "code_ttl: %s must be positive and at most 1h", time.Duration(h.CodeTTL))
+	errs = append(errs, atLeast("code_ttl", h.CodeTTL, leastCodeTTL))
+	check(time.Duration(h.CodeTTL) <= time.Hour, "code_ttl: %s is more than 1h", time.Duration(h.CodeTTL))
 	check(h.MaxAttempts >= 1 && h.MaxAttempts <= 20, "max_attempts: %d is outside 1..20", h.MaxAttempts)
 	check(h.PasswordMinLength >= 1 && h.PasswordMinLength <= 128, "password_min_length: %d is outside 1..128", h.PasswordMinLength)
-	check(h.ResendInterval >= 0, "resend_interval: must not be negative")
-	check(h.TokenTTL > 0 && time.Duration(h.TokenTTL) <= 24*time.Hour, "token_ttl: %s must be positive and at most 24h", time.Duration(h.TokenTTL))
+	errs = append(errs, atLeast("resend_interval", h.ResendInterval, leastResendInterval))
+	errs = append(errs, atLeast("token_ttl", h.TokenTTL, leastTokenTTL))
+	check(time.Duration(h.TokenTTL) <= 24*time.Hour, "token_ttl: %s is more than 24h", time.Duration(h.TokenTTL))
+	errs = append(errs, h.validateLimits()...)
 	// Provision loads the directory, which frees its raw config.
 	check(h.DirectoryRaw != nil || h.dir != nil, "directory: required (directory file <path>, directory http <url>, directory ldap <url> {...}, directory sql postgres|mysql <dsn> { query ... }, or another directory module)")
 	check(h.SMSQueue > 0, "sms_queue: must be positive")
 	check(h.LogAccounts == logAccountsHashed || h.LogAccounts == logAccountsClear,
 		"log_accounts: %q is neither %s nor %s", h.LogAccounts, logAccountsHashed, logAccountsClear)
-	for scope := range h.Limits {
-		check(contains(limitScopes, scope), "limit: unknown scope %q (want one of %s)", scope, strings.Join(limitScopes, ", "))
-	}
 	for i, s := range h.Secrets {
 		b, err := base64.StdEncoding.DecodeString(s)
 		check(err == nil && len(b) >= recovery.MinSecretLen, "secret: value %d is not base64 of at least %d bytes", i+1, recovery.MinSecretLen)

@@ -260,8 +260,12 @@ func TestSMSCircuitOpenMetric(t *testing.T) {
 	g := newOpsGateway(t, phones, func(h *Handler) {
 		h.SenderRaw = messageBirdSender(&messagebird.MessageBird{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
 		// Codes that expire soon, so that the retries end and the queue
-		// drains at cleanup.
-		h.CodeTTL = caddy.Duration(2 * time.Second)
+		// drains at cleanup: the shortest code_ttl, from a clock 58 s
+		// behind the queue's.
+		h.CodeTTL = caddy.Duration(leastCodeTTL)
+		clk := new(shiftedClock)
+		clk.Advance(2*time.Second - leastCodeTTL)
+		h.clock = clk
 	})
 	reg := g.ctx.GetMetricsRegistry()
 	for account := range phones {
