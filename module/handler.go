@@ -88,7 +88,8 @@ type Handler struct {
 	// CodeLength is the number of digits in a code, 6 to 10. Default: 6.
 	CodeLength int `json:"code_length,omitempty"`
 
-	// CodeTTL is how long a code is valid. Default: 5m.
+	// CodeTTL is how long a code is valid. At least 1m, at most 1h.
+	// Default: 5m.
 	CodeTTL caddy.Duration `json:"code_ttl,omitempty"`
 
 	// MaxAttempts is how many codes may be tried per flow before it dies.
@@ -96,11 +97,11 @@ type Handler struct {
 	MaxAttempts int `json:"max_attempts,omitempty"`
 
 	// ResendInterval is the least time between two codes of one flow.
-	// Default: 60s.
+	// At least 1s. Default: 60s.
 	ResendInterval caddy.Duration `json:"resend_interval,omitempty"`
 
 	// TokenTTL is the lifetime of the reset token a correct code yields.
-	// Default: 10m.
+	// At least 1m, at most 24h. Default: 10m.
 	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
 
 	// AllowedCountries lists ISO 3166 alpha-2 regions whose numbers may get
@@ -109,15 +110,17 @@ type Handler struct {
 
 	// Limits caps events per scope: start_ip, start_account, start_phone,
 	// verify_ip and sms_global. A scope not named keeps its default
-	// (10/1h, 3/1h, 3/1h, 50/1h and 1000/1h).
+	// (10/1h, 3/1h, 3/1h, 50/1h and 1000/1h). A window is at least 1s.
 	Limits map[string]Limit `json:"limits,omitempty"`
 
 	// Lockout locks an account's recovery (never its mailbox) after that
-	// many wrong codes across its flows. Default: 5 in 1h locks for 30m.
+	// many wrong codes across its flows. Window and duration are at least
+	// 1s. Default: 5 in 1h locks for 30m.
 	Lockout *Threshold `json:"lockout,omitempty"`
 
 	// IPBlock blocks a client IP (or IPv6 /64) from the recovery routes after
-	// that many wrong codes across accounts. Default: 20 in 1h blocks for 1h.
+	// that many wrong codes across accounts. Window and duration are at
+	// least 1s. Default: 20 in 1h blocks for 1h.
 	IPBlock *Threshold `json:"ip_block,omitempty"`
 
 	// Support tells a locked-out person how to reach a human. It is shown on
