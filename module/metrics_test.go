@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
@@ -263,9 +264,7 @@ func TestSMSCircuitOpenMetric(t *testing.T) {
 		// drains at cleanup: the shortest code_ttl, from a clock 58 s
 		// behind the queue's.
 		h.CodeTTL = caddy.Duration(leastCodeTTL)
-		clk := new(shiftedClock)
-		clk.Advance(2*time.Second - leastCodeTTL)
-		h.clock = clk
+		h.clock = clock.NewManual(time.Now().Add(2*time.Second - leastCodeTTL))
 	})
 	reg := g.ctx.GetMetricsRegistry()
 	for account := range phones {

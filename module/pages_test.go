@@ -34,6 +34,7 @@ import (
 	zapobs "go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 )
 
 // pageTestKey is the test-only hmac key the gateway signs with and the fake
@@ -772,7 +773,7 @@ func TestPagesForgedPostsChangeNothing(t *testing.T) {
 	for _, f := range forgeries {
 		t.Run(f.name, func(t *testing.T) {
 			t.Parallel()
-			clk := new(shiftedClock)
+			clk := clock.NewManual(time.Now())
 			e := newPageEnv(t, func(h *Handler) {
 				h.MaxAttempts = 1
 				h.ResendInterval = caddy.Duration(leastResendInterval)
@@ -961,7 +962,7 @@ func TestPagesResend(t *testing.T) {
 		t.Error("the code page lost its flow")
 	}
 
-	clk := new(shiftedClock)
+	clk := clock.NewManual(time.Now())
 	e = newPageEnv(t, func(h *Handler) { h.clock = clk })
 	b = e.browser()
 	p, flow = e.startFlow(b, pageTestAccount)

@@ -2,9 +2,7 @@ package module
 
 import (
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -125,12 +123,3 @@ func TestUnknownFieldsStillRefused(t *testing.T) {
 		}
 	}
 }
-
-// shiftedClock is the wall clock moved by what Advance added up, for
-// tests that need time to pass, or codes to expire, without waiting.
-type shiftedClock struct{ by atomic.Int64 }
-
-func (c *shiftedClock) Now() time.Time { return time.Now().Add(time.Duration(c.by.Load())) }
-
-// Advance moves the clock forward by d; a negative d moves it back.
-func (c *shiftedClock) Advance(d time.Duration) { c.by.Add(int64(d)) }
