@@ -164,7 +164,7 @@ func TestResendOfSpentFlow(t *testing.T) {
 	for _, backend := range []string{"memory", "redis"} {
 		t.Run(backend, func(t *testing.T) {
 			s := &site{Upstream: up.addr, Global: trustLoopback, Store: 106,
-				Extra: "lockout 100 1h 30m\n\t\tresend_interval 1ns\n\t\t" + generous}
+				Extra: "lockout 100 1h 30m\n\t\t" + generous}
 			if backend == "redis" {
 				s.Storage = redisStorage(t)
 			}

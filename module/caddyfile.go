@@ -173,8 +173,8 @@ func parseLimit(d *cf.Dispenser, m *Handler) error {
 		return d.Errf("limit %s: events '%s' must be a whole number of at least 1", args[0], args[1])
 	}
 	window, err := caddy.ParseDuration(args[2])
-	if err != nil || window <= 0 {
-		return d.Errf("limit %s: window '%s' must be a positive duration", args[0], args[2])
+	if err != nil || window < leastWindow {
+		return d.Errf("limit %s: window '%s' %s", args[0], args[2], durationProblem(err, leastWindow))
 	}
 	if m.Limits == nil {
 		m.Limits = map[string]Limit{}
@@ -184,6 +184,15 @@ func parseLimit(d *cf.Dispenser, m *Handler) error {
 	}
 	m.Limits[args[0]] = Limit{Events: events, Window: caddy.Duration(window)}
 	return nil
+}
+
+// durationProblem says what is wrong with a duration of a line: it did not
+// parse (err), or it is below least.
+func durationProblem(err error, least time.Duration) string {
+	if err != nil {
+		return "is not a duration such as 30m or 1h"
+	}
+	return "is below the least of " + shortDuration(least)
 }
 
 // parseLogAccounts reads log_accounts hashed|clear.
@@ -210,8 +219,8 @@ func parseThreshold(d *cf.Dispenser) (*Threshold, error) {
 	var ds [2]time.Duration
 	for i, a := range args[1:] {
 		ds[i], err = caddy.ParseDuration(a)
-		if err != nil || ds[i] <= 0 {
-			return nil, d.Errf("%s: '%s' must be a positive duration", name, a)
+		if err != nil || ds[i] < leastWindow {
+			return nil, d.Errf("%s: %s '%s' %s", name, [2]string{"window", "duration"}[i], a, durationProblem(err, leastWindow))
 		}
 	}
 	return &Threshold{Failures: failures, Window: caddy.Duration(ds[0]), Duration: caddy.Duration(ds[1])}, nil

@@ -8,11 +8,12 @@ import (
 type Limit struct {
 	// Events is how many events the window allows.
 	Events int64 `json:"events"`
-	// Window is the length of the fixed window.
+	// Window is the length of the fixed window. At least 1s.
 	Window caddy.Duration `json:"window"`
 }
 
-// Threshold locks or blocks for Duration after Failures wrong codes in Window.
+// Threshold locks or blocks for Duration after Failures wrong codes in
+// Window. Window and Duration are at least 1s.
 type Threshold struct {
 	Failures int64          `json:"failures"`
 	Window   caddy.Duration `json:"window"`

@@ -88,7 +88,8 @@ type Handler struct {
 	// CodeLength is the number of digits in a code, 6 to 10. Default: 6.
 	CodeLength int `json:"code_length,omitempty"`
 
-	// CodeTTL is how long a code is valid. Default: 5m.
+	// CodeTTL is how long a code is valid. At least 1m, at most 1h.
+	// Default: 5m.
 	CodeTTL caddy.Duration `json:"code_ttl,omitempty"`
 
 	// MaxAttempts is how many codes may be tried per flow before it dies.
@@ -96,11 +97,11 @@ type Handler struct {
 	MaxAttempts int `json:"max_attempts,omitempty"`
 
 	// ResendInterval is the least time between two codes of one flow.
-	// Default: 60s.
+	// At least 1s. Default: 60s.
 	ResendInterval caddy.Duration `json:"resend_interval,omitempty"`
 
 	// TokenTTL is the lifetime of the reset token a correct code yields.
-	// Default: 10m.
+	// At least 1m, at most 24h. Default: 10m.
 	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
 
 	// AllowedCountries lists ISO 3166 alpha-2 regions whose numbers may get
@@ -109,15 +110,17 @@ type Handler struct {
 
 	// Limits caps events per scope: start_ip, start_account, start_phone,
 	// verify_ip and sms_global. A scope not named keeps its default
-	// (10/1h, 3/1h, 3/1h, 50/1h and 1000/1h).
+	// (10/1h, 3/1h, 3/1h, 50/1h and 1000/1h). A window is at least 1s.
 	Limits map[string]Limit `json:"limits,omitempty"`
 
 	// Lockout locks an account's recovery (never its mailbox) after that
-	// many wrong codes across its flows. Default: 5 in 1h locks for 30m.
+	// many wrong codes across its flows. Window and duration are at least
+	// 1s. Default: 5 in 1h locks for 30m.
 	Lockout *Threshold `json:"lockout,omitempty"`
 
 	// IPBlock blocks a client IP (or IPv6 /64) from the recovery routes after
-	// that many wrong codes across accounts. Default: 20 in 1h blocks for 1h.
+	// that many wrong codes across accounts. Window and duration are at
+	// least 1s. Default: 20 in 1h blocks for 1h.
 	IPBlock *Threshold `json:"ip_block,omitempty"`
 
 	// Support tells a locked-out person how to reach a human. It is shown on
@@ -186,6 +189,7 @@ type Handler struct {
 	// not once per request: an outage must not flood the logs.
 	outageLogger *zap.Logger
 	observer     *observer
+	clock        recovery.Clock // the flows' and limits' time; nil: the wall clock
 	prefix       string
 	realm        string // binds flows and tokens to the key the upstream trusts
 }
@@ -301,19 +305,19 @@ func (h *Handler) Validate() error {
 	check(strings.HasPrefix(h.PathPrefix, "/") && !strings.HasSuffix(h.PathPrefix, "/") || h.PathPrefix == "/",
 		"path_prefix: %q must start with / and not end with one", h.PathPrefix)
 	check(h.CodeLength >= 6 && h.CodeLength <= 10, "code_length: %d is outside 6..10", h.CodeLength)
-	check(h.CodeTTL > 0 && time.Duration(h.CodeTTL) <= time.Hour, "code_ttl: %s must be positive and at most 1h", time.Duration(h.CodeTTL))
+	errs = append(errs, atLeast("code_ttl", h.CodeTTL, leastCodeTTL))
+	check(time.Duration(h.CodeTTL) <= time.Hour, "code_ttl: %s is more than 1h", time.Duration(h.CodeTTL))
 	check(h.MaxAttempts >= 1 && h.MaxAttempts <= 20, "max_attempts: %d is outside 1..20", h.MaxAttempts)
 	check(h.PasswordMinLength >= 1 && h.PasswordMinLength <= 128, "password_min_length: %d is outside 1..128", h.PasswordMinLength)
-	check(h.ResendInterval >= 0, "resend_interval: must not be negative")
-	check(h.TokenTTL > 0 && time.Duration(h.TokenTTL) <= 24*time.Hour, "token_ttl: %s must be positive and at most 24h", time.Duration(h.TokenTTL))
+	errs = append(errs, atLeast("resend_interval", h.ResendInterval, leastResendInterval))
+	errs = append(errs, atLeast("token_ttl", h.TokenTTL, leastTokenTTL))
+	check(time.Duration(h.TokenTTL) <= 24*time.Hour, "token_ttl: %s is more than 24h", time.Duration(h.TokenTTL))
+	errs = append(errs, h.validateLimits()...)
 	// Provision loads the directory, which frees its raw config.
 	check(h.DirectoryRaw != nil || h.dir != nil, "directory: required (directory file <path>, directory http <url>, directory ldap <url> {...}, directory sql postgres|mysql <dsn> { query ... }, or another directory module)")
 	check(h.SMSQueue > 0, "sms_queue: must be positive")
 	check(h.LogAccounts == logAccountsHashed || h.LogAccounts == logAccountsClear,
 		"log_accounts: %q is neither %s nor %s", h.LogAccounts, logAccountsHashed, logAccountsClear)
-	for scope := range h.Limits {
-		check(contains(limitScopes, scope), "limit: unknown scope %q (want one of %s)", scope, strings.Join(limitScopes, ", "))
-	}
 	for i, s := range h.Secrets {
 		b, err := base64.StdEncoding.DecodeString(s)
 		check(err == nil && len(b) >= recovery.MinSecretLen, "secret: value %d is not base64 of at least %d bytes", i+1, recovery.MinSecretLen)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
@@ -260,8 +261,10 @@ func TestSMSCircuitOpenMetric(t *testing.T) {
 	g := newOpsGateway(t, phones, func(h *Handler) {
 		h.SenderRaw = messageBirdSender(&messagebird.MessageBird{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
 		// Codes that expire soon, so that the retries end and the queue
-		// drains at cleanup.
-		h.CodeTTL = caddy.Duration(2 * time.Second)
+		// drains at cleanup: the shortest code_ttl, from a clock 58 s
+		// behind the queue's.
+		h.CodeTTL = caddy.Duration(leastCodeTTL)
+		h.clock = clock.NewManual(time.Now().Add(2*time.Second - leastCodeTTL))
 	})
 	reg := g.ctx.GetMetricsRegistry()
 	for account := range phones {

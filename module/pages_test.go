@@ -34,6 +34,7 @@ import (
 	zapobs "go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 )
 
 // pageTestKey is the test-only hmac key the gateway signs with and the fake
@@ -772,15 +773,18 @@ func TestPagesForgedPostsChangeNothing(t *testing.T) {
 	for _, f := range forgeries {
 		t.Run(f.name, func(t *testing.T) {
 			t.Parallel()
+			clk := clock.NewManual(time.Now())
 			e := newPageEnv(t, func(h *Handler) {
 				h.MaxAttempts = 1
-				h.ResendInterval = caddy.Duration(time.Nanosecond) // 0 would mean the default
+				h.ResendInterval = caddy.Duration(leastResendInterval)
 				h.Limits = map[string]Limit{"start_account": {Events: 2, Window: caddy.Duration(time.Hour)}}
+				h.clock = clk
 			})
 			b := e.browser()
 			p, flow := e.startFlow(b, pageTestAccount)
 			csrf := p.field("csrf")
 			code := e.code(flow, 1)
+			clk.Advance(leastResendInterval) // a resend that got through would send a code
 
 			forged := func(route string, fields url.Values) {
 				t.Helper()
@@ -958,10 +962,12 @@ func TestPagesResend(t *testing.T) {
 		t.Error("the code page lost its flow")
 	}
 
-	e = newPageEnv(t, func(h *Handler) { h.ResendInterval = caddy.Duration(time.Nanosecond) })
+	clk := clock.NewManual(time.Now())
+	e = newPageEnv(t, func(h *Handler) { h.clock = clk })
 	b = e.browser()
 	p, flow = e.startFlow(b, pageTestAccount)
 	e.code(flow, 1)
+	clk.Advance(defaultResendInterval)
 	p = b.post(e.url("/resend"), url.Values{"csrf": {p.field("csrf")}, "flow": {flow}})
 	if want := "/recovery/?flow=" + flow + "&sent=1"; p.StatusCode != http.StatusSeeOther || p.Header.Get("Location") != want {
 		t.Fatalf("resend: status %d Location %q, want 303 to %s", p.StatusCode, p.Header.Get("Location"), want)

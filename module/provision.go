@@ -60,7 +60,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.closers = append(h.closers, func() error { return releaseStore(h.store) })
 
-	h.guard, err = limiter.New(h.limits(), h.store.backend, clock.Real{})
+	if h.clock == nil {
+		h.clock = clock.Real{}
+	}
+	h.guard, err = limiter.New(h.limits(), h.store.backend, h.clock)
 	if err != nil {
 		return err
 	}
@@ -114,7 +117,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Observer:  h.observer,
 		Messages:  msgs,
 		Keys:      keys,
-		Clock:     clock.Real{},
+		Clock:     h.clock,
 		Rand:      rand.Reader,
 	})
 	if err != nil {

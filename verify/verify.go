@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -55,7 +56,8 @@ type Handler struct {
 	// MaxSkew is how far the gateway's clock may be off from this server's:
 	// a signature is accepted from max_skew before its created time until
 	// max_skew after its expires time. A longer skew keeps a captured
-	// request usable for longer, though never twice. Default: 60s.
+	// request usable for longer, though never twice. At least 1s.
+	// Default: 60s.
 	MaxSkew caddy.Duration `json:"max_skew,omitempty"`
 
 	// NonceStoreRaw is where the nonces of accepted signatures are kept, so
@@ -162,12 +164,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxSkew == 0 {
 		h.MaxSkew = verifyDefaultMaxSkew
 	}
-	repl := caddy.NewReplacer()
-	h.HMACKey = repl.ReplaceKnown(h.HMACKey, "")
-	h.Ed25519PublicKey = repl.ReplaceKnown(h.Ed25519PublicKey, "")
-	for i := range h.Keys {
-		h.Keys[i].HMACKey = repl.ReplaceKnown(h.Keys[i].HMACKey, "")
-		h.Keys[i].Ed25519PublicKey = repl.ReplaceKnown(h.Keys[i].Ed25519PublicKey, "")
+	if err := h.expandPlaceholders(); err != nil {
+		return err
 	}
 	if err := h.Validate(); err != nil {
 		return err
@@ -212,6 +210,52 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return err
 }
 
+// expandPlaceholders replaces global placeholders such as
+// {env.GATEWAY_HMAC_KEY} in the keys; a placeholder that expands to
+// nothing is an error that names it.
+func (h *Handler) expandPlaceholders() error {
+	repl := caddy.NewReplacer()
+	errs := []error{
+		placeholder.Expand(repl, "hmac_key", &h.HMACKey),
+		placeholder.Expand(repl, "ed25519_public_key", &h.Ed25519PublicKey),
+	}
+	for i := range h.Keys {
+		k := &h.Keys[i]
+		errs = append(errs,
+			placeholder.Expand(repl, fmt.Sprintf("key %q: hmac_key", k.KeyID), &k.HMACKey),
+			placeholder.Expand(repl, fmt.Sprintf("key %q: ed25519_public_key", k.KeyID), &k.Ed25519PublicKey))
+	}
+	return errors.Join(errs...)
+}
+
+// leastMaxSkew is the least max_skew a configuration may give: a shorter
+// one is a mistake, most often a JSON duration written as a bare number,
+// which caddy.Duration counts in nanoseconds.
+const leastMaxSkew = time.Second
+
+// UnmarshalJSON reads the verifier's JSON as Caddy does, unknown fields
+// refused, and names max_skew when it does not parse, which
+// caddy.Duration's own error leaves out.
+func (h *Handler) UnmarshalJSON(b []byte) error {
+	type plain Handler // without this method
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err := dec.Decode((*plain)(h))
+	if err == nil {
+		return nil
+	}
+	var fields struct {
+		MaxSkew json.RawMessage `json:"max_skew"`
+	}
+	var d caddy.Duration
+	if json.Unmarshal(b, &fields) == nil && fields.MaxSkew != nil {
+		if derr := json.Unmarshal(fields.MaxSkew, &d); derr != nil {
+			return fmt.Errorf(`max_skew: %w; a duration is a string such as "60s" or "2m"`, derr)
+		}
+	}
+	return err
+}
+
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
 	var errs []error
@@ -236,6 +280,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxSkew < 0 {
 		errs = append(errs, fmt.Errorf("max_skew: %s is negative", time.Duration(h.MaxSkew)))
+	} else if h.MaxSkew != 0 && time.Duration(h.MaxSkew) < leastMaxSkew {
+		errs = append(errs, fmt.Errorf(`max_skew: %s is below the least of %s; in JSON a duration is a string such as "60s" (a bare number counts nanoseconds)`,
+			time.Duration(h.MaxSkew), leastMaxSkew))
 	}
 	return errors.Join(errs...)
 }
