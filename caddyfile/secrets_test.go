@@ -129,7 +129,7 @@ func TestMistakesShowNoSecret(t *testing.T) {
 			}
 			var logs string
 			if err == nil {
-				err, logs = validate(t, out)
+				logs, err = validate(t, out)
 			}
 			if err == nil {
 				t.Fatal("the configuration loads")
@@ -150,8 +150,8 @@ func TestMistakesShowNoSecret(t *testing.T) {
 }
 
 // validate loads config as `caddy validate` does, the logs going to a
-// file, and returns the error and the logs.
-func validate(t *testing.T, config []byte) (error, string) {
+// file, and returns the logs and the error.
+func validate(t *testing.T, config []byte) (string, error) {
 	t.Helper()
 	var cfg map[string]any
 	if err := json.Unmarshal(config, &cfg); err != nil {
@@ -173,5 +173,5 @@ func validate(t *testing.T, config []byte) (error, string) {
 	}
 	verr := caddy.Validate(&c)
 	logs, _ := os.ReadFile(logFile)
-	return verr, string(logs)
+	return string(logs), verr
 }
