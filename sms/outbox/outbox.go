@@ -8,10 +8,15 @@
 package outbox
 
 import (
+	"errors"
+	"io/fs"
+	"path/filepath"
+
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"sync"
 	"time"
@@ -69,8 +74,10 @@ func (*Outbox) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision fills the default path, warns that codes go to a file, and
-// opens it (mode 0600, created if needed), so that a path that cannot be
-// written is refused now rather than at the first message.
+// checks that the file can be written, so that a path that cannot is
+// refused now rather than at the first message. It creates nothing: the
+// file (mode 0600) is made by the first message, so that `caddy validate`
+// leaves no file behind.
 func (o *Outbox) Provision(ctx caddy.Context) error {
 	if err := placeholder.Expand(nil, "sms outbox", &o.Path); err != nil {
 		return err
@@ -85,8 +92,26 @@ func (o *Outbox) Provision(ctx caddy.Context) error {
 	o.enc.SetEscapeHTML(false) // keep links readable: the body is written as sent
 	ctx.Logger().Warn("SMS go to the development outbox file, which holds live codes: configure sms messagebird for production",
 		zap.String("outbox", o.Path))
-	if _, err := o.file(); err != nil {
+	if err := writable(o.Path); err != nil {
 		return fmt.Errorf("sms outbox: %w", err)
+	}
+	return nil
+}
+
+// writable reports why path cannot be appended to: a file there that
+// cannot be opened for writing, or, when there is none, a directory that
+// does not exist or cannot be written.
+func writable(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err == nil {
+		return f.Close()
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	return nil
 }
