@@ -98,19 +98,21 @@ func (o *Outbox) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// writable reports why path cannot be appended to: a file there that
-// cannot be opened for writing, or, when there is none, a directory that
-// does not exist or cannot be written.
+// writable reports why path cannot be appended to: it is a directory, a
+// file there may not be written, or, when there is none, its directory
+// does not exist or may not be written. It opens nothing, since opening a
+// named pipe would block or close it under its reader.
 func writable(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	if err == nil {
-		return f.Close()
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.IsDir():
+		return &fs.PathError{Op: "open", Path: path, Err: unix.EISDIR}
+	case err == nil:
+		err = unix.Access(path, unix.W_OK)
+	case errors.Is(err, fs.ErrNotExist):
+		err = unix.Access(filepath.Dir(path), unix.W_OK|unix.X_OK)
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	dir := filepath.Dir(path)
-	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+	if err != nil {
 		return &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	return nil
