@@ -95,6 +95,24 @@ func TestProvisionRefusesNoPublicURL(t *testing.T) {
 	}
 }
 
+// TestProvisionNamesTheLanguage: a language without built-in texts is told
+// as the language's mistake at load, not as the message template's.
+func TestProvisionNamesTheLanguage(t *testing.T) {
+	t.Parallel()
+	h := validHandler()
+	h.Language = "es"
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	err := h.Provision(ctx)
+	if err == nil {
+		_ = h.Cleanup()
+		t.Fatal("Provision with language es succeeded")
+	}
+	if msg := err.Error(); !strings.HasPrefix(msg, `language: no built-in texts for "es"`) || strings.Contains(msg, "message_template") {
+		t.Fatalf("Provision() = %v, want the language named, not the template", err)
+	}
+}
+
 // TestJSONBodies sends /start bodies that are too large, malformed or
 // trailed by more, between good ones: each bad one gets its 4xx, and the
 // good one after it, decoded from a reused buffer, is read as sent.

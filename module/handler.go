@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -296,7 +297,7 @@ func (h *Handler) Validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
-	check(h.PublicURL != "", "public_url: required: the site address names no single host (set public_url https://mail.example.com so that SMS links cannot follow a forged Host header)")
+	check(h.PublicURL != "", "public_url: required: the Caddyfile's site address names no single host, or the config is JSON, which has no site address: set public_url to the address people use, such as https://mail.example.com, so that SMS links cannot follow a forged Host header")
 	if h.PublicURL != "" {
 		if err := checkPublicURL(h.PublicURL); err != nil {
 			errs = append(errs, fmt.Errorf("public_url: %q %w", h.PublicURL, err))
@@ -316,6 +317,9 @@ func (h *Handler) Validate() error {
 	// Provision loads the directory, which frees its raw config.
 	check(h.DirectoryRaw != nil || h.dir != nil, "directory: required (directory file <path>, directory http <url>, directory ldap <url> {...}, directory sql postgres|mysql <dsn> { query ... }, or another directory module)")
 	check(h.SMSQueue > 0, "sms_queue: must be positive")
+	if err := h.checkLanguage(); err != nil {
+		errs = append(errs, err)
+	}
 	check(h.LogAccounts == logAccountsHashed || h.LogAccounts == logAccountsClear,
 		"log_accounts: %q is neither %s nor %s", h.LogAccounts, logAccountsHashed, logAccountsClear)
 	for i, s := range h.Secrets {
@@ -374,6 +378,16 @@ func (h *Handler) Cleanup() error {
 		errs = append(errs, h.closers[i]())
 	}
 	return errors.Join(errs...)
+}
+
+// checkLanguage refuses a language without built-in texts, as the
+// language's mistake: Provision validates before it reads the template.
+func (h *Handler) checkLanguage() error {
+	lang, _, _ := strings.Cut(strings.ToLower(h.Language), "-")
+	if h.Language == "" || slices.Contains(recovery.Languages(), lang) {
+		return nil
+	}
+	return fmt.Errorf("language: no built-in texts for %q (built in: %s)", h.Language, strings.Join(recovery.Languages(), ", "))
 }
 
 // Interface guards

@@ -48,7 +48,7 @@ func TestValidate(t *testing.T) {
 		{"no forward", func(h *Handler) { h.Forward = nil }, "forward: required"},
 		{"two forward keys", func(h *Handler) { h.Forward.Ed25519Key = "key.pem" }, "forward: give exactly one"},
 		{"relative forward path", func(h *Handler) { h.Forward.Path = "api" }, "forward: path"},
-		{"no public_url", func(h *Handler) { h.PublicURL = "" }, "public_url: required: the site address names no single host"},
+		{"no public_url", func(h *Handler) { h.PublicURL = "" }, "public_url: required: the Caddyfile's site address names no single host, or the config is JSON"},
 		{"public_url over http", func(h *Handler) { h.PublicURL = "http://localhost:8080" }, ""},
 		{"public_url with a path", func(h *Handler) { h.PublicURL = "https://example.com/mail/" }, ""},
 		{"public_url without a scheme", func(h *Handler) { h.PublicURL = "mail.example.com" }, `public_url: "mail.example.com" must be an http or https URL`},
@@ -65,6 +65,8 @@ func TestValidate(t *testing.T) {
 		{"repeated forward field", func(h *Handler) { h.Forward.Fields = []string{"password", "password"} }, `forward: fields: "password" is named twice`},
 		{"log_accounts hashed", func(h *Handler) { h.LogAccounts = "hashed" }, ""},
 		{"log_accounts clear", func(h *Handler) { h.LogAccounts = "clear" }, ""},
+		{"language without texts", func(h *Handler) { h.Language = "es" }, `language: no built-in texts for "es" (built in: de, en, fr, nl)`},
+		{"language with a region", func(h *Handler) { h.Language = "nl-BE" }, ""},
 		{"log_accounts of another word", func(h *Handler) { h.LogAccounts = "plain" }, `log_accounts: "plain" is neither hashed nor clear`},
 		{"reset token as a forward field", func(h *Handler) { h.Forward.Fields = []string{"reset_token"} }, `forward: fields: "reset_token" never reaches the upstream`},
 	}
