@@ -1,11 +1,14 @@
 package instances
 
 import (
+	"sync"
+
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/wake"
 	"io"
 	"net/http"
 	"os"
@@ -88,6 +91,12 @@ type instance struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	client *http.Client
+
+	// sent holds the codes the outbox, a named pipe, carried, by flow ID;
+	// arrived is broadcast at each.
+	mu      sync.Mutex
+	sent    map[string]string
+	arrived *wake.Signal
 }
 
 // instanceConfig is the Caddyfile of one instance: the site
@@ -179,13 +188,16 @@ func (d *deployment) launch(t *testing.T, s nodeSpec) *instance {
 	}
 	dir := t.TempDir()
 	n := &instance{
-		name:   s.slot.name,
-		base:   fmt.Sprintf("http://localhost:%d", httpPort),
-		outbox: filepath.Join(dir, "outbox.jsonl"),
-		log:    filepath.Join(dir, "caddy.log"),
-		exited: make(chan struct{}),
-		client: &http.Client{Timeout: 10 * time.Second},
+		name:    s.slot.name,
+		base:    fmt.Sprintf("http://localhost:%d", httpPort),
+		outbox:  filepath.Join(dir, "outbox.jsonl"),
+		log:     filepath.Join(dir, "caddy.log"),
+		exited:  make(chan struct{}),
+		client:  &http.Client{Timeout: 10 * time.Second},
+		sent:    map[string]string{},
+		arrived: wake.New(),
 	}
+	n.readOutbox(t)
 	config := filepath.Join(dir, "Caddyfile")
 	text := d.caddyfile(httpPort, s.redis, n.outbox, s.extra)
 	if s.config != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -210,47 +213,71 @@ type outboxLine struct {
 	Body string `json:"body"`
 }
 
-// codes returns the codes in the instance's outbox by flow ID.
-func (n *instance) codes(t *testing.T) map[string]string {
+// readOutbox makes the instance's outbox a named pipe and reads it in the
+// background: each code it carries is kept and announced, so that tests
+// wait on the message, not on a clock. The gateway opens the pipe at its
+// first message; the reader opens it again after each writer leaves, until
+// the test ends.
+func (n *instance) readOutbox(t *testing.T) {
 	t.Helper()
-	f, err := os.Open(n.outbox)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
+	if err := syscall.Mkfifo(n.outbox, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	out := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var l outboxLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("instance %s: outbox line %q: %v", n.name, sc.Text(), err)
+	var done atomic.Bool
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for !done.Load() {
+			f, err := os.Open(n.outbox) // waits for a writer
+			if err != nil {
+				return
+			}
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				var l outboxLine
+				if json.Unmarshal(sc.Bytes(), &l) != nil {
+					continue
+				}
+				flow, code := flowInLink.FindStringSubmatch(l.Body), codeLine.FindStringSubmatch(l.Body)
+				if flow != nil && code != nil {
+					n.mu.Lock()
+					n.sent[flow[1]] = code[1]
+					n.mu.Unlock()
+					n.arrived.Broadcast()
+				}
+			}
+			f.Close()
 		}
-		flow, code := flowInLink.FindStringSubmatch(l.Body), codeLine.FindStringSubmatch(l.Body)
-		if flow != nil && code != nil {
-			out[flow[1]] = code[1]
+	}()
+	t.Cleanup(func() {
+		done.Store(true)
+		// A writer of our own lets a reader waiting to open go on, and
+		// leaving gives it the end of the pipe.
+		if w, err := os.OpenFile(n.outbox, os.O_RDWR, 0); err == nil {
+			w.Close()
 		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+		<-ended
+	})
+}
+
+// codes returns the codes the instance's outbox carried so far, by flow ID.
+func (n *instance) codes(*testing.T) map[string]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.sent)
 }
 
 // codeFor waits for the SMS of flow in the instance's outbox, which the
 // gateway writes in the background, and returns its code.
 func (n *instance) codeFor(t *testing.T, flow string) string {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if code, ok := n.codes(t)[flow]; ok {
-			return code
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("instance %s: no SMS for flow %s within 30s", n.name, flow)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var code string
+	if !n.arrived.Await(30*time.Second, func() bool {
+		var ok bool
+		code, ok = n.codes(t)[flow]
+		return ok
+	}) {
+		t.Fatalf("instance %s: no SMS for flow %s within 30s", n.name, flow)
 	}
+	return code
 }
