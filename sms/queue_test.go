@@ -686,8 +686,9 @@ func TestQueueHoldsBack(t *testing.T) {
 func testQueueCloseDrains(t *testing.T) {
 	const workers, messages = 2, 20
 	var sent atomic.Int32
+	gate := make(chan struct{}) // deliveries wait here until the test opens it
 	d := delivererFunc(func(context.Context, recovery.Message) error {
-		time.Sleep(time.Millisecond) // fake time: it ends once all else waits
+		<-gate
 		sent.Add(1)
 		return nil
 	})
@@ -702,7 +703,16 @@ func testQueueCloseDrains(t *testing.T) {
 	if n := q.Len(); n != messages-workers {
 		t.Fatalf("Len before Close = %d, want %d: Close would have nothing to drain", n, messages-workers)
 	}
-	if err := q.Close(context.Background()); err != nil {
+	closed := make(chan error, 1)
+	go func() { closed <- q.Close(context.Background()) }()
+	synctest.Wait() // Close waits for the deliveries under way and queued
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while %d messages were undelivered", err, messages-int(sent.Load()))
+	default:
+	}
+	close(gate)
+	if err := <-closed; err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	if sent.Load() != messages || len(out) != messages {
