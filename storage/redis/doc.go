@@ -14,7 +14,10 @@
 //
 // Errors that mean Redis cannot answer (refused or timed-out connections, a
 // server loading, read-only or out of memory) satisfy
-// errors.Is(err, recovery.ErrUnavailable).
+// errors.Is(err, recovery.ErrUnavailable), and so do those of a server that
+// refuses the settings (a *MisconfiguredError: password, ACL, database,
+// TLS), which Open refuses at load and which say so at run time
+// (misconfig.go).
 //
 // RunPlan makes the whole of a request (lock checks, counters, the change to
 // a flow or token, strikes) one Lua script, so one round trip; go-redis

@@ -176,13 +176,16 @@ func (s *Store) Validate() error {
 	return nil
 }
 
-// Open makes the client and checks the server (plumbing.go): one that
-// answers but would forget state (no persistence, an evicting
-// maxmemory-policy) is refused unless allow_volatile or allow_eviction
-// accepts it; one that does not answer only warns, so that a Redis that is
-// down fails the recovery routes (503) and not the config. It returns the
-// Store itself, which keeps the rate counters too: Redis runs every
-// request as one plan (recovery.Store).
+// Open makes the client and checks the server: one that refuses the
+// settings (a wrong or missing password, an ACL without what the store
+// needs, a database it does not have, TLS on one side only) is refused with
+// a *MisconfiguredError (misconfig.go); one that answers but would forget
+// state (no persistence, an evicting maxmemory-policy) is refused unless
+// allow_volatile or allow_eviction accepts it (plumbing.go); one that does
+// not answer only warns, so that a Redis that is down fails the recovery
+// routes (503) and not the config. It returns the Store itself, which keeps
+// the rate counters too: Redis runs every request as one plan
+// (recovery.Store).
 func (s *Store) Open() (*storage.Opened, error) {
 	if err := s.connect(); err != nil {
 		return nil, err
@@ -192,7 +195,11 @@ func (s *Store) Open() (*storage.Opened, error) {
 		logger = caddy.Log()
 	}
 	routeRedisLogs()
-	if err := s.check(context.Background(), logger, time.Duration(s.DialTimeout)); err != nil {
+	err := s.probe(context.Background())
+	if err == nil {
+		err = s.check(context.Background(), logger, time.Duration(s.DialTimeout))
+	}
+	if err != nil {
 		s.client.Close()
 		return nil, fmt.Errorf("storage redis: %w", err)
 	}

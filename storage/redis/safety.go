@@ -83,9 +83,11 @@ func inspectServer(ctx context.Context, c redis.Cmdable) (serverFacts, error) {
 		return nil
 	})
 	// Replies of the server (an unknown or forbidden command) are answers;
-	// anything else is a connection that failed.
+	// anything else is a connection that failed, and so is NOAUTH: a
+	// connection without the password the server wants, which says
+	// nothing of the server.
 	for _, cmd := range []redis.Cmder{appendonly, save, policy, info} {
-		if e := cmd.Err(); e != nil && !isReply(e) {
+		if e := cmd.Err(); e != nil && (!isReply(e) || redis.HasErrorPrefix(e, "NOAUTH")) {
 			return serverFacts{}, e
 		}
 	}

@@ -359,8 +359,13 @@ func (r *Store) pipeline(ctx context.Context, calls []*scriptCall, send func(*re
 }
 
 // redisError maps redis.Nil to recovery.ErrNotFound and marks the errors
-// of a server that cannot answer with recovery.ErrUnavailable.
+// of a server that cannot answer with recovery.ErrUnavailable, and those
+// of one that refuses the settings as a configuration error, which is
+// unavailability too (misconfig.go).
 func redisError(op string, err error) error {
+	if m := misconfigured(err); m != nil {
+		return fmt.Errorf("redis %s: configuration error: %w", op, m)
+	}
 	switch {
 	case err == nil:
 		return nil
