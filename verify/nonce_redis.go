@@ -58,9 +58,10 @@ func (RedisNonceStore) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision expands the URL, makes the client and pings the server, so that
-// every load says whether Redis answers. A failed ping only warns: the rest
-// of the site must load, and Redis may come back; until it does, signed
-// requests get 503.
+// every load says whether Redis answers. A server that refuses the URL's
+// settings (password, ACL, database, TLS) stops the load, saying what to
+// change. One that does not answer only warns: the rest of the site must
+// load, and Redis may come back; until it does, signed requests get 503.
 func (m *RedisNonceStore) Provision(ctx caddy.Context) error {
 	if err := placeholder.Expand(nil, "nonce_store redis: url", &m.URL); err != nil {
 		return err
@@ -80,6 +81,9 @@ func (m *RedisNonceStore) Provision(ctx caddy.Context) error {
 	pingCtx, cancel := context.WithTimeout(ctx, redisNoncePingTimeout)
 	defer cancel()
 	if err := client.Ping(pingCtx).Err(); err != nil {
+		if m := redisstore.Misconfigured(err); m != nil {
+			return fmt.Errorf("nonce_store redis: %w", m) // Caddy calls Cleanup, which closes the client
+		}
 		ctx.Logger().Warn("nonce store redis does not answer: signed requests are refused with 503 until it does", zap.Error(err))
 	}
 	return nil

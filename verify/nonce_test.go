@@ -245,6 +245,30 @@ func TestRedisNoncesDownAtLoad(t *testing.T) {
 	}
 }
 
+// TestRedisNoncesMisconfiguredAtLoad: a Redis that answers but refuses the
+// URL's settings (here a database it does not have) stops the config,
+// saying what to change, where one that is down only warns.
+func TestRedisNoncesMisconfiguredAtLoad(t *testing.T) {
+	t.Parallel()
+	redistest.Client(t)
+	u, err := url.Parse(redistest.URL())
+	if err != nil || u.Scheme != "redis" {
+		t.Skipf("skipping: the test changes the database of redis:// URLs only")
+	}
+	u.Path = "/99"
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	h := redisVerifyHandler(u.String(), "smsrec-verify-test:")
+	err = h.Provision(ctx)
+	if err == nil {
+		t.Fatal("Provision with a database the server does not have succeeded")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "nonce_store redis: the server has no database") || !strings.Contains(msg, "url") ||
+		strings.Contains(msg, "cleanup") {
+		t.Errorf("Provision = %q, want it to say the database does not exist and name url", msg)
+	}
+}
+
 // TestNonceStoreProvisionErrors: a bad nonce_store stops the load with a
 // message that names it, and never shows a password from the URL.
 func TestNonceStoreProvisionErrors(t *testing.T) {

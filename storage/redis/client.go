@@ -27,3 +27,15 @@ func NewClient(url string) (redis.UniversalClient, error) {
 	routeRedisLogs()
 	return redis.NewUniversalClient(opts), nil
 }
+
+// Misconfigured returns err, from a client NewClient made, as a
+// *MisconfiguredError when the server answered but refused the client's
+// settings (its password, ACL, database or TLS), and nil otherwise, such as
+// for a server that does not answer: the first is a mistake in the URL to
+// refuse at load, the second an outage to wait out.
+func Misconfigured(err error) error {
+	if m := misconfigured(err); m != nil {
+		return m
+	}
+	return nil
+}
