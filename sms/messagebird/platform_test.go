@@ -317,6 +317,13 @@ func TestPlatformErrors(t *testing.T) {
 			wantStatus: 503, wantCode: 503, wantRetryAfter: 30 * time.Second,
 		},
 		{
+			name: "request timeout",
+			respond: func(_ int, w http.ResponseWriter, _ *http.Request, _ birdSMS) {
+				birdError(w, http.StatusRequestTimeout, "bad_request_error", "E00408", "RequestTimeout", "The request took too long to arrive.", "")
+			},
+			wantStatus: 408, wantCode: 408,
+		},
+		{
 			name: "internal error",
 			respond: func(_ int, w http.ResponseWriter, _ *http.Request, _ birdSMS) {
 				birdError(w, http.StatusInternalServerError, "internal_error", "E00500", "Internal", "Something went wrong.", "")

@@ -51,11 +51,17 @@ type errorBody struct {
 }
 
 // refusal turns an answer that did not accept m into an *sms.Error:
-// retryable for 429 and 5xx, with their Retry-After; permanent otherwise,
-// with the provider's code, parameter and words, and, when it refused the
-// key, what to change.
+// retryable for 408, 429 and 5xx, with their Retry-After; permanent
+// otherwise, with the provider's code, parameter and words, and, when it
+// refused the key, what to change.
 func (mb *MessageBird) refusal(a answer, m recovery.Message) *sms.Error {
 	e := &sms.Error{Provider: provider, Status: a.status}
+	if a.status >= 200 && a.status <= 299 {
+		// Accepted, but the answer could not be read. Sending again could
+		// text the person twice, so it is not retried.
+		e.Permanent, e.Err = true, errors.New("unreadable answer")
+		return e
+	}
 	var body errorBody
 	_ = json.Unmarshal(a.body, &body) // a page from a proxy says nothing more than its status
 	fromLegacy, fromPlatform := len(body.Errors) > 0, body.Error != nil
@@ -68,19 +74,15 @@ func (mb *MessageBird) refusal(a answer, m recovery.Message) *sms.Error {
 		e.Code, _ = strconv.Atoi(strings.TrimPrefix(body.Error.Code, "E"))
 		e.Parameter, e.Detail = body.Error.Param, scrub(body.Error.Message, m, mb.AccessKey)
 	}
-	switch {
-	case a.status >= 500, a.status == http.StatusTooManyRequests:
+	if a.status >= 500 || a.status == http.StatusTooManyRequests || a.status == http.StatusRequestTimeout {
+		// The provider failed, or did not handle the request: worth
+		// another try, once the wait it asked for is over.
 		e.RetryAfter = retryAfter(a.header)
-	case a.status >= 200 && a.status <= 299:
-		// Accepted, but the answer could not be read. Sending again could
-		// text the person twice, so it is not retried.
-		e.Permanent, e.Detail = true, ""
-		e.Err = errors.New("unreadable answer")
-	default:
-		e.Permanent = true
-		if hint := mb.hint(a.status, fromLegacy, fromPlatform); hint != "" {
-			e.Err = errors.New(hint)
-		}
+		return e
+	}
+	e.Permanent = true
+	if hint := mb.hint(a.status, fromLegacy, fromPlatform); hint != "" {
+		e.Err = errors.New(hint)
 	}
 	return e
 }
