@@ -43,7 +43,6 @@ type errorBody struct {
 		Parameter   string `json:"parameter"`
 	} `json:"errors"`
 	Error *struct {
-		Type    string `json:"type"`
 		Code    string `json:"code"` // E and five digits
 		Message string `json:"message"`
 		Param   string `json:"param"`
