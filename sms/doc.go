@@ -6,9 +6,13 @@
 // circuit breaker.
 //
 // The Deliverers are the sender modules of Namespace, one package each:
-// messagebird, over the MessageBird REST API, and outbox, which appends
-// each message to a file for development and tests. A new provider is one
-// more such package (see Namespace).
+// messagebird, over Bird's legacy REST API or its platform API as the key
+// says, and outbox, which appends each message to a file for development
+// and tests. A new provider is one more such package (see Namespace).
+//
+// The Queue gives every message an idempotency key that each of its tries
+// carries in its context (IdempotencyKey), and waits out the Retry-After a
+// provider answers with (Error.RetryAfter).
 //
 // Outcomes are reported to an observer as Outcome values that carry the
 // message's reference and masked phone number only. Nothing here or in a

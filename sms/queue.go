@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
@@ -162,8 +163,11 @@ const DefaultWorkers = 512
 // Queue is a bounded, asynchronous recovery.Sender. Send only puts the
 // message in a buffer; a fixed set of workers delivers it, retrying network
 // errors, timeouts and provider failures with exponential backoff and full
-// jitter until the message expires or its tries run out. Every message
-// taken is reported exactly once to QueueConfig.Observe.
+// jitter, or after the wait the provider asked for (Error.RetryAfter) when
+// that is longer, until the message expires or its tries run out. Each
+// message gets an idempotency key of its own when Send takes it, which
+// every try hands to the Deliverer (IdempotencyKey). Every message taken
+// is reported exactly once to QueueConfig.Observe.
 type Queue struct {
 	d   Deliverer
 	cfg QueueConfig
@@ -187,8 +191,9 @@ type Queue struct {
 }
 
 type queued struct {
-	m  recovery.Message
-	at time.Time // when Send took it
+	m   recovery.Message
+	at  time.Time // when Send took it
+	key string    // its idempotency key, the same for all its tries
 }
 
 // NewQueue starts the workers of a Queue delivering through d. Close must be
@@ -223,7 +228,9 @@ func (q *Queue) Send(_ context.Context, m recovery.Message) error {
 	if n := len(m.Kind) + len(m.To) + len(m.Body) + len(m.Reference); n > MaxMessageBytes {
 		return fmt.Errorf("sms message of %d bytes is over the limit of %d", n, MaxMessageBytes)
 	}
-	it := queued{m: m, at: q.cfg.Clock.Now()}
+	// Every message gets a key of its own, a decoy too, so that it costs
+	// the same.
+	it := queued{m: m, at: q.cfg.Clock.Now(), key: uuid.NewString()}
 
 	q.mu.RLock()
 	if q.closed {
@@ -307,6 +314,7 @@ func (q *Queue) deliver(it queued) {
 			return
 		}
 	}
+	ctx := WithIdempotencyKey(q.ctx, it.key)
 	attempts := 0
 	for try := 1; ; try++ {
 		if q.ctx.Err() != nil {
@@ -321,7 +329,7 @@ func (q *Queue) deliver(it queued) {
 		var err error
 		if done, refused := q.breaker.Allow(); refused == nil {
 			attempts++
-			err = q.attempt(it.m)
+			err = q.attempt(ctx, it.m)
 			switch {
 			case err == nil:
 				done(nil)
@@ -349,7 +357,7 @@ func (q *Queue) deliver(it queued) {
 			q.report(it, result, attempts, err)
 			return
 		}
-		delay := q.backoff(try)
+		delay := max(q.backoff(try), retryAfter(err))
 		if !it.m.ExpiresAt.IsZero() && !q.cfg.Clock.Now().Add(delay).Before(it.m.ExpiresAt) {
 			q.report(it, ResultExpired, attempts, err)
 			return
@@ -361,16 +369,26 @@ func (q *Queue) deliver(it queued) {
 	}
 }
 
-// attempt hands m to the deliverer once, within AttemptTimeout; a
-// deliverer that answers in this process (InProcess), such as the
-// outbox, sends no request to bound and gets the queue's context as it is.
-func (q *Queue) attempt(m recovery.Message) error {
+// attempt hands m to the deliverer once, within AttemptTimeout, under ctx:
+// the queue's context with m's idempotency key. A deliverer that answers
+// in this process (InProcess), such as the outbox, sends no request to
+// bound and gets ctx as it is.
+func (q *Queue) attempt(ctx context.Context, m recovery.Message) error {
 	if q.inProcess {
-		return q.d.Deliver(q.ctx, m)
+		return q.d.Deliver(ctx, m)
 	}
-	ctx, cancel := context.WithTimeout(q.ctx, q.cfg.AttemptTimeout)
+	ctx, cancel := context.WithTimeout(ctx, q.cfg.AttemptTimeout)
 	defer cancel()
 	return q.d.Deliver(ctx, m)
+}
+
+// retryAfter is the wait the provider asked for in err, if any.
+func retryAfter(err error) time.Duration {
+	var perr *Error
+	if errors.As(err, &perr) {
+		return perr.RetryAfter
+	}
+	return 0
 }
 
 // backoff returns the wait after the given failed try: uniform in

@@ -160,6 +160,16 @@ func TestQueueDelivers(t *testing.T) {
 			wantResult: ResultSent, wantAttempts: 6,
 			wantWaits: []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second},
 		},
+		{
+			name:       "Retry-After longer than the backoff is waited out",
+			errs:       []error{&Error{Provider: "p", Status: 429, RetryAfter: 20 * time.Second}},
+			wantResult: ResultSent, wantAttempts: 2, wantWaits: []time.Duration{20 * time.Second},
+		},
+		{
+			name:       "Retry-After shorter than the backoff: the backoff",
+			errs:       []error{&Error{Provider: "p", Status: 503, RetryAfter: 100 * time.Millisecond}},
+			wantResult: ResultSent, wantAttempts: 2, wantWaits: []time.Duration{time.Second},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -290,6 +300,103 @@ func TestQueueExpiry(t *testing.T) {
 			t.Errorf("waits = %v, want one", got)
 		}
 	})
+}
+
+// TestQueueRetryAfterPastExpiry: a provider that asks for a wait longer
+// than the message has left gets no second request; the message is
+// reported expired with the provider's answer.
+func TestQueueRetryAfterPastExpiry(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	slowDown := &Error{Provider: "p", Status: 429, RetryAfter: time.Hour}
+	d := delivererFunc(func(context.Context, recovery.Message) error { calls.Add(1); return slowDown })
+	q, out, clk, sleeper := testQueue(t, d, QueueConfig{})
+	m := testMessage
+	m.ExpiresAt = clk.Now().Add(5 * time.Minute)
+	if err := q.Send(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	o := out.next(t)
+	if o.Result != ResultExpired || o.Attempts != 1 || o.Status != 429 || !errors.Is(o.Err, slowDown) {
+		t.Errorf("outcome = %s after %d attempts, status %d (%v); want expired after 1, status 429", o.Result, o.Attempts, o.Status, o.Err)
+	}
+	if calls.Load() != 1 || len(sleeper.Waits()) != 0 {
+		t.Errorf("deliverer called %d times after waits %v; want once, no wait", calls.Load(), sleeper.Waits())
+	}
+}
+
+// TestQueueIdempotencyKey: every try of one message carries the same key,
+// and no two messages share one, even with equal contents, so that a
+// provider that dedupes by key sends each message once and a resend of
+// the same text again.
+func TestQueueIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	keys := map[string][]string{} // by body: the key of each try
+	d := delivererFunc(func(ctx context.Context, m recovery.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		keys[m.Body] = append(keys[m.Body], IdempotencyKey(ctx))
+		if len(keys[m.Body]) < 3 {
+			return &Error{Provider: "p", Status: 503}
+		}
+		return nil
+	})
+	q, out, _, _ := testQueue(t, d, QueueConfig{})
+	first, second := testMessage, testMessage
+	second.Body += " (again)"
+	for _, m := range []recovery.Message{first, second} {
+		if err := q.Send(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		if o := out.next(t); o.Result != ResultSent || o.Attempts != 3 {
+			t.Fatalf("outcome = %s after %d attempts, want sent after 3", o.Result, o.Attempts)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	a, b := keys[first.Body], keys[second.Body]
+	if len(a) != 3 || len(b) != 3 {
+		t.Fatalf("tries = %d and %d, want 3 each", len(a), len(b))
+	}
+	if a[0] == "" || a[0] != a[1] || a[1] != a[2] || b[0] != b[1] || b[1] != b[2] {
+		t.Errorf("keys of the tries = %q and %q, want one non-empty key per message", a, b)
+	}
+	if a[0] == b[0] {
+		t.Errorf("two messages share the key %q", a[0])
+	}
+
+	t.Run("equal messages, different keys", func(t *testing.T) {
+		t.Parallel()
+		seen := make(chan string, 2)
+		d := delivererFunc(func(ctx context.Context, _ recovery.Message) error { seen <- IdempotencyKey(ctx); return nil })
+		q, out, _, _ := testQueue(t, d, QueueConfig{})
+		for range 2 {
+			if err := q.Send(context.Background(), testMessage); err != nil {
+				t.Fatal(err)
+			}
+			out.next(t)
+		}
+		if k1, k2 := <-seen, <-seen; k1 == "" || k1 == k2 {
+			t.Errorf("keys = %q, %q; want two different keys", k1, k2)
+		}
+	})
+}
+
+func TestIdempotencyKeyContext(t *testing.T) {
+	t.Parallel()
+	if k := IdempotencyKey(context.Background()); k != "" {
+		t.Errorf("key of a bare context = %q, want none", k)
+	}
+	ctx := WithIdempotencyKey(context.Background(), "k1")
+	if k := IdempotencyKey(ctx); k != "k1" {
+		t.Errorf("key = %q, want k1", k)
+	}
+	inner, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if k := IdempotencyKey(inner); k != "k1" {
+		t.Errorf("key of a derived context = %q, want k1: a sender that wraps others passes it on", k)
+	}
 }
 
 func TestQueueAttemptTimeout(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -28,6 +29,13 @@ const Namespace = "http.handlers.sms_recovery.senders"
 // Deliverer hands one message to a provider and waits for its answer. It
 // returns an *Error with Permanent set when retrying the same message cannot
 // succeed; any other error is taken as worth retrying.
+//
+// Under a Queue, ctx carries the message's idempotency key
+// (IdempotencyKey): the same on every try of one message, different for
+// every message. A Deliverer whose provider drops repeated requests by key
+// sends it; one that hands the message on to other Deliverers passes ctx
+// on, so that however many providers try a message, they all name it by
+// one key.
 type Deliverer interface {
 	Deliver(ctx context.Context, m recovery.Message) error
 }
@@ -40,7 +48,14 @@ type Error struct {
 	Code      int    // the provider's own error code; 0 when it gave none
 	Parameter string // the request parameter the provider blamed, if any
 	Permanent bool   // retrying the same message cannot succeed
-	Err       error  // the underlying cause, if any
+	// RetryAfter is how long the provider asked to be left alone before
+	// another try (its Retry-After header); the Queue waits at least that
+	// long. 0 when it named no wait.
+	RetryAfter time.Duration
+	// Detail is the provider's own account of the failure, with the
+	// recipient's number, the message's text and the key taken out.
+	Detail string
+	Err    error // the underlying cause, if any
 }
 
 func (e *Error) Error() string {
@@ -61,6 +76,9 @@ func (e *Error) Error() string {
 	if e.Parameter != "" {
 		fmt.Fprintf(&b, " (parameter %s)", e.Parameter)
 	}
+	if e.Detail != "" {
+		fmt.Fprintf(&b, ": %s", e.Detail)
+	}
 	if e.Err != nil {
 		fmt.Fprintf(&b, ": %v", e.Err)
 	}
@@ -74,4 +92,23 @@ func (e *Error) Unwrap() error { return e.Err }
 // gives it no timeout of its own.
 type InProcess interface {
 	InProcess() bool
+}
+
+// idempotencyKey is the context key of a message's idempotency key.
+type idempotencyKey struct{}
+
+// IdempotencyKey returns the idempotency key of the message being
+// delivered under ctx, or "" when ctx carries none (a Deliverer called
+// outside a Queue).
+func IdempotencyKey(ctx context.Context) string {
+	k, _ := ctx.Value(idempotencyKey{}).(string)
+	return k
+}
+
+// WithIdempotencyKey returns a copy of ctx that carries key as the
+// idempotency key of the message delivered under it. The Queue gives every
+// message its own; a caller that delivers without a Queue, a test say,
+// names one itself and keeps it for every try of the same message.
+func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, idempotencyKey{}, key)
 }

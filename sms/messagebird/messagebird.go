@@ -1,7 +1,15 @@
 // Package messagebird is the SMS sender
 // http.handlers.sms_recovery.senders.messagebird: each message goes out as
-// one SMS through the MessageBird REST API (POST /messages), as plain GSM-7
-// text with the message's Validity and Reference.
+// one SMS through the API that its access key belongs to, told by the
+// key's form as Bird's Go SDK tells it:
+//
+//   - a MessageBird access key goes to the legacy REST API (POST
+//     /messages, Authorization: AccessKey) through go-rest-api, as plain
+//     GSM-7 text with the message's Validity and Reference;
+//   - a Bird platform key bk_<region>_… goes to the platform API of its
+//     region (POST /v1/sms/messages, Authorization: Bearer), in category
+//     authentication, with the message's idempotency key
+//     (sms.IdempotencyKey) and its Reference in the metadata.
 //
 // It must never log, or put in an error, a message body (it holds a
 // one-time code), a full phone number or the access key.
@@ -18,8 +26,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	mbapi "github.com/messagebird/go-rest-api/v9"
-	mbsms "github.com/messagebird/go-rest-api/v9/sms"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
@@ -31,13 +37,15 @@ func init() {
 	caddy.RegisterModule(MessageBird{})
 }
 
-// MessageBird sends through MessageBird's SMS API. JSON: {"provider":
-// "messagebird", "access_key": "{env.MESSAGEBIRD_ACCESS_KEY}",
-// "originator": "ExampleMail"}.
+// MessageBird sends through Bird's SMS APIs, legacy or platform as its key
+// says. JSON: {"provider": "messagebird", "access_key":
+// "{env.MESSAGEBIRD_ACCESS_KEY}", "originator": "ExampleMail"}.
 type MessageBird struct {
-	// AccessKey is the live or test API key of the MessageBird account,
-	// usually {env.MESSAGEBIRD_ACCESS_KEY} so that it is not written into
-	// the config. Required.
+	// AccessKey is the key of the Bird account, usually
+	// {env.MESSAGEBIRD_ACCESS_KEY} so that it is not written into the
+	// config: a MessageBird access key (live or test) for the legacy REST
+	// API, or a Bird platform key bk_<region>_… for the platform API of
+	// its region. Its form picks the API. Required.
 	AccessKey string `json:"access_key,omitempty"`
 
 	// Originator is the sender shown on the phone: a number with its
@@ -45,8 +53,11 @@ type MessageBird struct {
 	// are expanded. Required.
 	Originator string `json:"originator,omitempty"`
 
-	// Endpoint is the base URL of the API. Placeholders are expanded.
-	// Default: https://rest.messagebird.com.
+	// Endpoint is the base URL of the API, for tests or a proxy; the API's
+	// paths are appended to it. Placeholders are expanded. One of Bird's
+	// own hosts that does not serve the key is refused. Default:
+	// https://rest.messagebird.com for a MessageBird access key,
+	// https://<region>.platform.bird.com for a bk_<region>_ key.
 	Endpoint string `json:"endpoint,omitempty"`
 
 	// Timeout bounds one delivery attempt. Default: 10s.
@@ -57,6 +68,8 @@ type MessageBird struct {
 	// every request beyond those would open a connection of its own, TLS
 	// handshake included.
 	transport *http.Transport
+	client    *http.Client // the platform API's, over transport
+	region    string       // of a platform key; "" for a MessageBird access key
 }
 
 const provider = "messagebird"
@@ -69,8 +82,8 @@ func (MessageBird) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision expands the placeholders, fills the defaults and builds the
-// HTTP transport.
+// Provision expands the placeholders, tells the key's API, fills the
+// defaults and builds the HTTP client.
 func (mb *MessageBird) Provision(caddy.Context) error {
 	for _, f := range []struct {
 		name string
@@ -80,8 +93,9 @@ func (mb *MessageBird) Provision(caddy.Context) error {
 			return err
 		}
 	}
+	mb.region = platformRegion(mb.AccessKey)
 	if mb.Endpoint == "" {
-		mb.Endpoint = mbapi.Endpoint
+		mb.Endpoint = defaultEndpoint(mb.region)
 	}
 	mb.Endpoint = strings.TrimSuffix(mb.Endpoint, "/")
 	if mb.Timeout == 0 {
@@ -90,6 +104,7 @@ func (mb *MessageBird) Provision(caddy.Context) error {
 	mb.transport = http.DefaultTransport.(*http.Transport).Clone()
 	mb.transport.MaxIdleConns = max(mb.transport.MaxIdleConns, sms.DefaultWorkers)
 	mb.transport.MaxIdleConnsPerHost = sms.DefaultWorkers
+	mb.client = &http.Client{Transport: mb.transport, CheckRedirect: noRedirects}
 	return nil
 }
 
@@ -99,10 +114,13 @@ func (mb *MessageBird) Validate() error {
 	if mb.AccessKey == "" {
 		return errors.New("sms messagebird: access_key is required")
 	}
+	if err := checkKey(mb.AccessKey, mb.region); err != nil {
+		return fmt.Errorf("sms messagebird: access_key: %w", err)
+	}
 	if err := checkOriginator(mb.Originator); err != nil {
 		return fmt.Errorf("sms messagebird: originator: %w", err)
 	}
-	if err := checkEndpoint(mb.Endpoint); err != nil {
+	if err := checkEndpoint(mb.Endpoint, mb.region); err != nil {
 		return fmt.Errorf("sms messagebird: endpoint: %w", err)
 	}
 	if mb.Timeout < 0 {
@@ -140,7 +158,9 @@ func checkOriginator(o string) error {
 	return nil
 }
 
-func checkEndpoint(e string) error {
+// checkEndpoint checks that e is a base URL, and not one of Bird's hosts
+// that refuses keys of region (see checkHost).
+func checkEndpoint(e, region string) error {
 	// The messages quote the URL without a password written into it.
 	u, err := url.Parse(e)
 	if err != nil {
@@ -152,18 +172,18 @@ func checkEndpoint(e string) error {
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return fmt.Errorf("%q must not have credentials, a query or a fragment", u.Redacted())
 	}
-	return nil
+	return checkHost(e, strings.ToLower(u.Hostname()), region)
 }
 
 func isDigits(s string) bool {
 	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r < '0' || r > '9' })
 }
 
-// Deliver sends m and waits for MessageBird's answer, for at most Timeout.
-// Failures are *sms.Error values: permanent for 4xx answers (with
-// MessageBird's error code, e.g. 2 for a wrong access key) and for messages
-// that cannot be sent; retryable for 5xx and 429 answers, network errors
-// and timeouts.
+// Deliver sends m through the API of the key and waits for its answer, for
+// at most Timeout. Failures are *sms.Error values: permanent for 4xx
+// answers (with the provider's error code and words, and for a refused key
+// what to change) and for messages that cannot be sent; retryable for 5xx
+// and 429 answers (with their Retry-After), network errors and timeouts.
 func (mb *MessageBird) Deliver(ctx context.Context, m recovery.Message) error {
 	msisdn := strings.TrimPrefix(m.To, "+")
 	switch {
@@ -172,105 +192,26 @@ func (mb *MessageBird) Deliver(ctx context.Context, m recovery.Message) error {
 	case m.Body == "":
 		return &sms.Error{Provider: provider, Permanent: true, Err: errors.New("empty body")}
 	}
-
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(mb.Timeout))
 	defer cancel()
-	rt := &callTransport{ctx: ctx, base: mb.transport}
-	// DefaultClient.Request takes no context, so the call's context reaches
-	// the request through a transport made for this call. DebugLog stays
-	// nil: the client's debug log would print the body, and with it the code.
-	client := endpointClient{
-		endpoint: mb.Endpoint,
-		client: &mbapi.DefaultClient{
-			AccessKey: mb.AccessKey,
-			HTTPClient: &http.Client{
-				Transport: rt,
-				CheckRedirect: func(*http.Request, []*http.Request) error {
-					return http.ErrUseLastResponse
-				},
-			},
-		},
+	if mb.region != "" {
+		return mb.deliverPlatform(ctx, m, msisdn)
 	}
-	params := &mbsms.Params{
-		DataCoding: "plain",
-		Reference:  m.Reference,
-		Validity:   validitySeconds(m.Validity),
-	}
-	_, err := mbsms.Create(client, mb.Originator, []string{msisdn}, m.Body, params)
-	if err == nil {
-		return nil
-	}
-	return classify(err, rt.status)
+	return mb.deliverLegacy(ctx, m, msisdn)
 }
 
-// validitySeconds rounds v up to whole seconds; 0 means no limit and is left
-// out of the request.
-func validitySeconds(v time.Duration) int {
-	if v <= 0 {
-		return 0
-	}
-	return int((v + time.Second - 1) / time.Second)
-}
-
-// classify turns a failed call into an *sms.Error. Library errors are
-// wrapped only when they come from the network: those it builds from an
-// answer it could not decode quote the answer, which may repeat the body.
-func classify(err error, status int) *sms.Error {
-	e := &sms.Error{Provider: provider, Status: status}
-	var api mbapi.ErrorResponse
-	if errors.As(err, &api) && len(api.Errors) > 0 {
-		e.Code, e.Parameter = api.Errors[0].Code, api.Errors[0].Parameter
-	}
-	switch {
-	case status == 0:
-		e.Err = err // no answer: network error or timeout
-	case status >= 500, status == http.StatusTooManyRequests:
-		// The provider failed or asks to slow down: worth another try.
-	case status >= 200 && status < 300:
-		// Accepted, but the answer could not be read. Sending again could
-		// text the person twice, so it is not retried.
-		e.Permanent = true
-		e.Err = errors.New("unreadable answer")
-	default:
-		e.Permanent = true
-	}
-	return e
-}
-
-// endpointClient sends the library's requests to the configured endpoint:
-// the library prefixes relative paths with its constant Endpoint, but
-// passes absolute URLs through untouched.
-type endpointClient struct {
-	endpoint string
-	client   *mbapi.DefaultClient
-}
-
-func (c endpointClient) Request(v any, method, path string, data any) error {
-	return c.client.Request(v, method, c.endpoint+"/"+path, data)
-}
-
-// callTransport carries one call's context to its request and records the
-// HTTP status of the answer, which the library does not return.
-type callTransport struct {
-	ctx    context.Context
-	base   http.RoundTripper
-	status int
-}
-
-func (t *callTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(r.WithContext(t.ctx))
-	if resp != nil {
-		t.status = resp.StatusCode
-	}
-	return resp, err
-}
+// noRedirects makes a client hand back a redirect as the answer: the key
+// must not follow it elsewhere.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // UnmarshalCaddyfile reads
 //
 //	sms messagebird {
-//	    access_key <key>               # usually {env.MESSAGEBIRD_ACCESS_KEY}
+//	    access_key <key>               # usually {env.MESSAGEBIRD_ACCESS_KEY}: a MessageBird
+//	                                   # access key, or a Bird platform key bk_<region>_…
 //	    originator <name or number>
-//	    endpoint   <url>               # default https://rest.messagebird.com
+//	    endpoint   <url>               # default https://rest.messagebird.com, or
+//	                                   # https://<region>.platform.bird.com for a bk_ key
 //	    timeout    <duration>          # default 10s
 //	}
 func (mb *MessageBird) UnmarshalCaddyfile(d *cf.Dispenser) error {
@@ -311,5 +252,4 @@ var (
 	_ caddy.CleanerUpper = (*MessageBird)(nil)
 	_ cf.Unmarshaler     = (*MessageBird)(nil)
 	_ sms.Deliverer      = (*MessageBird)(nil)
-	_ mbapi.Client       = endpointClient{}
 )

@@ -74,6 +74,10 @@ func newFakeMessageBird(t *testing.T, respond func(n int, w http.ResponseWriter,
 
 func (f *fakeMessageBird) serve(w http.ResponseWriter, r *http.Request) {
 	raw, _ := io.ReadAll(r.Body)
+	if r.Header.Get("Authorization") != "AccessKey "+testAccessKey {
+		apiError(http.StatusUnauthorized, 2, "Request not allowed (incorrect access_key)", "access_key")(0, w, r, received{})
+		return
+	}
 	req := fakeRequest{Method: r.Method, Path: r.URL.Path, Auth: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type")}
 	if err := json.Unmarshal(raw, &req.Body); err != nil {
 		http.Error(w, `{"errors":[{"code":21,"description":"Bad request","parameter":null}]}`, http.StatusBadRequest)
@@ -161,14 +165,14 @@ func newTestMessageBird(t *testing.T, endpoint string, timeout time.Duration) *M
 	return mb
 }
 
-// assertNoSecrets fails if err's text holds the code, the phone number or
-// the access key.
-func assertNoSecrets(t *testing.T, err error) {
+// assertNoSecrets fails if err's text holds the code, the phone number,
+// the access key or one of keys.
+func assertNoSecrets(t *testing.T, err error, keys ...string) {
 	t.Helper()
 	if err == nil {
 		return
 	}
-	for _, s := range []string{testCode, strings.TrimPrefix(testPhone, "+"), testAccessKey} {
+	for _, s := range append([]string{testCode, strings.TrimPrefix(testPhone, "+"), testAccessKey}, keys...) {
 		if strings.Contains(err.Error(), s) {
 			t.Errorf("error %q holds a secret or the phone number", err)
 		}
@@ -239,24 +243,42 @@ func TestMessageBirdRequest(t *testing.T) {
 func TestMessageBirdErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name          string
-		respond       func(int, http.ResponseWriter, *http.Request, received)
-		unreachable   bool
-		wantPermanent bool
-		wantStatus    int
-		wantCode      int
-		wantParameter string
-		wantCause     error
+		name           string
+		respond        func(int, http.ResponseWriter, *http.Request, received)
+		platform       bool // the endpoint is the platform API's fake
+		unreachable    bool
+		wantPermanent  bool
+		wantStatus     int
+		wantCode       int
+		wantParameter  string
+		wantRetryAfter time.Duration
+		wantText       []string // substrings of the error's text
+		wantCause      error
 	}{
 		{
 			name:          "wrong access key",
 			respond:       apiError(http.StatusUnauthorized, 2, "Request not allowed (incorrect access_key)", "access_key"),
 			wantPermanent: true, wantStatus: 401, wantCode: 2, wantParameter: "access_key",
+			wantText: []string{"incorrect access_key", "https://rest.messagebird.com", "bk_<region>_", "access_key"},
+		},
+		{
+			name: "access key sent to the platform API", platform: true,
+			wantPermanent: true, wantStatus: 401, wantCode: 1001,
+			wantText: []string{"platform API", "https://rest.messagebird.com", "endpoint"},
 		},
 		{
 			name:          "unprocessable recipient",
 			respond:       apiError(http.StatusUnprocessableEntity, 9, "no (correct) recipients found", "recipients"),
 			wantPermanent: true, wantStatus: 422, wantCode: 9, wantParameter: "recipients",
+			wantText: []string{"no (correct) recipients found"},
+		},
+		{
+			name: "description quoting the number and the text",
+			respond: func(_ int, w http.ResponseWriter, r *http.Request, m received) {
+				apiError(http.StatusUnprocessableEntity, 9, fmt.Sprintf("recipient %s refused for %q", m.Recipients[0], m.Body), "recipients")(0, w, r, m)
+			},
+			wantPermanent: true, wantStatus: 422, wantCode: 9, wantParameter: "recipients",
+			wantText: []string{"refused for"},
 		},
 		{
 			name:          "not enough balance",
@@ -287,6 +309,14 @@ func TestMessageBirdErrors(t *testing.T) {
 			name:       "rate limited",
 			respond:    apiError(http.StatusTooManyRequests, 21, "Too many requests", ""),
 			wantStatus: 429, wantCode: 21,
+		},
+		{
+			name: "rate limited with Retry-After",
+			respond: func(n int, w http.ResponseWriter, r *http.Request, m received) {
+				w.Header().Set("Retry-After", "3")
+				apiError(http.StatusTooManyRequests, 21, "Too many requests", "")(n, w, r, m)
+			},
+			wantStatus: 429, wantCode: 21, wantRetryAfter: 3 * time.Second,
 		},
 		{
 			name: "redirect",
@@ -323,9 +353,12 @@ func TestMessageBirdErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var endpoint string
-			if tt.unreachable {
+			switch {
+			case tt.unreachable:
 				endpoint = "http://" + freeport.ClosedAddr(t)
-			} else {
+			case tt.platform:
+				endpoint = newFakeBird(t, nil).URL
+			default:
 				endpoint = newFakeMessageBird(t, tt.respond).URL
 			}
 			mb := newTestMessageBird(t, endpoint, 300*time.Millisecond)
@@ -335,9 +368,15 @@ func TestMessageBirdErrors(t *testing.T) {
 			if !errors.As(err, &e) {
 				t.Fatalf("Deliver = %v, want an *Error", err)
 			}
-			if e.Permanent != tt.wantPermanent || e.Status != tt.wantStatus || e.Code != tt.wantCode || e.Parameter != tt.wantParameter {
-				t.Errorf("error = %+v, want permanent %v, status %d, code %d, parameter %q",
-					*e, tt.wantPermanent, tt.wantStatus, tt.wantCode, tt.wantParameter)
+			if e.Permanent != tt.wantPermanent || e.Status != tt.wantStatus || e.Code != tt.wantCode ||
+				e.Parameter != tt.wantParameter || e.RetryAfter != tt.wantRetryAfter {
+				t.Errorf("error = %+v, want permanent %v, status %d, code %d, parameter %q, retry after %s",
+					*e, tt.wantPermanent, tt.wantStatus, tt.wantCode, tt.wantParameter, tt.wantRetryAfter)
+			}
+			for _, s := range tt.wantText {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
 			}
 			if tt.wantCause != nil && !errors.Is(err, tt.wantCause) {
 				t.Errorf("error %v does not wrap %v", err, tt.wantCause)
@@ -425,6 +464,23 @@ func TestMessageBirdSettings(t *testing.T) {
 		{"endpoint with a query", func(mb *MessageBird) { mb.Endpoint = "https://rest.messagebird.com/?a=b" }, "endpoint"},
 		{"endpoint with credentials", func(mb *MessageBird) { mb.Endpoint = "https://u:p@rest.messagebird.com" }, "endpoint"},
 		{"negative timeout", func(mb *MessageBird) { mb.Timeout = caddy.Duration(-time.Second) }, "timeout"},
+		{"platform key", func(mb *MessageBird) { mb.AccessKey = testBirdKey }, ""},
+		{"platform key at a proxy", func(mb *MessageBird) { mb.AccessKey, mb.Endpoint = testBirdKey, "https://sms-proxy.example.com/bird" }, ""},
+		{"platform key at its region's host", func(mb *MessageBird) { mb.AccessKey, mb.Endpoint = testBirdKey, "https://EU1.platform.bird.com/" }, ""},
+		{"platform key at the legacy API", func(mb *MessageBird) { mb.AccessKey, mb.Endpoint = testBirdKey, "https://rest.messagebird.com" },
+			"sms messagebird: endpoint: https://rest.messagebird.com is MessageBird's legacy REST API, which refuses Bird platform keys: a bk_eu1_… key goes to https://eu1.platform.bird.com"},
+		{"platform key at another region", func(mb *MessageBird) { mb.AccessKey, mb.Endpoint = testBirdKey, "https://us1.platform.bird.com" },
+			"sms messagebird: endpoint: https://us1.platform.bird.com is not the host of region eu1: a bk_eu1_… key goes to https://eu1.platform.bird.com"},
+		{"access key at the platform", func(mb *MessageBird) { mb.Endpoint = "https://eu1.platform.bird.com" },
+			"sms messagebird: endpoint: https://eu1.platform.bird.com is Bird's platform API, which takes only keys of the form bk_<region>_…: a MessageBird access key goes to https://rest.messagebird.com"},
+		{"bk_ key without a region", func(mb *MessageBird) { mb.AccessKey = "bk_Ab3xKq9mP2wR5tY8uI1oL4nJq7Vz0c" },
+			"sms messagebird: access_key: starts with bk_ but is not of the form bk_<region>_<secret>"},
+		{"bk_ key with a bad region", func(mb *MessageBird) { mb.AccessKey = "bk_europe_Ab3xKq9mP2wR5tY8uI1oL4nJq7Vz0c" },
+			"sms messagebird: access_key: starts with bk_ but is not of the form bk_<region>_<secret>"},
+		{"bk_ key cut short", func(mb *MessageBird) { mb.AccessKey = "bk_eu1_" },
+			"sms messagebird: access_key: starts with bk_ but is not of the form bk_<region>_<secret>"},
+		{"bird_live_ key", func(mb *MessageBird) { mb.AccessKey = "bird_live_Ab3xKq9mP2wR5tY8uI1oL4nJq7Vz0c" },
+			"sms messagebird: access_key: a bird_live_ or bird_test_ key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -438,6 +494,8 @@ func TestMessageBirdSettings(t *testing.T) {
 				t.Fatalf("load succeeded, want an error about %s", tt.wantErr)
 			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
 				t.Fatalf("error %q does not name %s", err, tt.wantErr)
+			case err != nil && strings.Contains(err.Error(), "Ab3xKq9mP2wR5tY8uI1oL4nJq7Vz0c"):
+				t.Fatalf("error %q quotes the key", err)
 			}
 		})
 	}
@@ -450,6 +508,16 @@ func TestMessageBirdSettings(t *testing.T) {
 			mb.Timeout != caddy.Duration(10*time.Second) || mb.transport == nil {
 			t.Errorf("access_key %q, endpoint %q, timeout %s, transport %v; want the variable's value and the defaults",
 				mb.AccessKey, mb.Endpoint, time.Duration(mb.Timeout), mb.transport)
+		}
+	})
+	t.Run("a platform key's endpoint is its region's host", func(t *testing.T) {
+		t.Setenv("SMS_TEST_BIRD_KEY", "bk_us1_Ab3xKq9mP2wR5tY8uI1oL4nJq7Vz0c")
+		mb, err := guesttest.Load(t, &MessageBird{AccessKey: "{env.SMS_TEST_BIRD_KEY}", Originator: "ExampleMail"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mb.Endpoint != "https://us1.platform.bird.com" {
+			t.Errorf("endpoint %q, want https://us1.platform.bird.com", mb.Endpoint)
 		}
 	})
 }
