@@ -40,18 +40,36 @@ func WithRequestSigner(ctx caddy.Context, sign RequestSigner) caddy.Context { re
 // or nil.
 func RequestSignerFrom(ctx context.Context) RequestSigner { return from[RequestSigner](ctx) }
 
-// PhonePin checks phone numbers ahead and keeps the answers, as
-// PhonePolicy.Pin does.
-type PhonePin func(numbers []string)
+// PhonePin checks every number of a directory that holds them all (file)
+// whenever it loads a version of them, and keeps the answers, as
+// PhonePolicy.Survey does. The gateway tells what it found in its log and
+// metrics, and returns an error for a version none of whose numbers may get
+// a code: the directory then does not load, or keeps the version it has.
+type PhonePin func(Load) error
+
+// Load is one version of the entries of a directory that holds them all.
+type Load struct {
+	Source  string                    // what was read, such as the file's path
+	Reload  bool                      // it replaces a version in use
+	Entries map[string]recovery.Entry // by account, normalised
+}
 
 // WithPhonePin returns a copy of ctx that carries pin. The gateway loads its
 // directory module through it; a directory that holds all its numbers
-// (file) hands them to pin whenever it loads them, and then says so with
+// (file) hands each version to pin before it uses it, and then says so with
 // PhonesChecked (recovery.PhonesChecked).
 func WithPhonePin(ctx caddy.Context, pin PhonePin) caddy.Context { return with(ctx, pin) }
 
 // PhonePinFrom returns the pin that WithPhonePin put in ctx, or nil.
 func PhonePinFrom(ctx context.Context) PhonePin { return from[PhonePin](ctx) }
+
+// WithClock returns a copy of ctx that carries clock, the gateway's: a
+// directory that looks at its source again from time to time (file) keeps
+// time by it.
+func WithClock(ctx caddy.Context, clock recovery.Clock) caddy.Context { return with(ctx, clock) }
+
+// ClockFrom returns the clock that WithClock put in ctx, or nil.
+func ClockFrom(ctx context.Context) recovery.Clock { return from[recovery.Clock](ctx) }
 
 // key is the context key of a value of type T.
 type key[T any] struct{}

@@ -19,6 +19,10 @@ var (
 	// ErrInvalidPhone is a number that is not in E.164 form ("+" and
 	// digits, optionally spaced) or that no numbering plan assigns.
 	ErrInvalidPhone = errors.New("invalid phone number")
+	// ErrNationalFormat is a number without "+" and its country code, as
+	// national directories write them (0612345678). It matches
+	// ErrInvalidPhone too.
+	ErrNationalFormat = fmt.Errorf("%w: does not start with +", ErrInvalidPhone)
 	// ErrPremiumRate is a premium-rate number (such as 0900 in NL): texting
 	// it could cost the sender or earn an attacker money.
 	ErrPremiumRate = errors.New("premium-rate phone number")
@@ -37,6 +41,48 @@ var (
 	// ErrCountryNotAllowed is a number outside the allowed countries.
 	ErrCountryNotAllowed = errors.New("phone number country not allowed")
 )
+
+// phoneReasons name the refusals of Check for metrics and reports, in the
+// order errors are matched: the national format before other invalid
+// numbers.
+var phoneReasons = []struct {
+	err  error
+	name string
+}{
+	{ErrNationalFormat, "national_format"},
+	{ErrInvalidPhone, "invalid"},
+	{ErrCountryNotAllowed, "country_not_allowed"},
+	{ErrNotMobile, "not_mobile"},
+	{ErrPremiumRate, "premium_rate"},
+	{ErrSharedCost, "shared_cost"},
+	{ErrTollFree, "toll_free"},
+	{ErrVoIP, "voip"},
+}
+
+// PhoneReason returns the short name of a refusal of PhonePolicy.Check,
+// fit for a metric label: national_format, invalid, country_not_allowed,
+// not_mobile, premium_rate, shared_cost, toll_free or voip. It returns ""
+// for nil and for any other error.
+func PhoneReason(err error) string {
+	if err == nil {
+		return ""
+	}
+	for _, r := range phoneReasons {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	return ""
+}
+
+// PhoneReasons returns every name PhoneReason gives, in a fixed order.
+func PhoneReasons() []string {
+	names := make([]string, len(phoneReasons))
+	for i, r := range phoneReasons {
+		names[i] = r.name
+	}
+	return names
+}
 
 // maxPhoneLen bounds the input before it reaches the parser; E.164 numbers
 // have at most 15 digits, and a few spaces or dashes are allowed between.
@@ -200,7 +246,7 @@ func checkSyntax(phone string) error {
 	}
 	rest, ok := strings.CutPrefix(phone, "+")
 	if !ok {
-		return fmt.Errorf("%w: does not start with +", ErrInvalidPhone)
+		return ErrNationalFormat
 	}
 	for _, r := range rest {
 		if (r < '0' || r > '9') && !strings.ContainsRune(" -.()", r) {

@@ -94,18 +94,18 @@ func newOpsGateway(t *testing.T, phones map[string]string, configure func(*Handl
 	if configure != nil {
 		configure(h)
 	}
+	// The logger comes from the config's logging, which a test has none of:
+	// the handler is given a capturing one to provision with, and its
+	// events app, which a test has none of either, is swapped for a
+	// recording one before any request.
+	core, logs := zapobs.New(zapcore.DebugLevel)
+	h.logger = zap.New(core)
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	if err := h.Provision(ctx); err != nil {
 		_ = h.Cleanup()
 		cancel()
 		t.Fatalf("Provision: %v", err)
 	}
-	// The logger comes from the config's logging, which a test has none of:
-	// the handler's loggers are swapped for a capturing one before any
-	// request, and so is the events app, which a test has none of either.
-	core, logs := zapobs.New(zapcore.DebugLevel)
-	logger := zap.New(core)
-	h.logger, h.observer.logger = logger, logger
 	events := newOpsEvents(t, ctx)
 	h.observer.events = events.app
 

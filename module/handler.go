@@ -185,6 +185,7 @@ type Handler struct {
 	signer        *httpsig.Signer
 	store         *pooledStore
 	dir           recovery.Directory
+	phones        *loadedPhones // what the directory's last version held, for the gauges
 	closers       []func() error
 	logger        *zap.Logger
 	// outageLogger logs a failing dependency once per outageLogInterval,

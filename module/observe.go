@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
@@ -30,6 +31,10 @@ type metrics struct {
 	stateLost   *prometheus.CounterVec
 	unsafe      *prometheus.CounterVec
 	lostNow     prometheus.GaugeFunc
+	// phoneRefused counts codes of real accounts dropped for their number;
+	// directories counts the numbers of the directories that hold them all.
+	phoneRefused *prometheus.CounterVec
+	directories  *directoryCollector
 }
 
 var processMetrics = sync.OnceValue(func() *metrics {
@@ -74,6 +79,12 @@ var processMetrics = sync.OnceValue(func() *metrics {
 			return float64(n)
 		}),
 		tables: newTablesCollector(ns, sub),
+		phoneRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "phone_refused_total",
+			Help: "Codes for real accounts not sent because the directory gave a number that may not get one, by reason " +
+				"(national_format, invalid, country_not_allowed, not_mobile, premium_rate, shared_cost, toll_free, voip).",
+		}, []string{"site", "reason"}),
+		directories: newDirectoryCollector(ns, sub),
 		stateLost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "store_state_lost_total",
 			Help: "Times the storage's server was found to have lost its state (restart without data, failover to a replica without it, flush, restore); recovery answers 503 until an operator acknowledges it.",
@@ -113,7 +124,7 @@ var processMetrics = sync.OnceValue(func() *metrics {
 // collectors are every metric of the handler.
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.events, m.sms, m.queued, m.unavailable, m.circuitOpen, m.buildInfo,
-		m.stateLost, m.unsafe, m.lostNow, m.tables}
+		m.stateLost, m.unsafe, m.lostNow, m.tables, m.phoneRefused, m.directories}
 }
 
 func (m *metrics) register(reg *prometheus.Registry) error {
@@ -150,6 +161,11 @@ func newObserver(ctx caddy.Context, site string, logger *zap.Logger, keys *recov
 		}
 	}
 	o := &observer{site: site, siteValue: site, logger: logger, metrics: m, ctx: ctx, keys: keys, clearAccounts: clearAccounts}
+	// Every reason starts at 0, so that rate() and increase() see the
+	// first refusal of a site rather than a series that begins at 1.
+	for _, reason := range directory.PhoneReasons() {
+		m.phoneRefused.WithLabelValues(site, reason)
+	}
 	// The http app loads the events app before it provisions any handler,
 	// so in a config this finds it. A context made without a config (tests)
 	// has no apps, where ctx.App would dereference a nil config.
@@ -232,6 +248,11 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 	// (an error's message, say) and would make a new series of every
 	// variant, so it goes to the log and the Caddy event only.
 	o.metrics.events.WithLabelValues(o.site, e.Name, e.Scope).Inc()
+	if e.Name == recovery.EventSMSRefused && e.Cause != nil {
+		if reason := directory.PhoneReason(e.Cause); reason != "" {
+			o.metrics.phoneRefused.WithLabelValues(o.site, reason).Inc()
+		}
+	}
 	ref := "" // the account's hash, made once for the line and the event
 	if ce := o.logger.Check(eventLevel(e), "security event"); ce != nil {
 		fields := make([]zap.Field, 0, 9)
@@ -276,6 +297,16 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 		}
 		o.events.Emit(o.ctx, name, data)
 	}
+}
+
+// accountHashes returns what log lines name accounts by: their keyed
+// hashes (account_hash).
+func (o *observer) accountHashes(accounts []string) []string {
+	hashes := make([]string, len(accounts))
+	for i, a := range accounts {
+		hashes[i] = o.keys.AccountRef(a)
+	}
+	return hashes
 }
 
 // alarmWatcher is a store that reports what it notices about its server

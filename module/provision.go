@@ -30,7 +30,9 @@ import (
 
 // Provision fills defaults and builds the flow's collaborators.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
+	if h.logger == nil { // a test may have given one, to see the lines of the load
+		h.logger = ctx.Logger()
+	}
 	h.outageLogger = h.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(c, outageLogInterval, 1, 0)
 	}))
@@ -76,8 +78,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	// A directory that holds all its numbers (file) has the policy check
 	// them as it loads them, and unknown accounts then draw stand-ins from
-	// a set checked here: neither kind parses a number at /start.
-	if err := h.loadDirectory(directory.WithPhonePin(ctx, phones.Pin)); err != nil {
+	// a set checked here: neither kind parses a number at /start. What the
+	// check finds is logged and kept for the gauges.
+	var stopWatch func() error
+	h.phones, stopWatch = h.observer.metrics.directories.watch(h.SiteName)
+	h.closers = append(h.closers, stopWatch)
+	dirCtx := directory.WithClock(directory.WithPhonePin(ctx, h.pinPhones(phones)), h.clock)
+	if err := h.loadDirectory(dirCtx); err != nil {
 		return err
 	}
 	if c, ok := h.dir.(recovery.PhonesChecked); ok && c.PhonesChecked() {

@@ -91,8 +91,7 @@ func TestPhonePoliciesArePooled(t *testing.T) {
 // TestReadyLogGivesMemoryLimit checks that the line a gateway logs when it
 // is ready gives the soft memory limit its memory storage set.
 func TestReadyLogGivesMemoryLimit(t *testing.T) {
-	g := newOpsGateway(t, map[string]string{}, nil)
-	g.h.logReady()
+	g := newOpsGateway(t, map[string]string{}, nil) // logs as it provisions
 	want, ok := memory.SoftMemoryLimit()
 	if !ok {
 		t.Skip("GOMEMLIMIT is set: the storage leaves the limit alone")

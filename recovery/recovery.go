@@ -247,6 +247,10 @@ type Event struct {
 	Phone    string // masked
 	Reason   string
 	Scope    string
+	// Cause is the error Reason tells of, when there is one: the phone
+	// policy's refusal of a number, say, which an observer may count by
+	// kind. Like Reason, it never holds a phone number.
+	Cause error
 }
 
 // Event names.

@@ -266,7 +266,7 @@ func (s *Service) admitSMS(phone string, ev Event) func(context.Context) error {
 // smsRefused reports a message dropped: for its number, or by the SMS
 // limits (a *Denial), or because they could not be checked.
 func (s *Service) smsRefused(ctx context.Context, why error, ev Event) {
-	ev.Name, ev.Reason = EventSMSRefused, why.Error()
+	ev.Name, ev.Reason, ev.Cause = EventSMSRefused, why.Error(), why
 	var d *Denial
 	switch {
 	case errors.As(why, &d):

@@ -49,7 +49,7 @@ type File struct {
 
 	clock   recovery.Clock     // decides when to look at the file again
 	onError func(error)        // told when a changed file does not load
-	prepare directory.PhonePin // given the numbers of every version that loads
+	pin     directory.PhonePin // given every version that parses; may refuse it
 
 	entries   atomic.Pointer[map[string]recovery.Entry]
 	nextCheck atomic.Int64 // unix nanoseconds; lookups before it do not stat
@@ -78,8 +78,10 @@ func (*File) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision reads the file; a file that does not load stops the config.
-// Each version that loads hands its numbers to the gateway's PhonePin
-// (directory.PhonePinFrom), and a version that does not is logged.
+// Each version that parses is handed to the gateway's PhonePin
+// (directory.PhonePinFrom), which checks its numbers and may refuse it; a
+// changed version that does not load is logged. The file is looked at again
+// by the gateway's clock (directory.ClockFrom).
 func (f *File) Provision(ctx caddy.Context) error {
 	if err := placeholder.Expand(nil, "directory file", &f.Path); err != nil {
 		return err
@@ -88,16 +90,19 @@ func (f *File) Provision(ctx caddy.Context) error {
 		return nil // Validate refuses it
 	}
 	if f.clock == nil {
+		f.clock = directory.ClockFrom(ctx)
+	}
+	if f.clock == nil {
 		f.clock = clock.Real{}
 	}
 	if f.onError == nil {
 		logger := ctx.Logger()
 		f.onError = func(err error) {
-			logger.Error("phone directory changed but cannot be read; keeping the last good copy", zap.Error(err))
+			logger.Error("phone directory changed but does not load; keeping the last good copy", zap.Error(err))
 		}
 	}
-	if f.prepare == nil {
-		f.prepare = directory.PhonePinFrom(ctx)
+	if f.pin == nil {
+		f.pin = directory.PhonePinFrom(ctx)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -136,7 +141,7 @@ func (f *File) Lookup(_ context.Context, account string) (recovery.Entry, error)
 // PhonesChecked reports whether every number the file holds was checked
 // when it loaded (recovery.PhonesChecked): so when the gateway gave the
 // module its PhonePin.
-func (f *File) PhonesChecked() bool { return f.prepare != nil }
+func (f *File) PhonesChecked() bool { return f.pin != nil }
 
 // UnmarshalCaddyfile reads
 //
@@ -146,8 +151,8 @@ func (f *File) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	return cfparse.OnePath(d, "directory file", &f.Path)
 }
 
-// Reload reads the file now. If it cannot be read or parsed, the last good
-// copy stays in use and the error says why.
+// Reload reads the file now. If it cannot be read or parsed, or the pin
+// refuses it, the last good copy stays in use and the error says why.
 func (f *File) Reload() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -184,7 +189,8 @@ func (f *File) maybeReload() {
 	}
 }
 
-// load reads and parses the file and, if that works, replaces the entries.
+// load reads and parses the file and, if that works and the pin takes it,
+// replaces the entries.
 // It records the version it read, so that a bad one is reported once.
 // f.mu must be held.
 func (f *File) load() error {
@@ -210,14 +216,11 @@ func (f *File) load() error {
 	if err != nil {
 		return fmt.Errorf("loading directory file %q: %w", f.Path, err)
 	}
-	if f.prepare != nil {
-		numbers := make([]string, 0, len(entries))
-		for _, e := range entries {
-			if e.Phone != "" {
-				numbers = append(numbers, e.Phone)
-			}
+	if f.pin != nil {
+		load := directory.Load{Source: f.Path, Reload: f.entries.Load() != nil, Entries: entries}
+		if err := f.pin(load); err != nil {
+			return fmt.Errorf("loading directory file %q: %w", f.Path, err)
 		}
-		f.prepare(numbers)
 	}
 	f.entries.Store(&entries)
 	return nil

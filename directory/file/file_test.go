@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/directorytest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
@@ -417,41 +420,94 @@ func BenchmarkFileLookup(b *testing.B) {
 	})
 }
 
-// TestFilePreparesEveryVersion checks that each version of the file that
-// loads hands its numbers to Prepare before any lookup sees it, and that a
-// version that does not parse hands none.
-func TestFilePreparesEveryVersion(t *testing.T) {
+// TestFilePinsEveryVersion checks that each version of the file that
+// parses is handed to the pin, with whether it replaces one in use, before
+// any lookup sees it; that a version that does not parse is not; and that
+// a version the pin refuses does not load.
+func TestFilePinsEveryVersion(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "phones.json")
 	writeFile(t, path, `{"alice": "+31612345678", "bob": {"phone": "+31687654321", "lang": "nl"}, "carol": {"lang": "nl"}}`, 1)
 	var mu sync.Mutex
-	var got [][]string
-	prepare := func(numbers []string) {
+	var got []string
+	refuse := false
+	pin := func(l directory.Load) error {
 		mu.Lock()
 		defer mu.Unlock()
-		got = append(got, slices.Sorted(slices.Values(numbers)))
+		var phones []string
+		for _, e := range l.Entries {
+			phones = append(phones, e.Phone)
+		}
+		slices.Sort(phones)
+		got = append(got, fmt.Sprintf("%t %t %q", l.Source == path, l.Reload, phones))
+		if refuse {
+			return errors.New("no number may get a code")
+		}
+		return nil
 	}
-	f, err := provision(t, &File{Path: path, prepare: prepare})
+	f, err := provision(t, &File{Path: path, pin: pin})
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(want ...[]string) {
+	check := func(want ...string) {
 		t.Helper()
 		mu.Lock()
 		defer mu.Unlock()
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("prepared %v, want %v", got, want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("pinned %q, want %q", got, want)
 		}
 	}
-	check([]string{"+31612345678", "+31687654321"})
+	first := `true false ["" "+31612345678" "+31687654321"]`
+	check(first)
 	writeFile(t, path, `{"dave": "+31611111111"}`, 2)
 	if err := f.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	check([]string{"+31612345678", "+31687654321"}, []string{"+31611111111"})
+	second := `true true ["+31611111111"]`
+	check(first, second)
 	writeFile(t, path, `{"dave": `, 3)
 	if err := f.Reload(); err == nil {
 		t.Fatal("a broken file loaded")
 	}
-	check([]string{"+31612345678", "+31687654321"}, []string{"+31611111111"})
+	check(first, second)
+
+	mu.Lock()
+	refuse = true
+	mu.Unlock()
+	writeFile(t, path, `{"erin": "0612345678"}`, 4)
+	err = f.Reload()
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "no number may get a code") {
+		t.Fatalf("a version the pin refused: %v", err)
+	}
+	check(first, second, `true true ["0612345678"]`)
+	if lookupErr(f, "dave") != nil || !errors.Is(lookupErr(f, "erin"), recovery.ErrUnknownAccount) {
+		t.Error("a version the pin refused replaced the last good copy")
+	}
+	if _, err := provision(t, &File{Path: path, pin: pin}); err == nil || !strings.Contains(err.Error(), "no number may get a code") {
+		t.Errorf("provision of a version the pin refuses: %v", err)
+	}
+}
+
+// TestFileKeepsTheGatewaysTime: a file loaded through a context with the
+// gateway's clock looks at the file again by that clock.
+func TestFileKeepsTheGatewaysTime(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "phones.json")
+	writeFile(t, path, `{"alice": "+31612345678"}`, 1)
+	clk := clock.NewManual(fileTestStart)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	f := &File{Path: path}
+	if err := f.Provision(directory.WithClock(ctx, clk)); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, `{"alice": "+31687654321"}`, 2)
+	fx := &reloadFixture{t: t, file: f}
+	if got := fx.phone(); got != "+31612345678" {
+		t.Errorf("before the gateway's clock moved: phone = %q, want the old one", got)
+	}
+	clk.Advance(time.Second)
+	if got := fx.phone(); got != "+31687654321" {
+		t.Errorf("a second later by the gateway's clock: phone = %q, want the new one", got)
+	}
 }
