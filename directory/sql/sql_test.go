@@ -79,7 +79,7 @@ func (fx *sqlFixture) open(t *testing.T) {
 	defer cancel()
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		testenv.Missing(t, fx.driver+" at "+fx.addr,
+		testenv.Missing(t, map[string]string{"postgres": "PostgreSQL", "mysql": "MariaDB"}[fx.driver]+" at "+fx.addr,
 			map[string]string{"postgres": "apt-get install postgresql, or set SQL_TEST_POSTGRES_ADDR",
 				"mysql": "apt-get install mariadb-server, or set SQL_TEST_MYSQL_ADDR"}[fx.driver], err)
 	}

@@ -22,7 +22,7 @@ func Missing(tb testing.TB, need, fix string, err error) {
 		why = fmt.Sprintf(" (%v)", err)
 	}
 	if os.Getenv("CI") == "true" {
-		tb.Fatalf("needs %s and CI=true: %s%s", need, fix, why)
+		tb.Fatalf("CI=true, and this test needs %s: %s%s", need, fix, why)
 		return
 	}
 	tb.Skipf("skipped: needs %s: %s%s", need, fix, why)

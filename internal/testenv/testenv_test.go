@@ -37,7 +37,7 @@ func TestMissing(t *testing.T) {
 		{"skips unless CI is exactly true", "1", refused,
 			"skipped: needs Redis at redis://127.0.0.1:6379/0: start one (apt-get install redis-server), or set REDIS_URL (connection refused)", ""},
 		{"fails under CI", "true", refused,
-			"", "needs Redis at redis://127.0.0.1:6379/0 and CI=true: start one (apt-get install redis-server), or set REDIS_URL (connection refused)"},
+			"", "CI=true, and this test needs Redis at redis://127.0.0.1:6379/0: start one (apt-get install redis-server), or set REDIS_URL (connection refused)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
