@@ -30,9 +30,12 @@ func TestUpstreamRecipes(t *testing.T) {
 	tests := []struct {
 		lang, interpreter, verify, check string
 		probe                            []string
+		library, install                 string
 	}{
-		{"python", "python3", "verify.py", "check.py", []string{"-c", "import cryptography"}},
-		{"php", "php", "verify.php", "check.php", []string{"-r", "exit(function_exists('sodium_crypto_sign_verify_detached') ? 0 : 1);"}},
+		{"python", "python3", "verify.py", "check.py", []string{"-c", "import cryptography"},
+			"the cryptography package", "apt-get install python3-cryptography, or pip install cryptography"},
+		{"php", "php", "verify.php", "check.php", []string{"-r", "exit(function_exists('sodium_crypto_sign_verify_detached') ? 0 : 1);"},
+			"sodium", "apt-get install php-cli, which has it built in"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.lang, func(t *testing.T) {
@@ -41,7 +44,7 @@ func TestUpstreamRecipes(t *testing.T) {
 				t.Fatalf("docs/upstream.md has %d %s blocks, want the recipe and its check", len(code[tt.lang]), tt.lang)
 			}
 			if err := exec.Command(tt.interpreter, tt.probe...).Run(); err != nil {
-				t.Skipf("%s with its crypto library is not available: %v", tt.interpreter, err)
+				t.Skipf("skipped: needs %s with %s: %s (%v)", tt.interpreter, tt.library, tt.install, err)
 			}
 			dir := t.TempDir()
 			for i, name := range []string{tt.verify, tt.check} {

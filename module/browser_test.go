@@ -26,6 +26,8 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/testenv"
 )
 
 // axeVersion is the axe-core release the accessibility check is written
@@ -38,22 +40,12 @@ const (
 	viewportHeight = 740
 )
 
-// skipOrFail skips the test, or fails it under CI, where a missing tool
-// must not pass unseen.
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
 // chromium returns the path of Chromium.
 func chromium(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
-		skipOrFail(t, "browser test needs Chromium: apt-get update && apt-get install -y chromium (%v)", err)
+		testenv.Missing(t, "Chromium", "apt-get install chromium", err)
 	}
 	return path
 }
@@ -72,8 +64,8 @@ func axeSource(t *testing.T) string {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		skipOrFail(t, "accessibility test needs axe-core %s: npm install --prefix <dir> axe-core@%s, then AXE_CORE_JS=<dir>/node_modules/axe-core/axe.min.js (%v)",
-			axeVersion, axeVersion, err)
+		testenv.Missing(t, "axe-core "+axeVersion, "npm install --prefix <user cache dir>/caddy-sms-recovery/axe-core axe-core@"+axeVersion+
+			" (as .ci/run does), or set AXE_CORE_JS to its axe.min.js", err)
 	}
 	return string(b)
 }
@@ -121,7 +113,7 @@ func newTab(t *testing.T, script bool) *tab {
 	t.Cleanup(cancelBrowser)
 	// The first run starts the browser; it must not carry the timeout.
 	if err := chromedp.Do(browserCtx); err != nil {
-		skipOrFail(t, "starting Chromium: %v", err)
+		testenv.Missing(t, "a Chromium that starts", "apt-get install chromium; the error says why this one did not", err)
 	}
 	ctx, cancel := context.WithTimeout(browserCtx, 2*time.Minute)
 	t.Cleanup(cancel)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/examplekey"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/pages"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
@@ -333,7 +333,7 @@ func (h *Handler) Validate() error {
 		check(f.KeyID != "", "forward: key_id is required")
 		check((f.HMACKey == "") != (f.Ed25519Key == ""), "forward: give exactly one of hmac_key or ed25519_key")
 		check(f.Path == "" || strings.HasPrefix(f.Path, "/"), "forward: path %q must start with /", f.Path)
-		check(f.HMACKey != exampleHMACKey || servesLoopbackOnly(h.PublicURL),
+		check(f.HMACKey != examplekey.HMACKey || servesLoopbackOnly(h.PublicURL),
 			"forward: hmac_key is the example's, published with this module: anyone can sign resets with it; make a key of your own (openssl rand -base64 64), or serve only localhost")
 		seen := make(map[string]bool, len(f.Fields))
 		for i, name := range f.Fields {
@@ -394,23 +394,11 @@ func (h *Handler) checkLanguage() error {
 	return fmt.Errorf("language: no built-in texts for %q (built in: %s)", h.Language, strings.Join(recovery.Languages(), ", "))
 }
 
-// exampleHMACKey is the forward key of examples/Caddyfile, which anyone
-// can read: a gateway that serves more than this machine refuses it.
-const exampleHMACKey = "Wtp8gV0TZ3bboJVJkx3TmVeShce4raO4XAYgGIFI/LV+gEDfarC2DON66wunjsZgTQWcP6GFIWGWnls/lNkGfA=="
-
 // servesLoopbackOnly reports whether publicURL names this machine only:
 // localhost (or a name under it) or a loopback address.
 func servesLoopbackOnly(publicURL string) bool {
 	u, err := url.Parse(publicURL)
-	if err != nil {
-		return false
-	}
-	host := strings.ToLower(u.Hostname())
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
+	return err == nil && examplekey.LoopbackHost(u.Hostname())
 }
 
 // Interface guards

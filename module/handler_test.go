@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	filedirectory "github.com/caddy-sms-recovery/caddy-sms-recovery/directory/file"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/examplekey"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/outbox"
 	redisstore "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
@@ -65,10 +66,10 @@ func TestValidate(t *testing.T) {
 		{"repeated forward field", func(h *Handler) { h.Forward.Fields = []string{"password", "password"} }, `forward: fields: "password" is named twice`},
 		{"log_accounts hashed", func(h *Handler) { h.LogAccounts = "hashed" }, ""},
 		{"log_accounts clear", func(h *Handler) { h.LogAccounts = "clear" }, ""},
-		{"the example's forward key on a public site", func(h *Handler) { h.Forward.HMACKey = exampleHMACKey },
+		{"the example's forward key on a public site", func(h *Handler) { h.Forward.HMACKey = examplekey.HMACKey },
 			"forward: hmac_key is the example's, published with this module"},
-		{"the example's forward key on localhost", func(h *Handler) { h.Forward.HMACKey, h.PublicURL = exampleHMACKey, "http://localhost:8080" }, ""},
-		{"the example's forward key on a loopback address", func(h *Handler) { h.Forward.HMACKey, h.PublicURL = exampleHMACKey, "http://127.0.0.1:8080" }, ""},
+		{"the example's forward key on localhost", func(h *Handler) { h.Forward.HMACKey, h.PublicURL = examplekey.HMACKey, "http://localhost:8080" }, ""},
+		{"the example's forward key on a loopback address", func(h *Handler) { h.Forward.HMACKey, h.PublicURL = examplekey.HMACKey, "http://127.0.0.1:8080" }, ""},
 		{"language without texts", func(h *Handler) { h.Language = "es" }, `language: no built-in texts for "es" (built in: de, en, fr, nl)`},
 		{"language with a region", func(h *Handler) { h.Language = "nl-BE" }, ""},
 		{"log_accounts of another word", func(h *Handler) { h.LogAccounts = "plain" }, `log_accounts: "plain" is neither hashed nor clear`},

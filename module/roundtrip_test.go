@@ -94,7 +94,7 @@ func TestReadyLogGivesMemoryLimit(t *testing.T) {
 	g := newOpsGateway(t, map[string]string{}, nil) // logs as it provisions
 	want, ok := memory.SoftMemoryLimit()
 	if !ok {
-		t.Skip("GOMEMLIMIT is set: the storage leaves the limit alone")
+		t.Skip("skipped: GOMEMLIMIT is set, so the memory storage sets no limit of its own; unset it to run this test")
 	}
 	lines := g.logs.FilterMessage("sms recovery ready").All()
 	if len(lines) != 1 {

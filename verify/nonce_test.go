@@ -181,7 +181,7 @@ func TestRedisNoncesDown(t *testing.T) {
 	prefix := redistest.Prefix(t, redistest.Client(t))
 	u, err := url.Parse(redistest.URL())
 	if err != nil || u.Scheme != "redis" {
-		t.Skipf("skipping: the outage test relays redis:// URLs only")
+		t.Skipf("skipped: the outage test relays only redis:// URLs, and REDIS_URL is %s", redistest.Redacted())
 	}
 	px := tcpproxy.Start(t, u.Host)
 	u.Host = px.Addr()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/examplekey"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -75,6 +76,9 @@ type Handler struct {
 	verifier *httpsig.VerifierSet
 	clock    recovery.Clock
 	logger   *zap.Logger
+	// localOnly is whether the server the handler is provisioned in
+	// listens on this machine only (listensLocalOnly).
+	localOnly bool
 }
 
 // Key is one more gateway key an sms_recovery_verify handler accepts.
@@ -167,6 +171,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.expandPlaceholders(); err != nil {
 		return err
 	}
+	h.localOnly = listensLocalOnly(ctx)
 	if err := h.Validate(); err != nil {
 		return err
 	}
@@ -228,6 +233,36 @@ func (h *Handler) expandPlaceholders() error {
 	return errors.Join(errs...)
 }
 
+// listensLocalOnly reports whether the server a handler is provisioned in
+// takes connections from this machine only: every address it listens on
+// is a loopback address, localhost or a Unix socket. Outside a server it
+// reports false.
+func listensLocalOnly(ctx caddy.Context) bool {
+	srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if !ok || len(srv.Listen) == 0 {
+		return false
+	}
+	repl := caddy.NewReplacer()
+	for _, l := range srv.Listen {
+		addr, err := caddy.ParseNetworkAddress(repl.ReplaceAll(l, ""))
+		if err != nil || !addr.IsUnixNetwork() && !examplekey.LoopbackHost(addr.Host) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkExampleKey refuses the examples' published key, with which anyone
+// can sign a reset, unless only this machine reaches the server.
+func (h *Handler) checkExampleKey(field, key string) error {
+	if key != examplekey.HMACKey || h.localOnly {
+		return nil
+	}
+	return fmt.Errorf("%s is the example's, published with this module: anyone can sign resets with it; "+
+		"make a key of your own (openssl rand -base64 64 | tr -d '\\n') and give the gateway's forward the same, "+
+		"or listen only on this machine (bind 127.0.0.1)", field)
+}
+
 // leastMaxSkew is the least max_skew a configuration may give: a shorter
 // one is a mistake, most often a JSON duration written as a bare number,
 // which caddy.Duration counts in nanoseconds.
@@ -265,6 +300,7 @@ func (h *Handler) Validate() error {
 	if (h.HMACKey == "") == (h.Ed25519PublicKey == "") {
 		errs = append(errs, errors.New("give exactly one of hmac_key and ed25519_public_key"))
 	}
+	errs = append(errs, h.checkExampleKey("hmac_key", h.HMACKey))
 	seen := map[string]bool{h.KeyID: true}
 	for i, k := range h.Keys {
 		switch {
@@ -277,6 +313,7 @@ func (h *Handler) Validate() error {
 		if (k.HMACKey == "") == (k.Ed25519PublicKey == "") {
 			errs = append(errs, fmt.Errorf("key %q: give exactly one of hmac_key and ed25519_public_key", k.KeyID))
 		}
+		errs = append(errs, h.checkExampleKey(fmt.Sprintf("key %q: hmac_key", k.KeyID), k.HMACKey))
 	}
 	if h.MaxSkew < 0 {
 		errs = append(errs, fmt.Errorf("max_skew: %s is negative", time.Duration(h.MaxSkew)))

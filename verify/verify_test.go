@@ -24,6 +24,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/examplekey"
 )
 
 // verifyTestKey is a test-only 64-byte hmac key.
@@ -452,5 +453,65 @@ func TestHandlerBodyReadError(t *testing.T) {
 	var he caddyhttp.HandlerError
 	if !errors.As(err, &he) || he.StatusCode != http.StatusBadRequest || next.called {
 		t.Errorf("ServeHTTP = %v, next called %v; want a 400 handler error", err, next.called)
+	}
+}
+
+// TestExampleKeyOnlyOnThisMachine loads the verifier as Caddy does, in a
+// server, with the examples' published key: it loads only when every
+// address the server listens on is this machine's, as a rotation key too,
+// and the refusal says what to do and quotes no key.
+func TestExampleKeyOnlyOnThisMachine(t *testing.T) {
+	t.Parallel()
+	own := base64.StdEncoding.EncodeToString(verifyTestKey)
+	tests := []struct {
+		name   string
+		listen string // JSON list; Validate binds none of them
+		keys   string // the handler's key fields
+		want   string // "" for success
+	}{
+		{"loopback", `["127.0.0.1:8081"]`, `"hmac_key": "` + examplekey.HMACKey + `"`, ""},
+		{"IPv6 loopback and localhost", `["[::1]:8081", "localhost:8082"]`, `"hmac_key": "` + examplekey.HMACKey + `"`, ""},
+		{"a Unix socket", `["unix//run/legacy-mail.sock"]`, `"hmac_key": "` + examplekey.HMACKey + `"`, ""},
+		{"every interface", `[":8081"]`, `"hmac_key": "` + examplekey.HMACKey + `"`, "hmac_key is the example's"},
+		{"a public address", `["192.0.2.10:8081"]`, `"hmac_key": "` + examplekey.HMACKey + `"`, "hmac_key is the example's"},
+		{"loopback and more", `["127.0.0.1:8081", "0.0.0.0:8082"]`, `"hmac_key": "` + examplekey.HMACKey + `"`, "hmac_key is the example's"},
+		{"a rotation key", `[":8081"]`, `"hmac_key": "` + own + `", "keys": [{"key_id": "gw2", "hmac_key": "` + examplekey.HMACKey + `"}]`,
+			`key "gw2": hmac_key is the example's`},
+		{"a key of one's own", `[":8081"]`, `"hmac_key": "` + own + `"`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := new(caddy.Config)
+			err := json.Unmarshal([]byte(`{"apps": {"http": {"servers": {"upstream": {"listen": `+tt.listen+`,
+				"automatic_https": {"disable": true},
+				"routes": [{"handle": [{"handler": "sms_recovery_verify", "key_id": "gw1", `+tt.keys+`}]}]}}}}}`), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = caddy.Validate(cfg)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate = %v, want an error containing %q", err, tt.want)
+			}
+			for _, part := range []string{"openssl rand -base64 64", "bind 127.0.0.1"} {
+				if !strings.Contains(err.Error(), part) {
+					t.Errorf("the refusal does not say %q: %v", part, err)
+				}
+			}
+			if strings.Contains(err.Error(), examplekey.HMACKey) {
+				t.Errorf("the refusal quotes the key: %v", err)
+			}
+		})
+	}
+
+	// Outside a server nothing says who reaches it: refused.
+	h := Handler{KeyID: "gw1", HMACKey: examplekey.HMACKey}
+	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "hmac_key is the example's") {
+		t.Errorf("Validate outside a server = %v, want the example key refused", err)
 	}
 }

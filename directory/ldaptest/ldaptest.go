@@ -26,6 +26,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/testenv"
 )
 
 // The directory every server holds.
@@ -126,10 +127,7 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	for _, tool := range []string{"slapd", "slapadd"} {
 		if _, err := lookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed (apt-get install slapd ldap-utils); CI=true needs it", tool)
-			}
-			t.Skipf("%s is not installed (apt-get install slapd ldap-utils); skipping the LDAP tests", tool)
+			testenv.Missing(t, tool+", which the LDAP tests start themselves", "apt-get install slapd ldap-utils", err)
 		}
 	}
 	s := &Server{t: t, dir: t.TempDir()}

@@ -18,6 +18,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory/directorytest"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/tcpproxy"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/testenv"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -78,11 +79,9 @@ func (fx *sqlFixture) open(t *testing.T) {
 	defer cancel()
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s at %s does not answer and CI=true: %v", fx.driver, fx.addr, err)
-		}
-		t.Skipf("skipping: %s at %s does not answer (%v); start it or set %s", fx.driver, fx.addr, err,
-			map[string]string{"postgres": "SQL_TEST_POSTGRES_ADDR", "mysql": "SQL_TEST_MYSQL_ADDR"}[fx.driver])
+		testenv.Missing(t, map[string]string{"postgres": "PostgreSQL", "mysql": "MariaDB"}[fx.driver]+" at "+fx.addr,
+			map[string]string{"postgres": "apt-get install postgresql, or set SQL_TEST_POSTGRES_ADDR",
+				"mysql": "apt-get install mariadb-server, or set SQL_TEST_MYSQL_ADDR"}[fx.driver], err)
 	}
 	b := make([]byte, 6)
 	rand.Read(b)

@@ -158,7 +158,7 @@ func relayedRedis(t *testing.T) (*tcpproxy.Proxy, string) {
 	needRedis(t)
 	u, err := url.Parse(redistest.URL())
 	if err != nil || u.Scheme != "redis" {
-		t.Skipf("skipping: the outage test relays redis:// URLs only, not %s", redistest.Redacted())
+		t.Skipf("skipped: the outage test relays only redis:// URLs, and REDIS_URL is %s", redistest.Redacted())
 	}
 	px := tcpproxy.Start(t, u.Host)
 	u.Host = px.Addr()

@@ -34,7 +34,7 @@ func heapAfterGC() int64 {
 // parallel), so that the heap it reads is its own.
 func TestMemoryFootprint(t *testing.T) {
 	if testing.Short() {
-		t.Skip("fills tables of 20,000 records")
+		t.Skip("skipped in -short mode: fills tables of 20,000 records")
 	}
 	const n = 20_000
 	ctx := context.Background()

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/testenv"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/wake"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
@@ -31,10 +32,7 @@ func redisServer(tb testing.TB) string {
 	tb.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("redis-server not found and CI=true: %v", err)
-		}
-		tb.Skipf("redis-server not found: %v", err)
+		testenv.Missing(tb, "redis-server, which this test starts itself", "apt-get install redis-server", err)
 	}
 	return path
 }

@@ -35,7 +35,7 @@ func newPlanGuard(t *testing.T, h Harness, change func(*limiter.Config)) (*limit
 	t.Helper()
 	s, clk := h.New(t)
 	if _, ok := s.(recovery.Store); !ok {
-		t.Skip("the store runs no plans")
+		t.Skip("skipped: this store is not a recovery.Store, so it runs no plans")
 	}
 	g, err := limiter.New(planConfig(h.Unit, change), s.(recovery.Store), clk)
 	if err != nil {
