@@ -47,12 +47,12 @@ func TestOperatorMistakesAreToldAtLoad(t *testing.T) {
 
 	cases := []struct {
 		name      string
-		caddyfile string                // a Caddyfile, or
+		caddyfile string                 // a Caddyfile, or
 		json      func(h map[string]any) // a change to the gateway of examples/caddy.json
-		phones    string                // phones.json, good unless set
-		redis     bool                  // needs a Redis that answers
-		want      []string              // each in the error
-		notWant   []string              // none in the error
+		phones    string                 // phones.json, good unless set
+		redis     bool                   // needs a Redis that answers
+		want      []string               // each in the error
+		notWant   []string               // none in the error
 	}{
 		{name: "directory of national numbers", phones: national,
 			caddyfile: gateway(dir + outbox + forward),
