@@ -254,11 +254,14 @@ func (r *Store) stillLost(ctx context.Context) (bool, error) {
 // counted and the epoch's state (0 as expected, 1 lost, or the id of an
 // acknowledged epoch the plan adopted). It returns recovery.ErrStateLost,
 // as unavailability, when the plan was refused for a loss.
-func (r *Store) epochReply(e *epochState, seqv, state any) error {
+func (r *Store) epochReply(ctx context.Context, e *epochState, seqv, state any) error {
 	seq, _ := seqv.(int64)
 	switch s := state.(type) {
 	case int64:
 		if s == 1 {
+			if r.staleAnswer(ctx, e) {
+				return fmt.Errorf("redis plan: %w: a server the sentinels do not name as master answered; the connections to it are closed", recovery.ErrUnavailable)
+			}
 			r.noticeLoss("the server's state does not match what this instance saw (restart without data, failover to a replica that lacks it, flush, or restore)")
 			return fmt.Errorf("redis plan: %w: %w", recovery.ErrUnavailable, recovery.ErrStateLost)
 		}
