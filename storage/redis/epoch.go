@@ -46,6 +46,15 @@ import (
 // found lost with them; that only refuses a person or hands out a few more
 // starts, while a strike lost would hand out guesses.
 //
+// On a Sentinel deployment a plan refused for a loss is first checked
+// with the master the sentinels name (sentinel.go): a connection that
+// still reaches a server they no longer name (an old primary back without
+// its data) finds no epoch there, but when that master holds the epoch
+// intact nothing was lost. The request is then refused as unavailable, no
+// loss is noticed, and the connections to the stale server are closed. A
+// master that lost the epoch, or sentinels that do not name one by a
+// majority, leave the loss declared as anywhere else.
+//
 // An acknowledgement writes a new id, marked acked, and moves seq past any
 // floor (to the time in ms times 1000). An instance that finds such an id
 // where it expected another adopts it: the operator has decided the state
