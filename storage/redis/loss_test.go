@@ -399,7 +399,8 @@ func TestRedisStateLossHold(t *testing.T) {
 // epoch there, but the deployment lost nothing: the master they name holds
 // it. The plan that server answered is refused as unavailable (503), not
 // as a loss, with no alarm; the connections to it are dropped, so the next
-// request reaches the master and its state (a lock) is there. Made a
+// request reaches the master and its state (a lock) is there. An instance
+// that starts on the stale server does not learn its epoch from it. Made a
 // replica, the stale server copies the master's epoch and keeps nothing of
 // what the refused plan wrote there. A loss on the master the sentinels
 // name is still a loss.
@@ -437,7 +438,8 @@ func TestRedisSentinelStaleServerIsNoLoss(t *testing.T) {
 		return strings.TrimSpace(strings.SplitN(id, "\n", 2)[0])
 	}
 
-	r := newTestRedisAt(t, "redis-sentinel://"+sentinel.addr+"?master="+sentinelMaster, clock.Real{})
+	url := "redis-sentinel://" + sentinel.addr + "?master=" + sentinelMaster
+	r := newTestRedisAt(t, url, clock.Real{})
 	alarms := alarmsOf(t, r)
 	g := lossGuard(t, r)
 	lockAccount(t, g, "alice@example.com")
@@ -474,6 +476,29 @@ func TestRedisSentinelStaleServerIsNoLoss(t *testing.T) {
 	}
 	if err := storagetest.StartFlow(ctx, g, "192.0.2.1", lossFlow("locked", "alice@example.com")); !errors.Is(err, recovery.ErrLocked) {
 		t.Fatalf("start on the locked account: %v, want it still locked", err)
+	}
+
+	// An instance that starts now, its first connection on the stale
+	// server, takes neither the mark the refused plan left there nor an
+	// epoch it would make there for the deployment's.
+	name(stale)
+	late := sameDeployment(t, r, url)
+	lateAlarms := alarmsOf(t, late)
+	if err := late.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	name(master)
+	if err := late.Epoch(ctx); !errors.Is(err, recovery.ErrUnavailable) || errors.Is(err, recovery.ErrStateLost) {
+		t.Fatalf("epoch read on the stale server: %v, want it unavailable and no loss", err)
+	}
+	if _, lost := late.StateLoss(); lost || count(lateAlarms.lost) != 0 {
+		t.Fatal("an instance that started on the stale server took it for a loss")
+	}
+	if err := late.Epoch(ctx); err != nil {
+		t.Fatalf("epoch read once the stale connections are closed: %v", err)
+	}
+	if err := storagetest.StartFlow(ctx, lossGuard(t, late), "192.0.2.3", lossFlow("late", "carol@example.com")); err != nil {
+		t.Fatalf("start on the instance that started on the stale server: %v", err)
 	}
 
 	// What the refused plan wrote on the stale server goes when it

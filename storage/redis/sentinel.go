@@ -13,6 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
 // A stale server on a Sentinel deployment.
@@ -38,7 +40,10 @@ import (
 // dials the master the sentinels name. In every other case (the master
 // lost the epoch too, the sentinels do not agree or do not answer, the
 // master cannot be read) the loss is declared as on any other deployment:
-// only a master shown intact clears a refusal.
+// only a master shown intact clears a refusal. A store that starts checks
+// the same way an epoch it made (the key was missing) or found lost: when
+// the master holds another epoch, not lost, the server was a stale one,
+// and the store learns nothing from it.
 //
 // A majority rather than the first sentinel that answers, because the
 // first may be the one that is behind: a sentinel that missed the failover
@@ -74,30 +79,33 @@ type masterEpoch struct {
 	lost bool
 }
 
-// staleAnswer reports whether a plan refused for a loss under e was
-// answered by a stale server (see above), and then closes the store's
-// connections to every server but the master. Concurrent refusals share
-// one look at the master.
-func (r *Store) staleAnswer(ctx context.Context, e *epochState) bool {
+// staleAnswer reports whether a server that answered was a stale one (see
+// above): whether elsewhere, given the epoch on the master the sentinels
+// name, says the answer came from another server. It then closes the
+// store's connections to every server but the master. Concurrent calls
+// share one look at the master.
+func (r *Store) staleAnswer(ctx context.Context, elsewhere func(masterEpoch) bool) bool {
 	s := r.sentinel
 	if s == nil {
 		return false
 	}
 	v, err, _ := s.flight.Do("", func() (any, error) {
-		// Not the request's cancellation: the look is shared.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DialTimeout+s.opts.ReadTimeout)
+		// Not the request's cancellation: the look is shared. Two steps,
+		// the sentinels and then the master, each a dial and a reply.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*(s.opts.DialTimeout+s.opts.ReadTimeout))
 		defer cancel()
 		return s.master(ctx, r.epochKey())
 	})
-	if err != nil {
+	if err != nil || !elsewhere(v.(masterEpoch)) {
 		return false
 	}
-	m := v.(masterEpoch)
-	if m.lost || m.id != e.id || m.seq < e.floor.Load() {
-		return false
-	}
-	s.conns.keepOnly(m.at)
+	s.conns.keepOnly(v.(masterEpoch).at)
 	return true
+}
+
+// errStale is the refusal of a request that a stale server answered.
+func errStale(op string) error {
+	return fmt.Errorf("redis %s: %w: a server the sentinels do not name as master answered; the connections to it are closed", op, recovery.ErrUnavailable)
 }
 
 // master asks the sentinels which server is the master and reads the epoch
