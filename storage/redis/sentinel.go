@@ -34,7 +34,9 @@ import (
 // id this store knows, with no loss marked and a seq no lower than the
 // floor, the server that answered the plan was not that master: the
 // refusal marks the epoch lost in the same script, so the master would
-// show the mark. The deployment's state is intact; the request is refused
+// show the mark. (So which server answered need not be known, which
+// go-redis, sharing a pool of connections, would not tell.) The
+// deployment's state is intact; the request is refused
 // as unavailable (503, to be retried), no loss is noticed, and the store's
 // connections to every other server are closed, so that the next request
 // dials the master the sentinels name. In every other case (the master
