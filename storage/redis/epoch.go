@@ -46,6 +46,16 @@ import (
 // found lost with them; that only refuses a person or hands out a few more
 // starts, while a strike lost would hand out guesses.
 //
+// On a Sentinel deployment a plan refused for a loss is first checked
+// with the master the sentinels name (sentinel.go): a connection that
+// still reaches a server they no longer name (an old primary back without
+// its data) finds no epoch there, but when that master holds the epoch
+// intact nothing was lost. The request is then refused as unavailable, no
+// loss is noticed, and the connections to the stale server are closed. A
+// master that lost the epoch, or sentinels that do not name one by a
+// majority, leave the loss declared as anywhere else. A store that starts
+// does not adopt an epoch it made, or found lost, on such a stale server.
+//
 // An acknowledgement writes a new id, marked acked, and moves seq past any
 // floor (to the time in ms times 1000). An instance that finds such an id
 // where it expected another adopts it: the operator has decided the state
@@ -149,7 +159,8 @@ func (r *Store) learnEpoch(ctx context.Context) (*epochState, error) {
 	if e := r.epoch.Load(); e != nil {
 		return e, nil
 	}
-	res, err := r.run(ctx, epochScript, []string{r.epochKey()}, "learn", rand.Text(), r.clock.Now().UnixMilli()).Slice()
+	fresh := rand.Text()
+	res, err := r.run(ctx, epochScript, []string{r.epochKey()}, "learn", fresh, r.clock.Now().UnixMilli()).Slice()
 	if err != nil {
 		return nil, redisError("read epoch", err)
 	}
@@ -158,6 +169,11 @@ func (r *Store) learnEpoch(ctx context.Context) (*epochState, error) {
 	}
 	id, _ := res[0].(string)
 	seq, _ := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
+	// An epoch made just now or found lost may be a stale server's, when
+	// the master the sentinels name holds another that is not lost.
+	if (id == fresh || res[2] != nil) && r.staleAnswer(ctx, func(m masterEpoch) bool { return m.id != "" && m.id != id && !m.lost }) {
+		return nil, errStale("read epoch")
+	}
 	e := &epochState{id: id}
 	e.floor.Store(seq)
 	if !r.epoch.CompareAndSwap(nil, e) {
@@ -254,11 +270,14 @@ func (r *Store) stillLost(ctx context.Context) (bool, error) {
 // counted and the epoch's state (0 as expected, 1 lost, or the id of an
 // acknowledged epoch the plan adopted). It returns recovery.ErrStateLost,
 // as unavailability, when the plan was refused for a loss.
-func (r *Store) epochReply(e *epochState, seqv, state any) error {
+func (r *Store) epochReply(ctx context.Context, e *epochState, seqv, state any) error {
 	seq, _ := seqv.(int64)
 	switch s := state.(type) {
 	case int64:
 		if s == 1 {
+			if r.staleAnswer(ctx, func(m masterEpoch) bool { return m.id == e.id && !m.lost && m.seq >= e.floor.Load() }) {
+				return errStale("plan")
+			}
 			r.noticeLoss("the server's state does not match what this instance saw (restart without data, failover to a replica that lacks it, flush, or restore)")
 			return fmt.Errorf("redis plan: %w: %w", recovery.ErrUnavailable, recovery.ErrStateLost)
 		}

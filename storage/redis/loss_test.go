@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
+	"maps"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/storagetest"
 )
 
 // lossGuard is a guard on r that locks an account after 5 wrong codes, with
@@ -388,5 +390,143 @@ func TestRedisStateLossHold(t *testing.T) {
 	}
 	if _, lost := r.StateLoss(); lost {
 		t.Error("the store still reports the loss")
+	}
+}
+
+// TestRedisSentinelStaleServerIsNoLoss: a connection that still reaches a
+// server the sentinels no longer name as master (an old primary back
+// without its data, standalone until they make it a replica) finds no
+// epoch there, but the deployment lost nothing: the master they name holds
+// it. The plan that server answered is refused as unavailable (503), not
+// as a loss, with no alarm; the connections to it are dropped, so the next
+// request reaches the master and its state (a lock) is there. An instance
+// that starts on the stale server does not learn its epoch from it. Made a
+// replica, the stale server copies the master's epoch and keeps nothing of
+// what the refused plan wrote there. A loss on the master the sentinels
+// name is still a loss.
+func TestRedisSentinelStaleServerIsNoLoss(t *testing.T) {
+	t.Parallel()
+	master, stale := startRedis(t, "repl-diskless-sync-delay 0"), startRedis(t)
+	host, port, _ := net.SplitHostPort(master.addr)
+	sentinel := startRedis(t, "sentinel monitor "+sentinelMaster+" "+host+" "+port+" 1")
+	ctx := context.Background()
+	admin := func(p *redisProc) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: p.addr})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	masterAdmin, staleAdmin, sentinelAdmin := admin(master), admin(stale), admin(sentinel)
+	// name makes the sentinel name p as the master, as one that has not
+	// learnt of a failover yet does.
+	name := func(p *redisProc) {
+		t.Helper()
+		host, port, _ := net.SplitHostPort(p.addr)
+		if err := sentinelAdmin.Do(ctx, "sentinel", "remove", sentinelMaster).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := sentinelAdmin.Do(ctx, "sentinel", "monitor", sentinelMaster, host, port, 1).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runID := func(c redis.Cmdable) string {
+		t.Helper()
+		info, err := c.Info(ctx, "server").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, id, _ := strings.Cut(info, "run_id:")
+		return strings.TrimSpace(strings.SplitN(id, "\n", 2)[0])
+	}
+
+	url := "redis-sentinel://" + sentinel.addr + "?master=" + sentinelMaster
+	r := newTestRedisAt(t, url, clock.Real{})
+	alarms := alarmsOf(t, r)
+	g := lossGuard(t, r)
+	lockAccount(t, g, "alice@example.com")
+
+	// The store's connections end up on the empty server: the sentinel
+	// names it while the master drops them, and names the master again.
+	name(stale)
+	if err := masterAdmin.ClientKillByFilter(ctx, "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	name(master)
+	if got, want := runID(r.Client()), runID(staleAdmin); got != want {
+		t.Fatalf("the store reaches run_id %s, want the stale server's %s", got, want)
+	}
+
+	err := storagetest.StartFlow(ctx, g, "192.0.2.2", lossFlow("stale", "bob@example.com"))
+	if !errors.Is(err, recovery.ErrUnavailable) || errors.Is(err, recovery.ErrStateLost) {
+		t.Fatalf("start answered by the stale server: %v, want it unavailable and no loss", err)
+	}
+	if l, lost := r.StateLoss(); lost {
+		t.Fatalf("StateLoss() = %+v: a stale server was taken for a loss", l)
+	}
+	if n := count(alarms.lost); n != 0 {
+		t.Fatalf("%d state-lost alarms for a stale server, want none", n)
+	}
+	if got, want := runID(r.Client()), runID(masterAdmin); got != want {
+		t.Fatalf("after the refusal the store reaches run_id %s, want the master's %s", got, want)
+	}
+	if err := storagetest.StartFlow(ctx, g, "192.0.2.2", lossFlow("after", "bob@example.com")); err != nil {
+		t.Fatalf("start once the stale connections are dropped: %v", err)
+	}
+	if err := storagetest.StartFlow(ctx, g, "192.0.2.1", lossFlow("locked", "alice@example.com")); !errors.Is(err, recovery.ErrLocked) {
+		t.Fatalf("start on the locked account: %v, want it still locked", err)
+	}
+
+	// An instance that starts now, its first connection on the stale
+	// server, takes neither the mark the refused plan left there nor an
+	// epoch it would make there for the deployment's.
+	name(stale)
+	late := sameDeployment(t, r, url)
+	lateAlarms := alarmsOf(t, late)
+	if err := late.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	name(master)
+	if err := late.Epoch(ctx); !errors.Is(err, recovery.ErrUnavailable) || errors.Is(err, recovery.ErrStateLost) {
+		t.Fatalf("epoch read on the stale server: %v, want it unavailable and no loss", err)
+	}
+	if _, lost := late.StateLoss(); lost || count(lateAlarms.lost) != 0 {
+		t.Fatal("an instance that started on the stale server took it for a loss")
+	}
+	if err := late.Epoch(ctx); err != nil {
+		t.Fatalf("epoch read once the stale connections are closed: %v", err)
+	}
+	if err := storagetest.StartFlow(ctx, lossGuard(t, late), "192.0.2.3", lossFlow("late", "carol@example.com")); err != nil {
+		t.Fatalf("start on the instance that started on the stale server: %v", err)
+	}
+
+	// What the refused plan wrote on the stale server goes when it
+	// becomes the master's replica.
+	if n, _ := staleAdmin.Exists(ctx, r.epochKey()).Result(); n != 1 {
+		t.Fatalf("the refused plan left no epoch on the stale server; the test did not reach it")
+	}
+	since := stale.mark()
+	if err := staleAdmin.Do(ctx, "replicaof", host, port).Err(); err != nil {
+		t.Fatal(err)
+	}
+	stale.await(t, since, "MASTER <-> REPLICA sync: Finished with success")
+	want, err := masterAdmin.HGetAll(ctx, r.epochKey()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := staleAdmin.HGetAll(ctx, r.epochKey()).Result()
+	if err != nil || !maps.Equal(got, want) || got["lost"] != "" {
+		t.Fatalf("epoch on the stale server made a replica: %v (%v), want the master's %v", got, err, want)
+	}
+
+	// A loss on the master the sentinel names is declared.
+	if err := masterAdmin.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	err = storagetest.StartFlow(ctx, g, "192.0.2.2", lossFlow("flushed", "bob@example.com"))
+	refusedForLoss(t, "a start after the master lost its state", err)
+	if n := count(alarms.lost); n != 1 {
+		t.Errorf("%d state-lost alarms for a loss on the master, want 1", n)
 	}
 }

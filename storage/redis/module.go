@@ -134,11 +134,13 @@ type Store struct {
 	base        string // the prefix and the deployment's hash tag: every key starts so
 	batches     batcher
 	// guard checks each connection's server (safety.go); epoch and lost
-	// keep the deployment's epoch (epoch.go).
-	guard  *serverGuard
-	alarms alarms
-	epoch  atomic.Pointer[epochState]
-	lost   atomic.Pointer[storage.Loss]
+	// keep the deployment's epoch (epoch.go); sentinel, on a Sentinel
+	// deployment, tells a stale server from a loss (sentinel.go).
+	guard    *serverGuard
+	sentinel *sentinelCheck
+	alarms   alarms
+	epoch    atomic.Pointer[epochState]
+	lost     atomic.Pointer[storage.Loss]
 }
 
 // CaddyModule returns the Caddy module information.
@@ -228,6 +230,10 @@ func (s *Store) connect() error {
 	s.guard = &serverGuard{allowVolatile: s.AllowVolatile, allowEviction: s.AllowEviction, alarm: s.raise}
 	opts.OnConnect = s.guard.onConnect
 	s.client = redis.NewUniversalClient(opts)
+	if opts.MasterName != "" {
+		s.sentinel = newSentinelCheck(opts)
+		s.client.AddHook(&s.sentinel.conns)
+	}
 	s.batches.send = s.sendBatch
 	return nil
 }

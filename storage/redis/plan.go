@@ -40,7 +40,7 @@ func (r *Store) runPlan(ctx context.Context, p *recovery.Plan) (recovery.Outcome
 	if len(res) != 14 {
 		return recovery.Outcome{}, errors.New("plan: malformed reply from redis")
 	}
-	if err := r.epochReply(e, res[11], res[12]); err != nil {
+	if err := r.epochReply(ctx, e, res[11], res[12]); err != nil {
 		return recovery.Outcome{}, err
 	}
 	o, err := decodeOutcome(res[:11], p.Counts)
