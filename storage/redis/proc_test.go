@@ -20,8 +20,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/clock"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/testenv"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/redistest"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/testenv"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/wake"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
