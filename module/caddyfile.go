@@ -33,6 +33,9 @@ import (
 //	        endpoint   <url>
 //	        timeout    <duration>
 //	    }
+//	    sms failover {                                         # the next sender takes what the one before did not
+//	        <name> ...                                         # a sender, as after "sms"; at least two
+//	    }
 //	    sms <name> ...                                         # any module http.handlers.sms_recovery.senders.<name>
 //	    sms_queue         <size>
 //	    message_template  <text/template>

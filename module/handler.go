@@ -63,7 +63,8 @@ type Handler struct {
 	// SenderRaw is how codes are sent: a module of the namespace
 	// http.handlers.sms_recovery.senders, named by its "provider", e.g.
 	// {"provider": "messagebird", "access_key": "{env.MESSAGEBIRD_ACCESS_KEY}",
-	// "originator": "ExampleMail"}. Default: {"provider": "outbox"}, the
+	// "originator": "ExampleMail"}, or {"provider": "failover", "senders":
+	// [...]} for senders tried in order. Default: {"provider": "outbox"}, the
 	// development outbox file sms-outbox.jsonl, which holds live codes:
 	// never use it in production.
 	SenderRaw json.RawMessage `json:"sms,omitempty" caddy:"namespace=http.handlers.sms_recovery.senders inline_key=provider"`

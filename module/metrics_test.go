@@ -102,6 +102,9 @@ func TestMetrics(t *testing.T) {
 		`events_total{event="lock_notice",scope=""}`:           1,
 		`events_total{event="sms_refused",scope="sms_global"}`: 1,
 		`sms_total{kind="lock_notice",result="refused"}`:       1,
+		// The outbox, the gateway's one sender, took every SMS at its
+		// first try; refused ones never reached it.
+		`sms_tries_total{position="1",provider="outbox",result="sent"}`: 3,
 	}
 	for s, v := range want {
 		if got[s] != v {
@@ -120,6 +123,7 @@ func TestMetrics(t *testing.T) {
 var wantLabels = map[string][]string{
 	"caddy_sms_recovery_events_total":        {"event", "scope", "site"},
 	"caddy_sms_recovery_sms_total":           {"kind", "result", "site"},
+	"caddy_sms_recovery_sms_tries_total":     {"position", "provider", "result", "site"},
 	"caddy_sms_recovery_responses_total":     {"code", "route", "site"},
 	"caddy_sms_recovery_unavailable_total":   {"site"},
 	"caddy_sms_recovery_phone_refused_total": {"reason", "site"},

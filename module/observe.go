@@ -3,6 +3,7 @@ package module
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -23,6 +24,7 @@ import (
 type metrics struct {
 	events      *prometheus.CounterVec
 	sms         *prometheus.CounterVec
+	tries       *prometheus.CounterVec
 	queued      prometheus.GaugeFunc
 	unavailable *prometheus.CounterVec
 	circuitOpen prometheus.GaugeFunc
@@ -48,6 +50,10 @@ var processMetrics = sync.OnceValue(func() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "sms_total",
 			Help: "SMS delivery outcomes, by kind of message and result.",
 		}, []string{"site", "kind", "result"}),
+		tries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "sms_tries_total",
+			Help: "Tries of SMS at each provider, by its module name, its position in a failover (1 for the first choice or a lone sender; more is a fallback) and result: sent, rejected (the message refused), failed (not taken), circuit_open (not asked: its breaker was open).",
+		}, []string{"site", "provider", "position", "result"}),
 		// Queues are shared by every handler with the same SMS settings, so
 		// this is one number for the process rather than one per site.
 		queued: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -123,7 +129,7 @@ var processMetrics = sync.OnceValue(func() *metrics {
 
 // collectors are every metric of the handler.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.events, m.sms, m.queued, m.unavailable, m.circuitOpen, m.buildInfo,
+	return []prometheus.Collector{m.events, m.sms, m.tries, m.queued, m.unavailable, m.circuitOpen, m.buildInfo,
 		m.stateLost, m.unsafe, m.lostNow, m.tables, m.phoneRefused, m.directories}
 }
 
@@ -333,6 +339,36 @@ func (o *observer) storeAlarm(a storage.Alarm) {
 // answer.
 func (o *observer) unavailable() {
 	o.metrics.unavailable.WithLabelValues(o.site).Inc()
+}
+
+// positions are the position labels of the first senders of a failover.
+var positions = [...]string{"0", "1", "2", "3", "4"}
+
+// deliveryTry counts a try of an SMS at a provider, and logs one that
+// failed: the outcome of the message says only how its last try went.
+func (o *observer) deliveryTry(t sms.Try) {
+	position := strconv.Itoa(t.Position)
+	if t.Position >= 0 && t.Position < len(positions) {
+		position = positions[t.Position]
+	}
+	o.metrics.tries.WithLabelValues(o.site, t.Provider, position, string(t.Result)).Inc()
+	if t.Result != sms.ResultFailed {
+		return
+	}
+	if ce := o.logger.Check(zapcore.WarnLevel, "sms try failed"); ce != nil {
+		fields := make([]zap.Field, 0, 7)
+		fields = append(fields,
+			zap.String("event", "sms_try_failed"),
+			zap.String("site", o.site),
+			zap.String("provider", t.Provider),
+			zap.Int("position", t.Position),
+			zap.String("reference", t.Reference))
+		if t.Status != 0 {
+			fields = append(fields, zap.Int("provider_status", t.Status))
+		}
+		fields = append(fields, zap.Error(t.Err))
+		ce.Write(fields...)
+	}
 }
 
 // deliveryOutcome reports what became of a queued SMS.

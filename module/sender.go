@@ -17,6 +17,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 
 	// The senders built in; outbox is the default.
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/sms/failover"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/sms/outbox"
 )
@@ -43,15 +44,24 @@ type pooledQueue struct {
 }
 
 func (p *pooledQueue) observe(o sms.Outcome) {
-	p.mu.Lock()
-	var newest *observer
-	if n := len(p.observers); n > 0 {
-		newest = p.observers[n-1]
-	}
-	p.mu.Unlock()
-	if newest != nil {
+	if newest := p.newest(); newest != nil {
 		newest.deliveryOutcome(o)
 	}
+}
+
+func (p *pooledQueue) observeTry(t sms.Try) {
+	if newest := p.newest(); newest != nil {
+		newest.deliveryTry(t)
+	}
+}
+
+func (p *pooledQueue) newest() *observer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.observers); n > 0 {
+		return p.observers[n-1]
+	}
+	return nil
 }
 
 // attach adds a handler's observer and returns the function that takes it
@@ -104,7 +114,8 @@ func (h *Handler) sender(ctx caddy.Context) (recovery.Sender, error) {
 	}
 	v, _, err := queues.LoadOrNew(key, func() (caddy.Destructor, error) {
 		p := &pooledQueue{key: key, sender: d}
-		p.queue = sms.NewQueue(d, sms.QueueConfig{Size: h.SMSQueue, Holdback: smsHoldback, Observe: p.observe})
+		p.queue = sms.NewQueue(d, sms.QueueConfig{Size: h.SMSQueue, Holdback: smsHoldback, Observe: p.observe,
+			ObserveTry: p.observeTry, Provider: caddy.GetModuleName(mod)})
 		return p, nil
 	})
 	if err != nil {

@@ -176,7 +176,7 @@ func TestBreaker(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				start := time.Now()
-				b := newBreaker(3, cooldown)
+				b := NewBreaker(3, cooldown)
 				var held []func(error)
 				for i, s := range tt.steps {
 					if d := time.Until(start.Add(s.at)); d > 0 {
@@ -201,7 +201,7 @@ func TestBreaker(t *testing.T) {
 					case "fail":
 						result = &Error{Provider: "p", Status: 500}
 					case "release":
-						result = errAbandoned
+						result = ErrAbandoned
 					default:
 						t.Fatalf("step %d: unknown op %q", i, s.op)
 					}
@@ -221,7 +221,7 @@ func TestBreakerDefaultsFromQueueConfig(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := QueueConfig{}
 		cfg.setDefaults()
-		b := newBreaker(cfg.BreakerThreshold, cfg.BreakerCooldown)
+		b := NewBreaker(cfg.BreakerThreshold, cfg.BreakerCooldown)
 		for i := range 5 {
 			done, err := b.Allow()
 			if err != nil {

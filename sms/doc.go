@@ -7,15 +7,18 @@
 //
 // The Deliverers are the sender modules of Namespace, one package each:
 // messagebird, over Bird's legacy REST API or its platform API as the key
-// says, and outbox, which appends each message to a file for development
-// and tests. A new provider is one more such package (see Namespace).
+// says; outbox, which appends each message to a file for development and
+// tests; and failover, a Router that tries senders of its own in order,
+// each behind its own breaker. A new provider is one more such package
+// (see Namespace).
 //
 // The Queue gives every message an idempotency key that each of its tries
 // carries in its context (IdempotencyKey), and waits out the Retry-After a
 // provider answers with (Error.RetryAfter).
 //
 // Outcomes are reported to an observer as Outcome values that carry the
-// message's reference and masked phone number only. Nothing here or in a
+// message's reference and masked phone number only, and each try at a
+// provider as a Try. Nothing here or in a
 // sender may log, or put in an error, a message body (it holds a one-time
 // code), a full phone number or an access key; the outbox file is the one
 // deliberate exception and must never be used in production. No goroutine

@@ -28,8 +28,9 @@ const MaxMessageBytes = 2048
 // so callers treat it as a queue that cannot take the message.
 var ErrClosed = fmt.Errorf("sms queue closed: %w", recovery.ErrQueueFull)
 
-// errCircuitOpen is the failure of a try the circuit breaker refused.
-var errCircuitOpen = errors.New("circuit breaker open: provider failing")
+// ErrCircuitOpen is the failure of a try the circuit breaker refused, or
+// that a Router refused because every one of its breakers was open.
+var ErrCircuitOpen = errors.New("circuit breaker open: provider failing")
 
 // Result is what became of a message.
 type Result string
@@ -44,6 +45,10 @@ const (
 	ResultCircuitOpen Result = "circuit_open"      // its last try was refused by the circuit breaker
 	ResultDropped     Result = "dropped"           // the queue was closed before it went out
 	ResultRefused     Result = "refused"           // its Admit check refused it (a limit, say)
+
+	// ResultFailed is a Try's only: the provider did not take the message,
+	// or gave no answer, and another try or another provider may.
+	ResultFailed Result = "failed"
 )
 
 // Outcome reports what became of one message. It never holds the body or
@@ -74,7 +79,8 @@ type QueueConfig struct {
 	// while the provider answers within 230ms behind a 20ms holdback. An
 	// idle worker costs only its goroutine. Default: DefaultWorkers.
 	Workers int
-	// AttemptTimeout bounds each request to the provider. Default: 15s.
+	// AttemptTimeout bounds each request to the provider; a Router bounds
+	// its own. Default: DefaultAttemptTimeout.
 	AttemptTimeout time.Duration
 	// MaxTries is how many times a message is tried, counting tries the
 	// circuit breaker refused. Default: 5.
@@ -86,11 +92,12 @@ type QueueConfig struct {
 	// MaxDelay caps the backoff ceiling. Default: 30s.
 	MaxDelay time.Duration
 	// BreakerThreshold is how many consecutive failures open the circuit
-	// breaker. Permanent refusals do not count: the provider answered.
-	// Default: 5.
+	// breaker. Permanent refusals do not count: the provider answered. A
+	// Router keeps breakers of its own, and the Queue none in front of it.
+	// Default: DefaultBreakerThreshold.
 	BreakerThreshold int
 	// BreakerCooldown is how long an open breaker refuses requests before it
-	// lets one probe through. Default: 30s.
+	// lets one probe through. Default: DefaultBreakerCooldown.
 	BreakerCooldown time.Duration
 
 	// Holdback is the least time a message waits after Send before a
@@ -104,6 +111,14 @@ type QueueConfig struct {
 	// Observe is called once for every message with what became of it,
 	// from the goroutine that decided it. It must not block. Default: none.
 	Observe func(Outcome)
+	// ObserveTry is called for every try of every message at a provider,
+	// and for every try a breaker refused, from the goroutine that made
+	// it. It must not block. A Router reports its own tries to it
+	// (ReportTry). Default: none.
+	ObserveTry func(Try)
+	// Provider names the Deliverer in the tries the Queue reports, such
+	// as "messagebird". Default: none.
+	Provider string
 	// Clock tells the time for expiry; the circuit breaker reads time.Now.
 	// Default: the wall clock (clock.Real).
 	Clock recovery.Clock
@@ -123,7 +138,7 @@ func (c *QueueConfig) setDefaults() {
 		c.Workers = DefaultWorkers
 	}
 	if c.AttemptTimeout <= 0 {
-		c.AttemptTimeout = 15 * time.Second
+		c.AttemptTimeout = DefaultAttemptTimeout
 	}
 	if c.MaxTries <= 0 {
 		c.MaxTries = 5
@@ -138,13 +153,16 @@ func (c *QueueConfig) setDefaults() {
 		c.MaxDelay = c.BaseDelay
 	}
 	if c.BreakerThreshold <= 0 {
-		c.BreakerThreshold = 5
+		c.BreakerThreshold = DefaultBreakerThreshold
 	}
 	if c.BreakerCooldown <= 0 {
-		c.BreakerCooldown = 30 * time.Second
+		c.BreakerCooldown = DefaultBreakerCooldown
 	}
 	if c.Observe == nil {
 		c.Observe = func(Outcome) {}
+	}
+	if c.ObserveTry == nil {
+		c.ObserveTry = func(Try) {}
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
@@ -160,6 +178,10 @@ func (c *QueueConfig) setDefaults() {
 // DefaultWorkers is QueueConfig.Workers when none is set.
 const DefaultWorkers = 512
 
+// DefaultAttemptTimeout bounds a try at a provider when nothing else
+// does: QueueConfig.AttemptTimeout when none is set.
+const DefaultAttemptTimeout = 15 * time.Second
+
 // Queue is a bounded, asynchronous recovery.Sender. Send only puts the
 // message in a buffer; a fixed set of workers delivers it, retrying network
 // errors, timeouts and provider failures with exponential backoff and full
@@ -174,8 +196,11 @@ type Queue struct {
 	// inProcess is a deliverer that answers in this process: its
 	// attempts need no timeout of their own.
 	inProcess bool
-	breaker   *breaker
-	ch        chan queued
+	// router is d when it is a Router, which bounds, guards and reports
+	// its own tries; breaker is nil then.
+	router  Router
+	breaker *Breaker
+	ch      chan queued
 
 	ctx    context.Context // ends when Close gives up draining
 	cancel context.CancelFunc
@@ -200,7 +225,7 @@ type queued struct {
 // called to stop them.
 func NewQueue(d Deliverer, cfg QueueConfig) *Queue {
 	cfg.setDefaults()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(WithTryObserver(context.Background(), cfg.ObserveTry))
 	q := &Queue{
 		d:   d,
 		cfg: cfg,
@@ -208,11 +233,15 @@ func NewQueue(d Deliverer, cfg QueueConfig) *Queue {
 			ip, ok := d.(InProcess)
 			return ok && ip.InProcess()
 		}(),
-		breaker: newBreaker(cfg.BreakerThreshold, cfg.BreakerCooldown),
-		ch:      make(chan queued, cfg.Size),
-		ctx:     ctx,
-		cancel:  cancel,
-		done:    make(chan struct{}),
+		ch:     make(chan queued, cfg.Size),
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+	}
+	if r, ok := d.(Router); ok {
+		q.router = r
+	} else {
+		q.breaker = NewBreaker(cfg.BreakerThreshold, cfg.BreakerCooldown)
 	}
 	q.wg.Add(cfg.Workers)
 	for range cfg.Workers {
@@ -256,8 +285,13 @@ func (q *Queue) Len() int { return len(q.ch) }
 
 // CircuitOpen reports whether the circuit breaker is refusing tries now: it
 // opened after BreakerThreshold failures in a row and no probe has since
-// reached the provider.
-func (q *Queue) CircuitOpen() bool { return q.breaker.State() != gobreaker.StateClosed }
+// reached the provider. In front of a Router, it is the Router's answer.
+func (q *Queue) CircuitOpen() bool {
+	if q.router != nil {
+		return q.router.CircuitOpen()
+	}
+	return q.breaker.State() != gobreaker.StateClosed
+}
 
 // Close stops taking messages and delivers those already queued until ctx
 // ends. Then it abandons the deliveries in progress and reports what is
@@ -327,31 +361,35 @@ func (q *Queue) deliver(it queued) {
 		}
 
 		var err error
-		if done, refused := q.breaker.Allow(); refused == nil {
+		if done, refused := q.allow(); refused == nil {
 			attempts++
 			err = q.attempt(ctx, it.m)
 			switch {
 			case err == nil:
 				done(nil)
+				q.tried(it.m, ResultSent, nil)
 				q.report(it, ResultSent, attempts, nil)
 				return
 			case q.ctx.Err() != nil:
-				done(errAbandoned)
+				done(ErrAbandoned)
 				q.drop(it, attempts, err)
 				return
 			case permanent(err):
 				done(err)
+				q.tried(it.m, ResultRejected, err)
 				q.report(it, ResultRejected, attempts, err)
 				return
 			}
 			done(err)
+			q.tried(it.m, ResultFailed, err)
 		} else {
-			err = errCircuitOpen
+			err = ErrCircuitOpen
+			q.tried(it.m, ResultCircuitOpen, err)
 		}
 
 		if try >= q.cfg.MaxTries {
 			result := ResultExhausted
-			if err == errCircuitOpen {
+			if errors.Is(err, ErrCircuitOpen) {
 				result = ResultCircuitOpen
 			}
 			q.report(it, result, attempts, err)
@@ -369,12 +407,37 @@ func (q *Queue) deliver(it queued) {
 	}
 }
 
+// allow asks the breaker whether a try may go out now; in front of a
+// Router, which keeps breakers of its own, it always may.
+func (q *Queue) allow() (done func(error), err error) {
+	if q.breaker == nil {
+		return noDone, nil
+	}
+	return q.breaker.Allow()
+}
+
+func noDone(error) {}
+
+// tried reports a try of m that ended in r to ObserveTry. A Router reports
+// its tries itself.
+func (q *Queue) tried(m recovery.Message, r Result, err error) {
+	if q.router != nil {
+		return
+	}
+	t := Try{Provider: q.cfg.Provider, Position: 1, Result: r, Reference: m.Reference, Err: err}
+	var perr *Error
+	if errors.As(err, &perr) {
+		t.Status = perr.Status
+	}
+	q.cfg.ObserveTry(t)
+}
+
 // attempt hands m to the deliverer once, within AttemptTimeout, under ctx:
 // the queue's context with m's idempotency key. A deliverer that answers
 // in this process (InProcess), such as the outbox, sends no request to
-// bound and gets ctx as it is.
+// bound and gets ctx as it is; a Router bounds each of its tries itself.
 func (q *Queue) attempt(ctx context.Context, m recovery.Message) error {
-	if q.inProcess {
+	if q.inProcess || q.router != nil {
 		return q.d.Deliver(ctx, m)
 	}
 	ctx, cancel := context.WithTimeout(ctx, q.cfg.AttemptTimeout)

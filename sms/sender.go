@@ -94,6 +94,48 @@ type InProcess interface {
 	InProcess() bool
 }
 
+// Router is a Deliverer that hands each message on to providers of its
+// own, each behind a Breaker of its own (the failover sender). A Queue in
+// front of a Router keeps no breaker and sets no timeout of its own: the
+// Router bounds each of its tries, reports each under the ctx it was
+// given (ReportTry), and answers a try when every one of its providers is
+// resting with an error wrapping ErrCircuitOpen.
+type Router interface {
+	Deliverer
+	// CircuitOpen reports whether no provider may be tried now: every
+	// breaker is open.
+	CircuitOpen() bool
+}
+
+// Try is one try of a message at one provider, or one skipped because the
+// provider's breaker was open. It never holds the body or the phone
+// number.
+type Try struct {
+	Provider  string // the sender module's name, such as "messagebird"
+	Position  int    // the provider's place in its failover, from 1; 1 for a lone sender
+	Result    Result // ResultSent, ResultRejected, ResultFailed or ResultCircuitOpen
+	Status    int    // the provider's HTTP status, if it answered and refused
+	Reference string // the message's Reference
+	Err       error  // why it failed; nil when sent
+}
+
+// tryObserver is the context key of the function that Try values go to.
+type tryObserver struct{}
+
+// WithTryObserver returns a copy of ctx under which ReportTry hands each
+// Try to observe. A Queue gives its own (QueueConfig.ObserveTry) to every
+// delivery.
+func WithTryObserver(ctx context.Context, observe func(Try)) context.Context {
+	return context.WithValue(ctx, tryObserver{}, observe)
+}
+
+// ReportTry hands t to the observer of ctx, if it has one.
+func ReportTry(ctx context.Context, t Try) {
+	if observe, ok := ctx.Value(tryObserver{}).(func(Try)); ok && observe != nil {
+		observe(t)
+	}
+}
+
 // idempotencyKey is the context key of a message's idempotency key.
 type idempotencyKey struct{}
 

@@ -210,6 +210,15 @@ func Guest(d *cf.Dispenser, namespace, key, what string) (json.RawMessage, error
 	if !d.NextArg() {
 		return nil, d.ArgErr()
 	}
+	return GuestHere(d, directive, namespace, key, what)
+}
+
+// GuestHere hands the current token, which names a guest module of
+// namespace, and the rest of its line and block to that module, and
+// returns the module's JSON with the name under key: a line of a block of
+// senders, such as the messagebird line of "sms failover". directive names
+// what holds the line in errors, what what the name is.
+func GuestHere(d *cf.Dispenser, directive, namespace, key, what string) (json.RawMessage, error) {
 	name := d.Val()
 	id := namespace + "." + name
 	if _, err := caddy.GetModule(id); err != nil {
