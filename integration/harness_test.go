@@ -251,7 +251,11 @@ func start(t *testing.T, s *site) *client {
 		t.Fatalf("adapting the Caddyfile: %v", err)
 	}
 	showLogOnFailure(t)
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
+	// caddytest waits 5s for a config to load and for an answer: a loaded
+	// 2-core machine running the race detector can take longer to open a
+	// store and provision the handler. These bounds only end a stuck test.
+	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort,
+		LoadRequestTimeout: time.Minute, TestRequestTimeout: time.Minute})
 	tester.InitServer(string(cfg), "json")
 	if t.Failed() {
 		t.FailNow()
