@@ -232,6 +232,37 @@ func (k *Keyring) HashToken(token string) []byte {
 	return k.tokenHash(0, token)
 }
 
+// reportLabel separates the tags of delivery report URLs from every other
+// hash keyed with the same secrets.
+const reportLabel = "sms-recovery delivery report\x00"
+
+func (k *Keyring) reportTag(i int, payload string) string {
+	m := k.mac(i)
+	m.buf = append(m.buf, reportLabel...)
+	m.buf = append(m.buf, payload...)
+	sum := k.done(i, m)
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
+// ReportTag returns the tag that vouches for payload in a delivery report
+// URL the gateway hands a provider: 128 bits of HMAC-SHA256 under the
+// newest secret, base64url. It is the same on every instance that shares
+// the secret, whatever its realm, since a provider's report may reach any
+// of them.
+func (k *Keyring) ReportTag(payload string) string {
+	return k.reportTag(0, payload)
+}
+
+// MatchReportTag reports whether tag is payload's ReportTag under any
+// secret, in time that does not depend on where the two differ.
+func (k *Keyring) MatchReportTag(payload, tag string) bool {
+	match := 0
+	for i := range k.secrets {
+		match |= subtle.ConstantTimeCompare([]byte(k.reportTag(i, payload)), []byte(tag))
+	}
+	return match == 1
+}
+
 const (
 	flowIDBytes = 16 // 128 bits
 	tokenBytes  = 32 // 256 bits

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"math/big"
@@ -67,6 +68,16 @@ func TestKeyringHashesAreHMACs(t *testing.T) {
 				}
 				if got, want := k.StandInFromSet(flow), k.StandInPhones()[n%StandIns]; got != want {
 					t.Errorf("StandInFromSet(%q) = %s, want %s", flow, got, want)
+					return
+				}
+				tag := base64.RawURLEncoding.EncodeToString(hmacOf(cur, "sms-recovery delivery report\x00", flow)[:16])
+				if got := k.ReportTag(flow); got != tag {
+					t.Errorf("ReportTag(%q) = %s, want %s", flow, got, tag)
+					return
+				}
+				oldTag := base64.RawURLEncoding.EncodeToString(hmacOf(old, "sms-recovery delivery report\x00", flow)[:16])
+				if !k.MatchReportTag(flow, oldTag) || k.MatchReportTag(flow+"x", tag) || k.MatchReportTag(flow, tag[:len(tag)-1]) {
+					t.Errorf("MatchReportTag(%q) misses the older secret's tag, or takes another payload's or a short one", flow)
 					return
 				}
 			}
