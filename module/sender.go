@@ -18,6 +18,7 @@ import (
 
 	// The senders built in; outbox is the default.
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/sms/failover"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/sms/http"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/sms/messagebird"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/sms/outbox"
 )

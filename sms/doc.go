@@ -7,10 +7,12 @@
 //
 // The Deliverers are the sender modules of Namespace, one package each:
 // messagebird, over Bird's legacy REST API or its platform API as the key
-// says; outbox, which appends each message to a file for development and
-// tests; and failover, a Router that tries senders of its own in order,
-// each behind its own breaker. A new provider is one more such package
-// (see Namespace).
+// says; http, one request from templates to any gateway's API (Kannel's
+// sendsms, say); outbox, which appends each message to a file for
+// development and tests; and failover, a Router that tries senders of its
+// own in order, each behind its own breaker. A new provider is one more
+// such package (see Namespace). Package report reads the delivery reports
+// providers send back.
 //
 // The Queue gives every message an idempotency key that each of its tries
 // carries in its context (IdempotencyKey), and waits out the Retry-After a

@@ -9,6 +9,7 @@ package cfparse
 import (
 	"encoding/json"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -56,6 +57,7 @@ var looksLikeName = regexp.MustCompile(`^[a-z_]{1,32}$`)
 var secretOptions = map[string]bool{
 	"secret": true, "hmac_key": true, "ed25519_key": true, "ed25519_public_key": true, "key": true,
 	"access_key": true, "bind_password": true, "password": true,
+	"bearer": true, "basic_auth": true, "header": true, "form": true,
 }
 
 // Unknown returns the error for the current token, which names no
@@ -165,13 +167,16 @@ func (s Seen) Once(d *cf.Dispenser, what string) error {
 }
 
 // Block reads the block of the current directive, whose subdirectives are
-// the keys of options: each at most once, read by its function with d at
-// its name. what prefixes the errors, such as "directory ldap".
-func Block(d *cf.Dispenser, what string, options map[string]func() error) error {
+// the keys of options: each at most once, but for those named repeatable,
+// read by its function with d at its name. what prefixes the errors, such
+// as "directory ldap".
+func Block(d *cf.Dispenser, what string, options map[string]func() error, repeatable ...string) error {
 	seen := Seen{}
 	for d.NextBlock(0) {
-		if err := seen.Once(d, what); err != nil {
-			return err
+		if !slices.Contains(repeatable, d.Val()) {
+			if err := seen.Once(d, what); err != nil {
+				return err
+			}
 		}
 		read, ok := options[d.Val()]
 		if !ok {
