@@ -28,6 +28,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if route == healthRoute {
 		return h.serveHealth(w, r)
 	}
+	if provider, ok := strings.CutPrefix(route, reportRoute); ok {
+		return h.serveReport(w, r, provider)
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return h.refuse(w, r, errMethod)

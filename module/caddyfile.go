@@ -36,6 +36,7 @@ import (
 //	    sms failover {                                         # the next sender takes what the one before did not
 //	        <name> ...                                         # a sender, as after "sms"; at least two
 //	    }
+//	    sms http <url> { ... }                                 # see httpsms.HTTP
 //	    sms <name> ...                                         # any module http.handlers.sms_recovery.senders.<name>
 //	    sms_queue         <size>
 //	    message_template  <text/template>
@@ -59,6 +60,9 @@ import (
 //	    storage memory [{ max_entries <n> }]
 //	    storage redis <url> [{ prefix <p>; dial_timeout <d>; timeout <d>; pool_size <n>; allow_volatile; allow_eviction; state_loss_hold <d> }]
 //	    storage <name> ...                                     # any module http.handlers.sms_recovery.storage.<name>
+//	    delivery_reports {
+//	        bird_secret <whsec_…> [<older whsec_…>]   # Bird's webhook signing secret
+//	    }
 //	    forward {
 //	        path        <path>
 //	        key_id      <id>
@@ -149,6 +153,8 @@ func (m *Handler) UnmarshalCaddyfile(d *cf.Dispenser) error {
 			m.StorageRaw, err = cfparse.Guest(d, storage.Namespace, "backend", "backend")
 		case "forward":
 			m.Forward, err = parseForward(d)
+		case "delivery_reports":
+			m.DeliveryReports, err = parseDeliveryReports(d)
 		case "log_accounts":
 			err = parseLogAccounts(d, m)
 		case "handle_errors":
@@ -264,6 +270,32 @@ func parseForward(d *cf.Dispenser) (*Forward, error) {
 		}
 	}
 	return f, nil
+}
+
+// parseDeliveryReports reads
+//
+//	delivery_reports {
+//	    bird_secret <whsec_…> [<older whsec_…>]
+//	}
+func parseDeliveryReports(d *cf.Dispenser) (*DeliveryReports, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	dr := &DeliveryReports{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "bird_secret":
+			if dr.BirdSecrets != nil {
+				return nil, d.Err("delivery_reports: duplicate subdirective 'bird_secret'")
+			}
+			if dr.BirdSecrets = d.RemainingArgs(); len(dr.BirdSecrets) == 0 {
+				return nil, d.ArgErr()
+			}
+		default:
+			return nil, cfparse.Unknown(d, "delivery_reports")
+		}
+	}
+	return dr, nil
 }
 
 // The one-argument readers, shared with the guest modules.

@@ -43,3 +43,16 @@ type Forward struct {
 	// Default: every field but reset_token passes.
 	Fields []string `json:"fields,omitempty"`
 }
+
+// DeliveryReports says which delivery reports the gateway takes, at
+// <path_prefix>/sms-report/<provider>. Kannel's need nothing here: a sender
+// with reports kannel hands Kannel a dlr-url signed with the secrets
+// (secret), which only this gateway can make.
+type DeliveryReports struct {
+	// BirdSecrets are the signing secrets (whsec_…) of the Bird webhook
+	// subscription that posts SMS events to
+	// <public_url><path_prefix>/sms-report/bird, newest first: during a
+	// rotation Bird signs with both. Placeholders are expanded. Without
+	// one, every Bird report is refused as forged.
+	BirdSecrets []string `json:"bird_secrets,omitempty"`
+}

@@ -57,6 +57,9 @@ var (
 	// errCSRF is a page's form post without the browser's CSRF token: the
 	// pages answer it, never the JSON API.
 	errCSRF = newRefusal(http.StatusForbidden, "csrf", "The form has expired. Go back, reload the page and send it again.")
+	// errForgedReport is a delivery report whose signature does not hold.
+	errForgedReport = newRefusal(http.StatusForbidden, "forged_report", "The delivery report is not signed with a key this gateway knows.")
+	errBadReport    = newRefusal(http.StatusBadRequest, "invalid_report", "The delivery report is signed but cannot be read.")
 )
 
 // refusalFor maps an outcome of the flow onto its HTTP answer. Statuses are

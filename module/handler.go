@@ -22,6 +22,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/pages"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/report"
 )
 
 func init() {
@@ -154,6 +155,15 @@ type Handler struct {
 	// Forward signs the verified reset passed to the next handler. Required.
 	Forward *Forward `json:"forward,omitempty"`
 
+	// DeliveryReports configures the delivery reports providers send back,
+	// which are counted per provider, country and status in
+	// caddy_sms_recovery_sms_delivery_reports_total; a report without a
+	// valid signature is answered 403 and counted in
+	// caddy_sms_recovery_sms_delivery_reports_refused_total. Kannel's
+	// reports are taken without it. Set secret for reports to outlive a
+	// restart: a report URL is signed with it.
+	DeliveryReports *DeliveryReports `json:"delivery_reports,omitempty"`
+
 	// LogAccounts says how the security events' log lines and Caddy events
 	// name the account: "hashed" gives only its keyed hash, in the field
 	// account_hash: 16 hex digits of an HMAC-SHA256 under the newest
@@ -194,6 +204,8 @@ type Handler struct {
 	outageLogger *zap.Logger
 	observer     *observer
 	clock        recovery.Clock // the flows' and limits' time; nil: the wall clock
+	reports      *report.URLs   // signs the report URLs senders hand out, and checks Kannel's reports
+	birdKeys     [][]byte       // DeliveryReports.BirdSecrets, decoded
 	prefix       string
 	realm        string // binds flows and tokens to the key the upstream trusts
 }
@@ -328,6 +340,12 @@ func (h *Handler) Validate() error {
 	for i, s := range h.Secrets {
 		b, err := base64.StdEncoding.DecodeString(s)
 		check(err == nil && len(b) >= recovery.MinSecretLen, "secret: value %d is not base64 of at least %d bytes", i+1, recovery.MinSecretLen)
+	}
+	if dr := h.DeliveryReports; dr != nil {
+		for i, s := range dr.BirdSecrets {
+			_, err := report.BirdSecret(s)
+			check(err == nil, "delivery_reports: bird_secret: value %d %v", i+1, err)
+		}
 	}
 	check(h.Forward != nil, "forward: required (key_id and hmac_key or ed25519_key)")
 	if f := h.Forward; f != nil {

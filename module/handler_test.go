@@ -47,6 +47,8 @@ func TestValidate(t *testing.T) {
 		{"unknown limit", func(h *Handler) { h.Limits = map[string]Limit{"start_planet": {Events: 1, Window: 1}} }, `limit: unknown scope "start_planet"`},
 		{"short secret", func(h *Handler) { h.Secrets = []string{"c2hvcnQ="} }, "secret: value 1"},
 		{"no forward", func(h *Handler) { h.Forward = nil }, "forward: required"},
+		{"bird secret that is not one", func(h *Handler) { h.DeliveryReports = &DeliveryReports{BirdSecrets: []string{"whsec_c2VjcmV0!!"}} },
+			"delivery_reports: bird_secret: value 1 is not whsec_ followed by base64"},
 		{"two forward keys", func(h *Handler) { h.Forward.Ed25519Key = "key.pem" }, "forward: give exactly one"},
 		{"relative forward path", func(h *Handler) { h.Forward.Path = "api" }, "forward: path"},
 		{"no public_url", func(h *Handler) { h.PublicURL = "" }, "public_url: required: the Caddyfile's site address names no single host, or the config is JSON"},
@@ -129,7 +131,7 @@ func TestDefaultModules(t *testing.T) {
 	if h.store.key != wantStore {
 		t.Errorf("store %q, want the memory store of 100000 entries %q", h.store.key, wantStore)
 	}
-	wantQueue, _ := poolKey(&outbox.Outbox{Path: "sms-outbox.jsonl"}, 1000)
+	wantQueue, _ := poolKey(&outbox.Outbox{Path: "sms-outbox.jsonl"}, 1000, h.reports.ID())
 	if n, ok := queues.References(wantQueue); !ok || n < 1 {
 		t.Errorf("no queue for the outbox sms-outbox.jsonl with 1000 places (%d, %v)", n, ok)
 	}

@@ -128,8 +128,10 @@ var wantLabels = map[string][]string{
 	"caddy_sms_recovery_unavailable_total":   {"site"},
 	"caddy_sms_recovery_phone_refused_total": {"reason", "site"},
 
-	"caddy_sms_recovery_store_state_lost_total":    {"site"},
-	"caddy_sms_recovery_store_unsafe_server_total": {"site"},
+	"caddy_sms_recovery_sms_delivery_reports_total":         {"country", "provider", "site", "status"},
+	"caddy_sms_recovery_sms_delivery_reports_refused_total": {"provider", "reason", "site"},
+	"caddy_sms_recovery_store_state_lost_total":             {"site"},
+	"caddy_sms_recovery_store_unsafe_server_total":          {"site"},
 }
 
 // processGauges are the gauges of the whole process, with no site label.

@@ -1,6 +1,7 @@
 package module
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/report"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
@@ -37,6 +39,9 @@ type metrics struct {
 	// directories counts the numbers of the directories that hold them all.
 	phoneRefused *prometheus.CounterVec
 	directories  *directoryCollector
+	// reports and refused count the delivery reports taken and refused.
+	reports *prometheus.CounterVec
+	refused *prometheus.CounterVec
 }
 
 var processMetrics = sync.OnceValue(func() *metrics {
@@ -116,6 +121,14 @@ var processMetrics = sync.OnceValue(func() *metrics {
 			})
 			return float64(n)
 		}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "sms_delivery_reports_total",
+			Help: "Delivery reports from SMS providers, by provider, the recipient's country (ISO 3166 alpha-2) and what they say: delivered, failed, accepted (by a network, on its way) or pending.",
+		}, []string{"site", "provider", "country", "status"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "sms_delivery_reports_refused_total",
+			Help: "Delivery reports refused, by provider and reason: forged (no valid signature, answered 403) or malformed (signed, but unreadable).",
+		}, []string{"site", "provider", "reason"}),
 		buildInfo: func() *prometheus.GaugeVec {
 			g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 				Namespace: ns, Subsystem: sub, Name: "build_info",
@@ -130,7 +143,7 @@ var processMetrics = sync.OnceValue(func() *metrics {
 // collectors are every metric of the handler.
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.events, m.sms, m.tries, m.queued, m.unavailable, m.circuitOpen, m.buildInfo,
-		m.stateLost, m.unsafe, m.lostNow, m.tables, m.phoneRefused, m.directories}
+		m.stateLost, m.unsafe, m.lostNow, m.tables, m.phoneRefused, m.directories, m.reports, m.refused}
 }
 
 func (m *metrics) register(reg *prometheus.Registry) error {
@@ -407,4 +420,27 @@ func (o *observer) deliveryOutcome(out sms.Outcome) {
 			"site": o.siteValue, "kind": kindValue(out.Kind), "phone": out.Phone, "reference": out.Reference,
 		})
 	}
+}
+
+// deliveryReport counts a provider's report on an SMS; one that is not
+// about delivery is not counted.
+func (o *observer) deliveryReport(r report.Report) {
+	if r.Status == "" {
+		return
+	}
+	country := cmp.Or(r.Country, "unknown")
+	o.metrics.reports.WithLabelValues(o.site, r.Provider, country, string(r.Status)).Inc()
+	if ce := o.logger.Check(zapcore.DebugLevel, "sms delivery report"); ce != nil {
+		ce.Write(zap.String("site", o.site), zap.String("provider", r.Provider), zap.String("country", country),
+			zap.String("status", string(r.Status)), zap.String("reference", r.Reference))
+	}
+}
+
+// reportRefused counts and logs a delivery report refused as forged or
+// malformed. Many forged ones mean someone is trying to skew the counts.
+func (o *observer) reportRefused(provider, reason, clientIP string, err error) {
+	o.metrics.refused.WithLabelValues(o.site, provider, reason).Inc()
+	o.logger.Warn("sms delivery report refused",
+		zap.String("event", "sms_report_"+reason), zap.String("site", o.site), zap.String("provider", provider),
+		zap.String("client_ip", clientIP), zap.Error(err))
 }

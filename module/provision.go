@@ -24,6 +24,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/report"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
@@ -90,7 +91,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if c, ok := h.dir.(recovery.PhonesChecked); ok && c.PhonesChecked() {
 		phones.Pin(keys.StandInPhones())
 	}
-	sender, err := h.sender(ctx)
+	h.provisionReports(keys)
+	sender, err := h.sender(report.With(ctx, h.reports))
 	if err != nil {
 		return err
 	}
@@ -199,6 +201,11 @@ func (h *Handler) expandPlaceholders() error {
 		expand("forward: ed25519_key", &f.Ed25519Key)
 	}
 	expand("public_url", &h.PublicURL)
+	if dr := h.DeliveryReports; dr != nil {
+		for i := range dr.BirdSecrets {
+			expand(fmt.Sprintf("delivery_reports: bird_secret: value %d", i+1), &dr.BirdSecrets[i])
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -109,7 +109,9 @@ func (h *Handler) sender(ctx caddy.Context) (recovery.Sender, error) {
 	if !ok {
 		return nil, fmt.Errorf("sms: module %s is not a sender (it has no Deliver method)", caddy.GetModuleID(mod))
 	}
-	key, err := poolKey(mod, h.SMSQueue)
+	// Senders that hand out report URLs sign them for this gateway: one
+	// with other URLs is another queue's.
+	key, err := poolKey(mod, h.SMSQueue, h.reports.ID())
 	if err != nil {
 		return nil, fmt.Errorf("sms: %w", err)
 	}

@@ -57,7 +57,7 @@ var looksLikeName = regexp.MustCompile(`^[a-z_]{1,32}$`)
 var secretOptions = map[string]bool{
 	"secret": true, "hmac_key": true, "ed25519_key": true, "ed25519_public_key": true, "key": true,
 	"access_key": true, "bind_password": true, "password": true,
-	"bearer": true, "basic_auth": true, "header": true, "form": true,
+	"bearer": true, "basic_auth": true, "header": true, "form": true, "bird_secret": true,
 }
 
 // Unknown returns the error for the current token, which names no
