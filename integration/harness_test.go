@@ -27,6 +27,7 @@ import (
 
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/httpsig"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/module"
 )
 
 // The ports of the Caddy under test, free ones chosen by TestMain, and the
@@ -215,7 +216,8 @@ func (s site) caddyfile(t *testing.T) string {
 
 // config adapts s's Caddyfile to JSON, as Caddy's /load does, and
 // subscribes smsSignal to the gateway's delivery events, so that a test
-// waiting for an SMS wakes when one is written.
+// waiting for an SMS wakes when one is written, and reportSignal to its
+// delivery reports.
 func (s site) config(t *testing.T) ([]byte, error) {
 	t.Helper()
 	raw, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(s.caddyfile(t)), nil)
@@ -233,6 +235,9 @@ func (s site) config(t *testing.T) ([]byte, error) {
 	apps["events"] = map[string]any{"subscriptions": []any{map[string]any{
 		"events":   smsOutcomeEvents,
 		"handlers": []any{map[string]any{"handler": smsSignalHandler}},
+	}, map[string]any{
+		"events":   []string{module.EventDeliveryReport},
+		"handlers": []any{map[string]any{"handler": reportSignalHandler}},
 	}}}
 	return json.Marshal(cfg)
 }

@@ -13,6 +13,7 @@ import (
 
 func init() {
 	caddy.RegisterModule(smsSignal{})
+	caddy.RegisterModule(reportSignal{})
 }
 
 // smsSignalHandler is the events handler that wakes tests waiting for an SMS.
@@ -63,3 +64,28 @@ var _ caddyevents.Handler = (*smsSignal)(nil)
 
 // delivered is broadcast on every SMS outcome.
 var delivered = wake.New()
+
+// reportSignalHandler is the events handler that wakes tests waiting for a
+// delivery report.
+const reportSignalHandler = "integration_report_signal"
+
+// reportSignal is an events handler that broadcasts every delivery report
+// the gateway takes through reported.
+type reportSignal struct{}
+
+func (reportSignal) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "events.handlers." + reportSignalHandler,
+		New: func() caddy.Module { return new(reportSignal) },
+	}
+}
+
+func (reportSignal) Handle(context.Context, caddy.Event) error {
+	reported.Broadcast()
+	return nil
+}
+
+var _ caddyevents.Handler = (*reportSignal)(nil)
+
+// reported is broadcast on every delivery report the gateway takes.
+var reported = wake.New()

@@ -434,7 +434,16 @@ func (o *observer) deliveryReport(r report.Report) {
 		ce.Write(zap.String("site", o.site), zap.String("provider", r.Provider), zap.String("country", country),
 			zap.String("status", string(r.Status)), zap.String("reference", r.Reference))
 	}
+	if o.events != nil && o.events.ShouldEmit(EventDeliveryReport) {
+		o.events.Emit(o.ctx, EventDeliveryReport, map[string]any{
+			"site": o.siteValue, "provider": r.Provider, "country": country, "status": string(r.Status), "reference": r.Reference,
+		})
+	}
 }
+
+// EventDeliveryReport is the Caddy event of a delivery report taken, with
+// the site, provider, country, status and the message's reference.
+const EventDeliveryReport = "sms_recovery_sms_delivery_report"
 
 // reportRefused counts and logs a delivery report refused as forged or
 // malformed. Many forged ones mean someone is trying to skew the counts.

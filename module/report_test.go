@@ -70,6 +70,15 @@ func TestKannelReports(t *testing.T) {
 			t.Errorf("%s reports for NL = %v, want 1", status, n)
 		}
 	}
+	evs := g.events.named(EventDeliveryReport)
+	if len(evs) != 3 {
+		t.Fatalf("%d %s events, want one for each of the 3 reports", len(evs), EventDeliveryReport)
+	}
+	for _, ev := range evs {
+		if ev["site"] != g.h.SiteName || ev["provider"] != "kannel" || ev["country"] != "NL" || ev["reference"] != "f-abc" || ev["status"] == "" {
+			t.Errorf("event data %v", ev)
+		}
+	}
 
 	forged := map[string]string{
 		"no tag":          strings.Replace(kannelCall(raw, "1"), "t=", "x=", 1),

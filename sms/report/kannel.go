@@ -43,7 +43,9 @@ const (
 
 // KannelURL returns the dlr-url to hand Kannel with m:
 // <base>/kannel?c=<country>&r=<reference>&t=<tag>&status=%d. smsbox
-// replaces %d with the DLR type when it calls it.
+// replaces %d with the DLR type when it calls it, and reads every other %
+// as one of its escapes too: the country, the reference (hex) and the tag
+// (base64url) need no escaping, so there is none.
 func (u *URLs) KannelURL(m recovery.Message) string {
 	country := Country(m.To)
 	q := url.Values{"c": {country}, "r": {m.Reference}, "t": {u.keys.ReportTag(kannelPayload(country, m.Reference))}}

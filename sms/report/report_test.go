@@ -51,6 +51,9 @@ func TestKannelURLRoundTrip(t *testing.T) {
 	if strings.Contains(raw, "612345678") || strings.Contains(raw, "123456") {
 		t.Fatalf("the URL shows the number or the text: %q", raw)
 	}
+	if strings.Count(raw, "%") != 1 {
+		t.Fatalf("smsbox reads every %% of a dlr-url as one of its escapes, and %q has more than %%d", raw)
+	}
 	for dlr, want := range map[string]Status{"1": Delivered, "2": Failed, "4": Pending, "8": Accepted, "16": Failed} {
 		r, err := u.Kannel(kannelCalls(t, raw, dlr))
 		if err != nil {
