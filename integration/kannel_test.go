@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/freeport"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/testenv"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/wake"
 )
 
@@ -52,10 +53,7 @@ func kannelBinary(t *testing.T, name string) string {
 			return p
 		}
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed (apt-get install kannel kannel-extras); CI=true needs it", name)
-	}
-	t.Skipf("%s is not installed (apt-get install kannel kannel-extras); skipping the Kannel test", name)
+	testenv.Missing(t, "Kannel's "+name+", which this test starts itself", "apt-get install kannel kannel-extras", nil)
 	return ""
 }
 
