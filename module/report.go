@@ -18,7 +18,6 @@ const reportRoute = "/sms-report/"
 func (h *Handler) provisionReports(keys *recovery.Keyring) {
 	h.reports = report.NewURLs(strings.TrimSuffix(h.PublicURL, "/")+h.prefix+strings.TrimSuffix(reportRoute, "/"), keys)
 	if dr := h.DeliveryReports; dr != nil {
-		h.birdKeys = nil
 		for _, s := range dr.BirdSecrets {
 			if k, err := report.BirdSecret(s); err == nil {
 				h.birdKeys = append(h.birdKeys, k)
