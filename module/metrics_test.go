@@ -101,6 +101,8 @@ func TestMetrics(t *testing.T) {
 		`events_total{event="lock_notice",scope=""}`:           1,
 		`events_total{event="sms_refused",scope="sms_global"}`: 1,
 		`sms_total{kind="lock_notice",result="refused"}`:       1,
+		// Made at 0, so that a first block is an increase an alert sees.
+		`events_total{event="prefix_blocked",scope="prefix_breaker"}`: 0,
 	}
 	for s, v := range want {
 		if got[s] != v {
@@ -116,10 +118,11 @@ func TestMetrics(t *testing.T) {
 
 // wantLabels are the label names of each metric, sorted.
 var wantLabels = map[string][]string{
-	"caddy_sms_recovery_events_total":      {"event", "scope", "site"},
-	"caddy_sms_recovery_sms_total":         {"kind", "result", "site"},
-	"caddy_sms_recovery_responses_total":   {"code", "route", "site"},
-	"caddy_sms_recovery_unavailable_total": {"site"},
+	"caddy_sms_recovery_events_total":        {"event", "scope", "site"},
+	"caddy_sms_recovery_sms_total":           {"kind", "result", "site"},
+	"caddy_sms_recovery_responses_total":     {"code", "route", "site"},
+	"caddy_sms_recovery_unavailable_total":   {"site"},
+	"caddy_sms_recovery_prefix_blocks_total": {"country", "prefix", "site"},
 
 	"caddy_sms_recovery_store_state_lost_total":    {"site"},
 	"caddy_sms_recovery_store_unsafe_server_total": {"site"},
@@ -184,6 +187,9 @@ func TestSMSQueueLengthMetric(t *testing.T) {
 	}
 	g := newOpsGateway(t, phones, func(h *Handler) {
 		h.SenderRaw = messageBirdSender(&messagebird.MessageBird{AccessKey: "test_key", Originator: "OpsMail", Endpoint: provider.URL})
+		// Hundreds of codes to one prefix, none entered: what the breaker
+		// stops, and this test needs them all sent.
+		h.PrefixBreaker = &PrefixBreaker{Off: true}
 	})
 	for account := range phones {
 		g.start(account, "192.0.2.50")

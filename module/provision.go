@@ -108,6 +108,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		NotifyOnReset: *h.NotifyOnReset,
 		NotifyOnLock:  *h.NotifyOnLock,
 		DefaultLang:   h.Language,
+		PrefixDigits:  h.PrefixBreaker.digits(),
 	}, recovery.Deps{
 		Store:     h.store.backend,
 		Directory: h.dir,
@@ -264,6 +265,7 @@ func (h *Handler) limits() limiter.Config {
 	if t := h.IPBlock; t != nil {
 		c.IPBlock = limiter.Threshold{Failures: t.Failures, Window: time.Duration(t.Window), Duration: time.Duration(t.Duration)}
 	}
+	c.Breaker = h.PrefixBreaker.breaker()
 	return c
 }
 
