@@ -79,8 +79,8 @@ func (g *breakerGuard) enter(f recovery.Flow) {
 // normalPrefix (three in five entered) after each, and one under
 // otherPrefix after every fortieth. Every code outside the pumped prefix
 // must go out. It returns the codes of the pumped prefix that went out,
-// and the first refusal of one, or nil, and when it came.
-func (g *breakerGuard) pump(n int) (sent int, first error, at time.Time) {
+// when the first refusal of one came, and that refusal, or nil.
+func (g *breakerGuard) pump(n int) (sent int, at time.Time, first error) {
 	g.t.Helper()
 	for i := range n {
 		_, sms := g.start(pumpedPrefix, false)
@@ -103,7 +103,7 @@ func (g *breakerGuard) pump(n int) (sent int, first error, at time.Time) {
 			}
 		}
 	}
-	return sent, first, at
+	return sent, at, first
 }
 
 // wantBlock checks that err is the refusal of a block of the pumped
@@ -144,7 +144,7 @@ func Breaker(t *testing.T, open func(testing.TB, recovery.Clock) Store) {
 		g := newBreakerGuard(t, open)
 		k := int(g.cfg.MinSent - 1) // the codes a window lets through
 		for block, d := range []time.Duration{g.cfg.Block, g.cfg.LaterBlock, 0} {
-			sent, first, at := g.pump(k + 500)
+			sent, at, first := g.pump(k + 500)
 			if sent != k {
 				t.Fatalf("block %d: %d codes went out, want %d", block+1, sent, k)
 			}
@@ -160,7 +160,7 @@ func Breaker(t *testing.T, open func(testing.TB, recovery.Clock) Store) {
 			t.Fatalf("Lift: %v, %v", lifted, err)
 		}
 		// Lifted: a fresh run, whose block is a first one again.
-		sent, first, at := g.pump(k + 1)
+		sent, at, first := g.pump(k + 1)
 		if sent != k {
 			t.Fatalf("after the lift %d codes went out, want %d", sent, k)
 		}
