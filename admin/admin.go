@@ -1,7 +1,7 @@
 // Package admin holds admin.api.sms_recovery, the routes of Caddy's admin
-// endpoint through which support lists and lifts the account locks and IP
-// blocks of every sms_recovery gateway running in the process, and locks
-// an account's recovery.
+// endpoint through which support lists and lifts the account locks, IP
+// blocks and destination prefix blocks of every sms_recovery gateway
+// running in the process, and locks an account's recovery.
 package admin
 
 import (
@@ -45,8 +45,8 @@ const LocksPath = "/sms-recovery/locks"
 // noticed and that are not acknowledged yet.
 const LossPath = "/sms-recovery/store-loss"
 
-// API lets support list and lift account locks and IP blocks, and lock an
-// account's recovery, through Caddy's admin endpoint:
+// API lets support list and lift account locks, IP blocks and prefix
+// blocks, and lock an account's recovery, through Caddy's admin endpoint:
 //
 //	GET    /sms-recovery/locks[?clear=1]          every lock in force, as JSON; accounts
 //	                                              and addresses masked unless clear
@@ -55,6 +55,8 @@ const LossPath = "/sms-recovery/store-loss"
 //	                                              lifted unless for is given
 //	DELETE /sms-recovery/locks/account/<account>  lifts the lock and gives fresh tries
 //	DELETE /sms-recovery/locks/ip/<ip or /64>     lifts the block and gives fresh tries
+//	DELETE /sms-recovery/locks/prefix/<+prefix>   lifts the block of a destination prefix;
+//	                                              its next block is a first one again
 //	GET    /sms-recovery/store-loss               losses of state not acknowledged yet
 //	DELETE /sms-recovery/store-loss               acknowledges them: recovery works again
 //
@@ -155,10 +157,11 @@ func (a *API) losses(w http.ResponseWriter, r *http.Request) error {
 }
 
 // list answers every lock in force: account locks first, then IP blocks,
-// each ordered by when they end. Accounts and client addresses are masked
-// (recovery.MaskAccount, recovery.MaskClient) unless the request asks for
-// them in clear with ?clear=1: a listing shown on a screen or pasted into
-// a ticket names no one unless support needs the names.
+// then prefix blocks, each ordered by when they end. Accounts and client
+// addresses are masked (recovery.MaskAccount, recovery.MaskClient) unless
+// the request asks for them in clear with ?clear=1: a listing shown on a
+// screen or pasted into a ticket names no one unless support needs the
+// names. A destination prefix names no one, and is never masked.
 func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, http.MethodGet)
@@ -169,7 +172,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	}
 	locks := []recovery.Lock{}
 	for _, e := range gateways.current() {
-		for _, kind := range []string{recovery.KindAccount, recovery.KindIP} {
+		for _, kind := range []string{recovery.KindAccount, recovery.KindIP, recovery.KindPrefix} {
 			l, err := e.guard.Locks(r.Context(), kind)
 			if err != nil && !gateways.holds(e) {
 				break // unloaded meanwhile: nothing of it to list
@@ -180,7 +183,8 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 			locks = append(locks, l...)
 		}
 	}
-	// "account" sorts before "ip"; within a kind, as the store lists them.
+	// "account" sorts before "ip", and "ip" before "prefix"; within a
+	// kind, as the store lists them.
 	limiter.SortLocks(locks)
 	slices.SortStableFunc(locks, func(x, y recovery.Lock) int { return strings.Compare(x.Kind, y.Kind) })
 	if !inClear {
@@ -210,8 +214,11 @@ func clearParam(q url.Values) (bool, error) {
 
 // maskKey masks the key of a lock of kind for a listing.
 func maskKey(kind, key string) string {
-	if kind == recovery.KindIP {
+	switch kind {
+	case recovery.KindIP:
 		return recovery.MaskClient(key)
+	case recovery.KindPrefix:
+		return key
 	}
 	return recovery.MaskAccount(key)
 }
@@ -346,10 +353,13 @@ func (a *API) lift(w http.ResponseWriter, r *http.Request) error {
 		}
 		lifted = true
 		ev := recovery.Event{Name: EventLockLifted, Reason: "lifted through the admin API by " + by}
-		if kind == recovery.KindAccount {
+		switch kind {
+		case recovery.KindAccount:
 			ev.Account, ev.Scope = key, limiter.ScopeLockout
-		} else {
+		case recovery.KindIP:
 			ev.ClientIP, ev.Scope = key, limiter.ScopeIPBlock
+		default:
+			ev.Prefix, ev.Scope = key, limiter.ScopeBreaker
 		}
 		e.observer.Observe(r.Context(), ev)
 	}
@@ -365,8 +375,9 @@ func (a *API) lift(w http.ResponseWriter, r *http.Request) error {
 
 // lockTarget reads the kind and the key of a lock from the path below
 // LocksPath, normalised as the guard keys them: an account by
-// recovery.NormalizeAccount, an IP address or IPv6 /64 as limiter.ClientKey gives it. The
-// key is everything after the kind, so that a /64 needs no escaping.
+// recovery.NormalizeAccount, an IP address or IPv6 /64 as limiter.ClientKey gives it,
+// a destination prefix as "+" and digits. The key is everything after the
+// kind, so that a /64 needs no escaping.
 func lockTarget(u *url.URL) (kind, key string, err error) {
 	rest := strings.TrimPrefix(u.EscapedPath(), LocksPath+"/")
 	kind, rawKey, _ := strings.Cut(rest, "/")
@@ -386,8 +397,25 @@ func lockTarget(u *url.URL) (kind, key string, err error) {
 			return "", "", err
 		}
 		return kind, client, nil
+	case recovery.KindPrefix:
+		prefix, err := prefixKey(key)
+		if err != nil {
+			return "", "", err
+		}
+		return kind, prefix, nil
 	}
-	return "", "", fmt.Errorf("unknown lock kind %q (want %s or %s)", kind, recovery.KindAccount, recovery.KindIP)
+	return "", "", fmt.Errorf("unknown lock kind %q (want %s, %s or %s)", kind, recovery.KindAccount, recovery.KindIP, recovery.KindPrefix)
+}
+
+// prefixKey reads a destination prefix as the breaker keys it: "+" and
+// its digits, such as +447400. Spaces, as people write numbers, are
+// dropped; the "+" may be left out.
+func prefixKey(s string) (string, error) {
+	digits := strings.TrimPrefix(strings.ReplaceAll(s, " ", ""), "+")
+	if digits == "" || len(digits) > 15 || strings.Trim(digits, "0123456789") != "" {
+		return "", fmt.Errorf("prefix: %q is not a destination prefix such as +447400", s)
+	}
+	return "+" + digits, nil
 }
 
 // clientKey parses an IP address or an IPv6 /64 into the key the guard

@@ -56,6 +56,12 @@ func TestLockTarget(t *testing.T) {
 		{path: "/ip/not-an-ip", bad: true},
 		{path: "/account/", bad: true},
 		{path: "/phone/+31612345678", bad: true},
+		{path: "/prefix/+447400", kind: "prefix", key: "+447400"},
+		{path: "/prefix/447400", kind: "prefix", key: "+447400"},
+		{path: "/prefix/%2B44%207400", kind: "prefix", key: "+447400"},
+		{path: "/prefix/+44-7400", bad: true},
+		{path: "/prefix/+", bad: true},
+		{path: "/prefix/+1234567890123456", bad: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {

@@ -1,9 +1,10 @@
 // Package cli adds the support subcommand to the caddy command:
 //
-//	caddy sms-recovery locks [--kind account|ip] [--clear] [--json]
+//	caddy sms-recovery locks [--kind account|ip|prefix] [--clear] [--json]
 //	caddy sms-recovery lock <account> [--for <duration>]
 //	caddy sms-recovery unlock <account>
 //	caddy sms-recovery unblock <ip or IPv6 /64>
+//	caddy sms-recovery unblock-prefix <+prefix>
 //	caddy sms-recovery acknowledge-loss
 //
 // It talks to the admin API of a running Caddy as caddy reload and caddy
@@ -34,22 +35,28 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "sms-recovery",
-		Usage: "locks|lock|unlock|unblock|acknowledge-loss [--address <admin>] [--config <path> [--adapter <name>]]",
-		Short: "Lists, imposes and lifts the account locks and IP blocks of SMS recovery",
+		Usage: "locks|lock|unlock|unblock|unblock-prefix|acknowledge-loss [--address <admin>] [--config <path> [--adapter <name>]]",
+		Short: "Lists, imposes and lifts the account locks, IP blocks and prefix blocks of SMS recovery",
 		Long: `
-Lists and lifts the account locks and IP blocks of the sms_recovery handlers
-of a running Caddy, and locks an account's recovery, through its admin API:
+Lists and lifts the account locks, IP blocks and destination prefix blocks
+of the sms_recovery handlers of a running Caddy, and locks an account's
+recovery, through its admin API:
 
-  caddy sms-recovery locks [--kind account|ip] [--clear] [--json]
+  caddy sms-recovery locks [--kind account|ip|prefix] [--clear] [--json]
   caddy sms-recovery lock <account> [--for <duration>]
   caddy sms-recovery unlock <account>
   caddy sms-recovery unblock <ip address or IPv6 /64>
+  caddy sms-recovery unblock-prefix <destination prefix, such as +447400>
   caddy sms-recovery acknowledge-loss
 
 The listing masks accounts and addresses (a*****@example.com, 192.0.2.*)
 unless --clear asks for them whole. A lock support imposes holds until it
 is lifted, or for --for (30m, 24h, 7d); the account's phone is told once.
 Lifting also gives fresh tries: the count of wrong codes starts again.
+
+A prefix block stops the codes to numbers under a destination prefix whose
+codes went out but were not entered (SMS traffic pumping); its third block
+holds until support lifts it. Lifting it starts its count of blocks again.
 
 When the Redis storage has lost its state (a restart without data, a
 failover to a replica without it, a flush), recovery answers 503 until an
@@ -81,7 +88,7 @@ func attach(cmd *cobra.Command, now func() time.Time) {
 		Args:  cobra.NoArgs,
 		RunE:  run(now, listLocks),
 	}
-	locks.Flags().String("kind", "", "Only locks of this kind: account or ip")
+	locks.Flags().String("kind", "", "Only locks of this kind: account, ip or prefix")
 	locks.Flags().Bool("json", false, "Print the admin API's JSON instead of a table")
 	locks.Flags().Bool("clear", false, "Show accounts and addresses whole instead of masked")
 	lock := &cobra.Command{
@@ -101,6 +108,11 @@ func attach(cmd *cobra.Command, now func() time.Time) {
 		Short: "Lifts the block on a client IP address or IPv6 /64 and gives it fresh tries",
 		Args:  cobra.ExactArgs(1),
 		RunE:  run(now, lift(recovery.KindIP)),
+	}, &cobra.Command{
+		Use:   "unblock-prefix <prefix>",
+		Short: "Lifts the block on a destination prefix such as +447400; its next block is a first one again",
+		Args:  cobra.ExactArgs(1),
+		RunE:  run(now, lift(recovery.KindPrefix)),
 	}, &cobra.Command{
 		Use:   "acknowledge-loss",
 		Short: "Lets recovery work again after the storage lost its state",
@@ -220,8 +232,8 @@ func errorMessage(body string) string {
 // listLocks prints the locks in force as a table, or as JSON.
 func listLocks(cmd *cobra.Command, c *client, _ []string) error {
 	kind, _ := cmd.Flags().GetString("kind")
-	if kind != "" && kind != recovery.KindAccount && kind != recovery.KindIP {
-		return fmt.Errorf("--kind %q: want %s or %s", kind, recovery.KindAccount, recovery.KindIP)
+	if kind != "" && kind != recovery.KindAccount && kind != recovery.KindIP && kind != recovery.KindPrefix {
+		return fmt.Errorf("--kind %q: want %s, %s or %s", kind, recovery.KindAccount, recovery.KindIP, recovery.KindPrefix)
 	}
 	inClear, _ := cmd.Flags().GetBool("clear")
 	uri := locksPath
@@ -254,6 +266,8 @@ func listLocks(cmd *cobra.Command, c *client, _ []string) error {
 			what = "account locks"
 		case recovery.KindIP:
 			what = "IP blocks"
+		case recovery.KindPrefix:
+			what = "prefix blocks"
 		}
 		fmt.Fprintf(out, "No %s in force.\n", what)
 		return nil
@@ -262,12 +276,16 @@ func listLocks(cmd *cobra.Command, c *client, _ []string) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tKEY\tREASON\tUNTIL\tSTRIKES\tPERMANENT")
 	for _, l := range locks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", l.Kind, l.Key, cmp.Or(l.Reason, "-"), until(l.Until, l.Permanent, now), l.Strikes, yesNo(l.Permanent))
+		key := l.Key
+		if l.Country != "" {
+			key += " (" + l.Country + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", l.Kind, key, cmp.Or(l.Reason, "-"), until(l.Until, l.Permanent, now), l.Strikes, yesNo(l.Permanent))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nLift one with: caddy sms-recovery unlock <account>  or  caddy sms-recovery unblock <ip>\n")
+	fmt.Fprintf(out, "\nLift one with: caddy sms-recovery unlock <account>, unblock <ip> or unblock-prefix <prefix>\n")
 	if !inClear {
 		fmt.Fprintf(out, "Accounts and addresses are masked: list them whole with --clear.\n")
 	}
@@ -309,7 +327,7 @@ func lift(kind string) func(*cobra.Command, *client, []string) error {
 	return func(cmd *cobra.Command, c *client, args []string) error {
 		key := strings.TrimSpace(args[0])
 		if key == "" {
-			return fmt.Errorf("give the %s to lift", map[string]string{recovery.KindAccount: "account", recovery.KindIP: "IP address or IPv6 /64"}[kind])
+			return fmt.Errorf("give the %s to lift", liftNames[kind].what)
 		}
 		var got struct {
 			Kind string `json:"kind"`
@@ -318,13 +336,18 @@ func lift(kind string) func(*cobra.Command, *client, []string) error {
 		if err := c.do(http.MethodDelete, locksPath+"/"+kind+"/"+escapeKey(key), &got); err != nil {
 			return err
 		}
-		what := "the lock on account"
-		if got.Kind == recovery.KindIP {
-			what = "the block on client"
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "Lifted %s %s; it has a fresh set of tries.\n", what, got.Key)
+		n := liftNames[kind]
+		fmt.Fprintf(cmd.OutOrStdout(), "Lifted %s %s; %s.\n", n.lock, got.Key, n.after)
 		return nil
 	}
+}
+
+// liftNames say, for each kind, what a lift takes, what it lifted and what
+// follows.
+var liftNames = map[string]struct{ what, lock, after string }{
+	recovery.KindAccount: {"account", "the lock on account", "it has a fresh set of tries"},
+	recovery.KindIP:      {"IP address or IPv6 /64", "the block on client", "it has a fresh set of tries"},
+	recovery.KindPrefix:  {"destination prefix (such as +447400)", "the block on destination prefix", "its codes go out again, and its next block is a first one"},
 }
 
 // impose is the lock command: it locks an account's recovery until it is

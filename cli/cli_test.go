@@ -76,22 +76,24 @@ func execute(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return out.String(), errOut.String(), err
 }
 
-const twoLocks = `[
+const threeLocks = `[
  {"kind":"account","key":"alice@example.com","until":"2026-12-01T22:29:40Z","since":"2026-12-01T21:59:40Z","strikes":5,"locks":1,"reason":"wrong_codes"},
- {"kind":"ip","key":"2001:db8:1:2::/64","since":"2026-11-30T10:00:00Z","permanent":true,"strikes":100,"locks":7,"reason":"wrong_codes"}
+ {"kind":"ip","key":"2001:db8:1:2::/64","since":"2026-11-30T10:00:00Z","permanent":true,"strikes":100,"locks":7,"reason":"wrong_codes"},
+ {"kind":"prefix","key":"+447400","until":"2026-12-02T21:00:00Z","since":"2026-12-01T21:00:00Z","strikes":2,"locks":2,"reason":"low_conversion","country":"GB"}
 ]`
 
 func TestLocksTable(t *testing.T) {
-	a := newFakeAdmin(t, http.StatusOK, twoLocks)
+	a := newFakeAdmin(t, http.StatusOK, threeLocks)
 	out, errOut, err := execute(t, "locks", "--clear", "--address", a.addr())
 	if err != nil {
 		t.Fatalf("locks: %v (stderr %q)", err, errOut)
 	}
-	want := `KIND     KEY                REASON       UNTIL                          STRIKES  PERMANENT
-account  alice@example.com  wrong_codes  2026-12-01T22:29:40Z (in 30m)  5        no
-ip       2001:db8:1:2::/64  wrong_codes  until lifted                   100      yes
+	want := `KIND     KEY                REASON          UNTIL                            STRIKES  PERMANENT
+account  alice@example.com  wrong_codes     2026-12-01T22:29:40Z (in 30m)    5        no
+ip       2001:db8:1:2::/64  wrong_codes     until lifted                     100      yes
+prefix   +447400 (GB)       low_conversion  2026-12-02T21:00:00Z (in 23h0m)  2        no
 
-Lift one with: caddy sms-recovery unlock <account>  or  caddy sms-recovery unblock <ip>
+Lift one with: caddy sms-recovery unlock <account>, unblock <ip> or unblock-prefix <prefix>
 `
 	if out != want {
 		t.Errorf("output:\n%s\nwant:\n%s", out, want)
@@ -118,7 +120,7 @@ func TestLocksMasked(t *testing.T) {
 	want := `KIND     KEY                 REASON   UNTIL         STRIKES  PERMANENT
 account  a*****@example.com  support  until lifted  0        yes
 
-Lift one with: caddy sms-recovery unlock <account>  or  caddy sms-recovery unblock <ip>
+Lift one with: caddy sms-recovery unlock <account>, unblock <ip> or unblock-prefix <prefix>
 Accounts and addresses are masked: list them whole with --clear.
 `
 	if out != want {
@@ -170,7 +172,7 @@ func TestLock(t *testing.T) {
 }
 
 func TestLocksKindFilter(t *testing.T) {
-	a := newFakeAdmin(t, http.StatusOK, twoLocks)
+	a := newFakeAdmin(t, http.StatusOK, threeLocks)
 	out, _, err := execute(t, "locks", "--kind", "ip", "--address", a.addr())
 	if err != nil {
 		t.Fatal(err)
@@ -185,12 +187,19 @@ func TestLocksKindFilter(t *testing.T) {
 	if strings.Contains(out, "2001:db8") || !strings.Contains(out, `"key": "alice@example.com"`) {
 		t.Errorf("--kind account --json printed:\n%s", out)
 	}
+	if strings.Contains(out, "+447400") {
+		t.Errorf("--kind account --json printed a prefix:\n%s", out)
+	}
+	out, _, err = execute(t, "locks", "--kind", "prefix", "--address", a.addr())
+	if err != nil || strings.Contains(out, "alice") || !strings.Contains(out, "+447400 (GB)") {
+		t.Errorf("--kind prefix printed %v:\n%s", err, out)
+	}
 	_, errOut, err := execute(t, "locks", "--kind", "phone", "--address", a.addr())
-	if err == nil || !strings.Contains(errOut, `--kind "phone": want account or ip`) {
+	if err == nil || !strings.Contains(errOut, `--kind "phone": want account, ip or prefix`) {
 		t.Errorf("--kind phone: err %v, stderr %q", err, errOut)
 	}
-	if n := len(a.requests()); n != 2 {
-		t.Errorf("%d requests, want 2: a bad --kind asks nothing", n)
+	if n := len(a.requests()); n != 3 {
+		t.Errorf("%d requests, want 3: a bad --kind asks nothing", n)
 	}
 }
 
@@ -200,6 +209,7 @@ func TestLocksNone(t *testing.T) {
 		"":        "No locks or blocks in force.\n",
 		"account": "No account locks in force.\n",
 		"ip":      "No IP blocks in force.\n",
+		"prefix":  "No prefix blocks in force.\n",
 	} {
 		out, _, err := execute(t, "locks", "--kind", kind, "--address", a.addr())
 		if err != nil || out != want {
@@ -257,6 +267,24 @@ func TestUnblock(t *testing.T) {
 		if got := a.requests(); len(got) != 1 || got[0] != "DELETE "+path {
 			t.Errorf("asked %v, want DELETE %s", got, path)
 		}
+	}
+}
+
+func TestUnblockPrefix(t *testing.T) {
+	a := newFakeAdmin(t, http.StatusOK, `{"kind":"prefix","key":"+447400"}`)
+	out, _, err := execute(t, "unblock-prefix", "+447400", "--address", a.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "Lifted the block on destination prefix +447400; its codes go out again, and its next block is a first one.\n"; out != want {
+		t.Errorf("output %q, want %q", out, want)
+	}
+	if got := a.requests(); len(got) != 1 || got[0] != "DELETE /sms-recovery/locks/prefix/+447400" {
+		t.Errorf("asked %v, want DELETE /sms-recovery/locks/prefix/+447400", got)
+	}
+	if _, _, err := execute(t, "unblock-prefix", " ", "--address", a.addr()); err == nil ||
+		!strings.Contains(err.Error(), "give the destination prefix (such as +447400) to lift") {
+		t.Errorf("unblock-prefix of nothing: %v", err)
 	}
 }
 

@@ -75,7 +75,7 @@ func BenchmarkStartFlood(b *testing.B) {
 				b.Fatalf("legitimate start %d after the flood: %v", i+2, err)
 			}
 		}
-		if err := g.SMS(ctx, "+31612345678"); err != nil {
+		if err := g.SMS(ctx, "+31612345678", ""); err != nil {
 			b.Fatalf("legitimate sms after the flood: %v", err)
 		}
 		if err := g.Start(ctx, "192.0.2.1", "alice@example.com"); !errors.Is(err, recovery.ErrRateLimited) {

@@ -14,9 +14,17 @@ import (
 
 // LockDuration is the length of the n-th lock of a run (n from 1).
 func LockDuration(p recovery.Policy, n int64) time.Duration {
+	growth := time.Duration(2)
+	if p.Growth > 0 {
+		growth = time.Duration(p.Growth)
+	}
 	d := p.Duration
 	for i := int64(1); i < n && d < p.MaxDuration; i++ {
-		d *= 2
+		if d > p.MaxDuration/growth {
+			d = p.MaxDuration
+			break
+		}
+		d *= growth
 	}
 	return min(d, max(p.MaxDuration, p.Duration))
 }

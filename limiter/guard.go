@@ -81,6 +81,9 @@ type Config struct {
 	// IPBlock blocks a client after wrong codes for any accounts. Default: 20
 	// failures in 1h block it for 1h.
 	IPBlock Threshold
+	// Breaker blocks the codes to a destination prefix whose codes are
+	// sent but not entered. Default: DefaultBreaker.
+	Breaker Breaker
 }
 
 // DefaultConfig returns the limits of SPEC §3, which apply when the
@@ -97,6 +100,7 @@ func DefaultConfig() Config {
 
 		MaxLockDuration: DefaultMaxLockDuration,
 		PermanentAfter:  DefaultPermanentAfter,
+		Breaker:         DefaultBreaker(),
 	}
 }
 
@@ -143,6 +147,7 @@ func (c Config) Validate() error {
 	if c.PermanentAfter < 1 {
 		errs = append(errs, fmt.Errorf("%s: wrong codes before a lasting lock must be at least 1, got %d", ScopeLockout, c.PermanentAfter))
 	}
+	errs = append(errs, c.Breaker.Validate())
 	return errors.Join(errs...)
 }
 
@@ -161,6 +166,7 @@ type Guard struct {
 
 	startIP, startAccount, startPhone, verifyIP, smsGlobal limit
 	lockout, ipBlock                                       threshold
+	breaker                                                breaker
 }
 
 // limit is a Rate as the counter store takes it, under its scope's name.
@@ -169,12 +175,13 @@ type limit struct {
 	rate  ulimiter.Rate
 }
 
-// threshold is a lock policy with the kind of lock it sets and the refusal
-// it gives.
+// threshold is a lock policy with the kind of lock it sets, the refusal
+// it gives and, for Locks, why it sets one.
 type threshold struct {
 	scope  string
 	kind   string
 	reason error
+	why    string
 	policy recovery.Policy
 }
 
@@ -197,7 +204,7 @@ func New(cfg Config, store recovery.Store, clock recovery.Clock) (*Guard, error)
 		startPhone:   newLimit(ScopeStartPhone, cfg.StartPhone),
 		verifyIP:     newLimit(ScopeVerifyIP, cfg.VerifyIP),
 		smsGlobal:    newLimit(ScopeSMSGlobal, cfg.SMSGlobal),
-		lockout: threshold{scope: ScopeLockout, kind: recovery.KindAccount, reason: recovery.ErrLocked, policy: recovery.Policy{
+		lockout: threshold{scope: ScopeLockout, kind: recovery.KindAccount, reason: recovery.ErrLocked, why: recovery.ReasonWrongCodes, policy: recovery.Policy{
 			Threshold:   cfg.Lockout.Failures,
 			Window:      cfg.Lockout.Window,
 			Duration:    cfg.Lockout.Duration,
@@ -205,12 +212,13 @@ func New(cfg Config, store recovery.Store, clock recovery.Clock) (*Guard, error)
 			Run:         true,
 			Permanent:   cfg.PermanentAfter,
 		}},
-		ipBlock: threshold{scope: ScopeIPBlock, kind: recovery.KindIP, reason: recovery.ErrBlocked, policy: recovery.Policy{
+		ipBlock: threshold{scope: ScopeIPBlock, kind: recovery.KindIP, reason: recovery.ErrBlocked, why: recovery.ReasonWrongCodes, policy: recovery.Policy{
 			Threshold:   cfg.IPBlock.Failures,
 			Window:      cfg.IPBlock.Window,
 			Duration:    cfg.IPBlock.Duration,
 			MaxDuration: cfg.IPBlock.Duration,
 		}},
+		breaker: newBreaker(cfg.Breaker),
 	}, nil
 }
 
@@ -223,11 +231,14 @@ func New(cfg Config, store recovery.Store, clock recovery.Clock) (*Guard, error)
 // a store with no room for f refuses before anything is counted. A refused
 // code is not a refused start: f is stored all the same, and the refusal,
 // returned as sms, drops the code message only (a refused phone spends no
-// global budget). A decoy's flow peeks the code's counters instead of
+// global budget), and so does a block of the flow's destination prefix,
+// which spends none either; the code is counted for the prefix's breaker.
+// A decoy's flow peeks the code's counters and the breaker instead of
 // counting them, so that it costs the same and spends nothing.
 func (g *Guard) StartFlow(ctx context.Context, ip string, f recovery.Flow, phoneKey string) (sms, err error) {
 	p := recovery.Plan{Op: recovery.OpCreate, Flow: f, Counts: g.startCounts(ClientKey(ip), f.Account, phoneKey, f.Decoy)}
 	p.Locks = g.lockChecks(ClientKey(ip), f.Account)
+	p.Breaker = g.breaker.step(f.Prefix, sendMode(f.Decoy))
 	o, err := g.run(ctx, &p)
 	if err != nil {
 		return nil, err
@@ -244,7 +255,7 @@ func (g *Guard) ResendFlow(ctx context.Context, ip string, r recovery.ResendOp, 
 	client := ClientKey(ip)
 	p := recovery.Plan{Op: recovery.OpResend, FlowID: r.ID, CodeHash: r.CodeHash, Now: r.Now, Interval: r.Interval,
 		ExpiresAt: r.ExpiresAt, MaxAttempts: r.MaxAttempts, Locks: g.lockChecks(client, ""),
-		Counts: g.startCounts(client, "", phoneKey, decoy)}
+		Counts: g.startCounts(client, "", phoneKey, decoy), Breaker: g.breaker.step(r.Prefix, sendMode(decoy))}
 	o, err := g.run(ctx, &p)
 	switch {
 	case err != nil:
@@ -269,8 +280,14 @@ func (g *Guard) startCounts(client, account, phoneKey string, decoy bool) []reco
 	}
 }
 
-// soft is the refusal of the first soft counter that refused in o, or nil.
+// soft is the refusal of the plan's code in o: the block of its prefix, or
+// the first soft counter that refused; or nil.
 func (g *Guard) soft(p *recovery.Plan, o recovery.Outcome) error {
+	if o.Blocked {
+		d := g.breaker.denial(g.clock.Now(), o.Block)
+		d.Set = o.Tripped
+		return d
+	}
 	if o.Soft == 0 {
 		return nil
 	}
@@ -278,12 +295,18 @@ func (g *Guard) soft(p *recovery.Plan, o recovery.Outcome) error {
 	return g.limitOf(c.Scope).denial(g.clock.Now(), o.SoftCounter)
 }
 
-// SMS counts a message for phone against its limit and then against the
-// global budget, which a refused phone does not spend.
-func (g *Guard) SMS(ctx context.Context, phone string) error {
-	p := recovery.Plan{Counts: []recovery.Count{g.startPhone.count(phone, false), g.smsGlobal.count("", false)}}
-	_, err := g.run(ctx, &p)
-	return err
+// SMS refuses a message to a blocked destination prefix and otherwise
+// counts it for phone against its limit and then against the global
+// budget, which a refused phone does not spend. A notice is never entered,
+// so the prefix's breaker does not count it.
+func (g *Guard) SMS(ctx context.Context, phone, prefix string) error {
+	p := recovery.Plan{Counts: []recovery.Count{g.startPhone.soft(phone, false), g.smsGlobal.soft("", false)},
+		Breaker: g.breaker.step(prefix, recovery.BreakerPeek)}
+	o, err := g.run(ctx, &p)
+	if err != nil {
+		return err
+	}
+	return g.soft(&p, o)
 }
 
 // Verify refuses a blocked client or a locked account, counts the check
@@ -323,16 +346,17 @@ func (g *Guard) Verify(ctx context.Context, ip, id string, maxAttempts int) (rec
 	return o.Flow, guess, nil
 }
 
-// Right follows a Verify whose code was right: it consumes the flow and,
-// only if this call did, ends the account's run of wrong codes (lifting a
-// lock its last guess set), takes the client's strike for that guess back
+// Right follows a Verify whose code was right, for the flow f it returned:
+// it consumes the flow and, only if this call did, ends the account's run
+// of wrong codes (lifting a lock its last guess set), takes the client's
+// strike for that guess back, counts a code entered for the flow's prefix
 // and stores t, in one plan. It reports whether this call consumed the
 // flow.
-func (g *Guard) Right(ctx context.Context, ip, id string, t recovery.Token) (bool, error) {
-	p := recovery.Plan{Op: recovery.OpFinish, FlowID: id, Token: t, Ends: []recovery.EndStep{
+func (g *Guard) Right(ctx context.Context, ip string, f recovery.Flow, t recovery.Token) (bool, error) {
+	p := recovery.Plan{Op: recovery.OpFinish, FlowID: f.ID, Token: t, Ends: []recovery.EndStep{
 		{Kind: g.lockout.kind, OfFlow: true},
 		{Kind: g.ipBlock.kind, Key: ClientKey(ip), Forgive: true, Policy: g.ipBlock.policy},
-	}}
+	}, Breaker: g.breaker.step(f.Prefix, recovery.BreakerEntered)}
 	o, err := g.run(ctx, &p)
 	if err != nil {
 		return false, err
@@ -428,9 +452,11 @@ func (l limit) soft(key string, peek bool) recovery.Count {
 // enough for blocks and windows to end and make room.
 const fullRetry = time.Minute
 
-// Locks returns the locks of kind (recovery.KindAccount or recovery.KindIP) in force.
+// Locks returns the locks of kind (recovery.KindAccount, recovery.KindIP
+// or recovery.KindPrefix) in force, a prefix's with its country.
 func (g *Guard) Locks(ctx context.Context, kind string) ([]recovery.Lock, error) {
-	if _, err := g.threshold(kind); err != nil {
+	t, err := g.threshold(kind)
+	if err != nil {
 		return nil, err
 	}
 	locks, err := g.store.ListLocks(ctx, kind)
@@ -439,7 +465,10 @@ func (g *Guard) Locks(ctx context.Context, kind string) ([]recovery.Lock, error)
 	}
 	for i := range locks {
 		if locks[i].Reason == "" {
-			locks[i].Reason = recovery.ReasonWrongCodes
+			locks[i].Reason = t.why
+		}
+		if kind == recovery.KindPrefix {
+			locks[i].Country = recovery.PrefixCountry(locks[i].Key)
 		}
 	}
 	return locks, nil
@@ -466,7 +495,8 @@ func (g *Guard) Impose(ctx context.Context, account string, d time.Duration) (re
 // Lift removes the lock of kind on key and ends its run of wrong codes, so
 // the person gets a fresh set of tries; it reports whether a lock was in
 // force. An IP key is an address or a key from Locks, normalised by
-// ClientKey; an account must be normalised already.
+// ClientKey; an account must be normalised already. Lifting a prefix's
+// block ends its run of blocks: its next one is a first one again.
 func (g *Guard) Lift(ctx context.Context, kind, key string) (bool, error) {
 	t, err := g.threshold(kind)
 	if err != nil {
@@ -510,6 +540,8 @@ func (g *Guard) threshold(kind string) (threshold, error) {
 		return g.lockout, nil
 	case recovery.KindIP:
 		return g.ipBlock, nil
+	case recovery.KindPrefix:
+		return g.breaker.threshold, nil
 	}
 	return threshold{}, fmt.Errorf("unknown lock kind %q", kind)
 }

@@ -112,7 +112,7 @@ func (g *testGuard) right(ip, account string) (recovery.Guess, error) {
 		return guess, err
 	}
 	t := recovery.Token{Hash: []byte("token-" + id), Account: account, FlowID: id, ExpiresAt: g.clock.Now().Add(time.Hour)}
-	won, err := g.Right(ctx, ip, id, t)
+	won, err := g.Right(ctx, ip, recovery.Flow{ID: id}, t)
 	if err != nil {
 		return guess, err
 	}
@@ -157,6 +157,8 @@ func TestDefaultConfigMatchesSpec(t *testing.T) {
 
 		MaxLockDuration: 24 * time.Hour,
 		PermanentAfter:  100, // NIST SP 800-63B
+		Breaker: limiter.Breaker{Window: 24 * time.Hour, MinSent: 100, MaxEntered: 5,
+			Block: time.Hour, LaterBlock: 24 * time.Hour, HeldAfter: 3},
 	}
 	if got := limiter.DefaultConfig(); got != want {
 		t.Fatalf("DefaultConfig() = %+v, want %+v", got, want)
@@ -237,7 +239,7 @@ func TestRateScopes(t *testing.T) {
 			return g.Start(ctx, fmt.Sprintf("192.0.2.%d", i+1), "alice@example.com")
 		}},
 		{limiter.ScopeStartPhone, cfg.StartPhone, func(g *testGuard, i int) error {
-			return g.SMS(ctx, "+31612345678")
+			return g.SMS(ctx, "+31612345678", "")
 		}},
 		{limiter.ScopeVerifyIP, cfg.VerifyIP, func(g *testGuard, i int) error {
 			// A flow that is not there: the client is counted all the same.
@@ -248,7 +250,7 @@ func TestRateScopes(t *testing.T) {
 			return err
 		}},
 		{limiter.ScopeSMSGlobal, cfg.SMSGlobal, func(g *testGuard, i int) error {
-			return g.SMS(ctx, fmt.Sprintf("+3161%07d", i))
+			return g.SMS(ctx, fmt.Sprintf("+3161%07d", i), "")
 		}},
 	} {
 		t.Run(tc.scope, func(t *testing.T) {
@@ -280,8 +282,8 @@ func TestStartPeeksSMSBudget(t *testing.T) {
 	for i := range 5 {
 		wantAllowed(t, "start", g.Start(ctx, fmt.Sprintf("192.0.2.%d", i+1), fmt.Sprintf("user%d", i)))
 	}
-	wantAllowed(t, "first sms", g.SMS(ctx, "+31611111111"))
-	wantAllowed(t, "second sms", g.SMS(ctx, "+31622222222"))
+	wantAllowed(t, "first sms", g.SMS(ctx, "+31611111111", ""))
+	wantAllowed(t, "second sms", g.SMS(ctx, "+31622222222", ""))
 	g.clock.Advance(15 * time.Minute)
 	wantDenial(t, g.Start(ctx, "198.51.100.1", "fresh"), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 45*time.Minute)
 	wantDenial(t, g.Start(ctx, "198.51.100.1", "fresh"), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, 45*time.Minute)
@@ -298,16 +300,16 @@ func TestRefusedPhoneDoesNotSpendBudget(t *testing.T) {
 	cfg.SMSGlobal = limiter.Rate{Events: 5, Window: time.Hour}
 	g := newTestGuard(t, cfg)
 	for i := range 10 {
-		err := g.SMS(ctx, "+31612345678")
+		err := g.SMS(ctx, "+31612345678", "")
 		if i < 3 {
 			wantAllowed(t, "sms", err)
 		} else {
 			wantDenial(t, err, recovery.ErrRateLimited, limiter.ScopeStartPhone, time.Hour)
 		}
 	}
-	wantAllowed(t, "fourth sms of the budget", g.SMS(ctx, "+31600000001"))
-	wantAllowed(t, "fifth sms of the budget", g.SMS(ctx, "+31600000002"))
-	wantDenial(t, g.SMS(ctx, "+31600000003"), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, time.Hour)
+	wantAllowed(t, "fourth sms of the budget", g.SMS(ctx, "+31600000001", ""))
+	wantAllowed(t, "fifth sms of the budget", g.SMS(ctx, "+31600000002", ""))
+	wantDenial(t, g.SMS(ctx, "+31600000003", ""), recovery.ErrRateLimited, limiter.ScopeSMSGlobal, time.Hour)
 }
 
 // TestFlowCountsItsCodeSoftly: the code of a new or resent flow is counted
@@ -766,9 +768,12 @@ func TestFailsClosed(t *testing.T) {
 			_, _, err := g.ResendFlow(ctx, "192.0.2.1", recovery.ResendOp{ID: "f", Now: t0, MaxAttempts: 5}, "+31612345678", false)
 			return err
 		}},
-		{"sms", func() error { return g.SMS(ctx, "+31612345678") }},
+		{"sms", func() error { return g.SMS(ctx, "+31612345678", "") }},
 		{"verify", func() error { _, _, err := g.Verify(ctx, "192.0.2.1", "f", 5); return err }},
-		{"right", func() error { _, err := g.Right(ctx, "192.0.2.1", "f", recovery.Token{}); return err }},
+		{"right", func() error {
+			_, err := g.Right(ctx, "192.0.2.1", recovery.Flow{ID: "f"}, recovery.Token{})
+			return err
+		}},
 		{"locks listing", func() error { _, err := g.Locks(ctx, recovery.KindIP); return err }},
 		{"lift", func() error { _, err := g.Lift(ctx, recovery.KindIP, "192.0.2.1"); return err }},
 		{"impose", func() error { _, _, err := g.Impose(ctx, "a", time.Hour); return err }},

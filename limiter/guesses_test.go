@@ -156,10 +156,10 @@ func TestRightEndsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := recovery.Token{Hash: []byte("token"), Account: account, FlowID: id, ExpiresAt: t0.Add(time.Hour)}
-	if won, err := g.Right(ctx, ip, id, tok); err != nil || !won {
+	if won, err := g.Right(ctx, ip, recovery.Flow{ID: id}, tok); err != nil || !won {
 		t.Fatalf("first Right = %v, %v; want it to consume the flow", won, err)
 	}
-	if won, err := g.Right(ctx, ip, id, tok); err != nil || won {
+	if won, err := g.Right(ctx, ip, recovery.Flow{ID: id}, tok); err != nil || won {
 		t.Fatalf("second Right = %v, %v; want the flow gone", won, err)
 	}
 	if _, _, err := g.Verify(ctx, ip, id, maxAttempts); !errors.Is(err, recovery.ErrNotFound) {
@@ -218,7 +218,7 @@ func TestFullLockStoreRefuses(t *testing.T) {
 	if d.RetryAfter <= 0 {
 		t.Errorf("no Retry-After: %+v", d)
 	}
-	if won, err := g.Right(ctx, "192.0.2.1", id, recovery.Token{Hash: []byte("token"), FlowID: id, ExpiresAt: t0.Add(time.Hour)}); err != nil || !won {
+	if won, err := g.Right(ctx, "192.0.2.1", recovery.Flow{ID: id}, recovery.Token{Hash: []byte("token"), FlowID: id, ExpiresAt: t0.Add(time.Hour)}); err != nil || !won {
 		t.Fatalf("Right on a full store = %v, %v; want the flow consumed", won, err)
 	}
 }

@@ -53,6 +53,7 @@ import (
 //	    limit    <scope> <events> <window>
 //	    lockout  <failures> <window> <duration>
 //	    ip_block <failures> <window> <duration>
+//	    prefix_breaker off | { digits <n>; trip <codes> <window> <entered>%; block <first> <later> [<held from>] }
 //	    support  <text>
 //	    log_accounts hashed|clear                               # default hashed: logs and events name an account by its keyed hash
 //	    handle_errors                                           # refusals go to the site's handle_errors routes, not the JSON body
@@ -144,6 +145,8 @@ func (m *Handler) UnmarshalCaddyfile(d *cf.Dispenser) error {
 			m.Lockout, err = parseThreshold(d)
 		case "ip_block":
 			m.IPBlock, err = parseThreshold(d)
+		case "prefix_breaker":
+			m.PrefixBreaker, err = parsePrefixBreaker(d)
 		case "secret":
 			m.Secrets = d.RemainingArgs()
 			if len(m.Secrets) == 0 {

@@ -127,6 +127,12 @@ type Handler struct {
 	// least 1s. Default: 20 in 1h blocks for 1h.
 	IPBlock *Threshold `json:"ip_block,omitempty"`
 
+	// PrefixBreaker blocks the codes to a destination prefix whose codes
+	// go out but are not entered: SMS traffic pumping. Default: on, 100
+	// codes in 24h with at most 5% entered block a prefix for 1h, then
+	// 24h, and the third time until support lifts it.
+	PrefixBreaker *PrefixBreaker `json:"prefix_breaker,omitempty"`
+
 	// Support tells a locked-out person how to reach a human. It is shown on
 	// lock pages and sent after a reset.
 	Support string `json:"support,omitempty"`
@@ -329,6 +335,7 @@ func (h *Handler) Validate() error {
 	errs = append(errs, atLeast("token_ttl", h.TokenTTL, leastTokenTTL))
 	check(time.Duration(h.TokenTTL) <= 24*time.Hour, "token_ttl: %s is more than 24h", time.Duration(h.TokenTTL))
 	errs = append(errs, h.validateLimits()...)
+	errs = append(errs, h.PrefixBreaker.validate()...)
 	// Provision loads the directory, which frees its raw config.
 	check(h.DirectoryRaw != nil || h.dir != nil, "directory: required (directory file <path>, directory http <url>, directory ldap <url> {...}, directory sql postgres|mysql <dsn> { query ... }, or another directory module)")
 	check(h.SMSQueue > 0, "sms_queue: must be positive")

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/report"
@@ -40,8 +41,9 @@ type metrics struct {
 	phoneRefused *prometheus.CounterVec
 	directories  *directoryCollector
 	// reports and refused count the delivery reports taken and refused.
-	reports *prometheus.CounterVec
-	refused *prometheus.CounterVec
+	reports  *prometheus.CounterVec
+	refused  *prometheus.CounterVec
+	prefixes *prometheus.CounterVec
 }
 
 var processMetrics = sync.OnceValue(func() *metrics {
@@ -100,6 +102,12 @@ var processMetrics = sync.OnceValue(func() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "store_state_lost_total",
 			Help: "Times the storage's server was found to have lost its state (restart without data, failover to a replica without it, flush, restore); recovery answers 503 until an operator acknowledges it.",
 		}, []string{"site"}),
+		// Only a block adds a series, and a block takes a window of codes
+		// to a prefix: the prefixes are few.
+		prefixes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "prefix_blocks_total",
+			Help: "Blocks of a destination prefix whose codes were sent but too few entered (traffic pumping), by prefix and its country; list and lift them with caddy sms-recovery.",
+		}, []string{"site", "prefix", "country"}),
 		unsafe: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "store_unsafe_server_total",
 			Help: "Times the storage refused its server on connecting because it would forget state (no persistence, an evicting maxmemory-policy); recovery answers 503 meanwhile.",
@@ -143,7 +151,7 @@ var processMetrics = sync.OnceValue(func() *metrics {
 // collectors are every metric of the handler.
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.events, m.sms, m.tries, m.queued, m.unavailable, m.circuitOpen, m.buildInfo,
-		m.stateLost, m.unsafe, m.lostNow, m.tables, m.phoneRefused, m.directories, m.reports, m.refused}
+		m.stateLost, m.unsafe, m.lostNow, m.tables, m.phoneRefused, m.directories, m.reports, m.refused, m.prefixes}
 }
 
 func (m *metrics) register(reg *prometheus.Registry) error {
@@ -179,6 +187,9 @@ func newObserver(ctx caddy.Context, site string, logger *zap.Logger, keys *recov
 			return nil, err
 		}
 	}
+	// A prefix's first block is an increase from zero that an alert can
+	// see (deploy/prometheus, SMSRecoveryPrefixBlocked).
+	m.events.WithLabelValues(site, recovery.EventPrefixBlocked, limiter.ScopeBreaker)
 	o := &observer{site: site, siteValue: site, logger: logger, metrics: m, ctx: ctx, keys: keys, clearAccounts: clearAccounts}
 	// Every reason starts at 0, so that rate() and increase() see the
 	// first refusal of a site rather than a series that begins at 1.
@@ -207,7 +218,7 @@ func eventLevel(e recovery.Event) zapcore.Level {
 	case storage.AlarmLossAcknowledged:
 		return zapcore.WarnLevel
 	case recovery.EventAccountLocked, recovery.EventIPBlocked, recovery.EventRefused,
-		recovery.EventSMSFailed, recovery.EventResetFailed:
+		recovery.EventSMSFailed, recovery.EventResetFailed, recovery.EventPrefixBlocked:
 		return zapcore.WarnLevel
 	case recovery.EventSMSRefused:
 		if e.Scope == "sms_global" { // the SMS budget is spent: real people get no code
@@ -234,7 +245,7 @@ var eventNames, smsNames, smsLogNames = func() (ev, smsEv, logs map[string]strin
 		recovery.EventFlowStarted, recovery.EventCodeResent, recovery.EventSMSRefused, recovery.EventSMSFailed,
 		recovery.EventWrongCode, recovery.EventFlowExhausted, recovery.EventCodeVerified, recovery.EventRateLimited,
 		recovery.EventAccountLocked, recovery.EventIPBlocked, recovery.EventRefused, recovery.EventResetForwarded,
-		recovery.EventResetFailed, recovery.EventStateFull, recovery.EventLockNotice,
+		recovery.EventResetFailed, recovery.EventStateFull, recovery.EventLockNotice, recovery.EventPrefixBlocked,
 	} {
 		ev[n] = "sms_recovery_" + n
 	}
@@ -272,9 +283,16 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 			o.metrics.phoneRefused.WithLabelValues(o.site, reason).Inc()
 		}
 	}
+	country := "" // a prefix's, made once for the metric, the line and the event
+	if e.Prefix != "" {
+		country = recovery.PrefixCountry(e.Prefix)
+	}
+	if e.Name == recovery.EventPrefixBlocked {
+		o.metrics.prefixes.WithLabelValues(o.site, e.Prefix, country).Inc()
+	}
 	ref := "" // the account's hash, made once for the line and the event
 	if ce := o.logger.Check(eventLevel(e), "security event"); ce != nil {
-		fields := make([]zap.Field, 0, 9)
+		fields := make([]zap.Field, 0, 11)
 		fields = append(fields, zap.String("event", e.Name), zap.String("site", o.site))
 		if o.clearAccounts {
 			fields = append(fields, zap.String("account", e.Account))
@@ -286,6 +304,7 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 		fields = append(fields, zap.String("client_ip", e.ClientIP))
 		for _, f := range [...]struct{ key, v string }{
 			{"flow", e.FlowRef}, {"phone", e.Phone}, {"reason", e.Reason}, {"scope", e.Scope},
+			{"prefix", e.Prefix}, {"country", country},
 		} {
 			if f.v != "" {
 				fields = append(fields, zap.String(f.key, f.v))
@@ -309,6 +328,7 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 		}
 		for _, f := range [...]struct{ key, v string }{
 			{"flow", e.FlowRef}, {"phone", e.Phone}, {"reason", e.Reason}, {"scope", e.Scope},
+			{"prefix", e.Prefix}, {"country", country},
 		} {
 			if f.v != "" {
 				data[f.key] = f.v

@@ -117,6 +117,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		NotifyOnReset: *h.NotifyOnReset,
 		NotifyOnLock:  *h.NotifyOnLock,
 		DefaultLang:   h.Language,
+		PrefixDigits:  h.PrefixBreaker.digits(),
 	}, recovery.Deps{
 		Store:     h.store.backend,
 		Directory: h.dir,
@@ -163,11 +164,16 @@ func (h *Handler) logReady() {
 // limitsSummary writes the limits of c on one line.
 func limitsSummary(c limiter.Config) string {
 	rate := func(r limiter.Rate) string { return fmt.Sprintf("%d/%s", r.Events, shortDuration(r.Window)) }
+	b := "prefix_breaker off"
+	if !c.Breaker.Off {
+		b = fmt.Sprintf("prefix_breaker after %d codes in %s with at most %d%% entered", c.Breaker.MinSent,
+			shortDuration(c.Breaker.Window), c.Breaker.MaxEntered)
+	}
 	return fmt.Sprintf("start_ip %s, start_account %s, start_phone %s, verify_ip %s, sms_global %s; "+
-		"lockout after %d wrong codes in %s for %s; ip_block after %d in %s for %s",
+		"lockout after %d wrong codes in %s for %s; ip_block after %d in %s for %s; %s",
 		rate(c.StartIP), rate(c.StartAccount), rate(c.StartPhone), rate(c.VerifyIP), rate(c.SMSGlobal),
 		c.Lockout.Failures, shortDuration(c.Lockout.Window), shortDuration(c.Lockout.Duration),
-		c.IPBlock.Failures, shortDuration(c.IPBlock.Window), shortDuration(c.IPBlock.Duration))
+		c.IPBlock.Failures, shortDuration(c.IPBlock.Window), shortDuration(c.IPBlock.Duration), b)
 }
 
 // shortDuration writes 1h and 30m rather than 1h0m0s and 30m0s.
@@ -278,6 +284,7 @@ func (h *Handler) limits() limiter.Config {
 	if t := h.IPBlock; t != nil {
 		c.IPBlock = limiter.Threshold{Failures: t.Failures, Window: time.Duration(t.Window), Duration: time.Duration(t.Duration)}
 	}
+	c.Breaker = h.PrefixBreaker.breaker()
 	return c
 }
 

@@ -27,6 +27,9 @@ var (
 	ErrLocked = errors.New("account locked")
 	// ErrBlocked is a client IP temporarily blocked from the recovery routes.
 	ErrBlocked = errors.New("ip blocked")
+	// ErrPrefixBlocked is a code that is not sent: its destination prefix
+	// is blocked, since too few of the codes sent to it were entered.
+	ErrPrefixBlocked = errors.New("destination prefix blocked")
 	// ErrFull is security state (locks, blocks and the wrong codes behind
 	// them) with no room for another record: rather than forget any, the
 	// request that would add one is refused.
@@ -57,15 +60,16 @@ var (
 )
 
 // Denial is a request refused by the abuse layer. It unwraps to ErrRateLimited,
-// ErrLocked, ErrBlocked or ErrFull.
+// ErrLocked, ErrBlocked, ErrPrefixBlocked or ErrFull.
 type Denial struct {
-	Reason     error         // ErrRateLimited, ErrLocked, ErrBlocked or ErrFull
+	Reason     error         // ErrRateLimited, ErrLocked, ErrBlocked, ErrPrefixBlocked or ErrFull
 	Scope      string        // the limit that was hit, e.g. "start_ip", "lockout", "ip_block"
 	RetryAfter time.Duration // how long until the request may succeed
 	Limit      int64         // the limit's size, for RateLimit-* headers (0 if none)
 	Remaining  int64         // what is left of the limit
 	Reset      time.Time     // when the limit's window ends
 	Permanent  bool          // a lock that only support can lift
+	Set        bool          // the request refused set the lock or block
 }
 
 func (d *Denial) Error() string {
@@ -100,6 +104,9 @@ type Flow struct {
 	ClientIP    string    `json:"client_ip,omitempty"` // the IP that started the flow
 	PublicURL   string    `json:"public_url,omitempty"`
 	PhoneMasked string    `json:"phone_masked,omitempty"`
+	// Prefix is the destination prefix of the flow's codes
+	// (DestinationPrefix), under which the conversion breaker counts them.
+	Prefix string `json:"prefix,omitempty"`
 }
 
 // Token is a reset token, as stored: only its keyed hash is kept.
@@ -178,8 +185,9 @@ type Guard interface {
 	// (neither counted), a *Denial, or the flow with its new code.
 	ResendFlow(ctx context.Context, ip string, r ResendOp, phoneKey string, decoy bool) (f Flow, sms, err error)
 	// SMS is asked just before a notice goes to a phone, identified by a
-	// keyed hash (Keyring.PhoneKey). A refusal drops the message silently.
-	SMS(ctx context.Context, phoneKey string) error
+	// keyed hash (Keyring.PhoneKey), under the destination prefix prefix.
+	// A refusal drops the message silently.
+	SMS(ctx context.Context, phoneKey, prefix string) error
 	// Verify refuses a blocked client or a locked account, counts the
 	// request against the client, counts one attempt on the flow and the
 	// code about to be compared against the client and the account:
@@ -188,17 +196,19 @@ type Guard interface {
 	// the flow, if it was found), or the flow with the attempt counted and
 	// the Guess. What the guess set stands if the code is wrong.
 	Verify(ctx context.Context, ip, id string, maxAttempts int) (Flow, Guess, error)
-	// Right follows a Verify whose code was right: it consumes the flow
-	// and, only if this call did, ends the account's run of wrong codes,
-	// takes the client's strike back and stores t. It reports whether this
-	// call consumed the flow.
-	Right(ctx context.Context, ip, id string, t Token) (bool, error)
+	// Right follows a Verify whose code was right, for the flow f it
+	// returned: it consumes the flow and, only if this call did, ends the
+	// account's run of wrong codes, takes the client's strike back, counts
+	// a code entered for the flow's prefix and stores t. It reports whether
+	// this call consumed the flow.
+	Right(ctx context.Context, ip string, f Flow, t Token) (bool, error)
 }
 
 // ResendOp is the change ResendFlow makes: when at least Interval has
 // passed since the flow's last code (read at Now), its code becomes
 // CodeHash, SentAt Now and ExpiresAt ExpiresAt, and Sends grows by one. A
-// flow with MaxAttempts attempts is spent, and not resent.
+// flow with MaxAttempts attempts is spent, and not resent. Prefix is the
+// destination prefix of the new code.
 type ResendOp struct {
 	ID          string
 	CodeHash    []byte
@@ -206,6 +216,7 @@ type ResendOp struct {
 	Interval    time.Duration
 	ExpiresAt   time.Time
 	MaxAttempts int
+	Prefix      string
 }
 
 // Guess is a code counted against the abuse layer before it is compared.
@@ -250,7 +261,8 @@ type Event struct {
 	// Cause is the error Reason tells of, when there is one: the phone
 	// policy's refusal of a number, say, which an observer may count by
 	// kind. Like Reason, it never holds a phone number.
-	Cause error
+	Cause  error
+	Prefix string // a destination prefix, for the conversion breaker's events
 }
 
 // Event names.
@@ -270,6 +282,9 @@ const (
 	EventResetFailed    = "reset_failed"
 	EventStateFull      = "state_full"  // refused: no room to record security state
 	EventLockNotice     = "lock_notice" // the owner of a newly locked account is told
+	// EventPrefixBlocked: too few of the codes sent to a destination
+	// prefix were entered, and its codes are blocked (Event.Prefix).
+	EventPrefixBlocked = "prefix_blocked"
 )
 
 // Observer receives security events. It must not block.

@@ -26,6 +26,7 @@ type Config struct {
 	NotifyOnReset  bool   // send the phone a notice after a successful reset
 	NotifyOnLock   bool   // send the phone a notice when wrong codes lock its account
 	DefaultLang    string // language of messages when the directory gives none
+	PrefixDigits   int    // national digits of a destination prefix (DestinationPrefix)
 }
 
 // Deps are the collaborators of a Service. Observer may be nil.
@@ -168,8 +169,9 @@ func (s *Service) standIn(account string) string {
 // recipient is the number a message goes to, as resolve found it.
 type recipient struct {
 	phone   string
-	unknown bool  // the account has no phone: phone is a stand-in
-	refused error // why phone must not be texted, or nil
+	prefix  string // its destination prefix
+	unknown bool   // the account has no phone: phone is a stand-in
+	refused error  // why phone must not be texted, or nil
 }
 
 // resolve looks the account up and checks its number, filling the flow's
@@ -197,10 +199,11 @@ func (s *Service) resolve(ctx context.Context, f *Flow) (recipient, error) {
 		phone = entry.Phone
 	}
 	f.PhoneMasked = MaskPhone(phone)
+	f.Prefix = DestinationPrefix(phone, s.cfg.PrefixDigits)
 	// Whether the account exists is decided last, and only by flags the
 	// queue reads later: the branches cost the same.
 	f.Decoy = unknown || perr != nil
-	return recipient{phone: phone, unknown: unknown, refused: perr}, nil
+	return recipient{phone: phone, prefix: f.Prefix, unknown: unknown, refused: perr}, nil
 }
 
 // compose renders the code message of f to to.
@@ -245,6 +248,7 @@ func (s *Service) admitCode(to recipient, sms error, ev Event) func(context.Cont
 	}
 	// The closure changes a copy of ev, so that it holds ev by value: one
 	// allocation, not two.
+	ev.Prefix = to.prefix
 	return func(ctx context.Context) error {
 		s.smsRefused(ctx, why, ev)
 		return why
@@ -252,10 +256,12 @@ func (s *Service) admitCode(to recipient, sms error, ev Event) func(context.Cont
 }
 
 // admitSMS returns the check a notice must pass just before it is
-// delivered: the per-phone limit and the global SMS budget.
+// delivered: the block of its destination prefix, the per-phone limit and
+// the global SMS budget.
 func (s *Service) admitSMS(phone string, ev Event) func(context.Context) error {
 	return func(ctx context.Context) error {
-		err := s.Guard.SMS(ctx, s.Keys.PhoneKey(phone))
+		ev.Prefix = DestinationPrefix(phone, s.cfg.PrefixDigits)
+		err := s.Guard.SMS(ctx, s.Keys.PhoneKey(phone), ev.Prefix)
 		if err != nil {
 			s.smsRefused(ctx, err, ev)
 		}
@@ -264,17 +270,34 @@ func (s *Service) admitSMS(phone string, ev Event) func(context.Context) error {
 }
 
 // smsRefused reports a message dropped: for its number, or by the SMS
-// limits (a *Denial), or because they could not be checked.
+// limits or the block of its prefix (a *Denial), or because they could not
+// be checked. A block the message set is reported first, on its own: it
+// names the prefix, not the account.
 func (s *Service) smsRefused(ctx context.Context, why error, ev Event) {
 	ev.Name, ev.Reason, ev.Cause = EventSMSRefused, why.Error(), why
 	var d *Denial
 	switch {
+	case errors.As(why, &d) && errors.Is(d, ErrPrefixBlocked):
+		if d.Set {
+			s.Observer.Observe(ctx, Event{Name: EventPrefixBlocked, Scope: d.Scope, Prefix: ev.Prefix, Reason: blockReason(d)})
+		}
+		ev.Reason, ev.Scope = "prefix blocked", d.Scope
 	case errors.As(why, &d):
-		ev.Reason, ev.Scope = "rate limited", d.Scope
+		ev.Reason, ev.Scope, ev.Prefix = "rate limited", d.Scope, ""
 	case errors.Is(why, ErrUnavailable):
-		ev.Reason = "sms limits unavailable"
+		ev.Reason, ev.Prefix = "sms limits unavailable", ""
+	default:
+		ev.Prefix = ""
 	}
 	s.Observer.Observe(ctx, ev)
+}
+
+// blockReason says how long a prefix's new block d holds.
+func blockReason(d *Denial) string {
+	if d.Permanent {
+		return "too few of its codes were entered: blocked until support lifts it"
+	}
+	return "too few of its codes were entered: blocked for " + d.RetryAfter.String()
 }
 
 // changeFailed answers a change to a flow that the guard refused (a store
@@ -342,7 +365,7 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 		return Started{}, err
 	}
 	op := ResendOp{ID: flowID, CodeHash: s.Keys.HashCode(flowID, code), Now: now, Interval: s.cfg.ResendInterval,
-		ExpiresAt: next.ExpiresAt, MaxAttempts: s.cfg.MaxAttempts}
+		ExpiresAt: next.ExpiresAt, MaxAttempts: s.cfg.MaxAttempts, Prefix: next.Prefix}
 	f, sms, err := s.Guard.ResendFlow(ctx, clientIP, op, s.Keys.PhoneKey(to.phone), next.Decoy)
 	switch {
 	case errors.Is(err, ErrTooEarly):
@@ -393,7 +416,7 @@ func (s *Service) Verify(ctx context.Context, flowID, code, clientIP string) (Ve
 	if err != nil {
 		return Verified{}, err
 	}
-	won, err := s.Guard.Right(ctx, clientIP, flowID, t)
+	won, err := s.Guard.Right(ctx, clientIP, f, t)
 	if err != nil {
 		return Verified{}, unavailable("ending flow", err)
 	}

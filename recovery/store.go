@@ -27,7 +27,9 @@ import (
 //     account before it ends so; OpResend of a flow whose MaxAttempts are
 //     spent ends with ErrNotFound, and inside the interval with
 //     ErrTooEarly and the flow, nothing counted;
-//  2. Locks, in order: a lock in force refuses; then room: a store of
+//  2. Locks, in order: a lock in force refuses; then the Breaker's block,
+//     which refuses the plan's code but not the plan (Outcome.Blocked);
+//     then room: a store of
 //     bounded tables refuses an OpCreate (or a plan with NewFlowFrom) with
 //     no room for the flow, and any plan with no room for a counter of a
 //     scope that Kept reports (StepFull), before anything is counted;
@@ -35,11 +37,14 @@ import (
 //     refuses once over its limit (the refused event counted, as ulule's
 //     stores count it), and counters after a refusal are not touched; a
 //     Soft counter's refusal does not refuse the plan: it is reported in
-//     Outcome.Soft, and the soft counters after it are not touched;
+//     Outcome.Soft, and the soft counters after it are not touched, nor
+//     any while the Breaker's block refuses the code;
 //  4. the Op: OpCreate stores Flow; OpResend replaces the code (the interval
 //     checked again); OpAttempt counts an attempt, deleting a flow over
 //     MaxAttempts (ErrNotFound, Exhausted); OpFinish consumes the
-//     flow (Won), and a flow already gone ends the plan unchanged;
+//     flow (Won), and a flow already gone ends the plan unchanged; then the
+//     Breaker counts the code sent (BreakerSend: when nothing refused it)
+//     or entered (BreakerEntered: when the plan consumed the flow);
 //  5. Strikes, in order, each in one step with its key's lock: a lock in
 //     force, or no room for a new record, refuses, and the strikes this plan
 //     counted before it are forgiven, since no code will be compared;
@@ -97,6 +102,9 @@ type Plan struct {
 	Op      Op
 	Strikes []StrikeStep
 	Ends    []EndStep
+	// Breaker is the conversion breaker of the destination prefix of the
+	// plan's code, or of its flow; none while its Key is empty.
+	Breaker BreakerStep
 
 	// NewFlowFrom is the client IP of a start whose flow is stored after
 	// the plan (Guard.Start): a store of bounded flows refuses the plan
@@ -157,6 +165,46 @@ type EndStep struct {
 	Policy    Policy
 }
 
+// BreakerStep is the conversion breaker of one destination prefix (see
+// DestinationPrefix): the codes sent to numbers under Key in a window of
+// Rule.Window, the codes entered, and the block they trip, a lock of
+// KindPrefix on Key whose strikes are the trips, under Policy.
+//
+// For BreakerSend and BreakerPeek, the block in force refuses the plan's
+// code: Outcome.Blocked, and no soft counter is touched. Otherwise, after
+// the op, a BreakerSend whose code no soft counter refused counts it as
+// sent: the first code of a window opens it afresh, entered codes
+// included; once the window's codes trip Rule (limiter.Trips), one strike
+// under Policy blocks the prefix, this code refused too (Outcome.Tripped),
+// and the window is closed. A BreakerPeek counts nothing: a decoy's code,
+// or a notice, which is never entered. A BreakerEntered counts a code
+// entered, when the plan consumed its flow.
+type BreakerStep struct {
+	Key    string
+	Mode   BreakerMode
+	Rule   BreakerRule
+	Policy Policy
+}
+
+// BreakerMode is what a BreakerStep counts.
+type BreakerMode uint8
+
+// Modes of a BreakerStep.
+const (
+	BreakerSend    BreakerMode = iota // a code about to be sent
+	BreakerPeek                       // a message that is checked, not counted
+	BreakerEntered                    // a code entered
+)
+
+// BreakerRule says when the codes of one window trip a prefix's block: at
+// least MinSent codes were sent and at most MaxEntered percent of them
+// entered.
+type BreakerRule struct {
+	Window     time.Duration
+	MinSent    int64
+	MaxEntered int64
+}
+
 // Step names the step of a plan that refused it.
 type Step uint8
 
@@ -193,12 +241,17 @@ type Outcome struct {
 	FlowErr   error
 	Exhausted bool // OpAttempt deleted the flow: its attempts ran out
 	Won       bool // OpFinish consumed the flow
+	// Blocked: the Breaker's block refused the plan's code, a block in
+	// force or, with Tripped, one this code set; Block is that block.
+	Blocked, Tripped bool
+	Block            Lock
 }
 
 // Lock kinds.
 const (
 	KindAccount = "account" // the recovery route of one account is locked
 	KindIP      = "ip"      // one client IP (or IPv6 /64) is blocked
+	KindPrefix  = "prefix"  // the codes to one destination prefix are blocked
 )
 
 // Lock is a lock on an account's recovery or a block of a client IP, and the
@@ -211,7 +264,8 @@ type Lock struct {
 	// Permanent is a lock that ends only when support lifts it.
 	Permanent bool `json:"permanent,omitempty"`
 	// Strikes counts the wrong codes behind the lock: in a row, for an
-	// account; in the current window, for a client.
+	// account; in the current window, for a client. For a prefix, it
+	// counts its blocks since support last lifted one.
 	Strikes int64 `json:"strikes"`
 	// Locks counts the locks set in a row, this one included. A lock
 	// support imposed is not counted: it lengthens no lock after it.
@@ -220,12 +274,18 @@ type Lock struct {
 	// Store.Impose, which stores keep; ReasonWrongCodes, which
 	// Guard.Locks fills in, for the rest.
 	Reason string `json:"reason,omitempty"`
+	// Country is the country of a prefix's block (PrefixCountry), which
+	// Guard.Locks fills in.
+	Country string `json:"country,omitempty"`
 }
 
 // Reasons of a lock.
 const (
 	ReasonWrongCodes = "wrong_codes" // a lockout or an IP block, set by wrong codes
 	ReasonSupport    = "support"     // imposed by support, through the admin API
+	// ReasonLowConversion is a prefix's block: its codes went out, but
+	// too few were entered (BreakerStep).
+	ReasonLowConversion = "low_conversion"
 )
 
 // InForce reports whether l holds at now.
@@ -235,10 +295,11 @@ func (l Lock) InForce(now time.Time) bool {
 
 // Policy says how strikes against one kind of key become locks.
 //
-// A strike is one code about to be compared. Strikes falling in one fixed
-// Window that reach Threshold set a lock; the next strike after it opens a
-// new window. The first lock lasts Duration and each further lock of the
-// same run twice as long as the one before, up to MaxDuration. With Run
+// A strike is one code about to be compared, or a prefix's trip. Strikes
+// falling in one fixed Window that reach Threshold set a lock; the next
+// strike after it opens a new window. The first lock lasts Duration and
+// each further lock of the same run Growth times (0: twice) as long as the
+// one before, up to MaxDuration. With Run
 // set, the strikes in a row are kept, across windows and locks, until the
 // run is ended (a correct code, or support lifting the lock), and when they
 // reach Permanent the lock holds until then. Without Run, a key's record
@@ -250,6 +311,7 @@ type Policy struct {
 	MaxDuration time.Duration
 	Run         bool
 	Permanent   int64 // 0: never permanent
+	Growth      int64 // 0: 2
 }
 
 // Strike is the outcome of one strike of a plan (StrikeStep).

@@ -81,6 +81,13 @@ func newCounterTable(bound int, keep bool) *counterTable {
 // newest. A read of a counter the table does not hold makes none. A table
 // that keeps must have room for a counter it does not hold (room).
 func (t *counterTable) count(key hkey, rate ulimiter.Rate, n int64, now time.Time) ulimiter.Context {
+	w, _ := t.step(key, rate.Period, n, now)
+	return common.GetContextFromState(now, rate, time.Unix(0, w.end), w.n)
+}
+
+// step is count's step on a window of period: it returns the counter's
+// window after n events, and whether this step opened it.
+func (t *counterTable) step(key hkey, period time.Duration, n int64, now time.Time) (window, bool) {
 	i, held := t.index[key]
 	var w window
 	if held {
@@ -88,7 +95,7 @@ func (t *counterTable) count(key hkey, rate ulimiter.Rate, n int64, now time.Tim
 	}
 	opened := now.UnixNano() >= w.end
 	if opened {
-		w = window{end: now.Add(rate.Period).UnixNano()}
+		w = window{end: now.Add(period).UnixNano()}
 	}
 	w.n += n
 	switch {
@@ -100,7 +107,7 @@ func (t *counterTable) count(key hkey, rate ulimiter.Rate, n int64, now time.Tim
 	case w.n > 0:
 		t.add(key, w)
 	}
-	return common.GetContextFromState(now, rate, time.Unix(0, w.end), w.n)
+	return w, opened
 }
 
 // forget drops the counter of key, if the table holds it.

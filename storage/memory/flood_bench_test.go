@@ -52,7 +52,7 @@ func BenchmarkMemoryFlood(b *testing.B) {
 			f := floodFlow(i)
 			err := storagetest.StartFlow(ctx, g, f.ClientIP, f)
 			if err == nil {
-				err = g.SMS(ctx, fmt.Sprintf("+316%08d", 20_000_000+i))
+				err = g.SMS(ctx, fmt.Sprintf("+316%08d", 20_000_000+i), "")
 			}
 			switch {
 			case errors.Is(err, recovery.ErrFull):

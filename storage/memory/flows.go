@@ -43,17 +43,18 @@ type flowTable struct {
 }
 
 // errTooLong refuses a flow with a string too long for its record.
-var errTooLong = errors.New("storing flow: account, code hash or client IP over 64 KiB")
+var errTooLong = errors.New("storing flow: account, code hash, client IP or masked phone over 64 KiB")
 
 // flowEntry is one flow, linked into the list of all flows. The flow's ID
 // is not kept, only its hkey: every read names it. Times are Unix
 // nanoseconds (noTime for the zero time).
 type flowEntry struct {
 	id hkey
-	// text holds the account, the code's hash, the client's IP and the
-	// masked phone, in that order, with the first three lengths in lens.
+	// text holds the account, the code's hash, the client's IP, the
+	// masked phone and the destination prefix, in that order, with the
+	// first four lengths in lens.
 	text                         string
-	lens                         [3]uint16
+	lens                         [4]uint16
 	decoy                        bool
 	attempts, sends              int32
 	lang, publicURL              string // from the configuration, shared
@@ -91,25 +92,25 @@ func newFlowEntry(id hkey, f *recovery.Flow) (*flowEntry, bool) {
 		lang: f.Lang, publicURL: f.PublicURL,
 		sentAt: nanos(f.SentAt), expiresAt: nanos(f.ExpiresAt), createdAt: nanos(f.CreatedAt),
 	}
-	return e, e.setText(f.Account, f.CodeHash, f.ClientIP, f.PhoneMasked)
+	return e, e.setText(f.Account, f.CodeHash, f.ClientIP, f.PhoneMasked, f.Prefix)
 }
 
 // fits reports whether f's strings fit a flowEntry.
-func fits(f *recovery.Flow) bool { return fitText(f.Account, f.CodeHash, f.ClientIP) }
+func fits(f *recovery.Flow) bool { return fitText(f.Account, f.CodeHash, f.ClientIP, f.PhoneMasked) }
 
 // fitText reports whether the strings whose lengths a flowEntry counts fit.
-func fitText(account string, codeHash []byte, ip string) bool {
-	return len(account) <= maxText && len(codeHash) <= maxText && len(ip) <= maxText
+func fitText(account string, codeHash []byte, ip, phone string) bool {
+	return len(account) <= maxText && len(codeHash) <= maxText && len(ip) <= maxText && len(phone) <= maxText
 }
 
-func (e *flowEntry) setText(account string, codeHash []byte, ip, phone string) bool {
-	if !fitText(account, codeHash, ip) {
+func (e *flowEntry) setText(account string, codeHash []byte, ip, phone, prefix string) bool {
+	if !fitText(account, codeHash, ip, phone) {
 		return false
 	}
-	b := make([]byte, 0, len(account)+len(codeHash)+len(ip)+len(phone))
-	b = append(append(append(append(b, account...), codeHash...), ip...), phone...)
+	b := make([]byte, 0, len(account)+len(codeHash)+len(ip)+len(phone)+len(prefix))
+	b = append(append(append(append(append(b, account...), codeHash...), ip...), phone...), prefix...)
 	e.text = string(b)
-	e.lens = [3]uint16{uint16(len(account)), uint16(len(codeHash)), uint16(len(ip))}
+	e.lens = [4]uint16{uint16(len(account)), uint16(len(codeHash)), uint16(len(ip)), uint16(len(phone))}
 	return true
 }
 
@@ -125,7 +126,12 @@ func (e *flowEntry) clientIP() string {
 }
 
 func (e *flowEntry) phone() string {
-	return e.text[int(e.lens[0])+int(e.lens[1])+int(e.lens[2]):]
+	at := int(e.lens[0]) + int(e.lens[1]) + int(e.lens[2])
+	return e.text[at : at+int(e.lens[3])]
+}
+
+func (e *flowEntry) prefix() string {
+	return e.text[int(e.lens[0])+int(e.lens[1])+int(e.lens[2])+int(e.lens[3]):]
 }
 
 // expired reports whether the flow has expired at now.
@@ -134,7 +140,7 @@ func (e *flowEntry) expired(now time.Time) bool { return now.UnixNano() >= e.exp
 // setCode replaces the code, as a resend at now does.
 func (e *flowEntry) setCode(codeHash []byte, now, expiresAt time.Time) {
 	// The account and IP already fit, and a code's hash is a few dozen bytes.
-	e.setText(e.account(), codeHash, e.clientIP(), e.phone())
+	e.setText(e.account(), codeHash, e.clientIP(), e.phone(), e.prefix())
 	e.sentAt, e.expiresAt = nanos(now), nanos(expiresAt)
 	e.sends++
 }
@@ -149,7 +155,7 @@ func (e *flowEntry) flow(id string) recovery.Flow {
 		ID: id, Account: e.account(), CodeHash: code,
 		Attempts: int(e.attempts), Sends: int(e.sends), Decoy: e.decoy, Lang: e.lang,
 		SentAt: fromNanos(e.sentAt), ExpiresAt: fromNanos(e.expiresAt), CreatedAt: fromNanos(e.createdAt),
-		ClientIP: e.clientIP(), PublicURL: e.publicURL, PhoneMasked: e.phone(),
+		ClientIP: e.clientIP(), PublicURL: e.publicURL, PhoneMasked: e.phone(), Prefix: e.prefix(),
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 //
 // so that the collector works harder, rather than the heap growing, once
 // the process nears what its bounds need. At the defaults that is 48 MiB
-// and 147 MiB for the tables: about 195 MiB of Go memory, which with the
+// and 149 MiB for the tables: about 197 MiB of Go memory, which with the
 // binary's own pages keeps the process under 256 MiB however it is
 // flooded (docs/performance.md).
 //
@@ -121,9 +121,11 @@ const (
 )
 
 // footprint returns the most heap the tables of a store of maxEntries hold
-// once every one is full: 147 MiB at DefaultMaxEntries.
+// once every one is full: 149 MiB at DefaultMaxEntries.
 func footprint(maxEntries int) int64 {
 	n := int64(maxEntries)
-	// Two tables of counters: the clients' and the budgets.
-	return n*(flowRecordBytes+tokenRecordBytes+lockRecordBytes) + 2*int64(counterBound(maxEntries))*counterRecordBytes
+	// Two tables of counters, the clients' and the budgets, and the
+	// breaker's.
+	return n*(flowRecordBytes+tokenRecordBytes+lockRecordBytes) +
+		(2*int64(counterBound(maxEntries))+int64(breakerBound(maxEntries)))*counterRecordBytes
 }

@@ -22,8 +22,9 @@ import (
 // {"backend": "memory", "max_entries": 100000}.
 //
 // It keeps at most MaxEntries flows, MaxEntries tokens and MaxEntries
-// records of security state, each kind in a table of its own, and rate
-// counters in two tables of counterBound(MaxEntries). No flood of one kind
+// records of security state, each kind in a table of its own, rate
+// counters in two tables of counterBound(MaxEntries) and the conversion
+// breaker's in one of breakerBound(MaxEntries). No flood of one kind
 // pushes out another kind, and none makes a person's right code fail
 // (SPEC §4):
 //
@@ -36,7 +37,8 @@ import (
 //     lockTable), and a right code needs no room at all (RunPlan).
 //   - Budgets (limiter.Kept: start_account, start_phone, sms_global) are
 //     never dropped while their window is open; clients' own counters are
-//     dropped least recently used first (see counterTable).
+//     dropped least recently used first (see counterTable), and so are the
+//     breaker's (breaker.go), whose blocks are security state.
 //
 // Records expire against the clock when they are read; an expired record
 // behaves as missing and is dropped then. The store starts no goroutines.
@@ -69,6 +71,7 @@ type Store struct {
 	locks    *lockTable
 	counters *counterTable // clients' own, dropped least recently used first
 	budgets  *counterTable // limiter.Kept, never dropped while their window is open
+	breakers *counterTable // the conversion breaker's, dropped least recently used first
 
 	tokensLetGo uint64
 }
@@ -110,6 +113,7 @@ func (m *Store) open(clock recovery.Clock) error {
 	m.locks = newLockTable(m.MaxEntries)
 	m.counters = newCounterTable(counterBound(m.MaxEntries), false)
 	m.budgets = newCounterTable(counterBound(m.MaxEntries), true)
+	m.breakers = newCounterTable(breakerBound(m.MaxEntries), false)
 	// NewLRU fails only for a size below one, refused above.
 	m.tokens, _ = simplelru.NewLRU[string, memToken](m.MaxEntries, nil)
 	return nil
@@ -237,7 +241,7 @@ var (
 // TableStats is how full one of a store's tables is, and what it did for
 // room since it was made.
 type TableStats struct {
-	Table string // flows, tokens, security, budgets or counters
+	Table string // flows, tokens, security, budgets, counters or breakers
 	Held  int    // records held now, ended ones not yet swept included
 	Bound int    // records it holds at most
 	// Refused counts what it turned away for room: starts (flows,
@@ -259,6 +263,7 @@ func (m *Store) Tables() []TableStats {
 		{Table: "security", Held: m.locks.Len(), Bound: m.locks.max, Refused: m.locks.refused, LetGo: m.locks.letGo},
 		{Table: "budgets", Held: m.budgets.Len(), Bound: m.budgets.bound, Refused: m.budgets.refused},
 		{Table: "counters", Held: m.counters.Len(), Bound: m.counters.bound, LetGo: m.counters.letGo},
+		{Table: "breakers", Held: m.breakers.Len(), Bound: m.breakers.bound, LetGo: m.breakers.letGo},
 	}
 }
 
@@ -266,6 +271,8 @@ func (m *Store) Tables() []TableStats {
 // other method. Counters live in a table of their own, which drops the
 // least recently used beyond its bound (see counterTable): evicting a
 // counter resets it, and never touches a flow, a token or security state.
+// The conversion breaker's counters are a table of their own too
+// (breakerBound), and its blocks are security state.
 func (m *Store) RunPlan(_ context.Context, p *recovery.Plan) (recovery.Outcome, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -315,6 +322,7 @@ func (m *Store) RunPlan(_ context.Context, p *recovery.Plan) (recovery.Outcome, 
 			return o, nil
 		}
 	}
+	m.breakerBlocked(&p.Breaker, now, &o)
 	if p.Op == recovery.OpCreate || p.NewFlowFrom != "" {
 		ip := p.NewFlowFrom
 		if p.Op == recovery.OpCreate {
@@ -340,7 +348,7 @@ func (m *Store) RunPlan(_ context.Context, p *recovery.Plan) (recovery.Outcome, 
 		if c.Peek {
 			n = 0
 		}
-		if c.Soft && o.Soft != 0 {
+		if c.Soft && (o.Soft != 0 || o.Blocked) {
 			continue
 		}
 		s := m.counterTable(c.Scope).count(m.flows.keys.scoped(c.Scope, k), c.Rate, n, now)
@@ -378,6 +386,7 @@ func (m *Store) RunPlan(_ context.Context, p *recovery.Plan) (recovery.Outcome, 
 		m.flows.remove(e)
 		o.Won = true
 	}
+	m.breakerCount(&p.Breaker, now, &o)
 	for i, st := range p.Strikes {
 		k, _ := key(st.Key, st.OfFlow)
 		s, err := m.strike(st.Kind, k, st.Policy, now)

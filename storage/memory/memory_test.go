@@ -320,7 +320,7 @@ func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
 		if err := storagetest.StartFlow(ctx, g, "192.0.2.1", flow(fmt.Sprint("mine", i), "alice@example.com", "192.0.2.1")); err != nil {
 			t.Fatalf("her start %d: %v", i, err)
 		}
-		if err := g.SMS(ctx, "+31612345678"); err != nil {
+		if err := g.SMS(ctx, "+31612345678", ""); err != nil {
 			t.Fatalf("her SMS %d: %v", i, err)
 		}
 	}
@@ -332,7 +332,7 @@ func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
 		ip := fmt.Sprintf("198.51.%d.%d", i/4/250, i/4%250)
 		err := storagetest.StartFlow(ctx, g, ip, flow(fmt.Sprint("churn", i), fmt.Sprintf("churn-%d@example.com", i), ip))
 		if err == nil {
-			err = g.SMS(ctx, fmt.Sprintf("+3161%07d", i))
+			err = g.SMS(ctx, fmt.Sprintf("+3161%07d", i), "")
 		}
 		var d *recovery.Denial
 		switch {
@@ -349,7 +349,7 @@ func TestMemoryChurnHandsBackNoBudget(t *testing.T) {
 	if err := storagetest.StartFlow(ctx, g, "192.0.2.9", flow("mine-after", "alice@example.com", "192.0.2.9")); !errors.As(err, &d) || d.Scope != limiter.ScopeStartAccount {
 		t.Errorf("her start after the churn: %v, want start_account refused", err)
 	}
-	if err := g.SMS(ctx, "+31612345678"); !errors.As(err, &d) || d.Scope != limiter.ScopeStartPhone {
+	if err := g.SMS(ctx, "+31612345678", ""); !errors.As(err, &d) || d.Scope != limiter.ScopeStartPhone {
 		t.Errorf("a code to her phone after the churn: %v, want start_phone refused", err)
 	}
 	if full == 0 {

@@ -20,7 +20,8 @@
 // (misconfig.go).
 //
 // RunPlan makes the whole of a request (lock checks, counters, the change to
-// a flow or token, strikes) one Lua script, so one round trip; go-redis
+// a flow or token, strikes, the prefix breaker) one Lua script, so one
+// round trip; go-redis
 // sends it as EVALSHA and loads it on NOSCRIPT. The scripts are the .lua
 // files of lua/, embedded (scripts.go).
 //
@@ -29,12 +30,13 @@
 //	P{Precovery}:flow:<id>            hash: data (JSON), attempts, sends, code_hash, sent_at, expires_at, account
 //	P{Precovery}:token:<hex hash>     hash: data (JSON), expires_at, held_until
 //	P{Precovery}:lock:<kind>:<key>    hash: the recovery.Record of a key (times in ms); an
-//	                                  account's run has no time to live, a client's
-//	                                  lives as long as its window and block
+//	                                  account's run and a prefix's blocks have no time to
+//	                                  live, a client's lives as long as its window and block
 //	P{Precovery}:locks:<kind>         sorted set of the kind's locked records, scored
 //	                                  by Until (+inf: permanent)
 //	P{Precovery}:count:<scope>:<key>  a rate counter, whose ulimiter.Store key is <scope>:<key>;
-//	                                  its window is its time to live (count.go)
+//	                                  its window is its time to live (count.go); the prefix
+//	                                  breaker's are prefix_sent and prefix_entered
 //	P{Precovery}:epoch                hash: id, seq, lost, acked; no time to live (epoch.go)
 //
 // One request touches the client's keys, the account's, the flow's and the
@@ -48,7 +50,8 @@
 //
 // It must never hold a code or a token in the clear (it only ever sees
 // their keyed hashes), never put a record on the server without a time to
-// live (but an account's run of wrong codes and the deployment's epoch),
+// live (but an account's run of wrong codes, a prefix's blocks and the
+// deployment's epoch),
 // and never log but its load-time warnings and go-redis's routed lines
 // (plumbing.go): what it notices at run time it reports as a
 // storage.Alarm, which the gateway logs.

@@ -10,6 +10,7 @@ import (
 	ulimiter "github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/store/common"
 
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -37,7 +38,7 @@ func (r *Store) runPlan(ctx context.Context, p *recovery.Plan) (recovery.Outcome
 	if err != nil {
 		return recovery.Outcome{}, redisError("plan", err)
 	}
-	if len(res) != 14 {
+	if len(res) != 15 {
 		return recovery.Outcome{}, errors.New("plan: malformed reply from redis")
 	}
 	if err := r.epochReply(ctx, e, res[11], res[12]); err != nil {
@@ -47,6 +48,14 @@ func (r *Store) runPlan(ctx context.Context, p *recovery.Plan) (recovery.Outcome
 	if soft, _ := res[13].([]any); len(soft) == 3 && err == nil {
 		i := int(soft[0].(int64))
 		o.Soft, o.SoftCounter = i, counterContext(p.Counts[i-1], soft[1], soft[2])
+	}
+	if b, _ := res[14].([]any); len(b) == 3 && err == nil {
+		fields, _ := b[2].([]any)
+		rec, rerr := decodeRecord(fields)
+		if rerr != nil {
+			return recovery.Outcome{}, rerr
+		}
+		o.Blocked, o.Tripped, o.Block = true, b[1] == int64(1), rec.Lock
 	}
 	return o, err
 }
@@ -122,21 +131,37 @@ func (r *Store) planArgs(p *recovery.Plan, e *epochState) ([]string, []any, erro
 	for _, c := range p.Counts {
 		counter := 0
 		if !c.OfFlow {
-			counter = key(r.base + "count:" + c.Scope + ":" + c.Key)
+			counter = key(r.counterKey(c.Scope, c.Key))
 		}
 		args = append(args, c.Scope, c.Key, counter, c.Rate.Limit, c.Rate.Period.Milliseconds(), flag(c.Peek)+2*flag(c.Soft))
 	}
+	// strike is the arguments of a strike of kind and key under q.
+	strike := func(kind, k string, ofFlow bool, q recovery.Policy) []any {
+		return []any{kind, k, record(kind, k, ofFlow), key(r.lockIndex(kind)), q.Threshold, q.Window.Milliseconds(),
+			q.Duration.Milliseconds(), q.MaxDuration.Milliseconds(), flag(q.Run), q.Permanent, q.Growth}
+	}
 	args = append(args, len(p.Strikes))
 	for _, s := range p.Strikes {
-		q := s.Policy
-		args = append(args, s.Kind, s.Key, record(s.Kind, s.Key, s.OfFlow), key(r.lockIndex(s.Kind)), q.Threshold, q.Window.Milliseconds(),
-			q.Duration.Milliseconds(), q.MaxDuration.Milliseconds(), flag(q.Run), q.Permanent)
+		args = append(args, strike(s.Kind, s.Key, s.OfFlow, s.Policy)...)
 	}
 	args = append(args, len(p.Ends))
 	for _, e := range p.Ends {
 		args = append(args, e.Kind, e.Key, record(e.Kind, e.Key, e.OfFlow), key(r.lockIndex(e.Kind)), flag(e.Forgive))
 	}
-	return keys, args, nil
+	b := p.Breaker
+	if b.Key == "" {
+		return keys, append(args, 0), nil
+	}
+	args = append(args, 1, breakerModes[b.Mode], key(r.counterKey(limiter.ScopeSent, b.Key)), key(r.counterKey(limiter.ScopeEntered, b.Key)),
+		b.Rule.Window.Milliseconds(), b.Rule.MinSent, b.Rule.MaxEntered)
+	return keys, append(args, strike(recovery.KindPrefix, b.Key, false, b.Policy)...), nil
+}
+
+// breakerModes are the names lua/plan.lua knows a breaker's modes by.
+var breakerModes = [...]string{
+	recovery.BreakerSend:    "send",
+	recovery.BreakerPeek:    "peek",
+	recovery.BreakerEntered: "entered",
 }
 
 func flag(b bool) int {

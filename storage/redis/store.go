@@ -61,6 +61,10 @@ func (r *Store) lockKey(kind, key string) string { return r.base + "lock:" + kin
 
 func (r *Store) lockIndex(kind string) string { return r.base + "locks:" + kind }
 
+// counterKey is the key of the counter of scope and key, which ulule's
+// methods (count.go) name scope:key.
+func (r *Store) counterKey(scope, key string) string { return r.base + "count:" + scope + ":" + key }
+
 // flowFields are the fields of a flow hash in the order decodeFlow reads
 // them; the scripts below list them in the same order.
 var flowFields = []string{"data", "attempts", "sends", "code_hash", "sent_at", "expires_at"}

@@ -64,7 +64,7 @@ func BenchmarkGuard(b *testing.B, newStore func(b *testing.B) (Store, *RedisTrip
 		}
 	})
 	run("SMS", func(g *limiter.Guard, _ Store) func(int) error {
-		return func(i int) error { return g.SMS(ctx, fmt.Sprintf("phone-%d", i%1000)) }
+		return func(i int) error { return g.SMS(ctx, fmt.Sprintf("phone-%d", i%1000), "") }
 	})
 }
 

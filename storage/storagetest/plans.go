@@ -23,6 +23,7 @@ func planConfig(u time.Duration, change func(*limiter.Config)) limiter.Config {
 	c.StartIP, c.StartAccount, c.StartPhone, c.VerifyIP, c.SMSGlobal = high, high, high, high, high
 	c.Lockout = limiter.Threshold{Failures: 1 << 30, Window: long, Duration: long}
 	c.IPBlock = c.Lockout
+	c.Breaker.Off = true // the breaker's own tests turn it on (breaker.go)
 	if change != nil {
 		change(&c)
 	}
@@ -131,16 +132,16 @@ func runPlans(t *testing.T, h Harness) {
 			c.StartPhone = limiter.Rate{Events: 1, Window: 1000 * u}
 			c.SMSGlobal = limiter.Rate{Events: 2, Window: 1000 * u}
 		})
-		if err := g.SMS(ctx, "p1"); err != nil {
+		if err := g.SMS(ctx, "p1", ""); err != nil {
 			t.Fatal(err)
 		}
-		if err := g.SMS(ctx, "p1"); scopeOf(err) != limiter.ScopeStartPhone {
+		if err := g.SMS(ctx, "p1", ""); scopeOf(err) != limiter.ScopeStartPhone {
 			t.Fatalf("second code to one phone: %v, want start_phone", err)
 		}
-		if err := g.SMS(ctx, "p2"); err != nil {
+		if err := g.SMS(ctx, "p2", ""); err != nil {
 			t.Fatalf("a refused phone spent the budget: %v", err)
 		}
-		if err := g.SMS(ctx, "p3"); scopeOf(err) != limiter.ScopeSMSGlobal {
+		if err := g.SMS(ctx, "p3", ""); scopeOf(err) != limiter.ScopeSMSGlobal {
 			t.Fatalf("past the budget: %v, want sms_global", err)
 		}
 		if err := StartFlow(ctx, g, ipA, newFlow("someone", clk, 100*u)); scopeOf(err) != limiter.ScopeSMSGlobal {
@@ -366,7 +367,7 @@ func runPlans(t *testing.T, h Harness) {
 		tok := newToken("right", clk, 100*u)
 		var won atomic.Int64
 		concurrently(50, func(int) {
-			ok, err := g.Right(ctx, ipA, flows[1].ID, tok)
+			ok, err := g.Right(ctx, ipA, recovery.Flow{ID: flows[1].ID}, tok)
 			if err != nil {
 				t.Errorf("RightFlow: %v", err)
 			}
@@ -390,7 +391,7 @@ func runPlans(t *testing.T, h Harness) {
 				t.Fatalf("guess after a right code: %v, set %v; want counted, no lock", err, guess.Set)
 			}
 		}
-		if ok, err := g.Right(ctx, ipA, "missing", newToken("other", clk, 100*u)); ok || err != nil {
+		if ok, err := g.Right(ctx, ipA, recovery.Flow{ID: "missing"}, newToken("other", clk, 100*u)); ok || err != nil {
 			t.Fatalf("RightFlow of a missing flow: %v, %v; want false", ok, err)
 		}
 		if _, err := s.BeginSpend(ctx, newToken("other", clk, 100*u).Hash, u); !errors.Is(err, recovery.ErrNotFound) {
@@ -454,7 +455,7 @@ func runPlans(t *testing.T, h Harness) {
 			}
 		}
 		// The guard's counters are the store's under scope:key.
-		if err := g.SMS(ctx, "p1"); err != nil {
+		if err := g.SMS(ctx, "p1", ""); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := ps.Peek(ctx, limiter.ScopeStartPhone+":p1", rate); err != nil || got.Remaining != 2 {

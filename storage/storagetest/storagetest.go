@@ -83,6 +83,7 @@ func newFlow(id string, clk Clock, ttl time.Duration) recovery.Flow {
 		ClientIP:    "192.0.2.1",
 		PublicURL:   "https://mail.example.com",
 		PhoneMasked: "+31*****678",
+		Prefix:      otherPrefix,
 	}
 }
 

@@ -17,13 +17,17 @@
 -- lock checks and for each kind, key, record; the count of counters and for
 -- each scope, key, counter, limit, window (ms), mode; the count of strikes
 -- and for each kind, key, record, index, threshold, window (ms), duration
--- (ms), longest (ms), keep-run, permanent; the count of ends and for each
--- kind, key, record, index, forgive. record, counter and index are indexes
--- in K, record and counter 0 for the flow's account.
+-- (ms), longest (ms), keep-run, permanent, growth; the count of ends and
+-- for each kind, key, record, index, forgive; the count of breakers (0 or
+-- 1) and for it its mode ('send', 'peek', 'entered'), its counters of codes
+-- sent and entered, window (ms), least codes sent, most percent entered,
+-- and the eleven arguments of a strike of its block. record, counter and
+-- index are indexes in K, record and counter 0 for the flow's account.
 --
 -- It returns {refused step, index, full, lock fields, count, reset (ms),
 -- flow state (0 ok, 1 not found, 2 too early), flow fields, exhausted, won,
--- strikes, epoch seq, epoch state, soft}, each strike {set, lock fields};
+-- strikes, epoch seq, epoch state, soft, breaker}, each strike {set, lock
+-- fields}, the breaker {blocked, tripped, lock fields} or empty;
 -- the epoch state is 0, 1 when the plan was refused because the server
 -- lost the deployment's state, or the id of an acknowledged epoch it
 -- adopted.
@@ -63,12 +67,13 @@ local function steps(width)
 	end
 	return t
 end
-local locks, counts, strikes, ends = steps(3), steps(6), steps(10), steps(5)
+local locks, counts, strikes, ends = steps(3), steps(6), steps(11), steps(5)
+local breaker = steps(17)[1]
 
 local flow, account, missing = false, false, false
-local seq, estate, soft = 0, 0, {}
+local seq, estate, soft, blocked = 0, 0, {}, {}
 local function result(step, index, lock, count, reset, state, exhausted, won, struck)
-	return {step, index, 0, lock or {}, count or 0, reset or 0, state or 0, flow or {}, exhausted or 0, won or 0, struck or {}, seq, estate, soft}
+	return {step, index, 0, lock or {}, count or 0, reset or 0, state or 0, flow or {}, exhausted or 0, won or 0, struck or {}, seq, estate, soft, blocked}
 end
 
 -- The epoch: a server that lost the deployment's state refuses the plan
@@ -126,14 +131,26 @@ if op == 'resend' or op == 'attempt' or op == 'finish' then
 	if op == 'resend' and deadline - tonumber(flow[5]) < interval then return result(0, 0, nil, 0, 0, 2) end
 end
 
+-- The lock in force on the record k of kind and key, or nil.
+local function inforce(kind, key, k)
+	local r = redis.call('HMGET', k, 'since', 'until', 'perm', 'strikes', 'locks', 'inwin', 'winend')
+	if r[2] and (r[3] == '1' or tonumber(r[2]) > now) then
+		return {kind, key, r[1] or 0, r[2] or 0, r[3] or 0, r[4] or 0, r[5] or 0, r[6] or 0, r[7] or 0}
+	end
+end
+
 for j, l in ipairs(locks) do
 	local key, k = keyof(l[2], l[3], 'lock:' .. l[1] .. ':')
 	if key then
-		local r = redis.call('HMGET', k, 'since', 'until', 'perm', 'strikes', 'locks', 'inwin', 'winend')
-		if r[2] and (r[3] == '1' or tonumber(r[2]) > now) then
-			return result(1, j - 1, {l[1], key, r[1] or 0, r[2] or 0, r[3] or 0, r[4] or 0, r[5] or 0, r[6] or 0, r[7] or 0})
-		end
+		local lock = inforce(l[1], key, k)
+		if lock then return result(1, j - 1, lock) end
 	end
+end
+
+-- The breaker's block refuses the plan's code, not the plan.
+if breaker and breaker[1] ~= 'entered' then
+	local lock = inforce(breaker[7], breaker[8], K[tonumber(breaker[9])])
+	if lock then blocked = {1, 0, lock} end
 end
 
 -- A counter's mode: 0 counts, 1 peeks; 2 and 3 the same, soft: its
@@ -141,7 +158,7 @@ end
 for j, c in ipairs(counts) do
 	local key, k = keyof(c[2], c[3], 'count:' .. c[1] .. ':')
 	local mode = tonumber(c[6])
-	if key and not (mode >= 2 and #soft > 0) then
+	if key and not (mode >= 2 and (#soft > 0 or #blocked > 0)) then
 		-- ulule's Get, or for a peek its Peek, on the key scope:key. A
 		-- peek refuses once the limit is reached, a count once it is
 		-- passed; the time left is read only for a refusal, which reports
@@ -200,7 +217,8 @@ end
 local function strike(s, key, k, idx)
 	local kind = s[1]
 	local threshold, window, duration, longest = tonumber(s[5]), tonumber(s[6]), tonumber(s[7]), tonumber(s[8])
-	local run, permanent = s[9] == '1', tonumber(s[10])
+	local run, permanent, growth = s[9] == '1', tonumber(s[10]), tonumber(s[11])
+	if growth < 1 then growth = 2 end
 	local r = record(k)
 	if r.perm or r.untilms > now then return true, false, fields(kind, key, r) end
 	if now >= r.winend then
@@ -213,7 +231,7 @@ local function strike(s, key, k, idx)
 		r.perm, r.untilms, set = true, 0, true
 	elseif r.inwin >= threshold then
 		local d, n = duration, 1
-		while n < r.locks + 1 and d < longest do d, n = d * 2, n + 1 end
+		while n < r.locks + 1 and d < longest do d, n = d * growth, n + 1 end
 		r.untilms, set = now + math.min(d, math.max(longest, duration)), true
 	end
 	if set then r.locks, r.since, r.inwin, r.winend = r.locks + 1, now, 0, now end
@@ -240,6 +258,30 @@ local function forgive(k)
 		redis.call('DEL', k)
 	else
 		redis.call('HSET', k, 'strikes', r.strikes, 'inwin', r.inwin)
+	end
+end
+
+-- The breaker counts the plan's code: limiter.Trips decides on the counts
+-- of the window, and a trip is one strike on the prefix's record.
+if breaker then
+	local mode, sk, ek, window = breaker[1], K[tonumber(breaker[2])], K[tonumber(breaker[3])], tonumber(breaker[4])
+	if mode == 'entered' and op == 'finish' then
+		count(ek, 1, window, math.huge)
+	elseif mode == 'send' and #blocked == 0 and #soft == 0 then
+		local sent = count(sk, 1, window, math.huge)
+		-- A window that opens drops the codes entered of the one before.
+		if sent == 1 then redis.call('DEL', ek) end
+		local entered = tonumber(redis.call('GET', ek) or '0')
+		if sent >= tonumber(breaker[5]) and entered * 100 <= sent * tonumber(breaker[6]) then
+			local s = {unpack(breaker, 7, 17)}
+			local _, _, f = strike(s, s[2], K[tonumber(s[3])], K[tonumber(s[4])])
+			redis.call('DEL', sk, ek)
+			blocked = {1, 1, f}
+		end
+	elseif mode == 'peek' then
+		-- A decoy's code reads what a code sent reads, and counts nothing.
+		redis.call('GET', sk)
+		redis.call('GET', ek)
 	end
 end
 
