@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -160,7 +161,7 @@ func TestDefaultConfigMatchesSpec(t *testing.T) {
 		Breaker: limiter.Breaker{Window: 24 * time.Hour, MinSent: 100, MaxEntered: 5,
 			Block: time.Hour, LaterBlock: 24 * time.Hour, HeldAfter: 3},
 	}
-	if got := limiter.DefaultConfig(); got != want {
+	if got := limiter.DefaultConfig(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("DefaultConfig() = %+v, want %+v", got, want)
 	}
 	if err := want.Validate(); err != nil {
