@@ -285,6 +285,7 @@ func (h *Handler) limits() limiter.Config {
 		c.IPBlock = limiter.Threshold{Failures: t.Failures, Window: time.Duration(t.Window), Duration: time.Duration(t.Duration)}
 	}
 	c.Breaker = h.PrefixBreaker.breaker()
+	c.Shares, c.Spend, _ = h.budget() // validated before
 	return c
 }
 
