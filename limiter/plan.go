@@ -13,7 +13,7 @@ import (
 // its own budget and nothing else.
 func Kept(scope string) bool {
 	switch scope {
-	case ScopeStartAccount, ScopeStartPhone, ScopeSMSGlobal, ScopeSMSPrefix, ScopeSMSCountry, ScopeSpendDay, ScopeSpendMonth:
+	case ScopeStartAccount, ScopeStartPhone, ScopeSMSGlobal, ScopeSMSNetwork, ScopeSMSCountry, ScopeSpendDay, ScopeSpendMonth:
 		return true
 	}
 	return false

@@ -13,9 +13,9 @@ import (
 
 // Scopes of the shares of the SMS budget and of the spend ceilings.
 const (
-	// ScopeSMSPrefix is the share of sms_global one client network (an
+	// ScopeSMSNetwork is the share of sms_global one client network (an
 	// IPv4 /24, an IPv6 /48) may spend.
-	ScopeSMSPrefix = "sms_prefix"
+	ScopeSMSNetwork = "sms_network"
 	// ScopeSMSCountry is the share of sms_global the numbers of one
 	// destination country may take.
 	ScopeSMSCountry = "sms_country"
@@ -29,11 +29,11 @@ const (
 type Micros = int64
 
 // Shares divide the SMS budget (Config.SMSGlobal): in each of its windows
-// one client network may spend at most Prefix percent of it, and the
+// one client network may spend at most Network percent of it, and the
 // numbers of one country at most Country percent, rounded up. 0 (or 100)
 // leaves a share undivided.
 type Shares struct {
-	Prefix, Country int
+	Network, Country int
 }
 
 // Spend prices each code by its destination country and caps what codes
@@ -61,7 +61,7 @@ func (c Config) validateBudget() error {
 	for _, s := range []struct {
 		scope string
 		pct   int
-	}{{ScopeSMSPrefix, c.Shares.Prefix}, {ScopeSMSCountry, c.Shares.Country}} {
+	}{{ScopeSMSNetwork, c.Shares.Network}, {ScopeSMSCountry, c.Shares.Country}} {
 		if s.pct < 0 || s.pct > 100 {
 			errs = append(errs, fmt.Errorf("%s: share must be a percentage from 1 to 100, got %d", s.scope, s.pct))
 		}
@@ -84,8 +84,8 @@ func (c Config) validateBudget() error {
 // budget is the division of the SMS budget and the spend ceilings, as a
 // Guard counts them in the plans of /start and /resend.
 type budget struct {
-	prefix, country limit // shares; a zero rate for none
-	spend           Spend
+	network, country limit // shares; a zero rate for none
+	spend            Spend
 }
 
 func newBudget(c Config) budget {
@@ -96,7 +96,7 @@ func newBudget(c Config) budget {
 		n := (c.SMSGlobal.Events*int64(pct) + 99) / 100
 		return limit{scope: scope, rate: ulimiter.Rate{Limit: n, Period: c.SMSGlobal.Window}}
 	}
-	return budget{prefix: share(ScopeSMSPrefix, c.Shares.Prefix), country: share(ScopeSMSCountry, c.Shares.Country), spend: c.Spend}
+	return budget{network: share(ScopeSMSNetwork, c.Shares.Network), country: share(ScopeSMSCountry, c.Shares.Country), spend: c.Spend}
 }
 
 // peeks are the hard checks of a start that name no account: the client
@@ -104,8 +104,8 @@ func newBudget(c Config) budget {
 // start that can get no code is told to come back when it can.
 func (b budget) peeks(network string, now time.Time) []recovery.Count {
 	var cs []recovery.Count
-	if b.prefix.rate.Limit > 0 {
-		cs = append(cs, b.prefix.count(network, true))
+	if b.network.rate.Limit > 0 {
+		cs = append(cs, b.network.count(network, true))
 	}
 	return append(cs, b.ceilings(now, 0, true)...)
 }
@@ -116,8 +116,8 @@ func (b budget) peeks(network string, now time.Time) []recovery.Count {
 // refusal drops the code, never the flow, and the answer stays the same.
 func (b budget) softs(network, country string, decoy bool, now time.Time) []recovery.Count {
 	var cs []recovery.Count
-	if b.prefix.rate.Limit > 0 && network != "" {
-		cs = append(cs, b.prefix.soft(network, decoy))
+	if b.network.rate.Limit > 0 && network != "" {
+		cs = append(cs, b.network.soft(network, decoy))
 	}
 	if b.country.rate.Limit > 0 {
 		cs = append(cs, b.country.soft(country, decoy))

@@ -107,7 +107,7 @@ func parseShare(d *cf.Dispenser) (*SMSShare, error) {
 func (h *Handler) budget() (limiter.Shares, limiter.Spend, error) {
 	var shares limiter.Shares
 	if s := h.SMSShare; s != nil {
-		shares = limiter.Shares{Prefix: s.Network, Country: s.Country}
+		shares = limiter.Shares{Network: s.Network, Country: s.Country}
 	}
 	s := h.SMSSpend
 	if s == nil {

@@ -40,7 +40,7 @@ func TestSpendAndShareLoad(t *testing.T) {
 	c := h.limits()
 	want := limiter.Spend{Prices: map[string]limiter.Micros{"NL": 75_000, "DE": 80_000, "US": 10_000},
 		DefaultPrice: 250_000, Daily: 50_000_000, Monthly: 500_500_000}
-	if !reflect.DeepEqual(c.Spend, want) || c.Shares != (limiter.Shares{Prefix: 10, Country: 40}) {
+	if !reflect.DeepEqual(c.Spend, want) || c.Shares != (limiter.Shares{Network: 10, Country: 40}) {
 		t.Fatalf("limits: %+v, %+v; want %+v", c.Shares, c.Spend, want)
 	}
 	if err := c.Validate(); err != nil {
@@ -51,7 +51,7 @@ func TestSpendAndShareLoad(t *testing.T) {
 func TestSpendAndShareRefused(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct{ lines, want string }{
-		{"sms_share network 150%", "sms_prefix: share must be a percentage from 1 to 100, got 150"},
+		{"sms_share network 150%", "sms_network: share must be a percentage from 1 to 100, got 150"},
 		{"sms_share network ten", "sms_share network: 'ten' is not a percentage"},
 		{"sms_share asn 10%", "unknown share 'asn'"},
 		{"sms_spend {\n\tdaily 10\n\t}", "a ceiling needs prices"},

@@ -99,7 +99,7 @@ func runSpend(t *testing.T, h Harness) {
 		t.Parallel()
 		g, _, clk := newPlanGuard(t, h, func(c *limiter.Config) {
 			c.SMSGlobal.Events = 20
-			c.Shares = limiter.Shares{Prefix: 10} // 2 codes per network
+			c.Shares = limiter.Shares{Network: 10} // 2 codes per network
 		})
 		flood := func(format string) int {
 			codes := 0
@@ -108,7 +108,7 @@ func runSpend(t *testing.T, h Harness) {
 				switch {
 				case start == nil && sms == nil:
 					codes++
-				case scopeOf(start) != limiter.ScopeSMSPrefix:
+				case scopeOf(start) != limiter.ScopeSMSNetwork:
 					t.Fatalf("start %d of a flood: %v, %v; want codes or the network's share spent", i, start, sms)
 				}
 			}
