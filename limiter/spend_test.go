@@ -102,7 +102,7 @@ func TestSpendMonthOutlastsDays(t *testing.T) {
 func TestBudgetValidate(t *testing.T) {
 	t.Parallel()
 	for name, change := range map[string]func(*limiter.Config){
-		"share over 100":     func(c *limiter.Config) { c.Shares.Prefix = 101 },
+		"share over 100":     func(c *limiter.Config) { c.Shares.Network = 101 },
 		"negative share":     func(c *limiter.Config) { c.Shares.Country = -1 },
 		"ceiling, no prices": func(c *limiter.Config) { c.Spend.Daily = 100 },
 		"negative price":     func(c *limiter.Config) { c.Spend.Prices = map[string]limiter.Micros{"NL": -1} },
@@ -130,5 +130,27 @@ func TestNetwork(t *testing.T) {
 		if got := limiter.Network(in); got != want {
 			t.Errorf("Network(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A notice counts at its country's price against the ceilings, and a
+// notice over a ceiling is dropped like a code, which spends the ceiling.
+func TestSpendCountsNotices(t *testing.T) {
+	t.Parallel()
+	g, clk := spendGuard(t, time.Date(2026, 3, 9, 12, 0, 0, 0, time.UTC), 150_000, 0)
+	ctx := context.Background()
+	for i := range 2 { // 0.05 each, to 0.10 of 0.15
+		if err := g.SMS(ctx, fmt.Sprint("phone:n", i), prefixNL); err != nil {
+			t.Fatalf("notice %d within the day's ceiling: %v", i, err)
+		}
+	}
+	if err := code(g, clk, prefixNL); err != nil {
+		t.Fatalf("a code of 0.05 in the 0.05 the notices left: %v", err)
+	}
+	if d := denialOf(g.SMS(ctx, "phone:n2", prefixNL)); d == nil || d.Scope != limiter.ScopeSpendDay {
+		t.Fatalf("a notice over the day's ceiling: %+v; want dropped by %s", d, limiter.ScopeSpendDay)
+	}
+	if d := denialOf(code(g, clk, prefixNL)); d == nil || d.Scope != limiter.ScopeSpendDay {
+		t.Fatalf("a start after notices and a code spent the ceiling: %+v; want refused", d)
 	}
 }
