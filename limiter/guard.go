@@ -86,7 +86,8 @@ type Config struct {
 	// sent but not entered. Default: DefaultBreaker.
 	Breaker Breaker
 	// Shares divide SMSGlobal among client networks and destination
-	// countries. Default: none.
+	// countries. Default: DefaultNetworkShare percent per network, the
+	// countries undivided.
 	Shares Shares
 	// Spend prices codes and caps their cost per day and month. Default:
 	// none.
@@ -108,6 +109,7 @@ func DefaultConfig() Config {
 		MaxLockDuration: DefaultMaxLockDuration,
 		PermanentAfter:  DefaultPermanentAfter,
 		Breaker:         DefaultBreaker(),
+		Shares:          Shares{Network: DefaultNetworkShare},
 	}
 }
 

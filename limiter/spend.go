@@ -25,6 +25,11 @@ const (
 	ScopeSpendMonth = "sms_spend_month"
 )
 
+// DefaultNetworkShare is the percentage of SMSGlobal one client network
+// may spend by default: one network should never spend everyone's budget,
+// and it takes ten to spend it all.
+const DefaultNetworkShare = 10
+
 // Micros is an amount of money in millionths of its currency.
 type Micros = int64
 

@@ -118,7 +118,8 @@ type Handler struct {
 	Limits map[string]Limit `json:"limits,omitempty"`
 
 	// SMSShare divides sms_global among client networks and destination
-	// countries. Default: undivided.
+	// countries. Default: 10% per network (an IPv4 /24, an IPv6 /48),
+	// the countries undivided.
 	SMSShare *SMSShare `json:"sms_share,omitempty"`
 
 	// SMSSpend prices codes and caps their cost per day and month.

@@ -32,7 +32,8 @@ type SMSSpend struct {
 
 // SMSShare divides the sms_global budget: one client network (an IPv4
 // /24, an IPv6 /48) and the numbers of one country may take at most these
-// percentages of it in each of its windows. 0: undivided.
+// percentages of it in each of its windows, 1 to 100; 100 leaves it
+// undivided. Unset, Network is 10 and Country 100.
 type SMSShare struct {
 	Network int `json:"network,omitempty"`
 	Country int `json:"country,omitempty"`
@@ -87,8 +88,8 @@ func parseShare(d *cf.Dispenser) (*SMSShare, error) {
 	s := &SMSShare{}
 	for i := 0; i < len(args); i += 2 {
 		n, err := strconv.Atoi(strings.TrimSuffix(args[i+1], "%"))
-		if err != nil {
-			return nil, d.Errf("sms_share %s: '%s' is not a percentage", args[i], args[i+1])
+		if err != nil || n < 1 {
+			return nil, d.Errf("sms_share %s: '%s' is not a percentage from 1%% to 100%% (100%% leaves it undivided)", args[i], args[i+1])
 		}
 		switch args[i] {
 		case "network":
@@ -105,9 +106,12 @@ func parseShare(d *cf.Dispenser) (*SMSShare, error) {
 // budget is the configured division of sms_global and the spend ceilings,
 // and every value that cannot work.
 func (h *Handler) budget() (limiter.Shares, limiter.Spend, error) {
-	var shares limiter.Shares
+	shares := limiter.DefaultConfig().Shares
 	if s := h.SMSShare; s != nil {
-		shares = limiter.Shares{Network: s.Network, Country: s.Country}
+		shares.Country = s.Country
+		if s.Network != 0 {
+			shares.Network = s.Network
+		}
 	}
 	s := h.SMSSpend
 	if s == nil {
@@ -145,6 +149,31 @@ func (h *Handler) validateBudget() error {
 	c := limiter.DefaultConfig()
 	c.Shares, c.Spend = shares, spend
 	return errors.Join(err, c.Validate())
+}
+
+// sharesSummary is the shares of sms_global for the limits line.
+func sharesSummary(s limiter.Shares) string {
+	pct := func(n int) string {
+		if n <= 0 || n >= 100 {
+			return "undivided"
+		}
+		return strconv.Itoa(n) + "%"
+	}
+	return "sms_share network " + pct(s.Network) + ", country " + pct(s.Country)
+}
+
+// spendSummary is the spend ceilings for the limits line.
+func spendSummary(s limiter.Spend) string {
+	if s.Daily <= 0 && s.Monthly <= 0 {
+		return "sms_spend off"
+	}
+	amount := func(m limiter.Micros) string {
+		if m <= 0 {
+			return "none"
+		}
+		return strings.TrimSuffix(strings.TrimRight(big.NewRat(m, 1_000_000).FloatString(6), "0"), ".")
+	}
+	return "sms_spend daily " + amount(s.Daily) + ", monthly " + amount(s.Monthly)
 }
 
 // micros reads a decimal amount, such as "0.075", in millionths.

@@ -46,6 +46,29 @@ func TestSpendAndShareLoad(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("the limits do not validate: %v", err)
 	}
+	if got, want := limitsSummary(c), "sms_share network 10%, country 40%; sms_spend daily 50, monthly 500.5;"; !strings.Contains(got, want) {
+		t.Fatalf("limits line %q; want it to hold %q", got, want)
+	}
+}
+
+// The network share is on unless written off; the country share and the
+// ceilings are off unless written.
+func TestShareDefaults(t *testing.T) {
+	t.Parallel()
+	for lines, want := range map[string]limiter.Shares{
+		"":                       {Network: 10},
+		"sms_share country 40%":  {Network: 10, Country: 40},
+		"sms_share network 100%": {Network: 100},
+		"sms_share network 25%":  {Network: 25},
+	} {
+		h, err := loadBlock(t, lines)
+		if err != nil {
+			t.Fatalf("%q: %v", lines, err)
+		}
+		if c := h.limits(); c.Shares != want || c.Spend.Daily != 0 || c.Spend.Monthly != 0 {
+			t.Errorf("%q: shares %+v, spend %+v; want %+v and no ceiling", lines, c.Shares, c.Spend, want)
+		}
+	}
 }
 
 func TestSpendAndShareRefused(t *testing.T) {
@@ -53,6 +76,7 @@ func TestSpendAndShareRefused(t *testing.T) {
 	for _, c := range []struct{ lines, want string }{
 		{"sms_share network 150%", "sms_network: share must be a percentage from 1 to 100, got 150"},
 		{"sms_share network ten", "sms_share network: 'ten' is not a percentage"},
+		{"sms_share network 0%", "sms_share network: '0%' is not a percentage from 1% to 100%"},
 		{"sms_share asn 10%", "unknown share 'asn'"},
 		{"sms_spend {\n\tdaily 10\n\t}", "a ceiling needs prices"},
 		{"sms_spend {\n\tdefault_price 0.1\n\t}", "set daily, monthly or both"},
