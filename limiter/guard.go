@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	ulimiter "github.com/ulule/limiter/v3"
@@ -84,6 +85,13 @@ type Config struct {
 	// Breaker blocks the codes to a destination prefix whose codes are
 	// sent but not entered. Default: DefaultBreaker.
 	Breaker Breaker
+	// Shares divide SMSGlobal among client networks and destination
+	// countries. Default: DefaultNetworkShare percent per network, the
+	// countries undivided.
+	Shares Shares
+	// Spend prices codes and caps their cost per day and month. Default:
+	// none.
+	Spend Spend
 }
 
 // DefaultConfig returns the limits of SPEC §3, which apply when the
@@ -101,6 +109,7 @@ func DefaultConfig() Config {
 		MaxLockDuration: DefaultMaxLockDuration,
 		PermanentAfter:  DefaultPermanentAfter,
 		Breaker:         DefaultBreaker(),
+		Shares:          Shares{Network: DefaultNetworkShare},
 	}
 }
 
@@ -148,6 +157,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: wrong codes before a lasting lock must be at least 1, got %d", ScopeLockout, c.PermanentAfter))
 	}
 	errs = append(errs, c.Breaker.Validate())
+	errs = append(errs, c.validateBudget())
 	return errors.Join(errs...)
 }
 
@@ -167,6 +177,7 @@ type Guard struct {
 	startIP, startAccount, startPhone, verifyIP, smsGlobal limit
 	lockout, ipBlock                                       threshold
 	breaker                                                breaker
+	budget                                                 budget
 }
 
 // limit is a Rate as the counter store takes it, under its scope's name.
@@ -219,6 +230,7 @@ func New(cfg Config, store recovery.Store, clock recovery.Clock) (*Guard, error)
 			MaxDuration: cfg.IPBlock.Duration,
 		}},
 		breaker: newBreaker(cfg.Breaker),
+		budget:  newBudget(cfg),
 	}, nil
 }
 
@@ -236,7 +248,7 @@ func New(cfg Config, store recovery.Store, clock recovery.Clock) (*Guard, error)
 // A decoy's flow peeks the code's counters and the breaker instead of
 // counting them, so that it costs the same and spends nothing.
 func (g *Guard) StartFlow(ctx context.Context, ip string, f recovery.Flow, phoneKey string) (sms, err error) {
-	p := recovery.Plan{Op: recovery.OpCreate, Flow: f, Counts: g.startCounts(ClientKey(ip), f.Account, phoneKey, f.Decoy)}
+	p := recovery.Plan{Op: recovery.OpCreate, Flow: f, Counts: g.startCounts(ClientKey(ip), f.Account, phoneKey, f.Prefix, f.Decoy)}
 	p.Locks = g.lockChecks(ClientKey(ip), f.Account)
 	p.Breaker = g.breaker.step(f.Prefix, sendMode(f.Decoy))
 	o, err := g.run(ctx, &p)
@@ -255,7 +267,7 @@ func (g *Guard) ResendFlow(ctx context.Context, ip string, r recovery.ResendOp, 
 	client := ClientKey(ip)
 	p := recovery.Plan{Op: recovery.OpResend, FlowID: r.ID, CodeHash: r.CodeHash, Now: r.Now, Interval: r.Interval,
 		ExpiresAt: r.ExpiresAt, MaxAttempts: r.MaxAttempts, Locks: g.lockChecks(client, ""),
-		Counts: g.startCounts(client, "", phoneKey, decoy), Breaker: g.breaker.step(r.Prefix, sendMode(decoy))}
+		Counts: g.startCounts(client, "", phoneKey, r.Prefix, decoy), Breaker: g.breaker.step(r.Prefix, sendMode(decoy))}
 	o, err := g.run(ctx, &p)
 	switch {
 	case err != nil:
@@ -266,18 +278,22 @@ func (g *Guard) ResendFlow(ctx context.Context, ip string, r recovery.ResendOp, 
 	return o.Flow, g.soft(&p, o), nil
 }
 
-// startCounts peek the SMS budget, count the start against the client and
-// the account (the flow's, with none given), and then the code softly.
-func (g *Guard) startCounts(client, account, phoneKey string, decoy bool) []recovery.Count {
+// startCounts peek the SMS budget, the client network's share of it and
+// the spend ceilings, count the start against the client and the account
+// (the flow's, with none given), and then the code to the destination
+// prefix softly: against its phone, the shares and ceilings (budget.softs)
+// and the SMS budget.
+func (g *Guard) startCounts(client, account, phoneKey, prefix string, decoy bool) []recovery.Count {
 	a := g.startAccount.count(account, false)
 	a.OfFlow = account == ""
-	return []recovery.Count{
-		g.smsGlobal.count("", true),
-		g.startIP.count(client, false),
-		a,
-		g.startPhone.soft(phoneKey, decoy),
-		g.smsGlobal.soft("", decoy),
-	}
+	now, network := g.clock.Now(), Network(client)
+	return slices.Concat(
+		[]recovery.Count{g.smsGlobal.count("", true)},
+		g.budget.peeks(network, now),
+		[]recovery.Count{g.startIP.count(client, false), a, g.startPhone.soft(phoneKey, decoy)},
+		g.budget.softs(network, recovery.PrefixCountry(prefix), decoy, now),
+		[]recovery.Count{g.smsGlobal.soft("", decoy)},
+	)
 }
 
 // soft is the refusal of the plan's code in o: the block of its prefix, or
@@ -296,12 +312,18 @@ func (g *Guard) soft(p *recovery.Plan, o recovery.Outcome) error {
 }
 
 // SMS refuses a message to a blocked destination prefix and otherwise
-// counts it for phone against its limit and then against the global
-// budget, which a refused phone does not spend. A notice is never entered,
-// so the prefix's breaker does not count it.
+// counts it for phone against its limit, then against its country's share
+// and the spend ceilings, and then against the global budget, which a
+// refused message does not spend. A notice is never entered, so the
+// prefix's breaker does not count it; it names no client, so no network's
+// share either.
 func (g *Guard) SMS(ctx context.Context, phone, prefix string) error {
-	p := recovery.Plan{Counts: []recovery.Count{g.startPhone.soft(phone, false), g.smsGlobal.soft("", false)},
-		Breaker: g.breaker.step(prefix, recovery.BreakerPeek)}
+	counts := slices.Concat(
+		[]recovery.Count{g.startPhone.soft(phone, false)},
+		g.budget.softs("", recovery.PrefixCountry(prefix), false, g.clock.Now()),
+		[]recovery.Count{g.smsGlobal.soft("", false)},
+	)
+	p := recovery.Plan{Counts: counts, Breaker: g.breaker.step(prefix, recovery.BreakerPeek)}
 	o, err := g.run(ctx, &p)
 	if err != nil {
 		return err
@@ -548,6 +570,10 @@ func (g *Guard) threshold(kind string) (threshold, error) {
 
 func (l limit) denial(now time.Time, c ulimiter.Context) *recovery.Denial {
 	reset := time.Unix(c.Reset, 0)
+	if isMoney(l.scope) {
+		// A sum of money is no count of requests to tell a client.
+		c.Limit, c.Remaining = 0, 0
+	}
 	return &recovery.Denial{
 		Reason:     recovery.ErrRateLimited,
 		Scope:      l.scope,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -159,8 +160,9 @@ func TestDefaultConfigMatchesSpec(t *testing.T) {
 		PermanentAfter:  100, // NIST SP 800-63B
 		Breaker: limiter.Breaker{Window: 24 * time.Hour, MinSent: 100, MaxEntered: 5,
 			Block: time.Hour, LaterBlock: 24 * time.Hour, HeldAfter: 3},
+		Shares: limiter.Shares{Network: 10}, // one /24 or /48 spends at most 100 codes an hour
 	}
-	if got := limiter.DefaultConfig(); got != want {
+	if got := limiter.DefaultConfig(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("DefaultConfig() = %+v, want %+v", got, want)
 	}
 	if err := want.Validate(); err != nil {
@@ -321,6 +323,7 @@ func TestFlowCountsItsCodeSoftly(t *testing.T) {
 	t.Parallel()
 	cfg := limiter.DefaultConfig()
 	cfg.SMSGlobal = limiter.Rate{Events: 5, Window: time.Hour}
+	cfg.Shares.Network = 0 // one client spends the whole budget
 	g := newTestGuard(t, cfg)
 	const phone = "+31612345678"
 	start := func(i int, phone string, decoy bool) (sms, err error) {

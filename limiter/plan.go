@@ -7,12 +7,16 @@ import (
 )
 
 // Kept reports whether the counters of scope are budgets that span
-// clients (start_account, start_phone, sms_global), which no churn of a
-// bounded store may hand back. A client's own counters (start_ip,
+// clients (start_account, start_phone, sms_global, its shares and the
+// spend ceilings), which no churn of a bounded store may hand back. A client's own counters (start_ip,
 // verify_ip), and any other, may be dropped: that hands the client back
 // its own budget and nothing else.
 func Kept(scope string) bool {
-	return scope == ScopeStartAccount || scope == ScopeStartPhone || scope == ScopeSMSGlobal
+	switch scope {
+	case ScopeStartAccount, ScopeStartPhone, ScopeSMSGlobal, ScopeSMSNetwork, ScopeSMSCountry, ScopeSpendDay, ScopeSpendMonth:
+		return true
+	}
+	return false
 }
 
 // Refuses reports whether the counter in state s, after c's event was

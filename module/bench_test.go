@@ -123,6 +123,10 @@ func newBenchGateway(b testing.TB, storage json.RawMessage) *benchGateway {
 		Secrets:      []string{benchRandom(b, 32)},
 		StorageRaw:   storage,
 		Forward:      &Forward{KeyID: "gw1", HMACKey: benchRandom(b, 64)},
+		// Every share and ceiling on, as high as the limits: a start
+		// counts all of its plan.
+		SMSShare: &SMSShare{Country: 50},
+		SMSSpend: &SMSSpend{DefaultPrice: "0.01", Daily: "1000000000", Monthly: "1000000000"},
 	}
 	if err := h.Provision(ctx); err != nil {
 		b.Fatal(err)

@@ -51,6 +51,8 @@ import (
 //	    token_ttl         10m
 //	    allowed_countries NL DE US
 //	    limit    <scope> <events> <window>
+//	    sms_share [network <percent>%] [country <percent>%]    # of sms_global per IPv4 /24 or IPv6 /48, per country
+//	    sms_spend { currency <name>; price <country> <amount> ...; default_price <amount>; daily <amount>; monthly <amount> }
 //	    lockout  <failures> <window> <duration>
 //	    ip_block <failures> <window> <duration>
 //	    prefix_breaker off | { digits <n>; trip <codes> <window> <entered>%; block <first> <later> [<held from>] }
@@ -141,6 +143,10 @@ func (m *Handler) UnmarshalCaddyfile(d *cf.Dispenser) error {
 			}
 		case "limit":
 			err = parseLimit(d, m)
+		case "sms_share":
+			m.SMSShare, err = parseShare(d)
+		case "sms_spend":
+			m.SMSSpend, err = parseSpend(d)
 		case "lockout":
 			m.Lockout, err = parseThreshold(d)
 		case "ip_block":

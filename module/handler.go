@@ -117,6 +117,15 @@ type Handler struct {
 	// (10/1h, 3/1h, 3/1h, 50/1h and 1000/1h). A window is at least 1s.
 	Limits map[string]Limit `json:"limits,omitempty"`
 
+	// SMSShare divides sms_global among client networks and destination
+	// countries. Default: 10% per network (an IPv4 /24, an IPv6 /48),
+	// the countries undivided.
+	SMSShare *SMSShare `json:"sms_share,omitempty"`
+
+	// SMSSpend prices codes and caps their cost per day and month.
+	// Default: no ceiling.
+	SMSSpend *SMSSpend `json:"sms_spend,omitempty"`
+
 	// Lockout locks an account's recovery (never its mailbox) after that
 	// many wrong codes across its flows. Window and duration are at least
 	// 1s. Default: 5 in 1h locks for 30m.
@@ -336,6 +345,7 @@ func (h *Handler) Validate() error {
 	check(time.Duration(h.TokenTTL) <= 24*time.Hour, "token_ttl: %s is more than 24h", time.Duration(h.TokenTTL))
 	errs = append(errs, h.validateLimits()...)
 	errs = append(errs, h.PrefixBreaker.validate()...)
+	errs = append(errs, h.validateBudget())
 	// Provision loads the directory, which frees its raw config.
 	check(h.DirectoryRaw != nil || h.dir != nil, "directory: required (directory file <path>, directory http <url>, directory ldap <url> {...}, directory sql postgres|mysql <dsn> { query ... }, or another directory module)")
 	check(h.SMSQueue > 0, "sms_queue: must be positive")

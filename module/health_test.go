@@ -159,6 +159,7 @@ func siteOf(m *dto.Metric) string {
 func TestLimitsSummary(t *testing.T) {
 	got := limitsSummary((&Handler{}).limits())
 	want := "start_ip 10/1h, start_account 3/1h, start_phone 3/1h, verify_ip 50/1h, sms_global 1000/1h; " +
+		"sms_share network 10%, country undivided; sms_spend off; " +
 		"lockout after 5 wrong codes in 1h for 30m; ip_block after 20 in 1h for 1h; " +
 		"prefix_breaker after 100 codes in 24h with at most 5% entered"
 	if got != want {

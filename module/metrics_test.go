@@ -42,6 +42,7 @@ func TestMetrics(t *testing.T) {
 		hour := caddy.Duration(time.Hour)
 		h.Limits["start_account"] = Limit{Events: 2, Window: hour}
 		h.Limits["sms_global"] = Limit{Events: 3, Window: hour}
+		h.SMSShare = &SMSShare{Network: 100} // one client spends the whole budget
 		h.Lockout = &Threshold{Failures: 2, Window: hour, Duration: hour}
 	})
 
@@ -202,6 +203,8 @@ func TestSMSQueueLengthMetric(t *testing.T) {
 		// Hundreds of codes to one prefix, none entered: what the breaker
 		// stops, and this test needs them all sent.
 		h.PrefixBreaker = &PrefixBreaker{Off: true}
+		// And from one network, which its share of sms_global stops.
+		h.SMSShare = &SMSShare{Network: 100}
 	})
 	for account := range phones {
 		g.start(account, "192.0.2.50")

@@ -169,9 +169,10 @@ func limitsSummary(c limiter.Config) string {
 		b = fmt.Sprintf("prefix_breaker after %d codes in %s with at most %d%% entered", c.Breaker.MinSent,
 			shortDuration(c.Breaker.Window), c.Breaker.MaxEntered)
 	}
-	return fmt.Sprintf("start_ip %s, start_account %s, start_phone %s, verify_ip %s, sms_global %s; "+
+	return fmt.Sprintf("start_ip %s, start_account %s, start_phone %s, verify_ip %s, sms_global %s; %s; %s; "+
 		"lockout after %d wrong codes in %s for %s; ip_block after %d in %s for %s; %s",
 		rate(c.StartIP), rate(c.StartAccount), rate(c.StartPhone), rate(c.VerifyIP), rate(c.SMSGlobal),
+		sharesSummary(c.Shares), spendSummary(c.Spend),
 		c.Lockout.Failures, shortDuration(c.Lockout.Window), shortDuration(c.Lockout.Duration),
 		c.IPBlock.Failures, shortDuration(c.IPBlock.Window), shortDuration(c.IPBlock.Duration), b)
 }
@@ -285,6 +286,7 @@ func (h *Handler) limits() limiter.Config {
 		c.IPBlock = limiter.Threshold{Failures: t.Failures, Window: time.Duration(t.Window), Duration: time.Duration(t.Duration)}
 	}
 	c.Breaker = h.PrefixBreaker.breaker()
+	c.Shares, c.Spend, _ = h.budget() // validated before
 	return c
 }
 

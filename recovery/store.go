@@ -147,6 +147,21 @@ type Count struct {
 	// Soft: a refusal skips the soft counters after this one and is
 	// reported in Outcome.Soft; the plan goes on.
 	Soft bool
+	// N is how many events a count adds, 0 meaning 1: a weighted event,
+	// such as an SMS counted at its price. It refuses once the counter
+	// passes Rate.Limit, the refused events counted.
+	N int64
+}
+
+// Events is how many events c adds: none for a peek, N or else 1.
+func (c Count) Events() int64 {
+	switch {
+	case c.Peek:
+		return 0
+	case c.N > 0:
+		return c.N
+	}
+	return 1
 }
 
 // StrikeStep counts a strike against Kind and Key under Policy.

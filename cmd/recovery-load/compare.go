@@ -303,6 +303,7 @@ func (h *harness) gatewaySite(tag, extra string, raise bool, tail string) (strin
 		limit verify_ip 1000000000 1h
 		limit sms_global 1000000000 1h
 		prefix_breaker off
+		sms_share network 100%
 		sms_queue 100000`
 	}
 	return fmt.Sprintf(`	sms_recovery {
@@ -675,6 +676,7 @@ func (h *harness) flood(ctx context.Context, row string) (rowResult, error) {
 		limit start_phone 1000000000 1h
 		limit sms_global 1000000000 1h
 		prefix_breaker off
+		sms_share network 100%%
 		forward {
 			key_id load
 			hmac_key %s

@@ -42,14 +42,16 @@
 // The gateway's default limits (10 starts an hour per client IP, 3 per
 // account) therefore answer 429 after a few requests. For a throughput
 // figure, run a copy of the Caddyfile whose sms_recovery block raises them,
-// and turns off the prefix breaker, which stops the codes of a prefix once
-// 100 of them in a day go unentered:
+// lets this one host spend all of sms_global rather than its network's
+// share, and turns off the prefix breaker, which stops the codes of a prefix
+// once 100 of them in a day go unentered:
 //
 //	limit start_ip      10000000 1h
 //	limit start_account 10000000 1h
 //	limit start_phone   10000000 1h
 //	limit verify_ip     10000000 1h
 //	limit sms_global    10000000 1h
+//	sms_share network   100%
 //	prefix_breaker off
 package main
 

@@ -156,6 +156,7 @@ func startTimingGateway(dir string, runs, perRun int) (string, func(), error) {
 		limit verify_ip 1000000000 1h
 		limit sms_global 1000000000 1h
 		prefix_breaker off
+		sms_share network 100%%
 		storage memory {
 			max_entries 1000000
 		}

@@ -344,14 +344,10 @@ func (m *Store) RunPlan(_ context.Context, p *recovery.Plan) (recovery.Outcome, 
 		if !ok {
 			continue
 		}
-		var n int64 = 1
-		if c.Peek {
-			n = 0
-		}
 		if c.Soft && (o.Soft != 0 || o.Blocked) {
 			continue
 		}
-		s := m.counterTable(c.Scope).count(m.flows.keys.scoped(c.Scope, k), c.Rate, n, now)
+		s := m.counterTable(c.Scope).count(m.flows.keys.scoped(c.Scope, k), c.Rate, c.Events(), now)
 		switch {
 		case !limiter.Refuses(c, s):
 		case c.Soft:

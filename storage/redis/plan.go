@@ -133,7 +133,7 @@ func (r *Store) planArgs(p *recovery.Plan, e *epochState) ([]string, []any, erro
 		if !c.OfFlow {
 			counter = key(r.counterKey(c.Scope, c.Key))
 		}
-		args = append(args, c.Scope, c.Key, counter, c.Rate.Limit, c.Rate.Period.Milliseconds(), flag(c.Peek)+2*flag(c.Soft))
+		args = append(args, c.Scope, c.Key, counter, c.Rate.Limit, c.Rate.Period.Milliseconds(), flag(c.Peek)+2*flag(c.Soft), c.Events())
 	}
 	// strike is the arguments of a strike of kind and key under q.
 	strike := func(kind, k string, ofFlow bool, q recovery.Policy) []any {

@@ -23,7 +23,8 @@ func planConfig(u time.Duration, change func(*limiter.Config)) limiter.Config {
 	c.StartIP, c.StartAccount, c.StartPhone, c.VerifyIP, c.SMSGlobal = high, high, high, high, high
 	c.Lockout = limiter.Threshold{Failures: 1 << 30, Window: long, Duration: long}
 	c.IPBlock = c.Lockout
-	c.Breaker.Off = true // the breaker's own tests turn it on (breaker.go)
+	c.Breaker.Off = true        // the breaker's own tests turn it on (breaker.go)
+	c.Shares = limiter.Shares{} // and the shares' theirs (spend.go)
 	if change != nil {
 		change(&c)
 	}

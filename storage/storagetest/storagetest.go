@@ -61,6 +61,10 @@ func Run(t *testing.T, h Harness) {
 		t.Parallel()
 		runPlans(t, h)
 	})
+	t.Run("Spend", func(t *testing.T) {
+		t.Parallel()
+		runSpend(t, h)
+	})
 	t.Run("Impose", func(t *testing.T) {
 		t.Parallel()
 		runImpose(t, h)

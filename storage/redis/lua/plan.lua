@@ -15,14 +15,15 @@
 -- 'attempt', 'finish'), the epoch's id and the store's floor of it (see
 -- epoch.go); then the op's own arguments, named below; then the count of
 -- lock checks and for each kind, key, record; the count of counters and for
--- each scope, key, counter, limit, window (ms), mode; the count of strikes
--- and for each kind, key, record, index, threshold, window (ms), duration
--- (ms), longest (ms), keep-run, permanent, growth; the count of ends and
--- for each kind, key, record, index, forgive; the count of breakers (0 or
--- 1) and for it its mode ('send', 'peek', 'entered'), its counters of codes
--- sent and entered, window (ms), least codes sent, most percent entered,
--- and the eleven arguments of a strike of its block. record, counter and
--- index are indexes in K, record and counter 0 for the flow's account.
+-- each scope, key, counter, limit, window (ms), mode, events (0 for a
+-- peek); the count of strikes and for each kind, key, record, index,
+-- threshold, window (ms), duration (ms), longest (ms), keep-run,
+-- permanent, growth; the count of ends and for each kind, key, record,
+-- index, forgive; the count of breakers (0 or 1) and for it its mode
+-- ('send', 'peek', 'entered'), its counters of codes sent and entered,
+-- window (ms), least codes sent, most percent entered, and the eleven
+-- arguments of a strike of its block. record, counter and index are
+-- indexes in K, record and counter 0 for the flow's account.
 --
 -- It returns {refused step, index, full, lock fields, count, reset (ms),
 -- flow state (0 ok, 1 not found, 2 too early), flow fields, exhausted, won,
@@ -67,7 +68,7 @@ local function steps(width)
 	end
 	return t
 end
-local locks, counts, strikes, ends = steps(3), steps(6), steps(11), steps(5)
+local locks, counts, strikes, ends = steps(3), steps(7), steps(11), steps(5)
 local breaker = steps(17)[1]
 
 local flow, account, missing = false, false, false
@@ -163,9 +164,8 @@ for j, c in ipairs(counts) do
 		-- peek refuses once the limit is reached, a count once it is
 		-- passed; the time left is read only for a refusal, which reports
 		-- when the window ends.
-		local n = 1
-		if mode % 2 == 1 then n = 0 end
-		local upto = tonumber(c[4]) + n
+		local n, upto = tonumber(c[7]), tonumber(c[4])
+		if n > 0 then upto = upto + 1 end
 		local got, left = count(k, n, tonumber(c[5]), upto)
 		if got >= upto then
 			if mode < 2 then return result(2, j - 1, nil, got, now + left) end
