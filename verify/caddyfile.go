@@ -18,6 +18,11 @@ import (
 //	    nonce_store memory                      # the default: this process
 //	    nonce_store redis <url> [{ prefix <p> }]  # shared by instances, kept across restarts
 //	    nonce_store <name> ...                  # any module http.handlers.sms_recovery_verify.nonce_stores.<name>
+//	    write passwd_file <path> [{ scheme BLF-CRYPT|ARGON2ID|SSHA512 }]
+//	    write <name> ...                        # any module http.handlers.sms_recovery_verify.writers.<name>
+//	    password_field      <name>              # default: password
+//	    min_password_length <n>                 # default: 15
+//	    password_blocklist  <path>              # one refused password a line
 //	}
 //
 // key_id and one of hmac_key and ed25519_public_key are required; Validate
@@ -25,7 +30,9 @@ import (
 // adds one more key to accept, for a rotation of the gateway's key.
 // nonce_store hands the rest of its line and block to the module it names;
 // the redis URL, placeholders expanded, is checked when the configuration
-// loads.
+// loads. write hands the rest of its line and block to the password writer
+// it names; with it, the handler sets the new password of a verified reset
+// and answers it itself.
 func (m *Handler) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
@@ -52,6 +59,14 @@ func (m *Handler) UnmarshalCaddyfile(d *cf.Dispenser) error {
 			err = cfparse.Duration(d, &m.MaxSkew)
 		case "nonce_store":
 			m.NonceStoreRaw, err = cfparse.Guest(d, NonceStoreNamespace, "store", "nonce store")
+		case "write":
+			m.WriterRaw, err = cfparse.Guest(d, WriterNamespace, "writer", "password writer")
+		case "password_field":
+			err = cfparse.String(d, &m.PasswordField)
+		case "min_password_length":
+			err = cfparse.Int(d, &m.MinPasswordLength)
+		case "password_blocklist":
+			err = cfparse.String(d, &m.PasswordBlocklist)
 		default:
 			return cfparse.Unknown(d, "")
 		}

@@ -73,7 +73,32 @@ type Handler struct {
 	// not answer, signed requests get 503.
 	NonceStoreRaw json.RawMessage `json:"nonce_store,omitempty" caddy:"namespace=http.handlers.sms_recovery_verify.nonce_stores inline_key=store"`
 
+	// WriterRaw, when set, makes the handler answer a verified reset
+	// itself rather than pass it on: it sets the account's new password,
+	// read from the body's password_field, with this module of the
+	// namespace http.handlers.sms_recovery_verify.writers, named by its
+	// "writer", such as {"writer": "passwd_file", "path":
+	// "/etc/dovecot/users"}. It answers 204 when the password is set, 400
+	// naming the rule a refused password breaks (the gateway keeps the
+	// reset code valid for another try), 404 when the store has no such
+	// account.
+	WriterRaw json.RawMessage `json:"write,omitempty" caddy:"namespace=http.handlers.sms_recovery_verify.writers inline_key=writer"`
+
+	// PasswordField is the body field (JSON or form) that holds the new
+	// password, for write. Default: password.
+	PasswordField string `json:"password_field,omitempty"`
+
+	// MinPasswordLength is the least length of a new password, in
+	// characters, for write. Default: 15.
+	MinPasswordLength int `json:"min_password_length,omitempty"`
+
+	// PasswordBlocklist is the path of a file of refused passwords, one a
+	// line, compared without regard to case, for write.
+	PasswordBlocklist string `json:"password_blocklist,omitempty"`
+
 	verifier *httpsig.VerifierSet
+	writer   PasswordWriter
+	policy   policy
 	clock    recovery.Clock
 	logger   *zap.Logger
 	// localOnly is whether the server the handler is provisioned in
@@ -114,6 +139,7 @@ const maxBodyBytes = 64 << 10
 type problem struct {
 	status     int
 	Code       string `json:"error"`
+	Rule       string `json:"rule,omitempty"`
 	Message    string `json:"message"`
 	RetryAfter int64  `json:"retry_after,omitzero"`
 }
@@ -189,6 +215,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("nonce_store: module %T is not a nonce store", mod)
 	}
 
+	if err := h.loadWriter(ctx); err != nil {
+		return err
+	}
+
 	var verifiers []*httpsig.Verifier
 	for _, k := range h.keys() {
 		cfg := httpsig.VerifierConfig{KeyID: k.KeyID, MaxSkew: time.Duration(h.MaxSkew), Nonces: nonces}
@@ -213,6 +243,32 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.verifier, err = httpsig.NewVerifierSet(verifiers...)
 	return err
+}
+
+// loadWriter loads the password writer and its policy, if write is set.
+func (h *Handler) loadWriter(ctx caddy.Context) error {
+	if h.WriterRaw == nil {
+		return nil
+	}
+	if h.PasswordField == "" {
+		h.PasswordField = defaultPasswordField
+	}
+	if h.MinPasswordLength == 0 {
+		h.MinPasswordLength = defaultMinPasswordLength
+	}
+	var err error
+	if h.policy, err = loadPolicy(h.MinPasswordLength, h.PasswordBlocklist); err != nil {
+		return err
+	}
+	mod, err := ctx.LoadModule(h, "WriterRaw")
+	if err != nil {
+		return fmt.Errorf("loading write: %w", err)
+	}
+	var ok bool
+	if h.writer, ok = mod.(PasswordWriter); !ok {
+		return fmt.Errorf("write: module %T is not a password writer", mod)
+	}
+	return nil
 }
 
 // expandPlaceholders replaces global placeholders such as
@@ -315,6 +371,9 @@ func (h *Handler) Validate() error {
 		}
 		errs = append(errs, h.checkExampleKey(fmt.Sprintf("key %q: hmac_key", k.KeyID), k.HMACKey))
 	}
+	if h.MinPasswordLength < 0 {
+		errs = append(errs, fmt.Errorf("min_password_length: %d is negative", h.MinPasswordLength))
+	}
 	if h.MaxSkew < 0 {
 		errs = append(errs, fmt.Errorf("max_skew: %s is negative", time.Duration(h.MaxSkew)))
 	} else if h.MaxSkew != 0 && time.Duration(h.MaxSkew) < leastMaxSkew {
@@ -364,6 +423,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	h.logger.Debug("verified gateway signature", zap.String("account", account))
+	if h.writer != nil {
+		h.setPassword(w, r, account, body)
+		return nil
+	}
 
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	return next.ServeHTTP(w, r)

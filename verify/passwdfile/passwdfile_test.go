@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
+	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/testenv"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 )
@@ -151,5 +154,28 @@ func TestFailedRewriteLeavesTheOldFile(t *testing.T) {
 		if strings.Contains(e.Name(), ".new-") {
 			t.Errorf("left %s behind", e.Name())
 		}
+	}
+}
+
+func TestCaddyfile(t *testing.T) {
+	var h verify.Handler
+	if err := h.UnmarshalCaddyfile(cf.NewTestDispenser(`sms_recovery_verify {
+		key_id gw1
+		write passwd_file /etc/dovecot/users {
+			scheme ARGON2ID
+		}
+	}`)); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"path":"/etc/dovecot/users","scheme":"ARGON2ID","writer":"passwd_file"}`; string(h.WriterRaw) != want {
+		t.Fatalf("write = %s, want %s", h.WriterRaw, want)
+	}
+	for _, bad := range []string{"passwd_file", "passwd_file /a /b", "passwd_file /a {\n schema X\n}"} {
+		if err := h.UnmarshalCaddyfile(cf.NewTestDispenser("sms_recovery_verify {\n write " + bad + "\n}")); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if err := (&Writer{Path: "/x", Scheme: "SHA512-CRYPT"}).Provision(caddy.Context{}); err == nil {
+		t.Error("SHA512-CRYPT provisioned")
 	}
 }
