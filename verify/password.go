@@ -103,6 +103,8 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, account st
 	}
 	err := h.writer.SetPassword(r.Context(), account, password)
 	switch {
+	case errors.Is(err, ErrPasswordTooLong):
+		refuse(w, *refusal("max_length", "The new password is too long for this mail service. Choose a shorter one."))
 	case errors.Is(err, ErrUnknownAccount):
 		h.logger.Warn("refused a reset for an account the password store lacks", zap.String("account", account))
 		refuse(w, errUnknownAccount)

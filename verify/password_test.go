@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -49,6 +50,9 @@ func (m *memoryWriter) SetPassword(_ context.Context, account, password string) 
 	defer memoryWriterMu.Unlock()
 	if m.Fail {
 		return errors.New("disk full")
+	}
+	if len(password) > 72 {
+		return fmt.Errorf("%w: as bcrypt", ErrPasswordTooLong)
 	}
 	if _, ok := memoryWriterPasswords[account]; !ok {
 		return ErrUnknownAccount
@@ -126,11 +130,15 @@ func TestWriterRefusals(t *testing.T) {
 	}{
 		{"unknown account", `{"writer": "test_memory"}`, "nobody@example.com", 404, "unknown_account"},
 		{"store fails", `{"writer": "test_memory", "fail": true}`, "alice@example.com", 500, "write_failed"},
+		{"longer than the scheme takes", `{"writer": "test_memory"}`, "alice@example.com", 400, "weak_password"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &Handler{KeyID: "gw1", HMACKey: base64.StdEncoding.EncodeToString(verifyTestKey), WriterRaw: json.RawMessage(tc.writer)}
 			newVerifyTestHandler(t, h)
 			body := `{"password":"a long new passphrase"}`
+			if tc.code == "weak_password" {
+				body = `{"password":"` + strings.Repeat("long passphrase ", 5) + `"}`
+			}
 			r := httptest.NewRequest(http.MethodPost, "/api/reset-password", strings.NewReader(body))
 			r.Header.Set("Content-Type", "application/json")
 			if err := signer.Sign(r.Header, r.Method, "/api/reset-password", []byte(body), tc.account, verifyTestNow.Add(-time.Second)); err != nil {

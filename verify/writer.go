@@ -24,3 +24,8 @@ type PasswordWriter interface {
 // ErrUnknownAccount is what a PasswordWriter's error wraps when the store
 // has no such account.
 var ErrUnknownAccount = errors.New("no such account in the password store")
+
+// ErrPasswordTooLong is what a PasswordWriter's error wraps when the
+// password is longer than its hashing scheme takes (bcrypt: 72 bytes).
+// The person is told to choose a shorter one; nothing is written.
+var ErrPasswordTooLong = errors.New("the new password is longer than the password store takes")

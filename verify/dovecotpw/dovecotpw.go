@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/sha512"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -47,6 +48,9 @@ const (
 )
 
 // Hash returns password hashed in scheme, as "{SCHEME}<hash>".
+// ErrTooLong is Hash's error for a password longer than the scheme takes.
+var ErrTooLong = errors.New("password too long for the scheme")
+
 func Hash(scheme, password string) (string, error) {
 	if err := Check(scheme); err != nil {
 		return "", err
@@ -57,7 +61,9 @@ func Hash(scheme, password string) (string, error) {
 	switch scheme {
 	case schemeBLF:
 		b, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
-		if err != nil {
+		if errors.Is(err, bcrypt.ErrPasswordTooLong) {
+			return "", fmt.Errorf("%w: %s takes at most 72 bytes", ErrTooLong, scheme)
+		} else if err != nil {
 			return "", err
 		}
 		h = string(b)

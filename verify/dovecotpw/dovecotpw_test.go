@@ -1,6 +1,7 @@
 package dovecotpw
 
 import (
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -49,5 +50,14 @@ func TestHashSaltsEachTime(t *testing.T) {
 func TestUnknownScheme(t *testing.T) {
 	if _, err := Hash("SHA512-CRYPT", "pw"); err == nil || !strings.Contains(err.Error(), "BLF-CRYPT") {
 		t.Fatalf("err = %v, want one naming the schemes", err)
+	}
+}
+
+func TestBLFCryptRefusesTooLong(t *testing.T) {
+	if _, err := Hash("BLF-CRYPT", strings.Repeat("x", 73)); !errors.Is(err, ErrTooLong) {
+		t.Errorf("a 73-byte password: err = %v, want ErrTooLong", err)
+	}
+	if _, err := Hash("ARGON2ID", strings.Repeat("x", 73)); err != nil {
+		t.Errorf("ARGON2ID takes a 73-byte password: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ package passwdfile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
@@ -57,7 +58,9 @@ func (w *Writer) Provision(caddy.Context) error {
 // SetPassword hashes password and writes it into account's line.
 func (w *Writer) SetPassword(_ context.Context, account, password string) error {
 	hash, err := dovecotpw.Hash(w.Scheme, password)
-	if err != nil {
+	if errors.Is(err, dovecotpw.ErrTooLong) {
+		return fmt.Errorf("%w: %w", verify.ErrPasswordTooLong, err)
+	} else if err != nil {
 		return err
 	}
 	return setField(w.Path, account, hash)
