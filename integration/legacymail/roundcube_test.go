@@ -154,6 +154,35 @@ func TestRoundcubeForgotPassword(t *testing.T) {
 		t.Fatalf("a login with the old password: status %d, want 401", status)
 	}
 	b.waitVisible("#rcmloginuser")
+
+	// The verifier sits on the gateway's own reset path, but a request
+	// there reaches it only through the gateway: one that carries a
+	// signature of its own and no valid token is the gateway's to refuse,
+	// and the passwd-file stays as it was.
+	before, err = os.ReadFile(filepath.Join(s.state, "auth", "passwd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, s.site+"/recovery/reset",
+		strings.NewReader(`{"reset_token":"forged","password":"an attacker's long password"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Recovery-Account", alice)
+	req.Header.Set("Signature-Input", `recovery=("@method" "@path");created=1;keyid="gw1";alg="hmac-sha256"`)
+	req.Header.Set("Signature", "recovery=:AAAA:")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The gateway's refusal, not the verifier's invalid_signature.
+	if body := readAll(res.Body); res.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `"error":"invalid_token"`) {
+		t.Errorf("a reset with a forged token and signature: %d %s, want the gateway's 401 invalid_token", res.StatusCode, body)
+	}
+	if after, err := os.ReadFile(filepath.Join(s.state, "auth", "passwd")); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("a forged reset changed the passwd-file (%v)", err)
+	}
 }
 
 // needRoundcube skips the test when the Roundcube stack or Chromium is
