@@ -1,6 +1,8 @@
 // Package examples holds configs a newcomer can run as they are, the test
-// that keeps caddy.json equal to what caddy adapt makes of Caddyfile, and
-// the test that keeps the production example adapting with its timeouts.
+// that keeps caddy.json equal to what caddy adapt makes of Caddyfile, the
+// one that keeps the production example adapting with its timeouts, and the
+// one that keeps the Roundcube example's handlers in order and its site
+// block in the README.
 package examples
 
 import (
@@ -156,5 +158,47 @@ func TestProductionCaddyfile(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^` + m[1] + `=`).Match(env) {
 			t.Errorf("the production Caddyfile names {env.%s}, which deploy/systemd/caddy-sms-recovery.env does not list", m[1])
 		}
+	}
+}
+
+// TestRoundcubeCaddyfile adapts examples/roundcube/Caddyfile as caddy adapt
+// does: one server in which the gateway comes first, the verifier that
+// writes the passwd-file next, on the path the gateway passes a reset on
+// with, and Roundcube last. The README shows the file's site block: every
+// line it shows must be in the file, in the same order.
+func TestRoundcubeCaddyfile(t *testing.T) {
+	t.Setenv("SMS_RECOVERY_FORWARD_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==")
+	adapted := string(adaptCaddyfile(t, filepath.Join("roundcube", "Caddyfile")))
+	gateway := strings.Index(adapted, `"handler":"sms_recovery"`)
+	verifier := strings.Index(adapted, `"handler":"sms_recovery_verify"`)
+	roundcube := strings.Index(adapted, `"handler":"reverse_proxy"`) // what php_fastcgi becomes
+	if gateway < 0 || verifier < gateway || roundcube < verifier {
+		t.Fatalf("want the gateway, then the verifier, then Roundcube's php_fastcgi; got offsets %d, %d, %d in\n%s", gateway, verifier, roundcube, adapted)
+	}
+	if !strings.Contains(adapted, `"path":["/recovery/reset"]`) {
+		t.Error("the verifier is not on /recovery/reset, where the gateway passes a verified reset on")
+	}
+
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := regexp.MustCompile("(?s)## In front of a real mail server\n.*?```caddyfile\n(.*?)```").FindSubmatch(readme)
+	if section == nil {
+		t.Fatal(`README.md has no caddyfile block under "In front of a real mail server"`)
+	}
+	file, err := os.ReadFile(filepath.Join("roundcube", "Caddyfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(file), "\n")
+	for _, want := range strings.Split(strings.TrimSuffix(string(section[1]), "\n"), "\n") {
+		for len(lines) > 0 && lines[0] != want {
+			lines = lines[1:]
+		}
+		if len(lines) == 0 {
+			t.Fatalf("README.md shows %q, which examples/roundcube/Caddyfile does not have there", want)
+		}
+		lines = lines[1:]
 	}
 }

@@ -142,7 +142,8 @@ func seeOther(w http.ResponseWriter, r *http.Request, target string) error {
 	return nil
 }
 
-// servePage answers GET <prefix>/: the account page, the code page of the
+// servePage answers GET <prefix>/: the account page (with the account of
+// ?account= filled in), the code page of the
 // flow in ?flow=, the new-password page at ?step=password, or the
 // stylesheet at ?style=.
 func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) error {
@@ -169,6 +170,14 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) error {
 		}
 	default:
 		v.Name = "account"
+		// A link from a login page (the webmail's "Forgot password?")
+		// names the account typed there; the field starts with it when it
+		// is a name the flow accepts, so that nothing hidden is shown.
+		if typed := strings.TrimSpace(q.Get("account")); typed != "" {
+			if _, err := recovery.NormalizeAccount(typed); err == nil {
+				v.Account = typed
+			}
+		}
 	}
 	return h.writePage(w, r, v)
 }

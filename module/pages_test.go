@@ -998,6 +998,33 @@ func TestPagesAccountStep(t *testing.T) {
 	b.follow(p).want(t, http.StatusOK, "Check your phone")
 }
 
+// TestPagesAccountFromLink: a link from the webmail's login page names the
+// account typed there in ?account=, and the first page starts with it
+// filled in; a name the flow would refuse is not shown.
+func TestPagesAccountFromLink(t *testing.T) {
+	t.Parallel()
+	e := newPageEnv(t, nil)
+	b := e.browser()
+	for _, c := range []struct{ query, want string }{
+		{"?account=" + url.QueryEscape("alice@example.com"), "alice@example.com"},
+		{"?account=" + url.QueryEscape(" Alice@Example.com "), "Alice@Example.com"},
+		{"", ""},
+		{"?account=" + url.QueryEscape("ali\u202ece@example.com"), ""},
+		{"?account=" + url.QueryEscape(strings.Repeat("a", 300)+"@example.com"), ""},
+		// Escaped as the value of the field, never markup of the page.
+		{"?account=" + url.QueryEscape(`"><b>x</b>`), `"><b>x</b>`},
+	} {
+		p := b.get(e.url("/" + c.query))
+		p.want(t, http.StatusOK, "Reset your Example Mail password")
+		if got := p.field("account"); got != c.want {
+			t.Errorf("GET /%s: the account field holds %q, want %q", c.query, got, c.want)
+		}
+		if strings.Contains(p.body, "<b>x") {
+			t.Errorf("GET /%s: the account became markup of the page", c.query)
+		}
+	}
+}
+
 func TestPagesMalformedPosts(t *testing.T) {
 	t.Parallel()
 	e := newPageEnv(t, nil)

@@ -11,6 +11,13 @@
 // byte for byte as it was. Another test runs the passwd-file writer alone,
 // with only the PHP CLI: concurrent resets, the mtime Dovecot watches.
 //
+// TestRoundcubeForgotPassword runs examples/roundcube the same way: Debian's
+// Roundcube behind php_fastcgi on Dovecot, with the gateway and the
+// verifier's passwd-file writer in the same Caddy, walked in headless
+// Chromium from a failed login through the "Forgot password?" link and the
+// code from the outbox to Roundcube's inbox with the new password. It needs
+// Roundcube (roundcube-core, roundcube-sqlite3) and Chromium besides.
+//
 // The stack tests need Dovecot (Debian's dovecot-imapd), php-fpm and
 // openssl. Without them they skip, unless CI=true, where they fail. Caddy's
 // listeners are sockets the test opened on free ports and hands down

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -113,6 +114,34 @@ func TestSetPasswordKeepsModeAndDovecotReadsIt(t *testing.T) {
 // TestConcurrentWritesSerialised writes many accounts at once: if two
 // rewrites interleaved, one would start from a copy without the other's
 // change and undo it.
+// TestEachWriteMovesTheMtime: Dovecot re-reads a passwd-file only when its
+// mtime, in whole seconds, or its size changes, and a new hash has the old
+// one's length. Every rewrite must therefore move the mtime on by at least
+// a second, even when the old file's is in this second or ahead of the
+// clock; otherwise a second reset within a second, once Dovecot has read
+// the first, would not be seen, and the old password would keep working.
+func TestEachWriteMovesTheMtime(t *testing.T) {
+	path := writeUsers(t, users)
+	ahead := time.Now().Add(10 * time.Second).Truncate(time.Second)
+	if err := os.Chtimes(path, ahead, ahead); err != nil {
+		t.Fatal(err)
+	}
+	last := ahead
+	for i := range 3 {
+		if err := setField(path, "alice@example.com", fmt.Sprintf("{X}new%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.ModTime().Unix() <= last.Unix() {
+			t.Fatalf("write %d: mtime %v, want a later second than %v", i, fi.ModTime(), last)
+		}
+		last = fi.ModTime()
+	}
+}
+
 func TestConcurrentWritesSerialised(t *testing.T) {
 	var b strings.Builder
 	const n = 40

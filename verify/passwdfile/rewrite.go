@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 )
@@ -80,7 +81,8 @@ func replaceLine(content []byte, account, hash string) ([]byte, error) {
 }
 
 // replaceFile writes content to a new file beside path, with info's mode
-// and owner, syncs it and renames it over path, then syncs the directory.
+// and owner and an mtime in a later second than info's, syncs it and
+// renames it over path, then syncs the directory.
 func replaceFile(path string, content []byte, info os.FileInfo) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".new-*")
@@ -108,6 +110,17 @@ func replaceFile(path string, content []byte, info os.FileInfo) (err error) {
 		return err
 	}
 	if err := tmp.Close(); err != nil {
+		return err
+	}
+	// Dovecot re-reads the file only when its mtime, in whole seconds, or
+	// its size changes, and a new hash is as long as the old one: the new
+	// file's mtime is a later second than the old one's, however soon
+	// after it this write comes.
+	mtime := time.Now()
+	if least := info.ModTime().Truncate(time.Second).Add(time.Second); mtime.Before(least) {
+		mtime = least
+	}
+	if err := os.Chtimes(tmp.Name(), mtime, mtime); err != nil {
 		return err
 	}
 	if beforeRename != nil {
