@@ -30,6 +30,22 @@ type TrailEntry struct {
 	Site        string `json:"site,omitempty"`
 }
 
+// backgroundKey marks the context of work done off the request path.
+type backgroundKey struct{}
+
+// Background returns ctx marked as the context of work done off the
+// request path (the trails' writes), which a count of a request's round
+// trips to a server leaves out (storagetest.RedisTrips).
+func Background(ctx context.Context) context.Context {
+	return context.WithValue(ctx, backgroundKey{}, true)
+}
+
+// IsBackground reports whether ctx was marked by Background.
+func IsBackground(ctx context.Context) bool {
+	b, _ := ctx.Value(backgroundKey{}).(bool)
+	return b
+}
+
 // TrailMax is the most entries a store keeps for one reference: the newest.
 // A flow makes a few dozen at most; a reference someone floods with
 // refusals keeps its latest.
