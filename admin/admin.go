@@ -6,6 +6,7 @@ package admin
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,6 +60,9 @@ const LossPath = "/sms-recovery/store-loss"
 //	                                              its next block is a first one again
 //	GET    /sms-recovery/store-loss               losses of state not acknowledged yet
 //	DELETE /sms-recovery/store-loss               acknowledges them: recovery works again
+//	GET    /sms-recovery/trace/<reference>[?clear=1]
+//	                                              what happened under a support reference,
+//	                                              oldest first; addresses masked unless clear
 //
 // Caddy loads every admin.api module it knows of, so this needs no
 // configuration: it is on wherever the admin endpoint is. It sees the locks
@@ -79,6 +83,7 @@ func (a *API) Routes() []caddy.AdminRoute {
 		{Pattern: LocksPath, Handler: caddy.AdminHandlerFunc(a.list)},
 		{Pattern: LocksPath + "/", Handler: caddy.AdminHandlerFunc(a.lock)},
 		{Pattern: LossPath, Handler: caddy.AdminHandlerFunc(a.losses)},
+		{Pattern: TracePath + "/", Handler: caddy.AdminHandlerFunc(a.trace)},
 	}
 }
 
@@ -230,6 +235,7 @@ type imposeResult struct {
 	Key       string    `json:"key"`
 	Until     time.Time `json:"until,omitzero"`
 	Permanent bool      `json:"permanent,omitempty"`
+	Reference string    `json:"reference,omitempty"` // the support reference of the lock and its notice
 }
 
 // minImposed is the shortest lock support may impose: anything shorter is
@@ -264,9 +270,15 @@ func (a *API) impose(w http.ResponseWriter, r *http.Request) error {
 	if d > 0 {
 		how = "for " + d.String()
 	}
-	ev := recovery.Event{Name: EventLockImposed, Account: key, Scope: limiter.ScopeLockout,
+	// The lock and its notice are filed under a support reference of their
+	// own, which the notice gives the account's owner.
+	ref, err := recovery.NewTraceRef(rand.Reader)
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
+	}
+	ev := recovery.Event{Name: EventLockImposed, Account: key, Scope: limiter.ScopeLockout, Trace: ref,
 		Reason: "imposed through the admin API by " + requester(r) + ", " + how}
-	res := imposeResult{Kind: kind, Key: key, Permanent: true}
+	res := imposeResult{Kind: kind, Key: key, Permanent: true, Reference: ref}
 	locked := false
 	var fresh []*guardEntry // where the lock is new
 	for _, e := range gateways.current() {
@@ -302,7 +314,7 @@ func (a *API) impose(w http.ResponseWriter, r *http.Request) error {
 		})
 	}
 	for _, e := range fresh {
-		if e.notifier != nil && e.notifier.NotifyImposedLock(ctx, key, recovery.Event{Account: key, Reason: ev.Reason}) {
+		if e.notifier != nil && e.notifier.NotifyImposedLock(ctx, key, recovery.Event{Account: key, Reason: ev.Reason, Trace: ref}) {
 			break
 		}
 	}

@@ -68,7 +68,8 @@ type guardRegistry struct {
 type guardEntry struct {
 	guard    *limiter.Guard
 	observer Observer
-	losses   LossKeeper // nil for a store that does not keep them
+	losses   LossKeeper     // nil for a store that does not keep them
+	trails   storage.Trails // nil for a store that does not keep them
 	notifier Notifier
 }
 
@@ -82,6 +83,7 @@ func newGuardRegistry() *guardRegistry {
 func (r *guardRegistry) register(storeKey string, g *limiter.Guard, o Observer, n Notifier, store any) (unregister func() error) {
 	e := &guardEntry{guard: g, observer: o, notifier: n}
 	e.losses, _ = store.(LossKeeper)
+	e.trails, _ = store.(storage.Trails)
 	r.mu.Lock()
 	r.byStore[storeKey] = append(r.byStore[storeKey], e)
 	r.mu.Unlock()

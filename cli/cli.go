@@ -6,6 +6,7 @@
 //	caddy sms-recovery unblock <ip or IPv6 /64>
 //	caddy sms-recovery unblock-prefix <+prefix>
 //	caddy sms-recovery acknowledge-loss
+//	caddy sms-recovery trace <reference> [--clear] [--json]
 //
 // It talks to the admin API of a running Caddy as caddy reload and caddy
 // stop do: at --address if given, else at the admin address of the config
@@ -18,7 +19,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"io"
 	"net/http"
 	"net/url"
@@ -30,12 +30,15 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 )
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "sms-recovery",
-		Usage: "locks|lock|unlock|unblock|unblock-prefix|acknowledge-loss [--address <admin>] [--config <path> [--adapter <name>]]",
+		Usage: "locks|lock|unlock|unblock|unblock-prefix|acknowledge-loss|trace [--address <admin>] [--config <path> [--adapter <name>]]",
 		Short: "Lists, imposes and lifts the account locks, IP blocks and prefix blocks of SMS recovery",
 		Long: `
 Lists and lifts the account locks, IP blocks and destination prefix blocks
@@ -48,6 +51,7 @@ recovery, through its admin API:
   caddy sms-recovery unblock <ip address or IPv6 /64>
   caddy sms-recovery unblock-prefix <destination prefix, such as +447400>
   caddy sms-recovery acknowledge-loss
+  caddy sms-recovery trace <support reference> [--clear] [--json]
 
 The listing masks accounts and addresses (a*****@example.com, 192.0.2.*)
 unless --clear asks for them whole. A lock support imposes holds until it
@@ -63,6 +67,11 @@ failover to a replica without it, a flush), recovery answers 503 until an
 operator acknowledges the loss with acknowledge-loss: the locks and counts
 that were lost stay lost, so re-impose locks on accounts known to be under
 attack.
+
+Every refusal the gateway answers, and every lock notice, gives a support
+reference such as K7QMX-2XD9T; trace prints what happened under it: times,
+events and answers, the masked phone number, the limit or lock involved.
+It never holds a code, a token or a password.
 
 The admin endpoint is found as caddy reload and caddy stop find it: the
 --address flag if given; otherwise the admin address of the config named by
@@ -98,7 +107,15 @@ func attach(cmd *cobra.Command, now func() time.Time) {
 		RunE:  run(now, impose),
 	}
 	lock.Flags().String("for", "", "How long the lock holds (e.g. 30m, 24h, 7d); default: until lifted")
-	cmd.AddCommand(locks, lock, &cobra.Command{
+	traceCmd := &cobra.Command{
+		Use:   "trace <reference>",
+		Short: "Shows what happened under a support reference: times, events, answers, masked number",
+		Args:  cobra.ExactArgs(1),
+		RunE:  run(now, trace),
+	}
+	traceCmd.Flags().Bool("json", false, "Print the admin API's JSON instead of a timeline")
+	traceCmd.Flags().Bool("clear", false, "Show addresses and accounts whole instead of masked")
+	cmd.AddCommand(locks, lock, traceCmd, &cobra.Command{
 		Use:   "unlock <account>",
 		Short: "Lifts the lock on an account's recovery and gives it fresh tries",
 		Args:  cobra.ExactArgs(1),
@@ -386,4 +403,72 @@ func escapeKey(key string) string {
 		parts[i] = url.PathEscape(p)
 	}
 	return strings.Join(parts, "/")
+}
+
+// tracePath is where the admin API serves support's trails.
+const tracePath = "/sms-recovery/trace/"
+
+// trace prints what happened under a support reference, oldest first.
+func trace(cmd *cobra.Command, c *client, args []string) error {
+	ref, err := recovery.ParseTraceRef(args[0])
+	if err != nil {
+		return fmt.Errorf("%q is not a support reference: it is ten letters and digits, such as K7QMX-2XD9T", args[0])
+	}
+	inClear, _ := cmd.Flags().GetBool("clear")
+	uri := tracePath + ref
+	if inClear {
+		uri += "?clear=1"
+	}
+	var t struct {
+		Reference string               `json:"reference"`
+		Entries   []storage.TrailEntry `json:"entries"`
+	}
+	if err := c.do(http.MethodGet, uri, &t); err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(t)
+	}
+	fmt.Fprintf(out, "Support reference %s, times in UTC:\n\n", t.Reference)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tEVENT\tDETAILS")
+	for _, e := range t.Entries {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.At.UTC().Format("2006-01-02 15:04:05"), e.Event, cmp.Or(trailDetails(e), "-"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if !inClear {
+		fmt.Fprintf(out, "\nAddresses are masked and accounts named by their hash: show them with --clear (accounts only where log_accounts is clear).\n")
+	}
+	return nil
+}
+
+// trailDetails says what an entry of a trail holds besides its time and
+// event, for a person.
+func trailDetails(e storage.TrailEntry) string {
+	var d []string
+	if e.Status != 0 {
+		a := fmt.Sprintf("answered %d %s", e.Status, e.Error)
+		if e.RetryAfter > 0 {
+			a += ", retry after " + remaining(time.Duration(e.RetryAfter)*time.Second)
+		}
+		d = append(d, a)
+	}
+	for _, f := range []struct{ label, v string }{
+		{"limit", e.Scope}, {"", e.Reason}, {"phone", e.Phone}, {"from", e.ClientIP},
+		{"account", e.Account}, {"account_hash", e.AccountHash}, {"site", e.Site},
+	} {
+		switch {
+		case f.v == "":
+		case f.label == "":
+			d = append(d, f.v)
+		default:
+			d = append(d, f.label+" "+f.v)
+		}
+	}
+	return strings.Join(d, "; ")
 }

@@ -385,3 +385,41 @@ func TestRemaining(t *testing.T) {
 		}
 	}
 }
+
+func TestTrace(t *testing.T) {
+	a := newFakeAdmin(t, http.StatusOK, `{"reference":"K7QMX-2XD9T","entries":[
+ {"at":"2026-12-01T21:59:40Z","event":"flow_started","phone":"+31*****678","client_ip":"192.0.2.*","account_hash":"0123456789abcdef","site":"Mail"},
+ {"at":"2026-12-01T22:00:10Z","event":"account_locked","scope":"lockout","client_ip":"192.0.2.*","account_hash":"0123456789abcdef","site":"Mail"},
+ {"at":"2026-12-01T22:00:10Z","event":"answered","status":423,"error":"account_locked","retry_after":1800,"client_ip":"192.0.2.*","site":"Mail"}]}`)
+	out, _, err := execute(t, "trace", "k7qmx 2xd9t", "--address", a.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Support reference K7QMX-2XD9T, times in UTC:\n",
+		"2026-12-01 21:59:40  flow_started    phone +31*****678; from 192.0.2.*; account_hash 0123456789abcdef; site Mail\n",
+		"2026-12-01 22:00:10  account_locked  limit lockout; from 192.0.2.*; account_hash 0123456789abcdef; site Mail\n",
+		"2026-12-01 22:00:10  answered        answered 423 account_locked, retry after 30m; from 192.0.2.*; site Mail\n",
+		"show them with --clear",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, _, err := execute(t, "trace", "K7QMX-2XD9T", "--clear", "--address", a.addr()); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.requests(); len(got) != 2 || got[0] != "GET /sms-recovery/trace/K7QMX-2XD9T" || got[1] != "GET /sms-recovery/trace/K7QMX-2XD9T?clear=1" {
+		t.Errorf("asked %v", got)
+	}
+	// A reference that cannot be one is refused before asking anyone.
+	if _, errOut, err := execute(t, "trace", "K7QMU-2XD9T", "--address", a.addr()); err == nil || !strings.Contains(errOut, "is not a support reference") {
+		t.Errorf("trace of a malformed reference: %v %q", err, errOut)
+	}
+	// Unknown or forged: the admin API's one 404, said as it is.
+	nf := newFakeAdmin(t, http.StatusNotFound, `{"error":"no trail for this reference: it is mistyped, expired, or was never given"}`)
+	if _, errOut, err := execute(t, "trace", "00000-00000", "--address", nf.addr()); err == nil ||
+		errOut != "sms-recovery: no trail for this reference: it is mistyped, expired, or was never given\n" {
+		t.Errorf("trace of an unknown reference: %v %q", err, errOut)
+	}
+}

@@ -223,3 +223,65 @@ func TestCLIImposesLockEndToEnd(t *testing.T) {
 		t.Errorf("lock notices: %v, want 2 (bob once, alice once, the unknown account none)", n)
 	}
 }
+
+// TestCLITracesEndToEnd locks an account with wrong codes: the refusals
+// and the lock notice give the flow's support reference, and caddy
+// sms-recovery trace shows support the flow's timeline under it, with the
+// phone masked and no code, token or flow ID. A refused start has a
+// reference of its own, which does not show the flow's trail; a forged
+// reference gets the same 404 as an expired one.
+func TestCLITracesEndToEnd(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1:0")
+	s := &site{Upstream: up.addr, Extra: "lockout 3 1h 30m"}
+	c := start(t, s)
+
+	flow := c.startFlow(alice)
+	code := c.codeFor(1)
+	var ref string
+	for i := range 3 {
+		a := c.post("/recovery/verify", fmt.Sprintf(`{"flow":%q,"code":%q}`, flow, wrongCode(code)))
+		if a.str("reference") == "" || (ref != "" && a.str("reference") != ref) {
+			t.Fatalf("wrong code %d: %d %s, want the flow's reference every time", i+1, a.Status, a.Raw)
+		}
+		ref = a.str("reference")
+	}
+	notice := c.messages(2)[1]
+	if !strings.HasSuffix(notice.Body, "Reference for support: "+ref) {
+		t.Errorf("lock notice %q does not end with the reference %s", notice.Body, ref)
+	}
+	refused := c.post("/recovery/start", fmt.Sprintf(`{"account":%q}`, alice))
+	other := refused.str("reference")
+	if refused.Status != http.StatusLocked || other == "" || other == ref {
+		t.Fatalf("start while locked: %d %s, want 423 with a reference of its own", refused.Status, refused.Raw)
+	}
+
+	r := runCaddy(t, "sms-recovery", "trace", strings.ToLower(strings.ReplaceAll(ref, "-", " ")), "--address", adminHost())
+	if r.status != 0 {
+		t.Fatalf("trace %s: status %d, stdout %q, stderr %q", ref, r.status, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"Support reference " + ref, "flow_started", "sms_sent", "wrong_code", "account_locked",
+		"lock_notice", "answered 400 invalid_code", "answered 423 account_locked", "+31*****678", "127.0.0.*", "account_hash "} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("trace does not show %q:\n%s", want, r.stdout)
+		}
+	}
+	full := strings.TrimPrefix(notice.To, "+")
+	for _, secret := range []string{code, wrongCode(code), flow, full, alice, "127.0.0.1"} {
+		if strings.Contains(r.stdout, secret) {
+			t.Errorf("trace shows %q:\n%s", secret, r.stdout)
+		}
+	}
+	// The refused start's reference shows its refusal, not the flow.
+	r = runCaddy(t, "sms-recovery", "trace", other, "--address", adminHost())
+	if r.status != 0 || !strings.Contains(r.stdout, "answered 423 account_locked") || strings.Contains(r.stdout, "flow_started") {
+		t.Errorf("trace %s: status %d, stdout %q, stderr %q", other, r.status, r.stdout, r.stderr)
+	}
+	// Forged: well formed but never given. Malformed: said so.
+	forged := runCaddy(t, "sms-recovery", "trace", "00000-00000", "--address", adminHost())
+	if forged.status == 0 || !strings.Contains(forged.stderr, "no trail for this reference") {
+		t.Errorf("trace of a forged reference: status %d, stdout %q, stderr %q", forged.status, forged.stdout, forged.stderr)
+	}
+	if r := runCaddy(t, "sms-recovery", "trace", "K7QMU-2XD9T", "--address", adminHost()); r.status == 0 || !strings.Contains(r.stderr, "is not a support reference") {
+		t.Errorf("trace of a malformed reference: status %d, stderr %q", r.status, r.stderr)
+	}
+}

@@ -60,6 +60,11 @@ func TestAdminImposeLock(t *testing.T) {
 				if err := json.Unmarshal(body, &out); err != nil {
 					t.Fatal(err)
 				}
+				// The lock and its notice have a support reference of their own.
+				if ref, _ := out["reference"].(string); len(ref) != recovery.TraceRefLen+1 {
+					t.Errorf("PUT %s answered reference %q", target, out["reference"])
+				}
+				delete(out, "reference")
 				return out
 			}
 			got := put("/sms-recovery/locks/account/%20" + strings.ToUpper(account))

@@ -371,7 +371,7 @@ func TestAdminModuleIsLoadable(t *testing.T) {
 	for _, rt := range router.Routes() {
 		patterns = append(patterns, rt.Pattern)
 	}
-	if want := []string{"/sms-recovery/locks", "/sms-recovery/locks/", "/sms-recovery/store-loss"}; !slices.Equal(patterns, want) {
+	if want := []string{"/sms-recovery/locks", "/sms-recovery/locks/", "/sms-recovery/store-loss", "/sms-recovery/trace/"}; !slices.Equal(patterns, want) {
 		t.Errorf("patterns = %q, want %q", patterns, want)
 	}
 }

@@ -234,7 +234,8 @@ func TestAnswerBytes(t *testing.T) {
 	first.Add("Cache-Control", "private")
 	flow := started[1]
 	w = g.verify(flow, wrongCode(g.code(flow)), "192.0.2.80", http.StatusBadRequest)
-	want := `{"error":"invalid_code","message":"That code is not right.","attempts_left":` + strconv.Itoa(defaultMaxAttempts-1) + "}\n"
+	want := `{"error":"invalid_code","message":"That code is not right.","attempts_left":` + strconv.Itoa(defaultMaxAttempts-1) +
+		`,"reference":"` + g.h.svc.Keys.TraceRef(flow) + "\"}\n"
 	if w.Body.String() != want || !maps.EqualFunc(w.Header(), jsonHeaders, slices.Equal) {
 		t.Errorf("wrong code: %v %q, want %v %q", w.Header(), w.Body, jsonHeaders, want)
 	}

@@ -49,6 +49,7 @@ import (
 //	    max_attempts      5
 //	    resend_interval   60s
 //	    token_ttl         10m
+//	    trace_ttl         30d                                  # how long support can trace a reference
 //	    allowed_countries NL DE US
 //	    limit    <scope> <events> <window>
 //	    sms_share [network <percent>%] [country <percent>%]    # of sms_global per IPv4 /24 or IPv6 /48, per country
@@ -136,6 +137,8 @@ func (m *Handler) UnmarshalCaddyfile(d *cf.Dispenser) error {
 			err = oneDuration(d, &m.ResendInterval)
 		case "token_ttl":
 			err = oneDuration(d, &m.TokenTTL)
+		case "trace_ttl":
+			err = oneDuration(d, &m.TraceTTL)
 		case "allowed_countries":
 			m.AllowedCountries = d.RemainingArgs()
 			if len(m.AllowedCountries) == 0 {

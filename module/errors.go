@@ -28,6 +28,10 @@ type refusal struct {
 	RetryAfter int64  `json:"retry_after,omitempty"` // seconds, 0 for none
 	Attempts   *int   `json:"attempts_left,omitempty"`
 	Support    string `json:"support,omitempty"`
+	// Reference is the support reference of the answer: what a person
+	// reads to support, who sees with it what happened (caddy sms-recovery
+	// trace). Every refusal has one: its flow's, or one of its own.
+	Reference string `json:"reference,omitempty"`
 
 	denial *recovery.Denial // the limit that refused, if one did
 	cause  error            // what the flow returned, logged when the fault is ours
@@ -114,6 +118,7 @@ func (h *Handler) refusalFor(err error) *refusal {
 		rf = newRefusal(http.StatusInternalServerError, "internal_error", "Something went wrong on our side.")
 	}
 	rf.cause = err
+	rf.Reference = recovery.TraceOf(err)
 	return rf
 }
 
@@ -134,6 +139,7 @@ const (
 	placeholderError      = "http.sms_recovery.error"
 	placeholderRetryAfter = "http.sms_recovery.retry_after"
 	placeholderScope      = "http.sms_recovery.scope"
+	placeholderReference  = "http.sms_recovery.reference"
 )
 
 // announce does what every refusal does before its answer, from the API
@@ -167,13 +173,16 @@ func (h *Handler) announce(w http.ResponseWriter, r *http.Request, rf *refusal) 
 		repl.Set(placeholderError, rf.Code)
 		repl.Set(placeholderRetryAfter, retry)
 		repl.Set(placeholderScope, scope)
+		repl.Set(placeholderReference, rf.Reference)
 	}
+	h.traceRefusal(r, rf)
 }
 
 // refuse answers a refusal of the JSON API as Caddy's own handlers do:
 // after announce, it writes rf as JSON or, with handle_errors, returns it
 // as a caddyhttp.Error for the site's handle_errors routes to answer.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rf *refusal) error {
+	rf = h.referenced(r, rf)
 	h.announce(w, r, rf)
 	if h.HandleErrors {
 		w.Header()["Cache-Control"] = noStore
@@ -193,8 +202,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) error 
 // and wait. The pages answer their refusals themselves, handle_errors or
 // not.
 func (h *Handler) refusePage(w http.ResponseWriter, r *http.Request, v *pages.View, rf *refusal) error {
+	rf = h.referenced(r, rf)
 	h.announce(w, r, rf)
-	v.Status, v.RetryAfter = rf.status, rf.RetryAfter
+	v.Status, v.RetryAfter, v.Reference = rf.status, rf.RetryAfter, rf.Reference
 	return h.writePage(w, r, v)
 }
 

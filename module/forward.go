@@ -110,6 +110,8 @@ func (h *Handler) forwardReset(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	// The outcome is recorded even if the client goes away meanwhile.
 	ctx := context.WithoutCancel(r.Context())
+	// A refusal from here on (the upstream's) is the flow's.
+	caddyhttp.SetVar(r.Context(), traceVar, rs.Trace)
 
 	if h.Forward.Path != "" {
 		r.URL.Path, r.URL.RawPath = h.Forward.Path, ""

@@ -191,6 +191,15 @@ type Handler struct {
 	// and differs between instances. Default: hashed.
 	LogAccounts string `json:"log_accounts,omitempty"`
 
+	// TraceTTL is how long support can trace a flow or a refusal by the
+	// reference its answer showed (caddy sms-recovery trace): its trail,
+	// which holds times, outcomes, the masked phone number, the client
+	// address, the account's keyed hash (the account itself only with
+	// log_accounts clear) and never a code, a token or a password, is kept
+	// in the storage for this long after its last event. At least 1h, at
+	// most 400d. Default: 30d.
+	TraceTTL caddy.Duration `json:"trace_ttl,omitempty"`
+
 	// HandleErrors, when true, returns the JSON API's refusals to Caddy as
 	// errors with their status (caddyhttp.Error), after setting their
 	// headers (Retry-After, RateLimit-*, Allow), instead of answering the
@@ -205,6 +214,7 @@ type Handler struct {
 
 	pages         *pages.Set
 	pageRand      io.Reader   // for CSRF tokens
+	traceRand     io.Reader   // for the references of refusals with no flow
 	cookieOptions pageCookies // the pages' cookie names and attributes, from public_url
 	svc           *recovery.Service
 	guard         *limiter.Guard
@@ -317,6 +327,9 @@ func (h *Handler) fillDefaults() {
 	if h.LogAccounts == "" {
 		h.LogAccounts = logAccountsHashed
 	}
+	if h.TraceTTL == 0 {
+		h.TraceTTL = caddy.Duration(defaultTraceTTL)
+	}
 }
 
 // Validate checks the configuration; every message names the directive.
@@ -342,6 +355,8 @@ func (h *Handler) Validate() error {
 	check(h.PasswordMinLength >= 1 && h.PasswordMinLength <= 128, "password_min_length: %d is outside 1..128", h.PasswordMinLength)
 	errs = append(errs, atLeast("resend_interval", h.ResendInterval, leastResendInterval))
 	errs = append(errs, atLeast("token_ttl", h.TokenTTL, leastTokenTTL))
+	errs = append(errs, atLeast("trace_ttl", h.TraceTTL, leastTraceTTL))
+	check(time.Duration(h.TraceTTL) <= mostTraceTTL, "trace_ttl: %s is more than 400d", time.Duration(h.TraceTTL))
 	check(time.Duration(h.TokenTTL) <= 24*time.Hour, "token_ttl: %s is more than 24h", time.Duration(h.TokenTTL))
 	errs = append(errs, h.validateLimits()...)
 	errs = append(errs, h.PrefixBreaker.validate()...)

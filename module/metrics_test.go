@@ -108,6 +108,12 @@ func TestMetrics(t *testing.T) {
 		`sms_tries_total{position="1",provider="outbox",result="sent"}`: 3,
 		// Made at 0, so that a first block is an increase an alert sees.
 		`events_total{event="prefix_blocked",scope="prefix_breaker"}`: 0,
+		// Every event above but the prefix's (13), every SMS outcome (5)
+		// and every refusal answered (the two 429s, bob's 400 and 423) are
+		// in support's trails, written when the gateway stops.
+		`trace_entries_total{result="written"}`: 13 + 5 + 4,
+		`trace_entries_total{result="dropped"}`: 0,
+		`trace_entries_total{result="failed"}`:  0,
 	}
 	for s, v := range want {
 		if got[s] != v {
@@ -131,6 +137,7 @@ var wantLabels = map[string][]string{
 	"caddy_sms_recovery_unavailable_total":   {"site"},
 	"caddy_sms_recovery_phone_refused_total": {"reason", "site"},
 	"caddy_sms_recovery_prefix_blocks_total": {"country", "prefix", "site"},
+	"caddy_sms_recovery_trace_entries_total": {"result", "site"},
 
 	"caddy_sms_recovery_sms_delivery_reports_total":         {"country", "provider", "site", "status"},
 	"caddy_sms_recovery_sms_delivery_reports_refused_total": {"provider", "reason", "site"},

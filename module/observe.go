@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -44,6 +45,8 @@ type metrics struct {
 	reports  *prometheus.CounterVec
 	refused  *prometheus.CounterVec
 	prefixes *prometheus.CounterVec
+	// traces counts support's trail entries by what became of them.
+	traces *prometheus.CounterVec
 }
 
 var processMetrics = sync.OnceValue(func() *metrics {
@@ -108,6 +111,10 @@ var processMetrics = sync.OnceValue(func() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "prefix_blocks_total",
 			Help: "Blocks of a destination prefix whose codes were sent but too few entered (traffic pumping), by prefix and its country; list and lift them with caddy sms-recovery.",
 		}, []string{"site", "prefix", "country"}),
+		traces: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "trace_entries_total",
+			Help: "Entries of support's trails (caddy sms-recovery trace), by result: written to the store, dropped (the queue to the store was full) or failed (the store did not take them).",
+		}, []string{"site", "result"}),
 		unsafe: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "store_unsafe_server_total",
 			Help: "Times the storage refused its server on connecting because it would forget state (no persistence, an evicting maxmemory-policy); recovery answers 503 meanwhile.",
@@ -151,7 +158,7 @@ var processMetrics = sync.OnceValue(func() *metrics {
 // collectors are every metric of the handler.
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.events, m.sms, m.tries, m.queued, m.unavailable, m.circuitOpen, m.buildInfo,
-		m.stateLost, m.unsafe, m.lostNow, m.tables, m.phoneRefused, m.directories, m.reports, m.refused, m.prefixes}
+		m.stateLost, m.unsafe, m.lostNow, m.tables, m.phoneRefused, m.directories, m.reports, m.refused, m.prefixes, m.traces}
 }
 
 func (m *metrics) register(reg *prometheus.Registry) error {
@@ -178,6 +185,7 @@ type observer struct {
 	ctx           caddy.Context
 	keys          *recovery.Keyring // hashes accounts: AccountRef
 	clearAccounts bool              // log_accounts clear
+	trail         *tracer           // support's trails; nil for a store without them
 }
 
 func newObserver(ctx caddy.Context, site string, logger *zap.Logger, keys *recovery.Keyring, clearAccounts bool) (*observer, error) {
@@ -195,6 +203,9 @@ func newObserver(ctx caddy.Context, site string, logger *zap.Logger, keys *recov
 	// first refusal of a site rather than a series that begins at 1.
 	for _, reason := range directory.PhoneReasons() {
 		m.phoneRefused.WithLabelValues(site, reason)
+	}
+	for _, result := range []string{traceWritten, traceDropped, traceFailed} {
+		m.traces.WithLabelValues(site, result)
 	}
 	// The http app loads the events app before it provisions any handler,
 	// so in a config this finds it. A context made without a config (tests)
@@ -290,7 +301,18 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 	if e.Name == recovery.EventPrefixBlocked {
 		o.metrics.prefixes.WithLabelValues(o.site, e.Prefix, country).Inc()
 	}
-	ref := "" // the account's hash, made once for the line and the event
+	ref := "" // the account's hash, made once for the line, the trail and the event
+	if e.Trace != "" && o.trail != nil {
+		if e.Account != "" {
+			ref = o.keys.AccountRef(e.Account)
+		}
+		te := storage.TrailEntry{Ref: e.Trace, Event: e.Name, Scope: e.Scope, Reason: e.Reason, Phone: e.Phone,
+			ClientIP: e.ClientIP, AccountHash: ref}
+		if o.clearAccounts {
+			te.Account = e.Account
+		}
+		o.trace(te)
+	}
 	if ce := o.logger.Check(eventLevel(e), "security event"); ce != nil {
 		fields := make([]zap.Field, 0, 11)
 		fields = append(fields, zap.String("event", e.Name), zap.String("site", o.site))
@@ -298,7 +320,9 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 			fields = append(fields, zap.String("account", e.Account))
 		}
 		if e.Account != "" {
-			ref = o.keys.AccountRef(e.Account)
+			if ref == "" {
+				ref = o.keys.AccountRef(e.Account)
+			}
 			fields = append(fields, zap.String("account_hash", ref))
 		}
 		fields = append(fields, zap.String("client_ip", e.ClientIP))
@@ -336,6 +360,30 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 		}
 		o.events.Emit(o.ctx, name, data)
 	}
+}
+
+// trace files e in support's trail of its reference, when the store keeps
+// trails.
+func (o *observer) trace(e storage.TrailEntry) {
+	if o.trail == nil {
+		return
+	}
+	e.Site = o.site
+	o.trail.add(e)
+}
+
+// FlushTrails returns once the trail entries queued so far are in the
+// store: the admin API calls it before it reads a trail.
+func (o *observer) FlushTrails(ctx context.Context) error {
+	if o.trail == nil {
+		return nil
+	}
+	return o.trail.flush(ctx)
+}
+
+// countTrace counts n trail entries with result.
+func (o *observer) countTrace(result string, n int) {
+	o.metrics.traces.WithLabelValues(o.site, result).Add(float64(n))
 }
 
 // accountHashes returns what log lines name accounts by: their keyed
@@ -407,6 +455,16 @@ func (o *observer) deliveryTry(t sms.Try) {
 // deliveryOutcome reports what became of a queued SMS.
 func (o *observer) deliveryOutcome(out sms.Outcome) {
 	o.metrics.sms.WithLabelValues(o.site, out.Kind, string(out.Result)).Inc()
+	if out.Trace != "" {
+		te := storage.TrailEntry{Ref: out.Trace, Event: prefixed(smsLogNames, "sms_", string(out.Result)), Phone: out.Phone}
+		if out.Kind != "code" {
+			te.Reason = out.Kind
+		}
+		if out.Err != nil {
+			te.Reason = strings.TrimPrefix(te.Reason+": "+out.Err.Error(), ": ")
+		}
+		o.trace(te)
+	}
 	level := zapcore.InfoLevel
 	if out.Result != sms.ResultSent {
 		level = zapcore.WarnLevel

@@ -25,6 +25,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/report"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/version"
 )
@@ -62,6 +63,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.closers = append(h.closers, func() error { return releaseStore(h.store) })
+	if h.traceRand == nil {
+		h.traceRand = rand.Reader
+	}
+	if trails, ok := h.store.backend.(storage.Trails); ok {
+		h.observer.trail = newTracer(trails, time.Duration(h.TraceTTL), traceQueue, clock.Real{}, h.outageLogger, h.observer.countTrace)
+		h.closers = append(h.closers, h.observer.trail.close)
+	}
 
 	if h.clock == nil {
 		h.clock = clock.Real{}

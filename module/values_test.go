@@ -40,6 +40,8 @@ func TestBadValuesAreToldAtLoad(t *testing.T) {
 		{"bare code_ttl", `, "code_ttl": 300`, "", "code_ttl: 300ns is below the least of 1m", bare},
 		{"short code_ttl", "", "code_ttl 1s", "code_ttl: 1s is below the least of 1m", bare},
 		{"bare token_ttl", `, "token_ttl": 600`, "", "token_ttl: 600ns is below the least of 1m", bare},
+		{"short trace_ttl", "", "trace_ttl 30m", "trace_ttl: 30m0s is below the least of 1h", bare},
+		{"long trace_ttl", `, "trace_ttl": "401d"`, "", "trace_ttl: 9624h0m0s is more than 400d", ""},
 		{"bare resend_interval", `, "resend_interval": 60`, "", "resend_interval: 60ns is below the least of 1s", bare},
 		{"short resend_interval", "", "resend_interval 500ms", "resend_interval: 500ms is below the least of 1s", bare},
 		{"bare limit window", `, "limits": {"start_ip": {"events": 3, "window": 3600}}`, "",
@@ -92,7 +94,7 @@ func TestGoodValuesLoad(t *testing.T) {
 			"lockout": {"failures": 1, "window": "1s", "duration": "1s"},
 			"ip_block": {"failures": 1, "window": "1s", "duration": "1s"}`},
 		{json: `, "code_ttl": 300000000000, "resend_interval": 0`},
-		{caddyfile: "code_ttl 1h\n\ttoken_ttl 1d\n\tresend_interval 2m\n\tlimit sms_global 10 1d\n\tlockout 3 1h 2h\n\tip_block 10 1h 24h"},
+		{caddyfile: "code_ttl 1h\n\ttrace_ttl 90d\n\ttoken_ttl 1d\n\tresend_interval 2m\n\tlimit sms_global 10 1d\n\tlockout 3 1h 2h\n\tip_block 10 1h 24h"},
 	} {
 		h := new(Handler)
 		var err error

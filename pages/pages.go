@@ -178,7 +178,7 @@ func (s *Set) Try(base func(lang string) *View) error {
 			for _, state := range states {
 				for _, withMessage := range []bool{false, true} {
 					v := base(lang)
-					v.Name, v.State, v.Next, v.RetryAfter, v.Attempts = name, state, "/", 90, 2
+					v.Name, v.State, v.Next, v.RetryAfter, v.Attempts, v.Reference = name, state, "/", 90, 2, "K7QMX-2XD9T"
 					if withMessage {
 						v.Error, v.Notice = messages[name][0], messages[name][1]
 					}
@@ -213,6 +213,7 @@ type View struct {
 	State      string // on the problem page: what went wrong
 	Next       string // on the problem page: the link to the next step
 	Notified   bool   // on the done page: a notice went to the phone
+	Reference  string // the support reference of a refusal, shown for support
 
 	Status     int   // the HTTP status the page is served with
 	RetryAfter int64 // seconds until trying again makes sense; 0 for none
@@ -248,6 +249,7 @@ func (s *Set) Render(v *View) ([]byte, error) {
 		"{min}", strconv.Itoa(v.MinLength),
 		"{attempts}", strconv.Itoa(v.Attempts),
 		"{wait}", waitText(v.texts, v.RetryAfter),
+		"{reference}", v.Reference,
 	)
 	t, ok := s.templates[v.Name]
 	if !ok {

@@ -21,7 +21,7 @@ func TestPagesEveryLanguageHasEveryText(t *testing.T) {
 		t.Fatalf("languages %v, want de, en, fr, nl", got)
 	}
 	placeholder := regexp.MustCompile(`\{[a-z]+\}`)
-	known := []string{"{site}", "{support}", "{digits}", "{minutes}", "{min}", "{attempts}", "{wait}", "{n}"}
+	known := []string{"{site}", "{support}", "{digits}", "{minutes}", "{min}", "{attempts}", "{wait}", "{n}", "{reference}"}
 	for lang, m := range texts {
 		t.Run(lang, func(t *testing.T) {
 			for key, en := range texts["en"] {
@@ -142,5 +142,36 @@ func TestProblemOf(t *testing.T) {
 		if !slices.Contains(ProblemStates, ProblemOf(code)) {
 			t.Errorf("ProblemOf(%q) = %q is no problem state", code, ProblemOf(code))
 		}
+	}
+}
+
+func TestReferenceShown(t *testing.T) {
+	t.Parallel()
+	s, err := New("en", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lang := range []string{"en", "de", "nl", "fr"} {
+		v := s.View(lang)
+		v.Name, v.State, v.Next, v.Reference = "problem", "locked", "/", "K7QMX-2XD9T"
+		out, err := s.Render(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), `<p class="reference">`) || !strings.Contains(string(out), "K7QMX-2XD9T") {
+			t.Errorf("%s: the problem page does not show its reference:\n%s", lang, out)
+		}
+		v = s.View(lang)
+		v.Name, v.Next = "account", "/"
+		if out, _ := s.Render(v); strings.Contains(string(out), `class="reference"`) {
+			t.Errorf("%s: a page without a refusal shows a reference", lang)
+		}
+	}
+	if out, _ := func() ([]byte, error) {
+		v := s.View("en")
+		v.Name, v.State, v.Next, v.Reference = "problem", "locked", "/", "K7QMX-2XD9T"
+		return s.Render(v)
+	}(); !strings.Contains(string(out), "Give support this reference: K7QMX-2XD9T") {
+		t.Errorf("the English text is not on the page:\n%s", out)
 	}
 }

@@ -203,6 +203,31 @@ func (m *Messages) ImposedNotice(lang string, d MessageData) (string, error) {
 	return render(m.builtin[m.lang(lang)].imposed, d)
 }
 
+// referenceLabels introduce the support reference at the end of a notice,
+// by language; each is plain GSM-7.
+var referenceLabels = map[string]string{
+	"en": "Reference for support:",
+	"de": "Referenz für den Support:",
+	"nl": "Referentie voor support:",
+	"fr": "Référence pour le support :",
+}
+
+// WithReference returns body, a notice rendered in lang, with a last line
+// that gives the support reference ref (see TraceRef), when the whole
+// still fits in two GSM-7 segments; otherwise, or without a reference,
+// body as it is: the notice matters more than its reference, and a third
+// segment or a switch to UCS-2 would cost more than it is worth.
+func (m *Messages) WithReference(lang, body, ref string) string {
+	if ref == "" {
+		return body
+	}
+	out := body + "\n" + referenceLabels[m.lang(lang)] + " " + ref
+	if !IsGSM7(out) || Segments(out) > 2 {
+		return body
+	}
+	return out
+}
+
 // lang returns the built-in language to use for a BCP 47 tag.
 func (m *Messages) lang(tag string) string {
 	if lang := primaryLang(tag); builtinTexts[lang].code != "" {

@@ -141,6 +141,7 @@ type Message struct {
 	To        string // E.164
 	Body      string // exact text
 	Reference string // traces the message without the phone number
+	Trace     string // the support reference of its flow, for its outcome
 	// Masked is To masked with MaskPhone, when the caller has it already;
 	// otherwise the sender masks To for its reports.
 	Masked    string
@@ -255,9 +256,13 @@ type Event struct {
 	Account  string
 	ClientIP string
 	FlowRef  string // a short, non-secret reference to the flow
-	Phone    string // masked
-	Reason   string
-	Scope    string
+	// Trace is the support reference the event is filed under: its flow's
+	// (Keyring.TraceRef), or a refused start's; empty for events of no
+	// flow or request (a prefix blocked, a store's alarm).
+	Trace  string
+	Phone  string // masked
+	Reason string
+	Scope  string
 	// Cause is the error Reason tells of, when there is one: the phone
 	// policy's refusal of a number, say, which an observer may count by
 	// kind. Like Reason, it never holds a phone number.

@@ -98,6 +98,11 @@ type Started struct {
 	ExpiresIn time.Duration
 }
 
+// event returns the start of every event of the flow with that ID.
+func (s *Service) event(flowID, account, clientIP string) Event {
+	return Event{Account: account, ClientIP: clientIP, FlowRef: FlowRef(flowID), Trace: s.Keys.TraceRef(flowID)}
+}
+
 // StartRequest asks for a code for an account.
 type StartRequest struct {
 	Account   string // as typed
@@ -137,19 +142,23 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Started, error) 
 		ClientIP:  req.ClientIP,
 		PublicURL: req.PublicURL,
 	}
-	ev := Event{Account: account, ClientIP: req.ClientIP, FlowRef: FlowRef(id)}
+	ev := s.event(id, account, req.ClientIP)
 	to, err := s.resolve(ctx, &f)
 	if err != nil {
-		return Started{}, err
+		return Started{}, traced(ev.Trace, err)
 	}
 	msg, err := s.compose(&f, to, code, link+id, host, ev)
 	if err != nil {
-		return Started{}, err
+		return Started{}, traced(ev.Trace, err)
 	}
 	// The lookup first, so that the checks and the new flow are one step.
 	sms, err := s.Guard.StartFlow(ctx, req.ClientIP, f, s.Keys.PhoneKey(to.phone))
 	if err != nil {
-		return Started{}, s.changeFailed(ctx, err, account, req.ClientIP, "", "starting flow")
+		// A refused start has no flow, but its events are filed under the
+		// reference its flow would have had, which the answer shows.
+		refused := ev
+		refused.FlowRef = ""
+		return Started{}, traced(ev.Trace, s.changeFailed(ctx, err, refused, "starting flow"))
 	}
 	msg.Admit = s.admitCode(to, sms, ev)
 	ev.Name, ev.Phone = EventFlowStarted, f.PhoneMasked
@@ -226,6 +235,7 @@ func (s *Service) compose(f *Flow, to recipient, code, link, host string, ev Eve
 		Masked:    f.PhoneMasked,
 		Body:      body,
 		Reference: ev.FlowRef,
+		Trace:     ev.Trace,
 		Validity:  f.ExpiresAt.Sub(f.SentAt),
 		ExpiresAt: f.ExpiresAt,
 		Decoy:     to.unknown,
@@ -302,10 +312,10 @@ func blockReason(d *Denial) string {
 
 // changeFailed answers a change to a flow that the guard refused (a store
 // with no room left since Start looked) or could not make.
-func (s *Service) changeFailed(ctx context.Context, err error, account, ip, flowRef, what string) error {
+func (s *Service) changeFailed(ctx context.Context, err error, base Event, what string) error {
 	var d *Denial
 	if errors.As(err, &d) {
-		return s.denied(ctx, err, account, ip, flowRef)
+		return s.denied(ctx, err, base)
 	}
 	return unavailable(what, err)
 }
@@ -329,6 +339,11 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 	if !validID(flowID, flowIDLen) {
 		return Started{}, ErrInvalidRequest
 	}
+	started, err := s.resend(ctx, flowID, clientIP)
+	return started, traced(s.Keys.TraceRef(flowID), err)
+}
+
+func (s *Service) resend(ctx context.Context, flowID, clientIP string) (Started, error) {
 	f, err := s.Store.Flow(ctx, flowID)
 	if err != nil {
 		return Started{}, notFound(err, ErrExpired)
@@ -352,7 +367,7 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 	}
 	next := f
 	next.SentAt, next.ExpiresAt = now, now.Add(s.cfg.CodeTTL)
-	ev := Event{Account: f.Account, ClientIP: clientIP, FlowRef: FlowRef(flowID)}
+	ev := s.event(flowID, f.Account, clientIP)
 	to, err := s.resolve(ctx, &next)
 	if err != nil {
 		return Started{}, err
@@ -373,7 +388,8 @@ func (s *Service) Resend(ctx context.Context, flowID, clientIP string) (Started,
 	case errors.Is(err, ErrNotFound):
 		return Started{}, ErrExpired
 	case err != nil:
-		return Started{}, s.changeFailed(ctx, err, f.Account, clientIP, FlowRef(flowID), "resending code")
+		ev.Account = f.Account
+		return Started{}, s.changeFailed(ctx, err, ev, "resending code")
 	}
 	msg.Admit = s.admitCode(to, sms, ev)
 	ev.Name, ev.Phone = EventCodeResent, next.PhoneMasked
@@ -392,16 +408,24 @@ type Verified struct {
 // so that concurrent guesses cannot exceed MaxAttempts; a correct code ends
 // the flow and yields a reset token, once.
 func (s *Service) Verify(ctx context.Context, flowID, code, clientIP string) (Verified, error) {
-	if !validID(flowID, flowIDLen) || !s.validCode(code) {
+	if !validID(flowID, flowIDLen) {
 		return Verified{}, ErrInvalidRequest
 	}
-	ev := Event{ClientIP: clientIP, FlowRef: FlowRef(flowID)}
+	v, err := s.verify(ctx, flowID, code, clientIP)
+	return v, traced(s.Keys.TraceRef(flowID), err)
+}
+
+func (s *Service) verify(ctx context.Context, flowID, code, clientIP string) (Verified, error) {
+	if !s.validCode(code) {
+		return Verified{}, ErrInvalidRequest
+	}
+	ev := s.event(flowID, "", clientIP)
 	f, guess, err := s.Guard.Verify(ctx, clientIP, flowID, s.cfg.MaxAttempts)
 	ev.Account, ev.Phone = f.Account, f.PhoneMasked
 	var d *Denial
 	switch {
 	case errors.As(err, &d):
-		return Verified{}, s.denied(ctx, err, f.Account, clientIP, ev.FlowRef)
+		return Verified{}, s.denied(ctx, err, ev)
 	case errors.Is(err, ErrExhausted):
 		ev.Name = EventFlowExhausted
 		s.Observer.Observe(ctx, ev)
@@ -434,13 +458,13 @@ func (s *Service) wrongCode(ctx context.Context, f Flow, guess Guess, ev Event) 
 	ev.Name = EventWrongCode
 	s.Observer.Observe(ctx, ev)
 	if guess.Uncounted != nil {
-		return s.denied(ctx, guess.Uncounted, f.Account, ev.ClientIP, ev.FlowRef)
+		return s.denied(ctx, guess.Uncounted, ev)
 	}
 	if guess.Set != nil {
 		if guess.LockedAccount() && s.cfg.NotifyOnLock {
 			s.notifyLock(ctx, f.Account, ev, s.Messages.LockNotice)
 		}
-		return s.locked(ctx, guess.Set, f.Account, ev.ClientIP, ev.FlowRef)
+		return s.locked(ctx, guess.Set, ev)
 	}
 	return &CodeError{AttemptsLeft: max(0, s.cfg.MaxAttempts-f.Attempts)}
 }
@@ -477,6 +501,7 @@ type Reset struct {
 	Account  string
 	ClientIP string
 	FlowID   string
+	Trace    string // the support reference of the flow
 	hash     []byte
 	s        *Service
 }
@@ -491,7 +516,7 @@ func (s *Service) BeginReset(ctx context.Context, token, clientIP string) (*Rese
 		t, err := s.Store.BeginSpend(ctx, h, s.cfg.TokenLease)
 		switch {
 		case err == nil:
-			return &Reset{Account: t.Account, ClientIP: clientIP, FlowID: t.FlowID, hash: h, s: s}, nil
+			return &Reset{Account: t.Account, ClientIP: clientIP, FlowID: t.FlowID, Trace: s.Keys.TraceRef(t.FlowID), hash: h, s: s}, nil
 		case errors.Is(err, ErrNotFound):
 			continue
 		case errors.Is(err, ErrBusy):
@@ -507,9 +532,9 @@ func (s *Service) BeginReset(ctx context.Context, token, clientIP string) (*Rese
 // spent and the phone notified; otherwise the token can be used again.
 func (r *Reset) Finish(ctx context.Context, accepted bool) error {
 	s := r.s
-	ev := Event{Account: r.Account, ClientIP: r.ClientIP, FlowRef: FlowRef(r.FlowID)}
+	ev := s.event(r.FlowID, r.Account, r.ClientIP)
 	if err := s.Store.EndSpend(ctx, r.hash, accepted); err != nil {
-		return unavailable("ending token use", err)
+		return traced(r.Trace, unavailable("ending token use", err))
 	}
 	if !accepted {
 		ev.Name = EventResetFailed
@@ -538,7 +563,7 @@ func (s *Service) notify(ctx context.Context, account string, ev Event) {
 	if err != nil {
 		return
 	}
-	s.send(ctx, Message{Kind: "notice", To: phone, Body: body, Reference: ev.FlowRef,
+	s.send(ctx, Message{Kind: "notice", To: phone, Body: body, Reference: ev.FlowRef, Trace: ev.Trace,
 		ExpiresAt: s.Clock.Now().Add(24 * time.Hour)}, ev)
 }
 
@@ -570,15 +595,17 @@ func (s *Service) notifyLock(ctx context.Context, account string, ev Event, rend
 	if unknown {
 		entry.Phone = s.standIn(account)
 	}
-	body, err := render(s.lang(entry), MessageData{SiteName: s.cfg.SiteName, Support: s.cfg.Support})
+	lang := s.lang(entry)
+	body, err := render(lang, MessageData{SiteName: s.cfg.SiteName, Support: s.cfg.Support})
 	if err != nil {
 		return false
 	}
+	body = s.Messages.WithReference(lang, body, ev.Trace)
 	phone, perr := s.Phones.Check(entry.Phone)
 	if perr != nil {
 		phone = entry.Phone
 	}
-	m := Message{Kind: "lock_notice", To: phone, Body: body, Reference: ev.FlowRef,
+	m := Message{Kind: "lock_notice", To: phone, Body: body, Reference: ev.FlowRef, Trace: ev.Trace,
 		ExpiresAt: s.Clock.Now().Add(time.Hour), Admit: s.admitSMS(phone, ev)}
 	// As for a code: a decoy is queued all the same, and dropped unseen.
 	if m.Decoy = unknown || perr != nil; !m.Decoy {
@@ -615,20 +642,21 @@ func (s *Service) link(publicURL string) (string, string, error) {
 
 // denied reports a request the guard refused and passes the refusal on;
 // other guard errors mean it could not decide, and the request fails closed.
-func (s *Service) denied(ctx context.Context, err error, account, ip, flowRef string) error {
-	return s.report(ctx, err, account, ip, flowRef, false)
+func (s *Service) denied(ctx context.Context, err error, base Event) error {
+	return s.report(ctx, err, base, false)
 }
 
 // locked reports the locks and blocks a wrong code has just set.
-func (s *Service) locked(ctx context.Context, err error, account, ip, flowRef string) error {
-	return s.report(ctx, err, account, ip, flowRef, true)
+func (s *Service) locked(ctx context.Context, err error, base Event) error {
+	return s.report(ctx, err, base, true)
 }
 
 // report emits one event per refusal in err (a wrong code can lock the
 // account and block the IP at once) and returns the first refusal. A lock
 // or block is reported as set only when it was set now; a request refused
 // while one is in force is EventRefused, so that alerts can count new locks.
-func (s *Service) report(ctx context.Context, err error, account, ip, flowRef string, set bool) error {
+// base holds the account, client, flow and support reference of each event.
+func (s *Service) report(ctx context.Context, err error, base Event, set bool) error {
 	var first *Denial
 	if !errors.As(err, &first) {
 		// The guard's error says what it was doing.
@@ -646,7 +674,7 @@ func (s *Service) report(ctx context.Context, err error, account, ip, flowRef st
 		if !errors.As(e, &d) {
 			continue
 		}
-		ev := Event{Account: account, ClientIP: ip, FlowRef: flowRef, Scope: d.Scope}
+		ev := Event{Account: base.Account, ClientIP: base.ClientIP, FlowRef: base.FlowRef, Trace: base.Trace, Scope: d.Scope}
 		switch {
 		case errors.Is(d, ErrRateLimited):
 			ev.Name = EventRateLimited

@@ -57,6 +57,7 @@ type Outcome struct {
 	Result    Result
 	Kind      string        // the message's Kind
 	Reference string        // the message's Reference
+	Trace     string        // the message's Trace: the support reference of its flow
 	Phone     string        // the recipient, masked with recovery.MaskPhone
 	Attempts  int           // requests that reached the Deliverer
 	Status    int           // the provider's HTTP status for the last attempt, if known
@@ -486,6 +487,7 @@ func (q *Queue) report(it queued, r Result, attempts int, err error) {
 		Result:    r,
 		Kind:      it.m.Kind,
 		Reference: it.m.Reference,
+		Trace:     it.m.Trace,
 		Phone:     it.m.Masked,
 		Attempts:  attempts,
 		Err:       err,

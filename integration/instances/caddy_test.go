@@ -86,6 +86,7 @@ func newDeployment(t *testing.T) *deployment {
 type instance struct {
 	name   string
 	base   string // http://localhost:<port>
+	admin  string // http://localhost:<port> of its admin API
 	outbox string
 	log    string // path of the process's stderr and stdout
 	cmd    *exec.Cmd
@@ -181,7 +182,7 @@ func (d *deployment) launch(t *testing.T, s nodeSpec) *instance {
 		s.redis = redistest.URL()
 	}
 	httpFile, httpPort := freeport.File(t)
-	adminFile, _ := freeport.File(t)
+	adminFile, adminPort := freeport.File(t)
 	files := []*os.File{httpFile, adminFile} // as ExtraFiles: httpFD, then adminFD
 	for _, f := range files {
 		defer f.Close() // the child has its own copy once started
@@ -190,6 +191,7 @@ func (d *deployment) launch(t *testing.T, s nodeSpec) *instance {
 	n := &instance{
 		name:    s.slot.name,
 		base:    fmt.Sprintf("http://localhost:%d", httpPort),
+		admin:   fmt.Sprintf("http://localhost:%d", adminPort),
 		outbox:  filepath.Join(dir, "outbox.jsonl"),
 		log:     filepath.Join(dir, "caddy.log"),
 		exited:  make(chan struct{}),

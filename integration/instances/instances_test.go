@@ -3,6 +3,7 @@ package instances
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -393,5 +394,55 @@ func TestRedisStorageNeedsSecret(t *testing.T) {
 				t.Errorf("caddy validate said:\n%s\nwant it to say %q", out, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestTraceAcrossInstances: a flow started on A and guessed at on B files
+// its events under one reference in Redis, and support reading it through
+// either instance's admin API sees both instances' part.
+func TestTraceAcrossInstances(t *testing.T) {
+	needRedis(t)
+	d := newDeployment(t)
+	nodes := d.start(t, nodeSpec{slot: slotA}, nodeSpec{slot: slotB})
+	a, b := nodes[0], nodes[1]
+
+	flow := a.startFlow(t, alice)
+	code := a.codeFor(t, flow)
+	wrong := "000000"
+	if code == wrong {
+		wrong = "111111"
+	}
+	ans := b.post(t, "/recovery/verify", verifyBody(flow, wrong))
+	ref := ans.str("reference")
+	if ans.Status != http.StatusBadRequest || ref == "" {
+		t.Fatalf("wrong code on B = %v, want 400 with a reference", ans)
+	}
+	trace := func(n *instance) string {
+		t.Helper()
+		resp, err := n.client.Get(n.admin + "/sms-recovery/trace/" + ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body strings.Builder
+		if _, err := io.Copy(&body, resp.Body); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("trace %s on %s: %d %s", ref, n.name, resp.StatusCode, body.String())
+		}
+		return body.String()
+	}
+	// Each instance writes what it saw before it answers a trace: read
+	// through A, then through B, which then holds both parts.
+	trace(a)
+	got := trace(b)
+	for _, want := range []string{`"event":"flow_started"`, `"event":"wrong_code"`, `"status":400`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("trace through B lacks %s: %s", want, got)
+		}
+	}
+	if strings.Contains(got, code) || strings.Contains(got, flow) {
+		t.Errorf("trace holds the code or the flow ID: %s", got)
 	}
 }

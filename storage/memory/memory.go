@@ -72,6 +72,7 @@ type Store struct {
 	counters *counterTable // clients' own, dropped least recently used first
 	budgets  *counterTable // limiter.Kept, never dropped while their window is open
 	breakers *counterTable // the conversion breaker's, dropped least recently used first
+	trails   *trailTable   // support's trails, with a mutex of their own (trail.go)
 
 	tokensLetGo uint64
 }
@@ -114,6 +115,7 @@ func (m *Store) open(clock recovery.Clock) error {
 	m.counters = newCounterTable(counterBound(m.MaxEntries), false)
 	m.budgets = newCounterTable(counterBound(m.MaxEntries), true)
 	m.breakers = newCounterTable(breakerBound(m.MaxEntries), false)
+	m.trails = newTrailTable(trailBound(m.MaxEntries))
 	// NewLRU fails only for a size below one, refused above.
 	m.tokens, _ = simplelru.NewLRU[string, memToken](m.MaxEntries, nil)
 	return nil

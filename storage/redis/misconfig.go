@@ -227,6 +227,8 @@ func storeCommands(key string, minReplicas int) [][]string {
 		{"del", key}, {"exists", key}, {"get", key}, {"hget", key, "f"}, {"hincrby", key, "f", "1"},
 		{"hset", key, "f", "v"}, {"incrby", key, "1"}, {"persist", key}, {"pexpire", key, "1"}, {"pttl", key},
 		{"zadd", key, "1", "m"}, {"zrem", key, "m"}, {"zremrangebyscore", key, "0", "1"},
+		// Support's trails (trail.go, lua/trail.lua).
+		{"lrange", key, "0", "-1"}, {"rpush", key, "v"}, {"ltrim", key, "0", "1"}, {"zcard", key}, {"zpopmin", key, "1"},
 	}
 	if minReplicas > 0 {
 		cmds = append(cmds, []string{"wait", "1", "0"})

@@ -26,6 +26,8 @@ var (
 	imposeLua string
 	//go:embed lua/epoch.lua
 	epochLua string
+	//go:embed lua/trail.lua
+	trailLua string
 )
 
 var (
@@ -41,4 +43,6 @@ var (
 	imposeScript = redis.NewScript(imposeLua)
 	// epochScript learns and acknowledges the epoch (epoch.go).
 	epochScript = redis.NewScript(epochLua)
+	// trailScript appends support's trail entries (trail.go).
+	trailScript = redis.NewScript(trailLua)
 )
