@@ -72,6 +72,7 @@ type Store struct {
 	counters *counterTable // clients' own, dropped least recently used first
 	budgets  *counterTable // limiter.Kept, never dropped while their window is open
 	breakers *counterTable // the conversion breaker's, dropped least recently used first
+	used     usedTable     // single-use keys marked used, never dropped before their end
 
 	tokensLetGo uint64
 }
@@ -114,6 +115,7 @@ func (m *Store) open(clock recovery.Clock) error {
 	m.counters = newCounterTable(counterBound(m.MaxEntries), false)
 	m.budgets = newCounterTable(counterBound(m.MaxEntries), true)
 	m.breakers = newCounterTable(breakerBound(m.MaxEntries), false)
+	m.used = usedTable{ends: make(map[string]time.Time), bound: m.MaxEntries}
 	// NewLRU fails only for a size below one, refused above.
 	m.tokens, _ = simplelru.NewLRU[string, memToken](m.MaxEntries, nil)
 	return nil

@@ -69,6 +69,10 @@ func Run(t *testing.T, h Harness) {
 		t.Parallel()
 		runImpose(t, h)
 	})
+	t.Run("Used", func(t *testing.T) {
+		t.Parallel()
+		runUsed(t, h)
+	})
 }
 
 // newFlow returns a flow sent now that lives for ttl. Times are whole
