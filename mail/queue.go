@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
+	"strings"
 	"sync"
 	"time"
 
@@ -202,12 +203,12 @@ func (q *Queue) deliver(m recovery.Mail) {
 			out.Result, out.Err = ResultSent, nil
 			break
 		}
-		out.Err = err
+		out.Err = masked(err, m)
 		if Permanent(err) {
 			out.Result = ResultRejected
 			break
 		}
-		q.cfg.ObserveTry(Try{Kind: m.Kind, To: m.Masked, Try: try, Err: err})
+		q.cfg.ObserveTry(Try{Kind: m.Kind, To: m.Masked, Try: try, Err: out.Err})
 		if try >= q.cfg.Tries {
 			out.Result = ResultExhausted
 			break
@@ -232,6 +233,47 @@ func (q *Queue) backoff(try int) time.Duration {
 	_, _ = io.ReadFull(q.cfg.Rand, b[:])
 	half := d / 2
 	return half + time.Duration(binary.BigEndian.Uint64(b[:])%uint64(half+1))
+}
+
+// masked returns err with the notice's address masked: a server's answer
+// often quotes the recipient ("550 5.1.1 <alice@example.com>: unknown").
+func masked(err error, m recovery.Mail) error {
+	s := err.Error()
+	if !strings.Contains(strings.ToLower(s), strings.ToLower(m.To)) {
+		return err
+	}
+	return &maskedError{msg: replaceFold(s, m.To, m.Masked), err: err}
+}
+
+// maskedError is an error whose message had an address masked; it
+// unwraps to the original, for errors.Is and errors.As.
+type maskedError struct {
+	msg string
+	err error
+}
+
+func (e *maskedError) Error() string { return e.msg }
+func (e *maskedError) Unwrap() error { return e.err }
+
+// replaceFold replaces every match of old in s, whatever its case, with new.
+func replaceFold(s, old, new string) string {
+	lower, lowerOld := strings.ToLower(s), strings.ToLower(old)
+	if len(lower) != len(s) || len(lowerOld) != len(old) {
+		// Case folding changed a length: no offsets to map back; say
+		// nothing of the answer rather than risk the address.
+		return "the server's answer named the recipient (not shown)"
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(lower, lowerOld)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		b.WriteString(new)
+		s, lower = s[i+len(old):], lower[i+len(old):]
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

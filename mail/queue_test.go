@@ -238,10 +238,14 @@ func TestTemporaryRefusalIsRetriedPermanentIsNot(t *testing.T) {
 	if out := o.next(t); out.Result != mailer.ResultSent || out.Tries != 2 {
 		t.Fatalf("after a 451: %+v, want sent at the second try", out)
 	}
-	r.Refuse(&smtp.SMTPError{Code: 550, Message: "no such user"})
+	r.Refuse(&smtp.SMTPError{Code: 550, Message: "<Bob@Example.com>: no such user"})
 	q.Mail(ctx, notice(recovery.MailMailbox, "bob@example.com"))
-	if out := o.next(t); out.Result != mailer.ResultRejected || out.Tries != 1 {
+	out := o.next(t)
+	if out.Result != mailer.ResultRejected || out.Tries != 1 || !mailer.Permanent(out.Err) {
 		t.Fatalf("after a 550: %+v, want rejected at once", out)
+	}
+	if msg := out.Err.Error(); strings.Contains(strings.ToLower(msg), "bob@") || !strings.Contains(msg, "b*****@example.com") {
+		t.Errorf("the outcome's error %q names the address in clear, or not masked", msg)
 	}
 }
 
