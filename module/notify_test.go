@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ import (
 
 // notifyEnv is a page gateway whose resets send e-mail notices: alice's
 // into her mailbox by LMTP, and to her alternate address by SMTP.
-func notifyEnv(t *testing.T, mailbox, relay string) *pageEnv {
+func notifyEnv(t *testing.T, mailbox, relay string, more ...func(*Handler)) *pageEnv {
 	t.Helper()
 	dirFile := filepath.Join(t.TempDir(), "directory.json")
 	entries := `{"alice@example.com": {"phone": "+31612345678", "email": "alice.private@example.net"}}`
@@ -44,6 +45,9 @@ func notifyEnv(t *testing.T, mailbox, relay string) *pageEnv {
 		}
 		// The waits between tries are asked for, not waited out.
 		h.mailSleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+		for _, f := range more {
+			f(h)
+		}
 	})
 }
 
@@ -281,5 +285,75 @@ func TestNotifyValidate(t *testing.T) {
 	ok.fillDefaults()
 	if err := ok.validate(); err != nil {
 		t.Fatalf("a good notify: %v", err)
+	}
+}
+
+// TestNotMeOnceAcrossInstances: two gateways share a Redis storage and a
+// secret, as instances behind one load balancer do; the owner's link is
+// posted to both at once, many times. One post locks, every other finds
+// the link used, and one dispute is counted.
+func TestNotMeOnceAcrossInstances(t *testing.T) {
+	t.Parallel()
+	storage := redisTestStorage(t)
+	box, relay := mailtest.Start(t, true), mailtest.Start(t, false)
+	shared := func(h *Handler) {
+		h.StorageRaw = storage
+		h.Secrets = []string{opsSecret}
+		h.SiteName = "Notify Mail shared"
+	}
+	a := notifyEnv(t, box.Addr, relay.Addr, shared)
+	b := notifyEnv(t, box.Addr, relay.Addr, shared)
+	a.walkToDone(a.browser())
+	_, token := readNotice(t, waitMail(t, box), pageTestAccount)
+	waitMail(t, relay)
+	before := a.counter(t, "caddy_sms_recovery_reset_disputed_total", nil)
+
+	const posts = 8
+	type ready struct {
+		br   *browser
+		env  *pageEnv
+		form url.Values
+	}
+	var forms []ready
+	for i := range posts {
+		env := a
+		if i%2 == 1 {
+			env = b
+		}
+		br := env.browser()
+		p := br.get(env.url("/not-me?t=" + url.QueryEscape(token)))
+		p.want(t, http.StatusOK)
+		forms = append(forms, ready{br, env, url.Values{"t": {p.field("t")}, "csrf": {p.field("csrf")}}})
+	}
+	statuses := make([]int, posts)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, f := range forms {
+		wg.Go(func() {
+			<-start
+			statuses[i] = f.br.post(f.env.url("/not-me"), f.form).StatusCode
+		})
+	}
+	close(start)
+	wg.Wait()
+	locked, used := 0, 0
+	for _, s := range statuses {
+		switch s {
+		case http.StatusOK:
+			locked++
+		case http.StatusGone:
+			used++
+		default:
+			t.Errorf("a post answered %d", s)
+		}
+	}
+	if locked != 1 || used != posts-1 {
+		t.Fatalf("%d posts locked and %d found the link used; want 1 and %d (statuses %v)", locked, used, posts-1, statuses)
+	}
+	if !a.accountLocked(t, pageTestAccount) || !b.accountLocked(t, pageTestAccount) {
+		t.Fatal("the account is not locked on both instances")
+	}
+	if n := a.counter(t, "caddy_sms_recovery_reset_disputed_total", nil) - before; n != 1 {
+		t.Fatalf("disputes counted %v, want 1", n)
 	}
 }
