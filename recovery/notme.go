@@ -39,8 +39,8 @@ const (
 	notMeMACBytes   = 32
 	notMeHeader     = notMeNonceBytes + 8 // nonce and expiry, before the account
 	// maxNotMeLen bounds what is decoded: a 254-character account, in
-	// UTF-8 up to 4 bytes a character, and the rest.
-	maxNotMeLen = 1400
+	// UTF-8 up to 4 bytes a character, and the rest, in base64 (1431).
+	maxNotMeLen = 1500
 )
 
 // notMeMAC signs payload under secret i, bound to the keyring's realm.

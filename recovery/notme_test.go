@@ -340,3 +340,19 @@ func flip(s string) string {
 	}
 	return string(b)
 }
+
+// TestNotMeLongestAccount: the token of the longest account, in 4-byte
+// characters, opens.
+func TestNotMeLongestAccount(t *testing.T) {
+	t.Parallel()
+	keys, err := recovery.NewKeyring([]byte(strings.Repeat("k", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	account := strings.Repeat("\U0001F600", recovery.MaxAccountLen)
+	tok := keys.NotMeToken(account, time.Now().Add(time.Hour), make([]byte, 16))
+	n, err := keys.OpenNotMe(tok)
+	if err != nil || n.Account != account {
+		t.Fatalf("OpenNotMe of a %d-character token: %v", len(tok), err)
+	}
+}
