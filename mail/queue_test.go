@@ -3,10 +3,18 @@ package mail_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	cryptorand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
+	"math/big"
 	"math/rand/v2"
 	"mime"
 	"mime/quotedprintable"
+	"net"
 	"net/mail"
 	"strings"
 	"sync"
@@ -298,4 +306,71 @@ func TestFullQueueRefusesAtOnce(t *testing.T) {
 		t.Fatalf("outcome %+v, want queue_full", out)
 	}
 	close(block)
+}
+
+// selfSigned returns a server certificate for 127.0.0.1 and a pool that
+// trusts it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), cryptorand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "mx.test"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(cryptorand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+func TestStartTLSWhereOffered(t *testing.T) {
+	t.Parallel()
+	cert, pool := selfSigned(t)
+	r := mailtest.StartTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}})
+	q, o := newQueue(t, func(c *mailer.QueueConfig) {
+		c.Mailbox = &mailer.Server{Protocol: mailer.SMTP, Address: r.Addr, TLS: &tls.Config{RootCAs: pool}}
+	})
+	q.Mail(context.Background(), notice(recovery.MailAlternate, "alice.private@example.net"))
+	if got := received(t, r); !got.TLS {
+		t.Fatal("the server offered STARTTLS, and the notice went in the clear")
+	}
+	if out := o.next(t); out.Result != mailer.ResultSent {
+		t.Fatalf("outcome %+v", out)
+	}
+}
+
+// TestStartTLSUntrustedCertificateFails: opportunistic STARTTLS checks the
+// certificate; one it cannot trust is a failed try, never the clear.
+func TestStartTLSUntrustedCertificateFails(t *testing.T) {
+	t.Parallel()
+	cert, _ := selfSigned(t)
+	r := mailtest.StartTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}})
+	q, o := newQueue(t, func(c *mailer.QueueConfig) {
+		c.Mailbox = &mailer.Server{Protocol: mailer.SMTP, Address: r.Addr}
+		c.Tries = 2
+	})
+	q.Mail(context.Background(), notice(recovery.MailAlternate, "alice.private@example.net"))
+	if out := o.next(t); out.Result != mailer.ResultExhausted || out.Tries != 2 {
+		t.Fatalf("outcome %+v, want retries_exhausted", out)
+	}
+	select {
+	case m := <-r.Messages:
+		t.Fatalf("a notice was taken over an untrusted connection: TLS %v", m.TLS)
+	default:
+	}
 }

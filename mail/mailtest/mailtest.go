@@ -4,6 +4,7 @@
 package mailtest
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ type Received struct {
 	From string
 	To   []string
 	Data []byte
+	TLS  bool // the message came over a connection upgraded with STARTTLS
 }
 
 // Receiver is a running SMTP or LMTP server.
@@ -45,10 +47,22 @@ func (r *Receiver) Refuse(errs ...error) {
 // lmtp, SMTP on a loopback port otherwise.
 func Start(tb testing.TB, lmtp bool) *Receiver {
 	tb.Helper()
+	return start(tb, lmtp, nil)
+}
+
+// StartTLS runs an SMTP receiver on a loopback port that offers STARTTLS
+// with cfg.
+func StartTLS(tb testing.TB, cfg *tls.Config) *Receiver {
+	tb.Helper()
+	return start(tb, false, cfg)
+}
+
+func start(tb testing.TB, lmtp bool, cfg *tls.Config) *Receiver {
 	r := &Receiver{Messages: make(chan Received, 16)}
-	s := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
-		return &session{r: r}, nil
+	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &session{r: r, conn: c}, nil
 	}))
+	s.TLSConfig = cfg
 	s.Domain = "mx.test"
 	s.AllowInsecureAuth = true
 	s.LMTP = lmtp
@@ -76,6 +90,7 @@ func Start(tb testing.TB, lmtp bool) *Receiver {
 
 type session struct {
 	r    *Receiver
+	conn *smtp.Conn
 	from string
 	to   []string
 }
@@ -108,9 +123,14 @@ func (s *session) Data(r io.Reader) error {
 		return refuse
 	}
 	select {
-	case s.r.Messages <- Received{From: s.from, To: s.to, Data: b}:
+	case s.r.Messages <- Received{From: s.from, To: s.to, Data: b, TLS: s.isTLS()}:
 		return nil
 	default:
 		return errors.New("test receiver full")
 	}
+}
+
+func (s *session) isTLS() bool {
+	_, ok := s.conn.TLSConnectionState()
+	return ok
 }
