@@ -31,6 +31,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if provider, ok := strings.CutPrefix(route, reportRoute); ok {
 		return h.serveReport(w, r, provider)
 	}
+	if route == recovery.NotMePath {
+		return h.serveNotMe(w, r)
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return h.refuse(w, r, errMethod)

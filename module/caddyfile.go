@@ -44,6 +44,12 @@ import (
 //	    password_min_length 12
 //	    notify_on_reset   on|off
 //	    notify_on_lock    on|off
+//	    notify {                                               # e-mail notices after a reset, with a not-me link
+//	        mail  smtp|lmtp <host:port or unix/<path>> [{ starttls opportunistic|required|off; timeout <d> }]
+//	        relay smtp <host:port> [{ ... }]                   # for alternate addresses; default: mail, if smtp
+//	        from  "Example Mail <noreply@example.com>"
+//	        mailbox on|off; alternate on|off; link_ttl 7d; tries 5; queue 100
+//	    }
 //	    code_length       6
 //	    code_ttl          5m
 //	    max_attempts      5
@@ -167,6 +173,8 @@ func (m *Handler) UnmarshalCaddyfile(d *cf.Dispenser) error {
 			m.Forward, err = parseForward(d)
 		case "delivery_reports":
 			m.DeliveryReports, err = parseDeliveryReports(d)
+		case "notify":
+			m.Notify, err = parseNotify(d)
 		case "log_accounts":
 			err = parseLogAccounts(d, m)
 		case "handle_errors":

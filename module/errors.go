@@ -111,6 +111,14 @@ func (h *Handler) refusalFor(err error) *refusal {
 			"Recovery is paused while its records are checked after a storage failure. Try again later, or contact support.")
 		rf.Support = h.Support
 		rf.RetryAfter = int64(stateLostRetry / time.Second)
+	case errors.Is(err, recovery.ErrInvalidLink):
+		rf = newRefusal(http.StatusBadRequest, "invalid_link", "The link is incomplete or was changed. Nothing was locked.")
+	case errors.Is(err, recovery.ErrLinkExpired):
+		rf = newRefusal(http.StatusGone, "link_expired", "The link has expired. Nothing was locked.")
+		rf.Support = h.Support
+	case errors.Is(err, recovery.ErrLinkUsed):
+		rf = newRefusal(http.StatusGone, "link_used", "The link was used already; each link works once.")
+		rf.Support = h.Support
 	case errors.Is(err, recovery.ErrUnavailable):
 		rf = newRefusal(http.StatusServiceUnavailable, "unavailable", "Recovery is unavailable right now. Try again in a minute.")
 		rf.RetryAfter = 30

@@ -1,6 +1,7 @@
 package module
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -88,6 +89,12 @@ type Handler struct {
 	// account's recovery: at most one per lock, within the SMS limits, so
 	// that the owner learns someone is trying. Default: true.
 	NotifyOnLock *bool `json:"notify_on_lock,omitempty"`
+
+	// Notify sends e-mail notices after a successful reset, into the
+	// account's mailbox and to its alternate address, each with a
+	// single-use "this wasn't me" link that locks the account's recovery.
+	// Default: none, only the SMS notice.
+	Notify *Notify `json:"notify,omitempty"`
 
 	// CodeLength is the number of digits in a code, 6 to 10. Default: 6.
 	CodeLength int `json:"code_length,omitempty"`
@@ -233,6 +240,9 @@ type Handler struct {
 	birdKeys     [][]byte       // DeliveryReports.BirdSecrets, decoded
 	prefix       string
 	realm        string // binds flows and tokens to the key the upstream trusts
+	// mailSleep waits between tries of a notice; nil: a timer (tests
+	// shorten it).
+	mailSleep func(ctx context.Context, d time.Duration) error
 }
 
 // CaddyModule returns the Caddy module information.
@@ -330,6 +340,9 @@ func (h *Handler) fillDefaults() {
 	if h.TraceTTL == 0 {
 		h.TraceTTL = caddy.Duration(defaultTraceTTL)
 	}
+	if h.Notify != nil {
+		h.Notify.fillDefaults()
+	}
 }
 
 // Validate checks the configuration; every message names the directive.
@@ -378,6 +391,9 @@ func (h *Handler) Validate() error {
 			_, err := report.BirdSecret(s)
 			check(err == nil, "delivery_reports: bird_secret: value %d %v", i+1, err)
 		}
+	}
+	if err := h.Notify.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	check(h.Forward != nil, "forward: required (key_id and hmac_key or ed25519_key)")
 	if f := h.Forward; f != nil {

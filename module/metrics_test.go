@@ -143,6 +143,9 @@ var wantLabels = map[string][]string{
 	"caddy_sms_recovery_sms_delivery_reports_refused_total": {"provider", "reason", "site"},
 	"caddy_sms_recovery_store_state_lost_total":             {"site"},
 	"caddy_sms_recovery_store_unsafe_server_total":          {"site"},
+	"caddy_sms_recovery_mail_total":                         {"kind", "result", "site"},
+	"caddy_sms_recovery_mail_tries_failed_total":            {"kind", "site"},
+	"caddy_sms_recovery_reset_disputed_total":               {"site"},
 }
 
 // processGauges are the gauges of the whole process, with no site label.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/limiter"
+	mailer "github.com/caddy-sms-recovery/caddy-sms-recovery/mail"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms/report"
@@ -47,6 +48,11 @@ type metrics struct {
 	prefixes *prometheus.CounterVec
 	// traces counts support's trail entries by what became of them.
 	traces *prometheus.CounterVec
+	// mail counts the e-mail notices by outcome, mailTries their failed
+	// tries, disputed the resets their owners disputed.
+	mail      *prometheus.CounterVec
+	mailTries *prometheus.CounterVec
+	disputed  *prometheus.CounterVec
 }
 
 var processMetrics = sync.OnceValue(func() *metrics {
@@ -144,6 +150,18 @@ var processMetrics = sync.OnceValue(func() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "sms_delivery_reports_refused_total",
 			Help: "Delivery reports refused, by provider and reason: forged (no valid signature, answered 403) or malformed (signed, but unreadable).",
 		}, []string{"site", "provider", "reason"}),
+		mail: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "mail_total",
+			Help: "E-mail notices of a reset, by kind (mailbox or alternate) and result: sent, rejected (refused for good by the server), retries_exhausted, queue_full or dropped.",
+		}, []string{"site", "kind", "result"}),
+		mailTries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "mail_tries_failed_total",
+			Help: "Tries of an e-mail notice that failed (the mail server unreachable or answering 4xx), each retried while tries are left, by kind.",
+		}, []string{"site", "kind"}),
+		disputed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "reset_disputed_total",
+			Help: "Resets whose owner used the not-me link of a notice: the account's recovery is locked until support lifts it.",
+		}, []string{"site"}),
 		buildInfo: func() *prometheus.GaugeVec {
 			g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 				Namespace: ns, Subsystem: sub, Name: "build_info",
@@ -158,7 +176,8 @@ var processMetrics = sync.OnceValue(func() *metrics {
 // collectors are every metric of the handler.
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.events, m.sms, m.tries, m.queued, m.unavailable, m.circuitOpen, m.buildInfo,
-		m.stateLost, m.unsafe, m.lostNow, m.tables, m.phoneRefused, m.directories, m.reports, m.refused, m.prefixes, m.traces}
+		m.stateLost, m.unsafe, m.lostNow, m.tables, m.phoneRefused, m.directories, m.reports, m.refused, m.prefixes, m.traces,
+		m.mail, m.mailTries, m.disputed}
 }
 
 func (m *metrics) register(reg *prometheus.Registry) error {
@@ -207,6 +226,7 @@ func newObserver(ctx caddy.Context, site string, logger *zap.Logger, keys *recov
 	for _, result := range []string{traceWritten, traceDropped, traceFailed} {
 		m.traces.WithLabelValues(site, result)
 	}
+
 	// The http app loads the events app before it provisions any handler,
 	// so in a config this finds it. A context made without a config (tests)
 	// has no apps, where ctx.App would dereference a nil config.
@@ -229,7 +249,8 @@ func eventLevel(e recovery.Event) zapcore.Level {
 	case storage.AlarmLossAcknowledged:
 		return zapcore.WarnLevel
 	case recovery.EventAccountLocked, recovery.EventIPBlocked, recovery.EventRefused,
-		recovery.EventSMSFailed, recovery.EventResetFailed, recovery.EventPrefixBlocked:
+		recovery.EventSMSFailed, recovery.EventResetFailed, recovery.EventPrefixBlocked,
+		recovery.EventResetDisputed, recovery.EventMailFailed:
 		return zapcore.WarnLevel
 	case recovery.EventSMSRefused:
 		if e.Scope == "sms_global" { // the SMS budget is spent: real people get no code
@@ -257,6 +278,7 @@ var eventNames, smsNames, smsLogNames = func() (ev, smsEv, logs map[string]strin
 		recovery.EventWrongCode, recovery.EventFlowExhausted, recovery.EventCodeVerified, recovery.EventRateLimited,
 		recovery.EventAccountLocked, recovery.EventIPBlocked, recovery.EventRefused, recovery.EventResetForwarded,
 		recovery.EventResetFailed, recovery.EventStateFull, recovery.EventLockNotice, recovery.EventPrefixBlocked,
+		recovery.EventResetDisputed, recovery.EventMailNotice, recovery.EventMailFailed,
 	} {
 		ev[n] = "sms_recovery_" + n
 	}
@@ -300,6 +322,9 @@ func (o *observer) Observe(_ context.Context, e recovery.Event) {
 	}
 	if e.Name == recovery.EventPrefixBlocked {
 		o.metrics.prefixes.WithLabelValues(o.site, e.Prefix, country).Inc()
+	}
+	if e.Name == recovery.EventResetDisputed {
+		o.metrics.disputed.WithLabelValues(o.site).Inc()
 	}
 	ref := "" // the account's hash, made once for the line, the trail and the event
 	if e.Trace != "" && o.trail != nil {
@@ -530,4 +555,52 @@ func (o *observer) reportRefused(provider, reason, clientIP string, err error) {
 	o.logger.Warn("sms delivery report refused",
 		zap.String("event", "sms_report_"+reason), zap.String("site", o.site), zap.String("provider", provider),
 		zap.String("client_ip", clientIP), zap.Error(err))
+}
+
+// startMail makes the series of the e-mail notices and of disputed resets
+// at 0, so that an alert sees their first increase.
+func (o *observer) startMail() {
+	m := o.metrics
+	m.disputed.WithLabelValues(o.site)
+	for _, kind := range []string{recovery.MailMailbox, recovery.MailAlternate} {
+		m.mailTries.WithLabelValues(o.site, kind)
+		for _, r := range []string{mailer.ResultSent, mailer.ResultExhausted, mailer.ResultRejected} {
+			m.mail.WithLabelValues(o.site, kind, r)
+		}
+	}
+}
+
+// mailOutcome counts and logs what became of an e-mail notice. The address
+// is masked: the queue never reports it in the clear.
+func (o *observer) mailOutcome(out mailer.Outcome) {
+	o.metrics.mail.WithLabelValues(o.site, out.Kind, out.Result).Inc()
+	level := zapcore.InfoLevel
+	if out.Result != mailer.ResultSent {
+		level = zapcore.WarnLevel
+	}
+	if ce := o.logger.Check(level, "mail notice"); ce != nil {
+		fields := []zap.Field{
+			zap.String("event", "mail_"+out.Result), zap.String("site", o.site), zap.String("kind", out.Kind),
+			zap.String("to", out.To), zap.String("reference", out.Reference), zap.Int("tries", out.Tries),
+		}
+		if out.Err != nil {
+			fields = append(fields, zap.Error(out.Err))
+		}
+		ce.Write(fields...)
+	}
+	if o.events != nil {
+		name := "sms_recovery_mail_" + out.Result
+		if o.events.ShouldEmit(name) {
+			o.events.Emit(o.ctx, name, map[string]any{
+				"site": o.siteValue, "kind": out.Kind, "to": out.To, "reference": out.Reference, "tries": out.Tries,
+			})
+		}
+	}
+}
+
+// mailTry counts and logs a failed try of an e-mail notice.
+func (o *observer) mailTry(t mailer.Try) {
+	o.metrics.mailTries.WithLabelValues(o.site, t.Kind).Inc()
+	o.logger.Warn("mail try failed", zap.String("event", "mail_try_failed"), zap.String("site", o.site),
+		zap.String("kind", t.Kind), zap.String("to", t.To), zap.Int("try", t.Try), zap.Error(t.Err))
 }

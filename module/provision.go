@@ -108,7 +108,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("message_template: %w", err)
 	}
-	h.svc, err = recovery.New(recovery.Config{
+	mailQueue, err := h.provisionNotify()
+	if err != nil {
+		return err
+	}
+	cfg := recovery.Config{
 		CodeLength:     h.CodeLength,
 		CodeTTL:        time.Duration(h.CodeTTL),
 		MaxAttempts:    h.MaxAttempts,
@@ -126,7 +130,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		NotifyOnLock:  *h.NotifyOnLock,
 		DefaultLang:   h.Language,
 		PrefixDigits:  h.PrefixBreaker.digits(),
-	}, recovery.Deps{
+	}
+	h.notifyConfig(&cfg)
+	deps := recovery.Deps{
 		Store:     h.store.backend,
 		Directory: h.dir,
 		Phones:    phones,
@@ -137,7 +143,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Keys:      keys,
 		Clock:     h.clock,
 		Rand:      rand.Reader,
-	})
+		Locker:    h.guard,
+	}
+	if mailQueue != nil {
+		deps.Mailer = mailQueue
+	}
+	h.svc, err = recovery.New(cfg, deps)
 	if err != nil {
 		return err
 	}

@@ -30,13 +30,15 @@ import (
 var files embed.FS
 
 // Names are the pages a templates directory may replace, besides the layout
-// every page is drawn in.
-var Names = []string{"account", "code", "password", "done", "problem"}
+// every page is drawn in. notme is the page of the "this wasn't me" link of
+// a reset notice.
+var Names = []string{"account", "code", "password", "done", "problem", "notme"}
 
 // ProblemStates are the states the problem page explains.
 var ProblemStates = []string{
 	"rate_limited", "locked", "blocked", "expired", "token",
 	"upstream", "unavailable", "csrf", "invalid", "error",
+	"link_invalid", "link_expired", "link_used",
 }
 
 // problemOfCode is the problem state of an error code of the API.
@@ -48,6 +50,9 @@ var problemOfCode = map[string]string{
 	"invalid_token":   "token",
 	"unavailable":     "unavailable",
 	"invalid_request": "invalid",
+	"invalid_link":    "link_invalid",
+	"link_expired":    "link_expired",
+	"link_used":       "link_used",
 }
 
 // ProblemOf returns the problem state that explains an error code of the
@@ -168,6 +173,7 @@ func (s *Set) Try(base func(lang string) *View) error {
 		"account":  {"account.error.empty", "account.notice.badlink"},
 		"code":     {"code.error.wrong_other", "code.notice.resent"},
 		"password": {"password.error.mismatch", ""},
+		"notme":    {"", "notme.done.body"},
 	}
 	for _, lang := range slices.Sorted(maps.Keys(s.texts)) {
 		for _, name := range Names {
@@ -214,6 +220,9 @@ type View struct {
 	Next       string // on the problem page: the link to the next step
 	Notified   bool   // on the done page: a notice went to the phone
 	Reference  string // the support reference of a refusal, shown for support
+	// Link is the token of a not-me link, on the page that asks to
+	// confirm it; with Notice set, the page says the recovery is locked.
+	Link string
 
 	Status     int   // the HTTP status the page is served with
 	RetryAfter int64 // seconds until trying again makes sense; 0 for none
@@ -229,7 +238,8 @@ func (s *Set) View(lang string) *View {
 }
 
 // T returns the text of key in the page's language, with {site},
-// {support}, {digits}, {minutes}, {min}, {attempts} and {wait} filled in.
+// {support}, {digits}, {minutes}, {min}, {attempts}, {wait} and {account}
+// (the account as the view has it: masked, on the not-me page) filled in.
 // A key without a text fails the render.
 func (v *View) T(key string) (string, error) {
 	s, ok := v.texts[key]
@@ -250,6 +260,7 @@ func (s *Set) Render(v *View) ([]byte, error) {
 		"{attempts}", strconv.Itoa(v.Attempts),
 		"{wait}", waitText(v.texts, v.RetryAfter),
 		"{reference}", v.Reference,
+		"{account}", v.Account,
 	)
 	t, ok := s.templates[v.Name]
 	if !ok {

@@ -21,7 +21,7 @@ func TestPagesEveryLanguageHasEveryText(t *testing.T) {
 		t.Fatalf("languages %v, want de, en, fr, nl", got)
 	}
 	placeholder := regexp.MustCompile(`\{[a-z]+\}`)
-	known := []string{"{site}", "{support}", "{digits}", "{minutes}", "{min}", "{attempts}", "{wait}", "{n}", "{reference}"}
+	known := []string{"{site}", "{support}", "{digits}", "{minutes}", "{min}", "{attempts}", "{wait}", "{n}", "{reference}", "{account}"}
 	for lang, m := range texts {
 		t.Run(lang, func(t *testing.T) {
 			for key, en := range texts["en"] {

@@ -121,6 +121,9 @@ type Token struct {
 type Entry struct {
 	Phone string // as the directory has it; checked by a PhonePolicy before use
 	Lang  string // preferred language (BCP 47 primary tag), optional
+	// Email is an alternate e-mail address of the account's owner, outside
+	// the mailbox, where a reset notice also goes; optional.
+	Email string
 }
 
 // Directory finds the phone number of an account. It returns

@@ -27,6 +27,16 @@ type Config struct {
 	NotifyOnLock   bool   // send the phone a notice when wrong codes lock its account
 	DefaultLang    string // language of messages when the directory gives none
 	PrefixDigits   int    // national digits of a destination prefix (DestinationPrefix)
+	// PublicURL is the base of the links in e-mail notices, which no
+	// request gives.
+	PublicURL string
+	// NotMeTTL is how long the "this wasn't me" link of a reset notice
+	// works; 0 for notices without one.
+	NotMeTTL time.Duration
+	// MailMailbox sends a reset notice into the account's own mailbox,
+	// when the account is an e-mail address; MailAlternate to the
+	// directory's alternate address of it. Both need Deps.Mailer.
+	MailMailbox, MailAlternate bool
 }
 
 // Deps are the collaborators of a Service. Observer may be nil.
@@ -41,6 +51,11 @@ type Deps struct {
 	Keys      *Keyring
 	Clock     Clock
 	Rand      io.Reader
+	// Mailer, when set, takes the e-mail notices of a reset.
+	Mailer Mailer
+	// Locker, when set, locks the recovery of an account whose owner used
+	// the not-me link of a notice (Dispute).
+	Locker Locker
 }
 
 // Service runs recovery flows.
@@ -543,18 +558,22 @@ func (r *Reset) Finish(ctx context.Context, accepted bool) error {
 	}
 	ev.Name = EventResetForwarded
 	s.Observer.Observe(ctx, ev)
-	if s.cfg.NotifyOnReset {
-		s.notify(ctx, r.Account, ev)
+	if !s.cfg.NotifyOnReset && s.Mailer == nil {
+		return nil
 	}
+	entry, err := s.Directory.Lookup(ctx, r.Account)
+	if err != nil {
+		return nil
+	}
+	if s.cfg.NotifyOnReset {
+		s.notify(ctx, entry, ev)
+	}
+	s.mailNotices(ctx, r.Account, entry, ev)
 	return nil
 }
 
 // notify tells the account's phone that its password changed.
-func (s *Service) notify(ctx context.Context, account string, ev Event) {
-	entry, err := s.Directory.Lookup(ctx, account)
-	if err != nil {
-		return
-	}
+func (s *Service) notify(ctx context.Context, entry Entry, ev Event) {
 	phone, err := s.Phones.Check(entry.Phone)
 	if err != nil {
 		return

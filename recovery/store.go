@@ -79,6 +79,15 @@ type Store interface {
 	// the lock now in force. A key the store does not hold needs room: when
 	// there is none, ErrFull.
 	Impose(ctx context.Context, kind, key string, d time.Duration) (lock Lock, set bool, err error)
+	// UseOnce marks the single-use key (a not-me link's NotMe.Key) used
+	// until until, in one atomic step, and reports whether this call did:
+	// of concurrent calls on a key, exactly one reports first. The mark is
+	// security state: it is never evicted before until, and a store with
+	// no room for it refuses with ErrFull rather than forget one.
+	UseOnce(ctx context.Context, key string, until time.Time) (first bool, err error)
+	// Used reports whether key is marked used by UseOnce, without changing
+	// anything.
+	Used(ctx context.Context, key string) (bool, error)
 }
 
 // Op is the change to a flow or token that a plan makes once its checks pass.

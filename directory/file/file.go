@@ -43,7 +43,8 @@ const checkInterval = time.Second
 // for concurrent use.
 type File struct {
 	// Path is the JSON object mapping accounts to E.164 phone numbers, or to
-	// {"phone": ..., "lang": ...}. Placeholders such as {env.PHONES} are
+	// {"phone": ..., "lang": ..., "email": ...}, where email is an
+	// alternate address that reset notices also go to (notify). Placeholders such as {env.PHONES} are
 	// expanded. Required.
 	Path string `json:"path,omitempty"`
 
@@ -278,7 +279,8 @@ func parseFile(data []byte) (map[string]recovery.Entry, error) {
 }
 
 // parseValue parses one value of a directory file: a phone number, an
-// object with a phone number and a language, or null for no phone. Its
+// object with a phone number, a language and an alternate e-mail address
+// (each optional), or null for no phone. Its
 // errors never quote the value.
 func parseValue(raw json.RawMessage) (recovery.Entry, error) {
 	var phone *string
@@ -300,9 +302,11 @@ func parseValue(raw json.RawMessage) (recovery.Entry, error) {
 			field = &e.Phone
 		case "lang":
 			field = &e.Lang
+		case "email":
+			field = &e.Email
 		default:
 			// Not named: a misplaced phone number could be the key.
-			return recovery.Entry{}, errors.New(`unknown field in object (want "phone" and "lang")`)
+			return recovery.Entry{}, errors.New(`unknown field in object (want "phone", "lang" and "email")`)
 		}
 		if err := json.Unmarshal(v, field); err != nil {
 			return recovery.Entry{}, fmt.Errorf("%s: want a string", name)

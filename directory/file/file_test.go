@@ -48,7 +48,7 @@ func writeVersion(path, content string, version int) error {
 
 const directoryJSON = `{
 	"alice@example.com": "+31612345678",
-	"  Bob@Example.COM ": {"phone": "+4915123456789", "lang": "de"},
+	"  Bob@Example.COM ": {"phone": "+4915123456789", "lang": "de", "email": " bob.private@example.net "},
 	"carol@example.com": {"lang": "fr"},
 	"dave@example.com": {"phone": ""},
 	"erin@example.com": null,
@@ -66,7 +66,7 @@ func TestFileLookup(t *testing.T) {
 	directorytest.Lookups(t, f, []directorytest.LookupCase{
 		{Account: "alice@example.com", Want: recovery.Entry{Phone: "+31612345678"}},
 		{Account: " ALICE@example.com\t", Want: recovery.Entry{Phone: "+31612345678"}},
-		{Account: "bob@example.com", Want: recovery.Entry{Phone: "+4915123456789", Lang: "de"}},
+		{Account: "bob@example.com", Want: recovery.Entry{Phone: "+4915123456789", Lang: "de", Email: "bob.private@example.net"}},
 		{Account: "carol@example.com", WantErr: recovery.ErrUnknownAccount},
 		{Account: "dave@example.com", WantErr: recovery.ErrUnknownAccount},
 		{Account: "erin@example.com", WantErr: recovery.ErrUnknownAccount},
@@ -94,6 +94,7 @@ func TestFileRefusesErrors(t *testing.T) {
 		{"number phone", `{"alice": 31612345678}`, `account "alice": want a phone number string or an object`},
 		{"number phone in object", `{"alice": {"phone": 31612345678}}`, `account "alice": phone: want a string`},
 		{"number lang", `{"alice": {"phone": "+31612345678", "lang": 31}}`, "lang: want a string"},
+		{"number email", `{"alice": {"phone": "+31612345678", "email": 31}}`, "email: want a string"},
 		{"unknown field", `{"alice": {"phon": "+31612345678"}}`, "unknown field"},
 		{"phone as field name", `{"alice": {"+31612345678": "nl"}}`, "unknown field"},
 		{"empty account", `{" ": "+31612345678"}`, "key 1 on line 1: account name is empty"},

@@ -40,8 +40,9 @@ const maxResponseBytes = 16 << 10
 // reset. JSON: {"source": "http", "url": "https://directory.internal/phones"}.
 // It is safe for concurrent use.
 //
-// The service answers 200 with {"phone": "+E164", "lang": "nl"} ("lang" is
-// optional) for an account with a phone number, and 404 for any other. Any
+// The service answers 200 with {"phone": "+E164", "lang": "nl", "email":
+// "owner@example.net"} ("lang" and "email", an alternate address for reset
+// notices, are optional) for an account with a phone number, and 404 for any other. Any
 // other answer, a timeout or a body that does not parse is an error that
 // matches recovery.ErrUnavailable, so that the flow fails closed.
 //
@@ -154,6 +155,7 @@ func (h *HTTP) Lookup(ctx context.Context, account string) (recovery.Entry, erro
 	var e struct {
 		Phone string `json:"phone"`
 		Lang  string `json:"lang"`
+		Email string `json:"email"`
 	}
 	// The decoding error is left out: it can quote the phone number.
 	if json.Unmarshal(body, &e) != nil {
@@ -164,7 +166,7 @@ func (h *HTTP) Lookup(ctx context.Context, account string) (recovery.Entry, erro
 	if e.Phone = strings.TrimSpace(e.Phone); e.Phone == "" {
 		return recovery.Entry{}, unavailable(errors.New(`answer has no "phone"`))
 	}
-	return recovery.Entry{Phone: e.Phone, Lang: strings.TrimSpace(e.Lang)}, nil
+	return recovery.Entry{Phone: e.Phone, Lang: strings.TrimSpace(e.Lang), Email: strings.TrimSpace(e.Email)}, nil
 }
 
 // request builds the signed GET for account.

@@ -35,7 +35,7 @@ func fakeDirectory(t *testing.T) *httptest.Server {
 		}
 		switch account {
 		case "alice@example.com":
-			w.Write([]byte(`{"phone": "+31612345678", "lang": "nl"}`))
+			w.Write([]byte(`{"phone": "+31612345678", "lang": "nl", "email": " alice.private@example.net "}`))
 		case "a+b&c=d@example.com":
 			w.Write([]byte(`{"phone": " +4915123456789 "}`))
 		case "bob@example.com":
@@ -88,7 +88,7 @@ func TestHTTPLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	directorytest.Lookups(t, d, []directorytest.LookupCase{
-		{Account: "alice@example.com", Want: recovery.Entry{Phone: "+31612345678", Lang: "nl"}},
+		{Account: "alice@example.com", Want: recovery.Entry{Phone: "+31612345678", Lang: "nl", Email: "alice.private@example.net"}},
 		{Account: "a+b&c=d@example.com", Want: recovery.Entry{Phone: "+4915123456789"}},
 		{Account: "bob@example.com", WantErr: recovery.ErrUnknownAccount},
 		{Account: "broken@example.com", WantErr: recovery.ErrUnavailable, ErrText: "status 500"},

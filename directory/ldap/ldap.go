@@ -98,6 +98,11 @@ type LDAP struct {
 	// taken). Default: none.
 	LangAttribute string `json:"lang_attribute,omitempty"`
 
+	// EmailAttribute, if set, holds an alternate e-mail address of the
+	// account's owner, outside the mailbox, that reset notices also go to
+	// (notify), e.g. an attribute of the site's own schema. Default: none.
+	EmailAttribute string `json:"email_attribute,omitempty"`
+
 	// Timeout bounds one lookup: waiting for a connection, dialling,
 	// StartTLS, binding and searching. A server slower than that fails the
 	// request closed (503). Default: 3s.
@@ -153,6 +158,9 @@ func (l *LDAP) Provision(caddy.Context) error {
 	if l.LangAttribute != "" {
 		l.attributes = append(l.attributes, l.LangAttribute)
 	}
+	if l.EmailAttribute != "" {
+		l.attributes = append(l.attributes, l.EmailAttribute)
+	}
 	size := max(l.PoolSize, 0) // Validate refuses a negative one
 	l.slots = make(chan struct{}, size)
 	l.idle = make(chan *ldap.Conn, size)
@@ -201,7 +209,7 @@ func (l *LDAP) Validate() error {
 	if _, err := ldap.CompileFilter(l.before + "x" + l.after); err != nil {
 		return fmt.Errorf("directory ldap: filter %q is not an LDAP filter: %w", l.Filter, err)
 	}
-	for _, a := range []string{l.PhoneAttribute, l.LangAttribute} {
+	for _, a := range []string{l.PhoneAttribute, l.LangAttribute, l.EmailAttribute} {
 		if a != "" && !validAttribute(a) {
 			return fmt.Errorf("directory ldap: %q is not an attribute name", a)
 		}
@@ -386,6 +394,9 @@ func (l *LDAP) entry(res *ldap.SearchResult) (recovery.Entry, error) {
 		lang, _, _ = strings.Cut(lang, ";")
 		entry.Lang = strings.TrimSpace(lang)
 	}
+	if l.EmailAttribute != "" {
+		entry.Email = strings.TrimSpace(e.GetEqualFoldAttributeValue(l.EmailAttribute))
+	}
 	return entry, nil
 }
 
@@ -461,6 +472,7 @@ func unavailable(err error) error {
 //	    filter          "(mail={account})"    # {account} exactly once, escaped per RFC 4515
 //	    phone_attribute mobile                # default mobile
 //	    lang_attribute  preferredLanguage
+//	    email_attribute <attribute>           # an alternate address, for reset notices
 //	    start_tls       on|off
 //	    timeout         <duration>            # default 3s
 //	    pool_size       <n>                   # default 4
@@ -480,6 +492,7 @@ func (l *LDAP) UnmarshalCaddyfile(d *cf.Dispenser) error {
 		"base_dn":         func() error { return cfparse.String(d, &l.BaseDN) },
 		"phone_attribute": func() error { return cfparse.String(d, &l.PhoneAttribute) },
 		"lang_attribute":  func() error { return cfparse.String(d, &l.LangAttribute) },
+		"email_attribute": func() error { return cfparse.String(d, &l.EmailAttribute) },
 		"timeout":         func() error { return cfparse.Duration(d, &l.Timeout) },
 		"pool_size":       func() error { return cfparse.Int(d, &l.PoolSize) },
 		"start_tls": func() (err error) {

@@ -357,3 +357,18 @@ func TestLDAPRefuses(t *testing.T) {
 		t.Errorf("defaults: phone attribute %q, timeout %s, pool %d", d.PhoneAttribute, time.Duration(d.Timeout), cap(d.slots))
 	}
 }
+
+// TestLDAPEmailAttribute reads an alternate address from the attribute
+// named; the seed data's only address attribute is mail, which stands in.
+func TestLDAPEmailAttribute(t *testing.T) {
+	t.Parallel()
+	srv := ldaptest.Start(t)
+	l := ldapFor(srv)
+	l.EmailAttribute = "mail"
+	d := newLDAP(t, l)
+	got, err := d.Lookup(context.Background(), "bob@example.com")
+	want := recovery.Entry{Phone: "+4915123456789", Lang: "de-CH", Email: "bob@example.com"}
+	if err != nil || got != want {
+		t.Fatalf("Lookup = %+v, %v; want %+v", got, err, want)
+	}
+}

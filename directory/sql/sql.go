@@ -58,8 +58,10 @@ type SQL struct {
 
 	// Query is one SELECT whose only parameter is the account, in the
 	// canonical form of the account rule: $1 for postgres, ? for mysql. It
-	// returns at most one row of one or two columns, the phone number and
-	// optionally the language, e.g. "SELECT phone FROM mailbox WHERE
+	// returns at most one row of one to three columns: the phone number,
+	// optionally the language, and optionally an alternate e-mail address
+	// for reset notices (notify; select NULL as the language to give one
+	// without the other), e.g. "SELECT phone FROM mailbox WHERE
 	// username = $1 AND active". No row, or a NULL or empty phone, is an
 	// unknown account; two rows are an error (503), since the directory is
 	// ambiguous. Required.
@@ -199,8 +201,8 @@ func (s *SQL) lookup(ctx context.Context, account string) (recovery.Entry, error
 	if err != nil {
 		return recovery.Entry{}, s.unavailable(ctx, err, account)
 	}
-	if len(cols) != 1 && len(cols) != 2 {
-		return recovery.Entry{}, s.unavailable(ctx, fmt.Errorf("query returns %d columns (want phone and an optional lang)", len(cols)), account)
+	if len(cols) < 1 || len(cols) > 3 {
+		return recovery.Entry{}, s.unavailable(ctx, fmt.Errorf("query returns %d columns (want phone, an optional lang and an optional email)", len(cols)), account)
 	}
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
@@ -208,11 +210,11 @@ func (s *SQL) lookup(ctx context.Context, account string) (recovery.Entry, error
 		}
 		return recovery.Entry{}, recovery.ErrUnknownAccount
 	}
-	var phone, lang sql.NullString
-	dest := []any{&phone, &lang}[:len(cols)]
+	var phone, lang, email sql.NullString
+	dest := []any{&phone, &lang, &email}[:len(cols)]
 	if rows.Scan(dest...) != nil {
 		// Left out: a conversion error can quote the value.
-		return recovery.Entry{}, s.unavailable(ctx, errors.New("the phone and lang columns do not read as text"), account)
+		return recovery.Entry{}, s.unavailable(ctx, errors.New("the phone, lang and email columns do not read as text"), account)
 	}
 	if rows.Next() {
 		return recovery.Entry{}, s.unavailable(ctx, errors.New("query returns more than one row for the account (the directory is ambiguous)"), account)
@@ -220,7 +222,7 @@ func (s *SQL) lookup(ctx context.Context, account string) (recovery.Entry, error
 	if err := rows.Err(); err != nil {
 		return recovery.Entry{}, s.unavailable(ctx, err, account)
 	}
-	e := recovery.Entry{Phone: strings.TrimSpace(phone.String), Lang: strings.TrimSpace(lang.String)}
+	e := recovery.Entry{Phone: strings.TrimSpace(phone.String), Lang: strings.TrimSpace(lang.String), Email: strings.TrimSpace(email.String)}
 	if e.Phone == "" {
 		return recovery.Entry{}, recovery.ErrUnknownAccount
 	}
@@ -318,7 +320,7 @@ var dollarParam = regexp.MustCompile(`\$[0-9]*`)
 // UnmarshalCaddyfile reads
 //
 //	directory sql postgres|mysql <dsn> {
-//	    query             "SELECT phone [, lang] FROM mailbox WHERE username = $1"   # ? for mysql
+//	    query             "SELECT phone [, lang [, email]] FROM mailbox WHERE username = $1"   # ? for mysql
 //	    timeout           <duration>
 //	    max_open_conns    <n>
 //	    max_idle_conns    <n>

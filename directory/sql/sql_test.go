@@ -155,6 +155,8 @@ func TestSQLLookup(t *testing.T) {
 		)
 		withLang := fx.directory(t, "SELECT phone, lang FROM {t} WHERE username = {p}", "", 0)
 		phoneOnly := fx.directory(t, "SELECT phone FROM {t} WHERE username = {p}", "", 0)
+		// The username stands for an alternate address column.
+		withEmail := fx.directory(t, "SELECT phone, NULL, username FROM {t} WHERE username = {p}", "", 0)
 		tests := []struct {
 			name    string
 			d       *SQL
@@ -164,6 +166,7 @@ func TestSQLLookup(t *testing.T) {
 		}{
 			{"phone and lang", withLang, "alice@example.com", recovery.Entry{Phone: "+31612345678", Lang: "nl"}, nil},
 			{"phone, NULL lang", withLang, "bob@example.com", recovery.Entry{Phone: "+4915123456789"}, nil},
+			{"phone and email", withEmail, "alice@example.com", recovery.Entry{Phone: "+31612345678", Email: "alice@example.com"}, nil},
 			{"phone only query", phoneOnly, "alice@example.com", recovery.Entry{Phone: "+31612345678"}, nil},
 			{"unknown account", withLang, "nobody@example.com", recovery.Entry{}, recovery.ErrUnknownAccount},
 			{"NULL phone", withLang, "carol@example.com", recovery.Entry{}, recovery.ErrUnknownAccount},
@@ -271,14 +274,14 @@ func TestSQLAmbiguous(t *testing.T) {
 	})
 }
 
-// TestSQLColumns: a query of three columns is refused when it first runs.
+// TestSQLColumns: a query of four columns is refused when it first runs.
 func TestSQLColumns(t *testing.T) {
 	t.Parallel()
 	forEachSQLServer(t, func(t *testing.T, fx *sqlFixture) {
 		fx.insert(t, [3]any{"alice@example.com", "+31612345678", "nl"})
-		d := fx.directory(t, "SELECT phone, lang, username FROM {t} WHERE username = {p}", "", 0)
-		if _, err := d.Lookup(context.Background(), "alice@example.com"); !errors.Is(err, recovery.ErrUnavailable) || !strings.Contains(err.Error(), "3 columns") {
-			t.Fatalf("Lookup = %v, want an ErrUnavailable error about 3 columns", err)
+		d := fx.directory(t, "SELECT phone, lang, username, phone FROM {t} WHERE username = {p}", "", 0)
+		if _, err := d.Lookup(context.Background(), "alice@example.com"); !errors.Is(err, recovery.ErrUnavailable) || !strings.Contains(err.Error(), "4 columns") {
+			t.Fatalf("Lookup = %v, want an ErrUnavailable error about 4 columns", err)
 		}
 	})
 }

@@ -73,6 +73,7 @@ type Store struct {
 	budgets  *counterTable // limiter.Kept, never dropped while their window is open
 	breakers *counterTable // the conversion breaker's, dropped least recently used first
 	trails   *trailTable   // support's trails, with a mutex of their own (trail.go)
+	used     usedTable     // single-use keys marked used, never dropped before their end
 
 	tokensLetGo uint64
 }
@@ -116,6 +117,7 @@ func (m *Store) open(clock recovery.Clock) error {
 	m.budgets = newCounterTable(counterBound(m.MaxEntries), true)
 	m.breakers = newCounterTable(breakerBound(m.MaxEntries), false)
 	m.trails = newTrailTable(trailBound(m.MaxEntries))
+	m.used = usedTable{ends: make(map[string]time.Time), bound: m.MaxEntries}
 	// NewLRU fails only for a size below one, refused above.
 	m.tokens, _ = simplelru.NewLRU[string, memToken](m.MaxEntries, nil)
 	return nil

@@ -73,6 +73,10 @@ func Run(t *testing.T, h Harness) {
 		t.Parallel()
 		runTrails(t, h)
 	})
+	t.Run("Used", func(t *testing.T) {
+		t.Parallel()
+		runUsed(t, h)
+	})
 }
 
 // newFlow returns a flow sent now that lives for ttl. Times are whole
