@@ -117,7 +117,7 @@ func TestSQL(t *testing.T) {
 			// The writer reaches the database through a proxy the test
 			// can cut; Dovecot reaches it directly.
 			proxy := tcpproxy.Start(t, addr)
-			v := startVerifier(t, fmt.Sprintf("sql %s %q {\n\t\t\tquery \"UPDATE %s SET password = %s WHERE username = %s\"\n\t\t\tscheme %s\n\t\t\ttimeout 5s\n\t\t}",
+			v := startVerifier(t, fmt.Sprintf("sql %s %q {\n\t\t\tupdate \"UPDATE %s SET password = %s WHERE username = %s\"\n\t\t\tscheme %s\n\t\t\ttimeout 5s\n\t\t}",
 				s.driver, s.dsn(proxy.Addr()), table, s.p1, s.p2, s.scheme))
 			before := rows()
 

@@ -31,13 +31,13 @@ func init() {
 
 // Writer is http.handlers.sms_recovery_verify.writers.sql. JSON:
 // {"writer": "sql", "driver": "postgres", "dsn": "{env.MAIL_DB_DSN}",
-// "query": "UPDATE users SET password = $1 WHERE username = $2"}.
+// "update": "UPDATE users SET password = $1 WHERE username = $2"}.
 // Provision opens a pool but does not connect: a database that is down at
 // load makes resets fail with 500, and the gateway keeps the reset token
 // for another try, not the config. Cleanup closes the connections. It is
 // safe for concurrent use.
 //
-// The query runs in a transaction, the hash and the account as bound
+// The UPDATE runs in a transaction, the hash and the account as bound
 // parameters. No row matched is verify.ErrUnknownAccount; more than one is
 // rolled back and an error, so that a query that matches too much never
 // changes two accounts. The table must be transactional (PostgreSQL, or
@@ -55,13 +55,13 @@ type Writer struct {
 	// Required.
 	DSN string `json:"dsn,omitempty"`
 
-	// Query is one UPDATE with two parameters: the new hash, then the
+	// Update is the one UPDATE to run, with two parameters: the new hash, then the
 	// account; $1 and $2 for postgres (each perhaps used more than once),
 	// ? and ? in that order for mysql. E.g. "UPDATE users SET password = $1
 	// WHERE username = $2". It must match exactly one row for an account:
 	// none is an unknown account (404), two or more are rolled back (500).
 	// Required.
-	Query string `json:"query,omitempty"`
+	Update string `json:"update,omitempty"`
 
 	// Scheme is the Dovecot password scheme to hash in: BLF-CRYPT,
 	// SHA512-CRYPT, ARGON2ID or SSHA512. The column gets the hash with its
@@ -85,8 +85,8 @@ func (Writer) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// update is the shape of Query.
-var update = sqldb.Statement{Verb: "update", Params: []string{"the hash", "the account"}}
+// updateStatement is the shape of Update.
+var updateStatement = sqldb.Statement{Verb: "update", Params: []string{"the hash", "the account"}}
 
 // The pool: a reset is rare, and holds a request open.
 var pool = sqldb.Pool{MaxOpenConns: 4, MaxIdleConns: 1, ConnMaxLifetime: 5 * time.Minute}
@@ -117,8 +117,8 @@ func (w *Writer) Provision(caddy.Context) error {
 // Validate checks the settings: a known driver, a DSN, an UPDATE with two
 // parameters that suits the driver, and a scheme.
 func (w *Writer) Validate() error {
-	if err := update.Check(w.Driver, w.Query); err != nil {
-		return fmt.Errorf("write sql: %w", err)
+	if err := updateStatement.Check(w.Driver, w.Update); err != nil {
+		return fmt.Errorf("write sql: update: %w", err)
 	}
 	if err := dovecotpw.Check(w.Scheme); err != nil {
 		return fmt.Errorf("write sql: %w", err)
@@ -154,7 +154,7 @@ func (w *Writer) SetPassword(ctx context.Context, account, password string) erro
 		return fail(err)
 	}
 	defer func() { _ = tx.Rollback() }() // a no-op after Commit
-	res, err := tx.ExecContext(ctx, w.Query, hash, account)
+	res, err := tx.ExecContext(ctx, w.Update, hash, account)
 	if err != nil {
 		return fail(err)
 	}
@@ -165,7 +165,7 @@ func (w *Writer) SetPassword(ctx context.Context, account, password string) erro
 	case n == 0:
 		return fmt.Errorf("write sql: %w", verify.ErrUnknownAccount)
 	case n > 1:
-		return fmt.Errorf("write sql: the query matched %d rows for one account; rolled back, nothing written", n)
+		return fmt.Errorf("write sql: the update matched %d rows for one account; rolled back, nothing written", n)
 	}
 	if err := tx.Commit(); err != nil {
 		return fail(err)
@@ -184,12 +184,12 @@ func (w *Writer) Cleanup() error {
 // UnmarshalCaddyfile reads
 //
 //	write sql postgres|mysql <dsn> {
-//	    query   "UPDATE users SET password = $1 WHERE username = $2"   # ? and ? for mysql
+//	    update  "UPDATE users SET password = $1 WHERE username = $2"   # ? and ? for mysql
 //	    scheme  BLF-CRYPT|SHA512-CRYPT|ARGON2ID|SSHA512
 //	    timeout <duration>
 //	}
 //
-// The query is required, and checked here: one UPDATE whose parameters are
+// update is required, and checked here: one UPDATE whose parameters are
 // the hash, then the account.
 func (w *Writer) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	d.Next() // the module name
@@ -206,18 +206,18 @@ func (w *Writer) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	err := cfparse.Block(d, "write sql", map[string]func() error{
 		"scheme":  func() error { return cfparse.String(d, &w.Scheme) },
 		"timeout": func() error { return cfparse.Duration(d, &w.Timeout) },
-		"query": func() error {
-			if err := cfparse.String(d, &w.Query); err != nil {
+		"update": func() error {
+			if err := cfparse.String(d, &w.Update); err != nil {
 				return err
 			}
-			if err := update.Check(w.Driver, w.Query); err != nil {
-				return d.Errf("write sql: %v", err)
+			if err := updateStatement.Check(w.Driver, w.Update); err != nil {
+				return d.Errf("write sql: update: %v", err)
 			}
 			return nil
 		},
 	})
-	if err == nil && w.Query == "" {
-		return d.Err(`write sql: query is required (e.g. query "UPDATE users SET password = $1 WHERE username = $2")`)
+	if err == nil && w.Update == "" {
+		return d.Err(`write sql: update is required (e.g. update "UPDATE users SET password = $1 WHERE username = $2")`)
 	}
 	return err
 }

@@ -157,7 +157,7 @@ func (fx *fixture) password(t *testing.T, account string) string {
 // q) against addr.
 func (fx *fixture) writer(t *testing.T, query, addr, scheme string) *Writer {
 	t.Helper()
-	w, err := guesttest.Load(t, &Writer{Driver: fx.driver, DSN: fx.dsn(addr), Query: fx.q(query), Scheme: scheme})
+	w, err := guesttest.Load(t, &Writer{Driver: fx.driver, DSN: fx.dsn(addr), Update: fx.q(query), Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestSQLMetacharacters(t *testing.T) {
 // ErrUnknownAccount, and nothing changes.
 func TestUnknownAccountWritesNothing(t *testing.T) {
 	forEachServer(t, func(t *testing.T, fx *fixture) {
-		w := fx.writer(t, updateQuery, fx.addr, "")
+		w := fx.writer(t, updateQuery, fx.addr, "SSHA512")
 		before := fx.rows(t)
 		if err := w.SetPassword(context.Background(), "carol@example.com", "a long and new passphrase"); !errors.Is(err, verify.ErrUnknownAccount) {
 			t.Fatalf("err = %v, want ErrUnknownAccount", err)
@@ -239,7 +239,7 @@ func TestUnknownAccountWritesNothing(t *testing.T) {
 func TestNeverTwoAccounts(t *testing.T) {
 	forEachServer(t, func(t *testing.T, fx *fixture) {
 		t.Run("query matches another account", func(t *testing.T) {
-			w := fx.writer(t, updateQuery+" OR username = '"+bob+"'", fx.addr, "")
+			w := fx.writer(t, updateQuery+" OR username = '"+bob+"'", fx.addr, "SSHA512")
 			before := fx.rows(t)
 			err := w.SetPassword(context.Background(), alice, "a long and new passphrase")
 			if err == nil || errors.Is(err, verify.ErrUnknownAccount) || !strings.Contains(err.Error(), "2 rows") {
@@ -251,7 +251,7 @@ func TestNeverTwoAccounts(t *testing.T) {
 		})
 		t.Run("account held twice", func(t *testing.T) {
 			fx.exec(t, "INSERT INTO {t} (username, password) VALUES ('"+bob+"', '{PLAIN}bobs-second')")
-			w := fx.writer(t, updateQuery, fx.addr, "")
+			w := fx.writer(t, updateQuery, fx.addr, "SSHA512")
 			before := fx.rows(t)
 			if err := w.SetPassword(context.Background(), bob, "a long and new passphrase"); err == nil || errors.Is(err, verify.ErrUnknownAccount) {
 				t.Fatalf("err = %v, want an error", err)
@@ -292,7 +292,7 @@ func TestOutage(t *testing.T) {
 			"mysql":    "recovery:s3cret-pw@tcp(" + addr + ")/test",
 		} {
 			w, err := guesttest.Load(t, &Writer{Driver: driver, DSN: dsn, Scheme: "SSHA512",
-				Query: "UPDATE users SET password = " + map[string]string{"postgres": "$1 WHERE username = $2", "mysql": "? WHERE username = ?"}[driver]})
+				Update: "UPDATE users SET password = " + map[string]string{"postgres": "$1 WHERE username = $2", "mysql": "? WHERE username = ?"}[driver]})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -345,15 +345,15 @@ func TestRefuses(t *testing.T) {
 		w    Writer
 		want string
 	}{
-		{"no driver", Writer{DSN: "x", Query: pq}, "no driver"},
-		{"unknown driver", Writer{Driver: "sqlite", DSN: "x", Query: mq}, `unknown driver "sqlite"`},
-		{"no dsn", Writer{Driver: "postgres", Query: pq}, "no dsn"},
+		{"no driver", Writer{DSN: "x", Update: pq}, "no driver"},
+		{"unknown driver", Writer{Driver: "sqlite", DSN: "x", Update: mq}, `unknown driver "sqlite"`},
+		{"no dsn", Writer{Driver: "postgres", Update: pq}, "no dsn"},
 		{"no query", Writer{Driver: "postgres", DSN: "postgres://h/db"}, "no query"},
-		{"a select", Writer{Driver: "postgres", DSN: "postgres://h/db", Query: "SELECT $1, $2"}, "single UPDATE"},
-		{"one parameter", Writer{Driver: "mysql", DSN: "u@tcp(h)/db", Query: "UPDATE users SET password = ? WHERE username = 'alice'"}, "1 parameters"},
-		{"unknown scheme", Writer{Driver: "postgres", DSN: "postgres://h/db", Query: pq, Scheme: "MD5-CRYPT"}, "MD5-CRYPT"},
-		{"postgres dsn", Writer{Driver: "postgres", DSN: "postgres://u:s3cret-pw@h:notaport/db", Query: pq}, "postgres dsn does not parse"},
-		{"simple protocol", Writer{Driver: "postgres", DSN: "postgres://u:s3cret-pw@h/db?default_query_exec_mode=simple_protocol", Query: pq}, "simple_protocol"},
+		{"a select", Writer{Driver: "postgres", DSN: "postgres://h/db", Update: "SELECT $1, $2"}, "single UPDATE"},
+		{"one parameter", Writer{Driver: "mysql", DSN: "u@tcp(h)/db", Update: "UPDATE users SET password = ? WHERE username = 'alice'"}, "1 parameters"},
+		{"unknown scheme", Writer{Driver: "postgres", DSN: "postgres://h/db", Update: pq, Scheme: "MD5-CRYPT"}, "MD5-CRYPT"},
+		{"postgres dsn", Writer{Driver: "postgres", DSN: "postgres://u:s3cret-pw@h:notaport/db", Update: pq}, "postgres dsn does not parse"},
+		{"simple protocol", Writer{Driver: "postgres", DSN: "postgres://u:s3cret-pw@h/db?default_query_exec_mode=simple_protocol", Update: pq}, "simple_protocol"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -372,24 +372,35 @@ func TestCaddyfile(t *testing.T) {
 	if err := h.UnmarshalCaddyfile(cf.NewTestDispenser(`sms_recovery_verify {
 		key_id gw1
 		write sql postgres {env.MAIL_DB_DSN} {
-			query "UPDATE users SET password = $1 WHERE username = $2"
+			update "UPDATE users SET password = $1 WHERE username = $2"
 			scheme SHA512-CRYPT
 			timeout 2s
 		}
 	}`)); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"driver":"postgres","dsn":"{env.MAIL_DB_DSN}","query":"UPDATE users SET password = $1 WHERE username = $2","scheme":"SHA512-CRYPT","timeout":2000000000,"writer":"sql"}`
+	want := `{"driver":"postgres","dsn":"{env.MAIL_DB_DSN}","scheme":"SHA512-CRYPT","timeout":2000000000,"update":"UPDATE users SET password = $1 WHERE username = $2","writer":"sql"}`
 	if string(h.WriterRaw) != want {
 		t.Fatalf("write = %s, want %s", h.WriterRaw, want)
 	}
 	guesttest.Unmarshal(t, []guesttest.Case{
 		{Name: "no driver", Mod: new(Writer), Input: "sql", Want: "error: a driver and a dsn are required"},
-		{Name: "unknown driver", Mod: new(Writer), Input: "sql sqlite x { query \"UPDATE u SET p = ? WHERE n = ?\" }", Want: "error: unknown driver 'sqlite'"},
-		{Name: "no query", Mod: new(Writer), Input: "sql mysql u@tcp(h)/db", Want: "error: query is required"},
-		{Name: "a select", Mod: new(Writer), Input: "sql mysql u@tcp(h)/db {\n query \"SELECT ?, ?\"\n}", Want: "error: single UPDATE"},
-		{Name: "mysql", Mod: new(Writer), Input: "sql mysql u@tcp(h)/db {\n query \"UPDATE mailbox SET password = ? WHERE username = ?\"\n}",
-			Want: `{"driver":"mysql","dsn":"u@tcp(h)/db","query":"UPDATE mailbox SET password = ? WHERE username = ?"}`},
+		{Name: "unknown driver", Mod: new(Writer), Input: "sql sqlite x { update \"UPDATE u SET p = ? WHERE n = ?\" }", Want: "error: unknown driver 'sqlite'"},
+		{Name: "no query", Mod: new(Writer), Input: "sql mysql u@tcp(h)/db", Want: "error: update is required"},
+		{Name: "a select", Mod: new(Writer), Input: "sql mysql u@tcp(h)/db {\n update \"SELECT ?, ?\"\n}", Want: "error: single UPDATE"},
+		{Name: "mysql", Mod: new(Writer), Input: "sql mysql u@tcp(h)/db {\n update \"UPDATE mailbox SET password = ? WHERE username = ?\"\n}",
+			Want: `{"driver":"mysql","dsn":"u@tcp(h)/db","update":"UPDATE mailbox SET password = ? WHERE username = ?"}`},
 		{Name: "unknown subdirective", Mod: new(Writer), Input: "sql mysql u@tcp(h)/db {\n schema X\n}", Want: "error: unrecognized subdirective"},
 	})
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	w, err := guesttest.Load(t, &Writer{Driver: "postgres", DSN: "postgres://u@127.0.0.1/db", Update: "UPDATE u SET p = $1 WHERE n = $2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Scheme != "BLF-CRYPT" || time.Duration(w.Timeout) != 5*time.Second || w.db.Stats().MaxOpenConnections != 4 {
+		t.Fatalf("scheme %s, timeout %s, max open %d", w.Scheme, time.Duration(w.Timeout), w.db.Stats().MaxOpenConnections)
+	}
 }
