@@ -20,4 +20,5 @@ import (
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/verify/passwdfile"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/verify/sql"
 )

@@ -9,6 +9,7 @@ import (
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/sms"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
 )
 
 // TestModulesRegistered checks that importing the plugin registers every
@@ -24,6 +25,7 @@ func TestModulesRegistered(t *testing.T) {
 	isDirectory := func(m caddy.Module) bool { _, ok := m.(recovery.Directory); return ok }
 	isSender := func(m caddy.Module) bool { _, ok := m.(sms.Deliverer); return ok }
 	isStore := func(m caddy.Module) bool { _, ok := m.(storage.Opener); return ok }
+	isWriter := func(m caddy.Module) bool { _, ok := m.(verify.PasswordWriter); return ok }
 	for _, name := range []string{"file", "http", "ldap", "sql"} {
 		want["http.handlers.sms_recovery.directories."+name] = isDirectory
 	}
@@ -32,6 +34,9 @@ func TestModulesRegistered(t *testing.T) {
 	}
 	for _, name := range []string{"memory", "redis"} {
 		want["http.handlers.sms_recovery.storage."+name] = isStore
+	}
+	for _, name := range []string{"passwd_file", "sql"} {
+		want[verify.WriterNamespace+"."+name] = isWriter
 	}
 	for id, is := range want {
 		info, err := caddy.GetModule(id)

@@ -18,7 +18,8 @@ import (
 //	    nonce_store memory                      # the default: this process
 //	    nonce_store redis <url> [{ prefix <p> }]  # shared by instances, kept across restarts
 //	    nonce_store <name> ...                  # any module http.handlers.sms_recovery_verify.nonce_stores.<name>
-//	    write passwd_file <path> [{ scheme BLF-CRYPT|ARGON2ID|SSHA512 }]
+//	    write passwd_file <path> [{ scheme BLF-CRYPT|SHA512-CRYPT|ARGON2ID|SSHA512 }]
+//	    write sql postgres|mysql <dsn> { update "UPDATE … = $1 … = $2"; [scheme …; timeout …] }
 //	    write <name> ...                        # any module http.handlers.sms_recovery_verify.writers.<name>
 //	    password_field      <name>              # default: password
 //	    min_password_length <n>                 # default: 15

@@ -8,20 +8,17 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	cf "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/sqldb"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
 
@@ -83,9 +80,7 @@ type SQL struct {
 	// Default: 5m.
 	ConnMaxLifetime caddy.Duration `json:"conn_max_lifetime,omitempty"`
 
-	db             *sql.DB
-	simpleProtocol bool     // the DSN asks pgx to write parameters into the query text
-	secrets        []string // removed from every error message
+	db *sqldb.DB
 }
 
 // CaddyModule returns the Caddy module information.
@@ -114,47 +109,15 @@ func (s *SQL) Provision(caddy.Context) error {
 	if s.ConnMaxLifetime == 0 {
 		s.ConnMaxLifetime = caddy.Duration(5 * time.Minute)
 	}
-	switch s.Driver {
-	case "postgres":
-		pc, err := pgx.ParseConfig(s.DSN)
-		if err != nil {
-			// pgx masks passwords it recognises; a DSN that does not parse
-			// may hide one where it does not look.
-			return errors.New("directory sql: the postgres dsn does not parse (want a postgres:// URL or key=value pairs)")
-		}
-		s.simpleProtocol = pc.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol
-		if pc.Password != "" {
-			s.secrets = append(s.secrets, pc.Password)
-		}
-		s.db = stdlib.OpenDB(*pc)
-	case "mysql":
-		mc, err := mysql.ParseDSN(s.DSN)
-		if err != nil {
-			// The driver's "invalid DSN" messages are its own words; its
-			// others quote a part of the DSN, which may be a password.
-			if !strings.HasPrefix(err.Error(), "invalid DSN:") {
-				err = errors.New("want user:password@tcp(host:port)/dbname[?param=value&...]")
-			}
-			return fmt.Errorf("directory sql: the mysql dsn does not parse: %w", err)
-		}
-		// The account goes to the server as a parameter of a prepared
-		// statement, and the query is one statement.
-		mc.InterpolateParams = false
-		mc.MultiStatements = false
-		if mc.Passwd != "" {
-			s.secrets = append(s.secrets, mc.Passwd)
-		}
-		conn, err := mysql.NewConnector(mc)
-		if err != nil {
-			return fmt.Errorf("directory sql: %w", s.scrub(err, ""))
-		}
-		s.db = sql.OpenDB(conn)
-	default:
-		return nil // Validate refuses the driver
+	if s.DSN == "" || !slices.Contains(sqldb.Drivers, s.Driver) {
+		return nil // Validate refuses them
 	}
-	s.db.SetMaxOpenConns(s.MaxOpenConns)
-	s.db.SetMaxIdleConns(s.MaxIdleConns)
-	s.db.SetConnMaxLifetime(time.Duration(s.ConnMaxLifetime))
+	db, err := sqldb.Open(s.Driver, s.DSN, sqldb.Pool{MaxOpenConns: s.MaxOpenConns,
+		MaxIdleConns: s.MaxIdleConns, ConnMaxLifetime: time.Duration(s.ConnMaxLifetime)})
+	if err != nil {
+		return fmt.Errorf("directory sql: %w", err)
+	}
+	s.db = db
 	return nil
 }
 
@@ -167,8 +130,6 @@ func (s *SQL) Validate() error {
 	switch {
 	case s.DSN == "":
 		return errors.New("directory sql: no dsn")
-	case s.simpleProtocol:
-		return errors.New("directory sql: default_query_exec_mode=simple_protocol writes the account into the query text; use another mode")
 	case s.Timeout < 0 || s.ConnMaxLifetime < 0 || s.MaxOpenConns < 0 || s.MaxIdleConns < 0:
 		return errors.New("directory sql: timeout, max_open_conns, max_idle_conns and conn_max_lifetime must not be negative")
 	}
@@ -244,78 +205,15 @@ func (s *SQL) unavailable(ctx context.Context, err error, account string) error 
 	if ctx.Err() == context.DeadlineExceeded {
 		return directory.Unavailable("sql", fmt.Errorf("%w after %s", context.DeadlineExceeded, time.Duration(s.Timeout)))
 	}
-	return directory.Unavailable("sql", s.scrub(err, account))
-}
-
-// scrub returns err's text without the password or account; the driver's
-// error itself is not kept, since its fields may hold them.
-func (s *SQL) scrub(err error, account string) error {
-	msg := err.Error()
-	for _, s := range s.secrets {
-		msg = strings.ReplaceAll(msg, s, "xxxxx")
-	}
-	if account != "" {
-		msg = strings.ReplaceAll(msg, account, "<account>")
-	}
-	return errors.New(msg)
+	return directory.Unavailable("sql", s.db.Scrub(err, account, "<account>"))
 }
 
 // checkQuery reports whether query suits driver ("postgres" or "mysql"):
-// one SELECT, without comments, INTO or a second statement, whose only
-// parameter is the account: $1 (perhaps used more than once) for postgres,
-// exactly one ? for mysql. It reads the query as plain text, quotes and
-// all: a '?', '--' or ';' inside a string counts too, and the query is
-// refused, which errs on the safe side. The drivers are the second line:
-// the account is always a bound parameter, and neither runs two statements.
+// one SELECT whose only parameter is the account, $1 for postgres (perhaps
+// used more than once), ? for mysql (sqldb.Statement.Check).
 func checkQuery(driver, query string) error {
-	want := map[string]string{"postgres": "$1", "mysql": "?"}[driver]
-	switch {
-	case driver == "":
-		return errors.New("no driver (want postgres or mysql)")
-	case want == "":
-		return fmt.Errorf("unknown driver %q (want postgres or mysql)", driver)
-	}
-	q := strings.TrimSuffix(strings.TrimSpace(query), ";")
-	words := strings.FieldsFunc(strings.ToLower(q), func(r rune) bool {
-		return r != '_' && (r < 'a' || r > 'z') && (r < '0' || r > '9') && r < 0x80
-	})
-	switch {
-	case q == "":
-		return errors.New("no query")
-	case strings.Contains(q, ";"):
-		return errors.New("query must be a single statement")
-	case strings.Contains(q, "--") || strings.Contains(q, "/*") || driver == "mysql" && strings.Contains(q, "#"):
-		return errors.New("query must hold no comment")
-	case len(words) == 0 || words[0] != "select":
-		return errors.New("query must be a single SELECT")
-	case slices.Contains(words, "into"): // SELECT ... INTO writes a table, a variable or a file
-		return errors.New("query must not SELECT ... INTO")
-	}
-	params := strings.Count(q, "?")
-	if driver == "postgres" {
-		params = 0
-		for _, p := range dollarParam.FindAllString(q, -1) {
-			if p == "$" {
-				return errors.New("query must hold no dollar-quoted string")
-			}
-			if p != "$1" {
-				return fmt.Errorf("query has the parameter %s; the account is its only parameter, $1", p)
-			}
-			params++
-		}
-	}
-	switch {
-	case params == 0:
-		return fmt.Errorf("query has no parameter %s for the account", want)
-	case driver == "mysql" && params > 1:
-		return fmt.Errorf("query has %d parameters ?; the account is its only parameter, ?", params)
-	}
-	return nil
+	return sqldb.Statement{Verb: "select", Params: []string{"the account"}}.Check(driver, query)
 }
-
-// dollarParam is a postgres parameter, or a "$" that starts a
-// dollar-quoted string.
-var dollarParam = regexp.MustCompile(`\$[0-9]*`)
 
 // UnmarshalCaddyfile reads
 //

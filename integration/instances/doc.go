@@ -6,7 +6,10 @@
 // routes keep working, and recovers without a restart. It also runs the
 // upstream's verifier, sms_recovery_verify, as two processes sharing a
 // nonce store in Redis: a signed reset passes once across both and across
-// their restarts.
+// their restarts. Behind the gateway, a verifier that sets the password
+// itself keeps the reset token valid when it refuses the password or its
+// database is down, and spends it once the password is written; that test
+// also needs the PostgreSQL of docs/development.md.
 //
 // TestMain builds ./cmd/caddy once; every test starts its own `caddy run`
 // processes. Each gets its HTTP and admin listeners from the test, on free

@@ -29,7 +29,7 @@ type Writer struct {
 	Path string `json:"path,omitempty"`
 
 	// Scheme is the Dovecot password scheme to hash in: BLF-CRYPT,
-	// ARGON2ID or SSHA512. Default: BLF-CRYPT.
+	// SHA512-CRYPT, ARGON2ID or SSHA512. Default: BLF-CRYPT.
 	Scheme string `json:"scheme,omitempty"`
 }
 
