@@ -11,6 +11,12 @@
 //     that reads the hash instead works only while slapd's olcPasswordHash
 //     is a scheme it knows.
 //
+// sms_recovery_verify with the writer answers signed resets as the gateway
+// sends them: 204 once set, 404 for an unknown account or one made of
+// filter metacharacters, 500 while slapd is down, nothing written but the
+// good one. And the write ldap example of docs/upstream.md passes what
+// caddy validate checks.
+//
 // The tests need slapd and ldap-utils, Dovecot (dovecot-imapd) and its LDAP
 // driver (dovecot-ldap). Without them they skip, unless CI=true, where they
 // fail. Dovecot runs unprivileged (as nobody when the tests run as root)
