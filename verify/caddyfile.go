@@ -19,6 +19,7 @@ import (
 //	    nonce_store redis <url> [{ prefix <p> }]  # shared by instances, kept across restarts
 //	    nonce_store <name> ...                  # any module http.handlers.sms_recovery_verify.nonce_stores.<name>
 //	    write passwd_file <path> [{ scheme BLF-CRYPT|ARGON2ID|SSHA512 }]
+//	    write ldap <url> { bind_dn …; bind_password …; base_dn …; filter …; mode passwd_modify|replace; … }
 //	    write <name> ...                        # any module http.handlers.sms_recovery_verify.writers.<name>
 //	    password_field      <name>              # default: password
 //	    min_password_length <n>                 # default: 15
