@@ -19,6 +19,7 @@ import (
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/storage/redis"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/verify"
+	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/verify/ldap"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/verify/passwdfile"
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery/verify/sql"
 )

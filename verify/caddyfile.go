@@ -20,6 +20,7 @@ import (
 //	    nonce_store <name> ...                  # any module http.handlers.sms_recovery_verify.nonce_stores.<name>
 //	    write passwd_file <path> [{ scheme BLF-CRYPT|SHA512-CRYPT|ARGON2ID|SSHA512 }]
 //	    write sql postgres|mysql <dsn> { update "UPDATE … = $1 … = $2"; [scheme …; timeout …] }
+//	    write ldap <url> { bind_dn …; bind_password …; base_dn …; filter …; mode passwd_modify|replace; … }
 //	    write <name> ...                        # any module http.handlers.sms_recovery_verify.writers.<name>
 //	    password_field      <name>              # default: password
 //	    min_password_length <n>                 # default: 15

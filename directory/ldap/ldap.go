@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/directory"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/cfparse"
+	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/ldapconn"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/internal/placeholder"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 )
@@ -34,7 +33,6 @@ const (
 	defaultTimeout        = 3 * time.Second
 	defaultPoolSize       = 4
 	defaultPhoneAttribute = "mobile" // of inetOrgPerson (RFC 2798, from cosine)
-	accountPlaceholder    = "{account}"
 )
 
 // LDAP is the directory http.handlers.sms_recovery.directories.ldap: a
@@ -114,8 +112,7 @@ type LDAP struct {
 	PoolSize int `json:"pool_size,omitempty"`
 
 	tlsConfig  *tls.Config // for ldaps:// and StartTLS; tests set their roots
-	before     string      // the filter before {account}
-	after      string      // and after it
+	filt       ldapconn.Filter
 	attributes []string
 
 	slots chan struct{}   // one per connection that may be open
@@ -153,7 +150,7 @@ func (l *LDAP) Provision(caddy.Context) error {
 	if l.PoolSize == 0 {
 		l.PoolSize = defaultPoolSize
 	}
-	l.before, l.after, _ = strings.Cut(l.Filter, accountPlaceholder)
+	l.filt = ldapconn.NewFilter(l.Filter)
 	l.attributes = []string{l.PhoneAttribute}
 	if l.LangAttribute != "" {
 		l.attributes = append(l.attributes, l.LangAttribute)
@@ -165,49 +162,24 @@ func (l *LDAP) Provision(caddy.Context) error {
 	l.slots = make(chan struct{}, size)
 	l.idle = make(chan *ldap.Conn, size)
 	if l.tlsConfig == nil {
-		l.tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
-	if u, err := url.Parse(l.URL); err == nil && l.tlsConfig.ServerName == "" {
-		l.tlsConfig.ServerName = u.Hostname()
+		l.tlsConfig = ldapconn.TLSConfig(l.URL)
 	}
 	return nil
 }
 
 // Validate checks the settings.
 func (l *LDAP) Validate() error {
-	u, err := url.Parse(l.URL)
-	if err != nil {
-		return errors.New("directory ldap: url does not parse") // the error would quote a password in it
+	if err := l.server().Check(); err != nil {
+		return fmt.Errorf("directory ldap: %w", err)
 	}
-	switch {
-	case u.Scheme != "ldap" && u.Scheme != "ldaps":
-		return fmt.Errorf("directory ldap: url %q is not ldap:// or ldaps://", u.Redacted())
-	case u.Host == "" || u.Hostname() == "":
-		return fmt.Errorf("directory ldap: url %q has no host", u.Redacted())
-	case u.User != nil:
-		return fmt.Errorf("directory ldap: url %q holds credentials (use bind_dn and bind_password)", u.Redacted())
-	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
-		// An RFC 4516 URL can carry a base DN, attributes and a filter;
-		// they are options here, and two places to say one thing is one
-		// too many.
-		return fmt.Errorf("directory ldap: url %q has more than scheme, host and port (use base_dn and filter)", u.Redacted())
-	case l.StartTLS && u.Scheme == "ldaps":
-		return errors.New("directory ldap: start_tls with an ldaps:// url (the connection is TLS already)")
-	case l.BindDN != "" && l.BindPassword == "":
-		return errors.New("directory ldap: bind_dn without bind_password (an unauthenticated bind)")
-	case l.BindDN == "" && l.BindPassword != "":
-		return errors.New("directory ldap: bind_password without bind_dn")
-	case l.BaseDN == "":
+	if l.BaseDN == "" {
 		return errors.New("directory ldap: base_dn is required")
 	}
 	if _, err := ldap.ParseDN(l.BaseDN); err != nil {
 		return fmt.Errorf("directory ldap: base_dn %q is not a DN: %w", l.BaseDN, err)
 	}
-	if n := strings.Count(l.Filter, accountPlaceholder); n != 1 {
-		return fmt.Errorf("directory ldap: filter %q must contain %s exactly once (it has it %d times)", l.Filter, accountPlaceholder, n)
-	}
-	if _, err := ldap.CompileFilter(l.before + "x" + l.after); err != nil {
-		return fmt.Errorf("directory ldap: filter %q is not an LDAP filter: %w", l.Filter, err)
+	if err := l.filt.Check(); err != nil {
+		return fmt.Errorf("directory ldap: %w", err)
 	}
 	for _, a := range []string{l.PhoneAttribute, l.LangAttribute, l.EmailAttribute} {
 		if a != "" && !validAttribute(a) {
@@ -237,12 +209,9 @@ func validAttribute(a string) bool {
 	return a != ""
 }
 
-// filter returns the search filter for account: the configured filter with
-// the account, escaped per RFC 4515, in place of {account}. Every byte a
-// filter gives a meaning to (parentheses, '*', '\', NUL) and every byte
-// beyond ASCII becomes \XX, so the account can only be a value to match.
+// filter returns the search filter for account (ldapconn.Filter.For).
 func (l *LDAP) filter(account string) string {
-	return l.before + ldap.EscapeFilter(account) + l.after
+	return l.filt.For(account)
 }
 
 // Lookup searches the directory for account's entry, with the account
@@ -273,7 +242,7 @@ func (l *LDAP) Lookup(ctx context.Context, account string) (recovery.Entry, erro
 			return recovery.Entry{}, unavailable(err)
 		}
 		res, err := l.search(ctx, conn, account)
-		if err != nil && isConnError(err) {
+		if err != nil && ldapconn.IsConnError(err) {
 			conn.Close()
 			if reused && attempt == 0 && ctx.Err() == nil {
 				continue
@@ -311,26 +280,12 @@ func (l *LDAP) dial(ctx context.Context) (*ldap.Conn, error) {
 	if l.isClosed() {
 		return nil, errors.New("directory closed")
 	}
-	deadline, _ := ctx.Deadline()
-	dialer := &net.Dialer{Deadline: deadline}
-	c, err := ldap.DialURL(l.URL, ldap.DialWithDialer(dialer), ldap.DialWithTLSConfig(l.tlsConfig))
-	if err != nil {
-		return nil, fmt.Errorf("connecting: %w", cleanError(err))
-	}
-	c.SetTimeout(time.Until(deadline))
-	if l.StartTLS {
-		if err := c.StartTLS(l.tlsConfig); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("starting TLS: %w", cleanError(err))
-		}
-	}
-	if l.BindDN != "" {
-		if err := c.Bind(l.BindDN, l.BindPassword); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("binding as %q: %w", l.BindDN, cleanError(err))
-		}
-	}
-	return c, nil
+	return ldapconn.Dial(ctx, l.server())
+}
+
+// server is where dial connects.
+func (l *LDAP) server() ldapconn.Server {
+	return ldapconn.Server{URL: l.URL, StartTLS: l.StartTLS, BindDN: l.BindDN, BindPassword: l.BindPassword, TLS: l.tlsConfig}
 }
 
 // search runs the subtree search for account. Its errors are connection
@@ -358,10 +313,10 @@ func (l *LDAP) search(ctx context.Context, c *ldap.Conn, account string) (*ldap.
 		// account unknown.
 		return nil, unavailable(fmt.Errorf("searching: base_dn %q does not exist", l.BaseDN))
 	}
-	if isConnError(err) {
+	if ldapconn.IsConnError(err) {
 		return nil, err
 	}
-	return nil, unavailable(fmt.Errorf("searching: %w", cleanError(err)))
+	return nil, unavailable(fmt.Errorf("searching: %w", ldapconn.CleanError(err)))
 }
 
 // entry reads the answer of a search.
@@ -438,27 +393,6 @@ func (l *LDAP) Cleanup() error {
 	}
 }
 
-// isConnError reports whether err means the connection is unusable: it
-// broke, or a request on it timed out (the server may be stuck, and a late
-// answer would only hold up the connection). go-ldap reports both as
-// ErrorNetwork.
-func isConnError(err error) bool {
-	return ldap.IsErrorAnyOf(err, ldap.ErrorNetwork, ldap.LDAPResultServerDown, ldap.LDAPResultConnectError,
-		ldap.LDAPResultTimeout)
-}
-
-// cleanError keeps of an LDAP result its code and name, and drops the
-// server's diagnostic message, which is free text that some servers fill
-// with the request (a filter holds the account). Other errors (network)
-// pass unchanged.
-func cleanError(err error) error {
-	var lerr *ldap.Error
-	if errors.As(err, &lerr) && lerr.ResultCode < ldap.ErrorNetwork {
-		return fmt.Errorf("LDAP result %d %s", lerr.ResultCode, ldap.LDAPResultCodeMap[lerr.ResultCode])
-	}
-	return err
-}
-
 func unavailable(err error) error {
 	return directory.Unavailable("ldap", err)
 }
@@ -484,7 +418,7 @@ func (l *LDAP) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	}
 	// A placeholder is checked once it is expanded, at load.
 	if !strings.HasPrefix(l.URL, "{") && !strings.HasPrefix(l.URL, "ldap://") && !strings.HasPrefix(l.URL, "ldaps://") {
-		return d.Errf("directory ldap: url '%s' must start with ldap:// or ldaps://", redactURL(l.URL))
+		return d.Errf("directory ldap: url '%s' must start with ldap:// or ldaps://", ldapconn.RedactURL(l.URL))
 	}
 	err := cfparse.Block(d, "directory ldap", map[string]func() error{
 		"bind_dn":         func() error { return cfparse.String(d, &l.BindDN) },
@@ -501,7 +435,7 @@ func (l *LDAP) UnmarshalCaddyfile(d *cf.Dispenser) error {
 		},
 		"filter": func() error {
 			err := cfparse.String(d, &l.Filter)
-			if err == nil && strings.Count(l.Filter, accountPlaceholder) != 1 {
+			if err == nil && strings.Count(l.Filter, ldapconn.AccountPlaceholder) != 1 {
 				err = d.Errf("directory ldap: filter '%s' must contain {account} exactly once", l.Filter)
 			}
 			return err
@@ -516,14 +450,6 @@ func (l *LDAP) UnmarshalCaddyfile(d *cf.Dispenser) error {
 		return d.Err("directory ldap: filter is required")
 	}
 	return nil
-}
-
-// redactURL hides a password written into a URL, for error messages.
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	return "(unparsable)"
 }
 
 // Interface guards

@@ -36,16 +36,31 @@ const (
 	BindPassword = "gateway-s3cret"
 	rootDN       = "cn=admin,dc=example,dc=com"
 	rootPassword = "admin-s3cret"
+
+	// WriterDN may set the people's userPassword (write access), with a
+	// Modify or the Password Modify extended operation, and read nothing.
+	WriterDN       = "cn=password-writer,dc=example,dc=com"
+	WriterPassword = "writer-s3cret"
+	// MailDN may read the people's userPassword, as a mail server's LDAP
+	// passdb does when it checks passwords itself.
+	MailDN       = "cn=mail,dc=example,dc=com"
+	MailPassword = "mail-s3cret"
 )
 
-// Entries is the seed data beyond the bind account: people under BaseDN.
-// Two of them share one mail address, so that a search for it is
-// ambiguous; one has no mobile; one has parentheses and a star in its mail,
-// which a filter matches only when they are escaped.
+// OldPassword is the userPassword every person under BaseDN is seeded
+// with, in clear: "<uid>-old-password".
+func OldPassword(uid string) string { return uid + "-old-password" }
+
+// Entries is the seed data beyond the service accounts: people under
+// BaseDN, each with the userPassword OldPassword(uid). Two of them share
+// one mail address, so that a search for it is ambiguous; one has no
+// mobile; one has parentheses and a star in its mail, which a filter
+// matches only when they are escaped.
 const Entries = `
 dn: uid=alice,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
 uid: alice
+userPassword: alice-old-password
 cn: Alice
 sn: Example
 mail: alice@example.com
@@ -55,6 +70,7 @@ preferredLanguage: nl
 dn: uid=bob,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
 uid: bob
+userPassword: bob-old-password
 cn: Bob
 sn: Example
 mail: bob@example.com
@@ -64,13 +80,23 @@ preferredLanguage: de-CH, en;q=0.8
 dn: uid=carol,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
 uid: carol
+userPassword: carol-old-password
 cn: Carol
 sn: Example
 mail: carol@example.com
 
+dn: uid=dave,ou=people,dc=example,dc=com
+objectClass: inetOrgPerson
+uid: dave
+userPassword: dave-old-password
+cn: Dave
+sn: Example
+mail: dave@example.com
+
 dn: uid=dup1,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
 uid: dup1
+userPassword: dup1-old-password
 cn: Dup One
 sn: Example
 mail: shared@example.com
@@ -79,6 +105,7 @@ mobile: +31611111111
 dn: uid=dup2,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
 uid: dup2
+userPassword: dup2-old-password
 cn: Dup Two
 sn: Example
 mail: shared@example.com
@@ -87,6 +114,7 @@ mobile: +31622222222
 dn: uid=odd,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
 uid: odd
+userPassword: odd-old-password
 cn: Odd
 sn: Example
 mail: o(d)d*@example.com
@@ -95,6 +123,7 @@ mobile: +31633333333
 dn: uid=admin,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
 uid: admin
+userPassword: admin-old-password
 cn: Admin
 sn: Example
 mail: admin@example.com
@@ -111,6 +140,10 @@ type Server struct {
 	URL string
 	// TLSURL is ldaps://127.0.0.1:<tls port>.
 	TLSURL string
+	// SHA2 is whether the server reads {SSHA512} passwords in binds: it
+	// loads OpenLDAP's pw-sha2 module when it is installed (Debian's
+	// slapd-contrib).
+	SHA2 bool
 	// RootCAs trusts the server's certificate (for 127.0.0.1 and localhost).
 	RootCAs *x509.CertPool
 
@@ -144,6 +177,9 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// pwSHA2 is OpenLDAP's module for the SHA-2 password schemes.
+const pwSHA2 = "/usr/lib/ldap/pw-sha2.so"
+
 // lookPath finds slapd and slapadd, which Debian keeps in /usr/sbin, a
 // directory not every PATH holds.
 func lookPath(name string) (string, error) {
@@ -162,6 +198,11 @@ func (s *Server) configure() {
 	t := s.t
 	t.Helper()
 	cert, key := s.certificate()
+	modules := "olcModuleLoad: back_mdb\n"
+	if _, err := os.Stat(pwSHA2); err == nil {
+		modules += "olcModuleLoad: pw-sha2\n"
+		s.SHA2 = true
+	}
 	for _, d := range []string{"slapd.d", "data"} {
 		if err := os.Mkdir(filepath.Join(s.dir, d), 0o700); err != nil {
 			t.Fatal(err)
@@ -178,8 +219,7 @@ dn: cn=module{0},cn=config
 objectClass: olcModuleList
 cn: module{0}
 olcModulePath: /usr/lib/ldap
-olcModuleLoad: back_mdb
-
+%[6]s
 dn: cn=schema,cn=config
 objectClass: olcSchemaConfig
 cn: schema
@@ -207,9 +247,9 @@ olcRootDN: %[4]s
 olcRootPW: %[5]s
 olcDbDirectory: %[1]s/data
 olcDbMaxSize: 16777216
-olcAccess: {0}to attrs=userPassword by anonymous auth by * none
+olcAccess: {0}to attrs=userPassword by dn.exact="%[7]s" write by dn.exact="%[8]s" read by anonymous auth by * none
 olcAccess: {1}to * by users read by * none
-`, s.dir, cert, key, rootDN, rootPassword)
+`, s.dir, cert, key, rootDN, rootPassword, modules, WriterDN, MailDN)
 	data := fmt.Sprintf(`dn: dc=example,dc=com
 objectClass: dcObject
 objectClass: organization
@@ -223,9 +263,21 @@ cn: gateway
 userPassword: %s
 
 dn: %s
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: password-writer
+userPassword: %s
+
+dn: %s
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: mail
+userPassword: %s
+
+dn: %s
 objectClass: organizationalUnit
 ou: people
-%s`, BindDN, BindPassword, BaseDN, Entries)
+%s`, BindDN, BindPassword, WriterDN, WriterPassword, MailDN, MailPassword, BaseDN, Entries)
 	s.slapadd("0", config)
 	s.slapadd("1", data)
 }
@@ -360,4 +412,49 @@ func (s *Server) Stop() {
 // TLSConfig trusts the server, for StartTLS and ldaps.
 func (s *Server) TLSConfig() *tls.Config {
 	return &tls.Config{RootCAs: s.RootCAs, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+}
+
+// Passwords returns the userPassword values of every entry under BaseDN,
+// by DN, as the directory's administrator reads them.
+func (s *Server) Passwords(t testing.TB) map[string][]string {
+	t.Helper()
+	c, err := ldap.DialURL(s.URL, ldap.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetTimeout(5 * time.Second)
+	if err := c.Bind(rootDN, rootPassword); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Search(ldap.NewSearchRequest(BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		"(objectClass=*)", []string{"userPassword"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string][]string, len(res.Entries))
+	for _, e := range res.Entries {
+		out[e.DN] = e.GetAttributeValues("userPassword")
+	}
+	return out
+}
+
+// CanBind reports whether dn can bind with password: the server's own
+// check of a password, whatever scheme it is stored in.
+func (s *Server) CanBind(t testing.TB, dn, password string) bool {
+	t.Helper()
+	c, err := ldap.DialURL(s.URL, ldap.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetTimeout(5 * time.Second)
+	err = c.Bind(dn, password)
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("binding as %s: %v", dn, err)
+	}
+	return true
 }
