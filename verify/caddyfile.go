@@ -18,10 +18,10 @@ import (
 //	    nonce_store memory                      # the default: this process
 //	    nonce_store redis <url> [{ prefix <p> }]  # shared by instances, kept across restarts
 //	    nonce_store <name> ...                  # any module http.handlers.sms_recovery_verify.nonce_stores.<name>
-//	    write passwd_file <path> [{ scheme BLF-CRYPT|SHA512-CRYPT|ARGON2ID|SSHA512 }]
-//	    write sql postgres|mysql <dsn> { update "UPDATE … = $1 … = $2"; [scheme …; timeout …] }
-//	    write ldap <url> { bind_dn …; bind_password …; base_dn …; filter …; mode passwd_modify|replace; … }
-//	    write <name> ...                        # any module http.handlers.sms_recovery_verify.writers.<name>
+//	    password passwd_file <path> [{ scheme BLF-CRYPT|SHA512-CRYPT|ARGON2ID|SSHA512 }]
+//	    password sql postgres|mysql <dsn> { update "UPDATE … = $1 … = $2"; [scheme …; timeout …] }
+//	    password ldap <url> { bind_dn …; bind_password …; base_dn …; filter …; mode passwd_modify|replace; … }
+//	    password <name> ...                        # any module http.handlers.sms_recovery_verify.writers.<name>
 //	    password_field      <name>              # default: password
 //	    min_password_length <n>                 # default: 15
 //	    password_blocklist  <path>              # one refused password a line
@@ -61,7 +61,7 @@ func (m *Handler) UnmarshalCaddyfile(d *cf.Dispenser) error {
 			err = cfparse.Duration(d, &m.MaxSkew)
 		case "nonce_store":
 			m.NonceStoreRaw, err = cfparse.Guest(d, NonceStoreNamespace, "store", "nonce store")
-		case "write":
+		case "password":
 			m.WriterRaw, err = cfparse.Guest(d, WriterNamespace, "writer", "password writer")
 		case "password_field":
 			err = cfparse.String(d, &m.PasswordField)

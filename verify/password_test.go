@@ -161,7 +161,7 @@ func TestWriterCaddyfile(t *testing.T) {
 	var h Handler
 	d := cf.NewTestDispenser(`sms_recovery_verify {
 		key_id gw1
-		write test_memory
+		password test_memory
 		min_password_length 20
 		password_field new_password
 		password_blocklist /etc/common-passwords

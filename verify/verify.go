@@ -82,7 +82,7 @@ type Handler struct {
 	// naming the rule a refused password breaks (the gateway keeps the
 	// reset code valid for another try), 404 when the store has no such
 	// account.
-	WriterRaw json.RawMessage `json:"write,omitempty" caddy:"namespace=http.handlers.sms_recovery_verify.writers inline_key=writer"`
+	WriterRaw json.RawMessage `json:"password,omitempty" caddy:"namespace=http.handlers.sms_recovery_verify.writers inline_key=writer"`
 
 	// PasswordField is the body field (JSON or form) that holds the new
 	// password, for write. Default: password.
@@ -266,7 +266,7 @@ func (h *Handler) loadWriter(ctx caddy.Context) error {
 	}
 	var ok bool
 	if h.writer, ok = mod.(PasswordWriter); !ok {
-		return fmt.Errorf("write: module %T is not a password writer", mod)
+		return fmt.Errorf("password: module %T is not a password writer", mod)
 	}
 	return nil
 }

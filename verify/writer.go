@@ -6,7 +6,7 @@ import (
 )
 
 // WriterNamespace is the Caddy module namespace of the verifier's password
-// writers. The handler loads one from its "write" field, whose "writer"
+// writers. The handler loads one from its "password" field, whose "writer"
 // names the module: {"writer": "passwd_file", "path": "/etc/dovecot/users"}
 // loads http.handlers.sms_recovery_verify.writers.passwd_file. A module of
 // this namespace must implement PasswordWriter.

@@ -38,7 +38,7 @@ func TestRefusedPasswordKeepsTheToken(t *testing.T) {
 	sms_recovery_verify %[1]s {
 		key_id %[2]s
 		hmac_key %[3]s
-		write passwd_file %[4]q
+		password passwd_file %[4]q
 	}
 	respond 404
 `, resetPath, keyID, base64.StdEncoding.EncodeToString(d.hmacKey), users))
@@ -133,7 +133,7 @@ func TestDatabaseDownKeepsTheToken(t *testing.T) {
 	sms_recovery_verify %[1]s {
 		key_id %[2]s
 		hmac_key %[3]s
-		write sql postgres %[4]q {
+		password sql postgres %[4]q {
 			update "UPDATE %[5]s SET password = $1 WHERE username = $2"
 			scheme SSHA512
 		}

@@ -14,7 +14,7 @@
 // sms_recovery_verify with the writer answers signed resets as the gateway
 // sends them: 204 once set, 404 for an unknown account or one made of
 // filter metacharacters, 500 while slapd is down, nothing written but the
-// good one. And the write ldap example of docs/upstream.md passes what
+// good one. And the password ldap example of docs/upstream.md passes what
 // caddy validate checks.
 //
 // The tests need slapd and ldap-utils, Dovecot (dovecot-imapd) and its LDAP

@@ -18,7 +18,7 @@ import (
 	_ "github.com/caddy-sms-recovery/caddy-sms-recovery"
 )
 
-// TestDocsExampleValidates: the write ldap example of docs/upstream.md
+// TestDocsExampleValidates: the password ldap example of docs/upstream.md
 // passes what caddy validate does (adapt, then provision and validate
 // every module), with its two environment variables set.
 func TestDocsExampleValidates(t *testing.T) {
@@ -28,12 +28,12 @@ func TestDocsExampleValidates(t *testing.T) {
 	}
 	var examples []string
 	for _, m := range regexp.MustCompile("(?s)```caddyfile\n(.*?)```").FindAllStringSubmatch(string(md), -1) {
-		if strings.Contains(m[1], "write ldap") {
+		if strings.Contains(m[1], "password ldap") {
 			examples = append(examples, m[1])
 		}
 	}
 	if len(examples) != 1 {
-		t.Fatalf("docs/upstream.md has %d caddyfile blocks with write ldap, want 1", len(examples))
+		t.Fatalf("docs/upstream.md has %d caddyfile blocks with password ldap, want 1", len(examples))
 	}
 	key := make([]byte, 64)
 	_, _ = rand.Read(key)

@@ -43,7 +43,7 @@ type verifier struct {
 }
 
 // startVerifier runs Caddy with sms_recovery_verify on resetPath, its
-// writer set by write, the rest of a "write" line and its block, and waits
+// writer set by password, the rest of a "password" line and its block, and waits
 // until it serves. It stops when t ends.
 func startVerifier(t *testing.T, write string) *verifier {
 	t.Helper()
@@ -81,7 +81,7 @@ http://localhost:%d {
 	sms_recovery_verify %s {
 		key_id %s
 		hmac_key %s
-		write %s
+		password %s
 	}
 	respond 404
 }

@@ -130,7 +130,7 @@ func (w *Writer) Provision(caddy.Context) error {
 		name string
 		s    *string
 	}{{"url", &w.URL}, {"bind_dn", &w.BindDN}, {"bind_password", &w.BindPassword}} {
-		if err := placeholder.Expand(nil, "write ldap: "+f.name, f.s); err != nil {
+		if err := placeholder.Expand(nil, "password ldap: "+f.name, f.s); err != nil {
 			return err
 		}
 	}
@@ -153,37 +153,37 @@ func (w *Writer) Provision(caddy.Context) error {
 // Validate checks the settings.
 func (w *Writer) Validate() error {
 	if err := w.server().Check(); err != nil {
-		return fmt.Errorf("write ldap: %w", err)
+		return fmt.Errorf("password ldap: %w", err)
 	}
 	switch {
 	case w.BindDN == "":
-		return errors.New("write ldap: bind_dn is required (an anonymous bind may not set passwords)")
+		return errors.New("password ldap: bind_dn is required (an anonymous bind may not set passwords)")
 	case w.BaseDN == "":
-		return errors.New("write ldap: base_dn is required")
+		return errors.New("password ldap: base_dn is required")
 	}
 	if _, err := ldap.ParseDN(w.BaseDN); err != nil {
-		return fmt.Errorf("write ldap: base_dn %q is not a DN: %w", w.BaseDN, err)
+		return fmt.Errorf("password ldap: base_dn %q is not a DN: %w", w.BaseDN, err)
 	}
 	if err := w.filter.Check(); err != nil {
-		return fmt.Errorf("write ldap: %w", err)
+		return fmt.Errorf("password ldap: %w", err)
 	}
 	switch w.Mode {
 	case ModePasswdModify:
 		if w.Scheme != "" {
-			return fmt.Errorf("write ldap: scheme %q is for mode replace (with passwd_modify the server hashes)", w.Scheme)
+			return fmt.Errorf("password ldap: scheme %q is for mode replace (with passwd_modify the server hashes)", w.Scheme)
 		}
 	case ModeReplace:
 		if w.Scheme != schemeBLF && w.Scheme != schemeSHA512Crypt && w.Scheme != schemeSSHA512 {
 			// ARGON2ID: Dovecot reads {ARGON2ID}, OpenLDAP's argon2
 			// module {ARGON2}; no one value serves both.
-			return fmt.Errorf("write ldap: scheme %q is not one of %s, %s, %s (the schemes both OpenLDAP and Dovecot read)",
+			return fmt.Errorf("password ldap: scheme %q is not one of %s, %s, %s (the schemes both OpenLDAP and Dovecot read)",
 				w.Scheme, schemeBLF, schemeSHA512Crypt, schemeSSHA512)
 		}
 	default:
-		return fmt.Errorf("write ldap: mode %q is not %s or %s", w.Mode, ModePasswdModify, ModeReplace)
+		return fmt.Errorf("password ldap: mode %q is not %s or %s", w.Mode, ModePasswdModify, ModeReplace)
 	}
 	if w.Timeout < 0 {
-		return fmt.Errorf("write ldap: negative timeout %s", time.Duration(w.Timeout))
+		return fmt.Errorf("password ldap: negative timeout %s", time.Duration(w.Timeout))
 	}
 	return nil
 }
@@ -198,7 +198,7 @@ func (w *Writer) SetPassword(ctx context.Context, account, password string) erro
 	if password == "" {
 		// Password Modify without a new password asks the server to
 		// make one up, which no one would ever learn.
-		return errors.New("write ldap: no password to set")
+		return errors.New("password ldap: no password to set")
 	}
 	var hashed string
 	if w.Mode == ModeReplace {
@@ -212,7 +212,7 @@ func (w *Writer) SetPassword(ctx context.Context, account, password string) erro
 	defer cancel()
 	c, err := ldapconn.Dial(ctx, w.server())
 	if err != nil {
-		return fmt.Errorf("write ldap: %w", err)
+		return fmt.Errorf("password ldap: %w", err)
 	}
 	defer c.Close()
 	dn, err := w.find(ctx, c, account)
@@ -222,7 +222,7 @@ func (w *Writer) SetPassword(ctx context.Context, account, password string) erro
 	if err := ctx.Err(); err != nil {
 		// The reset's request went away (the gateway gave up on it):
 		// it will not count the reset as done, so nor may this.
-		return fmt.Errorf("write ldap: %w", err)
+		return fmt.Errorf("password ldap: %w", err)
 	}
 	if w.Mode == ModeReplace {
 		req := ldap.NewModifyRequest(dn, nil)
@@ -232,7 +232,7 @@ func (w *Writer) SetPassword(ctx context.Context, account, password string) erro
 		_, err = c.PasswordModify(ldap.NewPasswordModifyRequest(dn, "", password))
 	}
 	if err != nil {
-		return fmt.Errorf("write ldap: setting the password (%s): %w", w.Mode, ldapconn.CleanError(err))
+		return fmt.Errorf("password ldap: setting the password (%s): %w", w.Mode, ldapconn.CleanError(err))
 	}
 	return nil
 }
@@ -242,7 +242,7 @@ func (w *Writer) find(ctx context.Context, c *ldap.Conn, account string) (string
 	deadline, _ := ctx.Deadline()
 	left := time.Until(deadline)
 	if left <= 0 {
-		return "", fmt.Errorf("write ldap: searching: %w", context.DeadlineExceeded)
+		return "", fmt.Errorf("password ldap: searching: %w", context.DeadlineExceeded)
 	}
 	req := ldap.NewSearchRequest(w.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		2, // one entry is the answer; a second makes it ambiguous
@@ -251,15 +251,15 @@ func (w *Writer) find(ctx context.Context, c *ldap.Conn, account string) (string
 	res, err := c.Search(req)
 	switch {
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) || (err == nil && len(res.Entries) > 1):
-		return "", errors.New("write ldap: more than one entry matches the account; nothing written")
+		return "", errors.New("password ldap: more than one entry matches the account; nothing written")
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
 		// The base DN is gone: a directory misconfigured, not an
 		// account unknown.
-		return "", fmt.Errorf("write ldap: searching: base_dn %q does not exist", w.BaseDN)
+		return "", fmt.Errorf("password ldap: searching: base_dn %q does not exist", w.BaseDN)
 	case err != nil:
-		return "", fmt.Errorf("write ldap: searching: %w", ldapconn.CleanError(err))
+		return "", fmt.Errorf("password ldap: searching: %w", ldapconn.CleanError(err))
 	case len(res.Entries) == 0:
-		return "", fmt.Errorf("write ldap: %w", verify.ErrUnknownAccount)
+		return "", fmt.Errorf("password ldap: %w", verify.ErrUnknownAccount)
 	}
 	return res.Entries[0].DN, nil
 }
@@ -283,7 +283,7 @@ func hash(scheme, password string) (string, error) {
 
 // UnmarshalCaddyfile reads
 //
-//	write ldap <ldap:// or ldaps:// url> {
+//	password ldap <ldap:// or ldaps:// url> {
 //	    bind_dn       <dn>
 //	    bind_password <password>            # usually {env.LDAP_WRITER_PASSWORD}
 //	    base_dn       <dn>
@@ -295,16 +295,16 @@ func hash(scheme, password string) (string, error) {
 //	}
 func (w *Writer) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	d.Next() // the module's name
-	if err := cfparse.Secret(d, "write ldap: url", &w.URL); err != nil {
+	if err := cfparse.Secret(d, "password ldap: url", &w.URL); err != nil {
 		return err
 	}
 	// A placeholder is checked once it is expanded, at load.
 	if !strings.HasPrefix(w.URL, "{") && !strings.HasPrefix(w.URL, "ldap://") && !strings.HasPrefix(w.URL, "ldaps://") {
-		return d.Errf("write ldap: url '%s' must start with ldap:// or ldaps://", ldapconn.RedactURL(w.URL))
+		return d.Errf("password ldap: url '%s' must start with ldap:// or ldaps://", ldapconn.RedactURL(w.URL))
 	}
-	err := cfparse.Block(d, "write ldap", map[string]func() error{
+	err := cfparse.Block(d, "password ldap", map[string]func() error{
 		"bind_dn":       func() error { return cfparse.String(d, &w.BindDN) },
-		"bind_password": func() error { return cfparse.Secret(d, "write ldap: bind_password", &w.BindPassword) },
+		"bind_password": func() error { return cfparse.Secret(d, "password ldap: bind_password", &w.BindPassword) },
 		"base_dn":       func() error { return cfparse.String(d, &w.BaseDN) },
 		"mode":          func() error { return cfparse.String(d, &w.Mode) },
 		"scheme":        func() error { return cfparse.String(d, &w.Scheme) },
@@ -316,7 +316,7 @@ func (w *Writer) UnmarshalCaddyfile(d *cf.Dispenser) error {
 		"filter": func() error {
 			err := cfparse.String(d, &w.Filter)
 			if err == nil && strings.Count(w.Filter, ldapconn.AccountPlaceholder) != 1 {
-				err = d.Errf("write ldap: filter '%s' must contain {account} exactly once", w.Filter)
+				err = d.Errf("password ldap: filter '%s' must contain {account} exactly once", w.Filter)
 			}
 			return err
 		},
@@ -325,11 +325,11 @@ func (w *Writer) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	case err != nil:
 		return err
 	case w.BindDN == "":
-		return d.Err("write ldap: bind_dn is required")
+		return d.Err("password ldap: bind_dn is required")
 	case w.BaseDN == "":
-		return d.Err("write ldap: base_dn is required")
+		return d.Err("password ldap: base_dn is required")
 	case w.Filter == "":
-		return d.Err("write ldap: filter is required")
+		return d.Err("password ldap: filter is required")
 	}
 	return nil
 }

@@ -418,7 +418,7 @@ func TestCaddyfile(t *testing.T) {
 	var h verify.Handler
 	if err := h.UnmarshalCaddyfile(cf.NewTestDispenser(`sms_recovery_verify {
 		key_id gw1
-		write ldap ldaps://ldap.example.com {
+		password ldap ldaps://ldap.example.com {
 			bind_dn       cn=password-writer,dc=example,dc=com
 			bind_password {env.LDAP_WRITER_PASSWORD}
 			base_dn       ou=people,dc=example,dc=com

@@ -70,13 +70,13 @@ func (w *Writer) SetPassword(_ context.Context, account, password string) error 
 func (w *Writer) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	d.Next() // the module's name
 	if !d.NextArg() {
-		return d.Errf("write passwd_file: a path is required (passwd_file <path>)")
+		return d.Errf("password passwd_file: a path is required (passwd_file <path>)")
 	}
 	w.Path = d.Val()
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	return cfparse.Block(d, "write passwd_file", map[string]func() error{
+	return cfparse.Block(d, "password passwd_file", map[string]func() error{
 		"scheme": func() error { return cfparse.String(d, &w.Scheme) },
 	})
 }

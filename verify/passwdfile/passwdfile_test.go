@@ -190,7 +190,7 @@ func TestCaddyfile(t *testing.T) {
 	var h verify.Handler
 	if err := h.UnmarshalCaddyfile(cf.NewTestDispenser(`sms_recovery_verify {
 		key_id gw1
-		write passwd_file /etc/dovecot/users {
+		password passwd_file /etc/dovecot/users {
 			scheme ARGON2ID
 		}
 	}`)); err != nil {

@@ -94,7 +94,7 @@ var pool = sqldb.Pool{MaxOpenConns: 4, MaxIdleConns: 1, ConnMaxLifetime: 5 * tim
 // Provision expands the DSN's placeholders, fills the defaults and opens
 // the pool, without connecting.
 func (w *Writer) Provision(caddy.Context) error {
-	if err := placeholder.Expand(nil, "write sql: dsn", &w.DSN); err != nil {
+	if err := placeholder.Expand(nil, "password sql: dsn", &w.DSN); err != nil {
 		return err
 	}
 	if w.Scheme == "" {
@@ -108,7 +108,7 @@ func (w *Writer) Provision(caddy.Context) error {
 	}
 	db, err := sqldb.Open(w.Driver, w.DSN, pool)
 	if err != nil {
-		return fmt.Errorf("write sql: %w", err)
+		return fmt.Errorf("password sql: %w", err)
 	}
 	w.db = db
 	return nil
@@ -118,16 +118,16 @@ func (w *Writer) Provision(caddy.Context) error {
 // parameters that suits the driver, and a scheme.
 func (w *Writer) Validate() error {
 	if err := updateStatement.Check(w.Driver, w.Update); err != nil {
-		return fmt.Errorf("write sql: update: %w", err)
+		return fmt.Errorf("password sql: update: %w", err)
 	}
 	if err := dovecotpw.Check(w.Scheme); err != nil {
-		return fmt.Errorf("write sql: %w", err)
+		return fmt.Errorf("password sql: %w", err)
 	}
 	switch {
 	case w.DSN == "":
-		return errors.New("write sql: no dsn")
+		return errors.New("password sql: no dsn")
 	case w.Timeout < 0:
-		return errors.New("write sql: timeout must not be negative")
+		return errors.New("password sql: timeout must not be negative")
 	}
 	return nil
 }
@@ -145,9 +145,9 @@ func (w *Writer) SetPassword(ctx context.Context, account, password string) erro
 	defer cancel()
 	fail := func(err error) error {
 		if ctx.Err() == context.DeadlineExceeded {
-			return fmt.Errorf("write sql: %w after %s; nothing written", context.DeadlineExceeded, time.Duration(w.Timeout))
+			return fmt.Errorf("password sql: %w after %s; nothing written", context.DeadlineExceeded, time.Duration(w.Timeout))
 		}
-		return fmt.Errorf("write sql: %w", w.db.Scrub(err, hash, "<hash>", password, "<password>"))
+		return fmt.Errorf("password sql: %w", w.db.Scrub(err, hash, "<hash>", password, "<password>"))
 	}
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -163,9 +163,9 @@ func (w *Writer) SetPassword(ctx context.Context, account, password string) erro
 	case err != nil:
 		return fail(err)
 	case n == 0:
-		return fmt.Errorf("write sql: %w", verify.ErrUnknownAccount)
+		return fmt.Errorf("password sql: %w", verify.ErrUnknownAccount)
 	case n > 1:
-		return fmt.Errorf("write sql: the update matched %d rows for one account; rolled back, nothing written", n)
+		return fmt.Errorf("password sql: the update matched %d rows for one account; rolled back, nothing written", n)
 	}
 	if err := tx.Commit(); err != nil {
 		return fail(err)
@@ -183,7 +183,7 @@ func (w *Writer) Cleanup() error {
 
 // UnmarshalCaddyfile reads
 //
-//	write sql postgres|mysql <dsn> {
+//	password sql postgres|mysql <dsn> {
 //	    update  "UPDATE users SET password = $1 WHERE username = $2"   # ? and ? for mysql
 //	    scheme  BLF-CRYPT|SHA512-CRYPT|ARGON2ID|SSHA512
 //	    timeout <duration>
@@ -194,16 +194,16 @@ func (w *Writer) Cleanup() error {
 func (w *Writer) UnmarshalCaddyfile(d *cf.Dispenser) error {
 	d.Next() // the module name
 	if !d.NextArg() {
-		return d.Err("write sql: a driver and a dsn are required (sql postgres|mysql <dsn>)")
+		return d.Err("password sql: a driver and a dsn are required (sql postgres|mysql <dsn>)")
 	}
 	w.Driver = d.Val()
 	if !slices.Contains(sqldb.Drivers, w.Driver) {
-		return d.Errf("write sql: unknown driver '%s' (want postgres or mysql)", w.Driver)
+		return d.Errf("password sql: unknown driver '%s' (want postgres or mysql)", w.Driver)
 	}
-	if err := cfparse.Secret(d, "write sql: dsn", &w.DSN); err != nil {
+	if err := cfparse.Secret(d, "password sql: dsn", &w.DSN); err != nil {
 		return err
 	}
-	err := cfparse.Block(d, "write sql", map[string]func() error{
+	err := cfparse.Block(d, "password sql", map[string]func() error{
 		"scheme":  func() error { return cfparse.String(d, &w.Scheme) },
 		"timeout": func() error { return cfparse.Duration(d, &w.Timeout) },
 		"update": func() error {
@@ -211,13 +211,13 @@ func (w *Writer) UnmarshalCaddyfile(d *cf.Dispenser) error {
 				return err
 			}
 			if err := updateStatement.Check(w.Driver, w.Update); err != nil {
-				return d.Errf("write sql: update: %v", err)
+				return d.Errf("password sql: update: %v", err)
 			}
 			return nil
 		},
 	})
 	if err == nil && w.Update == "" {
-		return d.Err(`write sql: update is required (e.g. update "UPDATE users SET password = $1 WHERE username = $2")`)
+		return d.Err(`password sql: update is required (e.g. update "UPDATE users SET password = $1 WHERE username = $2")`)
 	}
 	return err
 }

@@ -371,7 +371,7 @@ func TestCaddyfile(t *testing.T) {
 	var h verify.Handler
 	if err := h.UnmarshalCaddyfile(cf.NewTestDispenser(`sms_recovery_verify {
 		key_id gw1
-		write sql postgres {env.MAIL_DB_DSN} {
+		password sql postgres {env.MAIL_DB_DSN} {
 			update "UPDATE users SET password = $1 WHERE username = $2"
 			scheme SHA512-CRYPT
 			timeout 2s
