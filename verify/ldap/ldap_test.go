@@ -447,7 +447,7 @@ func TestCaddyfile(t *testing.T) {
 		{"ldap ldap://h {\n bind_password s3cret-one s3cret-two\n}", "not shown"},
 	} {
 		var h verify.Handler
-		err := h.UnmarshalCaddyfile(cf.NewTestDispenser("sms_recovery_verify {\n write " + tt.block + "\n}"))
+		err := h.UnmarshalCaddyfile(cf.NewTestDispenser("sms_recovery_verify {\n password " + tt.block + "\n}"))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: error %v, want one containing %q", tt.block, err, tt.want)
 		} else {

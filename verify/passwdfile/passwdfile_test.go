@@ -199,9 +199,14 @@ func TestCaddyfile(t *testing.T) {
 	if want := `{"path":"/etc/dovecot/users","scheme":"ARGON2ID","writer":"passwd_file"}`; string(h.WriterRaw) != want {
 		t.Fatalf("write = %s, want %s", h.WriterRaw, want)
 	}
-	for _, bad := range []string{"passwd_file", "passwd_file /a /b", "passwd_file /a {\n schema X\n}"} {
-		if err := h.UnmarshalCaddyfile(cf.NewTestDispenser("sms_recovery_verify {\n write " + bad + "\n}")); err == nil {
-			t.Errorf("%q: no error", bad)
+	for bad, want := range map[string]string{
+		"passwd_file":                    "a path is required",
+		"passwd_file /a /b":              "wrong argument count",
+		"passwd_file /a {\n schema X\n}": "schema",
+	} {
+		err := h.UnmarshalCaddyfile(cf.NewTestDispenser("sms_recovery_verify {\n password " + bad + "\n}"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want one containing %q", bad, err, want)
 		}
 	}
 	if err := (&Writer{Path: "/x", Scheme: "MD5-CRYPT"}).Provision(caddy.Context{}); err == nil {
