@@ -2,9 +2,13 @@ package module
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/recovery"
 	"github.com/caddy-sms-recovery/caddy-sms-recovery/storage/memory"
@@ -22,7 +26,18 @@ func TestStartOnRedisIsOneRoundTrip(t *testing.T) {
 	if !ok {
 		t.Fatalf("backend is %T, not Redis", g.h.store.backend)
 	}
-	if err := rs.Ping(context.Background()); err != nil { // a connection, set up
+	// Connections, set up: each new one is checked (OnConnect) in the
+	// context of whatever needed it. The trails' writer uses one now and
+	// then beside the requests, so the pool holds several before counting:
+	// four BLPOPs at once, each on a connection of its own, which return to
+	// the pool when the server times them out.
+	var warm errgroup.Group
+	for range 4 {
+		warm.Go(func() error {
+			return rs.Client().BLPop(context.Background(), 100*time.Millisecond, "smsrec-test:warm:"+t.Name()).Err()
+		})
+	}
+	if err := warm.Wait(); err != nil && !errors.Is(err, redis.Nil) {
 		t.Fatal(err)
 	}
 	// The trails are written off the request path, in their own trips.
